@@ -1,0 +1,189 @@
+#pragma once
+// hsm: the only module that talks PKCS#11. Loads any module by path (dlopen), initialises it with
+// OS locking, finds the token by label, logs in as the user, and hands out pooled sessions.
+//
+// Keys never leave the token in clear:
+//  * persistent keys (KEK, index key) are created with CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,
+//    !CKA_EXTRACTABLE, !CKA_MODIFIABLE and only the usage flags they need; after creation the
+//    attributes CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE are read back and a key where
+//    either is false is destroyed and reported as an error;
+//  * per-account keys are generated (or imported) as temporary session objects that are
+//    sensitive and extractable only so that the KEK can wrap them (CKM_AES_KEY_WRAP_PAD); the
+//    temporary object is destroyed right after wrapping. Unwrapped copies are session objects,
+//    sensitive and non-extractable, destroyed when their SessionKey owner dies.
+//
+// Errors: every CK_RV other than CKR_OK becomes a Status whose message names the function and
+// the CKR_ constant. Mapping: CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SESSION_HANDLE_INVALID,
+// CKR_SESSION_CLOSED, CKR_DEVICE_ERROR, CKR_USER_NOT_LOGGED_IN -> kUnavailable (the session is
+// dropped and the next Acquire() re-opens the token: slot lookup, session, login);
+// CKR_ENCRYPTED_DATA_INVALID / _LEN_RANGE, CKR_WRAPPED_KEY_INVALID / _LEN_RANGE, CKR_SIGNATURE_INVALID
+// -> kDataLoss; CKR_PIN_INCORRECT / CKR_PIN_LEN_RANGE / CKR_PIN_EXPIRED / CKR_PIN_LOCKED ->
+// kPermissionDenied; a missing key label -> kNotFound; others -> kInternal.
+//
+// Thread safety: Token is thread safe. A Session (lease) is used by one thread at a time.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/bytes.h"
+#include "common/secret_bytes.h"
+#include "common/status.h"
+
+namespace otd {
+class Logger;
+}
+
+namespace otd::hsm {
+
+struct TokenConfig {
+  std::string module_path;  // e.g. /usr/lib/softhsm/libsofthsm2.so
+  std::string token_label;  // CKA_LABEL of the token (CK_TOKEN_INFO.label, space-padded on the wire)
+  SecretBytes pin;          // user PIN
+  size_t max_sessions = 8;  // pool size; Acquire() waits when all are leased
+  int acquire_timeout_ms = 5000;
+};
+
+enum class KeyType { kAes256, kHmacSha256 };
+enum class KeyUsage {
+  kWrap,     // CKA_WRAP + CKA_UNWRAP (the KEK)
+  kEncrypt,  // CKA_ENCRYPT + CKA_DECRYPT (AES-GCM data keys)
+  kSign,     // CKA_SIGN + CKA_VERIFY (HMAC keys)
+};
+
+// Attributes read back from a key object (for checks and tests).
+struct KeyAttributes {
+  bool token = false;
+  bool is_private = false;
+  bool sensitive = false;
+  bool extractable = true;
+  bool always_sensitive = false;
+  bool never_extractable = false;
+  bool modifiable = true;
+  // Result of C_GetAttributeValue(CKA_VALUE): true only if the token returned the key bytes
+  // (which must never happen for our keys).
+  bool value_readable = true;
+};
+
+// A reference to a key to use: a persistent key by label, or a session object (SessionKey).
+class KeyRef {
+ public:
+  static KeyRef Persistent(std::string label) { return KeyRef(std::move(label), 0); }
+  const std::string& label() const { return label_; }
+  uint64_t session_object() const { return object_; }
+  bool is_persistent() const { return object_ == 0; }
+
+ private:
+  friend class Session;
+  friend class SessionKey;
+  KeyRef(std::string label, uint64_t object) : label_(std::move(label)), object_(object) {}
+  std::string label_;
+  uint64_t object_ = 0;
+};
+
+class Session;
+class TokenImpl;
+
+// RAII owner of an unwrapped session key object; destroys it (C_DestroyObject) on destruction.
+// Valid only with the Session that created it, and must not outlive it.
+class SessionKey {
+ public:
+  SessionKey(SessionKey&& o) noexcept;
+  SessionKey& operator=(SessionKey&& o) noexcept;
+  SessionKey(const SessionKey&) = delete;
+  SessionKey& operator=(const SessionKey&) = delete;
+  ~SessionKey();
+  KeyRef ref() const { return KeyRef("", object_); }
+
+ private:
+  friend class Session;
+  SessionKey(Session* owner, uint64_t object) : owner_(owner), object_(object) {}
+  void Reset() noexcept;
+  Session* owner_ = nullptr;
+  uint64_t object_ = 0;
+};
+
+// A leased PKCS#11 session. Returned to the pool when destroyed, unless an error marked it broken.
+class Session {
+ public:
+  Session(Session&& o) noexcept;
+  Session& operator=(Session&&) = delete;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // --- persistent keys (found by CKA_LABEL among CKO_SECRET_KEY objects) ---
+  Result<bool> HasKey(std::string_view label);
+  // Creates a persistent key; kAlreadyExists if the label is taken. Verifies CKA_ALWAYS_SENSITIVE
+  // and CKA_NEVER_EXTRACTABLE after creation (destroys the key and returns kInternal otherwise).
+  Status GenerateKey(std::string_view label, KeyType type, KeyUsage usage);
+  Result<KeyAttributes> ReadAttributes(const KeyRef& key);
+
+  // --- AES-256-GCM (CKM_AES_GCM, 96-bit IV, 128-bit tag) ---
+  // Returns ciphertext || tag.
+  Result<Bytes> EncryptGcm(const KeyRef& key, ByteView iv, ByteView aad, ByteView plaintext);
+  // Fails with kDataLoss when the tag does not verify; no partial plaintext is returned.
+  Result<SecretBytes> DecryptGcm(const KeyRef& key, ByteView iv, ByteView aad,
+                                 ByteView ciphertext_and_tag);
+
+  // --- HMAC-SHA256 (CKM_SHA256_HMAC) ---
+  Result<Bytes> Sign(const KeyRef& key, ByteView data);  // 32 bytes
+  // True/false for match/mismatch (CKR_SIGNATURE_INVALID and _LEN_RANGE are "false").
+  Result<bool> Verify(const KeyRef& key, ByteView data, ByteView mac);
+
+  // --- key wrapping (CKM_AES_KEY_WRAP_PAD, RFC 5649) ---
+  // Generates a fresh key of `type` inside the token and returns it wrapped by `kek`.
+  Result<Bytes> GenerateWrapped(const KeyRef& kek, KeyType type);
+  // Imports `value` as a key of `type` (CKK_AES for kAes256 needs 32 bytes; CKK_GENERIC_SECRET for
+  // kHmacSha256 takes 16..128 bytes) and returns it wrapped by `kek`.
+  Result<Bytes> ImportWrapped(const KeyRef& kek, KeyType type, const SecretBytes& value);
+  // Unwraps into a sensitive, non-extractable session object usable for `usage`.
+  Result<SessionKey> Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type, KeyUsage usage);
+
+  // --- random (C_GenerateRandom) ---
+  Status Random(std::span<uint8_t> out);
+
+ private:
+  friend class TokenImpl;
+  friend class SessionKey;
+  Session(TokenImpl* token, uint64_t handle, uint64_t generation)
+      : token_(token), handle_(handle), generation_(generation) {}
+  void DestroyObject(uint64_t object) noexcept;
+  TokenImpl* token_ = nullptr;
+  uint64_t handle_ = 0;
+  uint64_t generation_ = 0;
+  bool broken_ = false;
+};
+
+struct TokenHealth {
+  bool ok = false;
+  std::string detail;  // safe to show operators
+};
+
+class Token {
+ public:
+  // dlopen(module_path), C_GetFunctionList, C_Initialize(CKF_OS_LOCKING_OK), find the slot whose
+  // token label matches, open a session and C_Login(CKU_USER). kUnavailable when the module or
+  // token is missing, kPermissionDenied for a wrong PIN.
+  static Result<std::unique_ptr<Token>> Open(TokenConfig config, Logger* log);
+  ~Token();
+  Token(const Token&) = delete;
+  Token& operator=(const Token&) = delete;
+
+  // Leases a session (opening one if the pool is not full). If the token was lost, re-opens it
+  // (slot lookup, session, login) first. kUnavailable when the token is not usable.
+  Result<Session> Acquire();
+  // Cheap liveness check (C_GetSessionInfo on a pooled session, re-opening if needed).
+  TokenHealth Health();
+  // Module and token description for `opentoken-admin status` (manufacturer, model, label, serial).
+  std::string Describe() const;
+
+ private:
+  explicit Token(std::unique_ptr<TokenImpl> impl);
+  std::unique_ptr<TokenImpl> impl_;
+};
+
+}  // namespace otd::hsm
