@@ -2,9 +2,11 @@
 # explicitly (PRIVATE unless a public header needs them), tests beside the code.
 
 set(OTD_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align
-    -Wno-missing-field-initializers
-    # GCC 12 false positives in libstdc++ string code (GCC bug 105329, 105651):
-    -Wno-restrict -Wno-stringop-overflow)
+    -Wno-missing-field-initializers)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  # GCC 12 false positives in libstdc++ string code (GCC bugs 105329, 105651).
+  list(APPEND OTD_WARNINGS -Wno-restrict -Wno-stringop-overflow)
+endif()
 if(OTD_WERROR)
   list(APPEND OTD_WARNINGS -Werror)
 endif()

@@ -19,8 +19,21 @@
 // CKR_ENCRYPTED_DATA_INVALID / _LEN_RANGE, CKR_WRAPPED_KEY_INVALID / _LEN_RANGE, CKR_SIGNATURE_INVALID
 // -> kDataLoss; CKR_PIN_INCORRECT / CKR_PIN_LEN_RANGE / CKR_PIN_EXPIRED / CKR_PIN_LOCKED ->
 // kPermissionDenied; a missing key label -> kNotFound; others -> kInternal.
+// SoftHSM 2.6 reports a GCM tag mismatch (C_Decrypt) and an RFC 5649 integrity failure
+// (C_UnwrapKey) as CKR_GENERAL_ERROR, so those two calls map CKR_GENERAL_ERROR /
+// CKR_FUNCTION_FAILED to kDataLoss as well.
+// Other codes: kResourceExhausted when all max_sessions are leased for acquire_timeout_ms;
+// kFailedPrecondition from Token::Open when the module is already initialised in this process
+// (CKR_CRYPTOKI_ALREADY_INITIALIZED) or the token lacks one of the mechanisms used here;
+// kInvalidArgument for bad sizes (IV, imported key) and a key type/usage mismatch.
+//
+// Module notes: SoftHSM 2.6 refuses CKM_SHA256_HMAC with keys shorter than 32 bytes
+// (CKR_KEY_SIZE_RANGE -> kInternal), although ImportWrapped accepts 16..128 bytes.
 //
 // Thread safety: Token is thread safe. A Session (lease) is used by one thread at a time.
+// Lifetimes: SessionKey < Session < Token (each must be destroyed before the next). C_Initialize
+// is process global: only one Token per PKCS#11 module may be open at a time (a second Open()
+// fails with kFailedPrecondition; a new Token can be opened after the first is destroyed).
 
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +41,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/bytes.h"
 #include "common/secret_bytes.h"
@@ -88,7 +102,10 @@ class Session;
 class TokenImpl;
 
 // RAII owner of an unwrapped session key object; destroys it (C_DestroyObject) on destruction.
-// Valid only with the Session that created it, and must not outlive it.
+// Valid only with the Session that created it, and must not outlive it (the Session returns its
+// PKCS#11 session to the pool when it dies; a SessionKey still alive then is reported in the log
+// and the session is closed instead of pooled). It does not point at the Session object, so
+// moving the Session while keys exist is fine.
 class SessionKey {
  public:
   SessionKey(SessionKey&& o) noexcept;
@@ -100,10 +117,13 @@ class SessionKey {
 
  private:
   friend class Session;
-  SessionKey(Session* owner, uint64_t object) : owner_(owner), object_(object) {}
+  SessionKey(TokenImpl* token, uint64_t session, uint64_t generation, uint64_t object)
+      : token_(token), session_(session), generation_(generation), object_(object) {}
   void Reset() noexcept;
-  Session* owner_ = nullptr;
-  uint64_t object_ = 0;
+  TokenImpl* token_ = nullptr;  // not owned; the Token outlives every Session and SessionKey
+  uint64_t session_ = 0;        // CK_SESSION_HANDLE the object lives in
+  uint64_t generation_ = 0;     // token generation of that session
+  uint64_t object_ = 0;         // CK_OBJECT_HANDLE
 };
 
 // A leased PKCS#11 session. Returned to the pool when destroyed, unless an error marked it broken.
@@ -149,13 +169,28 @@ class Session {
  private:
   friend class TokenImpl;
   friend class SessionKey;
+  friend class TokenTestPeer;  // hsm/internal/token_test_peer.h (tests only)
   Session(TokenImpl* token, uint64_t handle, uint64_t generation)
       : token_(token), handle_(handle), generation_(generation) {}
-  void DestroyObject(uint64_t object) noexcept;
-  TokenImpl* token_ = nullptr;
-  uint64_t handle_ = 0;
-  uint64_t generation_ = 0;
-  bool broken_ = false;
+  // kUnavailable once the session was dropped (token error) or the token was re-opened since it
+  // was leased; kFailedPrecondition for a moved-from Session.
+  Status Usable();
+  // Turns a failed CK_RV into a Status; token-loss errors mark the session broken and make the
+  // token re-open on the next Acquire(). A stale cached handle of a persistent `key` is evicted.
+  Status Fail(const char* function, unsigned long rv, const KeyRef* key = nullptr);
+  // Object handle for a key reference (persistent keys: cached label lookup).
+  Result<uint64_t> Resolve(const KeyRef& key);
+  // Uncached C_FindObjects by label; kNotFound when absent.
+  Result<uint64_t> FindPersistent(std::string_view label);
+  // C_WrapKey(CKM_AES_KEY_WRAP_PAD) of `object` under `kek`.
+  Result<Bytes> WrapWith(const KeyRef& kek, uint64_t kek_object, uint64_t object);
+  Result<KeyAttributes> ReadAttributesOf(uint64_t object, const KeyRef* key);
+
+  TokenImpl* token_ = nullptr;  // not owned; the Token outlives every Session
+  uint64_t handle_ = 0;         // CK_SESSION_HANDLE
+  uint64_t generation_ = 0;     // token generation when leased
+  bool broken_ = false;         // do not return to the pool
+  bool handle_dead_ = false;    // the module already forgot the handle: do not C_CloseSession it
 };
 
 struct TokenHealth {
@@ -174,14 +209,18 @@ class Token {
   Token& operator=(const Token&) = delete;
 
   // Leases a session (opening one if the pool is not full). If the token was lost, re-opens it
-  // (slot lookup, session, login) first. kUnavailable when the token is not usable.
+  // (slot lookup, session, login) first. kUnavailable when the token is not usable,
+  // kResourceExhausted when all max_sessions stay leased for acquire_timeout_ms.
   Result<Session> Acquire();
-  // Cheap liveness check (C_GetSessionInfo on a pooled session, re-opening if needed).
+  // Cheap liveness check (C_GetSessionInfo on a pooled session, re-opening if needed). Waits at
+  // most 200 ms for a session; all sessions busy counts as healthy.
   TokenHealth Health();
-  // Module and token description for `opentoken-admin status` (manufacturer, model, label, serial).
+  // Module and token description for `opentoken-admin status` (manufacturer, model, label, serial),
+  // one line: module=PATH library="..." manufacturer="..." model="..." label="..." serial="..." slot=N
   std::string Describe() const;
 
  private:
+  friend class TokenTestPeer;  // hsm/internal/token_test_peer.h (tests only)
   explicit Token(std::unique_ptr<TokenImpl> impl);
   std::unique_ptr<TokenImpl> impl_;
 };

@@ -19,6 +19,13 @@
 // store refuses further writes).
 //
 // Thread safety: all methods are thread safe. Values returned are copies (never views into the map).
+// Read transactions are not bound to OS threads (MDB_NOTLS), so a ForEach() callback may call
+// Get()/GetStats() on the same store. ApplyAsync() callbacks run on the writer thread: they may
+// call ApplyAsync() and the read methods, but Apply()/PurgeExpired() there return kInternal
+// (they would wait for the thread they run on), and the store must not be destroyed from them.
+//
+// Process rules (lmdb.h caveats): one Store per directory per process (a second Open() of the
+// same directory returns kFailedPrecondition); never fork() while a Store is open.
 
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +46,10 @@ class Logger;
 
 namespace otd::store {
 
+namespace internal {
+struct StoreTestPeer;  // store/internal/store_test_peer.h: lets tests inspect the environment
+}
+
 struct Options {
   std::string path;                       // directory; created (0700) if missing
   uint64_t map_size_bytes = 1ull << 30;   // LMDB map size
@@ -58,9 +69,10 @@ enum class Op {
 struct Mutation {
   Op op = Op::kPut;
   std::string table;
-  Bytes key;
+  Bytes key;                     // 1..511 bytes; with expires_at > 0, table + key <= 502 bytes
   Bytes value;                   // ignored for kDelete/kErase
-  std::optional<Bytes> expect;   // if set, the current value must equal it (compare-and-swap)
+  std::optional<Bytes> expect;   // if set, the current value must equal it (compare-and-swap);
+                                 // a missing key never matches; not allowed with kInsert
   int64_t expires_at = 0;        // > 0: Unix seconds after which PurgeExpired() may delete it;
                                  // 0: no expiry (any earlier TTL entry for the key is removed)
 };
@@ -110,6 +122,7 @@ class Store {
 
  private:
   class Impl;
+  friend struct internal::StoreTestPeer;
   explicit Store(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

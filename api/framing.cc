@@ -1,0 +1,162 @@
+#include "api/framing.h"
+
+#include <algorithm>
+#include <cctype>
+#include <string_view>
+
+namespace otd::api {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool ContainsCI(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) {
+    return false;
+  }
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (IEquals(hay.substr(i, needle.size()), needle)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+FramingError Bad(std::string m) { return {400, std::move(m)}; }
+
+}  // namespace
+
+std::optional<FramingError> CheckRawHeader(std::string_view raw) {
+  size_t line_start = 0;
+  bool first_line = true;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '\0') {
+      return Bad("NUL byte in the request header");
+    }
+    if (c == '\r' && (i + 1 >= raw.size() || raw[i + 1] != '\n')) {
+      return Bad("bare CR in the request header");
+    }
+    if (c == '\n') {
+      line_start = i + 1;
+      first_line = false;
+      continue;
+    }
+    if (i == line_start && !first_line && (c == ' ' || c == '\t')) {
+      return Bad("obsolete line folding in the request header");
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<FramingError> CheckFraming(const http::request_header<>& header, bool is_tcp,
+                                         const Limits& limits) {
+  if (header.version() != 11) {
+    return Bad("only HTTP/1.1 is supported");
+  }
+  int host_count = 0;
+  int cl_count = 0;
+  int te_count = 0;
+  std::string_view cl_value;
+  std::string_view te_value;
+  std::string_view host_value;
+  for (const auto& f : header) {
+    std::string_view name = f.name_string();
+    std::string_view value = f.value();
+    if (name.empty()) {
+      return Bad("empty header name");
+    }
+    for (unsigned char c : value) {
+      if (c == '\r' || c == '\n' || c == 0) {
+        return Bad("header value contains a line break or NUL");
+      }
+    }
+    if (f.name() == http::field::host) {
+      ++host_count;
+      host_value = value;
+    } else if (f.name() == http::field::content_length) {
+      ++cl_count;
+      cl_value = value;
+    } else if (f.name() == http::field::transfer_encoding) {
+      ++te_count;
+      te_value = value;
+    } else if (f.name() == http::field::expect) {
+      if (!IEquals(value, "100-continue")) {
+        return FramingError{417, "only Expect: 100-continue is supported"};
+      }
+    } else if (IEquals(name, "content-length") || IEquals(name, "transfer-encoding") ||
+               IEquals(name, "host")) {
+      return Bad("malformed framing header name");
+    }
+  }
+  if (te_count > 0) {
+    if (te_count > 1 || !IEquals(te_value, "chunked")) {
+      return Bad("unsupported Transfer-Encoding");
+    }
+    if (cl_count > 0) {
+      return Bad("Content-Length together with Transfer-Encoding");
+    }
+  }
+  if (cl_count > 1) {
+    return Bad("duplicate Content-Length");
+  }
+  if (cl_count == 1) {
+    if (cl_value.empty() || cl_value.size() > 19 ||
+        !std::all_of(cl_value.begin(), cl_value.end(),
+                     [](char c) { return c >= '0' && c <= '9'; })) {
+      return Bad("malformed Content-Length");
+    }
+    uint64_t n = 0;
+    for (char c : cl_value) {
+      n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (n > limits.max_body_bytes) {
+      return FramingError{413, "request body is too large"};
+    }
+  }
+  if (host_count > 1) {
+    return Bad("duplicate Host");
+  }
+  if (host_count == 0 && is_tcp) {
+    return Bad("missing Host");
+  }
+  if (host_count == 1) {
+    if (host_value.empty() || host_value.size() > 255) {
+      return Bad("malformed Host");
+    }
+    for (unsigned char c : host_value) {
+      if (c <= 0x20 || c >= 0x7f || c == '@' || c == '/' || c == '\\' || c == ',') {
+        return Bad("malformed Host");
+      }
+    }
+  }
+  std::string_view target = header.target();
+  if (target.size() > limits.max_target_bytes) {
+    return FramingError{414, "request target is too long"};
+  }
+  if (target.empty() || target.front() != '/') {
+    return Bad("request target must be in origin form");
+  }
+  for (unsigned char c : target) {
+    if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '#') {
+      return Bad("request target contains a forbidden character");
+    }
+  }
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path.find("/..") != std::string_view::npos || path.find("//") != std::string_view::npos ||
+      ContainsCI(target, "%00") || ContainsCI(target, "%0d") || ContainsCI(target, "%0a") ||
+      ContainsCI(path, "%2e") || ContainsCI(path, "%2f") || ContainsCI(path, "%5c")) {
+    return Bad("request target is not canonical");
+  }
+  return std::nullopt;
+}
+
+}  // namespace otd::api

@@ -1,0 +1,24 @@
+#pragma once
+// Every limit of the HTTP layer in one place (DESIGN §6). Values come from the config
+// (`limits.*`), these are the defaults and hard bounds.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace otd::api {
+
+struct Limits {
+  uint64_t max_header_bytes = 8 * 1024;
+  uint64_t max_body_bytes = 1024 * 1024;       // largest body of any route (token payloads)
+  uint64_t max_json_body_bytes = 64 * 1024;    // bodies of JSON routes
+  std::chrono::milliseconds request_timeout{10'000};  // total time to read one request
+  std::chrono::milliseconds idle_timeout{30'000};     // keep-alive wait for the next request
+  std::chrono::milliseconds write_timeout{10'000};
+  std::chrono::milliseconds handshake_timeout{10'000};
+  uint32_t max_connections = 512;
+  size_t max_target_bytes = 2048;
+  size_t max_json_depth = 8;
+};
+
+}  // namespace otd::api

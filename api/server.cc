@@ -1,0 +1,561 @@
+#include "api/server.h"
+
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "api/errors.h"
+#include "api/framing.h"
+#include "crypto/random.h"
+
+namespace otd::api {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace ssl = boost::asio::ssl;
+using tcp = net::ip::tcp;
+using unix_proto = net::local::stream_protocol;
+using UnixStream = beast::basic_stream<unix_proto>;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using beast::error_code;
+using net::awaitable;
+using net::use_awaitable;
+
+namespace {
+
+// One open connection, as seen by Stop(): it can be closed while it waits for a request.
+class ConnBase {
+ public:
+  virtual ~ConnBase() = default;
+  virtual void CloseIfIdle() = 0;
+  virtual void ForceClose() = 0;
+};
+
+template <class Stream>
+class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Stream>> {
+ public:
+  explicit Conn(Stream s) : stream(std::move(s)) {}
+  void CloseIfIdle() override {
+    net::post(stream.get_executor(), [self = this->shared_from_this()] {
+      if (self->idle) {
+        error_code ec;
+        beast::get_lowest_layer(self->stream).socket().close(ec);
+      }
+    });
+  }
+  void ForceClose() override {
+    net::post(stream.get_executor(), [self = this->shared_from_this()] {
+      error_code ec;
+      beast::get_lowest_layer(self->stream).socket().close(ec);
+    });
+  }
+  Stream stream;
+  bool idle = true;  // only touched on the connection's strand
+};
+
+Request BlankRequest() {
+  Request r;
+  r.version(11);
+  return r;
+}
+
+bool IsQuietClose(const error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+         ec == beast::error::timeout || ec == net::error::bad_descriptor ||
+         ec == ssl::error::stream_truncated;
+}
+
+void AddCommonHeaders(Response& res, const std::string& request_id) {
+  res.set(http::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("X-Frame-Options", "DENY");
+  res.set("X-Request-Id", request_id);
+}
+
+std::string NewRequestId() {
+  auto id = crypto::RandomUrlSafeString(12);
+  return id.ok() ? *id : std::string("unavailable");
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  Impl(ServerOptions o, const Router& router, Logger& log)
+      : opt_(std::move(o)),
+        router_(router),
+        log_(log),
+        ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
+        workers_(std::max(1u, opt_.worker_threads)),
+        ssl_ctx_(ssl::context::tls_server),
+        drain_timer_(ioc_) {}
+
+  Status Bind();
+  void Run();
+  void Stop();
+  uint16_t tls_port() const { return tls_port_; }
+  size_t connections() const { return connections_.load(); }
+
+ private:
+  Status SetUpTls();
+  awaitable<void> AcceptUnix();
+  awaitable<void> AcceptTls();
+  template <class Stream>
+  awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
+  template <class Stream>
+  awaitable<void> Send(Stream& stream, Response res, bool close);
+  Response Handle(Request& req, RequestContext& ctx);
+  void Track(const std::shared_ptr<ConnBase>& c);
+  void Untrack(const std::shared_ptr<ConnBase>& c);
+  void MaybeFinishDrain();
+
+  ServerOptions opt_;
+  const Router& router_;
+  Logger& log_;
+  net::io_context ioc_;
+  net::thread_pool workers_;
+  ssl::context ssl_ctx_;
+  std::optional<unix_proto::acceptor> unix_acceptor_;
+  std::optional<tcp::acceptor> tls_acceptor_;
+  uint16_t tls_port_ = 0;
+  std::atomic<size_t> connections_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::set<std::shared_ptr<ConnBase>> conns_;
+  net::steady_timer drain_timer_;
+  // Keeps Run() alive until Stop() has drained the connections.
+  net::executor_work_guard<net::io_context::executor_type> work_{ioc_.get_executor()};
+};
+
+Status HttpServer::Impl::SetUpTls() {
+  error_code ec;
+  ssl_ctx_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                       ec);
+  SSL_CTX* ctx = ssl_ctx_.native_handle();
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(ctx,
+                              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                              "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1) {
+    return Internal("cannot restrict TLS versions/ciphers");
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_NO_COMPRESSION);
+  ssl_ctx_.use_certificate_chain_file(opt_.tls_listener->certificate_file, ec);
+  if (ec) {
+    return InvalidArgument("listen.tls.certificate: cannot load " +
+                           opt_.tls_listener->certificate_file);
+  }
+  ssl_ctx_.use_private_key_file(opt_.tls_listener->private_key_file, ssl::context::pem, ec);
+  if (ec || SSL_CTX_check_private_key(ctx) != 1) {
+    return InvalidArgument("listen.tls.private_key: cannot load " +
+                           opt_.tls_listener->private_key_file + " or it does not match the certificate");
+  }
+  return Status::Ok();
+}
+
+Status HttpServer::Impl::Bind() {
+  error_code ec;
+  if (opt_.unix_listener) {
+    const auto& u = *opt_.unix_listener;
+    unix_acceptor_.emplace(ioc_);
+    if (u.inherited_fd >= 0) {
+      unix_acceptor_->assign(unix_proto(), u.inherited_fd, ec);
+      if (ec) {
+        return Unavailable("cannot adopt the inherited Unix socket: " + ec.message());
+      }
+    } else {
+      struct stat st {};
+      if (::lstat(u.path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+          return InvalidArgument("listen.unix.path: " + u.path + " exists and is not a socket");
+        }
+        ::unlink(u.path.c_str());  // a stale socket from an earlier run
+      }
+      unix_acceptor_->open(unix_proto(), ec);
+      if (!ec) {
+        unix_acceptor_->bind(unix_proto::endpoint(u.path), ec);
+      }
+      if (!ec && ::chmod(u.path.c_str(), u.mode) != 0) {
+        return Unavailable("cannot set the mode of " + u.path);
+      }
+      if (!ec) {
+        unix_acceptor_->listen(net::socket_base::max_listen_connections, ec);
+      }
+      if (ec) {
+        return Unavailable("cannot listen on " + u.path + ": " + ec.message());
+      }
+    }
+  }
+  if (opt_.tls_listener) {
+    OTD_RETURN_IF_ERROR(SetUpTls());
+    const auto& t = *opt_.tls_listener;
+    auto address = net::ip::make_address(t.address, ec);
+    if (ec) {
+      return InvalidArgument("listen.tls.address: not an IP address");
+    }
+    tcp::endpoint ep(address, t.port);
+    tls_acceptor_.emplace(ioc_);
+    tls_acceptor_->open(ep.protocol(), ec);
+    if (!ec) {
+      tls_acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      tls_acceptor_->bind(ep, ec);
+    }
+    if (!ec) {
+      tls_acceptor_->listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      return Unavailable("cannot listen on " + t.address + ":" + std::to_string(t.port) + ": " +
+                         ec.message());
+    }
+    tls_port_ = tls_acceptor_->local_endpoint().port();
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Impl::Track(const std::shared_ptr<ConnBase>& c) {
+  std::lock_guard lock(mu_);
+  conns_.insert(c);
+}
+
+void HttpServer::Impl::Untrack(const std::shared_ptr<ConnBase>& c) {
+  {
+    std::lock_guard lock(mu_);
+    conns_.erase(c);
+  }
+  connections_.fetch_sub(1);
+  MaybeFinishDrain();
+}
+
+void HttpServer::Impl::MaybeFinishDrain() {
+  if (stopping_.load() && connections_.load() == 0) {
+    net::post(ioc_, [this] {
+      drain_timer_.cancel();
+      work_.reset();  // lets Run() return once the last handlers are done
+    });
+  }
+}
+
+awaitable<void> HttpServer::Impl::AcceptUnix() {
+  for (;;) {
+    error_code ec;
+    unix_proto::socket sock = co_await unix_acceptor_->async_accept(
+        net::make_strand(ioc_), net::redirect_error(use_awaitable, ec));
+    if (stopping_.load()) {
+      co_return;
+    }
+    if (ec) {
+      log_.Warn("accept_failed", {{"transport", "unix"}, {"error", ec.message()}});
+      net::steady_timer t(ioc_, std::chrono::milliseconds(50));
+      co_await t.async_wait(net::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    if (connections_.load() >= opt_.limits.max_connections) {
+      log_.Warn("connection_refused", {{"transport", "unix"}, {"reason", "max_connections"}});
+      sock.close(ec);
+      continue;
+    }
+    connections_.fetch_add(1);
+    auto conn = std::make_shared<Conn<UnixStream>>(UnixStream(std::move(sock)));
+    Track(conn);
+    net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kUnix), net::detached);
+  }
+}
+
+awaitable<void> HttpServer::Impl::AcceptTls() {
+  for (;;) {
+    error_code ec;
+    tcp::socket sock = co_await tls_acceptor_->async_accept(net::make_strand(ioc_),
+                                                            net::redirect_error(use_awaitable, ec));
+    if (stopping_.load()) {
+      co_return;
+    }
+    if (ec) {
+      log_.Warn("accept_failed", {{"transport", "tls"}, {"error", ec.message()}});
+      net::steady_timer t(ioc_, std::chrono::milliseconds(50));
+      co_await t.async_wait(net::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    if (connections_.load() >= opt_.limits.max_connections) {
+      log_.Warn("connection_refused", {{"transport", "tls"}, {"reason", "max_connections"}});
+      sock.close(ec);
+      continue;
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    connections_.fetch_add(1);
+    auto conn = std::make_shared<Conn<TlsStream>>(TlsStream(beast::tcp_stream(std::move(sock)), ssl_ctx_));
+    Track(conn);
+    net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kTls), net::detached);
+  }
+}
+
+Response HttpServer::Impl::Handle(Request& req, RequestContext& ctx) {
+  try {
+    return router_.Dispatch(req, ctx);
+  } catch (const std::exception&) {
+    log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
+    return VndError(req, ctx, 500, "internal-error", "internal error");
+  }
+}
+
+template <class Stream>
+awaitable<void> HttpServer::Impl::Send(Stream& stream, Response res, bool close) {
+  res.keep_alive(!close);
+  if (close) {
+    res.set(http::field::connection, "close");
+  }
+  if (!res.has_content_length() && res.result() != http::status::no_content) {
+    res.prepare_payload();
+  }
+  beast::get_lowest_layer(stream).expires_after(opt_.limits.write_timeout);
+  error_code ec;
+  co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
+}
+
+template <class Stream>
+awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport) {
+  Stream& stream = conn->stream;
+  const Limits& lim = opt_.limits;
+  const bool is_tls = transport == Transport::kTls;
+  const char* transport_name = is_tls ? "tls" : "unix";
+  error_code ec;
+  bool usable = true;
+
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    beast::get_lowest_layer(stream).expires_after(lim.handshake_timeout);
+    co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      usable = false;
+    }
+  }
+
+  beast::flat_buffer buffer(lim.max_header_bytes + 64 * 1024);
+  bool first = true;
+  while (usable && !stopping_.load()) {
+    conn->idle = true;
+    beast::get_lowest_layer(stream).expires_after(first ? lim.request_timeout : lim.idle_timeout);
+    first = false;
+    http::request_parser<http::empty_body> header_parser;
+    header_parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
+    // Read the raw header ourselves (bounded), so that it can be checked byte by byte before
+    // Beast parses it (CheckRawHeader), then hand exactly those bytes to the parser.
+    size_t header_end = 0;
+    while (true) {
+      auto bytes = buffer.data();
+      std::string_view have(static_cast<const char*>(bytes.data()), bytes.size());
+      if (size_t pos = have.find("\r\n\r\n"); pos != std::string_view::npos) {
+        header_end = pos + 4;
+        break;
+      }
+      if (have.size() >= lim.max_header_bytes) {
+        break;
+      }
+      size_t want = std::min<size_t>(4096, lim.max_header_bytes + 4 - have.size());
+      size_t n = co_await stream.async_read_some(buffer.prepare(want),
+                                                 net::redirect_error(use_awaitable, ec));
+      buffer.commit(n);
+      if (ec) {
+        break;
+      }
+    }
+    conn->idle = false;
+    auto started = std::chrono::steady_clock::now();
+    RequestContext ctx;
+    ctx.request_id = NewRequestId();
+    ctx.transport = transport;
+    if (header_end == 0) {
+      if (!ec) {
+        ec = http::error::header_limit;
+      }
+      if (!IsQuietClose(ec) && buffer.size() > 0) {
+        unsigned status = ec == http::error::header_limit ? 431 : 400;
+        const char* msg = status == 431 ? "request header is too large" : "malformed request";
+        log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
+                                    {"status", status}, {"reason", ec.message()}});
+        co_await Send(stream, VndError(BlankRequest(), ctx, status, "bad-request", msg), true);
+      }
+      break;
+    }
+    std::string_view raw_header(static_cast<const char*>(buffer.data().data()), header_end);
+    std::optional<FramingError> bad_raw = CheckRawHeader(raw_header);
+    if (!bad_raw) {
+      size_t used = header_parser.put(net::buffer(raw_header.data(), raw_header.size()), ec);
+      if (ec || used != header_end || !header_parser.is_header_done()) {
+        bad_raw = FramingError{ec == http::error::header_limit ? 431u : 400u, "malformed request"};
+      }
+    }
+    if (bad_raw) {
+      log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
+                                  {"status", bad_raw->status}, {"reason", bad_raw->message}});
+      co_await Send(stream, VndError(BlankRequest(), ctx, bad_raw->status, "bad-request", bad_raw->message),
+                    true);
+      break;
+    }
+    buffer.consume(header_end);
+    // Restart the clock for the rest of this request (body), bounded by the request deadline.
+    beast::get_lowest_layer(stream).expires_after(lim.request_timeout);
+    if (auto bad = CheckFraming(header_parser.get(), is_tls, lim)) {
+      log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
+                                  {"status", bad->status}, {"reason", bad->message}});
+      const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
+      co_await Send(stream, VndError(BlankRequest(), ctx, bad->status, code, bad->message), true);
+      break;
+    }
+    if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
+      if (ec) {
+        break;
+      }
+    }
+    http::request_parser<http::string_body> parser(std::move(header_parser));
+    parser.body_limit(lim.max_body_bytes);
+    co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (ec == http::error::body_limit) {
+        co_await Send(stream,
+                      VndError(BlankRequest(), ctx, 413, "payload-too-large",
+                               "request body is too large"),
+                      true);
+      } else if (!IsQuietClose(ec)) {
+        co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "malformed request body"),
+                      true);
+      }
+      break;
+    }
+    Request req = parser.release();
+    SplitTarget(req.target(), ctx.path, ctx.query);
+    // Handlers may block on the HSM or the store: run them on the worker pool.
+    Response res = co_await net::co_spawn(
+        workers_.get_executor(),
+        [this, &req, &ctx]() -> awaitable<Response> { co_return Handle(req, ctx); },
+        use_awaitable);
+    AddCommonHeaders(res, ctx.request_id);
+    const bool close = !req.keep_alive() || stopping_.load();
+    unsigned status = res.result_int();
+    co_await Send(stream, std::move(res), close);
+    auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - started)
+                       .count();
+    log_.Info("http_request", {{"request_id", ctx.request_id},
+                               {"transport", transport_name},
+                               {"method", std::string(http::to_string(req.method()))},
+                               {"route", ctx.route},
+                               {"status", status},
+                               {"latency_us", static_cast<int64_t>(latency)}});
+    // Wipe the request body: it may have held a payload to tokenize.
+    OPENSSL_cleanse(req.body().data(), req.body().size());
+    if (close) {
+      break;
+    }
+  }
+
+  // Orderly close: TLS close_notify (bounded), then the socket.
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    if (usable) {
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      co_await stream.async_shutdown(net::redirect_error(use_awaitable, ec));
+    }
+  } else {
+    stream.socket().shutdown(unix_proto::socket::shutdown_send, ec);
+  }
+  beast::get_lowest_layer(stream).close();
+  Untrack(conn);
+}
+
+void HttpServer::Impl::Run() {
+  if (unix_acceptor_) {
+    net::co_spawn(ioc_, AcceptUnix(), net::detached);
+  }
+  if (tls_acceptor_) {
+    net::co_spawn(ioc_, AcceptTls(), net::detached);
+  }
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < std::max(1u, opt_.io_threads); ++i) {
+    threads.emplace_back([this] { ioc_.run(); });
+  }
+  ioc_.run();
+  for (auto& t : threads) {
+    t.join();
+  }
+  workers_.join();
+}
+
+void HttpServer::Impl::Stop() {
+  if (stopping_.exchange(true)) {
+    return;
+  }
+  net::post(ioc_, [this] {
+    error_code ec;
+    if (unix_acceptor_) {
+      unix_acceptor_->close(ec);
+      if (opt_.unix_listener && opt_.unix_listener->inherited_fd < 0) {
+        ::unlink(opt_.unix_listener->path.c_str());
+      }
+    }
+    if (tls_acceptor_) {
+      tls_acceptor_->close(ec);
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (auto& c : conns_) {
+        c->CloseIfIdle();
+      }
+    }
+    // In-flight requests get this long to finish before their connections are cut.
+    drain_timer_.expires_after(std::chrono::seconds(20));
+    drain_timer_.async_wait([this](error_code ec2) {
+      if (ec2) {
+        return;  // cancelled: the drain finished in time
+      }
+      log_.Warn("drain_timeout", {{"connections", static_cast<int64_t>(connections_.load())}});
+      std::lock_guard lock(mu_);
+      for (auto& c : conns_) {
+        c->ForceClose();
+      }
+    });
+    MaybeFinishDrain();
+  });
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options, const Router& router,
+                                                       Logger& log) {
+  if (!options.unix_listener && !options.tls_listener) {
+    return InvalidArgument("no listener configured");
+  }
+  auto impl = std::make_unique<Impl>(std::move(options), router, log);
+  OTD_RETURN_IF_ERROR(impl->Bind());
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() = default;
+void HttpServer::Run() { impl_->Run(); }
+void HttpServer::Stop() { impl_->Stop(); }
+uint16_t HttpServer::BoundTlsPort() const { return impl_->tls_port(); }
+size_t HttpServer::OpenConnections() const { return impl_->connections(); }
+
+}  // namespace otd::api

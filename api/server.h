@@ -1,0 +1,71 @@
+#pragma once
+// HttpServer: Boost.Beast HTTP/1.1 over a Unix socket and/or TLS (both at once), keep-alive.
+//
+// Per connection (one coroutine on its own strand):
+//   read header (limit, total request deadline) → framing guard (api/framing.h) → 100-continue if
+//   asked → read body (limit from the guard) → run the handler on the worker pool → write
+//   (write deadline) → wait for the next request (idle deadline).
+// Any parse or framing error: a short vnd.error response with `Connection: close`, then the
+// connection is shut down; no later request on it is ever read.
+//
+// Stop(): stops accepting, closes idle connections, lets in-flight requests finish (their
+// responses carry `Connection: close`), then returns from Run().
+//
+// Thread safety: Run() blocks the calling thread (plus io_threads - 1 helpers); Stop() may be
+// called from any thread or a signal handler's asio::signal_set.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "api/limits.h"
+#include "api/router.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace otd::api {
+
+struct UnixListener {
+  std::string path;
+  unsigned mode = 0660;
+  int inherited_fd = -1;  // socket activation: an already-listening fd (then path is informative)
+};
+
+struct TlsListener {
+  std::string address;
+  uint16_t port = 0;  // 0: pick a free port (tests); see BoundTlsPort()
+  std::string certificate_file;
+  std::string private_key_file;
+};
+
+struct ServerOptions {
+  std::optional<UnixListener> unix_listener;
+  std::optional<TlsListener> tls_listener;
+  Limits limits;
+  unsigned io_threads = 2;
+  unsigned worker_threads = 4;
+};
+
+class HttpServer {
+ public:
+  // Binds the listeners (so errors surface before READY). kUnavailable/kInvalidArgument on failure.
+  static Result<std::unique_ptr<HttpServer>> Create(ServerOptions options, const Router& router,
+                                                     Logger& log);
+  ~HttpServer();
+
+  // Serves until Stop() has drained every connection.
+  void Run();
+  void Stop();
+  uint16_t BoundTlsPort() const;
+  size_t OpenConnections() const;
+
+  class Impl;
+
+ private:
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace otd::api

@@ -1,0 +1,86 @@
+#include "common/strict_json.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace otd {
+
+namespace {
+
+struct Reject {
+  std::string why;
+};
+
+bool HasControlChar(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& limits) {
+  if (text.size() >= 3 && static_cast<unsigned char>(text[0]) == 0xEF &&
+      static_cast<unsigned char>(text[1]) == 0xBB && static_cast<unsigned char>(text[2]) == 0xBF) {
+    return InvalidArgument("JSON must not start with a byte order mark");
+  }
+  // One set of seen keys per open object (the callback's depth tells which object we are in).
+  std::vector<std::set<std::string>> keys;
+  auto callback = [&](int depth, nlohmann::json::parse_event_t event,
+                      nlohmann::json& parsed) -> bool {
+    using E = nlohmann::json::parse_event_t;
+    if (static_cast<size_t>(depth) > limits.max_depth) {
+      throw Reject{"JSON nesting is deeper than " + std::to_string(limits.max_depth)};
+    }
+    switch (event) {
+      case E::object_start:
+        keys.emplace_back();
+        break;
+      case E::object_end:
+        if (!keys.empty()) {
+          keys.pop_back();
+        }
+        break;
+      case E::key: {
+        const auto& k = parsed.get_ref<const std::string&>();
+        if (HasControlChar(k)) {
+          throw Reject{"JSON object key contains a control character"};
+        }
+        if (keys.empty() || !keys.back().insert(k).second) {
+          throw Reject{"JSON object has a duplicate key"};
+        }
+        break;
+      }
+      case E::value:
+        if (parsed.is_string()) {
+          const auto& s = parsed.get_ref<const std::string&>();
+          if (s.size() > limits.max_string_bytes) {
+            throw Reject{"JSON string is too long"};
+          }
+          if (HasControlChar(s)) {
+            throw Reject{"JSON string contains a control character"};
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
+                                 /*ignore_comments=*/false);
+  } catch (const Reject& r) {
+    return InvalidArgument(r.why);
+  } catch (const nlohmann::json::parse_error& e) {
+    return InvalidArgument("malformed JSON at byte " + std::to_string(e.byte));
+  } catch (const nlohmann::json::exception&) {
+    return InvalidArgument("malformed JSON");
+  }
+}
+
+}  // namespace otd

@@ -1,0 +1,235 @@
+#include "daemon/config.h"
+
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "common/strict_json.h"
+
+namespace otd::daemon {
+
+namespace {
+
+using nlohmann::json;
+
+// Reads the members of one JSON object, remembering which keys were used so that leftovers can
+// be reported as unknown. Every error names the full key path.
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
+
+  std::string Path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  bool Has(const std::string& key) const { return obj_.contains(key); }
+
+  Status String(const std::string& key, std::string& out, bool required) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      return required ? InvalidArgument(Path(key) + ": is required") : Status::Ok();
+    }
+    const json& v = obj_.at(key);
+    if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+      return InvalidArgument(Path(key) + ": must be a non-empty string");
+    }
+    out = v.get<std::string>();
+    return Status::Ok();
+  }
+
+  template <class Int>
+  Status Integer(const std::string& key, Int& out, uint64_t min, uint64_t max) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      return Status::Ok();
+    }
+    const json& v = obj_.at(key);
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < min || v.get<uint64_t>() > max) {
+      return InvalidArgument(Path(key) + ": must be an integer between " + std::to_string(min) +
+                             " and " + std::to_string(max));
+    }
+    out = static_cast<Int>(v.get<uint64_t>());
+    return Status::Ok();
+  }
+
+  Result<const json*> Object(const std::string& key, bool required) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      if (required) {
+        return InvalidArgument(Path(key) + ": is required");
+      }
+      return static_cast<const json*>(nullptr);
+    }
+    const json& v = obj_.at(key);
+    if (!v.is_object()) {
+      return InvalidArgument(Path(key) + ": must be an object");
+    }
+    return &v;
+  }
+
+  Status NoUnknownKeys() const {
+    for (const auto& [k, v] : obj_.items()) {
+      if (used_.count(k) == 0) {
+        return InvalidArgument(Path(k) + ": unknown configuration key");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const json& obj_;
+  std::string prefix_;
+  std::set<std::string> used_;
+};
+
+Status ParseMode(ObjectReader& r, const std::string& key, uint32_t& out) {
+  std::string text;
+  OTD_RETURN_IF_ERROR(r.String(key, text, false));
+  if (text.empty()) {
+    return Status::Ok();
+  }
+  bool ok = text.size() >= 3 && text.size() <= 4;
+  uint32_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') {
+      ok = false;
+      break;
+    }
+    mode = mode * 8 + static_cast<uint32_t>(c - '0');
+  }
+  if (!ok || mode > 0777 || (mode & 0007) != 0) {
+    return InvalidArgument(r.Path(key) +
+                           ": must be an octal string such as \"0660\" with no access for others");
+  }
+  out = mode;
+  return Status::Ok();
+}
+
+Status ParseListen(const json& j, Config& c) {
+  ObjectReader r(j, "listen");
+  OTD_ASSIGN_OR_RETURN(const json* unix_obj, r.Object("unix", false));
+  if (unix_obj != nullptr) {
+    ObjectReader u(*unix_obj, "listen.unix");
+    UnixListenConfig ul;
+    OTD_RETURN_IF_ERROR(u.String("path", ul.path, true));
+    OTD_RETURN_IF_ERROR(ParseMode(u, "mode", ul.mode));
+    OTD_RETURN_IF_ERROR(u.NoUnknownKeys());
+    if (ul.path.size() > 100) {
+      return InvalidArgument("listen.unix.path: longer than a Unix socket path may be (100 bytes)");
+    }
+    c.unix_listen = ul;
+  }
+  OTD_ASSIGN_OR_RETURN(const json* tls_obj, r.Object("tls", false));
+  if (tls_obj != nullptr) {
+    ObjectReader t(*tls_obj, "listen.tls");
+    TlsListenConfig tl;
+    OTD_RETURN_IF_ERROR(t.String("address", tl.address, false));
+    OTD_RETURN_IF_ERROR(t.Integer("port", tl.port, 1, 65535));
+    OTD_RETURN_IF_ERROR(t.String("certificate", tl.certificate, true));
+    OTD_RETURN_IF_ERROR(t.String("private_key", tl.private_key, true));
+    OTD_RETURN_IF_ERROR(t.NoUnknownKeys());
+    c.tls_listen = tl;
+  }
+  OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  if (!c.unix_listen && !c.tls_listen) {
+    return InvalidArgument("listen: needs at least one of listen.unix or listen.tls");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view json_text) {
+  auto parsed = ParseStrictJson(json_text, JsonLimits{.max_depth = 6, .max_string_bytes = 4096});
+  if (!parsed.ok()) {
+    return InvalidArgument("config: " + parsed.status().message());
+  }
+  const json& j = *parsed;
+  if (!j.is_object()) {
+    return InvalidArgument("config: must be a JSON object");
+  }
+  Config c;
+  ObjectReader root(j, "");
+
+  OTD_ASSIGN_OR_RETURN(const json* listen, root.Object("listen", true));
+  OTD_RETURN_IF_ERROR(ParseListen(*listen, c));
+
+  OTD_ASSIGN_OR_RETURN(const json* storage, root.Object("storage", true));
+  {
+    ObjectReader r(*storage, "storage");
+    OTD_RETURN_IF_ERROR(r.String("path", c.storage_path, true));
+    OTD_RETURN_IF_ERROR(r.Integer("map_size_mb", c.storage_map_size_mb, 1, 1024ull * 1024));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* hsm, root.Object("hsm", true));
+  {
+    ObjectReader r(*hsm, "hsm");
+    OTD_RETURN_IF_ERROR(r.String("module", c.hsm_module, true));
+    OTD_RETURN_IF_ERROR(r.String("token_label", c.hsm_token_label, true));
+    OTD_RETURN_IF_ERROR(r.String("pin_file", c.hsm_pin_file, false));
+    OTD_RETURN_IF_ERROR(r.Integer("max_sessions", c.hsm_max_sessions, 1, 256));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (c.hsm_token_label.size() > 32) {
+      return InvalidArgument("hsm.token_label: at most 32 bytes (PKCS#11 token label)");
+    }
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* mail, root.Object("mail", false));
+  if (mail != nullptr) {
+    ObjectReader r(*mail, "mail");
+    OTD_RETURN_IF_ERROR(r.String("spool_dir", c.mail_spool_dir, false));
+    OTD_RETURN_IF_ERROR(r.String("smtp_url", c.mail_smtp_url, false));
+    OTD_RETURN_IF_ERROR(r.String("from", c.mail_from, false));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (c.mail_spool_dir.empty() == c.mail_smtp_url.empty()) {
+      return InvalidArgument("mail: set exactly one of mail.spool_dir or mail.smtp_url");
+    }
+    if (!c.mail_smtp_url.empty() && c.mail_smtp_url.rfind("smtp://", 0) != 0) {
+      return InvalidArgument("mail.smtp_url: must start with smtp://");
+    }
+  }
+
+  OTD_RETURN_IF_ERROR(root.String("public_url", c.public_url, false));
+  if (!c.public_url.empty()) {
+    bool scheme_ok = c.public_url.rfind("https://", 0) == 0 || c.public_url.rfind("http://", 0) == 0;
+    if (!scheme_ok || c.public_url.back() == '/') {
+      return InvalidArgument("public_url: must be an http(s) URL without a trailing slash");
+    }
+  }
+  OTD_RETURN_IF_ERROR(root.Integer("workers", c.workers, 0, 256));
+  OTD_RETURN_IF_ERROR(root.String("log_level", c.log_level, false));
+  if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+      c.log_level != "error") {
+    return InvalidArgument("log_level: must be one of debug, info, warn, error");
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* limits, root.Object("limits", false));
+  if (limits != nullptr) {
+    ObjectReader r(*limits, "limits");
+    auto& l = c.limits;
+    OTD_RETURN_IF_ERROR(r.Integer("max_header_bytes", l.max_header_bytes, 1024, 64 * 1024));
+    OTD_RETURN_IF_ERROR(r.Integer("max_body_bytes", l.max_body_bytes, 1024, 64ull * 1024 * 1024));
+    OTD_RETURN_IF_ERROR(r.Integer("max_json_body_bytes", l.max_json_body_bytes, 256, 1024 * 1024));
+    OTD_RETURN_IF_ERROR(r.Integer("request_timeout_ms", l.request_timeout_ms, 100, 600'000));
+    OTD_RETURN_IF_ERROR(r.Integer("idle_timeout_ms", l.idle_timeout_ms, 100, 3'600'000));
+    OTD_RETURN_IF_ERROR(r.Integer("write_timeout_ms", l.write_timeout_ms, 100, 600'000));
+    OTD_RETURN_IF_ERROR(r.Integer("max_connections", l.max_connections, 1, 100'000));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+  OTD_RETURN_IF_ERROR(root.NoUnknownKeys());
+  return c;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return InvalidArgument("config: cannot read " + path);
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > 1024 * 1024) {
+    return InvalidArgument("config: file larger than 1 MiB");
+  }
+  return ParseConfig(ss.str());
+}
+
+}  // namespace otd::daemon

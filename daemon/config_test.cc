@@ -1,0 +1,119 @@
+#include "daemon/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace otd::daemon {
+namespace {
+
+const char* kMinimal = R"({
+  "listen": {"unix": {"path": "/run/x.sock"}},
+  "storage": {"path": "/var/lib/x"},
+  "hsm": {"module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "opentokend", "pin_file": "/p"}
+})";
+
+std::string Without(std::string json, const std::string& what, const std::string& with) {
+  auto pos = json.find(what);
+  EXPECT_NE(pos, std::string::npos) << what;
+  return json.replace(pos, what.size(), with);
+}
+
+std::string ErrorOf(const std::string& json) {
+  auto r = ParseConfig(json);
+  EXPECT_FALSE(r.ok()) << json;
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(ConfigTest, MinimalConfigGetsDefaults) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->unix_listen->path, "/run/x.sock");
+  EXPECT_EQ(c->unix_listen->mode, 0660u);
+  EXPECT_FALSE(c->tls_listen.has_value());
+  EXPECT_EQ(c->limits.max_body_bytes, 1024u * 1024u);
+  EXPECT_EQ(c->hsm_max_sessions, 8u);
+}
+
+TEST(ConfigTest, FullConfigParses) {
+  auto c = ParseConfig(R"({
+    "listen": {"unix": {"path": "/run/x.sock", "mode": "0600"},
+               "tls": {"address": "0.0.0.0", "port": 9443, "certificate": "/c", "private_key": "/k"}},
+    "storage": {"path": "/d", "map_size_mb": 64},
+    "hsm": {"module": "/m.so", "token_label": "t", "max_sessions": 4},
+    "mail": {"spool_dir": "/mail", "from": "vault@example.com"},
+    "public_url": "https://vault.example.com",
+    "workers": 3, "log_level": "debug",
+    "limits": {"max_body_bytes": 2048, "request_timeout_ms": 500, "max_connections": 10}
+  })");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->unix_listen->mode, 0600u);
+  EXPECT_EQ(c->tls_listen->port, 9443);
+  EXPECT_EQ(c->storage_map_size_mb, 64u);
+  EXPECT_EQ(c->limits.max_body_bytes, 2048u);
+  EXPECT_EQ(c->limits.max_connections, 10u);
+  EXPECT_TRUE(c->hsm_pin_file.empty());  // the systemd credential is used then
+}
+
+TEST(ConfigTest, UnknownKeysAreNamed) {
+  EXPECT_EQ(ErrorOf(Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                            R"("storage": {"path": "/var/lib/x", "nosync": true})")),
+            "storage.nosync: unknown configuration key");
+  EXPECT_EQ(ErrorOf(Without(kMinimal, "\"listen\"", "\"verbose\": 1, \"listen\"")),
+            "verbose: unknown configuration key");
+}
+
+TEST(ConfigTest, BadValuesAreNamed) {
+  auto tls = [](const std::string& port) {
+    return Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})",
+                   R"({"tls": {"port": )" + port + R"(, "certificate": "/c", "private_key": "/k"}})");
+  };
+  EXPECT_NE(ErrorOf(tls("0")).find("listen.tls.port"), std::string::npos);
+  EXPECT_NE(ErrorOf(tls("70000")).find("listen.tls.port"), std::string::npos);
+  EXPECT_NE(ErrorOf(tls("\"8443\"")).find("listen.tls.port"), std::string::npos);
+  EXPECT_NE(ErrorOf(tls("-1")).find("listen.tls.port"), std::string::npos);
+  EXPECT_NE(ErrorOf(Without(kMinimal, R"("/run/x.sock"})", R"("/run/x.sock", "mode": "0666"})"))
+                .find("listen.unix.mode"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", R"("token_label": "")"))
+                .find("hsm.token_label"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "max_sessions": 0)"))
+                .find("hsm.max_sessions"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, MissingSectionsAreNamed) {
+  EXPECT_EQ(ErrorOf(R"({"storage": {"path": "/d"}, "hsm": {"module": "/m", "token_label": "t"}})"),
+            "listen: is required");
+  EXPECT_EQ(ErrorOf(Without(kMinimal, R"("storage": {"path": "/var/lib/x"},)", "")),
+            "storage: is required");
+  EXPECT_EQ(ErrorOf(Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})", "{}")),
+            "listen: needs at least one of listen.unix or listen.tls");
+}
+
+TEST(ConfigTest, RejectsMalformedAndDuplicateJson) {
+  EXPECT_NE(ErrorOf("{").find("config:"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"listen": {}, "listen": {}})").find("duplicate"), std::string::npos);
+  EXPECT_NE(ErrorOf("[]").find("config:"), std::string::npos);
+}
+
+TEST(ConfigTest, MailNeedsExactlyOneTransport) {
+  std::string both = Without(kMinimal, "\"listen\"",
+                             R"("mail": {"spool_dir": "/m", "smtp_url": "smtp://h:25"}, "listen")");
+  EXPECT_NE(ErrorOf(both).find("mail"), std::string::npos);
+  std::string bad_url = Without(kMinimal, "\"listen\"", R"("mail": {"smtp_url": "http://h"}, "listen")");
+  EXPECT_NE(ErrorOf(bad_url).find("mail.smtp_url"), std::string::npos);
+}
+
+TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {
+  EXPECT_NE(ErrorOf(Without(kMinimal, "\"listen\"", R"("public_url": "ftp://x", "listen")"))
+                .find("public_url"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Without(kMinimal, "\"listen\"", R"("public_url": "https://x/", "listen")"))
+                .find("public_url"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace otd::daemon

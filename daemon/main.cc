@@ -1,0 +1,169 @@
+// opentokend: the vault daemon. Composition root: config → hardening → token, store, vault →
+// router → HTTP server. Exit codes: 0 clean stop, 78 bad configuration, 69 HSM/store unusable.
+
+#include <pthread.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "api/routes.h"
+#include "api/server.h"
+#include "common/log.h"
+#include "daemon/config.h"
+#include "daemon/hardening.h"
+#include "daemon/runtime.h"
+
+namespace otd::daemon {
+namespace {
+
+void Usage() {
+  std::cerr << "usage: opentokend --config FILE [--allow-root]\n"
+               "  Serves the opentokend API. See README.md for the configuration keys.\n";
+}
+
+LogLevel ParseLevel(const std::string& s) {
+  if (s == "debug") return LogLevel::kDebug;
+  if (s == "warn") return LogLevel::kWarn;
+  if (s == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+api::ServerOptions ServerOptionsFrom(const Config& c) {
+  api::ServerOptions o;
+  if (c.unix_listen) {
+    api::UnixListener u{c.unix_listen->path, c.unix_listen->mode, -1};
+    // Socket activation (opentokend.socket): adopt the inherited listening socket.
+    int n = sd_listen_fds(1);
+    if (n >= 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, nullptr, 0) > 0) {
+      u.inherited_fd = SD_LISTEN_FDS_START;
+    }
+    o.unix_listener = u;
+  }
+  if (c.tls_listen) {
+    o.tls_listener = api::TlsListener{c.tls_listen->address, c.tls_listen->port,
+                                      c.tls_listen->certificate, c.tls_listen->private_key};
+  }
+  const auto& l = c.limits;
+  o.limits.max_header_bytes = l.max_header_bytes;
+  o.limits.max_body_bytes = l.max_body_bytes;
+  o.limits.max_json_body_bytes = l.max_json_body_bytes;
+  o.limits.request_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  o.limits.idle_timeout = std::chrono::milliseconds(l.idle_timeout_ms);
+  o.limits.write_timeout = std::chrono::milliseconds(l.write_timeout_ms);
+  o.limits.handshake_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  o.limits.max_connections = l.max_connections;
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  o.io_threads = cores;
+  o.worker_threads = c.workers > 0 ? c.workers : cores * 2;
+  return o;
+}
+
+int Main(int argc, char** argv) {
+  std::string config_path;
+  bool allow_root = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a == "--allow-root") {
+      allow_root = true;
+    } else if (a == "--help" || a == "-h") {
+      Usage();
+      return kExitOk;
+    } else {
+      Usage();
+      return kExitUsage;
+    }
+  }
+  if (config_path.empty()) {
+    Usage();
+    return kExitUsage;
+  }
+  Logger boot_log(std::cout);
+  if (Status s = DisableCoreDumps(); !s.ok()) {
+    boot_log.Error("startup_failed", {{"reason", s.message()}});
+    return kExitUnavailable;
+  }
+  auto config = LoadConfigFile(config_path);
+  if (!config.ok()) {
+    boot_log.Error("config_invalid", {{"reason", config.status().message()}});
+    std::cerr << "opentokend: " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  Logger log(std::cout, ParseLevel(config->log_level));
+  if (::geteuid() == 0) {
+    if (!allow_root) {
+      log.Error("startup_failed", {{"reason", "refusing to run as root; use a dedicated user "
+                                              "(or --allow-root for a local trial)"}});
+      return kExitConfig;
+    }
+    log.Warn("running_as_root", {{"reason", "--allow-root given"}});
+  }
+  auto heap = SecureHeap::Init();
+  if (!heap.ok()) {
+    log.Error("startup_failed", {{"reason", heap.status().message()}});
+    return kExitUnavailable;
+  }
+  // Signals are handled by one thread with sigwait, so every other thread has them blocked.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto rt = OpenRuntime(*config, log);
+  if (!rt.ok()) {
+    log.Error("startup_failed", {{"reason", rt.status().message()}});
+    std::cerr << "opentokend: " << rt.status().message() << "\n";
+    return ExitCodeFor(rt.status());
+  }
+  if (Status s = (*rt)->vault->CheckKeys(); !s.ok()) {
+    log.Error("startup_failed", {{"reason", s.message()}});
+    std::cerr << "opentokend: " << s.message() << "\n";
+    return kExitUnavailable;
+  }
+  api::Router router;
+  api::RegisterRoutes(router, api::Services{*(*rt)->vault});
+  auto server = api::HttpServer::Create(ServerOptionsFrom(*config), router, log);
+  if (!server.ok()) {
+    log.Error("startup_failed", {{"reason", server.status().message()}});
+    std::cerr << "opentokend: " << server.status().message() << "\n";
+    return ExitCodeFor(server.status());
+  }
+  if (config->unix_listen) {
+    log.Info("listening", {{"transport", "unix"}, {"path", config->unix_listen->path}});
+  }
+  if (config->tls_listen) {
+    log.Info("listening", {{"transport", "tls"},
+                           {"address", config->tls_listen->address},
+                           {"port", static_cast<int64_t>((*server)->BoundTlsPort())}});
+  }
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log.Info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      sd_notify(0, "STOPPING=1");
+      (*server)->Stop();
+    }
+  });
+  sd_notify(0, "READY=1");
+  log.Info("ready");
+  (*server)->Run();
+  // Run() returns after Stop(); wake the signal thread if Run ended for another reason.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+  log.Info("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace otd::daemon
+
+int main(int argc, char** argv) { return otd::daemon::Main(argc, argv); }

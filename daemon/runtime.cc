@@ -1,0 +1,86 @@
+#include "daemon/runtime.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace otd::daemon {
+
+Result<SecretBytes> ReadPin(const Config& config) {
+  std::string path = config.hsm_pin_file;
+  std::string what = "hsm.pin_file";
+  if (path.empty()) {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      return InvalidArgument(
+          "hsm.pin_file: not set, and no systemd credential `pin` ($CREDENTIALS_DIRECTORY unset)");
+    }
+    path = std::string(dir) + "/pin";
+    what = "systemd credential pin";
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    return InvalidArgument(what + ": cannot open " + path);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return InvalidArgument(what + ": " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 0077) != 0 && config.hsm_pin_file.size() > 0) {
+    ::close(fd);
+    return InvalidArgument(what + ": " + path + " must not be readable by group or others (chmod 600)");
+  }
+  SecretBytes pin(256);
+  size_t got = 0;
+  while (got < pin.size()) {
+    ssize_t n = ::read(fd, pin.MutableReveal(SecretAccess::Grant()).data() + got, pin.size() - got);
+    if (n < 0) {
+      ::close(fd);
+      return InvalidArgument(what + ": cannot read " + path);
+    }
+    if (n == 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (got == pin.size()) {
+    return InvalidArgument(what + ": longer than 255 bytes");
+  }
+  auto bytes = pin.Reveal(SecretAccess::Grant());
+  while (got > 0 && (bytes[got - 1] == '\n' || bytes[got - 1] == '\r')) {
+    --got;
+  }
+  if (got == 0) {
+    return InvalidArgument(what + ": is empty");
+  }
+  pin.Truncate(got);
+  return pin;
+}
+
+Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log) {
+  OTD_ASSIGN_OR_RETURN(SecretBytes pin, ReadPin(config));
+  auto rt = std::make_unique<Runtime>();
+  hsm::TokenConfig tc;
+  tc.module_path = config.hsm_module;
+  tc.token_label = config.hsm_token_label;
+  tc.pin = std::move(pin);
+  tc.max_sessions = config.hsm_max_sessions;
+  OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
+  store::Options so;
+  so.path = config.storage_path;
+  so.map_size_bytes = config.storage_map_size_mb * 1024 * 1024;
+  so.tables = service::AllTables();
+  OTD_ASSIGN_OR_RETURN(rt->store, store::Store::Open(so, &log));
+  rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, rt->clock, log);
+  return rt;
+}
+
+int ExitCodeFor(const Status& s) {
+  return s.code() == Code::kInvalidArgument ? kExitConfig : kExitUnavailable;
+}
+
+}  // namespace otd::daemon

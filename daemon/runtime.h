@@ -1,0 +1,42 @@
+#pragma once
+// Composition shared by opentokend and opentoken-admin: PIN → token, store, vault.
+
+#include <memory>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/secret_bytes.h"
+#include "daemon/config.h"
+#include "hsm/hsm.h"
+#include "service/vault.h"
+#include "store/store.h"
+
+namespace otd::daemon {
+
+// Exit codes (DESIGN §5, sysexits.h).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 64;
+inline constexpr int kExitUnavailable = 69;
+inline constexpr int kExitSoftware = 70;
+inline constexpr int kExitConfig = 78;
+
+// Reads the PIN from hsm.pin_file, or from the systemd credential `pin`
+// ($CREDENTIALS_DIRECTORY/pin). Trailing newlines are removed. kInvalidArgument (a config problem)
+// when missing, empty, or readable by others.
+Result<SecretBytes> ReadPin(const Config& config);
+
+struct Runtime {
+  SystemClock clock;
+  std::unique_ptr<hsm::Token> token;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<service::Vault> vault;
+};
+
+// Opens token and store. Config-type problems come back as kInvalidArgument, everything else
+// (module missing, token absent, wrong PIN, store unusable) as kUnavailable/kPermissionDenied.
+Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log);
+
+// Maps a start-up failure to an exit code (78 for configuration, 69 otherwise).
+int ExitCodeFor(const Status& s);
+
+}  // namespace otd::daemon

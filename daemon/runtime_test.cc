@@ -1,0 +1,74 @@
+#include "daemon/runtime.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace otd::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+
+class PinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/otd-pin-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& content, mode_t mode) {
+    std::string p = dir_ + "/" + name;
+    std::ofstream(p) << content;
+    ::chmod(p.c_str(), mode);
+    return p;
+  }
+  std::string dir_;
+};
+
+TEST_F(PinTest, ReadsPinFileAndStripsNewline) {
+  Config c;
+  c.hsm_pin_file = Write("pin", "1234\n", 0600);
+  auto pin = ReadPin(c);
+  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  EXPECT_EQ(pin->RevealString(SecretAccess::Grant()), "1234");
+}
+
+TEST_F(PinTest, RefusesPinFileReadableByOthers) {
+  Config c;
+  c.hsm_pin_file = Write("pin", "1234", 0644);
+  auto pin = ReadPin(c);
+  ASSERT_FALSE(pin.ok());
+  EXPECT_EQ(pin.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(pin.status().message().find("hsm.pin_file"), std::string::npos);
+}
+
+TEST_F(PinTest, RefusesEmptyAndMissingPin) {
+  Config c;
+  c.hsm_pin_file = Write("pin", "\n", 0600);
+  EXPECT_FALSE(ReadPin(c).ok());
+  c.hsm_pin_file = dir_ + "/absent";
+  EXPECT_FALSE(ReadPin(c).ok());
+}
+
+TEST_F(PinTest, FallsBackToTheSystemdCredential) {
+  Write("pin", "cred-pin", 0400);
+  ::setenv("CREDENTIALS_DIRECTORY", dir_.c_str(), 1);
+  Config c;
+  auto pin = ReadPin(c);
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  EXPECT_EQ(pin->RevealString(SecretAccess::Grant()), "cred-pin");
+  EXPECT_FALSE(ReadPin(c).ok());  // neither file nor credential
+}
+
+TEST(ExitCodeTest, ConfigProblemsMapTo78OthersTo69) {
+  EXPECT_EQ(ExitCodeFor(InvalidArgument("x")), 78);
+  EXPECT_EQ(ExitCodeFor(Unavailable("x")), 69);
+  EXPECT_EQ(ExitCodeFor(PermissionDenied("x")), 69);
+}
+
+}  // namespace
+}  // namespace otd::daemon

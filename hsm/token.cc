@@ -1,0 +1,419 @@
+// Token and TokenImpl: module lifetime, slot lookup, login and the session pool.
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "hsm/hsm.h"
+#include "hsm/internal/ck_error.h"
+#include "hsm/internal/token_impl.h"
+
+namespace otd::hsm {
+
+using internal::CkrCode;
+using internal::CkrName;
+using internal::CkrStatus;
+using internal::PaddedField;
+
+namespace {
+
+constexpr size_t kTokenLabelSize = sizeof(CK_TOKEN_INFO{}.label);
+constexpr CK_FLAGS kSessionFlags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
+constexpr int kHealthAcquireTimeoutMs = 200;
+
+struct MechanismName {
+  CK_MECHANISM_TYPE mechanism;
+  const char* name;
+};
+constexpr MechanismName kRequiredMechanisms[] = {
+    {CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN"},
+    {CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN"},
+    {CKM_AES_GCM, "CKM_AES_GCM"},
+    {CKM_AES_KEY_WRAP_PAD, "CKM_AES_KEY_WRAP_PAD"},
+    {CKM_SHA256_HMAC, "CKM_SHA256_HMAC"},
+};
+
+// Status for a failure while (re)opening the token: PIN problems stay kPermissionDenied,
+// everything else means the token is not usable right now.
+Status OpenFailure(std::string_view function, CK_RV rv) {
+  Status s = CkrStatus(function, rv);
+  if (s.code() == Code::kPermissionDenied) {
+    return s;
+  }
+  return Unavailable(s.message());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// TokenImpl
+
+Result<std::unique_ptr<TokenImpl>> TokenImpl::Open(TokenConfig config, Logger* log) {
+  if (config.token_label.empty() || config.token_label.size() > kTokenLabelSize) {
+    return InvalidArgument("token label must be 1.." + std::to_string(kTokenLabelSize) + " bytes");
+  }
+  if (config.max_sessions == 0) {
+    return InvalidArgument("max_sessions must be at least 1");
+  }
+  OTD_ASSIGN_OR_RETURN(auto module, internal::Pkcs11Module::Load(config.module_path));
+  std::unique_ptr<TokenImpl> t(new TokenImpl(std::move(config), log, std::move(module)));
+  {
+    std::lock_guard<std::mutex> lk(t->mu_);
+    OTD_RETURN_IF_ERROR(t->ReopenLocked());
+  }
+  OTD_RETURN_IF_ERROR(t->CheckMechanisms(t->slot()));
+  if (t->log_ != nullptr) {
+    t->log_->Info("hsm_token_opened", {{"module", t->config_.module_path},
+                                       {"token", t->config_.token_label},
+                                       {"slot", static_cast<uint64_t>(t->slot())},
+                                       {"max_sessions", static_cast<uint64_t>(t->config_.max_sessions)}});
+  }
+  return t;
+}
+
+TokenImpl::~TokenImpl() {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t leased = open_ - idle_.size();
+  CloseIdleLocked();
+  if (leased != 0) {
+    // A Session outlived its Token: a bug in the caller. C_Finalize below closes it anyway.
+    Warn("hsm_sessions_outlive_token", {{"leased", static_cast<uint64_t>(leased)}});
+  }
+  // module_ is destroyed after this body: C_Finalize, dlclose.
+}
+
+void TokenImpl::Warn(std::string_view event, std::initializer_list<LogField> f) const {
+  if (log_ != nullptr) {
+    log_->Warn(event, f);
+  }
+}
+
+Result<CK_SLOT_ID> TokenImpl::FindSlot(CK_TOKEN_INFO* info) const {
+  CK_FUNCTION_LIST* f = fn();
+  std::vector<CK_SLOT_ID> slots;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    CK_ULONG n = 0;
+    CK_RV rv = f->C_GetSlotList(CK_TRUE, nullptr, &n);
+    if (rv != CKR_OK) {
+      return OpenFailure("C_GetSlotList", rv);
+    }
+    slots.resize(n);
+    if (n == 0) {
+      break;
+    }
+    rv = f->C_GetSlotList(CK_TRUE, slots.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+      continue;  // a token appeared in between
+    }
+    if (rv != CKR_OK) {
+      return OpenFailure("C_GetSlotList", rv);
+    }
+    slots.resize(n);
+    break;
+  }
+  std::optional<CK_SLOT_ID> found;
+  int matches = 0;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO ti{};
+    if (f->C_GetTokenInfo(slot, &ti) != CKR_OK) {
+      continue;  // removed in between, or unrecognised
+    }
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) == 0) {
+      continue;
+    }
+    if (PaddedField(ti.label, sizeof ti.label) != config_.token_label) {
+      continue;
+    }
+    if (++matches == 1) {
+      found = slot;
+      *info = ti;
+    }
+  }
+  if (!found) {
+    return Unavailable("no PKCS#11 token labelled '" + config_.token_label + "' in module " +
+                       config_.module_path);
+  }
+  if (matches > 1) {
+    Warn("hsm_token_label_ambiguous",
+         {{"token", config_.token_label}, {"matches", matches}, {"slot", static_cast<uint64_t>(*found)}});
+  }
+  return *found;
+}
+
+Status TokenImpl::ReopenLocked() {
+  CK_FUNCTION_LIST* f = fn();
+  CK_TOKEN_INFO ti{};
+  OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(&ti));
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  CK_RV rv = f->C_OpenSession(slot, kSessionFlags, nullptr, nullptr, &h);
+  if (rv != CKR_OK) {
+    return OpenFailure("C_OpenSession", rv);
+  }
+  auto pin = config_.pin.Reveal(SecretAccess::Grant());
+  rv = f->C_Login(h, CKU_USER, const_cast<CK_UTF8CHAR*>(pin.data()), pin.size());
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    f->C_CloseSession(h);
+    return OpenFailure("C_Login", rv);
+  }
+  slot_ = slot;
+  info_ = ti;
+  idle_.push_back(h);
+  ++open_;
+  need_reopen_ = false;
+  return Status::Ok();
+}
+
+Status TokenImpl::CheckMechanisms(CK_SLOT_ID slot) const {
+  for (const MechanismName& m : kRequiredMechanisms) {
+    CK_MECHANISM_INFO mi{};
+    CK_RV rv = fn()->C_GetMechanismInfo(slot, m.mechanism, &mi);
+    if (rv == CKR_MECHANISM_INVALID) {
+      return FailedPrecondition("token '" + config_.token_label + "' does not support " + m.name);
+    }
+    if (rv != CKR_OK) {
+      return OpenFailure("C_GetMechanismInfo", rv);
+    }
+  }
+  return Status::Ok();
+}
+
+void TokenImpl::CloseIdleLocked() noexcept {
+  for (CK_SESSION_HANDLE h : idle_) {
+    fn()->C_CloseSession(h);  // may fail when the token is gone; nothing to do then
+    live_keys_.erase(h);
+  }
+  open_ -= idle_.size();
+  idle_.clear();
+  LastSessionClosedLocked();
+}
+
+void TokenImpl::LastSessionClosedLocked() noexcept {
+  if (open_ != 0 || need_reopen_) {
+    return;
+  }
+  // Closing the last session ends the login (PKCS#11 login state is per application and token)
+  // and, with SoftHSM, invalidates the handles of private objects: start a new generation, so
+  // that the next Acquire() logs in again and the key handle cache is refilled. Nothing is
+  // leased, so nobody loses a session.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  need_reopen_ = true;
+  std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
+  cache_.clear();
+}
+
+Result<Session> TokenImpl::Acquire() {
+  return AcquireFor(std::chrono::milliseconds(std::max(0, config_.acquire_timeout_ms)));
+}
+
+Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    if (need_reopen_) {
+      Status s = ReopenLocked();
+      if (!s.ok()) {
+        return s;
+      }
+      if (log_ != nullptr) {
+        log_->Info("hsm_token_reopened", {{"token", config_.token_label},
+                                          {"slot", static_cast<uint64_t>(slot_)}});
+      }
+    }
+    const uint64_t gen = generation();
+    if (!idle_.empty()) {
+      CK_SESSION_HANDLE h = idle_.back();
+      idle_.pop_back();
+      return Session(this, h, gen);
+    }
+    if (open_ < config_.max_sessions) {
+      CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+      CK_RV rv = fn()->C_OpenSession(slot_, kSessionFlags, nullptr, nullptr, &h);
+      if (rv != CKR_OK) {
+        Status s = OpenFailure("C_OpenSession", rv);
+        if (internal::IsTokenLost(rv) || rv == CKR_SLOT_ID_INVALID) {
+          BumpLocked(rv);
+        }
+        return s;
+      }
+      ++open_;
+      return Session(this, h, gen);
+    }
+    if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && idle_.empty() &&
+        open_ >= config_.max_sessions && !need_reopen_) {
+      return ResourceExhausted("all " + std::to_string(config_.max_sessions) +
+                               " PKCS#11 sessions are in use (waited " +
+                               std::to_string(timeout.count()) + " ms)");
+    }
+  }
+}
+
+void TokenImpl::Release(CK_SESSION_HANDLE h, uint64_t gen, bool broken, bool handle_dead) noexcept {
+  std::lock_guard<std::mutex> lk(mu_);
+  bool keys_alive = false;
+  if (auto it = live_keys_.find(h); it != live_keys_.end()) {
+    keys_alive = it->second > 0;
+    live_keys_.erase(it);
+  }
+  if (keys_alive) {
+    // Caller bug: a SessionKey outlives its Session. Do not hand the session (and the key
+    // object in it) to another thread; closing it destroys the object.
+    Warn("hsm_session_released_with_live_keys", {});
+  }
+  if (broken || keys_alive || gen != generation()) {
+    if (!handle_dead) {
+      fn()->C_CloseSession(h);
+    }
+    --open_;
+    LastSessionClosedLocked();
+  } else {
+    idle_.push_back(h);
+  }
+  cv_.notify_one();
+}
+
+void TokenImpl::Invalidate(uint64_t gen, CK_RV rv) noexcept {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (gen == generation()) {  // otherwise already handled for this generation
+    BumpLocked(rv);
+  }
+}
+
+void TokenImpl::BumpLocked(CK_RV rv) noexcept {
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  need_reopen_ = true;
+  CloseIdleLocked();  // need_reopen_ already set: no second bump
+  {
+    std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
+    cache_.clear();
+  }
+  cv_.notify_all();
+  Warn("hsm_token_lost", {{"token", config_.token_label}, {"error", CkrName(rv)}});
+}
+
+std::optional<CK_OBJECT_HANDLE> TokenImpl::CachedKey(std::string_view label, uint64_t gen) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  if (cache_generation_ != gen) {
+    return std::nullopt;
+  }
+  auto it = cache_.find(label);
+  if (it == cache_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void TokenImpl::CacheKey(std::string_view label, CK_OBJECT_HANDLE h, uint64_t gen) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  if (gen != generation()) {
+    return;  // found through a session of an older generation
+  }
+  if (cache_generation_ != gen) {
+    cache_.clear();
+    cache_generation_ = gen;
+  }
+  cache_.insert_or_assign(std::string(label), h);
+}
+
+void TokenImpl::EvictKey(std::string_view label) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  if (auto it = cache_.find(label); it != cache_.end()) {
+    cache_.erase(it);
+  }
+}
+
+void TokenImpl::SessionKeyCreated(CK_SESSION_HANDLE h) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++live_keys_[h];
+}
+
+void TokenImpl::DestroySessionKey(CK_SESSION_HANDLE h, uint64_t gen,
+                                  CK_OBJECT_HANDLE object) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (auto it = live_keys_.find(h); it != live_keys_.end() && --it->second <= 0) {
+      live_keys_.erase(it);
+    }
+  }
+  if (gen == generation()) {
+    // Errors are ignored: if the session is gone, so is the object.
+    fn()->C_DestroyObject(h, object);
+  }
+}
+
+CK_SLOT_ID TokenImpl::slot() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return slot_;
+}
+
+size_t TokenImpl::open_sessions() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return open_;
+}
+
+size_t TokenImpl::idle_sessions() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return idle_.size();
+}
+
+TokenHealth TokenImpl::Health() {
+  std::string last_error;
+  // Two attempts: a stale pooled session makes the first fail and the token re-open.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // Do not queue behind busy workers for long: sessions all in use means they are working.
+    Result<Session> s = AcquireFor(std::chrono::milliseconds(
+        std::clamp(config_.acquire_timeout_ms, 0, kHealthAcquireTimeoutMs)));
+    if (!s.ok()) {
+      if (s.status().code() == Code::kResourceExhausted) {
+        return {true, "token '" + config_.token_label + "': all " +
+                          std::to_string(config_.max_sessions) + " sessions busy"};
+      }
+      return {false, s.status().message()};
+    }
+    CK_SESSION_INFO si{};
+    CK_RV rv = fn()->C_GetSessionInfo(s->handle_, &si);
+    if (rv != CKR_OK) {
+      last_error = s->Fail("C_GetSessionInfo", rv).message();
+      continue;
+    }
+    if (si.state != CKS_RW_USER_FUNCTIONS) {
+      s->broken_ = true;
+      Invalidate(s->generation_, CKR_USER_NOT_LOGGED_IN);
+      last_error = "PKCS#11 session is not logged in (state " + std::to_string(si.state) + ")";
+      continue;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    return {true, "token '" + config_.token_label + "' in slot " + std::to_string(slot_) +
+                      ": logged in, " + std::to_string(open_) + "/" +
+                      std::to_string(config_.max_sessions) + " sessions open"};
+  }
+  return {false, last_error};
+}
+
+std::string TokenImpl::Describe() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto field = [](const CK_UTF8CHAR* p, size_t n) { return "\"" + PaddedField(p, n) + "\""; };
+  return "module=" + config_.module_path + " library=\"" + module_->library_info() + "\"" +
+         " manufacturer=" + field(info_.manufacturerID, sizeof info_.manufacturerID) +
+         " model=" + field(info_.model, sizeof info_.model) +
+         " label=" + field(info_.label, sizeof info_.label) +
+         " serial=" + field(info_.serialNumber, sizeof info_.serialNumber) +
+         " slot=" + std::to_string(slot_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token
+
+Token::Token(std::unique_ptr<TokenImpl> impl) : impl_(std::move(impl)) {}
+Token::~Token() = default;
+
+Result<std::unique_ptr<Token>> Token::Open(TokenConfig config, Logger* log) {
+  OTD_ASSIGN_OR_RETURN(auto impl, TokenImpl::Open(std::move(config), log));
+  return std::unique_ptr<Token>(new Token(std::move(impl)));
+}
+
+Result<Session> Token::Acquire() { return impl_->Acquire(); }
+TokenHealth Token::Health() { return impl_->Health(); }
+std::string Token::Describe() const { return impl_->Describe(); }
+
+}  // namespace otd::hsm

@@ -1,0 +1,219 @@
+#include "service/vault.h"
+
+#include "crypto/random.h"
+#include "service/record.h"
+
+namespace otd::service {
+
+namespace {
+
+constexpr std::string_view kMetaTable = "meta";
+constexpr std::string_view kAccountKeysTable = "account_keys";
+constexpr std::string_view kMetaKekVersion = "kek_version";
+constexpr std::string_view kMetaIndexVersion = "index_version";
+constexpr uint32_t kDataKeyVersion = 1;
+
+Bytes U32Bytes(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+
+Result<uint32_t> ParseU32(const Bytes& b) {
+  if (b.size() != 4) {
+    return DataLoss("meta value has the wrong length");
+  }
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+}
+
+void PutField(Bytes& out, std::string_view s) {
+  out.push_back(static_cast<uint8_t>(s.size() >> 8));
+  out.push_back(static_cast<uint8_t>(s.size()));
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a) {
+  if (!a.sensitive || a.extractable || !a.always_sensitive || !a.never_extractable ||
+      a.value_readable) {
+    return Internal("token key " + label +
+                    " is not sensitive and non-extractable; refusing to use it");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<std::string> AllTables() {
+  return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
+          "sessions", "challenges", "access_codes", "tokens", "access_tokens", "mail_tokens"};
+}
+
+std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(version); }
+std::string IndexKeyLabel(uint32_t version) { return "otd-index-v" + std::to_string(version); }
+
+Result<KeyVersions> Vault::CurrentVersions() const {
+  KeyVersions v;
+  OTD_ASSIGN_OR_RETURN(auto kek, store_.Get(kMetaTable, AsBytes(kMetaKekVersion)));
+  OTD_ASSIGN_OR_RETURN(auto index, store_.Get(kMetaTable, AsBytes(kMetaIndexVersion)));
+  if (!kek || !index) {
+    return FailedPrecondition(
+        "vault keys are not initialised: run `opentoken-admin init --config FILE` first");
+  }
+  OTD_ASSIGN_OR_RETURN(v.kek, ParseU32(*kek));
+  OTD_ASSIGN_OR_RETURN(v.index, ParseU32(*index));
+  return v;
+}
+
+Result<InitReport> Vault::InitKeys() {
+  InitReport report;
+  report.versions = {1, 1};
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  const std::string kek = KekLabel(1);
+  const std::string index = IndexKeyLabel(1);
+  OTD_ASSIGN_OR_RETURN(bool has_kek, s.HasKey(kek));
+  if (!has_kek) {
+    OTD_RETURN_IF_ERROR(s.GenerateKey(kek, hsm::KeyType::kAes256, hsm::KeyUsage::kWrap));
+    report.created_kek = true;
+  }
+  OTD_ASSIGN_OR_RETURN(bool has_index, s.HasKey(index));
+  if (!has_index) {
+    OTD_RETURN_IF_ERROR(s.GenerateKey(index, hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign));
+    report.created_index = true;
+  }
+  for (const auto& label : {kek, index}) {
+    OTD_ASSIGN_OR_RETURN(auto attrs, s.ReadAttributes(hsm::KeyRef::Persistent(label)));
+    OTD_RETURN_IF_ERROR(CheckKeyAttributes(label, attrs));
+  }
+  // Record the versions only if absent: a later rotation owns them after that.
+  std::vector<store::Mutation> batch;
+  for (auto [key, value] : {std::pair{kMetaKekVersion, 1u}, std::pair{kMetaIndexVersion, 1u}}) {
+    OTD_ASSIGN_OR_RETURN(auto existing, store_.Get(kMetaTable, AsBytes(key)));
+    if (!existing) {
+      batch.push_back({.op = store::Op::kInsert, .table = std::string(kMetaTable),
+                       .key = ToBytes(key), .value = U32Bytes(value)});
+    }
+  }
+  if (!batch.empty()) {
+    OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
+  }
+  OTD_ASSIGN_OR_RETURN(report.versions, CurrentVersions());
+  log_.Info("keys_initialised", {{"created_kek", report.created_kek},
+                                 {"created_index", report.created_index},
+                                 {"kek_version", report.versions.kek},
+                                 {"index_version", report.versions.index}});
+  return report;
+}
+
+Status Vault::CheckKeys() {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  for (const auto& label : {KekLabel(v.kek), IndexKeyLabel(v.index)}) {
+    OTD_ASSIGN_OR_RETURN(bool present, s.HasKey(label));
+    if (!present) {
+      return FailedPrecondition("token key " + label +
+                                " is missing from the token: run `opentoken-admin init` or "
+                                "restore the token from its backup");
+    }
+    OTD_ASSIGN_OR_RETURN(auto attrs, s.ReadAttributes(hsm::KeyRef::Persistent(label)));
+    OTD_RETURN_IF_ERROR(CheckKeyAttributes(label, attrs));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<KeyReport>> Vault::DescribeKeys() {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  std::vector<KeyReport> out;
+  for (const auto& label : {KekLabel(v.kek), IndexKeyLabel(v.index)}) {
+    OTD_ASSIGN_OR_RETURN(auto attrs, s.ReadAttributes(hsm::KeyRef::Persistent(label)));
+    out.push_back({label, attrs});
+  }
+  return out;
+}
+
+Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
+                               std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  static constexpr std::string_view kDomain = "otd-idx-v1";
+  Bytes msg(kDomain.begin(), kDomain.end());
+  PutField(msg, table);
+  PutField(msg, account);
+  PutField(msg, id);
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  return s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(v.index)), msg);
+}
+
+Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
+                                            "data-key-v" + std::to_string(kDataKeyVersion)));
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(Bytes wrapped,
+                       s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
+                                         hsm::KeyType::kAes256));
+  return store::Mutation{.op = store::Op::kInsert,
+                         .table = std::string(kAccountKeysTable),
+                         .key = std::move(key),
+                         .value = EncodeWrappedKey({v.kek, std::move(wrapped)})};
+}
+
+Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t version,
+                                        uint32_t* kek_version) {
+  OTD_ASSIGN_OR_RETURN(Bytes key,
+                       LookupKey(kAccountKeysTable, account, "data-key-v" + std::to_string(version)));
+  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccountKeysTable, key));
+  if (!value) {
+    return NotFound("account has no data key");
+  }
+  OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(*value));
+  *kek_version = rec.kek_version;
+  return std::move(rec.wrapped);
+}
+
+Result<Bytes> Vault::Seal(std::string_view table, std::string_view account, std::string_view id,
+                          ByteView plaintext) {
+  uint32_t kek_version = 0;
+  OTD_ASSIGN_OR_RETURN(Bytes wrapped, LoadWrappedDataKey(account, kDataKeyVersion, &kek_version));
+  SealedRecord rec;
+  rec.key_version = kDataKeyVersion;
+  OTD_RETURN_IF_ERROR(crypto::RandomBytes(rec.nonce));
+  Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(hsm::SessionKey dk,
+                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
+                                hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
+  OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag, s.EncryptGcm(dk.ref(), rec.nonce, aad, plaintext));
+  return EncodeSealed(rec);
+}
+
+Result<SecretBytes> Vault::Open(std::string_view table, std::string_view account,
+                                std::string_view id, ByteView record) {
+  OTD_ASSIGN_OR_RETURN(SealedRecord rec, DecodeSealed(record));
+  uint32_t kek_version = 0;
+  OTD_ASSIGN_OR_RETURN(Bytes wrapped, LoadWrappedDataKey(account, rec.key_version, &kek_version));
+  Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(hsm::SessionKey dk,
+                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
+                                hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
+  return s.DecryptGcm(dk.ref(), rec.nonce, aad, rec.ciphertext_and_tag);
+}
+
+VaultHealth Vault::Health() {
+  VaultHealth h;
+  hsm::TokenHealth th = token_.Health();
+  h.token_ok = th.ok;
+  Status ss = store_.Health();
+  h.store_ok = ss.ok();
+  if (h.token_ok && h.store_ok) {
+    Status ks = CheckKeys();
+    h.keys_ok = ks.ok();
+    if (!ks.ok()) {
+      h.detail = ks.message();
+    }
+  } else {
+    h.detail = !th.ok ? "token: " + th.detail : "store: " + ss.message();
+  }
+  return h;
+}
+
+}  // namespace otd::service

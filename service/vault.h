@@ -1,0 +1,102 @@
+#pragma once
+// Vault: the key hierarchy of DESIGN §4 on top of the token and the store.
+//
+//  * token keys: KEK "otd-kek-v<N>" (AES-256, wrap/unwrap only) and index key "otd-index-v<N>"
+//    (HMAC-SHA256), persistent, sensitive, non-extractable; the current versions are recorded in
+//    the store's `meta` table by InitKeys().
+//  * per-account data keys: AES-256 generated in the token, stored only wrapped by the KEK
+//    (table `account_keys`), unwrapped into a non-extractable session object for each use.
+//  * records: AES-256-GCM in the token with the account's data key; associated data binds table,
+//    account, record id and key version (service/record.h).
+//  * store keys: HMAC(index key, table | account | id), so identifiers are never stored in clear.
+//
+// Thread safety: thread safe (each call leases its own HSM session).
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/secret_bytes.h"
+#include "common/status.h"
+#include "hsm/hsm.h"
+#include "store/store.h"
+
+namespace otd::service {
+
+// Every table the service uses; the store is opened with this list.
+std::vector<std::string> AllTables();
+
+struct KeyVersions {
+  uint32_t kek = 0;
+  uint32_t index = 0;
+};
+
+struct InitReport {
+  bool created_kek = false;
+  bool created_index = false;
+  KeyVersions versions;
+};
+
+struct KeyReport {
+  std::string label;
+  hsm::KeyAttributes attributes;
+};
+
+struct VaultHealth {
+  bool token_ok = false;
+  bool store_ok = false;
+  bool keys_ok = false;
+  std::string detail;  // operator-safe
+  bool ok() const { return token_ok && store_ok && keys_ok; }
+};
+
+std::string KekLabel(uint32_t version);
+std::string IndexKeyLabel(uint32_t version);
+
+class Vault {
+ public:
+  Vault(hsm::Token& token, store::Store& store, Clock& clock, Logger& log)
+      : token_(token), store_(store), clock_(clock), log_(log) {}
+
+  // Creates the version-1 KEK and index key when absent and records the versions. Idempotent:
+  // running it again creates nothing.
+  Result<InitReport> InitKeys();
+  // kFailedPrecondition when the keys are not initialised (with the command to run), kInternal
+  // when a key exists but is not sensitive/non-extractable, kUnavailable when the token is not
+  // usable. Caches the versions on success.
+  Status CheckKeys();
+  Result<KeyVersions> CurrentVersions() const;
+  // Attributes of the current token keys (for `opentoken-admin status` and tests).
+  Result<std::vector<KeyReport>> DescribeKeys();
+
+  // HMAC(index key, "otd-idx-v1" | table | account | id) — the store key of a record.
+  Result<Bytes> LookupKey(std::string_view table, std::string_view account, std::string_view id);
+
+  // Returns the mutation that stores a fresh data key for `account` (wrapped by the KEK), so a
+  // caller can commit it in the same batch as the account record. Data key version 1.
+  Result<store::Mutation> NewAccountKeyMutation(std::string_view account);
+
+  // Seals plaintext for (table, account, id) with the account's current data key.
+  Result<Bytes> Seal(std::string_view table, std::string_view account, std::string_view id,
+                     ByteView plaintext);
+  // Opens a sealed record. kDataLoss when it does not authenticate (moved, swapped, tampered),
+  // kNotFound when the account has no data key.
+  Result<SecretBytes> Open(std::string_view table, std::string_view account, std::string_view id,
+                           ByteView record);
+
+  VaultHealth Health();
+
+ private:
+  Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
+                                   uint32_t* kek_version);
+  hsm::Token& token_;
+  store::Store& store_;
+  Clock& clock_;
+  Logger& log_;
+};
+
+}  // namespace otd::service
