@@ -34,16 +34,22 @@ FramingError Bad(std::string m) { return {400, std::move(m)}; }
 
 }  // namespace
 
-std::optional<FramingError> CheckRawHeader(std::string_view raw) {
+std::optional<FramingError> CheckRawHeader(std::string_view raw, bool complete) {
   size_t line_start = 0;
   bool first_line = true;
   for (size_t i = 0; i < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '\0') {
-      return Bad("NUL byte in the request header");
+    auto c = static_cast<unsigned char>(raw[i]);
+    if (c < 0x20 && c != '\r' && c != '\n' && c != '\t') {
+      return Bad("control character in the request header");
     }
-    if (c == '\r' && (i + 1 >= raw.size() || raw[i + 1] != '\n')) {
+    if (c == 0x7f || (first_line && c >= 0x80)) {
+      return Bad("non-ASCII byte in the request line");
+    }
+    if (c == '\r' && (i + 1 < raw.size() ? raw[i + 1] != '\n' : complete)) {
       return Bad("bare CR in the request header");
+    }
+    if (c == '\n' && (i == 0 || raw[i - 1] != '\r')) {
+      return Bad("bare LF in the request header");
     }
     if (c == '\n') {
       line_start = i + 1;
@@ -61,6 +67,17 @@ std::optional<FramingError> CheckFraming(const http::request_header<>& header, b
                                          const Limits& limits) {
   if (header.version() != 11) {
     return Bad("only HTTP/1.1 is supported");
+  }
+  switch (header.method()) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::post:
+    case http::verb::put:
+    case http::verb::patch:
+    case http::verb::delete_:
+      break;
+    default:
+      return FramingError{501, "method not implemented"};
   }
   int host_count = 0;
   int cl_count = 0;

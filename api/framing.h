@@ -4,7 +4,7 @@
 // them. Any failure here is answered with the returned status and the connection is closed.
 //
 // Rules:
-//  * HTTP/1.1 only.
+//  * HTTP/1.1 only; methods GET, HEAD, POST, PUT, PATCH, DELETE (others: 501).
 //  * Transfer-Encoding: only a single `chunked`, and then no Content-Length.
 //  * Content-Length: at most one field, digits only, at most max_body_bytes (413 otherwise).
 //  * Host: exactly one on TCP/TLS, at most one on the Unix socket; no whitespace or '@'.
@@ -31,7 +31,9 @@ struct FramingError {
 // Checks the raw header bytes (request line to the blank line, inclusive) before Beast parses
 // them: Beast 1.74 silently unfolds obs-fold continuation lines, so they are caught here
 // (RFC 9112 §5.2: a server MUST reject or replace them; we reject). Also rejects bare CR and NUL.
-std::optional<FramingError> CheckRawHeader(std::string_view raw);
+// With complete=false the bytes are a prefix still being read: only what cannot become valid is
+// reported (so garbage is answered at once instead of at the read deadline).
+std::optional<FramingError> CheckRawHeader(std::string_view raw, bool complete = true);
 
 std::optional<FramingError> CheckFraming(
     const boost::beast::http::request_header<>& header, bool is_tcp, const Limits& limits);

@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -352,7 +353,9 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     }
   }
 
-  beast::flat_buffer buffer(lim.max_header_bytes + 64 * 1024);
+  // Bounds everything buffered at once, including a chunk header line (Beast 1.74 has no limit on
+  // chunk extensions; we also refuse any extension below).
+  beast::flat_buffer buffer(lim.max_header_bytes + 8 * 1024);
   bool first = true;
   while (usable && !stopping_.load()) {
     conn->idle = true;
@@ -371,6 +374,10 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
         break;
       }
       if (have.size() >= lim.max_header_bytes) {
+        break;
+      }
+      if (CheckRawHeader(have, /*complete=*/false)) {
+        header_end = have.size();  // let the full check below answer it
         break;
       }
       size_t want = std::min<size_t>(4096, lim.max_header_bytes + 4 - have.size());
@@ -400,6 +407,8 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
       break;
     }
     std::string_view raw_header(static_cast<const char*>(buffer.data().data()), header_end);
+    // The guard (not Beast's default 1 MiB) decides on Content-Length, so that too large is 413.
+    header_parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     std::optional<FramingError> bad_raw = CheckRawHeader(raw_header);
     if (!bad_raw) {
       size_t used = header_parser.put(net::buffer(raw_header.data(), raw_header.size()), ec);
@@ -431,8 +440,15 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
         break;
       }
     }
+    const auto fields_in_header = std::distance(header_parser.get().begin(), header_parser.get().end());
     http::request_parser<http::string_body> parser(std::move(header_parser));
     parser.body_limit(lim.max_body_bytes);
+    auto reject_extensions = [](std::uint64_t, std::string_view extensions, error_code& e) {
+      if (!extensions.empty()) {
+        e = http::error::bad_chunk_extension;
+      }
+    };
+    parser.on_chunk_header(reject_extensions);
     co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
     if (ec) {
       if (ec == http::error::body_limit) {
@@ -447,6 +463,13 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
       break;
     }
     Request req = parser.release();
+    // Beast 1.74 merges chunked trailer fields into the header; framing fields could be smuggled
+    // that way (RFC 9112 §7.1.2), so a request with any trailer field is refused.
+    if (std::distance(req.begin(), req.end()) != fields_in_header) {
+      co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "trailer fields are not accepted"),
+                    true);
+      break;
+    }
     SplitTarget(req.target(), ctx.path, ctx.query);
     // Handlers may block on the HSM or the store: run them on the worker pool.
     Response res = co_await net::co_spawn(

@@ -8,6 +8,7 @@ with the Python standard library only.
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -109,6 +110,7 @@ class Daemon:
         return a
 
     def start(self, wait=True):
+        self.log_offset = len(self.read_log())
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv(), env=self.env(), stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -121,7 +123,7 @@ class Daemon:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}: {self.read_log()}")
-            if '"event":"ready"' in self.read_log():
+            if '"event":"ready"' in self.read_log()[self.log_offset:]:
                 return
             time.sleep(0.05)
         raise AssertionError("daemon not ready: " + self.read_log())
@@ -130,6 +132,7 @@ class Daemon:
         """Starts the daemon expecting it to exit by itself; returns (code, log)."""
         self.start(wait=False)
         code = self.proc.wait(timeout=timeout)
+        self.log.close()
         return code, self.read_log()
 
     def read_log(self):
@@ -154,6 +157,8 @@ class Daemon:
 
     def cleanup(self):
         self.kill()
+        if getattr(self, "log", None) and not self.log.closed:
+            self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- clients -----------------------------------------------------------------------------
@@ -268,6 +273,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         s.settimeout(self.timeout)
         s.connect(self.unix_path)
         self.sock = s
+
+
+def count_responses(data):
+    """Number of HTTP/1.1 status lines at line starts in raw bytes."""
+    return len(re.findall(rb"(?:^|\n)HTTP/1\.1 \d{3} ", data))
 
 
 def status_of(response_bytes):
