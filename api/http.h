@@ -19,7 +19,8 @@ enum class Transport { kUnix, kTls };
 struct RequestContext {
   std::string request_id;
   Transport transport = Transport::kUnix;
-  std::string path;                           // decoded? no: raw path of the target, without query
+  std::string peer;                           // "uid:<n>" (Unix socket) or the IP (TLS); rate limits
+  std::string path;                           // raw path of the target, without the query
   std::string query;                          // raw query string, without '?'
   std::string route;                          // matched route pattern (safe to log; no ids)
   std::map<std::string, std::string> params;  // route parameters ({id} -> value)

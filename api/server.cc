@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,6 +70,7 @@ class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Str
     });
   }
   Stream stream;
+  std::string peer;  // "uid:<n>" or the remote IP; for rate limiting (not logged)
   bool idle = true;  // only touched on the connection's strand
 };
 
@@ -280,7 +282,14 @@ awaitable<void> HttpServer::Impl::AcceptUnix() {
       continue;
     }
     connections_.fetch_add(1);
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    std::string peer = "uid:unknown";
+    if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      peer = "uid:" + std::to_string(cred.uid);
+    }
     auto conn = std::make_shared<Conn<UnixStream>>(UnixStream(std::move(sock)));
+    conn->peer = std::move(peer);
     Track(conn);
     net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kUnix), net::detached);
   }
@@ -306,8 +315,13 @@ awaitable<void> HttpServer::Impl::AcceptTls() {
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
+    std::string peer = "ip:unknown";
+    if (auto ep = sock.remote_endpoint(ec); !ec) {
+      peer = "ip:" + ep.address().to_string();
+    }
     connections_.fetch_add(1);
     auto conn = std::make_shared<Conn<TlsStream>>(TlsStream(beast::tcp_stream(std::move(sock)), ssl_ctx_));
+    conn->peer = std::move(peer);
     Track(conn);
     net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kTls), net::detached);
   }
@@ -334,6 +348,8 @@ awaitable<void> HttpServer::Impl::Send(Stream& stream, Response res, bool close)
   beast::get_lowest_layer(stream).expires_after(opt_.limits.write_timeout);
   error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
+  // Response bodies may carry secrets (a TOTP seed, an access-code secret, detokenized data).
+  OPENSSL_cleanse(res.body().data(), res.body().size());
 }
 
 template <class Stream>
@@ -393,6 +409,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     RequestContext ctx;
     ctx.request_id = NewRequestId();
     ctx.transport = transport;
+    ctx.peer = conn->peer;
     if (header_end == 0) {
       if (!ec) {
         ec = http::error::header_limit;

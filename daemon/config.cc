@@ -50,6 +50,18 @@ class ObjectReader {
     return Status::Ok();
   }
 
+  Status Bool(const std::string& key, bool& out) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      return Status::Ok();
+    }
+    if (!obj_.at(key).is_boolean()) {
+      return InvalidArgument(Path(key) + ": must be true or false");
+    }
+    out = obj_.at(key).get<bool>();
+    return Status::Ok();
+  }
+
   Result<const json*> Object(const std::string& key, bool required) {
     used_.insert(key);
     if (!obj_.contains(key)) {
@@ -173,18 +185,46 @@ Result<Config> ParseConfig(std::string_view json_text) {
     }
   }
 
-  OTD_ASSIGN_OR_RETURN(const json* mail, root.Object("mail", false));
-  if (mail != nullptr) {
+  OTD_ASSIGN_OR_RETURN(const json* mail, root.Object("mail", true));
+  {
     ObjectReader r(*mail, "mail");
     OTD_RETURN_IF_ERROR(r.String("spool_dir", c.mail_spool_dir, false));
     OTD_RETURN_IF_ERROR(r.String("smtp_url", c.mail_smtp_url, false));
     OTD_RETURN_IF_ERROR(r.String("from", c.mail_from, false));
+    OTD_RETURN_IF_ERROR(r.String("outbox_dir", c.mail_outbox_dir, false));
+    OTD_RETURN_IF_ERROR(r.Bool("require_tls", c.mail_require_tls));
+    OTD_RETURN_IF_ERROR(r.String("ca_file", c.mail_ca_file, false));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (c.mail_spool_dir.empty() == c.mail_smtp_url.empty()) {
       return InvalidArgument("mail: set exactly one of mail.spool_dir or mail.smtp_url");
     }
-    if (!c.mail_smtp_url.empty() && c.mail_smtp_url.rfind("smtp://", 0) != 0) {
-      return InvalidArgument("mail.smtp_url: must start with smtp://");
+    if (!c.mail_smtp_url.empty() && c.mail_smtp_url.rfind("smtp://", 0) != 0 &&
+        c.mail_smtp_url.rfind("smtps://", 0) != 0) {
+      return InvalidArgument("mail.smtp_url: must start with smtp:// or smtps://");
+    }
+    if (c.mail_smtp_url.empty() && (!c.mail_outbox_dir.empty() || c.mail_require_tls)) {
+      return InvalidArgument("mail.outbox_dir: only with mail.smtp_url");
+    }
+    if (c.mail_from.find('@') == std::string::npos) {
+      return InvalidArgument("mail.from: must be an e-mail address");
+    }
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* accounts, root.Object("accounts", false));
+  if (accounts != nullptr) {
+    ObjectReader r(*accounts, "accounts");
+    auto& a = c.accounts;
+    OTD_RETURN_IF_ERROR(r.Integer("registration_lifetime_seconds", a.registration_lifetime_seconds, 60, 30 * 86'400));
+    OTD_RETURN_IF_ERROR(r.Integer("challenge_lifetime_seconds", a.challenge_lifetime_seconds, 10, 3600));
+    OTD_RETURN_IF_ERROR(r.Integer("session_lifetime_seconds", a.session_lifetime_seconds, 60, 86'400));
+    OTD_RETURN_IF_ERROR(r.String("totp_issuer", a.totp_issuer, false));
+    OTD_RETURN_IF_ERROR(r.Integer("login_free_failures", a.login_free_failures, 1, 1000));
+    OTD_RETURN_IF_ERROR(r.Integer("login_base_delay_seconds", a.login_base_delay_seconds, 1, 3600));
+    OTD_RETURN_IF_ERROR(r.Integer("login_max_delay_seconds", a.login_max_delay_seconds, 1, 86'400));
+    OTD_RETURN_IF_ERROR(r.Integer("login_peer_free_failures", a.login_peer_free_failures, 1, 100'000));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (a.totp_issuer.size() > 64 || a.totp_issuer.find(':') != std::string::npos) {
+      return InvalidArgument("accounts.totp_issuer: at most 64 characters and no ':'");
     }
   }
 
@@ -200,6 +240,26 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
       c.log_level != "error") {
     return InvalidArgument("log_level: must be one of debug, info, warn, error");
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* signature, root.Object("signature", false));
+  if (signature != nullptr) {
+    ObjectReader r(*signature, "signature");
+    OTD_RETURN_IF_ERROR(r.Integer("past_seconds", c.signature_past_seconds, 1, 3600));
+    OTD_RETURN_IF_ERROR(r.Integer("future_seconds", c.signature_future_seconds, 0, 3600));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+  OTD_ASSIGN_OR_RETURN(const json* access_codes, root.Object("access_codes", false));
+  if (access_codes != nullptr) {
+    ObjectReader r(*access_codes, "access_codes");
+    OTD_RETURN_IF_ERROR(r.Integer("lifetime_seconds", c.access_code_lifetime_seconds, 60, 10ull * 365 * 86'400));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+  OTD_ASSIGN_OR_RETURN(const json* tokens, root.Object("tokens", false));
+  if (tokens != nullptr) {
+    ObjectReader r(*tokens, "tokens");
+    OTD_RETURN_IF_ERROR(r.Integer("max_lifetime_seconds", c.token_max_lifetime_seconds, 0, 100ull * 365 * 86'400));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
 
   OTD_ASSIGN_OR_RETURN(const json* limits, root.Object("limits", false));

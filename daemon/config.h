@@ -33,6 +33,17 @@ struct LimitsConfig {
   uint32_t max_connections = 512;
 };
 
+struct AccountsConfig {
+  int64_t registration_lifetime_seconds = 86'400;
+  int64_t challenge_lifetime_seconds = 300;
+  int64_t session_lifetime_seconds = 600;
+  std::string totp_issuer = "opentokend";
+  uint32_t login_free_failures = 5;
+  int64_t login_base_delay_seconds = 1;
+  int64_t login_max_delay_seconds = 900;
+  uint32_t login_peer_free_failures = 50;
+};
+
 struct Config {
   std::optional<UnixListenConfig> unix_listen;
   std::optional<TlsListenConfig> tls_listen;
@@ -45,10 +56,18 @@ struct Config {
   std::string mail_spool_dir;
   std::string mail_smtp_url;
   std::string mail_from = "opentokend@localhost";
+  std::string mail_outbox_dir;  // SMTP mode: queue before delivery; default <storage.path>/mail-outbox
+  bool mail_require_tls = false;
+  std::string mail_ca_file;
   std::string public_url;
   uint32_t workers = 0;       // 0: number of cores
   std::string log_level = "info";
   LimitsConfig limits;
+  AccountsConfig accounts;
+  int64_t signature_past_seconds = 300;    // OT1: how old X-OpenToken-Date may be
+  int64_t signature_future_seconds = 60;   // OT1: how far ahead (clock skew)
+  int64_t access_code_lifetime_seconds = 183 * 86'400;
+  int64_t token_max_lifetime_seconds = 0;  // 0: tokens live until deleted (or their own expiry)
 };
 
 // Parses and validates a config document. Errors are kInvalidArgument naming the key.

@@ -9,6 +9,7 @@ namespace {
 
 const char* kMinimal = R"({
   "listen": {"unix": {"path": "/run/x.sock"}},
+  "mail": {"spool_dir": "/var/mail/x"},
   "storage": {"path": "/var/lib/x"},
   "hsm": {"module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "opentokend", "pin_file": "/p"}
 })";
@@ -86,6 +87,8 @@ TEST(ConfigTest, BadValuesAreNamed) {
 TEST(ConfigTest, MissingSectionsAreNamed) {
   EXPECT_EQ(ErrorOf(R"({"storage": {"path": "/d"}, "hsm": {"module": "/m", "token_label": "t"}})"),
             "listen: is required");
+  EXPECT_EQ(ErrorOf(Without(kMinimal, R"("mail": {"spool_dir": "/var/mail/x"},)", "")),
+            "mail: is required");
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"("storage": {"path": "/var/lib/x"},)", "")),
             "storage: is required");
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})", "{}")),
@@ -99,11 +102,27 @@ TEST(ConfigTest, RejectsMalformedAndDuplicateJson) {
 }
 
 TEST(ConfigTest, MailNeedsExactlyOneTransport) {
-  std::string both = Without(kMinimal, "\"listen\"",
-                             R"("mail": {"spool_dir": "/m", "smtp_url": "smtp://h:25"}, "listen")");
-  EXPECT_NE(ErrorOf(both).find("mail"), std::string::npos);
-  std::string bad_url = Without(kMinimal, "\"listen\"", R"("mail": {"smtp_url": "http://h"}, "listen")");
-  EXPECT_NE(ErrorOf(bad_url).find("mail.smtp_url"), std::string::npos);
+  auto mail = [](const std::string& m) {
+    return Without(kMinimal, R"("mail": {"spool_dir": "/var/mail/x"})", "\"mail\": " + m);
+  };
+  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "smtp_url": "smtp://h:25"})")).find("mail"), std::string::npos);
+  EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "http://h"})")).find("mail.smtp_url"), std::string::npos);
+  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "from": "nobody"})")).find("mail.from"), std::string::npos);
+  EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "smtp://h", "require_tls": "yes"})")).find("mail.require_tls"),
+            std::string::npos);
+  EXPECT_TRUE(ParseConfig(mail(R"({"smtp_url": "smtp://h:2525", "from": "v@example.com", "require_tls": true})")).ok());
+}
+
+TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
+  auto with = [](const std::string& a) { return Without(kMinimal, "\"listen\"", "\"accounts\": " + a + ", \"listen\""); };
+  auto c = ParseConfig(with(R"({"session_lifetime_seconds": 900, "totp_issuer": "Vault"})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->accounts.session_lifetime_seconds, 900);
+  EXPECT_EQ(c->accounts.registration_lifetime_seconds, 86400);
+  EXPECT_NE(ErrorOf(with(R"({"session_lifetime_seconds": 5})")).find("accounts.session_lifetime_seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"totp_issuer": "a:b"})")).find("accounts.totp_issuer"), std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"lockout": 1})")).find("accounts.lockout"), std::string::npos);
 }
 
 TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {

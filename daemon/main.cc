@@ -6,13 +6,19 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <iostream>
 #include <string>
 #include <thread>
 
 #include "api/routes.h"
 #include "api/server.h"
+#include "api/validation.h"
+#include "service/access_codes.h"
+#include "service/tokens.h"
+#include "mail/mail.h"
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/hardening.h"
@@ -128,9 +134,38 @@ int Main(int argc, char** argv) {
     std::cerr << "opentokend: " << s.message() << "\n";
     return kExitUnavailable;
   }
+  auto mailer = mail::MakeMailer(MailOptionsFrom(*config), log);
+  if (!mailer.ok()) {
+    log.Error("startup_failed", {{"reason", mailer.status().message()}});
+    std::cerr << "opentokend: " << mailer.status().message() << "\n";
+    return ExitCodeFor(mailer.status());
+  }
+  auto schemas = api::SchemaValidator::Create();
+  if (!schemas.ok()) {
+    log.Error("startup_failed", {{"reason", schemas.status().message()}});
+    return kExitSoftware;
+  }
+  Runtime& r = **rt;
+  service::Accounts accounts(*r.vault, *r.store, **mailer, r.clock, log, AccountsOptionsFrom(*config));
+  service::AccessCodes access_codes(*r.vault, *r.token, *r.store, r.clock, log,
+                                    {.lifetime_seconds = config->access_code_lifetime_seconds});
+  service::Tokens tokens(*r.vault, *r.store, r.clock, log,
+                         {.max_lifetime_seconds = config->token_max_lifetime_seconds});
+  api::ServerOptions server_options = ServerOptionsFrom(*config);
+  // The router's handlers keep references to `services`: it lives until the server has stopped.
+  const api::Services services{.vault = *r.vault,
+                               .accounts = accounts,
+                               .access_codes = access_codes,
+                               .tokens = tokens,
+                               .schemas = **schemas,
+                               .clock = r.clock,
+                               .log = log,
+                               .limits = server_options.limits,
+                               .signature_past_seconds = config->signature_past_seconds,
+                               .signature_future_seconds = config->signature_future_seconds};
   api::Router router;
-  api::RegisterRoutes(router, api::Services{*(*rt)->vault});
-  auto server = api::HttpServer::Create(ServerOptionsFrom(*config), router, log);
+  api::RegisterRoutes(router, services);
+  auto server = api::HttpServer::Create(server_options, router, log);
   if (!server.ok()) {
     log.Error("startup_failed", {{"reason", server.status().message()}});
     std::cerr << "opentokend: " << server.status().message() << "\n";
@@ -153,9 +188,31 @@ int Main(int argc, char** argv) {
       (*server)->Stop();
     }
   });
+  // Expired registrations, challenges and sessions (and the keys of abandoned registrations)
+  // are purged in the background.
+  std::mutex purge_mu;
+  std::condition_variable purge_cv;
+  bool purge_stop = false;
+  std::thread purge_thread([&] {
+    std::unique_lock lock(purge_mu);
+    while (!purge_cv.wait_for(lock, std::chrono::seconds(60), [&] { return purge_stop; })) {
+      auto purged = (*rt)->store->PurgeExpired((*rt)->clock.NowSeconds(), 10'000);
+      if (!purged.ok()) {
+        log.Warn("purge_failed", {{"reason", purged.status().message()}});
+      } else if (*purged > 0) {
+        log.Info("purged_expired", {{"records", static_cast<int64_t>(*purged)}});
+      }
+    }
+  });
   sd_notify(0, "READY=1");
   log.Info("ready");
   (*server)->Run();
+  {
+    std::lock_guard lock(purge_mu);
+    purge_stop = true;
+  }
+  purge_cv.notify_all();
+  purge_thread.join();
   // Run() returns after Stop(); wake the signal thread if Run ended for another reason.
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();

@@ -79,6 +79,46 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log) 
   return rt;
 }
 
+std::string PublicUrl(const Config& config) {
+  if (!config.public_url.empty()) {
+    return config.public_url;
+  }
+  if (config.tls_listen) {
+    return "https://" + config.tls_listen->address + ":" + std::to_string(config.tls_listen->port);
+  }
+  return "http://localhost";
+}
+
+mail::MailOptions MailOptionsFrom(const Config& config) {
+  mail::MailOptions m;
+  m.spool_dir = config.mail_spool_dir;
+  m.smtp_url = config.mail_smtp_url;
+  m.from = config.mail_from;
+  m.require_tls = config.mail_require_tls;
+  m.ca_file = config.mail_ca_file;
+  if (!m.smtp_url.empty()) {
+    m.outbox_dir = config.mail_outbox_dir.empty() ? config.storage_path + "/mail-outbox"
+                                                  : config.mail_outbox_dir;
+  }
+  return m;
+}
+
+service::AccountsOptions AccountsOptionsFrom(const Config& config) {
+  service::AccountsOptions a;
+  const auto& c = config.accounts;
+  a.registration_lifetime_seconds = c.registration_lifetime_seconds;
+  a.challenge_lifetime_seconds = c.challenge_lifetime_seconds;
+  a.session_lifetime_seconds = c.session_lifetime_seconds;
+  a.totp_issuer = c.totp_issuer;
+  a.public_url = PublicUrl(config);
+  a.rate_limit.free_failures = c.login_free_failures;
+  a.rate_limit.base_delay_seconds = c.login_base_delay_seconds;
+  a.rate_limit.max_delay_seconds = c.login_max_delay_seconds;
+  a.peer_rate_limit = a.rate_limit;
+  a.peer_rate_limit.free_failures = c.login_peer_free_failures;
+  return a;
+}
+
 int ExitCodeFor(const Status& s) {
   return s.code() == Code::kInvalidArgument ? kExitConfig : kExitUnavailable;
 }

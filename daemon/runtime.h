@@ -8,6 +8,8 @@
 #include "common/secret_bytes.h"
 #include "daemon/config.h"
 #include "hsm/hsm.h"
+#include "mail/mail.h"
+#include "service/accounts.h"
 #include "service/vault.h"
 #include "store/store.h"
 
@@ -35,6 +37,12 @@ struct Runtime {
 // Opens token and store. Config-type problems come back as kInvalidArgument, everything else
 // (module missing, token absent, wrong PIN, store unusable) as kUnavailable/kPermissionDenied.
 Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log);
+
+// The mail options and account options the config describes.
+mail::MailOptions MailOptionsFrom(const Config& config);
+service::AccountsOptions AccountsOptionsFrom(const Config& config);
+// public_url, or the TLS listener's URL, or http://localhost.
+std::string PublicUrl(const Config& config);
 
 // Maps a start-up failure to an exit code (78 for configuration, 69 otherwise).
 int ExitCodeFor(const Status& s);

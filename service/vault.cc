@@ -44,7 +44,8 @@ Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a)
 
 std::vector<std::string> AllTables() {
   return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
-          "sessions", "challenges", "access_codes", "tokens", "access_tokens", "mail_tokens"};
+          "sessions", "challenges", "access_codes", "access_code_index", "tokens",
+          "access_tokens", "mail_tokens"};
 }
 
 std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(version); }
@@ -63,9 +64,7 @@ Result<KeyVersions> Vault::CurrentVersions() const {
   return v;
 }
 
-Result<InitReport> Vault::InitKeys() {
-  InitReport report;
-  report.versions = {1, 1};
+Status Vault::CreateTokenKeys(InitReport& report) {
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   const std::string kek = KekLabel(1);
   const std::string index = IndexKeyLabel(1);
@@ -83,6 +82,13 @@ Result<InitReport> Vault::InitKeys() {
     OTD_ASSIGN_OR_RETURN(auto attrs, s.ReadAttributes(hsm::KeyRef::Persistent(label)));
     OTD_RETURN_IF_ERROR(CheckKeyAttributes(label, attrs));
   }
+  return Status::Ok();
+}
+
+Result<InitReport> Vault::InitKeys() {
+  InitReport report;
+  report.versions = {1, 1};
+  OTD_RETURN_IF_ERROR(CreateTokenKeys(report));
   // Record the versions only if absent: a later rotation owns them after that.
   std::vector<store::Mutation> batch;
   for (auto [key, value] : {std::pair{kMetaKekVersion, 1u}, std::pair{kMetaIndexVersion, 1u}}) {
@@ -96,6 +102,14 @@ Result<InitReport> Vault::InitKeys() {
     OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
   }
   OTD_ASSIGN_OR_RETURN(report.versions, CurrentVersions());
+  // The system owner's data key (for records that belong to no account).
+  OTD_ASSIGN_OR_RETURN(bool has_system_key, HasDataKey(kSystemOwner));
+  if (!has_system_key) {
+    OTD_ASSIGN_OR_RETURN(store::Mutation m, NewAccountKeyMutation(kSystemOwner));
+    std::vector<store::Mutation> b;
+    b.push_back(std::move(m));
+    OTD_RETURN_IF_ERROR(store_.Apply(std::move(b)));
+  }
   log_.Info("keys_initialised", {{"created_kek", report.created_kek},
                                  {"created_index", report.created_index},
                                  {"kek_version", report.versions.kek},
@@ -105,6 +119,23 @@ Result<InitReport> Vault::InitKeys() {
 
 Status Vault::CheckKeys() {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  OTD_RETURN_IF_ERROR(CheckTokenKeys(v));
+  OTD_ASSIGN_OR_RETURN(bool has_system_key, HasDataKey(kSystemOwner));
+  if (!has_system_key) {
+    return FailedPrecondition(
+        "the system data key is missing: run `opentoken-admin init --config FILE`");
+  }
+  return Status::Ok();
+}
+
+Result<bool> Vault::HasDataKey(std::string_view owner) {
+  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, owner,
+                                            "data-key-v" + std::to_string(kDataKeyVersion)));
+  OTD_ASSIGN_OR_RETURN(auto existing, store_.Get(kAccountKeysTable, key));
+  return existing.has_value();
+}
+
+Status Vault::CheckTokenKeys(const KeyVersions& v) {
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   for (const auto& label : {KekLabel(v.kek), IndexKeyLabel(v.index)}) {
     OTD_ASSIGN_OR_RETURN(bool present, s.HasKey(label));
@@ -142,7 +173,7 @@ Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
   return s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(v.index)), msg);
 }
 
-Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account) {
+Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
                                             "data-key-v" + std::to_string(kDataKeyVersion)));
@@ -153,7 +184,15 @@ Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account) {
   return store::Mutation{.op = store::Op::kInsert,
                          .table = std::string(kAccountKeysTable),
                          .key = std::move(key),
-                         .value = EncodeWrappedKey({v.kek, std::move(wrapped)})};
+                         .value = EncodeWrappedKey({v.kek, std::move(wrapped)}),
+                         .expires_at = expires_at};
+}
+
+Result<store::Mutation> Vault::DeleteAccountKeyMutation(std::string_view account) {
+  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
+                                            "data-key-v" + std::to_string(kDataKeyVersion)));
+  return store::Mutation{.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
+                         .key = std::move(key)};
 }
 
 Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t version,

@@ -54,6 +54,10 @@ struct VaultHealth {
   bool ok() const { return token_ok && store_ok && keys_ok; }
 };
 
+// The owner of data keys for records that belong to no account yet (registrations' indexes,
+// sessions, challenges, the e-mail index). Created by InitKeys().
+inline constexpr std::string_view kSystemOwner = "__system";
+
 std::string KekLabel(uint32_t version);
 std::string IndexKeyLabel(uint32_t version);
 
@@ -78,7 +82,11 @@ class Vault {
 
   // Returns the mutation that stores a fresh data key for `account` (wrapped by the KEK), so a
   // caller can commit it in the same batch as the account record. Data key version 1.
-  Result<store::Mutation> NewAccountKeyMutation(std::string_view account);
+  // `expires_at` > 0 lets the store purge the key (and so shred the owner's records) then.
+  Result<store::Mutation> NewAccountKeyMutation(std::string_view account, int64_t expires_at = 0);
+  // The mutation that destroys an owner's data key: every record sealed with it becomes
+  // unreadable for good (crypto-shredding).
+  Result<store::Mutation> DeleteAccountKeyMutation(std::string_view account);
 
   // Seals plaintext for (table, account, id) with the account's current data key.
   Result<Bytes> Seal(std::string_view table, std::string_view account, std::string_view id,
@@ -90,7 +98,18 @@ class Vault {
 
   VaultHealth Health();
 
+  // Seal/Open with the system owner's key.
+  Result<Bytes> SealSystem(std::string_view table, std::string_view id, ByteView plaintext) {
+    return Seal(table, kSystemOwner, id, plaintext);
+  }
+  Result<SecretBytes> OpenSystem(std::string_view table, std::string_view id, ByteView record) {
+    return Open(table, kSystemOwner, id, record);
+  }
+
  private:
+  Status CreateTokenKeys(InitReport& report);
+  Result<bool> HasDataKey(std::string_view owner);
+  Status CheckTokenKeys(const KeyVersions& v);
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
                                    uint32_t* kek_version);
   hsm::Token& token_;

@@ -1,0 +1,97 @@
+#include "api/request_helpers.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+
+#include "api/errors.h"
+#include "common/strict_json.h"
+
+namespace otd::api {
+
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string MediaType(std::string_view content_type) {
+  std::string_view t = Trim(content_type.substr(0, content_type.find(';')));
+  std::string out(t);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+JsonBody ReadJsonBody(const Request& req, const RequestContext& ctx, const SchemaValidator& schemas,
+                      std::string_view schema_path, const Limits& limits) {
+  JsonBody out;
+  if (MediaType(req[http::field::content_type]) != "application/json") {
+    out.error = VndError(req, ctx, 415, "unsupported-media-type",
+                         "the request body must be application/json");
+    return out;
+  }
+  if (req.body().size() > limits.max_json_body_bytes) {
+    out.error = VndError(req, ctx, 413, "payload-too-large", "request body is too large");
+    return out;
+  }
+  JsonLimits jl;
+  jl.max_depth = limits.max_json_depth;
+  jl.max_string_bytes = limits.max_json_body_bytes;
+  auto parsed = ParseStrictJson(req.body(), jl);
+  if (!parsed.ok()) {
+    out.error = VndError(req, ctx, 400, "bad-request", parsed.status().message());
+    return out;
+  }
+  Status s = schemas.Validate(schema_path, *parsed);
+  if (s.ok()) {
+    s = RejectUnknownFields(*parsed, schema_path, schemas);
+  }
+  if (!s.ok()) {
+    WipeJson(*parsed);
+    out.error = VndError(req, ctx, 400, "bad-request", s.message());
+    return out;
+  }
+  out.doc = std::move(parsed).value();
+  return out;
+}
+
+void WipeJson(nlohmann::json& doc) {
+  if (doc.is_string()) {
+    auto& s = doc.get_ref<std::string&>();
+    OPENSSL_cleanse(s.data(), s.size());
+  } else if (doc.is_structured()) {
+    for (auto& v : doc) {
+      WipeJson(v);
+    }
+  }
+}
+
+std::optional<std::string> CookieValue(const Request& req, std::string_view name) {
+  for (const auto& field : req) {
+    if (field.name() != http::field::cookie) {
+      continue;
+    }
+    std::string_view v = field.value();
+    while (!v.empty()) {
+      size_t semi = v.find(';');
+      std::string_view pair = Trim(v.substr(0, semi));
+      v = semi == std::string_view::npos ? std::string_view() : v.substr(semi + 1);
+      size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && Trim(pair.substr(0, eq)) == name) {
+        return std::string(Trim(pair.substr(eq + 1)));
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace otd::api

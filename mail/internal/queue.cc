@@ -1,0 +1,33 @@
+#include "mail/internal/queue.h"
+
+#include <time.h>
+
+#include "mail/internal/mime.h"
+
+namespace otd::mail::internal {
+
+Result<std::string> QueueMessage(const SpoolWriter& writer, const Message& message,
+                                 const std::string& from) {
+  OTD_RETURN_IF_ERROR(ValidateMessage(message));
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  const int64_t now = ts.tv_sec;
+  OTD_ASSIGN_OR_RETURN(std::string boundary, RandomHex(16));
+  RenderParams params;
+  params.from = from;
+  params.boundary = "=_otd_" + boundary;
+  params.date = now;
+  // A clash of two 64-bit random ids is implausible; a couple of retries make it harmless.
+  for (int attempt = 0;; ++attempt) {
+    OTD_ASSIGN_OR_RETURN(params.message_id, SpoolWriter::NewId(now, ts.tv_nsec));
+    Status s = writer.Write(params.message_id, RenderMessage(message, params));
+    if (s.ok()) {
+      return params.message_id;
+    }
+    if (s.code() != Code::kAlreadyExists || attempt == 2) {
+      return s;
+    }
+  }
+}
+
+}  // namespace otd::mail::internal

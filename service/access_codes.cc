@@ -1,0 +1,205 @@
+#include "service/access_codes.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "crypto/encoding.h"
+#include "crypto/random.h"
+#include "service/fields.h"
+#include "service/record.h"
+
+namespace otd::service {
+
+namespace {
+
+constexpr std::string_view kAccessCodes = "access_codes";
+constexpr std::string_view kAccessCodeIndex = "access_code_index";
+
+enum : uint8_t {
+  kTagWrappedSecret = 1,
+  kTagKekVersion = 2,
+  kTagDescription = 3,
+  kTagCreatedAt = 4,
+  kTagExpiresAt = 5,
+  kTagIndex = 6,
+};
+
+// Index lines: code \t created \t expires \t base64url(description)
+std::string FormatIndex(const std::vector<AccessCodeInfo>& list) {
+  std::string out;
+  for (const auto& i : list) {
+    out += i.code + "\t" + std::to_string(i.created_at) + "\t" + std::to_string(i.expires_at) + "\t" +
+           crypto::Base64UrlEncode(AsBytes(i.description)) + "\n";
+  }
+  return out;
+}
+
+Result<std::vector<AccessCodeInfo>> ParseIndex(const std::string& text) {
+  std::vector<AccessCodeInfo> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    AccessCodeInfo i;
+    std::string created, expires, desc;
+    if (!std::getline(f, i.code, '\t') || !std::getline(f, created, '\t') ||
+        !std::getline(f, expires, '\t')) {
+      return DataLoss("access code index is malformed");
+    }
+    std::getline(f, desc);
+    i.created_at = std::stoll(created);
+    i.expires_at = std::stoll(expires);
+    if (!desc.empty()) {
+      OTD_ASSIGN_OR_RETURN(Bytes d, crypto::Base64UrlDecode(desc));
+      i.description.assign(d.begin(), d.end());
+    }
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<AccessCodeInfo>> AccessCodes::LoadIndex(std::string_view account_id, Bytes* key,
+                                                           std::optional<Bytes>* raw) {
+  OTD_ASSIGN_OR_RETURN(*key, vault_.LookupKey(kAccessCodeIndex, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(*raw, store_.Get(kAccessCodeIndex, *key));
+  if (!raw->has_value()) {
+    return std::vector<AccessCodeInfo>{};
+  }
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kAccessCodeIndex, account_id, "index", **raw));
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
+  OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagIndex));
+  return ParseIndex(text);
+}
+
+Result<store::Mutation> AccessCodes::IndexMutation(std::string_view account_id, const Bytes& key,
+                                                   const std::optional<Bytes>& raw,
+                                                   const std::vector<AccessCodeInfo>& list) {
+  std::string text = FormatIndex(list);
+  SecretBytes plain = FieldWriter().Add(kTagIndex, text).Finish();
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kAccessCodeIndex, account_id, "index",
+                                                 plain.Reveal(SecretAccess::Grant())));
+  store::Mutation m{.op = raw ? store::Op::kUpdate : store::Op::kInsert,
+                    .table = std::string(kAccessCodeIndex), .key = key, .value = std::move(sealed)};
+  if (raw) {
+    m.expect = *raw;
+  }
+  return m;
+}
+
+Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::string_view description) {
+  const int64_t now = clock_.NowSeconds();
+  NewAccessCode out;
+  OTD_ASSIGN_OR_RETURN(out.code, crypto::RandomUrlSafeString(options_.code_chars));
+  OTD_ASSIGN_OR_RETURN(out.secret, crypto::RandomUrlSafeSecret(options_.secret_chars));
+  out.expires_at = now + options_.lifetime_seconds;
+
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.CurrentVersions());
+  Bytes wrapped;
+  {
+    OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+    OTD_ASSIGN_OR_RETURN(wrapped, s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
+                                                  hsm::KeyType::kHmacSha256, out.secret));
+  }
+  SecretBytes plain = FieldWriter()
+                          .Add(kTagWrappedSecret, ByteView(wrapped))
+                          .AddU64(kTagKekVersion, v.kek)
+                          .Add(kTagDescription, description)
+                          .AddU64(kTagCreatedAt, static_cast<uint64_t>(now))
+                          .AddU64(kTagExpiresAt, static_cast<uint64_t>(out.expires_at))
+                          .Finish();
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kAccessCodes, account_id, out.code,
+                                                 plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code));
+
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Bytes index_key;
+    std::optional<Bytes> index_raw;
+    OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
+    std::erase_if(list, [now](const AccessCodeInfo& i) { return i.expires_at <= now; });
+    if (list.size() >= options_.max_per_account) {
+      return ResourceExhausted("this account has the maximum number of access codes; revoke one first");
+    }
+    list.push_back({out.code, std::string(description), now, out.expires_at});
+    OTD_ASSIGN_OR_RETURN(store::Mutation index, IndexMutation(account_id, index_key, index_raw, list));
+    std::vector<store::Mutation> batch;
+    batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccessCodes), .key = record_key,
+                     .value = sealed, .expires_at = out.expires_at});
+    batch.push_back(std::move(index));
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      log_.Info("access_code_created");
+      return out;
+    }
+    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+      return s;
+    }
+  }
+  return Unavailable("too much contention on this account's access codes");
+}
+
+Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_id) {
+  Bytes key;
+  std::optional<Bytes> raw;
+  OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &key, &raw));
+  const int64_t now = clock_.NowSeconds();
+  std::erase_if(list, [now](const AccessCodeInfo& i) { return i.expires_at <= now; });
+  return list;
+}
+
+Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, code));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Bytes index_key;
+    std::optional<Bytes> index_raw;
+    OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
+    auto it = std::find_if(list.begin(), list.end(), [&](const AccessCodeInfo& i) { return i.code == code; });
+    if (it == list.end()) {
+      return NotFound("no such access code");
+    }
+    list.erase(it);
+    OTD_ASSIGN_OR_RETURN(store::Mutation index, IndexMutation(account_id, index_key, index_raw, list));
+    std::vector<store::Mutation> batch;
+    batch.push_back({.op = store::Op::kErase, .table = std::string(kAccessCodes), .key = record_key});
+    batch.push_back(std::move(index));
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      log_.Info("access_code_revoked");
+      return s;
+    }
+    if (s.code() != Code::kFailedPrecondition) {
+      return s;
+    }
+  }
+  return Unavailable("too much contention on this account's access codes");
+}
+
+Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
+                           ByteView signature) {
+  const Status denied = Unauthenticated("signature verification failed");
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, code));
+  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccessCodes, record_key));
+  if (!value) {
+    return denied;
+  }
+  auto plain = vault_.Open(kAccessCodes, account_id, code, *value);
+  if (!plain.ok()) {
+    return plain.status().code() == Code::kUnavailable ? plain.status() : denied;
+  }
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(*plain));
+  OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
+  if (static_cast<int64_t>(expires) <= clock_.NowSeconds()) {
+    return denied;
+  }
+  OTD_ASSIGN_OR_RETURN(uint64_t kek_version, r.U64(kTagKekVersion));
+  OTD_ASSIGN_OR_RETURN(std::string wrapped, r.Text(kTagWrappedSecret));
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(hsm::SessionKey key,
+                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
+                                AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign));
+  OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(key.ref(), canonical, signature));
+  return ok ? Status::Ok() : denied;
+}
+
+}  // namespace otd::service

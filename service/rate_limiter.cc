@@ -1,0 +1,66 @@
+#include "service/rate_limiter.h"
+
+#include <algorithm>
+
+namespace otd::service {
+
+int64_t RateLimiter::RetryAfter(std::string_view key) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(std::string(key));
+  if (it == entries_.end()) {
+    return 0;
+  }
+  int64_t now = clock_.NowSeconds();
+  if (now - it->second.last_failure > options_.forget_after_seconds) {
+    entries_.erase(it);
+    return 0;
+  }
+  return std::max<int64_t>(0, it->second.blocked_until - now);
+}
+
+void RateLimiter::RecordFailure(std::string_view key) {
+  std::lock_guard lock(mu_);
+  int64_t now = clock_.NowSeconds();
+  EvictIfFull(now);
+  Entry& e = entries_[std::string(key)];
+  if (e.failures > 0 && now - e.last_failure > options_.forget_after_seconds) {
+    e = Entry{};
+  }
+  ++e.failures;
+  e.last_failure = now;
+  if (e.failures > options_.free_failures) {
+    uint32_t over = e.failures - options_.free_failures - 1;
+    int64_t delay = options_.max_delay_seconds;
+    if (over < 30) {
+      delay = std::min(options_.max_delay_seconds, options_.base_delay_seconds << over);
+    }
+    e.blocked_until = now + delay;
+  }
+}
+
+void RateLimiter::RecordSuccess(std::string_view key) {
+  std::lock_guard lock(mu_);
+  entries_.erase(std::string(key));
+}
+
+void RateLimiter::EvictIfFull(int64_t now) {
+  if (entries_.size() < options_.max_entries) {
+    return;
+  }
+  // First drop forgotten entries; if still full, drop the oldest failure.
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (now - it->second.last_failure > options_.forget_after_seconds) {
+      it = entries_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (entries_.size() >= options_.max_entries) {
+    auto oldest = std::min_element(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
+      return a.second.last_failure < b.second.last_failure;
+    });
+    entries_.erase(oldest);
+  }
+}
+
+}  // namespace otd::service

@@ -1,0 +1,61 @@
+#pragma once
+// Tokens (seeds/001): any bytes with their Content-Type, sealed with the account's data key in the
+// token. The store key is HMAC(index key, account | token id) and the associated data binds the
+// ciphertext to the token id, so the id itself is never stored and a record cannot be read
+// without it, even with the database and the HSM.
+//
+// Deletion erases the record. The ciphertext that LMDB may keep in free pages stays bound to the
+// token id, which exists only with the client: that is the shredding.
+//
+// Errors: kNotFound for unknown, expired, deleted, tampered or other-account tokens (one message;
+// a dummy decryption on a miss keeps the timing of a hit); kInvalidArgument for bad input;
+// kUnavailable (token/store).
+// Thread safety: thread safe.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/secret_bytes.h"
+#include "common/status.h"
+#include "service/vault.h"
+#include "store/store.h"
+
+namespace otd::service {
+
+struct TokensOptions {
+  size_t id_chars = 32;               // 192 bits, URL-safe
+  int64_t max_lifetime_seconds = 0;   // 0: tokens without `expires` never expire
+};
+
+struct StoredToken {
+  std::string content_type;
+  bool is_public = false;
+  int64_t created_at = 0;
+  int64_t expires_at = 0;  // 0: none
+  SecretBytes payload;
+  std::string etag;        // derived from the sealed record, reveals nothing
+};
+
+class Tokens {
+ public:
+  Tokens(Vault& vault, store::Store& store, const Clock& clock, Logger& log, TokensOptions options)
+      : vault_(vault), store_(store), clock_(clock), log_(log), options_(options) {}
+
+  // Returns the new token id.
+  Result<std::string> Create(std::string_view account_id, std::string_view content_type,
+                             ByteView payload, bool is_public, int64_t expires_at);
+  Result<StoredToken> Get(std::string_view account_id, std::string_view token_id);
+  Status Delete(std::string_view account_id, std::string_view token_id);
+
+ private:
+  Vault& vault_;
+  store::Store& store_;
+  const Clock& clock_;
+  Logger& log_;
+  TokensOptions options_;
+};
+
+}  // namespace otd::service

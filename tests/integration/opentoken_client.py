@@ -1,0 +1,153 @@
+"""A client written against the OpenToken documents only: it follows Link headers from `/`,
+hashes passwords as `passwordHashConfig` says, computes TOTP codes (RFC 6238) and challenge hashes.
+Used by the black-box tests."""
+
+import base64
+import email
+import email.policy
+import glob
+import hashlib
+import hmac
+import json
+import os
+import re
+import struct
+import time
+
+PASSWORD = "correct horse battery staple"
+
+
+def totp(key: bytes, t: float, step_offset: int = 0) -> str:
+    counter = int(t) // 30 + step_offset
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    o = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[o:o + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{code:06d}"
+
+
+def password_hash(config: dict, password: str = PASSWORD) -> str:
+    assert config["type"] == "pbkdf2" and config["algorithm"] == "sha512"
+    assert config["encoding"] == "base64"
+    raw = hashlib.pbkdf2_hmac("sha512", password.encode(), config["salt"].encode(),
+                              config["iterations"], config["derivedLength"])
+    return base64.b64encode(raw).decode()
+
+
+def challenge_hash(pw_hash: str, challenge_config: dict) -> str:
+    assert challenge_config["algorithm"] == "sha512" and challenge_config["encoding"] == "hex"
+    return hashlib.sha512((pw_hash + challenge_config["salt"]).encode()).hexdigest()
+
+
+def parse_link(link: str) -> dict:
+    m = re.match(r"<([^>]*)>(.*)", link)
+    out = {"href": m.group(1)}
+    for k, v in re.findall(r';\s*([a-z]+)="([^"]*)"', m.group(2)):
+        out[k] = v
+    return out
+
+
+def find_link(reply, rel=None, title=None):
+    for raw in reply.links():
+        link = parse_link(raw)
+        if (rel is None or link.get("rel") == rel) and (title is None or link.get("title") == title):
+            return link
+    raise AssertionError(f"no link rel={rel} title={title} in {reply.links()}")
+
+
+def expand(template: str, **values) -> str:
+    for k, v in values.items():
+        template = template.replace("{" + k + "}", v)
+    return re.sub(r"\{\?[^}]*\}", "", template)
+
+
+def read_mails(spool_dir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(spool_dir, "*.eml"))):
+        with open(path, "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        text = msg.get_body(preferencelist=("plain",)).get_content()
+        out.append((path, msg, text))
+    return out
+
+
+def wait_for_mail(spool_dir, count=1, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        mails = read_mails(spool_dir)
+        if len(mails) >= count:
+            return mails
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} mails in {spool_dir}")
+
+
+def confirm_path(text):
+    m = re.search(r"https?://[^/\s]+(/registration/[A-Za-z0-9_-]+/confirm/[A-Za-z0-9_-]+)", text)
+    assert m, text
+    return m.group(1)
+
+
+class Client:
+    """One user going through the documented flows against a harness.Daemon."""
+
+    def __init__(self, daemon, transport="unix", address="user@example.com"):
+        self.d = daemon
+        self.t = transport
+        self.address = address
+        self.cookie = None
+
+    def req(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        if self.cookie:
+            h.setdefault("Cookie", "login=" + self.cookie)
+        return self.d.request(method, path, body=body, headers=h, transport=self.t)
+
+    def register(self):
+        root = self.req("GET", "/")
+        link = find_link(root, rel="service", title="registration-register")
+        assert link["profile"] == "/schema/registration/register-request.json"
+        r = self.req("POST", link["href"], {"email": self.address})
+        assert r.status == 200, (r.status, r.body)
+        self.registration = r
+        self.reg_body = r.json()
+        self.seed = bytes.fromhex(self.reg_body["mfa"]["totp"]["keyHex"])
+        self.pw_hash = password_hash(self.reg_body["passwordHashConfig"])
+        return r
+
+    def secure(self, now=None):
+        now = time.time() if now is None else now
+        edit = find_link(self.registration, rel="edit", title="registration-secure")
+        body = {"mfa": {"totp": {"current": totp(self.seed, now), "previous": totp(self.seed, now, -1)}},
+                "passwordHash": self.pw_hash}
+        return self.req("POST", edit["href"], body)
+
+    def confirm(self, spool_dir, mail_index=-1):
+        mails = wait_for_mail(spool_dir)
+        path = confirm_path(mails[mail_index][2])
+        r = self.req("GET", path)
+        return r, path
+
+    def full_registration(self, spool_dir):
+        self.register()
+        r = self.secure()
+        assert r.status == 204, (r.status, r.body)
+        r, _ = self.confirm(spool_dir)
+        assert r.status == 201, (r.status, r.body)
+        self.account_id = r.json()["accountId"]
+        self.login_href = find_link(r, rel="login", title="account-login")["href"]
+        return r
+
+    def login(self, step_offset=0, pw_hash=None):
+        ch = self.req("GET", self.login_href)
+        assert ch.status == 200, (ch.status, ch.body)
+        body = ch.json()
+        h = challenge_hash(pw_hash or password_hash(body["passwordHashConfig"]), body["challengeHashConfig"])
+        r = self.req("POST", self.login_href,
+                     {"challengeHash": h, "mfa": {"totp": totp(self.seed, time.time(), step_offset)}})
+        if r.status == 200:
+            cookie = r.header("Set-Cookie")
+            self.cookie = re.match(r"login=([^;]*)", cookie).group(1)
+            self.login_reply = r
+        return r
