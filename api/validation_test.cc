@@ -251,5 +251,98 @@ TEST_F(ValidationTest, ValidateIsSafeFromManyThreads) {
   }
 }
 
+// Schema sets built in the test, for what the embedded schemas do not exercise.
+Result<std::unique_ptr<SchemaValidator>> FromFiles(std::vector<SchemaFile> files) {
+  return SchemaValidator::CreateFrom(files);
+}
+
+TEST(SchemaSetTest, RefsResolveRelativeToTheReferringDocumentIncludingFragments) {
+  auto v = FromFiles({
+      {"a/root.json", R"({"type":"object","properties":{
+          "x":{"$ref":"../b/lib.json#/definitions/code"},
+          "y":{"$ref":"./sibling.json"},
+          "z":{"$ref":"#/definitions/local"}},
+        "definitions":{"local":{"type":"integer","minimum":3}}})"},
+      {"a/sibling.json", R"({"allOf":[{"$ref":"../b/lib.json#/definitions/code"}],"maxLength":4})"},
+      {"b/lib.json", R"({"definitions":{"code":{"type":"string","pattern":"^[0-9]+$"}}})"},
+  });
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  auto check = [&](const json& doc) {
+    Status s = (*v)->Validate("a/root.json", doc);
+    return s.ok() ? RejectUnknownFields(doc, "a/root.json", **v) : s;
+  };
+  EXPECT_TRUE(check({{"x", "12"}, {"y", "34"}, {"z", 3}}).ok());
+  EXPECT_EQ(check({{"x", "1a"}}).message(), "/x: does not match the required pattern");
+  EXPECT_EQ(check({{"y", "1a"}}).message(), "/y: does not match the required pattern");
+  EXPECT_EQ(check({{"y", "12345"}}).message(), "/y: too long");
+  EXPECT_EQ(check({{"z", 2}}).message(), "/z: out of range");
+  EXPECT_EQ(check({{"z", 3.5}}).message(), "/z: wrong type");
+}
+
+TEST(SchemaSetTest, BrokenSchemaSetsFailToCreate) {
+  struct Case {
+    const char* name;
+    std::vector<SchemaFile> files;
+  };
+  const std::vector<Case> cases = {
+      {"unsupported keyword", {{"a.json", R"({"anyOf":[{"type":"string"}]})"}}},
+      {"id changes resolution", {{"a.json", R"({"id":"http://example.com/a.json"})"}}},
+      {"ref outside the set", {{"a.json", R"({"$ref":"b.json"})"}}},
+      {"ref above the root", {{"d/a.json", R"({"$ref":"../../a.json"})"}}},
+      {"absolute ref", {{"a.json", R"({"$ref":"http://example.com/a.json"})"}}},
+      {"missing fragment", {{"a.json", R"({"$ref":"#/definitions/none"})"}}},
+      {"ref cycle", {{"a.json", R"({"$ref":"b.json"})"}, {"b.json", R"({"$ref":"a.json"})"}}},
+      {"bad pattern", {{"a.json", R"({"pattern":"(unclosed"})"}}},
+      {"duplicate key", {{"a.json", R"({"type":"string","type":"object"})"}}},
+      {"not a schema", {{"a.json", R"({"properties":{"x":5}})"}}},
+  };
+  for (const auto& c : cases) {
+    auto v = FromFiles(c.files);
+    EXPECT_FALSE(v.ok()) << c.name;
+    if (!v.ok()) {
+      EXPECT_EQ(v.status().code(), Code::kInternal) << c.name;
+    }
+  }
+}
+
+TEST(SchemaSetTest, AllOfCyclesThroughPropertiesTerminate) {
+  auto v = FromFiles({{"tree.json", R"({"type":"object","properties":{
+      "name":{"type":"string"},"child":{"$ref":"tree.json"}}})"}});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  json doc = {{"name", "a"}, {"child", {{"name", "b"}, {"child", {{"name", "c"}}}}}};
+  EXPECT_TRUE((*v)->Validate("tree.json", doc).ok());
+  EXPECT_TRUE(RejectUnknownFields(doc, "tree.json", **v).ok());
+  doc["child"]["child"]["extra"] = 1;
+  EXPECT_EQ(RejectUnknownFields(doc, "tree.json", **v).message(), "/child/child/extra: unknown field");
+  doc["child"]["child"].erase("extra");
+  doc["child"]["name"] = 7;
+  EXPECT_EQ((*v)->Validate("tree.json", doc).message(), "/child/name: wrong type");
+}
+
+TEST(SchemaSetTest, AdditionalPropertiesOpensAnObjectButKeepsInputNamesOutOfMessages) {
+  auto v = FromFiles({{"m.json", R"({"type":"object","properties":{"fixed":{"type":"string"}},
+      "additionalProperties":{"type":"string","maxLength":3}})"}});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  json ok = {{"fixed", "x"}, {"anything", "abc"}};
+  EXPECT_TRUE((*v)->Validate("m.json", ok).ok());
+  EXPECT_TRUE(RejectUnknownFields(ok, "m.json", **v).ok());
+  Status s = (*v)->Validate("m.json", {{"a@example.com", "abcd"}});
+  EXPECT_EQ(s.message(), "/: too long");
+  s = (*v)->Validate("m.json", {{"label", "abcd"}});
+  EXPECT_EQ(s.message(), "/label: too long");
+}
+
+TEST(SchemaSetTest, ArrayItemsAreWalkedWithTheirIndex) {
+  auto v = FromFiles({{"l.json", R"({"type":"object","properties":{"scope":{"type":"array",
+      "items":{"type":"object","properties":{"name":{"type":"string","pattern":"^[a-z.]+$"}}}}}})"}});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  json doc = {{"scope", {{{"name", "account.read"}}, {{"name", "X"}}}}};
+  EXPECT_EQ((*v)->Validate("l.json", doc).message(), "/scope/1/name: does not match the required pattern");
+  doc = {{"scope", {{{"name", "a"}}, {{"name", "b"}, {"nope", 1}}}}};
+  EXPECT_EQ(RejectUnknownFields(doc, "l.json", **v).message(), "/scope/1/nope: unknown field");
+  doc = {{"scope", {{{"name", std::string(5000, 'a')}}}}};
+  EXPECT_EQ((*v)->Validate("l.json", doc).message(), "/scope/0/name: too long");
+}
+
 }  // namespace
 }  // namespace otd::api

@@ -14,9 +14,14 @@ uint8_t* AllocateSecret(size_t n) {
   if (n == 0) {
     return nullptr;
   }
-  // Falls back to the normal heap when the secure heap is not initialised or exhausted;
-  // CRYPTO_secure_allocated() tells which (checked by tests and at daemon start).
+  // The secure heap (small, mlocked, excluded from dumps) is for keys, PINs, seeds and other small
+  // secrets. When it is not initialised, or a buffer does not fit (a large payload, or the heap is
+  // full), the normal heap is used: such buffers are still wiped on free (OPENSSL_secure_clear_free
+  // cleanses non-secure pointers too), and core dumps are disabled for the whole process.
   void* p = OPENSSL_secure_zalloc(n);
+  if (p == nullptr) {
+    p = OPENSSL_zalloc(n);
+  }
   if (p == nullptr) {
     throw std::bad_alloc();
   }

@@ -52,5 +52,20 @@ TEST(SecretBytesTest, LivesOnSecureHeapOnceInitialised) {
   EXPECT_TRUE(a.IsOnSecureHeap());
 }
 
+TEST(SecretBytesTest, LargeSecretsFallBackToTheNormalHeap) {
+  // Regression: a 1 MiB payload in a 1 MiB secure heap made the allocation fail (HTTP 500).
+  if (CRYPTO_secure_malloc_initialized() == 0) {
+    ASSERT_GE(CRYPTO_secure_malloc_init(1 << 16, 16), 1);
+  }
+  SecretBytes big(4u << 20);
+  ASSERT_EQ(big.size(), 4u << 20);
+  EXPECT_FALSE(big.IsOnSecureHeap());
+  big.MutableReveal(SecretAccess::Grant())[0] = 7;
+  SecretBytes copy = big.Clone();
+  EXPECT_TRUE(ConstantTimeEquals(big, copy));
+  SecretBytes small(32);
+  EXPECT_TRUE(small.IsOnSecureHeap());
+}
+
 }  // namespace
 }  // namespace otd

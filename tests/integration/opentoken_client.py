@@ -151,3 +151,50 @@ class Client:
             self.cookie = re.match(r"login=([^;]*)", cookie).group(1)
             self.login_reply = r
         return r
+
+
+def ot1_date(t=None):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def ot1_canonical(method, target, headers, signed, body: bytes) -> bytes:
+    path, _, query = target.partition("?")
+    lower = {k.lower(): v for k, v in headers.items()}
+    lines = []
+    for name in signed:
+        value = lower[name].strip()
+        if name == "host":
+            value = value.lower()
+        lines.append(f"{name}:{value}")
+    head = f"{method}\n{path}\n{query}\n" + "".join(l + "\n" for l in lines) + "\n"
+    return head.encode() + body
+
+
+def ot1_sign(method, target, headers, body: bytes, code, secret,
+             signed=("host", "content-type", "x-opentoken-date")) -> dict:
+    """Returns headers with Authorization added (signing exactly what will be sent)."""
+    canonical = ot1_canonical(method, target, headers, signed, body)
+    sig = hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+    h = dict(headers)
+    h["Authorization"] = (f"OT1-HMAC-SHA256-HEX; access-code={code}; "
+                          f"signed-headers={' '.join(signed)}; signature={sig}")
+    return h
+
+
+class Signer:
+    """Makes OT1-signed requests with one access code pair."""
+
+    def __init__(self, daemon, code, secret, transport="unix"):
+        self.d, self.code, self.secret, self.t = daemon, code, secret, transport
+
+    def host(self):
+        return "localhost" if self.t == "unix" else f"127.0.0.1:{self.d.port}"
+
+    def request(self, method, target, body=b"", content_type="text/plain", date=None, extra=None,
+                signed=("host", "content-type", "x-opentoken-date"), tamper=None):
+        headers = {"Host": self.host(), "Content-Type": content_type, "X-OpenToken-Date": date or ot1_date()}
+        headers.update(extra or {})
+        h = ot1_sign(method, target, headers, body, self.code, self.secret, signed)
+        if tamper:
+            h, body = tamper(h, body)
+        return self.d.request(method, target, body=body, headers=h, transport=self.t)
