@@ -1,0 +1,67 @@
+#include "service/access_codes.h"
+
+#include <gtest/gtest.h>
+
+#include "crypto/hash.h"
+#include "service/service_test_env.h"
+
+namespace otd::service {
+namespace {
+
+class AccessCodesTest : public ::testing::Test {
+ protected:
+  AccessCodesTest()
+      : codes_(*env_.vault_, *env_.token_, *env_.store_, env_.clock_, env_.log_,
+               {.lifetime_seconds = 1000, .max_per_account = 3}) {
+    for (const char* account : {"acct-a", "acct-b"}) {
+      auto m = env_.vault_->NewAccountKeyMutation(account);
+      std::vector<store::Mutation> batch;
+      batch.push_back(std::move(m).value());
+      EXPECT_TRUE(env_.store_->Apply(std::move(batch)).ok());
+    }
+  }
+  Bytes Mac(const SecretBytes& secret, std::string_view msg) {
+    return *crypto::HmacSha256(secret, AsBytes(msg));
+  }
+  ServiceEnv env_;
+  AccessCodes codes_;
+};
+
+TEST_F(AccessCodesTest, VerifiesInsideTheTokenAndOnlyForItsAccount) {
+  auto pair = codes_.Create("acct-a", "ci");
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  EXPECT_EQ(pair->secret.size(), 32u);
+  Bytes mac = Mac(pair->secret, "canonical");
+  EXPECT_TRUE(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).ok());
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonicaL"), mac).code(), Code::kUnauthenticated);
+  EXPECT_EQ(codes_.Verify("acct-b", pair->code, AsBytes("canonical"), mac).code(), Code::kUnauthenticated);
+  mac[0] ^= 1;
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).code(), Code::kUnauthenticated);
+}
+
+TEST_F(AccessCodesTest, ExpiredCodesStopSigningAndLeaveTheList) {
+  auto pair = codes_.Create("acct-a", "");
+  ASSERT_TRUE(pair.ok());
+  Bytes mac = Mac(pair->secret, "x");
+  env_.clock_.Advance(1001);
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("x"), mac).code(), Code::kUnauthenticated);
+  EXPECT_TRUE(codes_.List("acct-a")->empty());
+}
+
+TEST_F(AccessCodesTest, ListRevokeAndPerAccountLimit) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(codes_.Create("acct-a", "n" + std::to_string(i)).ok());
+  }
+  EXPECT_EQ(codes_.Create("acct-a", "too many").status().code(), Code::kResourceExhausted);
+  auto list = codes_.List("acct-a");
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[1].description, "n1");
+  EXPECT_TRUE(codes_.Revoke("acct-a", (*list)[0].code).ok());
+  EXPECT_EQ(codes_.Revoke("acct-a", (*list)[0].code).code(), Code::kNotFound);
+  EXPECT_EQ(codes_.Revoke("acct-b", (*list)[1].code).code(), Code::kNotFound);
+  EXPECT_EQ(codes_.List("acct-a")->size(), 2u);
+  EXPECT_TRUE(codes_.List("acct-b")->empty());
+}
+
+}  // namespace
+}  // namespace otd::service
