@@ -5,7 +5,6 @@
 #include <algorithm>
 
 #include "api/errors.h"
-#include "common/strict_json.h"
 
 namespace otd::api {
 
@@ -46,18 +45,9 @@ JsonBody ReadJsonBody(const Request& req, const RequestContext& ctx, const Schem
   JsonLimits jl;
   jl.max_depth = limits.max_json_depth;
   jl.max_string_bytes = limits.max_json_body_bytes;
-  auto parsed = ParseStrictJson(req.body(), jl);
+  auto parsed = ParseAndValidate(req.body(), schema_path, schemas, jl);
   if (!parsed.ok()) {
     out.error = VndError(req, ctx, 400, "bad-request", parsed.status().message());
-    return out;
-  }
-  Status s = schemas.Validate(schema_path, *parsed);
-  if (s.ok()) {
-    s = RejectUnknownFields(*parsed, schema_path, schemas);
-  }
-  if (!s.ok()) {
-    WipeJson(*parsed);
-    out.error = VndError(req, ctx, 400, "bad-request", s.message());
     return out;
   }
   out.doc = std::move(parsed).value();

@@ -120,8 +120,8 @@ class HttpServer::Impl {
 
  private:
   Status SetUpTls();
-  awaitable<void> AcceptUnix();
-  awaitable<void> AcceptTls();
+  template <class Acceptor, class MakeStream>
+  awaitable<void> AcceptLoop(Acceptor& acceptor, Transport transport, MakeStream make_stream);
   template <class Stream>
   awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
   template <class Stream>
@@ -262,68 +262,52 @@ void HttpServer::Impl::MaybeFinishDrain() {
   }
 }
 
-awaitable<void> HttpServer::Impl::AcceptUnix() {
+// Peer identity for rate limiting: the uid on the Unix socket, the address on TLS.
+std::string PeerOf(unix_proto::socket& sock) {
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    return "uid:" + std::to_string(cred.uid);
+  }
+  return "uid:unknown";
+}
+
+std::string PeerOf(tcp::socket& sock) {
+  error_code ec;
+  sock.set_option(tcp::no_delay(true), ec);
+  auto ep = sock.remote_endpoint(ec);
+  return ec ? "ip:unknown" : "ip:" + ep.address().to_string();
+}
+
+template <class Acceptor, class MakeStream>
+awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport transport,
+                                             MakeStream make_stream) {
+  const char* name = transport == Transport::kTls ? "tls" : "unix";
   for (;;) {
     error_code ec;
-    unix_proto::socket sock = co_await unix_acceptor_->async_accept(
+    typename Acceptor::protocol_type::socket sock = co_await acceptor.async_accept(
         net::make_strand(ioc_), net::redirect_error(use_awaitable, ec));
     if (stopping_.load()) {
       co_return;
     }
     if (ec) {
-      log_.Warn("accept_failed", {{"transport", "unix"}, {"error", ec.message()}});
+      // E.g. EMFILE: back off briefly instead of spinning.
+      log_.Warn("accept_failed", {{"transport", name}, {"error", ec.message()}});
       net::steady_timer t(ioc_, std::chrono::milliseconds(50));
       co_await t.async_wait(net::redirect_error(use_awaitable, ec));
       continue;
     }
     if (connections_.load() >= opt_.limits.max_connections) {
-      log_.Warn("connection_refused", {{"transport", "unix"}, {"reason", "max_connections"}});
+      log_.Warn("connection_refused", {{"transport", name}, {"reason", "max_connections"}});
       sock.close(ec);
       continue;
     }
     connections_.fetch_add(1);
-    struct ucred cred {};
-    socklen_t len = sizeof cred;
-    std::string peer = "uid:unknown";
-    if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-      peer = "uid:" + std::to_string(cred.uid);
-    }
-    auto conn = std::make_shared<Conn<UnixStream>>(UnixStream(std::move(sock)));
+    std::string peer = PeerOf(sock);
+    auto conn = std::make_shared<Conn<decltype(make_stream(std::move(sock)))>>(make_stream(std::move(sock)));
     conn->peer = std::move(peer);
     Track(conn);
-    net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kUnix), net::detached);
-  }
-}
-
-awaitable<void> HttpServer::Impl::AcceptTls() {
-  for (;;) {
-    error_code ec;
-    tcp::socket sock = co_await tls_acceptor_->async_accept(net::make_strand(ioc_),
-                                                            net::redirect_error(use_awaitable, ec));
-    if (stopping_.load()) {
-      co_return;
-    }
-    if (ec) {
-      log_.Warn("accept_failed", {{"transport", "tls"}, {"error", ec.message()}});
-      net::steady_timer t(ioc_, std::chrono::milliseconds(50));
-      co_await t.async_wait(net::redirect_error(use_awaitable, ec));
-      continue;
-    }
-    if (connections_.load() >= opt_.limits.max_connections) {
-      log_.Warn("connection_refused", {{"transport", "tls"}, {"reason", "max_connections"}});
-      sock.close(ec);
-      continue;
-    }
-    sock.set_option(tcp::no_delay(true), ec);
-    std::string peer = "ip:unknown";
-    if (auto ep = sock.remote_endpoint(ec); !ec) {
-      peer = "ip:" + ep.address().to_string();
-    }
-    connections_.fetch_add(1);
-    auto conn = std::make_shared<Conn<TlsStream>>(TlsStream(beast::tcp_stream(std::move(sock)), ssl_ctx_));
-    conn->peer = std::move(peer);
-    Track(conn);
-    net::co_spawn(conn->stream.get_executor(), Serve(conn, Transport::kTls), net::detached);
+    net::co_spawn(conn->stream.get_executor(), Serve(conn, transport), net::detached);
   }
 }
 
@@ -528,10 +512,18 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
 
 void HttpServer::Impl::Run() {
   if (unix_acceptor_) {
-    net::co_spawn(ioc_, AcceptUnix(), net::detached);
+    net::co_spawn(ioc_,
+                  AcceptLoop(*unix_acceptor_, Transport::kUnix,
+                             [](unix_proto::socket s) { return UnixStream(std::move(s)); }),
+                  net::detached);
   }
   if (tls_acceptor_) {
-    net::co_spawn(ioc_, AcceptTls(), net::detached);
+    net::co_spawn(ioc_,
+                  AcceptLoop(*tls_acceptor_, Transport::kTls,
+                             [this](tcp::socket s) {
+                               return TlsStream(beast::tcp_stream(std::move(s)), ssl_ctx_);
+                             }),
+                  net::detached);
   }
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < std::max(1u, opt_.io_threads); ++i) {
