@@ -40,21 +40,31 @@ void AddRegistrationLinks(Response& res, const std::string& id) {
   AddLink(res, {.href = RegistrationPath(id) + "/qr", .rel = "item", .title = "registration-secure-qr"});
 }
 
-// The registration resource (registration.md). The TOTP seed is in it, so the body is wiped by
-// the server after it is written.
-Response RegistrationResponse(const Request& req, const service::Registration& r,
-                              const std::string& issuer) {
-  auto seed = r.totp_seed.Reveal(SecretAccess::Grant());
-  std::string base32 = crypto::Base32Encode(seed, crypto::Base32Padding::kUnpadded);
-  std::string hex = crypto::HexEncode(seed);
-  std::string uri = crypto::OtpauthUri(issuer, r.email.RevealString(SecretAccess::Grant()), base32);
-  json body = {{"passwordHashConfig", PasswordHashConfig(r.password_salt)},
-               {"mfa", {{"totp", {{"keyBase32", base32}, {"keyHex", hex}, {"keyUri", uri}}}}}};
-  OPENSSL_cleanse(base32.data(), base32.size());
-  OPENSSL_cleanse(hex.data(), hex.size());
-  OPENSSL_cleanse(uri.data(), uri.size());
-  Response res = JsonResponse(req, 200, body.dump(), "application/json");
-  WipeJson(body);
+// The registration resource (registration.md). It carries the TOTP seed three times, so it is
+// built in buffers of exact size (no reallocation copies) and wiped by the server once written.
+Response RegistrationResponse(const Request& req, const RequestContext& ctx,
+                              const service::Registration& r, const std::string& issuer) {
+  auto base32 = crypto::Base32EncodeSecret(r.totp_seed, crypto::Base32Padding::kUnpadded);
+  auto hex = crypto::HexEncodeSecret(r.totp_seed);
+  auto uri = crypto::OtpauthUriSecret(issuer, r.email.RevealString(SecretAccess::Grant()), r.totp_seed);
+  if (!base32.ok() || !hex.ok() || !uri.ok()) {
+    return VndErrorFromStatus(req, ctx, Internal("cannot encode the TOTP key"));
+  }
+  std::string_view b32 = base32->RevealString(SecretAccess::Grant());
+  std::string_view hx = hex->RevealString(SecretAccess::Grant());
+  std::string_view u = uri->RevealString(SecretAccess::Grant());
+  if (!IsPlainJsonText(r.password_salt) || !IsPlainJsonText(u)) {
+    return VndErrorFromStatus(req, ctx, Internal("unexpected characters in the registration"));
+  }
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.body() = ConcatExact({R"({"passwordHashConfig":{"algorithm":"sha512","derivedLength":)",
+                            std::to_string(service::kPasswordDerivedLength),
+                            R"(,"encoding":"base64","iterations":)",
+                            std::to_string(service::kPasswordIterations), R"(,"salt":")",
+                            r.password_salt, R"(","type":"pbkdf2"},"mfa":{"totp":{"keyBase32":")", b32,
+                            R"(","keyHex":")", hx, R"(","keyUri":")", u, R"("}}})"});
+  res.prepare_payload();
   AddRegistrationLinks(res, r.id);
   res.set(http::field::location, RegistrationPath(r.id));
   return res;
@@ -97,7 +107,7 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
                if (!reg.ok()) {
                  return StatusError(req, ctx, reg.status());
                }
-               return RegistrationResponse(req, *reg, accounts.options().totp_issuer);
+               return RegistrationResponse(req, ctx, *reg, accounts.options().totp_issuer);
              });
 
   router.Add(http::verb::get, "/registration/{id}", [&accounts](const Request& req, RequestContext& ctx) {
@@ -105,7 +115,7 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
     if (!reg.ok()) {
       return StatusError(req, ctx, reg.status());
     }
-    return RegistrationResponse(req, *reg, accounts.options().totp_issuer);
+    return RegistrationResponse(req, ctx, *reg, accounts.options().totp_issuer);
   });
 
   router.Add(http::verb::get, "/registration/{id}/qr", [&accounts](const Request& req, RequestContext& ctx) {
@@ -113,13 +123,12 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
     if (!reg.ok()) {
       return StatusError(req, ctx, reg.status());
     }
-    auto seed = reg->totp_seed.Reveal(SecretAccess::Grant());
-    std::string base32 = crypto::Base32Encode(seed, crypto::Base32Padding::kUnpadded);
-    std::string uri = crypto::OtpauthUri(accounts.options().totp_issuer,
-                                         reg->email.RevealString(SecretAccess::Grant()), base32);
-    auto png = QrCodePng(uri);
-    OPENSSL_cleanse(base32.data(), base32.size());
-    OPENSSL_cleanse(uri.data(), uri.size());
+    auto uri = crypto::OtpauthUriSecret(accounts.options().totp_issuer,
+                                        reg->email.RevealString(SecretAccess::Grant()), reg->totp_seed);
+    if (!uri.ok()) {
+      return StatusError(req, ctx, uri.status());
+    }
+    auto png = QrCodePng(uri->RevealString(SecretAccess::Grant()));
     if (!png.ok()) {
       return StatusError(req, ctx, png.status());
     }
@@ -215,8 +224,8 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
                  }
                  return StatusError(req, ctx, session.status());
                }
-               json out = {{"sessionId", session->id}};
-               Response res = JsonResponse(req, 200, out.dump(), "application/json");
+               Response res = JsonResponse(req, 200, ConcatExact({R"({"sessionId":")", session->id, R"("})"}),
+                                           "application/json");
                AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
                AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
                res.set(http::field::set_cookie,
@@ -225,7 +234,7 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
              });
 
   router.Add(http::verb::get, "/account/{id}", [&accounts, &s](const Request& req, RequestContext& ctx) {
-    if (auto err = RequireLogin(s, req, ctx)) {
+    if (auto err = RequireScope(s, req, ctx, "account.read")) {
       return std::move(*err);
     }
     const std::string& id = ctx.params["id"];
@@ -233,9 +242,12 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
     if (!email.ok()) {
       return StatusError(req, ctx, email.status());
     }
-    json body = {{"email", std::string(email->RevealString(SecretAccess::Grant()))}};
-    Response res = JsonResponse(req, 200, body.dump(), "application/json");
-    WipeJson(body);
+    std::string_view address = email->RevealString(SecretAccess::Grant());
+    if (!IsPlainJsonText(address)) {
+      return StatusError(req, ctx, Internal("unexpected characters in the e-mail address"));
+    }
+    Response res = JsonResponse(req, 200, ConcatExact({R"({"email":")", address, R"("})"}),
+                                "application/json");
     AddStandardLinks(res, AccountPath(id));
     for (const auto& link : AccountServiceLinks(id)) {
       AddLink(res, link);

@@ -25,6 +25,10 @@ void AddStandardLinks(Response& res, const std::string& self) {
 
 std::vector<Link> DiscoveryLinks() {
   return {
+      {.href = "/access-tokens",
+       .rel = "service",
+       .title = "account-accessTokens",
+       .profile = "/schema/access-tokens/access-token-post.json"},
       {.href = "/account/{accountId}/login",
        .rel = "service",
        .title = "account-login",
@@ -36,6 +40,14 @@ std::vector<Link> DiscoveryLinks() {
        .profile = "/schema/account/token-create-request.json",
        .templated = true},
       {.href = "/healthCheck", .rel = "service", .title = "health-check"},
+      {.href = "/v1/access_tokens",
+       .rel = "service",
+       .title = "access-tokens-email",
+       .profile = "/schema/v1/access-tokens-request.json"},
+      {.href = "/v1/access_tokens/delete",
+       .rel = "service",
+       .title = "access-tokens-email-delete",
+       .profile = "/schema/v1/access-tokens-request.json"},
       {.href = "/registration",
        .rel = "service",
        .title = "registration-register",

@@ -65,6 +65,25 @@ void WipeJson(nlohmann::json& doc) {
   }
 }
 
+std::string ConcatExact(std::initializer_list<std::string_view> pieces) {
+  size_t n = 0;
+  for (auto p : pieces) {
+    n += p.size();
+  }
+  std::string out;
+  out.reserve(n);
+  for (auto p : pieces) {
+    out.append(p);
+  }
+  return out;
+}
+
+bool IsPlainJsonText(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+}
+
 std::optional<std::string> CookieValue(const Request& req, std::string_view name) {
   for (const auto& field : req) {
     if (field.name() != http::field::cookie) {

@@ -1,5 +1,8 @@
 #include "api/routes.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "api/errors.h"
 #include "api/links.h"
 #include "api/request_helpers.h"
@@ -44,19 +47,70 @@ Response Schema(const Request& req, RequestContext& ctx) {
 
 }  // namespace
 
-std::optional<Response> RequireLogin(const Services& s, const Request& req, const RequestContext& ctx) {
+bool HasBearer(const Request& req) {
+  std::string_view v = req[http::field::authorization];
+  if (v.size() < 7 || v[6] != ' ') {
+    return false;
+  }
+  std::string scheme(v.substr(0, 6));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return scheme == "bearer";
+}
+
+Result<Caller> ResolveCaller(const Services& s, const Request& req) {
+  size_t authorizations = 0;
+  for (const auto& f : req) {
+    if (f.name() == http::field::authorization) {
+      ++authorizations;
+    }
+  }
   auto cookie = CookieValue(req, "login");
+  if (authorizations > 1) {
+    return Unauthenticated("send exactly one Authorization header");
+  }
+  if (authorizations == 1) {
+    if (!HasBearer(req)) {
+      return Unauthenticated("the Authorization scheme must be Bearer");
+    }
+    if (cookie) {
+      return InvalidArgument("send either a Bearer token or the login cookie, not both");
+    }
+    std::string_view token = req[http::field::authorization].substr(7);
+    OTD_ASSIGN_OR_RETURN(service::AccessTokenInfo info, s.access_tokens.Authenticate(token));
+    Caller c{.account_id = info.account_id, .bearer = std::move(info)};
+    return c;
+  }
   if (!cookie || cookie->empty() || cookie->size() > 64) {
-    return VndError(req, ctx, 401, "unauthorized", "login required");
+    return Unauthenticated("login required");
   }
   auto session = s.accounts.GetSession(*cookie);
   if (!session.ok()) {
-    return session.status().code() == Code::kNotFound
-               ? VndError(req, ctx, 401, "unauthorized", "login required")
-               : VndErrorFromStatus(req, ctx, session.status());
+    return session.status().code() == Code::kNotFound ? Unauthenticated("login required")
+                                                       : session.status();
   }
-  if (session->account_id != ctx.params.at("id")) {
+  return Caller{.account_id = session->account_id, .bearer = std::nullopt};
+}
+
+std::optional<Response> RequireScope(const Services& s, const Request& req, const RequestContext& ctx,
+                                     std::string_view scope) {
+  auto caller = ResolveCaller(s, req);
+  if (!caller.ok()) {
+    if (caller.status().code() == Code::kUnauthenticated) {
+      Response res = VndError(req, ctx, 401, "unauthorized",
+                              HasBearer(req) ? "invalid access token" : "login required");
+      if (HasBearer(req)) {
+        res.set(http::field::www_authenticate, R"(Bearer realm="opentokend", error="invalid_token")");
+      }
+      return res;
+    }
+    return VndErrorFromStatus(req, ctx, caller.status());
+  }
+  if (caller->account_id != ctx.params.at("id")) {
     return VndError(req, ctx, 403, "forbidden", "not allowed for this account");
+  }
+  if (!caller->Allows(scope)) {
+    return VndError(req, ctx, 403, "forbidden", "the access token's scope does not allow this");
   }
   return std::nullopt;
 }
@@ -72,6 +126,10 @@ std::vector<Link> AccountServiceLinks(const std::string& account_id) {
        .rel = "service",
        .title = "account-logout",
        .profile = "/schema/account/logout-request.json"},
+      {.href = "/access-tokens",
+       .rel = "service",
+       .title = "account-accessTokens",
+       .profile = "/schema/access-tokens/access-token-post.json"},
       {.href = base + "/token{?public}",
        .rel = "service",
        .title = "account-token-create",
@@ -89,6 +147,7 @@ void RegisterRoutes(Router& router, const Services& services) {
   router.Add(http::verb::get, "/schema/**", Schema);
   RegisterAccountRoutes(router, services);
   RegisterTokenRoutes(router, services);
+  RegisterAccessTokenRoutes(router, services);
 }
 
 }  // namespace otd::api

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "service/access_codes.h"
+#include "service/access_tokens.h"
 #include "service/accounts.h"
 #include "service/tokens.h"
 #include "service/vault.h"
@@ -24,6 +25,7 @@ struct Services {
   service::Accounts& accounts;
   service::AccessCodes& access_codes;
   service::Tokens& tokens;
+  service::AccessTokens& access_tokens;
   const SchemaValidator& schemas;
   const Clock& clock;
   Logger& log;
@@ -35,10 +37,31 @@ struct Services {
 void RegisterRoutes(Router& router, const Services& services);
 void RegisterAccountRoutes(Router& router, const Services& services);
 void RegisterTokenRoutes(Router& router, const Services& services);
+void RegisterAccessTokenRoutes(Router& router, const Services& services);
 
-// The `login` cookie's session must exist and belong to the account in the path ({id}).
-// Returns the error reply (401 no/unknown session, 403 another account's) or nothing.
-std::optional<Response> RequireLogin(const Services& s, const Request& req, const RequestContext& ctx);
+// Who is calling an account-management endpoint: a login session (full rights on its account) or
+// an access token (`Authorization: Bearer otk_...`, rights limited to its scope).
+struct Caller {
+  std::string account_id;
+  std::optional<service::AccessTokenInfo> bearer;  // nullopt: a login session
+  bool Allows(std::string_view scope) const {
+    return !bearer || service::ScopeAllows(bearer->scope, scope);
+  }
+};
+
+// True when the request carries an `Authorization: Bearer ...` header (scheme case-insensitive).
+bool HasBearer(const Request& req);
+// Resolves the caller. A Bearer header wins over the cookie only if the cookie is absent: both
+// together are kInvalidArgument (one credential per request). kUnauthenticated for no credential,
+// several Authorization headers, a malformed/unknown/expired/inactive token or an unknown session.
+// Errors are plain Statuses so each surface can use its own error shape.
+Result<Caller> ResolveCaller(const Services& s, const Request& req);
+
+// The caller (login cookie or bearer) must be the account in the path ({id}) and, for a bearer,
+// hold `scope`. Returns the vnd.error reply (400 two credentials, 401 none or invalid, 403 another
+// account's or scope missing) or nothing. A login session passes every scope, as before.
+std::optional<Response> RequireScope(const Services& s, const Request& req, const RequestContext& ctx,
+                                     std::string_view scope);
 // An OT1-HMAC-SHA256-HEX signed request from an access code of `account_id`
 // (doc/api/signed-requests.md). Every failure is the same 401.
 std::optional<Response> VerifySignature(const Services& s, const Request& req,

@@ -94,6 +94,28 @@ void AddCommonHeaders(Response& res, const std::string& request_id) {
   res.set("X-Request-Id", request_id);
 }
 
+// Overwrites everything a message carried: header values (Cookie, Authorization, Set-Cookie,
+// Location hold bearer secrets or token ids), the target and the body. Beast's field storage is
+// freed without wiping, so this runs before the message is destroyed.
+template <bool isRequest>
+void WipeMessage(http::message<isRequest, http::string_body>& m) {
+  for (auto& f : m) {
+    std::string_view v = f.value();
+    OPENSSL_cleanse(const_cast<char*>(v.data()), v.size());
+  }
+  if constexpr (isRequest) {
+    std::string_view t = m.target();
+    OPENSSL_cleanse(const_cast<char*>(t.data()), t.size());
+  }
+  OPENSSL_cleanse(m.body().data(), m.body().size());
+}
+
+// Overwrites the free space of the read buffer, where earlier requests' bytes remain.
+void WipeSpare(beast::flat_buffer& buffer) {
+  auto spare = buffer.prepare(buffer.capacity() - buffer.size());
+  OPENSSL_cleanse(spare.data(), spare.size());
+}
+
 std::string NewRequestId() {
   auto id = crypto::RandomUrlSafeString(12);
   return id.ok() ? *id : std::string("unavailable");
@@ -332,8 +354,9 @@ awaitable<void> HttpServer::Impl::Send(Stream& stream, Response res, bool close)
   beast::get_lowest_layer(stream).expires_after(opt_.limits.write_timeout);
   error_code ec;
   co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
-  // Response bodies may carry secrets (a TOTP seed, an access-code secret, detokenized data).
-  OPENSSL_cleanse(res.body().data(), res.body().size());
+  // Responses may carry secrets (a TOTP seed, an access-code secret, detokenized data, a session
+  // cookie).
+  WipeMessage(res);
 }
 
 template <class Stream>
@@ -424,6 +447,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                     true);
       break;
     }
+    OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
     buffer.consume(header_end);
     // Restart the clock for the rest of this request (body), bounded by the request deadline.
     beast::get_lowest_layer(stream).expires_after(lim.request_timeout);
@@ -490,12 +514,18 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                                {"route", ctx.route},
                                {"status", status},
                                {"latency_us", static_cast<int64_t>(latency)}});
-    // Wipe the request body: it may have held a payload to tokenize.
-    OPENSSL_cleanse(req.body().data(), req.body().size());
+    // The request may have held a payload, a password hash, a cookie or a signature.
+    WipeMessage(req);
+    WipeSpare(buffer);
     if (close) {
       break;
     }
   }
+
+  // Nothing a client sent outlives its connection in our buffers.
+  auto left = buffer.data();
+  OPENSSL_cleanse(left.data(), left.size());
+  WipeSpare(buffer);
 
   // Orderly close: TLS close_notify (bounded), then the socket.
   if constexpr (std::is_same_v<Stream, TlsStream>) {

@@ -127,10 +127,10 @@ std::optional<Response> VerifySignature(const Services& s, const Request& req, c
 }
 
 void RegisterTokenRoutes(Router& router, const Services& s) {
-  // --- access code pairs (login cookie) ---
+  // --- access code pairs (login cookie, or a bearer with the accessCodes scopes) ---
   router.Add(http::verb::post, "/account/{id}/accessCode", [&s](const Request& req, RequestContext& ctx) {
     const std::string id = ctx.params["id"];
-    if (auto err = RequireLogin(s, req, ctx)) {
+    if (auto err = RequireScope(s, req, ctx, "accessCodes.create")) {
       return std::move(*err);
     }
     std::string description;
@@ -150,11 +150,12 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     if (!created.ok()) {
       return VndErrorFromStatus(req, ctx, created.status());
     }
-    json body = {{"code", created->code},
-                 {"expires", IsoTime(created->expires_at)},
-                 {"secret", std::string(created->secret.RevealString(SecretAccess::Grant()))}};
-    Response res = JsonResponse(req, 201, body.dump(), "application/json");
-    WipeJson(body);
+    // The secret is shown this once; the reply is built without reallocation copies.
+    Response res = JsonResponse(
+        req, 201,
+        ConcatExact({R"({"code":")", created->code, R"(","expires":")", IsoTime(created->expires_at),
+                     R"(","secret":")", created->secret.RevealString(SecretAccess::Grant()), R"("})"}),
+        "application/json");
     const std::string self = AccountPath(id) + "/accessCode/" + created->code;
     AddStandardLinks(res, self);
     AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
@@ -164,7 +165,7 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
 
   router.Add(http::verb::get, "/account/{id}/accessCode", [&s](const Request& req, RequestContext& ctx) {
     const std::string id = ctx.params["id"];
-    if (auto err = RequireLogin(s, req, ctx)) {
+    if (auto err = RequireScope(s, req, ctx, "accessCodes.read")) {
       return std::move(*err);
     }
     auto list = s.access_codes.List(id);
@@ -188,7 +189,7 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
 
   router.Add(http::verb::delete_, "/account/{id}/accessCode/{code}", [&s](const Request& req, RequestContext& ctx) {
     const std::string id = ctx.params["id"];
-    if (auto err = RequireLogin(s, req, ctx)) {
+    if (auto err = RequireScope(s, req, ctx, "accessCodes.delete")) {
       return std::move(*err);
     }
     Status st = s.access_codes.Revoke(id, ctx.params["code"]);
@@ -202,9 +203,15 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
   });
 
   // --- tokens (OT1-signed; public tokens readable without a signature) ---
+  // Tokenize: OT1-signed, or a bearer with tokens.create (tokenize only: a bearer never reads
+  // token data back, GET and DELETE below stay OT1-only).
   router.Add(http::verb::post, "/account/{id}/token", [&s](const Request& req, RequestContext& ctx) {
     const std::string id = ctx.params["id"];
-    if (auto err = VerifySignature(s, req, ctx, id)) {
+    if (HasBearer(req)) {
+      if (auto err = RequireScope(s, req, ctx, "tokens.create")) {
+        return std::move(*err);
+      }
+    } else if (auto err = VerifySignature(s, req, ctx, id)) {
       return std::move(*err);
     }
     auto query = ParseQuery(ctx.query, {"public", "expires"});
@@ -217,6 +224,10 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
         return VndError(req, ctx, 400, "bad-request", "public: must be true or false");
       }
       is_public = it->second == "true";
+    }
+    if (is_public && HasBearer(req)) {
+      // A public token is readable by anyone: only a signed request may create one.
+      return VndError(req, ctx, 403, "forbidden", "public tokens need a signed request");
     }
     int64_t expires = 0;
     if (auto it = query->find("expires"); it != query->end()) {

@@ -22,6 +22,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <utility>  // before Boost 1.74 awaitable.hpp, which uses std::exchange without it
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>

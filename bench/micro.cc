@@ -259,7 +259,7 @@ void BM_HsmSeqDetokPrivateCached(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-#define OTD_HSM_BENCH(fn) BENCHMARK(fn)->UseRealTime()->Threads(1)->Threads(2)->MinTime(0.3)
+#define OTD_HSM_BENCH(fn) BENCHMARK(fn)->UseRealTime()->Threads(1)->Threads(2)
 OTD_HSM_BENCH(BM_HsmEncryptGcm64);
 OTD_HSM_BENCH(BM_HsmDecryptGcm64);
 OTD_HSM_BENCH(BM_HsmHmacSign);
@@ -293,9 +293,9 @@ void BM_StoreCommit(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch_size));
 }
 // One record per durable commit, and a batch of 64 per commit (single caller).
-BENCHMARK(BM_StoreCommit)->Arg(1)->Arg(64)->UseRealTime()->MinTime(0.5);
+BENCHMARK(BM_StoreCommit)->Arg(1)->Arg(64)->UseRealTime();
 // Group commit: every thread applies one record at a time; the writer merges them.
-BENCHMARK(BM_StoreCommit)->Name("BM_StoreGroupCommit")->Arg(1)->UseRealTime()->Threads(4)->Threads(32)->MinTime(0.5);
+BENCHMARK(BM_StoreCommit)->Name("BM_StoreGroupCommit")->Arg(1)->UseRealTime()->Threads(4)->Threads(32);
 
 void BM_StoreGet(benchmark::State& state) {
   auto m = TokenMutation();

@@ -210,6 +210,9 @@ bool Padded(Base32Padding p) { return p == Base32Padding::kPadded; }
 }  // namespace
 
 std::string HexEncode(ByteView data) { return EncodeToString(kHex, data, false); }
+Result<SecretBytes> HexEncodeSecret(const SecretBytes& data) {
+  return EncodeToSecret(kHex, data, false);
+}
 Result<Bytes> HexDecode(std::string_view text) {
   return DecodeToBytes(kHex, kHexTable, text, false);
 }

@@ -27,6 +27,8 @@ namespace otd::crypto {
 
 // Base16, lowercase ("00ff"). The decoder accepts either case but needs an even length.
 std::string HexEncode(ByteView data);
+// Lower-case hex of a secret, into a SecretBytes of exactly the right size (no intermediate copy).
+Result<SecretBytes> HexEncodeSecret(const SecretBytes& data);
 Result<Bytes> HexDecode(std::string_view text);
 
 // Standard base64 (RFC 4648 §4, alphabet A-Z a-z 0-9 + /) with '=' padding to a multiple of

@@ -209,3 +209,17 @@ TEST(EncodingTest, ErrorMessagesDoNotEchoTheInput) {
 
 }  // namespace
 }  // namespace otd::crypto
+
+namespace otd::crypto {
+namespace {
+
+TEST(EncodingTest, HexEncodeSecretMatchesHexEncode) {
+  SecretBytes s = SecretBytes::CopyFrom(std::string_view("\x01\xab\xff\x00z", 5));
+  auto hex = HexEncodeSecret(s);
+  ASSERT_TRUE(hex.ok());
+  EXPECT_EQ(hex->RevealString(SecretAccess::Grant()), HexEncode(s.Reveal(SecretAccess::Grant())));
+  EXPECT_EQ(hex->RevealString(SecretAccess::Grant()), "01abff007a");
+}
+
+}  // namespace
+}  // namespace otd::crypto

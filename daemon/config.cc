@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -59,6 +60,34 @@ class ObjectReader {
       return InvalidArgument(Path(key) + ": must be true or false");
     }
     out = obj_.at(key).get<bool>();
+    return Status::Ok();
+  }
+
+  // A non-empty array of distinct strings, each one of `allowed`.
+  Status StringSet(const std::string& key, std::vector<std::string>& out,
+                   const std::vector<std::string>& allowed) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      return Status::Ok();
+    }
+    const json& v = obj_.at(key);
+    std::string names;
+    for (const auto& a : allowed) {
+      names += (names.empty() ? "" : ", ") + a;
+    }
+    const Status bad = InvalidArgument(Path(key) + ": must be a non-empty array of distinct values from: " + names);
+    if (!v.is_array() || v.empty()) {
+      return bad;
+    }
+    std::vector<std::string> list;
+    for (const auto& e : v) {
+      if (!e.is_string() || std::find(allowed.begin(), allowed.end(), e.get<std::string>()) == allowed.end() ||
+          std::find(list.begin(), list.end(), e.get<std::string>()) != list.end()) {
+        return bad;
+      }
+      list.push_back(e.get<std::string>());
+    }
+    out = std::move(list);
     return Status::Ok();
   }
 
@@ -260,6 +289,28 @@ Result<Config> ParseConfig(std::string_view json_text) {
     ObjectReader r(*tokens, "tokens");
     OTD_RETURN_IF_ERROR(r.Integer("max_lifetime_seconds", c.token_max_lifetime_seconds, 0, 100ull * 365 * 86'400));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* access_tokens, root.Object("access_tokens", false));
+  if (access_tokens != nullptr) {
+    ObjectReader r(*access_tokens, "access_tokens");
+    auto& a = c.access_tokens;
+    constexpr uint64_t kYear = 366 * 86'400;
+    OTD_RETURN_IF_ERROR(r.Integer("default_lifetime_seconds", a.default_lifetime_seconds, 60, 10 * kYear));
+    OTD_RETURN_IF_ERROR(r.Integer("max_lifetime_seconds", a.max_lifetime_seconds, 60, 10 * kYear));
+    OTD_RETURN_IF_ERROR(r.Integer("email_lifetime_seconds", a.email_lifetime_seconds, 60, 10 * kYear));
+    // Never a scope that mints or changes credentials (accessCodes.create mints a
+    // detokenize-capable secret): a mailbox is a weaker proof than a login.
+    OTD_RETURN_IF_ERROR(r.StringSet("email_scope", a.email_scope,
+                                    {"account", "account.read", "accessCodes.read", "accessTokens.read",
+                                     "accessTokens.delete", "tokens", "tokens.create"}));
+    OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_address", a.email_requests_per_address, 1, 1000));
+    OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_peer", a.email_requests_per_peer, 1, 100'000));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (a.default_lifetime_seconds > a.max_lifetime_seconds || a.email_lifetime_seconds > a.max_lifetime_seconds) {
+      return InvalidArgument("access_tokens.default_lifetime_seconds: default and e-mail lifetimes must not "
+                             "exceed access_tokens.max_lifetime_seconds");
+    }
   }
 
   OTD_ASSIGN_OR_RETURN(const json* limits, root.Object("limits", false));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -44,6 +45,17 @@ struct AccountsConfig {
   uint32_t login_peer_free_failures = 50;
 };
 
+// Access tokens (service/access_tokens.h). The e-mail scope may only hold scopes that cannot
+// mint or change credentials (see kEmailScopeCeiling in config.cc).
+struct AccessTokensConfig {
+  int64_t default_lifetime_seconds = 183 * 86'400;
+  int64_t max_lifetime_seconds = 366 * 86'400;
+  int64_t email_lifetime_seconds = 183 * 86'400;
+  std::vector<std::string> email_scope = {"account.read", "accessTokens.read", "accessTokens.delete"};
+  uint32_t email_requests_per_address = 5;  // before the address has to wait
+  uint32_t email_requests_per_peer = 50;
+};
+
 struct Config {
   std::optional<UnixListenConfig> unix_listen;
   std::optional<TlsListenConfig> tls_listen;
@@ -68,6 +80,7 @@ struct Config {
   int64_t signature_future_seconds = 60;   // OT1: how far ahead (clock skew)
   int64_t access_code_lifetime_seconds = 183 * 86'400;
   int64_t token_max_lifetime_seconds = 0;  // 0: tokens live until deleted (or their own expiry)
+  AccessTokensConfig access_tokens;
 };
 
 // Parses and validates a config document. Errors are kInvalidArgument naming the key.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace otd::daemon {
 namespace {
@@ -123,6 +124,39 @@ TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
             std::string::npos);
   EXPECT_NE(ErrorOf(with(R"({"totp_issuer": "a:b"})")).find("accounts.totp_issuer"), std::string::npos);
   EXPECT_NE(ErrorOf(with(R"({"lockout": 1})")).find("accounts.lockout"), std::string::npos);
+}
+
+TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
+  auto with = [](const std::string& a) {
+    return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");
+  };
+  auto d = ParseConfig(kMinimal);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->access_tokens.email_scope,
+            (std::vector<std::string>{"account.read", "accessTokens.read", "accessTokens.delete"}));
+  EXPECT_EQ(d->access_tokens.email_requests_per_address, 5u);
+  auto c = ParseConfig(with(R"({"default_lifetime_seconds": 3600, "email_scope": ["account.read"],
+                                "email_requests_per_address": 2})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->access_tokens.default_lifetime_seconds, 3600);
+  EXPECT_EQ(c->access_tokens.email_scope, std::vector<std::string>{"account.read"});
+  EXPECT_EQ(c->access_tokens.email_requests_per_address, 2u);
+  // Scopes that mint or change credentials are never mailed.
+  for (const char* scope : {"accessCodes.create", "accessCodes", "accessTokens", "accessTokens.create",
+                            "accessTokens.update", "devices"}) {
+    EXPECT_NE(ErrorOf(with(std::string(R"({"email_scope": [")") + scope + "\"]}")).find("access_tokens.email_scope"),
+              std::string::npos)
+        << scope;
+  }
+  EXPECT_NE(ErrorOf(with(R"({"email_scope": []})")).find("access_tokens.email_scope"), std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"email_scope": ["account", "account"]})")).find("access_tokens.email_scope"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"max_lifetime_seconds": 10})")).find("access_tokens.max_lifetime_seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"default_lifetime_seconds": 7200, "max_lifetime_seconds": 3600})"))
+                .find("access_tokens.default_lifetime_seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"scopes": 1})")).find("access_tokens.scopes"), std::string::npos);
 }
 
 TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {

@@ -17,6 +17,7 @@
 #include "api/server.h"
 #include "api/validation.h"
 #include "service/access_codes.h"
+#include "service/access_tokens.h"
 #include "service/tokens.h"
 #include "mail/mail.h"
 #include "common/log.h"
@@ -151,12 +152,25 @@ int Main(int argc, char** argv) {
                                     {.lifetime_seconds = config->access_code_lifetime_seconds});
   service::Tokens tokens(*r.vault, *r.store, r.clock, log,
                          {.max_lifetime_seconds = config->token_max_lifetime_seconds});
+  service::AccessTokensOptions access_token_options;
+  {
+    const auto& a = config->access_tokens;
+    access_token_options.default_lifetime_seconds = a.default_lifetime_seconds;
+    access_token_options.max_lifetime_seconds = a.max_lifetime_seconds;
+    access_token_options.email_lifetime_seconds = a.email_lifetime_seconds;
+    access_token_options.email_scope = a.email_scope;
+    access_token_options.address_rate_limit.free_failures = a.email_requests_per_address;
+    access_token_options.peer_rate_limit.free_failures = a.email_requests_per_peer;
+  }
+  service::AccessTokens access_tokens(*r.vault, *r.store, **mailer, r.clock, log,
+                                      std::move(access_token_options));
   api::ServerOptions server_options = ServerOptionsFrom(*config);
   // The router's handlers keep references to `services`: it lives until the server has stopped.
   const api::Services services{.vault = *r.vault,
                                .accounts = accounts,
                                .access_codes = access_codes,
                                .tokens = tokens,
+                               .access_tokens = access_tokens,
                                .schemas = **schemas,
                                .clock = r.clock,
                                .log = log,

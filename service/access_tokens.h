@@ -130,6 +130,11 @@ class AccessTokens {
   struct Collection;
   Result<Collection> Load(std::string_view account_id);
   Result<store::Mutation> Store(std::string_view account_id, const Collection& c);
+  // A fresh id and token string for `info` (created/updated set to now); nothing stored.
+  Result<NewAccessToken> NewToken(AccessTokenInfo info);
+  // Stores the token and its lookup record; optionally revokes the account's e-mailed tokens in
+  // the same batch.
+  Status Commit(const NewAccessToken& t, bool replace_email_tokens);
   Result<std::optional<std::string>> AccountForEmail(std::string_view email_lower);
   Status CheckEmailRate(std::string_view email_lower, std::string_view peer);
   Status SendMail(std::string_view to, std::string subject, std::string text);

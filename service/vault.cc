@@ -45,7 +45,7 @@ Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a)
 std::vector<std::string> AllTables() {
   return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
           "sessions", "challenges", "access_codes", "access_code_index", "tokens",
-          "access_tokens", "mail_tokens"};
+          "access_tokens", "access_token_lookup", "mail_tokens"};
 }
 
 std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(version); }

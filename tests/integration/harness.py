@@ -187,7 +187,11 @@ class Daemon:
         """Sends raw bytes; returns (response bytes, closed_by_server)."""
         s = self.raw_socket(transport, timeout)
         try:
-            s.sendall(data)
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                # The server may answer and close before a large bad request is fully sent.
+                pass
             return read_until_close(s, timeout)
         finally:
             s.close()

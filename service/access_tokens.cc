@@ -1,0 +1,648 @@
+#include "service/access_tokens.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/strict_json.h"
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+#include "crypto/random.h"
+#include "service/fields.h"
+
+namespace otd::service {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kCollections = "access_tokens";
+constexpr std::string_view kLookup = "access_token_lookup";
+constexpr std::string_view kDeletionCodes = "mail_tokens";
+constexpr std::string_view kAccountEmails = "account_emails";
+
+enum : uint8_t {
+  kTagCollection = 1,
+  kTagAccountId = 2,
+  kTagTokenId = 3,
+  kTagCodeHash = 4,
+  kTagExpiresAt = 5,
+  kTagAttempts = 6,
+};
+// The account id inside the account_emails index record (service/accounts.cc).
+constexpr uint8_t kTagEmailIndexAccount = 10;
+
+constexpr std::string_view kSourceApi = "api";
+constexpr std::string_view kSourceEmail = "email";
+constexpr size_t kDeletionCodeChars = 32;  // 192 bits
+constexpr int kCasAttempts = 5;
+
+const Status& Denied() {
+  static const Status s = Unauthenticated("invalid access token");
+  return s;
+}
+
+std::string LowerAscii(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  });
+  return out;
+}
+
+// Every verb a scope grants (a family grants all of its verbs).
+std::vector<std::string> Expand(std::string_view scope) {
+  std::vector<std::string> out;
+  for (const auto& s : KnownAccessTokenScopes()) {
+    if (s == scope || (s.size() > scope.size() && s.compare(0, scope.size(), scope) == 0 &&
+                       s[scope.size()] == '.')) {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+const std::vector<std::string>& KnownAccessTokenScopes() {
+  static const std::vector<std::string> kScopes = {
+      "account",         "account.read",        "accessCodes",         "accessCodes.read",
+      "accessCodes.create", "accessCodes.delete", "accessTokens",      "accessTokens.read",
+      "accessTokens.create", "accessTokens.update", "accessTokens.delete", "tokens",
+      "tokens.create"};
+  return kScopes;
+}
+
+bool ScopeAllows(const std::vector<std::string>& scopes, std::string_view needed) {
+  const std::string_view family = needed.substr(0, needed.find('.'));
+  return std::any_of(scopes.begin(), scopes.end(),
+                     [&](const std::string& s) { return s == needed || s == family; });
+}
+
+bool LooksLikeAccessToken(std::string_view text) {
+  if (text.size() != kAccessTokenPrefix.size() + kAccessTokenRandomChars ||
+      text.substr(0, kAccessTokenPrefix.size()) != kAccessTokenPrefix) {
+    return false;
+  }
+  return std::all_of(text.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()), text.end(),
+                     [](char c) { return crypto::kUrlSafeAlphabet.find(c) != std::string_view::npos; });
+}
+
+struct AccessTokens::Collection {
+  struct Entry {
+    AccessTokenInfo info;
+    std::string lookup_hex;  // the store key of the token's lookup record
+  };
+  Bytes key;
+  std::optional<Bytes> raw;
+  std::vector<Entry> entries;
+
+  std::string Encode() const {
+    json list = json::array();
+    for (const auto& e : entries) {
+      const auto& i = e.info;
+      list.push_back({{"id", i.id}, {"name", i.name}, {"description", i.description},
+                      {"scope", i.scope}, {"active", i.active}, {"created", i.created_at},
+                      {"updated", i.updated_at}, {"expires", i.expires_at},
+                      {"lastUsed", i.last_used}, {"source", i.source}, {"lookup", e.lookup_hex}});
+    }
+    return list.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  // The record authenticated, so a decoding failure is a broken invariant reported as kDataLoss.
+  Status Decode(std::string_view account_id, const std::string& text) {
+    auto parsed = ParseStrictJson(text, JsonLimits{.max_depth = 8, .max_string_bytes = 1 << 20});
+    if (!parsed.ok() || !parsed->is_array()) {
+      return DataLoss("access token collection is malformed");
+    }
+    try {
+      for (const auto& j : *parsed) {
+        Entry e;
+        e.info.account_id = std::string(account_id);
+        e.info.id = j.at("id").get<std::string>();
+        e.info.name = j.at("name").get<std::string>();
+        e.info.description = j.at("description").get<std::string>();
+        e.info.scope = j.at("scope").get<std::vector<std::string>>();
+        e.info.active = j.at("active").get<bool>();
+        e.info.created_at = j.at("created").get<int64_t>();
+        e.info.updated_at = j.at("updated").get<int64_t>();
+        e.info.expires_at = j.at("expires").get<int64_t>();
+        e.info.last_used = j.at("lastUsed").get<int64_t>();
+        e.info.source = j.at("source").get<std::string>();
+        e.lookup_hex = j.at("lookup").get<std::string>();
+        entries.push_back(std::move(e));
+      }
+    } catch (const json::exception&) {
+      return DataLoss("access token collection is malformed");
+    }
+    return Status::Ok();
+  }
+
+  Entry* Find(std::string_view id) {
+    auto it = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.info.id == id; });
+    return it == entries.end() ? nullptr : &*it;
+  }
+};
+
+AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock,
+                           Logger& log, AccessTokensOptions options)
+    : vault_(vault),
+      store_(store),
+      mailer_(mailer),
+      clock_(clock),
+      log_(log),
+      options_(std::move(options)),
+      address_limiter_(clock, options_.address_rate_limit),
+      peer_limiter_(clock, options_.peer_rate_limit),
+      delete_peer_limiter_(clock, options_.peer_rate_limit) {}
+
+Result<AccessTokens::Collection> AccessTokens::Load(std::string_view account_id) {
+  Collection c;
+  OTD_ASSIGN_OR_RETURN(c.key, vault_.LookupKey(kCollections, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(c.raw, store_.Get(kCollections, c.key));
+  if (c.raw) {
+    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kCollections, account_id, "collection", *c.raw));
+    OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
+    OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagCollection));
+    OTD_RETURN_IF_ERROR(c.Decode(account_id, text));
+  }
+  return c;
+}
+
+Result<store::Mutation> AccessTokens::Store(std::string_view account_id, const Collection& c) {
+  std::string text = c.Encode();
+  SecretBytes plain = FieldWriter().Add(kTagCollection, text).Finish();
+  OPENSSL_cleanse(text.data(), text.size());
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kCollections, account_id, "collection",
+                                                 plain.Reveal(SecretAccess::Grant())));
+  store::Mutation m{.op = c.raw ? store::Op::kUpdate : store::Op::kInsert,
+                    .table = std::string(kCollections), .key = c.key, .value = std::move(sealed)};
+  if (c.raw) {
+    m.expect = *c.raw;
+  }
+  return m;
+}
+
+namespace {
+
+// The erase mutations of the lookup records of `entries`.
+Status EraseLookups(const std::vector<std::string>& lookup_hex, std::vector<store::Mutation>& batch) {
+  for (const auto& h : lookup_hex) {
+    OTD_ASSIGN_OR_RETURN(Bytes key, crypto::HexDecode(h));
+    batch.push_back({.op = store::Op::kErase, .table = std::string(kLookup), .key = std::move(key)});
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const AccessTokenSpec& spec,
+                                            const AccessTokenInfo* creator) {
+  const int64_t now = clock_.NowSeconds();
+  std::vector<std::string> scope;
+  for (const auto& s : spec.scope) {
+    const auto& known = KnownAccessTokenScopes();
+    if (std::find(known.begin(), known.end(), s) == known.end()) {
+      return InvalidArgument("scope: unknown scope");
+    }
+    if (std::find(scope.begin(), scope.end(), s) == scope.end()) {
+      scope.push_back(s);
+    }
+  }
+  int64_t expires = spec.expires_at;
+  if (expires == 0) {
+    expires = now + options_.default_lifetime_seconds;
+    if (creator != nullptr) {
+      expires = std::min(expires, creator->expires_at);
+    }
+  } else if (expires <= now) {
+    return InvalidArgument("expirationDate: must be in the future");
+  } else if (expires > now + options_.max_lifetime_seconds) {
+    return InvalidArgument("expirationDate: further ahead than the maximum lifetime (" +
+                           std::to_string(options_.max_lifetime_seconds) + " seconds)");
+  }
+  if (creator != nullptr) {
+    for (const auto& s : scope) {
+      for (const auto& verb : Expand(s)) {
+        if (!ScopeAllows(creator->scope, verb)) {
+          return PermissionDenied("a token can only grant scopes it has itself");
+        }
+      }
+    }
+    if (expires > creator->expires_at) {
+      return PermissionDenied("a token can only create tokens that expire no later than itself");
+    }
+  }
+
+  AccessTokenInfo info;
+  info.account_id = std::string(account_id);
+  info.name = spec.name;
+  info.description = spec.description;
+  info.scope = std::move(scope);
+  info.active = spec.active;
+  info.expires_at = expires;
+  info.source = std::string(kSourceApi);
+  OTD_ASSIGN_OR_RETURN(NewAccessToken out, NewToken(std::move(info)));
+  OTD_RETURN_IF_ERROR(Commit(out, /*replace_email_tokens=*/false));
+  log_.Info("access_token_created", {{"by", creator == nullptr ? "session" : "accessToken"}});
+  return out;
+}
+
+Result<NewAccessToken> AccessTokens::NewToken(AccessTokenInfo info) {
+  NewAccessToken out;
+  Bytes id_bytes(12);
+  OTD_RETURN_IF_ERROR(crypto::RandomBytes(id_bytes));
+  info.id = crypto::HexEncode(id_bytes);
+  info.created_at = clock_.NowSeconds();
+  info.updated_at = info.created_at;
+  out.info = std::move(info);
+  OTD_ASSIGN_OR_RETURN(SecretBytes random, crypto::RandomUrlSafeSecret(kAccessTokenRandomChars));
+  out.token = SecretBytes(kAccessTokenPrefix.size() + kAccessTokenRandomChars);
+  auto dst = out.token.MutableReveal(SecretAccess::Grant());
+  auto src = random.Reveal(SecretAccess::Grant());
+  std::copy(kAccessTokenPrefix.begin(), kAccessTokenPrefix.end(), dst.begin());
+  std::copy(src.begin(), src.end(), dst.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()));
+  return out;
+}
+
+Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) {
+  const std::string& account_id = t.info.account_id;
+  OTD_ASSIGN_OR_RETURN(Bytes lookup_key,
+                       vault_.LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
+  SecretBytes lookup_plain = FieldWriter()
+                                 .Add(kTagAccountId, account_id)
+                                 .Add(kTagTokenId, t.info.id)
+                                 .Finish();
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_lookup,
+                       vault_.SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    const int64_t now = clock_.NowSeconds();
+    std::vector<std::string> dropped;
+    std::erase_if(c.entries, [&](const Collection::Entry& e) {
+      bool drop = e.info.expires_at <= now || (replace_email_tokens && e.info.source == kSourceEmail);
+      if (drop) {
+        dropped.push_back(e.lookup_hex);
+      }
+      return drop;
+    });
+    if (c.entries.size() >= options_.max_per_account) {
+      return InvalidArgument("this account has the maximum number of access tokens (" +
+                             std::to_string(options_.max_per_account) + "); delete one first");
+    }
+    c.entries.push_back({t.info, crypto::HexEncode(lookup_key)});
+    std::vector<store::Mutation> batch;
+    OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
+    batch.push_back({.op = store::Op::kInsert, .table = std::string(kLookup), .key = lookup_key,
+                     .value = sealed_lookup, .expires_at = t.info.expires_at});
+    OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
+    batch.push_back(std::move(m));
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      return s;
+    }
+    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+      return s;
+    }
+  }
+  return Unavailable("too much contention on this account's access tokens");
+}
+
+
+Result<std::vector<AccessTokenInfo>> AccessTokens::List(std::string_view account_id) {
+  OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+  const int64_t now = clock_.NowSeconds();
+  std::vector<AccessTokenInfo> out;
+  for (auto& e : c.entries) {
+    if (e.info.expires_at > now) {
+      out.push_back(std::move(e.info));
+    }
+  }
+  return out;
+}
+
+Result<AccessTokenInfo> AccessTokens::Get(std::string_view account_id, std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+  Collection::Entry* e = c.Find(id);
+  if (e == nullptr || e->info.expires_at <= clock_.NowSeconds()) {
+    return NotFound("no such access token");
+  }
+  return std::move(e->info);
+}
+
+Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::string_view id,
+                                             const std::optional<std::string>& name,
+                                             std::optional<bool> active) {
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    const int64_t now = clock_.NowSeconds();
+    Collection::Entry* e = c.Find(id);
+    if (e == nullptr || e->info.expires_at <= now) {
+      return NotFound("no such access token");
+    }
+    if (!name && !active) {
+      return e->info;
+    }
+    if (name) {
+      e->info.name = *name;
+    }
+    if (active) {
+      e->info.active = *active;
+    }
+    e->info.updated_at = now;
+    AccessTokenInfo result = e->info;
+    OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
+    std::vector<store::Mutation> batch;
+    batch.push_back(std::move(m));
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      log_.Info("access_token_updated");
+      return result;
+    }
+    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+      return s;
+    }
+  }
+  return Unavailable("too much contention on this account's access tokens");
+}
+
+Status AccessTokens::Delete(std::string_view account_id, std::string_view id) {
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    Collection::Entry* e = c.Find(id);
+    if (e == nullptr || e->info.expires_at <= clock_.NowSeconds()) {
+      return NotFound("no such access token");
+    }
+    std::vector<store::Mutation> batch;
+    OTD_RETURN_IF_ERROR(EraseLookups({e->lookup_hex}, batch));
+    std::erase_if(c.entries, [&](const Collection::Entry& x) { return x.info.id == id; });
+    OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
+    batch.push_back(std::move(m));
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      log_.Info("access_token_deleted");
+      return s;
+    }
+    if (s.code() != Code::kFailedPrecondition) {
+      return s;
+    }
+  }
+  return Unavailable("too much contention on this account's access tokens");
+}
+
+Result<AccessTokenInfo> AccessTokens::Authenticate(std::string_view token) {
+  if (!LooksLikeAccessToken(token)) {
+    return Denied();
+  }
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kLookup, "", token));
+  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kLookup, key));
+  if (!value) {
+    return Denied();
+  }
+  auto plain = vault_.OpenSystem(kLookup, "lookup", *value);
+  if (!plain.ok()) {
+    return plain.status().code() == Code::kUnavailable ? plain.status() : Denied();
+  }
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(*plain));
+  OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
+  OTD_ASSIGN_OR_RETURN(std::string id, r.Text(kTagTokenId));
+  auto c = Load(account_id);
+  if (!c.ok()) {
+    // The account's data key is gone (account deleted): its tokens are dead.
+    return c.status().code() == Code::kUnavailable ? c.status() : Denied();
+  }
+  Collection::Entry* e = c->Find(id);
+  const int64_t now = clock_.NowSeconds();
+  if (e == nullptr || !e->info.active || e->info.expires_at <= now) {
+    return Denied();
+  }
+  if (now - e->info.last_used >= options_.last_used_granularity_seconds) {
+    // Coarse and best effort: one attempt; a concurrent writer simply wins.
+    e->info.last_used = now;
+    auto m = Store(account_id, *c);
+    if (m.ok()) {
+      std::vector<store::Mutation> batch;
+      batch.push_back(std::move(m).value());
+      (void)store_.Apply(std::move(batch));
+    }
+  }
+  return std::move(e->info);
+}
+
+// --- e-mail surface ---------------------------------------------------------------------------
+
+int64_t AccessTokens::EmailRetryAfter(std::string_view email, std::string_view peer) {
+  const std::string lower = LowerAscii(email);
+  auto digest = crypto::Sha256(AsBytes(lower));
+  const int64_t by_address = digest.ok() ? address_limiter_.RetryAfter(crypto::HexEncode(*digest)) : 0;
+  return std::max(by_address, peer_limiter_.RetryAfter(peer));
+}
+
+Status AccessTokens::CheckEmailRate(std::string_view email_lower, std::string_view peer) {
+  // Every request counts (known address or not), so the limit reveals nothing.
+  OTD_ASSIGN_OR_RETURN(Bytes digest, crypto::Sha256(AsBytes(email_lower)));
+  const std::string key = crypto::HexEncode(digest);
+  const Status limited = ResourceExhausted("too many e-mail requests; wait before trying again");
+  if (address_limiter_.RetryAfter(key) > 0 || peer_limiter_.RetryAfter(peer) > 0) {
+    return limited;  // refused requests do not count again
+  }
+  address_limiter_.RecordFailure(key);
+  peer_limiter_.RecordFailure(peer);
+  // The limiter blocks once a key is over its free count: the request that goes over is refused.
+  if (address_limiter_.RetryAfter(key) > 0 || peer_limiter_.RetryAfter(peer) > 0) {
+    return limited;
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> AccessTokens::AccountForEmail(std::string_view email_lower) {
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kAccountEmails, "", email_lower));
+  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccountEmails, key));
+  if (!value) {
+    return std::optional<std::string>();
+  }
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kAccountEmails, "email-index", *value));
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
+  OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagEmailIndexAccount));
+  return std::optional<std::string>(std::move(account_id));
+}
+
+Status AccessTokens::SendMail(std::string_view to, std::string subject, std::string text) {
+  mail::Message m;
+  m.to = std::string(to);
+  m.subject = std::move(subject);
+  m.text = std::move(text);
+  Status sent = mailer_.Send(m);
+  OPENSSL_cleanse(m.to.data(), m.to.size());
+  OPENSSL_cleanse(m.text.data(), m.text.size());
+  if (!sent.ok()) {
+    log_.Error("access_token_mail_failed", {{"reason", sent.message()}});
+    return Unavailable("cannot send the mail now; retry later");
+  }
+  return Status::Ok();
+}
+
+Status AccessTokens::EmailToken(std::string_view email, std::string_view peer) {
+  std::string lower = LowerAscii(email);
+  Status rate = CheckEmailRate(lower, peer);
+  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  OTD_RETURN_IF_ERROR(account.status());
+  if (!account->has_value()) {
+    log_.Info("access_token_mail_skipped");
+    return Status::Ok();
+  }
+  AccessTokenInfo info;
+  info.account_id = **account;
+  info.name = "E-mail-issued token";
+  info.scope = options_.email_scope;
+  info.active = true;
+  info.expires_at = clock_.NowSeconds() + options_.email_lifetime_seconds;
+  info.source = std::string(kSourceEmail);
+  OTD_ASSIGN_OR_RETURN(NewAccessToken t, NewToken(std::move(info)));
+  // The mail first: the token goes live (and replaces the previous e-mailed one) only once the
+  // mail is queued, so a failed mail leaves the old token working.
+  std::string text = "This is your opentokend access token:\r\n\r\n" +
+                     std::string(t.token.RevealString(SecretAccess::Grant())) +
+                     "\r\n\r\nSend it as `Authorization: Bearer <token>`. It replaces any token "
+                     "mailed to this address before.\r\nIf you did not ask for it, revoke it with "
+                     "POST /v1/access_tokens/delete.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(email, "Your opentokend access token", std::move(text)));
+  Status committed = Commit(t, /*replace_email_tokens=*/true);
+  if (!committed.ok()) {
+    log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    return committed;  // the mailed token never becomes valid
+  }
+  log_.Info("access_token_mailed");
+  return Status::Ok();
+}
+
+Status AccessTokens::EmailDeletionCode(std::string_view email, std::string_view peer) {
+  std::string lower = LowerAscii(email);
+  Status rate = CheckEmailRate(lower, peer);
+  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+  auto key = vault_.LookupKey(kDeletionCodes, "", lower);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  OTD_RETURN_IF_ERROR(account.status());
+  OTD_RETURN_IF_ERROR(key.status());
+  if (!account->has_value()) {
+    log_.Info("access_token_mail_skipped");
+    return Status::Ok();
+  }
+  OTD_ASSIGN_OR_RETURN(SecretBytes code, crypto::RandomUrlSafeSecret(kDeletionCodeChars));
+  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(code.Reveal(SecretAccess::Grant())));
+  const int64_t expires = clock_.NowSeconds() + options_.deletion_code_lifetime_seconds;
+  SecretBytes plain = FieldWriter()
+                          .Add(kTagAccountId, **account)
+                          .Add(kTagCodeHash, ByteView(code_hash))
+                          .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
+                          .AddU64(kTagAttempts, 0)
+                          .Finish();
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                       plain.Reveal(SecretAccess::Grant())));
+  std::vector<store::Mutation> batch;
+  // A new code replaces any pending one.
+  batch.push_back({.op = store::Op::kPut, .table = std::string(kDeletionCodes), .key = *key,
+                   .value = std::move(sealed), .expires_at = expires});
+  OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
+  std::string text = "Someone asked to revoke the access token mailed to this address.\r\n\r\n"
+                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
+                     std::string(code.RevealString(SecretAccess::Grant())) +
+                     "\r\n\r\nSend it with DELETE /v1/access_tokens. If you did not ask for this, "
+                     "ignore this message: nothing changes without the code.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(email, "Revoke your opentokend access token", std::move(text)));
+  log_.Info("access_token_deletion_code_mailed");
+  return Status::Ok();
+}
+
+Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view code,
+                                      std::string_view peer) {
+  if (delete_peer_limiter_.RetryAfter(peer) > 0) {
+    return ResourceExhausted("too many failed attempts; wait before trying again");
+  }
+  auto fail = [&]() -> Status {
+    delete_peer_limiter_.RecordFailure(peer);
+    log_.Info("access_token_deletion_refused");
+    return InvalidArgument("Invalid or expired code");
+  };
+  std::string lower = LowerAscii(email);
+  auto key_or = vault_.LookupKey(kDeletionCodes, "", lower);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  OTD_ASSIGN_OR_RETURN(Bytes key, std::move(key_or));
+  OTD_ASSIGN_OR_RETURN(auto raw, store_.Get(kDeletionCodes, key));
+  if (!raw) {
+    return fail();
+  }
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", *raw));
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
+  OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
+  OTD_ASSIGN_OR_RETURN(std::string stored_hash, r.Text(kTagCodeHash));
+  OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
+  OTD_ASSIGN_OR_RETURN(uint64_t attempts, r.U64(kTagAttempts));
+  if (static_cast<int64_t>(expires) <= clock_.NowSeconds() ||
+      attempts >= options_.deletion_code_max_attempts) {
+    return fail();
+  }
+  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
+  if (!ConstantTimeEquals(code_hash, AsBytes(stored_hash))) {
+    // Count the try; the last allowed try destroys the code.
+    std::vector<store::Mutation> batch;
+    if (attempts + 1 >= options_.deletion_code_max_attempts) {
+      batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
+                       .expect = *raw});
+    } else {
+      SecretBytes next = FieldWriter()
+                             .Add(kTagAccountId, account_id)
+                             .Add(kTagCodeHash, stored_hash)
+                             .AddU64(kTagExpiresAt, expires)
+                             .AddU64(kTagAttempts, attempts + 1)
+                             .Finish();
+      OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                           next.Reveal(SecretAccess::Grant())));
+      batch.push_back({.op = store::Op::kUpdate, .table = std::string(kDeletionCodes), .key = key,
+                       .value = std::move(sealed), .expect = *raw,
+                       .expires_at = static_cast<int64_t>(expires)});
+    }
+    (void)store_.Apply(std::move(batch));  // a concurrent try that won counted as well
+    return fail();
+  }
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    std::vector<std::string> dropped;
+    std::erase_if(c.entries, [&](const Collection::Entry& e) {
+      bool drop = e.info.source == kSourceEmail;
+      if (drop) {
+        dropped.push_back(e.lookup_hex);
+      }
+      return drop;
+    });
+    std::vector<store::Mutation> batch;
+    // Single use: the code record must still be the one we checked.
+    batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
+                     .expect = *raw});
+    OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
+    if (c.raw) {
+      OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
+      batch.push_back(std::move(m));
+    }
+    Status s = store_.Apply(std::move(batch));
+    if (s.ok()) {
+      log_.Info("access_token_mail_revoked");
+      return s;
+    }
+    if (s.code() != Code::kFailedPrecondition) {
+      return s;
+    }
+    // Either the collection changed (retry) or the code was used meanwhile (then it fails).
+    OTD_ASSIGN_OR_RETURN(auto still, store_.Get(kDeletionCodes, key));
+    if (!still || *still != *raw) {
+      return fail();
+    }
+  }
+  return Unavailable("too much contention on this account's access tokens");
+}
+
+}  // namespace otd::service
