@@ -237,6 +237,15 @@ Result<SecretBytes> Vault::Open(std::string_view table, std::string_view account
   return s.DecryptGcm(dk.ref(), rec.nonce, aad, rec.ciphertext_and_tag);
 }
 
+Status Vault::CheckWrappedKey(ByteView value) {
+  OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(value));
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(hsm::SessionKey key, s.Unwrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)),
+                                                    rec.wrapped, hsm::KeyType::kAes256,
+                                                    hsm::KeyUsage::kEncrypt));
+  return Status::Ok();
+}
+
 VaultHealth Vault::Health() {
   VaultHealth h;
   hsm::TokenHealth th = token_.Health();

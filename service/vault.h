@@ -98,6 +98,10 @@ class Vault {
 
   VaultHealth Health();
 
+  // Unwraps a stored wrapped-key record under its KEK version (and destroys the result at once):
+  // proves the record is intact and its KEK is present. kDataLoss otherwise.
+  Status CheckWrappedKey(ByteView value);
+
   // Seal/Open with the system owner's key.
   Result<Bytes> SealSystem(std::string_view table, std::string_view id, ByteView plaintext) {
     return Seal(table, kSystemOwner, id, plaintext);
