@@ -59,6 +59,12 @@ struct TokenConfig {
   SecretBytes pin;          // user PIN
   size_t max_sessions = 8;  // pool size; Acquire() waits when all are leased
   int acquire_timeout_ms = 5000;
+  // UnwrapCached(): unwrapped keys kept per pooled session (LRU), and for how long. They stay
+  // sensitive, non-extractable session objects in the token; eviction destroys them, closing a
+  // session destroys its cache. Bounds the work per request (and, with SoftHSM 2.6.1, whose
+  // C_DestroyObject does not free a session object's memory, the daemon's memory growth).
+  size_t unwrap_cache_per_session = 64;
+  int unwrap_cache_ttl_ms = 300'000;
 };
 
 enum class KeyType { kAes256, kHmacSha256 };
@@ -120,6 +126,8 @@ class SessionKey {
   SessionKey(TokenImpl* token, uint64_t session, uint64_t generation, uint64_t object)
       : token_(token), session_(session), generation_(generation), object_(object) {}
   void Reset() noexcept;
+  // Gives the object up without destroying it (the session's unwrap cache takes it over).
+  void Release() noexcept;
   TokenImpl* token_ = nullptr;  // not owned; the Token outlives every Session and SessionKey
   uint64_t session_ = 0;        // CK_SESSION_HANDLE the object lives in
   uint64_t generation_ = 0;     // token generation of that session
@@ -162,6 +170,9 @@ class Session {
   Result<Bytes> ImportWrapped(const KeyRef& kek, KeyType type, const SecretBytes& value);
   // Unwraps into a sensitive, non-extractable session object usable for `usage`.
   Result<SessionKey> Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type, KeyUsage usage);
+  // The same, through this pooled session's cache of unwrapped keys (see TokenConfig): a hit
+  // costs no PKCS#11 call. The returned reference is valid only while this lease is held.
+  Result<KeyRef> UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyType type, KeyUsage usage);
 
   // --- random (C_GenerateRandom) ---
   Status Random(std::span<uint8_t> out);

@@ -525,6 +525,56 @@ TEST_F(HsmTest, ShortHmacKeysImportButSoftHsmRefusesToSignWithThem) {
 
 // --- wrapping --------------------------------------------------------------------------------
 
+TEST_F(HsmTest, UnwrapCachedReusesEvictsAndExpiresSessionObjects) {
+  TokenConfig c = Config(kPin, 1);
+  c.unwrap_cache_per_session = 2;
+  c.unwrap_cache_ttl_ms = 300;
+  auto t = Token::Open(std::move(c), &log_);
+  ASSERT_OK(t);
+  auto s = (*t)->Acquire();
+  ASSERT_OK(s);
+  ASSERT_OK(s->GenerateKey("kek", KeyType::kAes256, KeyUsage::kWrap));
+  const KeyRef kek = KeyRef::Persistent("kek");
+  auto w1 = s->GenerateWrapped(kek, KeyType::kAes256);
+  auto w2 = s->GenerateWrapped(kek, KeyType::kAes256);
+  auto w3 = s->GenerateWrapped(kek, KeyType::kAes256);
+  ASSERT_OK(w1);
+  ASSERT_OK(w2);
+  ASSERT_OK(w3);
+  auto a = s->UnwrapCached(kek, *w1, KeyType::kAes256, KeyUsage::kEncrypt);
+  auto a2 = s->UnwrapCached(kek, *w1, KeyType::kAes256, KeyUsage::kEncrypt);
+  ASSERT_OK(a);
+  ASSERT_OK(a2);
+  EXPECT_EQ(a->session_object(), a2->session_object());  // a hit: no new object
+  auto ct = s->EncryptGcm(*a, Iv(1), AsBytes("aad"), AsBytes("cached"));
+  ASSERT_OK(ct);
+  // Same blob with another usage is another entry; a different blob too.
+  auto b = s->UnwrapCached(kek, *w2, KeyType::kAes256, KeyUsage::kEncrypt);
+  ASSERT_OK(b);
+  EXPECT_NE(b->session_object(), a->session_object());
+  // A third entry evicts the least recently used (w1's): its object is destroyed.
+  auto d = s->UnwrapCached(kek, *w3, KeyType::kAes256, KeyUsage::kEncrypt);
+  ASSERT_OK(d);
+  EXPECT_FALSE(s->DecryptGcm(*a, Iv(1), AsBytes("aad"), *ct).ok());
+  auto again = s->UnwrapCached(kek, *w1, KeyType::kAes256, KeyUsage::kEncrypt);
+  ASSERT_OK(again);
+  auto pt = s->DecryptGcm(*again, Iv(1), AsBytes("aad"), *ct);
+  ASSERT_OK(pt);
+  EXPECT_EQ(pt->RevealString(SecretAccess::Grant()), "cached");
+  // After the TTL the entry is unwrapped anew, and the old object destroyed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  auto fresh = s->UnwrapCached(kek, *w1, KeyType::kAes256, KeyUsage::kEncrypt);
+  ASSERT_OK(fresh);
+  EXPECT_FALSE(s->DecryptGcm(*again, Iv(1), AsBytes("aad"), *ct).ok() &&
+               again->session_object() != fresh->session_object());
+  ASSERT_OK(s->DecryptGcm(*fresh, Iv(1), AsBytes("aad"), *ct));
+  // A corrupted blob is still refused (nothing cached for it).
+  Bytes bad = *w2;
+  bad[5] ^= 1;
+  EXPECT_EQ(s->UnwrapCached(kek, bad, KeyType::kAes256, KeyUsage::kEncrypt).status().code(),
+            Code::kDataLoss);
+}
+
 TEST_F(HsmTest, GenerateWrappedThenUnwrapEncryptsAndDecrypts) {
   auto t = OpenOrDie();
   ASSERT_NE(t, nullptr);

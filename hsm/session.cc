@@ -181,6 +181,14 @@ void SessionKey::Reset() noexcept {
   object_ = 0;
 }
 
+void SessionKey::Release() noexcept {
+  if (token_ != nullptr && object_ != 0) {
+    token_->ForgetSessionKey(session_);
+  }
+  token_ = nullptr;
+  object_ = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Session
 
@@ -616,6 +624,35 @@ Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType 
   }
   token_->SessionKeyCreated(handle_);
   return SessionKey(token_, handle_, generation_, h);
+}
+
+Result<KeyRef> Session::UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyType type,
+                                     KeyUsage usage) {
+  OTD_RETURN_IF_ERROR(Usable());
+  if (token_->unwrap_cache_size() == 0) {
+    return FailedPrecondition("the unwrap cache is disabled (unwrap_cache_per_session = 0)");
+  }
+  std::string key = kek.label();
+  key += '\0';
+  key += static_cast<char>(type);
+  key += static_cast<char>(usage);
+  key.append(reinterpret_cast<const char*>(wrapped.data()), wrapped.size());
+  std::optional<CK_OBJECT_HANDLE> stale;
+  auto hit = token_->UnwrapCacheGet(handle_, key, &stale);
+  if (stale) {
+    token_->fn()->C_DestroyObject(handle_, *stale);
+  }
+  if (hit) {
+    return KeyRef("", *hit);
+  }
+  OTD_ASSIGN_OR_RETURN(SessionKey fresh, Unwrap(kek, wrapped, type, usage));
+  // The cache owns the object from here on (SessionKey released without destroying it).
+  const CK_OBJECT_HANDLE object = fresh.object_;
+  fresh.Release();
+  for (CK_OBJECT_HANDLE old : token_->UnwrapCachePut(handle_, key, object)) {
+    token_->fn()->C_DestroyObject(handle_, old);
+  }
+  return KeyRef("", object);
 }
 
 Status Session::Random(std::span<uint8_t> out) {

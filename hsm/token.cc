@@ -181,6 +181,7 @@ void TokenImpl::CloseIdleLocked() noexcept {
   for (CK_SESSION_HANDLE h : idle_) {
     fn()->C_CloseSession(h);  // may fail when the token is gone; nothing to do then
     live_keys_.erase(h);
+    DropUnwrapCache(h);
   }
   open_ -= idle_.size();
   idle_.clear();
@@ -264,12 +265,61 @@ void TokenImpl::Release(CK_SESSION_HANDLE h, uint64_t gen, bool broken, bool han
     if (!handle_dead) {
       fn()->C_CloseSession(h);
     }
+    DropUnwrapCache(h);
     --open_;
     LastSessionClosedLocked();
   } else {
     idle_.push_back(h);
   }
   cv_.notify_one();
+}
+
+void TokenImpl::DropUnwrapCache(CK_SESSION_HANDLE h) noexcept {
+  std::lock_guard<std::mutex> lk(unwrap_mu_);
+  unwrap_caches_.erase(h);
+}
+
+std::optional<CK_OBJECT_HANDLE> TokenImpl::UnwrapCacheGet(CK_SESSION_HANDLE h, const std::string& key,
+                                                          std::optional<CK_OBJECT_HANDLE>* stale) {
+  std::lock_guard<std::mutex> lk(unwrap_mu_);
+  auto c = unwrap_caches_.find(h);
+  if (c == unwrap_caches_.end()) {
+    return std::nullopt;
+  }
+  auto it = c->second.index.find(key);
+  if (it == c->second.index.end()) {
+    return std::nullopt;
+  }
+  auto entry = it->second;
+  if (std::chrono::steady_clock::now() - entry->created >
+      std::chrono::milliseconds(config_.unwrap_cache_ttl_ms)) {
+    *stale = entry->object;
+    c->second.index.erase(it);
+    c->second.lru.erase(entry);
+    return std::nullopt;
+  }
+  c->second.lru.splice(c->second.lru.begin(), c->second.lru, entry);
+  return entry->object;
+}
+
+std::vector<CK_OBJECT_HANDLE> TokenImpl::UnwrapCachePut(CK_SESSION_HANDLE h, const std::string& key,
+                                                        CK_OBJECT_HANDLE object) {
+  std::lock_guard<std::mutex> lk(unwrap_mu_);
+  UnwrapCache& c = unwrap_caches_[h];
+  std::vector<CK_OBJECT_HANDLE> evicted;
+  if (auto it = c.index.find(key); it != c.index.end()) {
+    evicted.push_back(it->second->object);
+    c.lru.erase(it->second);
+    c.index.erase(it);
+  }
+  c.lru.push_front({key, object, std::chrono::steady_clock::now()});
+  c.index[key] = c.lru.begin();
+  while (c.lru.size() > config_.unwrap_cache_per_session) {
+    evicted.push_back(c.lru.back().object);
+    c.index.erase(c.lru.back().key);
+    c.lru.pop_back();
+  }
+  return evicted;
 }
 
 void TokenImpl::Invalidate(uint64_t gen, CK_RV rv) noexcept {
@@ -325,6 +375,13 @@ void TokenImpl::EvictKey(std::string_view label) {
 void TokenImpl::SessionKeyCreated(CK_SESSION_HANDLE h) {
   std::lock_guard<std::mutex> lk(mu_);
   ++live_keys_[h];
+}
+
+void TokenImpl::ForgetSessionKey(CK_SESSION_HANDLE h) noexcept {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (auto it = live_keys_.find(h); it != live_keys_.end() && --it->second <= 0) {
+    live_keys_.erase(it);
+  }
 }
 
 void TokenImpl::DestroySessionKey(CK_SESSION_HANDLE h, uint64_t gen,

@@ -217,10 +217,10 @@ Result<Bytes> Vault::Seal(std::string_view table, std::string_view account, std:
   OTD_RETURN_IF_ERROR(crypto::RandomBytes(rec.nonce));
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(hsm::SessionKey dk,
-                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
-                                hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
-  OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag, s.EncryptGcm(dk.ref(), rec.nonce, aad, plaintext));
+  OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk,
+                       s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
+                                      hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
+  OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag, s.EncryptGcm(dk, rec.nonce, aad, plaintext));
   return EncodeSealed(rec);
 }
 
@@ -231,10 +231,10 @@ Result<SecretBytes> Vault::Open(std::string_view table, std::string_view account
   OTD_ASSIGN_OR_RETURN(Bytes wrapped, LoadWrappedDataKey(account, rec.key_version, &kek_version));
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(hsm::SessionKey dk,
-                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
-                                hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
-  return s.DecryptGcm(dk.ref(), rec.nonce, aad, rec.ciphertext_and_tag);
+  OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk,
+                       s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
+                                      hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
+  return s.DecryptGcm(dk, rec.nonce, aad, rec.ciphertext_and_tag);
 }
 
 Status Vault::CheckWrappedKey(ByteView value) {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -60,7 +61,17 @@ class TokenImpl {
   // SessionKey bookkeeping: live session objects per session handle.
   void SessionKeyCreated(CK_SESSION_HANDLE h);
   void DestroySessionKey(CK_SESSION_HANDLE h, uint64_t generation, CK_OBJECT_HANDLE object) noexcept;
+  // The SessionKey's object was handed to the unwrap cache: stop counting it as live.
+  void ForgetSessionKey(CK_SESSION_HANDLE h) noexcept;
   Logger* log() const { return log_; }
+  // Per-session cache of unwrapped keys. Get: the object for `key` if cached and fresh (a stale
+  // entry is removed and returned in *stale for the caller to destroy). Put: caches `object`;
+  // returns evicted objects, which the caller destroys in the same session.
+  std::optional<CK_OBJECT_HANDLE> UnwrapCacheGet(CK_SESSION_HANDLE h, const std::string& key,
+                                                 std::optional<CK_OBJECT_HANDLE>* stale);
+  std::vector<CK_OBJECT_HANDLE> UnwrapCachePut(CK_SESSION_HANDLE h, const std::string& key,
+                                               CK_OBJECT_HANDLE object);
+  size_t unwrap_cache_size() const { return config_.unwrap_cache_per_session; }
 
   // --- for tests (TokenTestPeer) ---
   CK_SLOT_ID slot() const;
@@ -103,6 +114,20 @@ class TokenImpl {
   std::map<std::string, CK_OBJECT_HANDLE, std::less<>> cache_;
 
   std::mutex generate_mu_;
+
+  struct CachedObject {
+    std::string key;
+    CK_OBJECT_HANDLE object;
+    std::chrono::steady_clock::time_point created;
+  };
+  struct UnwrapCache {
+    std::list<CachedObject> lru;  // most recent first
+    std::unordered_map<std::string, std::list<CachedObject>::iterator> index;
+  };
+  // A closed session's objects are gone with it: forget its cache. Lock order: mu_, unwrap_mu_.
+  void DropUnwrapCache(CK_SESSION_HANDLE h) noexcept;
+  std::mutex unwrap_mu_;
+  std::unordered_map<CK_SESSION_HANDLE, UnwrapCache> unwrap_caches_;
 };
 
 }  // namespace otd::hsm
