@@ -29,6 +29,8 @@
 #include "mail/internal/spool_writer.h"
 #include "mail/mail.h"
 
+#include <openssl/crypto.h>
+
 namespace otd::mail {
 
 namespace {
@@ -261,6 +263,11 @@ class SmtpMailer::Impl {
   Outcome Deliver(const QueuedFile& f, int attempt, milliseconds next_delay) {
     const std::string id = f.id();
     std::string content;
+    // The message holds the recipient and possibly a credential: wipe it on every way out.
+    struct Wipe {
+      std::string& s;
+      ~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
+    } wipe_content{content};
     if (Status s = ReadQueued(f.name, &content); !s.ok()) {
       if (s.code() == Code::kNotFound) return Outcome::kGone;
       if (s.code() == Code::kResourceExhausted) {

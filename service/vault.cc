@@ -52,6 +52,13 @@ std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(ver
 std::string IndexKeyLabel(uint32_t version) { return "otd-index-v" + std::to_string(version); }
 
 Result<KeyVersions> Vault::CurrentVersions() const {
+  constexpr auto kVersionsTtl = std::chrono::seconds(5);
+  {
+    std::lock_guard lock(cache_mu_);
+    if (versions_ && std::chrono::steady_clock::now() - versions_read_ < kVersionsTtl) {
+      return *versions_;
+    }
+  }
   KeyVersions v;
   OTD_ASSIGN_OR_RETURN(auto kek, store_.Get(kMetaTable, AsBytes(kMetaKekVersion)));
   OTD_ASSIGN_OR_RETURN(auto index, store_.Get(kMetaTable, AsBytes(kMetaIndexVersion)));
@@ -61,6 +68,9 @@ Result<KeyVersions> Vault::CurrentVersions() const {
   }
   OTD_ASSIGN_OR_RETURN(v.kek, ParseU32(*kek));
   OTD_ASSIGN_OR_RETURN(v.index, ParseU32(*index));
+  std::lock_guard lock(cache_mu_);
+  versions_ = v;
+  versions_read_ = std::chrono::steady_clock::now();
   return v;
 }
 
@@ -189,6 +199,10 @@ Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, i
 }
 
 Result<store::Mutation> Vault::DeleteAccountKeyMutation(std::string_view account) {
+  {
+    std::lock_guard lock(cache_mu_);
+    wrapped_keys_.erase(std::string(account) + '\0' + std::to_string(kDataKeyVersion));
+  }
   OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
                                             "data-key-v" + std::to_string(kDataKeyVersion)));
   return store::Mutation{.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
@@ -197,6 +211,14 @@ Result<store::Mutation> Vault::DeleteAccountKeyMutation(std::string_view account
 
 Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t version,
                                         uint32_t* kek_version) {
+  const std::string cache_key = std::string(account) + '\0' + std::to_string(version);
+  {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = wrapped_keys_.find(cache_key); it != wrapped_keys_.end()) {
+      *kek_version = it->second.first;
+      return it->second.second;
+    }
+  }
   OTD_ASSIGN_OR_RETURN(Bytes key,
                        LookupKey(kAccountKeysTable, account, "data-key-v" + std::to_string(version)));
   OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccountKeysTable, key));
@@ -205,6 +227,11 @@ Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t versi
   }
   OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(*value));
   *kek_version = rec.kek_version;
+  std::lock_guard lock(cache_mu_);
+  if (wrapped_keys_.size() >= kMaxCachedWrappedKeys) {
+    wrapped_keys_.clear();  // crude bound; refilled from the store on demand
+  }
+  wrapped_keys_[cache_key] = {rec.kek_version, rec.wrapped};
   return std::move(rec.wrapped);
 }
 

@@ -12,7 +12,11 @@
 //
 // Thread safety: thread safe (each call leases its own HSM session).
 
+#include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -120,6 +124,15 @@ class Vault {
   store::Store& store_;
   Clock& clock_;
   Logger& log_;
+
+  // Caches of non-secret data read on every request: the current key versions (for a few
+  // seconds, so a rotation by another process is picked up) and each owner's KEK-wrapped data key
+  // (ciphertext; evicted when the key is deleted; bounded).
+  static constexpr size_t kMaxCachedWrappedKeys = 10'000;
+  mutable std::mutex cache_mu_;
+  mutable std::optional<KeyVersions> versions_;
+  mutable std::chrono::steady_clock::time_point versions_read_;
+  std::unordered_map<std::string, std::pair<uint32_t, Bytes>> wrapped_keys_;
 };
 
 }  // namespace otd::service

@@ -1,5 +1,6 @@
 #include "mail/internal/queue.h"
 
+#include <openssl/crypto.h>
 #include <time.h>
 
 #include "mail/internal/mime.h"
@@ -20,7 +21,10 @@ Result<std::string> QueueMessage(const SpoolWriter& writer, const Message& messa
   // A clash of two 64-bit random ids is implausible; a couple of retries make it harmless.
   for (int attempt = 0;; ++attempt) {
     OTD_ASSIGN_OR_RETURN(params.message_id, SpoolWriter::NewId(now, ts.tv_nsec));
-    Status s = writer.Write(params.message_id, RenderMessage(message, params));
+    std::string rendered = RenderMessage(message, params);
+    Status s = writer.Write(params.message_id, rendered);
+    // The message holds the recipient and possibly a credential (a confirmation link, a token).
+    OPENSSL_cleanse(rendered.data(), rendered.size());
     if (s.ok()) {
       return params.message_id;
     }
