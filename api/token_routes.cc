@@ -175,15 +175,15 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     json items = json::array();
     for (const auto& i : *list) {
       items.push_back({{"code", i.code}, {"description", i.description},
-                       {"created", IsoTime(i.created_at)}, {"expires", IsoTime(i.expires_at)}});
+                       {"created", IsoTime(i.created_at)}, {"expires", IsoTime(i.expires_at)},
+                       {"href", AccountPath(id) + "/accessCode/" + i.code}});
     }
     Response res = JsonResponse(req, 200, json{{"items", items}, {"count", list->size()}}.dump(),
                                 "application/json");
     AddStandardLinks(res, AccountPath(id) + "/accessCode");
     AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
-    for (const auto& i : *list) {
-      AddLink(res, {.href = AccountPath(id) + "/accessCode/" + i.code, .rel = "item", .title = "access-code"});
-    }
+    // Each item carries its own `href`: one Link header per pair (up to 100) would exceed the
+    // header limits of common clients.
     return res;
   });
 

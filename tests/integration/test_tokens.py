@@ -76,6 +76,18 @@ class TokenTest(unittest.TestCase):
                            headers={"Content-Type": "application/json", "Cookie": "login=" + self.bob.cookie})
         self.assertEqual(r.status, 403)
 
+    def test_listing_many_pairs_stays_within_client_header_limits(self):
+        # Regression: one Link header per pair made http.client refuse the reply (> 100 headers).
+        u = self.new_user("many-codes@example.com")
+        for _ in range(45):
+            self.assertEqual(u.req("POST", f"/account/{u.account_id}/accessCode", {}).status, 201)
+        r = u.req("GET", f"/account/{u.account_id}/accessCode")
+        self.assertEqual(r.status, 200)
+        items = r.json()["items"]
+        self.assertEqual(len(items), 46)
+        self.assertEqual(items[0]["href"], f"/account/{u.account_id}/accessCode/{items[0]['code']}")
+        self.assertLess(len(r.headers), 20)
+
     def test_revoked_code_no_longer_signs(self):
         r = self.alice.req("POST", f"/account/{self.alice.account_id}/accessCode", {})
         self.assertEqual(r.status, 201)
