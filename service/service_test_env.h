@@ -23,24 +23,36 @@ namespace otd::service {
 
 class ServiceEnv {
  public:
-  ServiceEnv() {
+  explicit ServiceEnv(bool init_keys = true) {
+    Open();
+    if (init_keys) {
+      EXPECT_TRUE(vault_->InitKeys().ok());
+    }
+    mail::MailOptions mo;
+    mo.spool_dir = data_.path() + "/mail";
+    auto mailer = mail::SpoolMailer::Create(mo, log_);
+    EXPECT_TRUE(mailer.ok());
+    mailer_ = std::move(mailer).value();
+  }
+
+  // Opens the token, the store (data_/data) and the vault; Close() releases them (restart tests).
+  void Open() {
     auto token = hsm::Token::Open(token_dir_.Config(), &log_);
-    EXPECT_TRUE(token.ok()) << token.status().ToString();
+    ASSERT_TRUE(token.ok()) << token.status().ToString();
     token_ = std::move(token).value();
     store::Options o;
     o.path = data_.path() + "/data";
     o.map_size_bytes = 64ull << 20;
     o.tables = AllTables();
     auto st = store::Store::Open(o, &log_);
-    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
     store_ = std::move(st).value();
     vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
-    EXPECT_TRUE(vault_->InitKeys().ok());
-    mail::MailOptions mo;
-    mo.spool_dir = data_.path() + "/mail";
-    auto mailer = mail::SpoolMailer::Create(mo, log_);
-    EXPECT_TRUE(mailer.ok());
-    mailer_ = std::move(mailer).value();
+  }
+  void Close() {
+    vault_.reset();
+    store_.reset();
+    token_.reset();
   }
 
   // Bodies of the mails in the spool, oldest first.

@@ -9,32 +9,15 @@
 #include <sstream>
 
 #include "service/record.h"
-#include "tests/support/temp_token.h"
+#include "service/service_test_env.h"
 
 namespace otd::service {
 namespace {
 
-class VaultTest : public ::testing::Test {
+// The real stack (service/service_test_env.h), without the keys initialised.
+class VaultTest : public ::testing::Test, protected ServiceEnv {
  protected:
-  void SetUp() override { Open(); }
-  void Open() {
-    auto token = hsm::Token::Open(token_dir_.Config(), &log_);
-    ASSERT_TRUE(token.ok()) << token.status().ToString();
-    token_ = std::move(token).value();
-    store::Options o;
-    o.path = data_.path() + "/data";
-    o.map_size_bytes = 64ull << 20;
-    o.tables = AllTables();
-    auto st = store::Store::Open(o, &log_);
-    ASSERT_TRUE(st.ok()) << st.status().ToString();
-    store_ = std::move(st).value();
-    vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
-  }
-  void Close() {
-    vault_.reset();
-    store_.reset();
-    token_.reset();
-  }
+  VaultTest() : ServiceEnv(/*init_keys=*/false) {}
   void InitAndCreateAccount(const std::string& account) {
     ASSERT_TRUE(vault_->InitKeys().ok());
     auto m = vault_->NewAccountKeyMutation(account);
@@ -43,15 +26,6 @@ class VaultTest : public ::testing::Test {
     batch.push_back(std::move(m).value());
     ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
   }
-
-  std::ostringstream log_sink_;
-  Logger log_{log_sink_};
-  FakeClock clock_{1'700'000'000};
-  testing::TempToken token_dir_;
-  testing::TempDir data_;
-  std::unique_ptr<hsm::Token> token_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Vault> vault_;
 };
 
 TEST_F(VaultTest, RefusesToWorkBeforeInit) {

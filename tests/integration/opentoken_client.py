@@ -86,6 +86,17 @@ def confirm_path(text):
     return m.group(1)
 
 
+def logged_in_user(daemon, spool_dir, address):
+    """A confirmed account, logged in (the spool is emptied first so its link is the only one)."""
+    for f in glob.glob(os.path.join(spool_dir, "*.eml")):
+        os.unlink(f)
+    c = Client(daemon, address=address)
+    c.full_registration(spool_dir)
+    r = c.login()
+    assert r.status == 200, r.body
+    return c
+
+
 class Client:
     """One user going through the documented flows against a harness.Daemon."""
 

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import Daemon
-from opentoken_client import Client, Signer, find_link, read_mails, wait_for_mail
+from opentoken_client import Client, Signer, find_link, logged_in_user, read_mails, wait_for_mail
 
 TOKEN_RE = r"^otk_[A-Za-z0-9_-]{43}$"
 SCOPES = ["account", "account.read", "accessCodes", "accessCodes.read", "accessCodes.create",
@@ -35,12 +35,7 @@ class AccessTokenTest(unittest.TestCase):
 
     @classmethod
     def new_user(cls, address):
-        for f in glob.glob(os.path.join(cls.spool, "*.eml")):
-            os.unlink(f)
-        c = Client(cls.d, address=address)
-        c.full_registration(cls.spool)
-        assert c.login().status == 200
-        return c
+        return logged_in_user(cls.d, cls.spool, address)
 
     @classmethod
     def tearDownClass(cls):

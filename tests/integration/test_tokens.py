@@ -8,7 +8,7 @@ import time
 import unittest
 
 from harness import Daemon
-from opentoken_client import Client, Signer, find_link, expand, ot1_date, ot1_sign
+from opentoken_client import Client, Signer, find_link, expand, logged_in_user, ot1_date, ot1_sign
 
 
 class TokenTest(unittest.TestCase):
@@ -22,13 +22,8 @@ class TokenTest(unittest.TestCase):
 
     @classmethod
     def new_user(cls, address):
-        for f in glob.glob(os.path.join(cls.spool, "*.eml")):
-            os.unlink(f)
-        c = Client(cls.d, address=address)
-        c.full_registration(cls.spool)
-        r = c.login()
-        assert r.status == 200, r.body
-        account = c.req("GET", find_link(r, rel="up", title="account")["href"])
+        c = logged_in_user(cls.d, cls.spool, address)
+        account = c.req("GET", find_link(c.login_reply, rel="up", title="account")["href"])
         c.account = account
         pair = c.req("POST", find_link(account, title="account-accessCode")["href"],
                      {"description": "Example for Documentation"})
