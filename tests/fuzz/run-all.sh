@@ -16,6 +16,13 @@ fi
 declare -A max_len=([fuzz_http_request]=12288 [fuzz_json]=8192)
 
 cd "$here"
+"$here/scripts/install-deps"
+# clang 14 and its libFuzzer runtime are only needed here, not by scripts/test.
+if ! command -v clang++ >/dev/null || ! dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=(); [[ $(id -u) -ne 0 ]] && SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null
+fi
 if [[ ! -f build-fuzz/build.ninja ]]; then
   cmake --preset fuzz >/dev/null
 fi
