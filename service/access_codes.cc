@@ -99,8 +99,8 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
   Bytes wrapped;
   {
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-    OTD_ASSIGN_OR_RETURN(wrapped, s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
-                                                  hsm::KeyType::kHmacSha256, out.secret));
+    OTD_ASSIGN_OR_RETURN(wrapped, FromToken(s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
+                                                            hsm::KeyType::kHmacSha256, out.secret)));
   }
   SecretBytes plain = FieldWriter()
                           .Add(kTagWrappedSecret, ByteView(wrapped))
@@ -195,10 +195,11 @@ Status AccessCodes::Verify(std::string_view account_id, std::string_view code, B
   OTD_ASSIGN_OR_RETURN(uint64_t kek_version, r.U64(kTagKekVersion));
   OTD_ASSIGN_OR_RETURN(std::string wrapped, r.Text(kTagWrappedSecret));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(hsm::KeyRef key,
-                       s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
-                                      AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign));
-  OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(key, canonical, signature));
+  OTD_ASSIGN_OR_RETURN(
+      hsm::KeyRef key,
+      FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
+                               AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
+  OTD_ASSIGN_OR_RETURN(bool ok, FromToken(s.Verify(key, canonical, signature)));
   return ok ? Status::Ok() : denied;
 }
 

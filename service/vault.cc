@@ -48,6 +48,19 @@ std::vector<std::string> AllTables() {
           "access_tokens", "access_token_lookup", "mail_tokens"};
 }
 
+Status TokenFailure(const Status& s) {
+  switch (s.code()) {
+    case Code::kOk:
+    case Code::kDataLoss:
+    case Code::kInvalidArgument:
+    case Code::kResourceExhausted:
+    case Code::kUnavailable:
+      return s;
+    default:
+      return Unavailable("HSM: " + s.message());
+  }
+}
+
 std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(version); }
 std::string IndexKeyLabel(uint32_t version) { return "otd-index-v" + std::to_string(version); }
 
@@ -180,7 +193,7 @@ Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
   PutField(msg, account);
   PutField(msg, id);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  return s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(v.index)), msg);
+  return FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(v.index)), msg));
 }
 
 Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
@@ -189,8 +202,8 @@ Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, i
                                             "data-key-v" + std::to_string(kDataKeyVersion)));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(Bytes wrapped,
-                       s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
-                                         hsm::KeyType::kAes256));
+                       FromToken(s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
+                                                   hsm::KeyType::kAes256)));
   return store::Mutation{.op = store::Op::kInsert,
                          .table = std::string(kAccountKeysTable),
                          .key = std::move(key),
@@ -245,9 +258,10 @@ Result<Bytes> Vault::Seal(std::string_view table, std::string_view account, std:
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk,
-                       s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
-                                      hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
-  OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag, s.EncryptGcm(dk, rec.nonce, aad, plaintext));
+                       FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)),
+                                                wrapped, hsm::KeyType::kAes256,
+                                                hsm::KeyUsage::kEncrypt)));
+  OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag, FromToken(s.EncryptGcm(dk, rec.nonce, aad, plaintext)));
   return EncodeSealed(rec);
 }
 
@@ -259,9 +273,10 @@ Result<SecretBytes> Vault::Open(std::string_view table, std::string_view account
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk,
-                       s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)), wrapped,
-                                      hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
-  return s.DecryptGcm(dk, rec.nonce, aad, rec.ciphertext_and_tag);
+                       FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(kek_version)),
+                                                wrapped, hsm::KeyType::kAes256,
+                                                hsm::KeyUsage::kEncrypt)));
+  return FromToken(s.DecryptGcm(dk, rec.nonce, aad, rec.ciphertext_and_tag));
 }
 
 Status Vault::CheckWrappedKey(ByteView value) {

@@ -62,6 +62,19 @@ struct VaultHealth {
 // sessions, challenges, the e-mail index). Created by InitKeys().
 inline constexpr std::string_view kSystemOwner = "__system";
 
+// Maps an error from the token on the data path to what callers should see: a missing token key,
+// an unexpected PKCS#11 error or a refused login all mean "the HSM is not usable now"
+// (kUnavailable → 503, no detail), not "not found" or "internal". kDataLoss (a record or wrapped
+// key that does not authenticate), kInvalidArgument and kResourceExhausted pass through.
+Status TokenFailure(const Status& s);
+template <class T>
+Result<T> FromToken(Result<T> r) {
+  if (r.ok()) {
+    return r;
+  }
+  return TokenFailure(r.status());
+}
+
 std::string KekLabel(uint32_t version);
 std::string IndexKeyLabel(uint32_t version);
 
