@@ -391,6 +391,18 @@ Result<KeyAttributes> Session::ReadAttributes(const KeyRef& key) {
   return ReadAttributesOf(h, &key);
 }
 
+// PKCS#11 v2.40 CK_GCM_PARAMS (the layout SoftHSM 2.6 expects): 96-bit IV, 128-bit tag.
+static CK_GCM_PARAMS GcmParams(ByteView iv, ByteView aad) {
+  CK_GCM_PARAMS params{};
+  params.pIv = const_cast<CK_BYTE_PTR>(iv.data());
+  params.ulIvLen = iv.size();
+  params.ulIvBits = iv.size() * 8;
+  params.pAAD = In(aad);
+  params.ulAADLen = aad.size();
+  params.ulTagBits = kGcmTagSize * 8;
+  return params;
+}
+
 Result<Bytes> Session::EncryptGcm(const KeyRef& key, ByteView iv, ByteView aad,
                                   ByteView plaintext) {
   OTD_RETURN_IF_ERROR(Usable());
@@ -399,13 +411,7 @@ Result<Bytes> Session::EncryptGcm(const KeyRef& key, ByteView iv, ByteView aad,
   }
   OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
   CK_FUNCTION_LIST* f = token_->fn();
-  CK_GCM_PARAMS params{};
-  params.pIv = const_cast<CK_BYTE_PTR>(iv.data());
-  params.ulIvLen = iv.size();
-  params.ulIvBits = iv.size() * 8;
-  params.pAAD = In(aad);
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSize * 8;
+  CK_GCM_PARAMS params = GcmParams(iv, aad);
   CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
   CK_RV rv = f->C_EncryptInit(handle_, &mech, h);
   if (rv != CKR_OK) {
@@ -440,13 +446,7 @@ Result<SecretBytes> Session::DecryptGcm(const KeyRef& key, ByteView iv, ByteView
   }
   OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
   CK_FUNCTION_LIST* f = token_->fn();
-  CK_GCM_PARAMS params{};
-  params.pIv = const_cast<CK_BYTE_PTR>(iv.data());
-  params.ulIvLen = iv.size();
-  params.ulIvBits = iv.size() * 8;
-  params.pAAD = In(aad);
-  params.ulAADLen = aad.size();
-  params.ulTagBits = kGcmTagSize * 8;
+  CK_GCM_PARAMS params = GcmParams(iv, aad);
   CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
   CK_RV rv = f->C_DecryptInit(handle_, &mech, h);
   if (rv != CKR_OK) {

@@ -11,6 +11,7 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
+#include "service/email_index.h"
 #include "service/fields.h"
 
 namespace otd::service {
@@ -22,7 +23,6 @@ using nlohmann::json;
 constexpr std::string_view kCollections = "access_tokens";
 constexpr std::string_view kLookup = "access_token_lookup";
 constexpr std::string_view kDeletionCodes = "mail_tokens";
-constexpr std::string_view kAccountEmails = "account_emails";
 
 enum : uint8_t {
   kTagCollection = 1,
@@ -32,8 +32,6 @@ enum : uint8_t {
   kTagExpiresAt = 5,
   kTagAttempts = 6,
 };
-// The account id inside the account_emails index record (service/accounts.cc).
-constexpr uint8_t kTagEmailIndexAccount = 10;
 
 constexpr std::string_view kSourceApi = "api";
 constexpr std::string_view kSourceEmail = "email";
@@ -45,13 +43,6 @@ const Status& Denied() {
   return s;
 }
 
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  });
-  return out;
-}
 
 // Every verb a scope grants (a family grants all of its verbs).
 std::vector<std::string> Expand(std::string_view scope) {
@@ -459,15 +450,7 @@ Status AccessTokens::CheckEmailRate(std::string_view email_lower, std::string_vi
 }
 
 Result<std::optional<std::string>> AccessTokens::AccountForEmail(std::string_view email_lower) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kAccountEmails, "", email_lower));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccountEmails, key));
-  if (!value) {
-    return std::optional<std::string>();
-  }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kAccountEmails, "email-index", *value));
-  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
-  OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagEmailIndexAccount));
-  return std::optional<std::string>(std::move(account_id));
+  return AccountIdForEmail(vault_, store_, email_lower);
 }
 
 Status AccessTokens::SendMail(std::string_view to, std::string subject, std::string text) {

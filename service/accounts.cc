@@ -10,6 +10,7 @@
 #include "crypto/hash.h"
 #include "crypto/random.h"
 #include "crypto/totp.h"
+#include "service/email_index.h"
 #include "service/fields.h"
 
 namespace otd::service {
@@ -18,7 +19,6 @@ namespace {
 
 constexpr std::string_view kRegistrations = "registrations";
 constexpr std::string_view kAccounts = "accounts";
-constexpr std::string_view kAccountEmails = "account_emails";
 constexpr std::string_view kChallenges = "challenges";
 constexpr std::string_view kSessions = "sessions";
 
@@ -44,13 +44,6 @@ constexpr int64_t kTotpPeriod = 30;
 
 std::string RegistrationOwner(std::string_view id) { return "reg:" + std::string(id); }
 
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  });
-  return out;
-}
 
 Status TotpMatches(const SecretBytes& seed, std::string_view code, int64_t step) {
   OTD_ASSIGN_OR_RETURN(std::string expected, crypto::TotpCode(seed, step * kTotpPeriod));
@@ -310,20 +303,15 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.Seal(kAccounts, account_id, "account",
                                                          plain.Reveal(SecretAccess::Grant())));
   OTD_ASSIGN_OR_RETURN(Bytes account_key_hash, vault_.LookupKey(kAccounts, account_id, ""));
-  std::string email_lower = LowerAscii(rec.email.RevealString(SecretAccess::Grant()));
-  OTD_ASSIGN_OR_RETURN(Bytes email_key, vault_.LookupKey(kAccountEmails, "", email_lower));
-  OPENSSL_cleanse(email_lower.data(), email_lower.size());
-  SecretBytes index_plain = FieldWriter().Add(kTagAccountId, account_id).Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_index,
-                       vault_.SealSystem(kAccountEmails, "email-index", index_plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(store::Mutation email_index,
+                       EmailIndexInsert(vault_, rec.email.RevealString(SecretAccess::Grant()), account_id));
   OTD_ASSIGN_OR_RETURN(store::Mutation shred_registration_key,
                        vault_.DeleteAccountKeyMutation(RegistrationOwner(id)));
 
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccounts),
                    .key = account_key_hash, .value = std::move(sealed_account)});
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccountEmails), .key = email_key,
-                   .value = std::move(sealed_index)});
+  batch.push_back(std::move(email_index));
   // Exactly once: the registration must still be the one we read.
   batch.push_back({.op = store::Op::kDelete, .table = std::string(kRegistrations), .key = key,
                    .expect = raw});

@@ -1,0 +1,57 @@
+#include "service/email_index.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+
+#include "service/fields.h"
+
+namespace otd::service {
+
+namespace {
+
+constexpr std::string_view kAccountEmails = "account_emails";
+constexpr std::string_view kRecordId = "email-index";
+constexpr uint8_t kTagAccountId = 10;
+
+Result<Bytes> IndexKey(Vault& vault, std::string_view email) {
+  std::string lower = LowerAscii(email);
+  auto key = vault.LookupKey(kAccountEmails, "", lower);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  return key;
+}
+
+}  // namespace
+
+std::string LowerAscii(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  });
+  return out;
+}
+
+Result<store::Mutation> EmailIndexInsert(Vault& vault, std::string_view email,
+                                         std::string_view account_id) {
+  OTD_ASSIGN_OR_RETURN(Bytes key, IndexKey(vault, email));
+  SecretBytes plain = FieldWriter().Add(kTagAccountId, account_id).Finish();
+  OTD_ASSIGN_OR_RETURN(Bytes sealed,
+                       vault.SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
+  return store::Mutation{.op = store::Op::kInsert, .table = std::string(kAccountEmails),
+                         .key = std::move(key), .value = std::move(sealed)};
+}
+
+Result<std::optional<std::string>> AccountIdForEmail(Vault& vault, const store::Store& store,
+                                                     std::string_view email) {
+  OTD_ASSIGN_OR_RETURN(Bytes key, IndexKey(vault, email));
+  OTD_ASSIGN_OR_RETURN(auto value, store.Get(kAccountEmails, key));
+  if (!value) {
+    return std::optional<std::string>();
+  }
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault.OpenSystem(kAccountEmails, kRecordId, *value));
+  OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
+  OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
+  return std::optional<std::string>(std::move(account_id));
+}
+
+}  // namespace otd::service
