@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -170,6 +171,11 @@ class Session {
   Result<Bytes> ImportWrapped(const KeyRef& kek, KeyType type, const SecretBytes& value);
   // Unwraps into a sensitive, non-extractable session object usable for `usage`.
   Result<SessionKey> Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type, KeyUsage usage);
+  // Moves a wrapped key from one KEK to another inside the token (unwrap under `from_kek` into a
+  // sensitive session object, wrap under `to_kek`, destroy): the key never leaves the token in
+  // clear. kDataLoss when `wrapped` does not authenticate under `from_kek`.
+  Result<Bytes> Rewrap(const KeyRef& from_kek, const KeyRef& to_kek, ByteView wrapped,
+                       KeyType type);
   // The same, through this pooled session's cache of unwrapped keys (see TokenConfig): a hit
   // costs no PKCS#11 call. The returned reference is valid only while this lease is held.
   Result<KeyRef> UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyType type, KeyUsage usage);
@@ -195,6 +201,10 @@ class Session {
   Result<uint64_t> FindPersistent(std::string_view label);
   // C_WrapKey(CKM_AES_KEY_WRAP_PAD) of `object` under `kek`.
   Result<Bytes> WrapWith(const KeyRef& kek, uint64_t kek_object, uint64_t object);
+  // C_UnwrapKey under `kek`: a sensitive session object usable for `usage`, or (no usage) one that
+  // can only be wrapped again. The caller owns the handle.
+  Result<uint64_t> UnwrapObject(const KeyRef& kek, ByteView wrapped, KeyType type,
+                                std::optional<KeyUsage> usage);
   Result<KeyAttributes> ReadAttributesOf(uint64_t object, const KeyRef* key);
 
   TokenImpl* token_ = nullptr;  // not owned; the Token outlives every Session

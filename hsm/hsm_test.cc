@@ -689,6 +689,69 @@ TEST_F(HsmTest, BlobWrappedUnderOneKekDoesNotUnwrapUnderAnother) {
   EXPECT_OK(s->Unwrap(KeyRef::Persistent("kek1"), *w, KeyType::kAes256, KeyUsage::kEncrypt));
 }
 
+TEST_F(HsmTest, RewrapMovesAKeyToAnotherKekInsideTheToken) {
+  auto t = OpenOrDie();
+  ASSERT_NE(t, nullptr);
+  auto s = t->Acquire();
+  ASSERT_OK(s);
+  ASSERT_OK(s->GenerateKey("kek1", KeyType::kAes256, KeyUsage::kWrap));
+  ASSERT_OK(s->GenerateKey("kek2", KeyType::kAes256, KeyUsage::kWrap));
+  const KeyRef kek1 = KeyRef::Persistent("kek1");
+  const KeyRef kek2 = KeyRef::Persistent("kek2");
+  auto w1 = s->GenerateWrapped(kek1, KeyType::kAes256);
+  ASSERT_OK(w1);
+  Bytes ct;
+  {
+    auto dk = s->Unwrap(kek1, *w1, KeyType::kAes256, KeyUsage::kEncrypt);
+    ASSERT_OK(dk);
+    auto c = s->EncryptGcm(dk->ref(), Iv(7), AsBytes("aad"), AsBytes("rotated"));
+    ASSERT_OK(c);
+    ct = *c;
+  }
+  auto w2 = s->Rewrap(kek1, kek2, *w1, KeyType::kAes256);
+  ASSERT_OK(w2);
+  EXPECT_NE(*w2, *w1);
+  // The same key under the new KEK: it decrypts what the old blob's key encrypted.
+  {
+    auto dk = s->Unwrap(kek2, *w2, KeyType::kAes256, KeyUsage::kEncrypt);
+    ASSERT_OK(dk);
+    auto p = s->DecryptGcm(dk->ref(), Iv(7), AsBytes("aad"), ct);
+    ASSERT_OK(p);
+    EXPECT_EQ(Plain(*p), "rotated");
+    // Unwrapped for use, it is still not extractable.
+    auto a = s->ReadAttributes(dk->ref());
+    ASSERT_OK(a);
+    EXPECT_FALSE(a->extractable);
+  }
+  EXPECT_EQ(CodeOf(s->Unwrap(kek1, *w2, KeyType::kAes256, KeyUsage::kEncrypt)), Code::kDataLoss);
+  // HMAC keys (access-code secrets) rewrap too and keep their value.
+  auto wh = s->ImportWrapped(kek1, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(32, 0x5a)));
+  ASSERT_OK(wh);
+  auto wh2 = s->Rewrap(kek1, kek2, *wh, KeyType::kHmacSha256);
+  ASSERT_OK(wh2);
+  {
+    auto h1 = s->Unwrap(kek1, *wh, KeyType::kHmacSha256, KeyUsage::kSign);
+    auto h2 = s->Unwrap(kek2, *wh2, KeyType::kHmacSha256, KeyUsage::kSign);
+    ASSERT_OK(h1);
+    ASSERT_OK(h2);
+    auto m1 = s->Sign(h1->ref(), AsBytes("m"));
+    auto m2 = s->Sign(h2->ref(), AsBytes("m"));
+    ASSERT_OK(m1);
+    ASSERT_OK(m2);
+    EXPECT_EQ(*m1, *m2);
+  }
+  // A blob that does not authenticate under the source KEK is data loss; nothing is left behind.
+  EXPECT_EQ(CodeOf(s->Rewrap(kek2, kek1, *w1, KeyType::kAes256)), Code::kDataLoss);
+  CK_FUNCTION_LIST* f = TokenTestPeer::Functions(*t);
+  CK_SESSION_HANDLE h = TokenTestPeer::Handle(*s);
+  ASSERT_EQ(f->C_FindObjectsInit(h, nullptr, 0), CKR_OK);
+  CK_OBJECT_HANDLE objs[16];
+  CK_ULONG n = 0;
+  ASSERT_EQ(f->C_FindObjects(h, objs, 16, &n), CKR_OK);
+  f->C_FindObjectsFinal(h);
+  EXPECT_EQ(n, 2u);  // kek1 and kek2 only
+}
+
 // --- random ----------------------------------------------------------------------------------
 
 TEST_F(HsmTest, RandomGivesDistinctOutputs) {

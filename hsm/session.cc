@@ -592,10 +592,8 @@ Result<Bytes> Session::ImportWrapped(const KeyRef& kek, KeyType type, const Secr
   return WrapWith(kek, kek_h, temp.get());
 }
 
-Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type,
-                                   KeyUsage usage) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
+Result<uint64_t> Session::UnwrapObject(const KeyRef& kek, ByteView wrapped, KeyType type,
+                                        std::optional<KeyUsage> usage) {
   if (wrapped.empty()) {
     return DataLoss("empty wrapped key");
   }
@@ -607,7 +605,9 @@ Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType 
   t.Bool(CKA_TOKEN, false);
   t.Bool(CKA_PRIVATE, true);
   t.Bool(CKA_SENSITIVE, true);
-  t.Bool(CKA_EXTRACTABLE, false);
+  // A key unwrapped for use is never extractable; one unwrapped only to be re-wrapped under
+  // another KEK (no usage) must be, for C_WrapKey, and is destroyed right after.
+  t.Bool(CKA_EXTRACTABLE, !usage.has_value());
   t.Usage(usage);
   CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
@@ -622,8 +622,25 @@ Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType 
   if (rv != CKR_OK) {
     return Fail("C_UnwrapKey", rv, &kek);
   }
+  return uint64_t{h};
+}
+
+Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type,
+                                   KeyUsage usage) {
+  OTD_RETURN_IF_ERROR(Usable());
+  OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
+  OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(kek, wrapped, type, usage));
   token_->SessionKeyCreated(handle_);
   return SessionKey(token_, handle_, generation_, h);
+}
+
+Result<Bytes> Session::Rewrap(const KeyRef& from_kek, const KeyRef& to_kek, ByteView wrapped,
+                              KeyType type) {
+  OTD_RETURN_IF_ERROR(Usable());
+  OTD_ASSIGN_OR_RETURN(uint64_t to_h, Resolve(to_kek));
+  OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(from_kek, wrapped, type, std::nullopt));
+  ScopedObject temp(token_->fn(), handle_, h);
+  return WrapWith(to_kek, to_h, temp.get());
 }
 
 Result<KeyRef> Session::UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyType type,

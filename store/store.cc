@@ -157,6 +157,7 @@ class Store::Impl {
   Status Execute(MDB_txn* txn, Request& r, int* rc);
   Status ApplyMutation(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, size_t index, int* rc);
   Status UpdateTtl(MDB_txn* txn, const Mutation& m, bool removed, int* rc);
+  Status MoveRecord(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, MDB_val current, int* rc);
   Status Purge(MDB_txn* txn, int64_t now, size_t max, size_t* purged, int* rc);
   // LmdbError plus MDB_PANIC bookkeeping.
   Status Fail(int rc, std::string_view what) const;
@@ -352,6 +353,12 @@ Status Store::Impl::Prepare(Request& r) const {
     }
     if (m.op == Op::kInsert && m.expect.has_value()) {
       return InvalidArgument("store kInsert cannot carry an expected value");
+    }
+    if (m.op == Op::kMove) {
+      OTD_RETURN_IF_ERROR(CheckKey(m.new_key));
+      if (m.new_key == m.key) {
+        return InvalidArgument("store kMove to the same key");
+      }
     }
     r.dbis.push_back(dbi);
   }
@@ -648,8 +655,16 @@ Status Store::Impl::ApplyMutation(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, 
   if (m.expect.has_value() && (!exists || !Equal(current, *m.expect))) {
     return FailedPrecondition(where("current value does not match the expected value"));
   }
+  if (m.op == Op::kMove) {
+    if (!exists) {
+      return FailedPrecondition(where("move of a missing key"));
+    }
+    return MoveRecord(txn, m, dbi, current, rc);
+  }
   bool remove = false;
   switch (m.op) {
+    case Op::kMove:
+      break;  // handled above
     case Op::kInsert:
       if (exists) {
         return AlreadyExists(where("key already exists"));
@@ -686,6 +701,50 @@ Status Store::Impl::ApplyMutation(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, 
     return Fail(r, remove ? "delete" : "put");
   }
   return UpdateTtl(txn, m, remove, rc);
+}
+
+Status Store::Impl::MoveRecord(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, MDB_val current,
+                               int* rc) {
+  // The record's expiry, from the reverse TTL index (0: none).
+  int64_t expires_at = 0;
+  if (internal::TtlRevKeySize(m.table, m.key.size()) <= max_key_) {
+    Bytes rev = internal::EncodeTtlRevKey(m.table, m.key);
+    MDB_val rev_key = Val(rev.data(), rev.size());
+    MDB_val when{};
+    int r = mdb_get(txn, ttl_rev_dbi_, &rev_key, &when);
+    if (r != 0 && r != MDB_NOTFOUND) {
+      *rc = r;
+      return Fail(r, "read TTL index");
+    }
+    if (r == 0) {
+      expires_at = static_cast<int64_t>(internal::DecodeU64(View(when)).value_or(0));
+    }
+  }
+  if (expires_at > 0 && internal::TtlKeySize(m.table, m.new_key.size()) > max_key_) {
+    return InvalidArgument("store key too long for a record with expiry");
+  }
+  // Copy the value first: the view into the map is not valid across the writes below.
+  Bytes value(static_cast<const uint8_t*>(current.mv_data),
+              static_cast<const uint8_t*>(current.mv_data) + current.mv_size);
+  MDB_val to = Val(m.new_key.data(), m.new_key.size());
+  MDB_val v = Val(value.data(), value.size());
+  int r = mdb_put(txn, dbi, &to, &v, MDB_NOOVERWRITE);
+  if (r == MDB_KEYEXIST) {
+    return AlreadyExists("store mutation (table " + m.table + "): move target already exists");
+  }
+  if (r != 0) {
+    *rc = r;
+    return Fail(r, "put");
+  }
+  MDB_val from = Val(m.key.data(), m.key.size());
+  if ((r = mdb_del(txn, dbi, &from, nullptr)) != 0) {
+    *rc = r;
+    return Fail(r, "delete");
+  }
+  Mutation removed{.op = Op::kErase, .table = m.table, .key = m.key};
+  OTD_RETURN_IF_ERROR(UpdateTtl(txn, removed, /*removed=*/true, rc));
+  Mutation added{.op = Op::kPut, .table = m.table, .key = m.new_key, .expires_at = expires_at};
+  return UpdateTtl(txn, added, /*removed=*/false, rc);
 }
 
 Status Store::Impl::UpdateTtl(MDB_txn* txn, const Mutation& m, bool removed, int* rc) {

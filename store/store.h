@@ -64,6 +64,9 @@ enum class Op {
   kUpdate,  // put; the key must exist (kFailedPrecondition otherwise)
   kDelete,  // the key must exist (kFailedPrecondition otherwise)
   kErase,   // delete if present; never fails for a missing key
+  kMove,    // re-key: the value and its expiry move from `key` to `new_key` (the key must exist,
+            // kFailedPrecondition otherwise; kAlreadyExists if `new_key` exists); `value` and
+            // `expires_at` are ignored
 };
 
 struct Mutation {
@@ -75,6 +78,7 @@ struct Mutation {
                                  // a missing key never matches; not allowed with kInsert
   int64_t expires_at = 0;        // > 0: Unix seconds after which PurgeExpired() may delete it;
                                  // 0: no expiry (any earlier TTL entry for the key is removed)
+  Bytes new_key;                 // kMove only: the key the record moves to (same rules as key)
 };
 
 struct TableStats {

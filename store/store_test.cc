@@ -609,6 +609,38 @@ TEST_F(StoreTest, DeletingARecordRemovesItsTtlEntry) {
   EXPECT_EQ(GetString(*s, "t", "a"), "new");
 }
 
+Mutation Move(std::string_view from, std::string_view to) {
+  Mutation m = Make(Op::kMove, "t", from);
+  m.new_key = ToBytes(to);
+  return m;
+}
+
+TEST_F(StoreTest, MoveReKeysTheRecordAndItsExpiry) {
+  auto s = OpenStore();
+  ASSERT_TRUE(s->Apply({Put("a", "va", 100), Put("b", "vb"), Put("taken", "x")}).ok());
+  ASSERT_TRUE(s->Apply({Move("a", "a2"), Move("b", "b2")}).ok());
+  EXPECT_EQ(GetString(*s, "t", "a"), std::nullopt);
+  EXPECT_EQ(GetString(*s, "t", "a2"), "va");
+  EXPECT_EQ(GetString(*s, "t", "b2"), "vb");
+  EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
+  // The expiry moved with the record; the record without one stays without.
+  EXPECT_EQ(*s->PurgeExpired(1000, 100), 1u);
+  EXPECT_EQ(GetString(*s, "t", "a2"), std::nullopt);
+  EXPECT_EQ(GetString(*s, "t", "b2"), "vb");
+  // A missing source, an existing target, a CAS mismatch: nothing changes.
+  EXPECT_EQ(s->Apply({Move("nope", "n2")}).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s->Apply({Move("b2", "taken")}).code(), Code::kAlreadyExists);
+  Mutation cas = Move("b2", "b3");
+  cas.expect = ToBytes("other");
+  EXPECT_EQ(s->Apply({cas}).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s->Apply({Move("b2", "b2")}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(GetString(*s, "t", "b2"), "vb");
+  EXPECT_EQ(GetString(*s, "t", "taken"), "x");
+  cas.expect = ToBytes("vb");
+  ASSERT_TRUE(s->Apply({cas}).ok());
+  EXPECT_EQ(GetString(*s, "t", "b3"), "vb");
+}
+
 TEST_F(StoreTest, TtlKeysRoundTrip) {
   Bytes k = internal::EncodeTtlKey(0x0102030405060708ull, "tab", AsBytes("key"));
   ASSERT_EQ(k.size(), internal::TtlKeySize("tab", 3));
