@@ -2,6 +2,7 @@
 // 78 bad configuration, 1 the command ran and found a problem.
 
 #include <fcntl.h>
+#include <algorithm>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -21,24 +22,117 @@
 namespace otd::daemon {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: opentoken-admin COMMAND --config FILE\n"
-    "\n"
-    "commands:\n"
-    "  init     create the key-encryption key and the index key in the token if absent\n"
-    "           (idempotent: running it again creates nothing)\n"
-    "  status   show the token, its keys (and that they are sensitive and non-extractable),\n"
-    "           and the store's tables\n"
-    "  verify   check every stored record is a well-formed versioned record and every wrapped\n"
-    "           data key unwraps in the token; counts per key version (exit 1 on a problem)\n"
-    "  purge-expired   delete expired records now (the daemon also does this every minute)\n"
-    "  backup DIR      consistent, compacted hot copy of the store into a new directory DIR,\n"
-    "                  with manifest.json (key versions, counts, SHA-256); safe while serving\n"
-    "  restore DIR     copy a backup into storage.path, which must be empty or absent; checks\n"
-    "                  the manifest's SHA-256 first. The token (HSM) is backed up separately.\n"
-    "\n"
-    "exit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad configuration\n"
-    "(backup/restore: 1 when the target is not empty or the backup does not match its manifest)\n";
+// One entry per command: what `opentoken-admin --help` and `opentoken-admin COMMAND --help` print.
+struct CommandInfo {
+  const char* name;
+  const char* operand;  // "DIR" or ""
+  const char* summary;
+  const char* help;
+};
+
+constexpr CommandInfo kCommands[] = {
+    {"init", "", "create the token keys (KEK, index key) if absent; idempotent",
+     "Creates the version-1 key-encryption key and index key in the token and the system data\n"
+     "key in the store, if absent. Running it again creates nothing. Exit 0 when done.\n"},
+    {"status", "", "token, key versions and attributes, records per table and per key version",
+     "Shows the token (module, label, serial), health, the current key versions and their\n"
+     "attributes (sensitive, non-extractable), the store's tables, and how many stored things\n"
+     "refer to each key version (what keeps an old version alive). Exit 1 when unhealthy.\n"},
+    {"rotate-keys", "", "new KEK and index key versions, then rewrap data keys (with progress)",
+     "Creates the next versions of the key-encryption key and the index key in the token and\n"
+     "makes them current: new data keys are wrapped by the new KEK and new records are keyed by\n"
+     "the new index key, within 5 seconds in a running daemon (no restart, no downtime). Then\n"
+     "runs `rewrap` (skip with --no-rewrap). Resumable: after a crash, run it again; keys made\n"
+     "by the interrupted run are reused, not duplicated.\n"
+     "Old versions stay in the token: records keyed by an older index key remain readable\n"
+     "(lookups try every live version) and access-code secrets move to the new KEK when first\n"
+     "used. `status` shows what still refers to each old version.\n"},
+    {"rewrap", "", "move data keys wrapped by an older KEK to the current KEK (resumable)",
+     "Re-wraps every data key wrapped by an older KEK under the current KEK, inside the token\n"
+     "(the key never leaves it), one compare-and-swap per key: safe while the daemon serves, and\n"
+     "resumable (it only touches what is still old). Progress on stderr.\n"},
+    {"verify", "", "check every record and that every wrapped data key unwraps (progress)",
+     "Checks that every stored value is a well-formed versioned record, that every store key is\n"
+     "an index-key HMAC, and that every wrapped data key unwraps under its KEK version in the\n"
+     "token; counts per key version. Exit 1 when a problem is found.\n"},
+    {"purge-expired", "", "delete expired records now (the daemon does this every minute)",
+     "Deletes every record whose expiry has passed, in batches of 10,000. Safe while serving.\n"},
+    {"backup", "DIR", "consistent compacted hot copy of the store with a manifest",
+     "Writes a consistent, compacted copy of the store into DIR (which must be empty or absent)\n"
+     "with manifest.json (key versions, records per table, SHA-256). Safe while serving.\n"
+     "The keys stay in the HSM: back the token up with the HSM vendor's tools (SoftHSM2: copy\n"
+     "its token directory while no process writes to it). Exit 1 when DIR is not empty.\n"},
+    {"restore", "DIR", "copy a backup into an empty storage.path (checks the manifest)",
+     "Copies DIR/data.mdb into storage.path, which must be empty or absent, after checking it\n"
+     "against DIR/manifest.json (SHA-256). Run `verify` with the same token afterwards. Exit 1\n"
+     "when the target is not empty or the backup does not match its manifest.\n"},
+};
+
+const CommandInfo* FindCommand(const std::string& name) {
+  for (const auto& c : kCommands) {
+    if (name == c.name) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+std::string Usage() {
+  std::string out = "usage: opentoken-admin COMMAND [ARGS] --config FILE\n"
+                    "       opentoken-admin COMMAND --help\n\ncommands:\n";
+  for (const auto& c : kCommands) {
+    std::string head = std::string(c.name) + (c.operand[0] ? std::string(" ") + c.operand : "");
+    head.resize(std::max<size_t>(head.size() + 1, 16), ' ');
+    out += "  " + head + c.summary + "\n";
+  }
+  out += "\nexit codes: 0 ok, 1 the command found a problem, 64 usage, 69 HSM or store unusable,\n"
+         "78 bad configuration\n";
+  return out;
+}
+
+std::string CommandHelp(const CommandInfo& c) {
+  std::string out = std::string("usage: opentoken-admin ") + c.name +
+                    (c.operand[0] ? std::string(" ") + c.operand : "") + " --config FILE";
+  if (std::string(c.name) == "rotate-keys") {
+    out += " [--no-rewrap]";
+  }
+  out += "\n\n" + std::string(c.help) +
+         "\nexit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad config\n";
+  return out;
+}
+
+// Progress of long work on stderr: a bar redrawn in place on a terminal, a line every 10 % (and
+// at the end) otherwise, so logs stay readable.
+class Progress {
+ public:
+  explicit Progress(std::string what) : what_(std::move(what)), tty_(::isatty(2) == 1) {}
+  void Update(uint64_t done, uint64_t total) {
+    if (total == 0) {
+      return;
+    }
+    const unsigned pct = static_cast<unsigned>(done * 100 / total);
+    if (tty_) {
+      constexpr unsigned kWidth = 30;
+      std::string bar(pct * kWidth / 100, '#');
+      bar.resize(kWidth, '.');
+      std::cerr << "\r" << what_ << " [" << bar << "] " << done << "/" << total << " (" << pct
+                << "%)" << (done == total ? "\n" : "") << std::flush;
+    } else if (pct / 10 != last_decile_ || done == total) {
+      if (done == total && printed_end_) {
+        return;
+      }
+      last_decile_ = pct / 10;
+      printed_end_ = done == total;
+      std::cerr << what_ << ": " << done << "/" << total << " (" << pct << "%)\n";
+    }
+  }
+
+ private:
+  std::string what_;
+  bool tty_;
+  unsigned last_decile_ = 0;
+  bool printed_end_ = false;
+};
 
 // SHA-256 of a file, streamed.
 Result<std::string> FileSha256(const std::string& path) {
@@ -88,6 +182,51 @@ int Init(Runtime& rt) {
   return kExitOk;
 }
 
+void PrintVersionCounts(const service::VersionCounts& c) {
+  for (const auto& [v, n] : c.keys_per_kek_version) {
+    std::cout << "data keys wrapped by " << service::KekLabel(v) << ": " << n << "\n";
+  }
+  for (const auto& [v, n] : c.records_per_index_version) {
+    std::cout << "records keyed by " << service::IndexKeyLabel(v) << ": " << n << "\n";
+  }
+  for (const auto& [v, n] : c.records_per_data_key_version) {
+    std::cout << "records sealed with data key version " << v << ": " << n << "\n";
+  }
+}
+
+int RewrapCommand(Runtime& rt) {
+  Progress bar("rewrap");
+  auto p = rt.vault->RewrapDataKeys([&](const service::RewrapProgress& now) {
+    bar.Update(now.done + now.skipped, now.total);
+  });
+  if (!p.ok()) {
+    return Fail(p.status());
+  }
+  std::cout << "rewrap: " << p->done << " data keys moved to the current KEK";
+  if (p->skipped > 0) {
+    std::cout << ", " << p->skipped << " changed meanwhile (run rewrap again)";
+  }
+  std::cout << "\n";
+  return p->skipped > 0 ? 1 : kExitOk;
+}
+
+int RotateKeys(Runtime& rt, bool rewrap) {
+  auto r = rt.vault->RotateKeys();
+  if (!r.ok()) {
+    return Fail(r.status());
+  }
+  std::cout << "key-encryption key " << service::KekLabel(r->after.kek) << ": "
+            << (r->created_kek ? "created" : "already present (resumed)") << ", now current\n"
+            << "index key " << service::IndexKeyLabel(r->after.index) << ": "
+            << (r->created_index ? "created" : "already present (resumed)") << ", now current\n"
+            << "a running daemon uses them within 5 seconds\n";
+  if (!rewrap) {
+    std::cout << "run `opentoken-admin rewrap` to move the data keys to the new KEK\n";
+    return kExitOk;
+  }
+  return RewrapCommand(rt);
+}
+
 int StatusCommand(Runtime& rt) {
   std::cout << "token: " << rt.token->Describe() << "\n";
   auto health = rt.vault->Health();
@@ -106,6 +245,13 @@ int StatusCommand(Runtime& rt) {
   } else {
     std::cout << "keys: " << keys.status().message() << "\n";
   }
+  if (auto v = rt.vault->CurrentVersions(); v.ok()) {
+    std::cout << "current versions: kek " << v->kek << ", index " << v->index
+              << " (oldest live index version " << v->index_min << ")\n";
+  }
+  if (auto counts = service::CountVersions(*rt.store); counts.ok()) {
+    PrintVersionCounts(counts.value());
+  }
   auto stats = rt.store->GetStats();
   if (stats.ok()) {
     std::cout << "store: map " << stats->map_size / (1024 * 1024) << " MiB, used "
@@ -120,19 +266,16 @@ int StatusCommand(Runtime& rt) {
 }
 
 int Verify(Runtime& rt) {
-  auto report = service::VerifyStore(*rt.vault, *rt.store);
+  Progress bar("verify");
+  auto report = service::VerifyStore(*rt.vault, *rt.store,
+                                     [&](uint64_t done, uint64_t total) { bar.Update(done, total); });
   if (!report.ok()) {
     return Fail(report.status());
   }
   for (const auto& [table, n] : report->records_per_table) {
     std::cout << "table " << table << ": " << n << " records\n";
   }
-  for (const auto& [v, n] : report->keys_per_kek_version) {
-    std::cout << "data keys wrapped by " << service::KekLabel(v) << ": " << n << "\n";
-  }
-  for (const auto& [v, n] : report->records_per_data_key_version) {
-    std::cout << "records sealed with data key version " << v << ": " << n << "\n";
-  }
+  PrintVersionCounts(report->versions);
   if (report->bad > 0) {
     std::cout << "problems: " << report->bad << " (first: " << report->first_problem << ")\n";
     return 1;
@@ -152,6 +295,7 @@ int PurgeExpired(Runtime& rt) {
     if (*n == 0) {
       break;
     }
+    std::cerr << "purge-expired: " << total << " so far\n";
   }
   std::cout << "purged " << total << " expired records\n";
   return kExitOk;
@@ -242,34 +386,37 @@ int Restore(const Config& config, const std::string& dir) {
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::cout << kUsage;
+    (args.empty() ? std::cerr : std::cout) << Usage();
     return args.empty() ? kExitUsage : kExitOk;
   }
-  std::string command = args[0];
+  const std::string command = args[0];
+  const CommandInfo* info = FindCommand(command);
+  if (info == nullptr) {
+    std::cerr << "opentoken-admin: unknown command " << command << "\n" << Usage();
+    return kExitUsage;
+  }
   std::string config_path;
   std::string dir;
+  bool rewrap = true;
   for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      std::cout << CommandHelp(*info);
+      return kExitOk;
+    }
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
-    } else if ((command == "backup" || command == "restore") && dir.empty() &&
-               !args[i].empty() && args[i][0] != '-') {
+    } else if (info->operand[0] && dir.empty() && !args[i].empty() && args[i][0] != '-') {
       dir = args[i];
-    } else if (args[i] == "--help" || args[i] == "-h") {
-      std::cout << kUsage;
-      return kExitOk;
+    } else if (command == "rotate-keys" && args[i] == "--no-rewrap") {
+      rewrap = false;
     } else {
-      std::cerr << kUsage;
+      std::cerr << "opentoken-admin " << command << ": unexpected argument " << args[i] << "\n"
+                << CommandHelp(*info);
       return kExitUsage;
     }
   }
-  const bool known = command == "init" || command == "status" || command == "verify" ||
-                     command == "purge-expired" || command == "backup" || command == "restore";
-  if ((command == "backup" || command == "restore") && dir.empty()) {
-    std::cerr << "opentoken-admin: " << command << " needs a directory\n";
-    return kExitUsage;
-  }
-  if (!known) {
-    std::cerr << "opentoken-admin: unknown command " << command << "\n" << kUsage;
+  if (info->operand[0] && dir.empty()) {
+    std::cerr << "opentoken-admin: " << command << " needs a directory\n" << CommandHelp(*info);
     return kExitUsage;
   }
   if (config_path.empty()) {
@@ -299,6 +446,8 @@ int Main(int argc, char** argv) {
   if (command == "verify") return Verify(**rt);
   if (command == "purge-expired") return PurgeExpired(**rt);
   if (command == "backup") return Backup(**rt, dir);
+  if (command == "rotate-keys") return RotateKeys(**rt, rewrap);
+  if (command == "rewrap") return RewrapCommand(**rt);
   return StatusCommand(**rt);
 }
 

@@ -62,8 +62,9 @@ Result<std::vector<AccessCodeInfo>> ParseIndex(const std::string& text) {
 
 Result<std::vector<AccessCodeInfo>> AccessCodes::LoadIndex(std::string_view account_id, Bytes* key,
                                                            std::optional<Bytes>* raw) {
-  OTD_ASSIGN_OR_RETURN(*key, vault_.LookupKey(kAccessCodeIndex, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(*raw, store_.Get(kAccessCodeIndex, *key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodeIndex, account_id, ""));
+  *key = std::move(found.key);
+  *raw = std::move(found.value);
   if (!raw->has_value()) {
     return std::vector<AccessCodeInfo>{};
   }
@@ -88,6 +89,59 @@ Result<store::Mutation> AccessCodes::IndexMutation(std::string_view account_id, 
   return m;
 }
 
+Result<Bytes> AccessCodes::SealCode(std::string_view account_id, std::string_view code,
+                                    ByteView wrapped_secret, uint32_t kek_version,
+                                    std::string_view description, int64_t created_at,
+                                    int64_t expires_at) {
+  SecretBytes plain = FieldWriter()
+                          .Add(kTagWrappedSecret, wrapped_secret)
+                          .AddU64(kTagKekVersion, kek_version)
+                          .Add(kTagDescription, description)
+                          .AddU64(kTagCreatedAt, static_cast<uint64_t>(created_at))
+                          .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires_at))
+                          .Finish();
+  return vault_.Seal(kAccessCodes, account_id, code, plain.Reveal(SecretAccess::Grant()));
+}
+
+void AccessCodes::MoveSecretToCurrentKek(std::string_view account_id, std::string_view code,
+                                         const Bytes& record_key, const Bytes& current_record,
+                                         const FieldReader& fields) {
+  // After a key rotation, a code's secret is re-wrapped under the current KEK the first time it
+  // is used (the store never holds the code, so no offline job can). Best effort: a failure or a
+  // concurrent change (revocation, another request doing the same) leaves the record as it was,
+  // still valid under its old KEK.
+  auto moved = [&]() -> Result<Bytes> {
+    OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.CurrentVersions());
+    OTD_ASSIGN_OR_RETURN(uint64_t old_kek, fields.U64(kTagKekVersion));
+    if (old_kek >= v.kek) {
+      return FailedPrecondition("already current");
+    }
+    OTD_ASSIGN_OR_RETURN(std::string wrapped, fields.Text(kTagWrappedSecret));
+    OTD_ASSIGN_OR_RETURN(std::string description, fields.Text(kTagDescription));
+    OTD_ASSIGN_OR_RETURN(uint64_t created, fields.U64(kTagCreatedAt));
+    OTD_ASSIGN_OR_RETURN(uint64_t expires, fields.U64(kTagExpiresAt));
+    Bytes rewrapped;
+    {
+      OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+      OTD_ASSIGN_OR_RETURN(
+          rewrapped,
+          FromToken(s.Rewrap(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(old_kek))),
+                             hsm::KeyRef::Persistent(KekLabel(v.kek)), AsBytes(wrapped),
+                             hsm::KeyType::kHmacSha256)));
+    }
+    return SealCode(account_id, code, rewrapped, v.kek, description,
+                    static_cast<int64_t>(created), static_cast<int64_t>(expires));
+  }();
+  if (!moved.ok()) {
+    return;
+  }
+  std::vector<store::Mutation> batch;
+  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccessCodes), .key = record_key,
+                   .value = std::move(moved).value(), .expect = current_record,
+                   .keep_expiry = true});
+  store_.ApplyAsync(std::move(batch), [](Status) {});
+}
+
 Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::string_view description) {
   const int64_t now = clock_.NowSeconds();
   NewAccessCode out;
@@ -102,15 +156,8 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
     OTD_ASSIGN_OR_RETURN(wrapped, FromToken(s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
                                                             hsm::KeyType::kHmacSha256, out.secret)));
   }
-  SecretBytes plain = FieldWriter()
-                          .Add(kTagWrappedSecret, ByteView(wrapped))
-                          .AddU64(kTagKekVersion, v.kek)
-                          .Add(kTagDescription, description)
-                          .AddU64(kTagCreatedAt, static_cast<uint64_t>(now))
-                          .AddU64(kTagExpiresAt, static_cast<uint64_t>(out.expires_at))
-                          .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kAccessCodes, account_id, out.code,
-                                                 plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, SealCode(account_id, out.code, wrapped, v.kek, description,
+                                              now, out.expires_at));
   OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code));
 
   for (int attempt = 0; attempt < 5; ++attempt) {
@@ -149,7 +196,8 @@ Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_i
 }
 
 Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
-  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, code));
+  OTD_ASSIGN_OR_RETURN(Located record, vault_.Find(kAccessCodes, account_id, code));
+  const Bytes& record_key = record.key;
   for (int attempt = 0; attempt < 5; ++attempt) {
     Bytes index_key;
     std::optional<Bytes> index_raw;
@@ -178,8 +226,8 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature) {
   const Status denied = Unauthenticated("signature verification failed");
-  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, code));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccessCodes, record_key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodes, account_id, code));
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return denied;
   }
@@ -194,13 +242,22 @@ Status AccessCodes::Verify(std::string_view account_id, std::string_view code, B
   }
   OTD_ASSIGN_OR_RETURN(uint64_t kek_version, r.U64(kTagKekVersion));
   OTD_ASSIGN_OR_RETURN(std::string wrapped, r.Text(kTagWrappedSecret));
-  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(
-      hsm::KeyRef key,
-      FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
-                               AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
-  OTD_ASSIGN_OR_RETURN(bool ok, FromToken(s.Verify(key, canonical, signature)));
-  return ok ? Status::Ok() : denied;
+  {
+    OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+    OTD_ASSIGN_OR_RETURN(
+        hsm::KeyRef key,
+        FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
+                                 AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
+    OTD_ASSIGN_OR_RETURN(bool ok, FromToken(s.Verify(key, canonical, signature)));
+    if (!ok) {
+      return denied;
+    }
+  }  // the session goes back to the pool before any further token work
+  auto current = vault_.CurrentVersions();
+  if (current.ok() && kek_version < current->kek) {
+    MoveSecretToCurrentKek(account_id, code, found.key, *value, r);
+  }
+  return Status::Ok();
 }
 
 }  // namespace otd::service

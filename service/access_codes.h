@@ -23,6 +23,7 @@
 #include "common/secret_bytes.h"
 #include "common/status.h"
 #include "hsm/hsm.h"
+#include "service/fields.h"
 #include "service/vault.h"
 #include "store/store.h"
 
@@ -62,6 +63,12 @@ class AccessCodes {
                 ByteView signature);
 
  private:
+  Result<Bytes> SealCode(std::string_view account_id, std::string_view code,
+                         ByteView wrapped_secret, uint32_t kek_version,
+                         std::string_view description, int64_t created_at, int64_t expires_at);
+  void MoveSecretToCurrentKek(std::string_view account_id, std::string_view code,
+                              const Bytes& record_key, const Bytes& current_record,
+                              const FieldReader& fields);
   Result<std::vector<AccessCodeInfo>> LoadIndex(std::string_view account_id, Bytes* key,
                                                 std::optional<Bytes>* raw);
   Result<store::Mutation> IndexMutation(std::string_view account_id, const Bytes& key,

@@ -152,8 +152,9 @@ AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mail
 
 Result<AccessTokens::Collection> AccessTokens::Load(std::string_view account_id) {
   Collection c;
-  OTD_ASSIGN_OR_RETURN(c.key, vault_.LookupKey(kCollections, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(c.raw, store_.Get(kCollections, c.key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kCollections, account_id, ""));
+  c.key = std::move(found.key);
+  c.raw = std::move(found.value);
   if (c.raw) {
     OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kCollections, account_id, "collection", *c.raw));
     OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
@@ -388,8 +389,8 @@ Result<AccessTokenInfo> AccessTokens::Authenticate(std::string_view token) {
   if (!LooksLikeAccessToken(token)) {
     return Denied();
   }
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kLookup, "", token));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kLookup, key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kLookup, "", token));
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return Denied();
   }
@@ -552,10 +553,11 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     return InvalidArgument("Invalid or expired code");
   };
   std::string lower = LowerAscii(email);
-  auto key_or = vault_.LookupKey(kDeletionCodes, "", lower);
+  auto found = vault_.Find(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
-  OTD_ASSIGN_OR_RETURN(Bytes key, std::move(key_or));
-  OTD_ASSIGN_OR_RETURN(auto raw, store_.Get(kDeletionCodes, key));
+  OTD_RETURN_IF_ERROR(found.status());
+  const Bytes key = found->key;
+  const std::optional<Bytes> raw = found->value;
   if (!raw) {
     return fail();
   }

@@ -198,8 +198,9 @@ Result<Registration> Accounts::Register(const SecretBytes& email) {
 
 Result<Accounts::RegistrationRecord> Accounts::LoadRegistration(std::string_view id, Bytes* key,
                                                                 Bytes* raw) {
-  OTD_ASSIGN_OR_RETURN(*key, vault_.LookupKey(kRegistrations, "", id));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kRegistrations, *key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kRegistrations, "", id));
+  *key = std::move(found.key);
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("registration not found");
   }
@@ -332,8 +333,9 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
 
 Result<Accounts::AccountRecord> Accounts::LoadAccount(std::string_view account_id, Bytes* key,
                                                       Bytes* raw) {
-  OTD_ASSIGN_OR_RETURN(*key, vault_.LookupKey(kAccounts, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccounts, *key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccounts, account_id, ""));
+  *key = std::move(found.key);
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("account not found");
   }
@@ -343,14 +345,13 @@ Result<Accounts::AccountRecord> Accounts::LoadAccount(std::string_view account_i
 }
 
 Result<bool> Accounts::AccountExists(std::string_view account_id) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kAccounts, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccounts, key));
-  return value.has_value();
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccounts, account_id, ""));
+  return found.value.has_value();
 }
 
 Result<std::string> Accounts::FakeSalt(std::string_view account_id) {
   // Stable per unknown account id, so repeated challenges look like a real account's.
-  OTD_ASSIGN_OR_RETURN(Bytes mac, vault_.LookupKey("fake-salt", account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Bytes mac, vault_.StableKeyedHash("fake-salt", account_id, ""));
   Bytes wide = mac;
   OTD_ASSIGN_OR_RETURN(Bytes more, crypto::Sha512(mac));
   wide.insert(wide.end(), more.begin(), more.end());
@@ -372,9 +373,10 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
     return LoginChallenge{challenge_salt, fake};
   }
   const int64_t now = clock_.NowSeconds();
-  OTD_ASSIGN_OR_RETURN(Bytes ckey, vault_.LookupKey(kChallenges, account_id, ""));
   for (int attempt = 0; attempt < 5; ++attempt) {
-    OTD_ASSIGN_OR_RETURN(auto existing, store_.Get(kChallenges, ckey));
+    OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kChallenges, account_id, ""));
+    const Bytes& ckey = found.key;
+    const std::optional<Bytes>& existing = found.value;
     std::vector<std::pair<std::string, int64_t>> list;
     if (existing) {
       auto plain = vault_.OpenSystem(kChallenges, account_id, *existing);
@@ -440,8 +442,9 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
     }
     return acct.status();
   }
-  OTD_ASSIGN_OR_RETURN(Bytes ckey, vault_.LookupKey(kChallenges, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(auto challenges_raw, store_.Get(kChallenges, ckey));
+  OTD_ASSIGN_OR_RETURN(Located found_challenges, vault_.Find(kChallenges, account_id, ""));
+  const Bytes& ckey = found_challenges.key;
+  const std::optional<Bytes>& challenges_raw = found_challenges.value;
   if (!challenges_raw) {
     return fail();
   }
@@ -520,8 +523,8 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
 // --- sessions -------------------------------------------------------------------------------
 
 Result<Session> Accounts::GetSession(std::string_view session_id) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kSessions, "", session_id));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kSessions, key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kSessions, "", session_id));
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("no such session");
   }
@@ -542,7 +545,8 @@ Result<Session> Accounts::GetSession(std::string_view session_id) {
 }
 
 Status Accounts::Logout(std::string_view session_id) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kSessions, "", session_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kSessions, "", session_id));
+  Bytes key = std::move(found.key);
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kErase, .table = std::string(kSessions), .key = key});
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));

@@ -14,11 +14,12 @@ constexpr std::string_view kAccountEmails = "account_emails";
 constexpr std::string_view kRecordId = "email-index";
 constexpr uint8_t kTagAccountId = 10;
 
-Result<Bytes> IndexKey(Vault& vault, std::string_view email) {
+// The index entry of an address under any live index-key version (or the key a new one gets).
+Result<Located> FindEntry(Vault& vault, std::string_view email) {
   std::string lower = LowerAscii(email);
-  auto key = vault.LookupKey(kAccountEmails, "", lower);
+  auto found = vault.Find(kAccountEmails, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
-  return key;
+  return found;
 }
 
 }  // namespace
@@ -33,7 +34,12 @@ std::string LowerAscii(std::string_view s) {
 
 Result<store::Mutation> EmailIndexInsert(Vault& vault, std::string_view email,
                                          std::string_view account_id) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, IndexKey(vault, email));
+  // One account per address across key rotations: an entry under an older index key counts.
+  OTD_ASSIGN_OR_RETURN(Located found, FindEntry(vault, email));
+  if (found.value) {
+    return AlreadyExists("an account already exists for this e-mail address");
+  }
+  Bytes key = std::move(found.key);
   SecretBytes plain = FieldWriter().Add(kTagAccountId, account_id).Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed,
                        vault.SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
@@ -43,8 +49,9 @@ Result<store::Mutation> EmailIndexInsert(Vault& vault, std::string_view email,
 
 Result<std::optional<std::string>> AccountIdForEmail(Vault& vault, const store::Store& store,
                                                      std::string_view email) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, IndexKey(vault, email));
-  OTD_ASSIGN_OR_RETURN(auto value, store.Get(kAccountEmails, key));
+  (void)store;  // the vault reads the store itself (every live index-key version)
+  OTD_ASSIGN_OR_RETURN(Located found, FindEntry(vault, email));
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     return std::optional<std::string>();
   }

@@ -51,8 +51,8 @@ Result<std::string> Tokens::Create(std::string_view account_id, std::string_view
 
 Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view token_id) {
   const Status not_found = NotFound("no such token");
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kTokens, account_id, token_id));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kTokens, key));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kTokens, account_id, token_id));
+  const std::optional<Bytes>& value = found.value;
   if (!value) {
     // Spend what a hit spends (an unwrap and a failing decryption) so that a miss cannot be told
     // from a wrong account or a tampered record by its timing.
@@ -89,7 +89,8 @@ Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view to
 }
 
 Status Tokens::Delete(std::string_view account_id, std::string_view token_id) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kTokens, account_id, token_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kTokens, account_id, token_id));
+  Bytes key = std::move(found.key);
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kDelete, .table = std::string(kTokens), .key = std::move(key)});
   Status s = store_.Apply(std::move(batch));

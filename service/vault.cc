@@ -11,6 +11,8 @@ constexpr std::string_view kMetaTable = "meta";
 constexpr std::string_view kAccountKeysTable = "account_keys";
 constexpr std::string_view kMetaKekVersion = "kek_version";
 constexpr std::string_view kMetaIndexVersion = "index_version";
+constexpr std::string_view kMetaIndexMinVersion = "index_min_version";
+constexpr size_t kHmacBytes = 32;
 constexpr uint32_t kDataKeyVersion = 1;
 
 Bytes U32Bytes(uint32_t v) {
@@ -64,14 +66,7 @@ Status TokenFailure(const Status& s) {
 std::string KekLabel(uint32_t version) { return "otd-kek-v" + std::to_string(version); }
 std::string IndexKeyLabel(uint32_t version) { return "otd-index-v" + std::to_string(version); }
 
-Result<KeyVersions> Vault::CurrentVersions() const {
-  constexpr auto kVersionsTtl = std::chrono::seconds(5);
-  {
-    std::lock_guard lock(cache_mu_);
-    if (versions_ && std::chrono::steady_clock::now() - versions_read_ < kVersionsTtl) {
-      return *versions_;
-    }
-  }
+Result<KeyVersions> Vault::ReadVersions() const {
   KeyVersions v;
   OTD_ASSIGN_OR_RETURN(auto kek, store_.Get(kMetaTable, AsBytes(kMetaKekVersion)));
   OTD_ASSIGN_OR_RETURN(auto index, store_.Get(kMetaTable, AsBytes(kMetaIndexVersion)));
@@ -81,31 +76,150 @@ Result<KeyVersions> Vault::CurrentVersions() const {
   }
   OTD_ASSIGN_OR_RETURN(v.kek, ParseU32(*kek));
   OTD_ASSIGN_OR_RETURN(v.index, ParseU32(*index));
+  OTD_ASSIGN_OR_RETURN(auto index_min, store_.Get(kMetaTable, AsBytes(kMetaIndexMinVersion)));
+  if (index_min) {
+    OTD_ASSIGN_OR_RETURN(v.index_min, ParseU32(*index_min));
+  }
+  if (v.kek == 0 || v.index == 0 || v.index_min == 0 || v.index_min > v.index) {
+    return DataLoss("the key versions recorded in the store are inconsistent");
+  }
+  return v;
+}
+
+Result<KeyVersions> Vault::CurrentVersions() const {
+  constexpr auto kVersionsTtl = std::chrono::seconds(5);
+  {
+    std::lock_guard lock(cache_mu_);
+    if (versions_ && std::chrono::steady_clock::now() - versions_read_ < kVersionsTtl) {
+      return *versions_;
+    }
+  }
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, ReadVersions());
   std::lock_guard lock(cache_mu_);
   versions_ = v;
   versions_read_ = std::chrono::steady_clock::now();
   return v;
 }
 
-Status Vault::CreateTokenKeys(InitReport& report) {
+Status Vault::EnsureTokenKeys(uint32_t kek_version, uint32_t index_version, bool* created_kek,
+                              bool* created_index) {
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  const std::string kek = KekLabel(1);
-  const std::string index = IndexKeyLabel(1);
+  const std::string kek = KekLabel(kek_version);
+  const std::string index = IndexKeyLabel(index_version);
   OTD_ASSIGN_OR_RETURN(bool has_kek, s.HasKey(kek));
   if (!has_kek) {
     OTD_RETURN_IF_ERROR(s.GenerateKey(kek, hsm::KeyType::kAes256, hsm::KeyUsage::kWrap));
-    report.created_kek = true;
+    *created_kek = true;
   }
   OTD_ASSIGN_OR_RETURN(bool has_index, s.HasKey(index));
   if (!has_index) {
     OTD_RETURN_IF_ERROR(s.GenerateKey(index, hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign));
-    report.created_index = true;
+    *created_index = true;
   }
   for (const auto& label : {kek, index}) {
     OTD_ASSIGN_OR_RETURN(auto attrs, s.ReadAttributes(hsm::KeyRef::Persistent(label)));
     OTD_RETURN_IF_ERROR(CheckKeyAttributes(label, attrs));
   }
   return Status::Ok();
+}
+
+Status Vault::CreateTokenKeys(InitReport& report) {
+  return EnsureTokenKeys(1, 1, &report.created_kek, &report.created_index);
+}
+
+Result<RotateReport> Vault::RotateKeys() {
+  RotateReport report;
+  OTD_ASSIGN_OR_RETURN(report.before, ReadVersions());
+  report.after = report.before;
+  report.after.kek = report.before.kek + 1;
+  report.after.index = report.before.index + 1;
+  OTD_RETURN_IF_ERROR(EnsureTokenKeys(report.after.kek, report.after.index, &report.created_kek,
+                                      &report.created_index));
+  // Both versions move in one commit, and only from the versions read above.
+  std::vector<store::Mutation> batch;
+  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kMetaTable),
+                   .key = ToBytes(kMetaKekVersion), .value = U32Bytes(report.after.kek),
+                   .expect = U32Bytes(report.before.kek)});
+  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kMetaTable),
+                   .key = ToBytes(kMetaIndexVersion), .value = U32Bytes(report.after.index),
+                   .expect = U32Bytes(report.before.index)});
+  Status applied = store_.Apply(std::move(batch));
+  if (applied.code() == Code::kFailedPrecondition) {
+    return FailedPrecondition("another key rotation ran at the same time; run rotate-keys again");
+  }
+  OTD_RETURN_IF_ERROR(applied);
+  {
+    std::lock_guard lock(cache_mu_);
+    versions_.reset();
+  }
+  log_.Info("keys_rotated", {{"kek_version", report.after.kek},
+                             {"index_version", report.after.index},
+                             {"created_kek", report.created_kek},
+                             {"created_index", report.created_index}});
+  return report;
+}
+
+Result<RewrapProgress> Vault::RewrapDataKeys(
+    const std::function<void(const RewrapProgress&)>& progress) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, ReadVersions());
+  // Collect first (the token must not be called inside a read transaction).
+  std::vector<std::pair<Bytes, Bytes>> old;
+  OTD_RETURN_IF_ERROR(store_.ForEach(kAccountKeysTable, [&](ByteView key, ByteView value) {
+    auto rec = DecodeWrappedKey(value);
+    if (rec.ok() && rec->kek_version < v.kek) {
+      old.emplace_back(Bytes(key.begin(), key.end()), Bytes(value.begin(), value.end()));
+    }
+    return true;
+  }));
+  RewrapProgress p;
+  p.total = old.size();
+  if (progress) {
+    progress(p);
+  }
+  const hsm::KeyRef to = hsm::KeyRef::Persistent(KekLabel(v.kek));
+  for (auto& [key, value] : old) {
+    OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(value));
+    Bytes moved;
+    {
+      OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+      OTD_ASSIGN_OR_RETURN(moved, FromToken(s.Rewrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)),
+                                                     to, rec.wrapped, hsm::KeyType::kAes256)));
+    }
+    // kPut with the old value expected: a key deleted (shredded) or changed meanwhile is left
+    // alone. The expiry must be carried over: a registration's key expires with it.
+    std::vector<store::Mutation> batch;
+    batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccountKeysTable),
+                     .key = key, .value = EncodeWrappedKey({v.kek, std::move(moved)}),
+                     .expect = value, .keep_expiry = true});
+    Status applied = store_.Apply(std::move(batch));
+    if (applied.code() == Code::kFailedPrecondition) {
+      ++p.skipped;
+    } else {
+      OTD_RETURN_IF_ERROR(applied);
+      ++p.done;
+    }
+    if (progress) {
+      progress(p);
+    }
+  }
+  if (p.total > 0) {
+    log_.Info("data_keys_rewrapped", {{"kek_version", v.kek},
+                                      {"moved", static_cast<int64_t>(p.done)},
+                                      {"skipped", static_cast<int64_t>(p.skipped)}});
+  }
+  return p;
+}
+
+uint32_t Vault::IndexVersionOfKey(ByteView store_key) {
+  if (store_key.size() == kHmacBytes) {
+    return 1;
+  }
+  if (store_key.size() == kHmacBytes + 4) {
+    uint32_t v = (uint32_t{store_key[0]} << 24) | (uint32_t{store_key[1]} << 16) |
+                 (uint32_t{store_key[2]} << 8) | uint32_t{store_key[3]};
+    return v >= 2 ? v : 0;
+  }
+  return 0;
 }
 
 Result<InitReport> Vault::InitKeys() {
@@ -152,10 +266,9 @@ Status Vault::CheckKeys() {
 }
 
 Result<bool> Vault::HasDataKey(std::string_view owner) {
-  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, owner,
-                                            "data-key-v" + std::to_string(kDataKeyVersion)));
-  OTD_ASSIGN_OR_RETURN(auto existing, store_.Get(kAccountKeysTable, key));
-  return existing.has_value();
+  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, owner,
+                                           "data-key-v" + std::to_string(kDataKeyVersion)));
+  return found.value.has_value();
 }
 
 Status Vault::CheckTokenKeys(const KeyVersions& v) {
@@ -184,16 +297,51 @@ Result<std::vector<KeyReport>> Vault::DescribeKeys() {
   return out;
 }
 
-Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
-                               std::string_view id) {
-  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+Result<Bytes> Vault::KeyAt(uint32_t index_version, std::string_view table,
+                           std::string_view account, std::string_view id) {
   static constexpr std::string_view kDomain = "otd-idx-v1";
   Bytes msg(kDomain.begin(), kDomain.end());
   PutField(msg, table);
   PutField(msg, account);
   PutField(msg, id);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  return FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(v.index)), msg));
+  OTD_ASSIGN_OR_RETURN(Bytes mac,
+                       FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(index_version)), msg)));
+  if (index_version == 1) {
+    return mac;  // the original format: the bare HMAC
+  }
+  Bytes key = U32Bytes(index_version);
+  key.insert(key.end(), mac.begin(), mac.end());
+  return key;
+}
+
+Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
+                               std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  return KeyAt(v.index, table, account, id);
+}
+
+Result<Located> Vault::Find(std::string_view table, std::string_view account,
+                            std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  Located current;
+  for (uint32_t version = v.index; version >= v.index_min && version > 0; --version) {
+    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(version, table, account, id));
+    OTD_ASSIGN_OR_RETURN(auto value, store_.Get(table, key));
+    if (value) {
+      return Located{std::move(key), std::move(value), version};
+    }
+    if (version == v.index) {
+      current = Located{std::move(key), std::nullopt, version};
+    }
+  }
+  return current;
+}
+
+Result<Bytes> Vault::StableKeyedHash(std::string_view table, std::string_view account,
+                                     std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  return KeyAt(v.index_min, table, account, id);
 }
 
 Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
@@ -216,10 +364,10 @@ Result<store::Mutation> Vault::DeleteAccountKeyMutation(std::string_view account
     std::lock_guard lock(cache_mu_);
     wrapped_keys_.erase(std::string(account) + '\0' + std::to_string(kDataKeyVersion));
   }
-  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
-                                            "data-key-v" + std::to_string(kDataKeyVersion)));
+  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, account,
+                                           "data-key-v" + std::to_string(kDataKeyVersion)));
   return store::Mutation{.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
-                         .key = std::move(key)};
+                         .key = std::move(found.key)};
 }
 
 Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t version,
@@ -232,13 +380,12 @@ Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t versi
       return it->second.second;
     }
   }
-  OTD_ASSIGN_OR_RETURN(Bytes key,
-                       LookupKey(kAccountKeysTable, account, "data-key-v" + std::to_string(version)));
-  OTD_ASSIGN_OR_RETURN(auto value, store_.Get(kAccountKeysTable, key));
-  if (!value) {
+  OTD_ASSIGN_OR_RETURN(Located found,
+                       Find(kAccountKeysTable, account, "data-key-v" + std::to_string(version)));
+  if (!found.value) {
     return NotFound("account has no data key");
   }
-  OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(*value));
+  OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(*found.value));
   *kek_version = rec.kek_version;
   std::lock_guard lock(cache_mu_);
   if (wrapped_keys_.size() >= kMaxCachedWrappedKeys) {

@@ -13,6 +13,7 @@
 // Thread safety: thread safe (each call leases its own HSM session).
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -34,9 +35,34 @@ namespace otd::service {
 // Every table the service uses; the store is opened with this list.
 std::vector<std::string> AllTables();
 
+// The current (newest) versions of the token keys, and the oldest index-key version that may
+// still key records (lookups try every version from `index` down to `index_min`).
 struct KeyVersions {
   uint32_t kek = 0;
   uint32_t index = 0;
+  uint32_t index_min = 1;
+};
+
+struct RotateReport {
+  KeyVersions before;
+  KeyVersions after;
+  bool created_kek = false;    // false when resuming a rotation whose keys were already made
+  bool created_index = false;
+};
+
+// A record found by Vault::Find: its store key and value, or (value empty) the key a new record
+// for that id gets.
+struct Located {
+  Bytes key;
+  std::optional<Bytes> value;
+  uint32_t index_version = 0;
+};
+
+// Progress of a rewrap pass (KEK-wrapped data keys moved to the current KEK).
+struct RewrapProgress {
+  uint64_t total = 0;      // wrapped keys under an older KEK when the pass started
+  uint64_t done = 0;       // moved forward
+  uint64_t skipped = 0;    // changed or deleted meanwhile (a later pass picks up what is left)
 };
 
 struct InitReport {
@@ -94,8 +120,27 @@ class Vault {
   // Attributes of the current token keys (for `opentoken-admin status` and tests).
   Result<std::vector<KeyReport>> DescribeKeys();
 
-  // HMAC(index key, "otd-idx-v1" | table | account | id) — the store key of a record.
+  // Creates the next KEK and index key versions in the token and makes them current (new data
+  // keys are wrapped by the new KEK, new records keyed by the new index key). Resumable: keys
+  // left by an interrupted run are reused. kFailedPrecondition if another rotation won the race.
+  Result<RotateReport> RotateKeys();
+  // Moves every data key wrapped by an older KEK to the current one (inside the token, CAS per
+  // key, safe while the daemon serves). Calls `progress` after each key. Idempotent.
+  Result<RewrapProgress> RewrapDataKeys(const std::function<void(const RewrapProgress&)>& progress);
+  // Which index-key version made a store key (DESIGN §4 + docs/decisions.md: version 1 keys are
+  // the bare 32-byte HMAC, later versions carry a 4-byte big-endian version prefix). 0 if neither.
+  static uint32_t IndexVersionOfKey(ByteView store_key);
+
+  // The store key a NEW record of (table, account, id) gets: HMAC(current index key,
+  // "otd-idx-v1" | table | account | id), prefixed with the version from version 2 on.
   Result<Bytes> LookupKey(std::string_view table, std::string_view account, std::string_view id);
+  // Finds an existing record under any live index-key version, newest first; when there is none,
+  // returns the current-version key and no value. Use this for every read, update and delete.
+  Result<Located> Find(std::string_view table, std::string_view account, std::string_view id);
+  // A stable keyed hash that does not change with rotation (the oldest live index key), for
+  // values that must stay the same across rotations (e.g. the fake salt of unknown accounts).
+  Result<Bytes> StableKeyedHash(std::string_view table, std::string_view account,
+                                std::string_view id);
 
   // Returns the mutation that stores a fresh data key for `account` (wrapped by the KEK), so a
   // caller can commit it in the same batch as the account record. Data key version 1.
@@ -133,6 +178,11 @@ class Vault {
   Status CheckTokenKeys(const KeyVersions& v);
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
                                    uint32_t* kek_version);
+  Result<KeyVersions> ReadVersions() const;  // from the store, uncached
+  Result<Bytes> KeyAt(uint32_t index_version, std::string_view table, std::string_view account,
+                      std::string_view id);
+  Status EnsureTokenKeys(uint32_t kek_version, uint32_t index_version, bool* created_kek,
+                         bool* created_index);
   hsm::Token& token_;
   store::Store& store_;
   Clock& clock_;

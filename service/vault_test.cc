@@ -3,11 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 
+#include "service/email_index.h"
 #include "service/record.h"
 #include "service/service_test_env.h"
 
@@ -133,6 +135,185 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
   auto opened = vault_->Open("records", "acct-1", "rec-1", **value);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), secret);
+}
+
+// --- key rotation ------------------------------------------------------------------------
+
+// Stores a sealed record for (records, account, id) under the current index key.
+void PutRecord(Vault& vault, store::Store& store, const std::string& account,
+               const std::string& id, const std::string& text) {
+  auto key = vault.LookupKey("records", account, id);
+  auto sealed = vault.Seal("records", account, id, AsBytes(text));
+  ASSERT_TRUE(key.ok() && sealed.ok());
+  std::vector<store::Mutation> batch;
+  batch.push_back({.op = store::Op::kInsert, .table = "records", .key = *key, .value = *sealed});
+  ASSERT_TRUE(store.Apply(std::move(batch)).ok());
+}
+
+std::string ReadRecord(Vault& vault, const std::string& account, const std::string& id) {
+  auto found = vault.Find("records", account, id);
+  if (!found.ok() || !found->value) {
+    return "<absent>";
+  }
+  auto opened = vault.Open("records", account, id, *found->value);
+  return opened.ok() ? std::string(opened->RevealString(SecretAccess::Grant())) : "<unreadable>";
+}
+
+uint32_t KekVersionOfDataKey(store::Store& store, size_t* count) {
+  uint32_t newest = 0;
+  *count = 0;
+  EXPECT_TRUE(store
+                  .ForEach("account_keys",
+                           [&](ByteView, ByteView value) {
+                             auto rec = DecodeWrappedKey(value);
+                             EXPECT_TRUE(rec.ok());
+                             newest = std::max(newest, rec->kek_version);
+                             ++*count;
+                             return true;
+                           })
+                  .ok());
+  return newest;
+}
+
+TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
+  InitAndCreateAccount("acct-1");
+  PutRecord(*vault_, *store_, "acct-1", "before", "old record");
+  auto fake_salt_before = vault_->StableKeyedHash("fake-salt", "nobody", "");
+  ASSERT_TRUE(fake_salt_before.ok());
+
+  auto r = vault_->RotateKeys();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->before.kek, 1u);
+  EXPECT_EQ(r->after.kek, 2u);
+  EXPECT_EQ(r->after.index, 2u);
+  EXPECT_TRUE(r->created_kek);
+  EXPECT_TRUE(r->created_index);
+  auto v = vault_->CurrentVersions();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->kek, 2u);
+  EXPECT_EQ(v->index, 2u);
+  EXPECT_TRUE(vault_->CheckKeys().ok());
+
+  // New store keys carry the version; old ones are the bare HMAC.
+  auto new_key = vault_->LookupKey("records", "acct-1", "after");
+  ASSERT_TRUE(new_key.ok());
+  EXPECT_EQ(new_key->size(), 36u);
+  EXPECT_EQ(Vault::IndexVersionOfKey(*new_key), 2u);
+  auto old = vault_->Find("records", "acct-1", "before");
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->index_version, 1u);
+  EXPECT_EQ(old->key.size(), 32u);
+  EXPECT_EQ(Vault::IndexVersionOfKey(old->key), 1u);
+
+  PutRecord(*vault_, *store_, "acct-1", "after", "new record");
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "before"), "old record");
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "after"), "new record");
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "never"), "<absent>");
+  // A miss returns the current-version key for a new record.
+  auto miss = vault_->Find("records", "acct-1", "never");
+  ASSERT_TRUE(miss.ok());
+  EXPECT_EQ(miss->key, *vault_->LookupKey("records", "acct-1", "never"));
+  // What must not change with rotation does not.
+  auto fake_salt_after = vault_->StableKeyedHash("fake-salt", "nobody", "");
+  ASSERT_TRUE(fake_salt_after.ok());
+  EXPECT_EQ(*fake_salt_before, *fake_salt_after);
+
+  // A data key made now is wrapped by the new KEK.
+  auto m = vault_->NewAccountKeyMutation("acct-2");
+  ASSERT_TRUE(m.ok());
+  auto wrapped = DecodeWrappedKey(m->value);
+  ASSERT_TRUE(wrapped.ok());
+  EXPECT_EQ(wrapped->kek_version, 2u);
+
+  // A second rotation goes to version 3; everything still reads after a restart.
+  ASSERT_TRUE(vault_->RotateKeys().ok());
+  Close();
+  Open();
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "before"), "old record");
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "after"), "new record");
+  EXPECT_EQ(vault_->CurrentVersions()->index, 3u);
+}
+
+TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
+  InitAndCreateAccount("acct-1");
+  auto expiring = vault_->NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
+  ASSERT_TRUE(expiring.ok());
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(expiring).value());
+  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  PutRecord(*vault_, *store_, "acct-1", "r", "sealed before rotation");
+  const uint64_t ttl_before = store_->GetStats()->ttl_entries;
+
+  ASSERT_TRUE(vault_->RotateKeys().ok());
+  size_t keys = 0;
+  EXPECT_EQ(KekVersionOfDataKey(*store_, &keys), 1u);
+  std::vector<uint64_t> seen;
+  auto p = vault_->RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->total, keys);  // acct-1, reg:1 and the system key
+  EXPECT_EQ(p->done, keys);
+  EXPECT_EQ(p->skipped, 0u);
+  EXPECT_EQ(seen.size(), keys + 1);  // once at the start, once per key
+  size_t n = 0;
+  ASSERT_TRUE(store_
+                  ->ForEach("account_keys",
+                            [&](ByteView, ByteView value) {
+                              EXPECT_EQ(DecodeWrappedKey(value)->kek_version, 2u);
+                              ++n;
+                              return true;
+                            })
+                  .ok());
+  EXPECT_EQ(n, keys);
+  EXPECT_EQ(store_->GetStats()->ttl_entries, ttl_before);  // reg:1's key still expires
+  // Idempotent: nothing left to move.
+  auto again = vault_->RewrapDataKeys(nullptr);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->total, 0u);
+  // A fresh process (no caches) opens the old record through the re-wrapped key.
+  Close();
+  Open();
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "r"), "sealed before rotation");
+  EXPECT_TRUE(vault_->CheckWrappedKey(*store_->Get("account_keys",
+                                                   vault_->Find("account_keys", "acct-1",
+                                                                "data-key-v1")->key)
+                                            .value())
+                  .ok());
+  // The expiring key is still purged on time.
+  EXPECT_GE(*store_->PurgeExpired(clock_.NowSeconds() + 61, 100), 1u);
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "r"), "sealed before rotation");
+}
+
+TEST_F(VaultTest, AnInterruptedRotationResumesWithTheKeysItAlreadyMade) {
+  ASSERT_TRUE(vault_->InitKeys().ok());
+  {  // the crash: version-2 keys exist in the token, the store still says version 1
+    auto s = token_->Acquire();
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->GenerateKey(KekLabel(2), hsm::KeyType::kAes256, hsm::KeyUsage::kWrap).ok());
+  }
+  EXPECT_EQ(vault_->CurrentVersions()->kek, 1u);
+  auto r = vault_->RotateKeys();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->created_kek);
+  EXPECT_TRUE(r->created_index);
+  EXPECT_EQ(r->after.kek, 2u);
+  EXPECT_TRUE(vault_->CheckKeys().ok());
+}
+
+TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
+  InitAndCreateAccount("acct-1");
+  auto first = EmailIndexInsert(*vault_, "Alice@Example.org", "acct-1");
+  ASSERT_TRUE(first.ok());
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(first).value());
+  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_TRUE(vault_->RotateKeys().ok());
+  // Found under the old index key, and a second account for the address is refused.
+  auto id = AccountIdForEmail(*vault_, *store_, "alice@example.org");
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(id->has_value());
+  EXPECT_EQ(**id, "acct-1");
+  EXPECT_EQ(EmailIndexInsert(*vault_, "ALICE@example.org", "acct-2").status().code(),
+            Code::kAlreadyExists);
 }
 
 }  // namespace

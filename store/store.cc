@@ -700,6 +700,9 @@ Status Store::Impl::ApplyMutation(MDB_txn* txn, const Mutation& m, MDB_dbi dbi, 
     *rc = r;
     return Fail(r, remove ? "delete" : "put");
   }
+  if (m.keep_expiry && !remove) {
+    return Status::Ok();
+  }
   return UpdateTtl(txn, m, remove, rc);
 }
 

@@ -79,6 +79,8 @@ struct Mutation {
   int64_t expires_at = 0;        // > 0: Unix seconds after which PurgeExpired() may delete it;
                                  // 0: no expiry (any earlier TTL entry for the key is removed)
   Bytes new_key;                 // kMove only: the key the record moves to (same rules as key)
+  bool keep_expiry = false;      // kUpdate/kPut: leave the record's TTL entry as it is
+                                 // (expires_at is ignored then)
 };
 
 struct TableStats {

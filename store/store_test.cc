@@ -641,6 +641,19 @@ TEST_F(StoreTest, MoveReKeysTheRecordAndItsExpiry) {
   EXPECT_EQ(GetString(*s, "t", "b3"), "vb");
 }
 
+TEST_F(StoreTest, AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry) {
+  auto s = OpenStore();
+  ASSERT_TRUE(s->Apply({Put("k", "v1", 100)}).ok());
+  Mutation m = Make(Op::kUpdate, "t", "k", "v2");
+  m.keep_expiry = true;
+  m.expect = ToBytes("v1");
+  ASSERT_TRUE(s->Apply({m}).ok());
+  EXPECT_EQ(GetString(*s, "t", "k"), "v2");
+  EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
+  EXPECT_EQ(*s->PurgeExpired(500, 100), 1u);
+  EXPECT_EQ(GetString(*s, "t", "k"), std::nullopt);
+}
+
 TEST_F(StoreTest, TtlKeysRoundTrip) {
   Bytes k = internal::EncodeTtlKey(0x0102030405060708ull, "tab", AsBytes("key"));
   ASSERT_EQ(k.size(), internal::TtlKeySize("tab", 3));
