@@ -78,6 +78,13 @@ bool Router::Match(const Route& r, const std::vector<std::string>& segs,
   return pat.size() == segs.size();
 }
 
+void Router::WrapHandlers(
+    const std::function<Handler(http::verb, const std::string&, Handler)>& wrap) {
+  for (auto& r : routes_) {
+    r.handler = wrap(r.method, r.pattern, std::move(r.handler));
+  }
+}
+
 Response Router::Dispatch(const Request& req, RequestContext& ctx) const {
   std::vector<std::string> segs = SplitPath(ctx.path);
   std::string allow;

@@ -19,6 +19,8 @@ using Handler = std::function<Response(const Request&, RequestContext&)>;
 class Router {
  public:
   void Add(http::verb method, std::string pattern, Handler handler);
+  // Replaces every registered handler h with wrap(method, pattern, h) (used for the audit trail).
+  void WrapHandlers(const std::function<Handler(http::verb, const std::string&, Handler)>& wrap);
   // Fills ctx.route and ctx.params; returns the response (including 404/405).
   Response Dispatch(const Request& req, RequestContext& ctx) const;
 

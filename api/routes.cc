@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "api/audit_hook.h"
 #include "api/errors.h"
 #include "api/links.h"
 #include "api/request_helpers.h"
@@ -148,6 +149,9 @@ void RegisterRoutes(Router& router, const Services& services) {
   RegisterAccountRoutes(router, services);
   RegisterTokenRoutes(router, services);
   RegisterAccessTokenRoutes(router, services);
+  if (services.audit != nullptr) {
+    WrapAuditedRoutes(router, *services.audit);
+  }
 }
 
 }  // namespace otd::api

@@ -14,6 +14,7 @@
 #include "service/access_codes.h"
 #include "service/access_tokens.h"
 #include "service/accounts.h"
+#include "service/audit.h"
 #include "service/tokens.h"
 #include "service/vault.h"
 
@@ -32,6 +33,8 @@ struct Services {
   Limits limits;
   int64_t signature_past_seconds = 300;   // X-OpenToken-Date may be this old
   int64_t signature_future_seconds = 60;  // or this far ahead
+  // The audit trail (service/audit.h; api/audit_hook.h); null: no audit (unit tests only).
+  service::AuditLog* audit = nullptr;
 };
 
 void RegisterRoutes(Router& router, const Services& services);

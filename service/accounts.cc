@@ -306,8 +306,8 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   OTD_ASSIGN_OR_RETURN(Bytes account_key_hash, vault_.LookupKey(kAccounts, account_id, ""));
   OTD_ASSIGN_OR_RETURN(store::Mutation email_index,
                        EmailIndexInsert(vault_, rec.email.RevealString(SecretAccess::Grant()), account_id));
-  OTD_ASSIGN_OR_RETURN(store::Mutation shred_registration_key,
-                       vault_.DeleteAccountKeyMutation(RegistrationOwner(id)));
+  OTD_ASSIGN_OR_RETURN(std::vector<store::Mutation> shred_registration_key,
+                       vault_.DeleteAccountKeyMutations(RegistrationOwner(id)));
 
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccounts),
@@ -316,7 +316,9 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   // Exactly once: the registration must still be the one we read.
   batch.push_back({.op = store::Op::kDelete, .table = std::string(kRegistrations), .key = key,
                    .expect = raw});
-  batch.push_back(std::move(shred_registration_key));
+  for (auto& m : shred_registration_key) {
+    batch.push_back(std::move(m));
+  }
   Status applied = store_.Apply(std::move(batch));
   if (applied.code() == Code::kAlreadyExists) {
     return AlreadyExists("an account already exists for this e-mail address");

@@ -62,7 +62,7 @@ TEST_F(AccountsTest, PendingRegistrationExpiresAndIsPurgedWithItsKey) {
   EXPECT_EQ(accounts_.GetRegistration(reg->id).status().code(), Code::kNotFound);
   auto purged = env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100);
   ASSERT_TRUE(purged.ok());
-  EXPECT_EQ(*purged, 2u);  // the registration record and its data key
+  EXPECT_EQ(*purged, 3u);  // the registration record, its data key and the key's usage counter
   EXPECT_EQ(accounts_.GetRegistration(reg->id).status().code(), Code::kNotFound);
 }
 

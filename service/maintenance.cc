@@ -19,6 +19,9 @@ Status CountOne(const std::string& table, ByteView key, ByteView value, VersionC
   } else {
     return DataLoss("a store key is not an index-key HMAC");
   }
+  if (table == "key_usage") {
+    return value.size() == 12 ? Status::Ok() : DataLoss("a key usage record has the wrong length");
+  }
   if (table == "account_keys") {
     OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(value));
     ++counts.keys_per_kek_version[rec.kek_version];

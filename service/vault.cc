@@ -1,6 +1,9 @@
 #include "service/vault.h"
 
+#include <tuple>
+
 #include "crypto/random.h"
+#include "service/audit.h"
 #include "service/record.h"
 
 namespace otd::service {
@@ -13,7 +16,32 @@ constexpr std::string_view kMetaKekVersion = "kek_version";
 constexpr std::string_view kMetaIndexVersion = "index_version";
 constexpr std::string_view kMetaIndexMinVersion = "index_min_version";
 constexpr size_t kHmacBytes = 32;
-constexpr uint32_t kDataKeyVersion = 1;
+constexpr std::string_view kKeyUsageTable = "key_usage";
+constexpr std::string_view kUsageId = "usage";
+
+std::string DataKeyId(uint32_t version) { return "data-key-v" + std::to_string(version); }
+
+// key_usage value: [data key version u32][encryptions reserved with it u64], big-endian.
+Bytes EncodeUsage(uint32_t version, uint64_t reserved) {
+  Bytes out;
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(version >> (8 * i)));
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(reserved >> (8 * i)));
+  return out;
+}
+
+Result<std::pair<uint32_t, uint64_t>> DecodeUsage(ByteView b) {
+  if (b.size() != 12) {
+    return DataLoss("key usage record has the wrong length");
+  }
+  uint32_t version = 0;
+  uint64_t reserved = 0;
+  for (int i = 0; i < 4; ++i) version = (version << 8) | b[i];
+  for (int i = 4; i < 12; ++i) reserved = (reserved << 8) | b[i];
+  if (version == 0) {
+    return DataLoss("key usage record names data key version 0");
+  }
+  return std::make_pair(version, reserved);
+}
 
 Bytes U32Bytes(uint32_t v) {
   return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
@@ -47,7 +75,7 @@ Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a)
 std::vector<std::string> AllTables() {
   return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
           "sessions", "challenges", "access_codes", "access_code_index", "tokens",
-          "access_tokens", "access_token_lookup", "mail_tokens"};
+          "access_tokens", "access_token_lookup", "mail_tokens", "key_usage"};
 }
 
 Status TokenFailure(const Status& s) {
@@ -95,9 +123,16 @@ Result<KeyVersions> Vault::CurrentVersions() const {
     }
   }
   OTD_ASSIGN_OR_RETURN(KeyVersions v, ReadVersions());
-  std::lock_guard lock(cache_mu_);
-  versions_ = v;
-  versions_read_ = std::chrono::steady_clock::now();
+  bool changed = false;
+  {
+    std::lock_guard lock(cache_mu_);
+    changed = versions_.has_value() && (versions_->kek != v.kek || versions_->index != v.index);
+    versions_ = v;
+    versions_read_ = std::chrono::steady_clock::now();
+  }
+  if (changed && versions_observer_) {
+    versions_observer_(v);
+  }
   return v;
 }
 
@@ -124,7 +159,17 @@ Status Vault::EnsureTokenKeys(uint32_t kek_version, uint32_t index_version, bool
 }
 
 Status Vault::CreateTokenKeys(InitReport& report) {
-  return EnsureTokenKeys(1, 1, &report.created_kek, &report.created_index);
+  OTD_RETURN_IF_ERROR(EnsureTokenKeys(1, 1, &report.created_kek, &report.created_index));
+  // The audit trail's key (service/audit.h): HMAC-SHA256, never rotated (it only authenticates).
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+  OTD_ASSIGN_OR_RETURN(bool has_audit, s.HasKey(kAuditKeyLabel));
+  if (!has_audit) {
+    OTD_RETURN_IF_ERROR(
+        s.GenerateKey(kAuditKeyLabel, hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign));
+  }
+  OTD_ASSIGN_OR_RETURN(auto attrs,
+                       s.ReadAttributes(hsm::KeyRef::Persistent(std::string(kAuditKeyLabel))));
+  return CheckKeyAttributes(std::string(kAuditKeyLabel), attrs);
 }
 
 Result<RotateReport> Vault::RotateKeys() {
@@ -266,14 +311,13 @@ Status Vault::CheckKeys() {
 }
 
 Result<bool> Vault::HasDataKey(std::string_view owner) {
-  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, owner,
-                                           "data-key-v" + std::to_string(kDataKeyVersion)));
+  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, owner, DataKeyId(1)));
   return found.value.has_value();
 }
 
 Status Vault::CheckTokenKeys(const KeyVersions& v) {
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  for (const auto& label : {KekLabel(v.kek), IndexKeyLabel(v.index)}) {
+  for (const auto& label : {KekLabel(v.kek), IndexKeyLabel(v.index), std::string(kAuditKeyLabel)}) {
     OTD_ASSIGN_OR_RETURN(bool present, s.HasKey(label));
     if (!present) {
       return FailedPrecondition("token key " + label +
@@ -344,10 +388,10 @@ Result<Bytes> Vault::StableKeyedHash(std::string_view table, std::string_view ac
   return KeyAt(v.index_min, table, account, id);
 }
 
-Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
+Result<store::Mutation> Vault::NewDataKeyMutation(std::string_view account, uint32_t version,
+                                                  int64_t expires_at) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
-  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account,
-                                            "data-key-v" + std::to_string(kDataKeyVersion)));
+  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account, DataKeyId(version)));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(Bytes wrapped,
                        FromToken(s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
@@ -359,15 +403,114 @@ Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, i
                          .expires_at = expires_at};
 }
 
-Result<store::Mutation> Vault::DeleteAccountKeyMutation(std::string_view account) {
+Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
+  return NewDataKeyMutation(account, 1, expires_at);
+}
+
+Result<std::vector<store::Mutation>> Vault::DeleteAccountKeyMutations(std::string_view account) {
+  OTD_ASSIGN_OR_RETURN(Located usage, Find(kKeyUsageTable, account, kUsageId));
+  uint32_t newest = 1;
+  if (usage.value) {
+    OTD_ASSIGN_OR_RETURN(auto u, DecodeUsage(*usage.value));
+    newest = u.first;
+  }
+  std::vector<store::Mutation> out;
+  for (uint32_t version = 1; version <= newest; ++version) {
+    OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, account, DataKeyId(version)));
+    out.push_back({.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
+                   .key = std::move(found.key)});
+  }
+  out.push_back({.op = store::Op::kErase, .table = std::string(kKeyUsageTable),
+                 .key = std::move(usage.key)});
   {
     std::lock_guard lock(cache_mu_);
-    wrapped_keys_.erase(std::string(account) + '\0' + std::to_string(kDataKeyVersion));
+    for (uint32_t version = 1; version <= newest; ++version) {
+      wrapped_keys_.erase(std::string(account) + '\0' + std::to_string(version));
+    }
   }
-  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, account,
-                                           "data-key-v" + std::to_string(kDataKeyVersion)));
-  return store::Mutation{.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
-                         .key = std::move(found.key)};
+  std::lock_guard lock(usage_mu_);
+  usage_.erase(std::string(account));
+  return out;
+}
+
+Result<uint32_t> Vault::TakeLease(std::string_view owner) {
+  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId));
+  uint32_t version = 1;
+  uint64_t reserved = 0;
+  int64_t expires_at = 0;
+  if (rec.value) {
+    OTD_ASSIGN_OR_RETURN(auto u, DecodeUsage(*rec.value));
+    std::tie(version, reserved) = u;
+    OTD_ASSIGN_OR_RETURN(expires_at, store_.ExpiryOf(kKeyUsageTable, rec.key));
+  } else {
+    // The first lease of this owner: the counter lives (and expires) with its data key.
+    OTD_ASSIGN_OR_RETURN(Located key, Find(kAccountKeysTable, owner, DataKeyId(1)));
+    if (!key.value) {
+      return NotFound("account has no data key");
+    }
+    OTD_ASSIGN_OR_RETURN(expires_at, store_.ExpiryOf(kAccountKeysTable, key.key));
+  }
+  uint64_t start = reserved;
+  uint64_t end = reserved + budget_.lease;
+  std::vector<store::Mutation> batch;
+  const bool roll = end > budget_.rollover_after;
+  if (roll) {
+    // The nonce budget of this key is (nearly) used up: a new data key version takes over.
+    ++version;
+    start = 0;
+    end = budget_.lease;
+    OTD_ASSIGN_OR_RETURN(store::Mutation key, NewDataKeyMutation(owner, version, expires_at));
+    batch.push_back(std::move(key));
+  }
+  store::Mutation usage{.op = rec.value ? store::Op::kUpdate : store::Op::kInsert,
+                        .table = std::string(kKeyUsageTable),
+                        .key = rec.key,
+                        .value = EncodeUsage(version, end),
+                        .expires_at = expires_at};
+  if (rec.value) {
+    usage.expect = *rec.value;
+    usage.keep_expiry = true;
+  }
+  batch.push_back(std::move(usage));
+  // Durable before any encryption of the lease happens: a crash can only waste the lease.
+  OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
+  if (roll) {
+    log_.Info("data_key_rolled_over", {{"data_key_version", static_cast<int64_t>(version)}});
+  }
+  std::lock_guard lock(usage_mu_);
+  Usage& u = usage_[std::string(owner)];
+  if (version > u.version || (version == u.version && end > u.reserved)) {
+    u = Usage{version, start, end};
+  }
+  return version;
+}
+
+Result<uint32_t> Vault::ReserveEncryption(std::string_view owner) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    {
+      std::lock_guard lock(usage_mu_);
+      auto it = usage_.find(std::string(owner));
+      if (it != usage_.end() && it->second.used < it->second.reserved) {
+        ++it->second.used;
+        return it->second.version;
+      }
+    }
+    auto leased = TakeLease(owner);
+    if (!leased.ok() && leased.status().code() != Code::kFailedPrecondition &&
+        leased.status().code() != Code::kAlreadyExists) {
+      return leased.status();  // not a lost race with another thread or process
+    }
+  }
+  return Unavailable("too much contention on a data key's usage counter");
+}
+
+Result<uint32_t> Vault::CurrentDataKeyVersion(std::string_view owner) {
+  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId));
+  if (!rec.value) {
+    return 1u;
+  }
+  OTD_ASSIGN_OR_RETURN(auto u, DecodeUsage(*rec.value));
+  return u.first;
 }
 
 Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t version,
@@ -398,9 +541,10 @@ Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t versi
 Result<Bytes> Vault::Seal(std::string_view table, std::string_view account, std::string_view id,
                           ByteView plaintext) {
   uint32_t kek_version = 0;
-  OTD_ASSIGN_OR_RETURN(Bytes wrapped, LoadWrappedDataKey(account, kDataKeyVersion, &kek_version));
+  OTD_ASSIGN_OR_RETURN(uint32_t data_key_version, ReserveEncryption(account));
+  OTD_ASSIGN_OR_RETURN(Bytes wrapped, LoadWrappedDataKey(account, data_key_version, &kek_version));
   SealedRecord rec;
-  rec.key_version = kDataKeyVersion;
+  rec.key_version = data_key_version;
   OTD_RETURN_IF_ERROR(crypto::RandomBytes(rec.nonce));
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());

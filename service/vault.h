@@ -104,10 +104,21 @@ Result<T> FromToken(Result<T> r) {
 std::string KekLabel(uint32_t version);
 std::string IndexKeyLabel(uint32_t version);
 
+// AES-GCM with random 96-bit nonces is safe for about 2^32 encryptions per key (NIST SP 800-38D
+// §8.3). Every data key counts its encryptions: a process reserves a lease of `lease` encryptions
+// in the store (table `key_usage`, committed before the first of them is used, so a crash only
+// wastes the rest of a lease), and when the reserved total would pass `rollover_after`, the owner
+// gets a new data key version and new records use it (old ones still open with theirs).
+struct NonceBudget {
+  uint64_t rollover_after = uint64_t{1} << 31;  // half the 2^32 bound: margin for lost leases
+  uint64_t lease = 4096;
+};
+
 class Vault {
  public:
-  Vault(hsm::Token& token, store::Store& store, Clock& clock, Logger& log)
-      : token_(token), store_(store), clock_(clock), log_(log) {}
+  Vault(hsm::Token& token, store::Store& store, Clock& clock, Logger& log,
+        NonceBudget budget = {})
+      : token_(token), store_(store), clock_(clock), log_(log), budget_(budget) {}
 
   // Creates the version-1 KEK and index key when absent and records the versions. Idempotent:
   // running it again creates nothing.
@@ -146,9 +157,11 @@ class Vault {
   // caller can commit it in the same batch as the account record. Data key version 1.
   // `expires_at` > 0 lets the store purge the key (and so shred the owner's records) then.
   Result<store::Mutation> NewAccountKeyMutation(std::string_view account, int64_t expires_at = 0);
-  // The mutation that destroys an owner's data key: every record sealed with it becomes
-  // unreadable for good (crypto-shredding).
-  Result<store::Mutation> DeleteAccountKeyMutation(std::string_view account);
+  // The mutations that destroy an owner's data keys (every version) and their usage counter:
+  // every record sealed with them becomes unreadable for good (crypto-shredding).
+  Result<std::vector<store::Mutation>> DeleteAccountKeyMutations(std::string_view account);
+  // The data key version new records of `owner` are sealed with (for tests and status).
+  Result<uint32_t> CurrentDataKeyVersion(std::string_view owner);
 
   // Seals plaintext for (table, account, id) with the account's current data key.
   Result<Bytes> Seal(std::string_view table, std::string_view account, std::string_view id,
@@ -159,6 +172,12 @@ class Vault {
                            ByteView record);
 
   VaultHealth Health();
+
+  // Called (outside any lock) when the key versions read from the store change while running,
+  // i.e. after `opentoken-admin rotate-keys` (for the audit trail). Set before serving.
+  void SetVersionsObserver(std::function<void(const KeyVersions&)> observer) {
+    versions_observer_ = std::move(observer);
+  }
 
   // Unwraps a stored wrapped-key record under its KEK version (and destroys the result at once):
   // proves the record is intact and its KEK is present. kDataLoss otherwise.
@@ -178,9 +197,15 @@ class Vault {
   Status CheckTokenKeys(const KeyVersions& v);
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
                                    uint32_t* kek_version);
+  Result<store::Mutation> NewDataKeyMutation(std::string_view account, uint32_t version,
+                                             int64_t expires_at);
   Result<KeyVersions> ReadVersions() const;  // from the store, uncached
   Result<Bytes> KeyAt(uint32_t index_version, std::string_view table, std::string_view account,
                       std::string_view id);
+  // Reserves one encryption under the owner's current data key (taking a new lease, or rolling
+  // the key over, when needed); returns the data key version to use.
+  Result<uint32_t> ReserveEncryption(std::string_view owner);
+  Result<uint32_t> TakeLease(std::string_view owner);
   Status EnsureTokenKeys(uint32_t kek_version, uint32_t index_version, bool* created_kek,
                          bool* created_index);
   hsm::Token& token_;
@@ -196,6 +221,17 @@ class Vault {
   mutable std::optional<KeyVersions> versions_;
   mutable std::chrono::steady_clock::time_point versions_read_;
   std::unordered_map<std::string, std::pair<uint32_t, Bytes>> wrapped_keys_;
+  std::function<void(const KeyVersions&)> versions_observer_;
+
+  // Per owner: the data key version in use and this process's lease of encryptions with it.
+  struct Usage {
+    uint32_t version = 1;
+    uint64_t used = 0;      // next encryption number to hand out
+    uint64_t reserved = 0;  // end of this process's lease (exclusive)
+  };
+  const NonceBudget budget_;
+  std::mutex usage_mu_;
+  std::unordered_map<std::string, Usage> usage_;
 };
 
 }  // namespace otd::service

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 
 #include "service/email_index.h"
@@ -314,6 +315,62 @@ TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
   EXPECT_EQ(**id, "acct-1");
   EXPECT_EQ(EmailIndexInsert(*vault_, "ALICE@example.org", "acct-2").status().code(),
             Code::kAlreadyExists);
+}
+
+// --- nonce budget ------------------------------------------------------------------------
+
+TEST_F(VaultTest, DataKeysRollOverBeforeTheirNonceBudgetAndCountersSurviveRestarts) {
+  InitAndCreateAccount("acct-1");
+  Vault small(*token_, *store_, clock_, log_, {.rollover_after = 10, .lease = 4});
+  std::vector<std::pair<std::string, Bytes>> sealed;
+  std::map<uint32_t, int> per_version;
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    auto rec = small.Seal("records", "acct-1", id, AsBytes("payload " + id));
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    ++per_version[DecodeSealed(*rec)->key_version];
+    sealed.emplace_back(id, *rec);
+  }
+  // Leases of 4 while the reserved total stays <= 10: 8 encryptions per data key version.
+  EXPECT_EQ(per_version, (std::map<uint32_t, int>{{1, 8}, {2, 8}, {3, 8}, {4, 1}}));
+  EXPECT_EQ(*small.CurrentDataKeyVersion("acct-1"), 4u);
+  EXPECT_NE(log_sink_.str().find("data_key_rolled_over"), std::string::npos);
+  // Every version opens, through this vault and through another one (no caches).
+  for (const auto& [id, rec] : sealed) {
+    auto opened = vault_->Open("records", "acct-1", id, rec);
+    ASSERT_TRUE(opened.ok()) << id << ": " << opened.status().ToString();
+    EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), "payload " + id);
+  }
+  // A new process continues from the persisted counter: the rest of the old lease is not reused,
+  // and the version stays.
+  Vault restarted(*token_, *store_, clock_, log_, {.rollover_after = 10, .lease = 4});
+  auto next = restarted.Seal("records", "acct-1", "after-restart", AsBytes("x"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(DecodeSealed(*next)->key_version, 4u);
+  // Shredding destroys every version and the counter.
+  auto shred = vault_->DeleteAccountKeyMutations("acct-1");
+  ASSERT_TRUE(shred.ok());
+  EXPECT_EQ(shred->size(), 5u);  // data-key-v1..v4 and the usage counter
+  ASSERT_TRUE(store_->Apply(std::move(shred).value()).ok());
+  Vault fresh(*token_, *store_, clock_, log_);
+  for (const auto& [id, rec] : sealed) {
+    EXPECT_FALSE(fresh.Open("records", "acct-1", id, rec).ok()) << id;
+  }
+  EXPECT_EQ(*fresh.CurrentDataKeyVersion("acct-1"), 1u);  // no counter left
+}
+
+TEST_F(VaultTest, AnExpiringOwnersUsageCounterExpiresWithItsKey) {
+  ASSERT_TRUE(vault_->InitKeys().ok());
+  auto m = vault_->NewAccountKeyMutation("reg:9", clock_.NowSeconds() + 60);
+  ASSERT_TRUE(m.ok());
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(m).value());
+  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  const uint64_t before = store_->GetStats()->tables["key_usage"].entries;
+  ASSERT_TRUE(vault_->Seal("registrations", "reg:9", "registration", AsBytes("r")).ok());
+  EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before + 1);
+  EXPECT_EQ(*store_->PurgeExpired(clock_.NowSeconds() + 61, 100), 2u);  // key and counter
+  EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before);
 }
 
 }  // namespace

@@ -1,0 +1,112 @@
+#include "api/audit_hook.h"
+
+#include <openssl/crypto.h>
+
+#include <array>
+#include <string>
+
+#include "api/errors.h"
+
+namespace otd::api {
+
+namespace {
+
+constexpr std::array kRoutes = {
+    AuditedRoute{http::verb::post, "/registration", "registration_started"},
+    AuditedRoute{http::verb::post, "/registration/{id}", "registration_secured"},
+    AuditedRoute{http::verb::get, "/registration/{id}/confirm/{code}", "registration_confirmed"},
+    AuditedRoute{http::verb::post, "/account/{id}/login", "login"},
+    AuditedRoute{http::verb::get, "/account/{id}/logout", "logout"},
+    AuditedRoute{http::verb::post, "/account/{id}/logout", "logout"},
+    AuditedRoute{http::verb::post, "/account/{id}/accessCode", "access_code_created"},
+    AuditedRoute{http::verb::delete_, "/account/{id}/accessCode/{code}", "access_code_revoked"},
+    AuditedRoute{http::verb::post, "/account/{id}/token", "tokenize"},
+    AuditedRoute{http::verb::get, "/account/{id}/token/{tokenId}", "detokenize", true},
+    AuditedRoute{http::verb::delete_, "/account/{id}/token/{tokenId}", "token_deleted"},
+    AuditedRoute{http::verb::post, "/access-tokens", "access_token_created"},
+    AuditedRoute{http::verb::patch, "/access-tokens/{accessTokenId}", "access_token_updated"},
+    AuditedRoute{http::verb::delete_, "/access-tokens/{accessTokenId}", "access_token_revoked"},
+    AuditedRoute{http::verb::post, "/v1/access_tokens", "access_token_mailed"},
+    AuditedRoute{http::verb::post, "/v1/access_tokens/delete", "access_token_deletion_code_mailed"},
+    AuditedRoute{http::verb::delete_, "/v1/access_tokens", "access_token_mail_revoked"},
+};
+
+std::string Param(const RequestContext& ctx, const char* name) {
+  auto it = ctx.params.find(name);
+  return it == ctx.params.end() ? std::string() : it->second;
+}
+
+// The id of what the request acted on: the last path parameter, or for a creation the last
+// segment of the Location it answered with.
+std::string ObjectId(const RequestContext& ctx, const Response& res) {
+  for (const char* name : {"tokenId", "code", "accessTokenId"}) {
+    if (auto v = Param(ctx, name); !v.empty()) {
+      return v;
+    }
+  }
+  if (ctx.route.rfind("/registration/{id}", 0) == 0) {
+    return Param(ctx, "id");
+  }
+  auto location = res.find(http::field::location);
+  if (location != res.end()) {
+    std::string_view l = location->value();
+    return std::string(l.substr(l.rfind('/') + 1));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::span<const AuditedRoute> AuditedRoutes() { return kRoutes; }
+
+std::string_view AuditOutcome(unsigned status) {
+  if (status < 400) return "ok";
+  if (status == 401 || status == 403) return "denied";
+  if (status == 404) return "not_found";
+  if (status == 429) return "rate_limited";
+  if (status < 500) return "rejected";
+  return "failed";
+}
+
+void WrapAuditedRoutes(Router& router, service::AuditLog& audit) {
+  router.WrapHandlers([&audit](http::verb method, const std::string& pattern, Handler h) -> Handler {
+    const AuditedRoute* route = nullptr;
+    for (const auto& r : kRoutes) {
+      if (r.method == method && r.pattern == pattern) {
+        route = &r;
+      }
+    }
+    if (route == nullptr) {
+      return h;
+    }
+    return [&audit, route, h = std::move(h)](const Request& req, RequestContext& ctx) {
+      Response res = h(req, ctx);
+      const unsigned status = res.result_int();
+      // Accounts appear under /account/{id}; registrations are not accounts yet.
+      const std::string account =
+          ctx.route.rfind("/account/{id}", 0) == 0 ? Param(ctx, "id") : std::string();
+      const std::string object = ObjectId(ctx, res);
+      const std::string detail = "peer=" + ctx.peer + " transport=" +
+                                 (ctx.transport == Transport::kUnix ? "unix" : "tls");
+      service::AuditEvent e{.event = route->event,
+                            .outcome = AuditOutcome(status),
+                            .status = static_cast<int>(status),
+                            .account = account,
+                            .object = object,
+                            .detail = detail};
+      if (route->fail_closed && status == 200) {
+        if (Status s = audit.Record(e); !s.ok()) {
+          // Fail closed: the data never leaves without its audit entry.
+          OPENSSL_cleanse(res.body().data(), res.body().size());
+          return VndError(req, ctx, 503, "unavailable",
+                          "the audit trail is unavailable; try again later");
+        }
+        return res;
+      }
+      audit.RecordAsync(e);
+      return res;
+    };
+  });
+}
+
+}  // namespace otd::api

@@ -1,0 +1,385 @@
+#include "service/audit.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+
+#include "crypto/encoding.h"
+
+namespace otd::service {
+
+namespace {
+
+constexpr std::string_view kMacField = ",\"mac\":\"";
+constexpr size_t kMacHexChars = 64;
+const std::string kZeroMac(kMacHexChars, '0');
+
+hsm::KeyRef AuditKey() { return hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)); }
+
+std::string IsoTime(int64_t seconds) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Only characters that need no JSON escaping and cannot carry anything surprising.
+std::string SafeText(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 200)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == ' ' || c == '_' || c == '.' || c == ':' || c == '=' || c == '/' || c == '-';
+    out += ok ? c : '?';
+  }
+  return out;
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return Unavailable(std::string("audit log write failed: ") + std::strerror(errno));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+// The MAC'd part of a line and its MAC, or an error saying what is malformed.
+Result<std::pair<std::string_view, std::string_view>> SplitLine(std::string_view line) {
+  const size_t at = line.rfind(kMacField);
+  if (at == std::string_view::npos ||
+      line.size() != at + kMacField.size() + kMacHexChars + 2 || line.substr(line.size() - 2) != "\"}") {
+    return DataLoss("not an audit line (no trailing mac)");
+  }
+  return std::make_pair(line.substr(0, at), line.substr(at + kMacField.size(), kMacHexChars));
+}
+
+struct ParsedHead {
+  uint64_t seq = 0;
+  std::string prev;
+};
+
+Result<ParsedHead> ParseBody(std::string_view body) {
+  try {
+    auto j = nlohmann::json::parse(std::string(body) + "}");
+    ParsedHead h;
+    h.seq = j.at("seq").get<uint64_t>();
+    h.prev = j.at("prev").get<std::string>();
+    return h;
+  } catch (const std::exception&) {
+    return DataLoss("malformed JSON or missing seq/prev");
+  }
+}
+
+}  // namespace
+
+struct AuditLog::Entry {
+  std::string fields;  // "event":...,"detail":"..."
+  int64_t time = 0;
+  std::promise<Status> done;
+};
+
+AuditLog::AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log)
+    : fd_(fd), token_(token), clock_(clock), log_(log), prev_mac_(kZeroMac) {}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
+                                                 Clock& clock, Logger& log) {
+  {
+    OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
+    OTD_ASSIGN_OR_RETURN(bool present, s.HasKey(kAuditKeyLabel));
+    if (!present) {
+      return FailedPrecondition(std::string("token key ") + std::string(kAuditKeyLabel) +
+                                " is missing: run `opentoken-admin init --config FILE`");
+    }
+  }
+  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
+  }
+  std::unique_ptr<AuditLog> a(new AuditLog(fd, token, clock, log));
+  struct stat st{};
+  uint64_t cut = 0;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    // Continue the chain from the last complete line; cut a torn tail (never acknowledged).
+    const off_t size = st.st_size;
+    const off_t window = std::min<off_t>(size, 64 * 1024);
+    std::string tail(static_cast<size_t>(window), '\0');
+    if (::pread(fd, tail.data(), tail.size(), size - window) != window) {
+      return Unavailable("cannot read the audit log " + path);
+    }
+    size_t end = tail.rfind('\n');
+    if (end == std::string::npos && window < size) {
+      return DataLoss("the audit log's last line is longer than 64 KiB; run audit-verify");
+    }
+    const off_t keep = end == std::string::npos ? 0 : size - window + static_cast<off_t>(end) + 1;
+    if (keep < size) {
+      cut = static_cast<uint64_t>(size - keep);
+      if (::ftruncate(fd, keep) != 0 || ::fdatasync(fd) != 0) {
+        return Unavailable("cannot cut the torn tail of the audit log " + path);
+      }
+      tail.resize(end == std::string::npos ? 0 : end + 1);
+    }
+    if (!tail.empty()) {
+      std::string_view body(tail);
+      body.remove_suffix(1);  // '\n'
+      body = body.substr(body.rfind('\n') == std::string_view::npos ? 0 : body.rfind('\n') + 1);
+      auto split = SplitLine(body);
+      auto head = split.ok() ? ParseBody(split->first) : Result<ParsedHead>(split.status());
+      if (!head.ok()) {
+        return DataLoss("the audit log's last line is malformed (" + head.status().message() +
+                        "); run `opentoken-admin audit-verify` and move the file aside");
+      }
+      a->seq_ = head->seq;
+      a->prev_mac_ = std::string(split->second);
+    }
+  }
+  a->writer_ = std::thread([p = a.get()] { p->WriterLoop(); });
+  if (cut > 0) {
+    log.Warn("audit_log_recovered", {{"torn_bytes_cut", static_cast<int64_t>(cut)}});
+    a->RecordAsync({.event = "audit_log_recovered", .outcome = "ok",
+                    .detail = "torn_bytes_cut=" + std::to_string(cut)});
+  }
+  return a;
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) {
+    writer_.join();
+  }
+  ::close(fd_);
+}
+
+uint64_t AuditLog::last_seq() const {
+  std::lock_guard lock(mu_);
+  return seq_;
+}
+
+Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) {
+  auto entry = std::make_unique<Entry>();
+  entry->time = clock_.NowSeconds();
+  std::string& f = entry->fields;
+  f = "\"event\":\"" + SafeText(e.event) + "\",\"outcome\":\"" + SafeText(e.outcome) + "\"";
+  if (e.status != 0) {
+    f += ",\"status\":" + std::to_string(e.status);
+  }
+  // Identifiers: keyed hashes computed in the token, never the ids.
+  auto hashed = [&](uint8_t kind, std::string_view id) -> Result<std::string> {
+    static constexpr std::string_view kDomain = "otd-audit-id-v1";
+    Bytes msg(kDomain.begin(), kDomain.end());
+    msg.push_back(kind);
+    msg.insert(msg.end(), id.begin(), id.end());
+    OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
+    OTD_ASSIGN_OR_RETURN(Bytes mac, s.Sign(AuditKey(), msg));
+    mac.resize(16);
+    return crypto::HexEncode(mac);
+  };
+  if (!e.account.empty()) {
+    OTD_ASSIGN_OR_RETURN(std::string h, hashed('a', e.account));
+    f += ",\"account\":\"" + h + "\"";
+  }
+  if (!e.object.empty()) {
+    OTD_ASSIGN_OR_RETURN(std::string h, hashed('o', e.object));
+    f += ",\"object\":\"" + h + "\"";
+  }
+  if (!e.detail.empty()) {
+    f += ",\"detail\":\"" + SafeText(e.detail) + "\"";
+  }
+  return entry;
+}
+
+void AuditLog::Enqueue(std::unique_ptr<Entry> entry) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(entry));
+      cv_.notify_one();
+      return;
+    }
+  }
+  entry->done.set_value(Unavailable("the audit log is closing"));
+}
+
+Status AuditLog::Record(const AuditEvent& e) {
+  auto entry = Prepare(e);
+  if (!entry.ok()) {
+    log_.Error("audit_entry_failed", {{"event", e.event}, {"reason", entry.status().message()}});
+    return Unavailable("audit trail unavailable");
+  }
+  std::future<Status> done = (*entry)->done.get_future();
+  Enqueue(std::move(entry).value());
+  return done.get();
+}
+
+void AuditLog::RecordAsync(const AuditEvent& e) {
+  auto entry = Prepare(e);
+  if (!entry.ok()) {
+    log_.Error("audit_entry_failed", {{"event", e.event}, {"reason", entry.status().message()}});
+    return;
+  }
+  Enqueue(std::move(entry).value());
+}
+
+void AuditLog::WriterLoop() {
+  for (;;) {
+    std::deque<std::unique_ptr<Entry>> batch;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        return;  // stopping and drained
+      }
+      batch.swap(queue_);
+    }
+    Status result = Status::Ok();
+    if (broken_) {
+      result = Unavailable("the audit log failed earlier; restart the daemon");
+    }
+    std::string lines;
+    uint64_t seq = seq_;
+    std::string prev = prev_mac_;
+    if (result.ok()) {
+      auto session = token_.Acquire();
+      if (!session.ok()) {
+        result = Unavailable("audit: " + session.status().message());
+      }
+      for (auto& entry : batch) {
+        if (!result.ok()) {
+          break;
+        }
+        std::string body = "{\"seq\":" + std::to_string(seq + 1) + ",\"time\":\"" +
+                           IsoTime(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
+                           "\"";
+        auto mac = session->Sign(AuditKey(), AsBytes(body));
+        if (!mac.ok()) {
+          result = Unavailable("audit: " + mac.status().message());
+          break;
+        }
+        prev = crypto::HexEncode(*mac);
+        lines += body;
+        lines += kMacField;
+        lines += prev;
+        lines += "\"}\n";
+        ++seq;
+      }
+    }
+    if (result.ok()) {
+      struct stat st{};
+      const bool sized = ::fstat(fd_, &st) == 0;  // the end of the last durable line
+      result = WriteAll(fd_, lines);
+      if (result.ok() && ::fdatasync(fd_) != 0) {
+        result = Unavailable(std::string("audit log fdatasync failed: ") + std::strerror(errno));
+      }
+      if (!result.ok()) {
+        // Cut what of this batch reached the file: none of it was acknowledged, and the chain
+        // goes on from the last durable line, so there is no hole. Only when the cut fails too is
+        // the end of the file unknown; then stop until a restart (Open cuts a torn tail).
+        if (!sized || !S_ISREG(st.st_mode) || ::ftruncate(fd_, st.st_size) != 0 ||
+            ::fdatasync(fd_) != 0) {
+          broken_ = true;
+        }
+      }
+    }
+    if (result.ok()) {
+      std::lock_guard lock(mu_);
+      seq_ = seq;
+      prev_mac_ = prev;
+    } else {
+      // At most one line per 10 s: a full disk under load would otherwise flood the journal.
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_failure_log_ >= std::chrono::seconds(10)) {
+        last_failure_log_ = now;
+        log_.Error("audit_log_write_failed", {{"reason", result.message()},
+                                              {"entries", static_cast<int64_t>(batch.size())},
+                                              {"stopped", broken_}});
+      }
+    }
+    for (auto& entry : batch) {
+      entry->done.set_value(result);
+    }
+  }
+}
+
+Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,
+                                         const std::function<void(uint64_t, uint64_t)>& progress) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return NotFound("cannot read the audit log " + path);
+  }
+  std::error_code ec;
+  const uint64_t total = std::filesystem::file_size(path, ec);
+  OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
+  AuditVerifyReport report;
+  report.last_mac = kZeroMac;
+  uint64_t read = 0;
+  std::string line;
+  auto bad = [&](const std::string& what) {
+    report.first_bad_line = report.lines;
+    report.problem = what;
+  };
+  while (std::getline(in, line)) {
+    ++report.lines;
+    read += line.size() + 1;
+    if (progress && (report.lines % 1000 == 0)) {
+      progress(std::min(read, total), total);
+    }
+    if (in.eof()) {
+      bad("torn last line (no newline)");
+      break;
+    }
+    auto split = SplitLine(line);
+    if (!split.ok()) {
+      bad(split.status().message());
+      break;
+    }
+    auto head = ParseBody(split->first);
+    if (!head.ok()) {
+      bad(head.status().message());
+      break;
+    }
+    if (head->seq != report.lines) {
+      bad("sequence number " + std::to_string(head->seq) + " where " +
+          std::to_string(report.lines) + " was expected (a line was removed or inserted)");
+      break;
+    }
+    if (head->prev != report.last_mac) {
+      bad("does not chain to the line before it (a line was removed, edited or re-ordered)");
+      break;
+    }
+    auto mac = crypto::HexDecode(split->second);
+    if (!mac.ok()) {
+      bad("malformed mac");
+      break;
+    }
+    OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->first), *mac));
+    if (!ok) {
+      bad("MAC does not verify (the line was edited)");
+      break;
+    }
+    report.last_mac = std::string(split->second);
+  }
+  if (progress) {
+    progress(total, total);
+  }
+  return report;
+}
+
+}  // namespace otd::service

@@ -1,0 +1,110 @@
+#pragma once
+// Audit trail (issue 8): an append-only file of JSON lines, separate from the operational log, one
+// line per security event. Nothing in it is a clear identifier: accounts and objects (token ids,
+// access codes, access-token ids, registration ids, session ids) appear only as a keyed hash
+// computed inside the token with the audit key (HMAC-SHA256, "otd-audit-v1"), truncated to 128
+// bits, so entries about the same account or token can be correlated without revealing it.
+//
+// Each line is chained to the one before it:
+//
+//   {"seq":N,"time":"2026-11-23T10:00:00Z","event":"detokenize","outcome":"ok","status":200,
+//    "account":"<hex>","object":"<hex>","detail":"...","prev":"<mac of line N-1>","mac":"<hex>"}
+//
+// where mac = HMAC(audit key, the line up to and excluding `,"mac":`). Line 1 has prev = 64 zeros.
+// Deleting, editing, re-ordering or inserting a line breaks the chain at that point, and no one
+// without the token can forge a MAC. VerifyAuditLog() (opentoken-admin audit-verify) checks it.
+//
+// Durability: Record() returns after the line is written and fdatasync'd (group commit: one
+// writer thread, one fdatasync for every line queued meanwhile). A caller that must fail closed
+// (detokenize) answers only after Record() succeeded. A batch that fails to write is cut back off
+// the file (none of it was acknowledged) and the chain goes on from the last durable line, so the
+// log works again as soon as the disk does; only if the cut fails too (or the file is not a
+// regular file) does it refuse every entry until a restart: a hole would look like tampering. A torn last line left by a crash (no newline; it was never
+// acknowledged) is cut off at the next open and an `audit_log_recovered` entry says so.
+//
+// Thread safety: thread safe.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "hsm/hsm.h"
+
+namespace otd::service {
+
+inline constexpr std::string_view kAuditKeyLabel = "otd-audit-v1";
+
+struct AuditEvent {
+  std::string_view event;    // e.g. "detokenize", "login", "access_code_created"
+  std::string_view outcome;  // "ok" or "denied" / "failed" / "not_found"
+  int status = 0;            // HTTP status answered, 0 if none
+  std::string_view account;  // clear account id (hashed before it is written); may be empty
+  std::string_view object;   // clear object id (hashed before it is written); may be empty
+  std::string_view detail;   // non-secret text, e.g. "kek=2 index=2"; [A-Za-z0-9 _.:=/-] only
+};
+
+class AuditLog {
+ public:
+  // Opens (creating 0600) the file at `path`, reads its last line to continue the chain (cutting a
+  // torn tail), and starts the writer. kUnavailable when the file or the token key is unusable.
+  static Result<std::unique_ptr<AuditLog>> Open(const std::string& path, hsm::Token& token,
+                                                Clock& clock, Logger& log);
+  ~AuditLog();  // drains the queue
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Appends the event; returns when it is durable. kUnavailable when it could not be written.
+  Status Record(const AuditEvent& e);
+  // Appends the event without waiting; a failure is logged (operational log), not returned.
+  void RecordAsync(const AuditEvent& e);
+
+  uint64_t last_seq() const;
+
+ private:
+  struct Entry;
+  AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log);
+  Result<std::unique_ptr<Entry>> Prepare(const AuditEvent& e);
+  void Enqueue(std::unique_ptr<Entry> entry);
+  void WriterLoop();
+
+  int fd_;
+  hsm::Token& token_;
+  Clock& clock_;
+  Logger& log_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Entry>> queue_;
+  bool stopping_ = false;
+  bool broken_ = false;
+  uint64_t seq_ = 0;      // last written (writer thread only after Open)
+  std::string prev_mac_;  // hex MAC of the last written line
+  std::chrono::steady_clock::time_point last_failure_log_{};  // writer thread only
+  std::thread writer_;
+};
+
+// Result of checking a whole audit file against the token's audit key.
+struct AuditVerifyReport {
+  uint64_t lines = 0;
+  uint64_t first_bad_line = 0;  // 1-based; 0 when the chain is intact
+  std::string problem;          // what is wrong at first_bad_line
+  std::string last_mac;
+  bool ok() const { return first_bad_line == 0; }
+};
+
+// `progress(bytes_read, total_bytes)` is called as the file is read.
+Result<AuditVerifyReport> VerifyAuditLog(
+    const std::string& path, hsm::Token& token,
+    const std::function<void(uint64_t, uint64_t)>& progress = nullptr);
+
+}  // namespace otd::service

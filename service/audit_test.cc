@@ -1,0 +1,225 @@
+// Audit trail against the real token (SoftHSM2) and real files.
+#include "service/audit.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+#include <vector>
+
+#include "service/service_test_env.h"
+
+namespace otd::service {
+namespace {
+
+class AuditTest : public ::testing::Test, protected ServiceEnv {
+ protected:
+  std::string path_ = data_.path() + "/audit.log";
+
+  std::unique_ptr<AuditLog> OpenLog() {
+    auto a = AuditLog::Open(path_, *token_, clock_, log_);
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    return a.ok() ? std::move(a).value() : nullptr;
+  }
+  std::vector<std::string> Lines() const {
+    std::ifstream in(path_);
+    std::vector<std::string> out;
+    for (std::string l; std::getline(in, l);) {
+      out.push_back(l);
+    }
+    return out;
+  }
+  void WriteLines(const std::vector<std::string>& lines) {
+    std::ofstream out(path_, std::ios::trunc);
+    for (const auto& l : lines) {
+      out << l << "\n";
+    }
+  }
+  std::string FileText() const {
+    std::ifstream in(path_, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  AuditVerifyReport Verify() {
+    auto r = VerifyAuditLog(path_, *token_);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : AuditVerifyReport{};
+  }
+  void RecordFive() {
+    auto a = OpenLog();
+    ASSERT_NE(a, nullptr);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
+                             .account = "acct-CLEAR-ID", .object = "token-CLEAR-ID-" +
+                                                                   std::to_string(i)})
+                      .ok());
+    }
+  }
+};
+
+TEST_F(AuditTest, LinesAreChainedJsonWithHashedIdentifiersOnly) {
+  RecordFive();
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 5u);
+  const std::string text = FileText();
+  EXPECT_EQ(text.find("CLEAR-ID"), std::string::npos);
+  EXPECT_NE(lines[0].find("\"seq\":1,"), std::string::npos);
+  EXPECT_NE(lines[0].find(std::string("\"prev\":\"") + std::string(64, '0')), std::string::npos);
+  EXPECT_NE(lines[4].find("\"seq\":5,"), std::string::npos);
+  EXPECT_NE(lines[0].find("\"event\":\"detokenize\""), std::string::npos);
+  // The same account hashes to the same value in every line; different objects differ.
+  auto field = [](const std::string& l, const std::string& name) {
+    size_t at = l.find("\"" + name + "\":\"");
+    return at == std::string::npos ? std::string() : l.substr(at + name.size() + 4, 32);
+  };
+  EXPECT_EQ(field(lines[0], "account"), field(lines[4], "account"));
+  EXPECT_EQ(field(lines[0], "account").size(), 32u);
+  EXPECT_NE(field(lines[0], "object"), field(lines[1], "object"));
+  EXPECT_EQ(std::filesystem::status(path_).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.problem;
+  EXPECT_EQ(r.lines, 5u);
+}
+
+TEST_F(AuditTest, ADeletedLineIsDetected) {
+  RecordFive();
+  auto lines = Lines();
+  lines.erase(lines.begin() + 2);
+  WriteLines(lines);
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_line, 3u);
+  EXPECT_NE(r.problem.find("removed"), std::string::npos) << r.problem;
+}
+
+TEST_F(AuditTest, AnEditedLineIsDetectedEvenWithItsSequenceIntact) {
+  RecordFive();
+  auto lines = Lines();
+  size_t at = lines[3].find("\"outcome\":\"ok\"");
+  ASSERT_NE(at, std::string::npos);
+  lines[3].replace(at, 14, "\"outcome\":\"no\"");
+  WriteLines(lines);
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_line, 4u);
+  EXPECT_NE(r.problem.find("edited"), std::string::npos) << r.problem;
+}
+
+TEST_F(AuditTest, ReorderedOrRenumberedLinesAreDetected) {
+  RecordFive();
+  auto lines = Lines();
+  std::swap(lines[1], lines[2]);
+  WriteLines(lines);
+  EXPECT_EQ(Verify().first_bad_line, 2u);
+  // Deleting the first line and renumbering would need a new MAC: the chain start is fixed.
+  lines = Lines();
+  std::swap(lines[1], lines[2]);
+  lines.erase(lines.begin());
+  WriteLines(lines);
+  EXPECT_EQ(Verify().first_bad_line, 1u);
+}
+
+TEST_F(AuditTest, ReopeningContinuesTheChainAndCutsATornTail) {
+  RecordFive();
+  {
+    std::ofstream out(path_, std::ios::app);
+    out << "{\"seq\":6,\"time\":\"2027";  // a crash in the middle of a write
+  }
+  EXPECT_FALSE(Verify().ok());
+  {
+    auto a = OpenLog();
+    ASSERT_NE(a, nullptr);
+    EXPECT_TRUE(a->Record({.event = "login", .outcome = "denied", .status = 401,
+                           .account = "acct-CLEAR-ID"})
+                    .ok());
+  }
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 7u);
+  EXPECT_NE(lines[5].find("audit_log_recovered"), std::string::npos);
+  EXPECT_NE(log_sink_.str().find("audit_log_recovered"), std::string::npos);
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, 7u);
+}
+
+TEST_F(AuditTest, ConcurrentWritersShareOneIntactChain) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        if (i % 2 == 0) {
+          EXPECT_TRUE(a->Record({.event = "tokenize", .outcome = "ok", .status = 201,
+                                 .account = "a" + std::to_string(t)})
+                          .ok());
+        } else {
+          a->RecordAsync({.event = "access_code_created", .outcome = "ok", .status = 201});
+        }
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  a.reset();  // drains the asynchronous entries
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, 320u);
+}
+
+TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
+  RecordFive();
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  // A real write failure on a regular file: RLIMIT_FSIZE makes write() stop at the limit (a
+  // partial line) and then fail with EFBIG, as a full disk would.
+  const auto size = std::filesystem::file_size(path_);
+  struct rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit tight = old;
+  tight.rlim_cur = size + 40;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
+  Status failed = a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
+                             .account = "acct-CLEAR-ID"});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(failed.code(), Code::kUnavailable);
+  EXPECT_EQ(std::filesystem::file_size(path_), size);  // the partial line was cut
+  EXPECT_NE(log_sink_.str().find("audit_log_write_failed"), std::string::npos);
+  // The disk is back: the log goes on, and the chain has no hole.
+  EXPECT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200}).ok());
+  a.reset();
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, 6u);
+}
+
+TEST_F(AuditTest, AWriteFailureOnADeviceStopsTheLogUntilRestart) {
+  // /dev/full: every write fails with ENOSPC (a real device, not a fake); a device cannot be cut
+  // back, so the log refuses every entry after it.
+  std::filesystem::create_symlink("/dev/full", path_);
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  Status s = a->Record({.event = "detokenize", .outcome = "ok", .status = 200});
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_EQ(a->Record({.event = "detokenize", .outcome = "ok"}).code(), Code::kUnavailable);
+  EXPECT_NE(log_sink_.str().find("audit_log_write_failed"), std::string::npos);
+}
+
+TEST(AuditNoKeyTest, OpenWithoutTheAuditKeyAsksForInit) {
+  ServiceEnv env(/*init_keys=*/false);
+  auto a = AuditLog::Open(env.data_.path() + "/audit.log", *env.token_, env.clock_, env.log_);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(a.status().message().find("opentoken-admin init"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace otd::service
