@@ -17,6 +17,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
+#include <charconv>
 #include <chrono>
 #include <limits>
 #include <mutex>
@@ -121,6 +123,66 @@ std::string NewRequestId() {
   return id.ok() ? *id : std::string("unavailable");
 }
 
+// Label values: the methods the framing guard lets through, everything else as one value (no
+// client-chosen string ever becomes a label).
+std::string_view MethodLabel(http::verb v) {
+  switch (v) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::post:
+    case http::verb::put:
+    case http::verb::patch:
+    case http::verb::delete_:
+      return http::to_string(v);
+    default:
+      return "OTHER";
+  }
+}
+
+// Route label of requests refused before routing (framing, limits, malformed bodies).
+constexpr std::string_view kRejectedRoute = "(rejected)";
+
+size_t TransportIndex(Transport t) { return t == Transport::kTls ? 1 : 0; }
+
+// ServerOptions::metrics handles; per-transport ones resolved at creation.
+struct HttpMetrics {
+  metrics::CounterFamily* requests = nullptr;
+  metrics::HistogramFamily* seconds = nullptr;
+  std::array<metrics::Gauge*, 2> open{};  // by TransportIndex
+  std::array<metrics::Counter*, 2> accepted{};
+  std::array<metrics::Counter*, 2> rejected{};
+};
+
+Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
+  HttpMetrics m;
+  OTD_ASSIGN_OR_RETURN(m.requests,
+                       r.AddCounter("opentokend_http_requests_total",
+                                    "HTTP requests answered, by route pattern, method and status.",
+                                    {"route", "method", "status"}));
+  OTD_ASSIGN_OR_RETURN(m.seconds,
+                       r.AddHistogram("opentokend_http_request_duration_seconds",
+                                      "Time from a complete request header to the response "
+                                      "written, by route pattern and method.",
+                                      {"route", "method"}, metrics::RequestSecondsBuckets()));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * open,
+                       r.AddGauge("opentokend_http_connections_open",
+                                  "Open client connections.", {"transport"}));
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * accepted,
+                       r.AddCounter("opentokend_http_connections_accepted_total",
+                                    "Client connections accepted.", {"transport"}));
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * rejected,
+                       r.AddCounter("opentokend_http_connections_rejected_total",
+                                    "Client connections closed at once (limits.max_connections).",
+                                    {"transport"}));
+  for (Transport t : {Transport::kUnix, Transport::kTls}) {
+    const char* name = t == Transport::kTls ? "tls" : "unix";
+    m.open[TransportIndex(t)] = &open->With({name});
+    m.accepted[TransportIndex(t)] = &accepted->With({name});
+    m.rejected[TransportIndex(t)] = &rejected->With({name});
+  }
+  return m;
+}
+
 }  // namespace
 
 class HttpServer::Impl {
@@ -135,6 +197,7 @@ class HttpServer::Impl {
         drain_timer_(ioc_) {}
 
   Status Bind();
+  Status SetUpMetrics();
   void Run();
   void Stop();
   uint16_t tls_port() const { return tls_port_; }
@@ -147,8 +210,12 @@ class HttpServer::Impl {
   template <class Stream>
   awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
   template <class Stream>
-  awaitable<void> Send(Stream& stream, Response res, bool close);
+  // Writes `res` (within limits.write_timeout); false when it could not be written completely.
+  awaitable<bool> Send(Stream& stream, Response res, bool close);
   Response Handle(Request& req, RequestContext& ctx);
+  // Counts one answered request (no-op without ServerOptions::metrics).
+  void RecordRequest(std::string_view route, http::verb method, unsigned status,
+                     std::chrono::steady_clock::time_point started);
   void Track(const std::shared_ptr<ConnBase>& c);
   void Untrack(const std::shared_ptr<ConnBase>& c);
   void MaybeFinishDrain();
@@ -164,9 +231,12 @@ class HttpServer::Impl {
   uint16_t tls_port_ = 0;
   std::atomic<size_t> connections_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> refused_unlogged_{0};       // refused since the last connection_refused line
+  std::atomic<int64_t> refused_logged_at_ms_{-1000000};
   std::mutex mu_;
   std::set<std::shared_ptr<ConnBase>> conns_;
   net::steady_timer drain_timer_;
+  std::optional<HttpMetrics> metrics_;  // immutable after SetUpMetrics()
   // Keeps Run() alive until Stop() has drained the connections.
   net::executor_work_guard<net::io_context::executor_type> work_{ioc_.get_executor()};
 };
@@ -198,6 +268,29 @@ Status HttpServer::Impl::SetUpTls() {
                            opt_.tls_listener->private_key_file + " or it does not match the certificate");
   }
   return Status::Ok();
+}
+
+Status HttpServer::Impl::SetUpMetrics() {
+  if (opt_.metrics != nullptr) {
+    OTD_ASSIGN_OR_RETURN(metrics_, MakeHttpMetrics(*opt_.metrics));
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Impl::RecordRequest(std::string_view route, http::verb method, unsigned status,
+                                     std::chrono::steady_clock::time_point started) {
+  if (!metrics_) {
+    return;
+  }
+  if (route.empty()) {
+    route = "(unknown)";
+  }
+  const std::string_view m = MethodLabel(method);
+  char buf[8];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, status);
+  metrics_->requests->With({route, m, std::string_view(buf, static_cast<size_t>(end - buf))}).Inc();
+  metrics_->seconds->With({route, m})
+      .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 Status HttpServer::Impl::Bind() {
@@ -320,11 +413,28 @@ awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport trans
       continue;
     }
     if (connections_.load() >= opt_.limits.max_connections) {
-      log_.Warn("connection_refused", {{"transport", name}, {"reason", "max_connections"}});
       sock.close(ec);
+      // One line per second at most: a flood must not turn into a flood of log lines.
+      refused_unlogged_.fetch_add(1);
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+      int64_t last = refused_logged_at_ms_.load();
+      if (now_ms - last >= 1000 && refused_logged_at_ms_.compare_exchange_strong(last, now_ms)) {
+        log_.Warn("connection_refused", {{"transport", name},
+                                         {"reason", "max_connections"},
+                                         {"count", refused_unlogged_.exchange(0)}});
+      }
+      if (metrics_) {
+        metrics_->rejected[TransportIndex(transport)]->Inc();
+      }
       continue;
     }
     connections_.fetch_add(1);
+    if (metrics_) {
+      metrics_->accepted[TransportIndex(transport)]->Inc();
+      metrics_->open[TransportIndex(transport)]->Add(1);
+    }
     std::string peer = PeerOf(sock);
     auto conn = std::make_shared<Conn<decltype(make_stream(std::move(sock)))>>(make_stream(std::move(sock)));
     conn->peer = std::move(peer);
@@ -343,7 +453,7 @@ Response HttpServer::Impl::Handle(Request& req, RequestContext& ctx) {
 }
 
 template <class Stream>
-awaitable<void> HttpServer::Impl::Send(Stream& stream, Response res, bool close) {
+awaitable<bool> HttpServer::Impl::Send(Stream& stream, Response res, bool close) {
   res.keep_alive(!close);
   if (close) {
     res.set(http::field::connection, "close");
@@ -357,6 +467,7 @@ awaitable<void> HttpServer::Impl::Send(Stream& stream, Response res, bool close)
   // Responses may carry secrets (a TOTP seed, an access-code secret, detokenized data, a session
   // cookie).
   WipeMessage(res);
+  co_return !ec;
 }
 
 template <class Stream>
@@ -427,6 +538,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
         log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
                                     {"status", status}, {"reason", ec.message()}});
         co_await Send(stream, VndError(BlankRequest(), ctx, status, "bad-request", msg), true);
+        RecordRequest(kRejectedRoute, http::verb::unknown, status, started);
       }
       break;
     }
@@ -445,6 +557,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                                   {"status", bad_raw->status}, {"reason", bad_raw->message}});
       co_await Send(stream, VndError(BlankRequest(), ctx, bad_raw->status, "bad-request", bad_raw->message),
                     true);
+      RecordRequest(kRejectedRoute, http::verb::unknown, bad_raw->status, started);
       break;
     }
     OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
@@ -456,6 +569,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                                   {"status", bad->status}, {"reason", bad->message}});
       const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
       co_await Send(stream, VndError(BlankRequest(), ctx, bad->status, code, bad->message), true);
+      RecordRequest(kRejectedRoute, header_parser.get().method(), bad->status, started);
       break;
     }
     if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
@@ -466,6 +580,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
       }
     }
     const auto fields_in_header = std::distance(header_parser.get().begin(), header_parser.get().end());
+    const http::verb method = header_parser.get().method();
     http::request_parser<http::string_body> parser(std::move(header_parser));
     parser.body_limit(lim.max_body_bytes);
     auto reject_extensions = [](std::uint64_t, std::string_view extensions, error_code& e) {
@@ -481,9 +596,11 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                       VndError(BlankRequest(), ctx, 413, "payload-too-large",
                                "request body is too large"),
                       true);
+        RecordRequest(kRejectedRoute, method, 413, started);
       } else if (!IsQuietClose(ec)) {
         co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "malformed request body"),
                       true);
+        RecordRequest(kRejectedRoute, method, 400, started);
       }
       break;
     }
@@ -493,6 +610,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     if (std::distance(req.begin(), req.end()) != fields_in_header) {
       co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "trailer fields are not accepted"),
                     true);
+      RecordRequest(kRejectedRoute, method, 400, started);
       break;
     }
     SplitTarget(req.target(), ctx.path, ctx.query);
@@ -504,7 +622,8 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     AddCommonHeaders(res, ctx.request_id);
     const bool close = !req.keep_alive() || stopping_.load();
     unsigned status = res.result_int();
-    co_await Send(stream, std::move(res), close);
+    const bool written = co_await Send(stream, std::move(res), close);
+    RecordRequest(ctx.route, req.method(), status, started);
     auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - started)
                        .count();
@@ -514,10 +633,16 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
                                {"route", ctx.route},
                                {"status", status},
                                {"latency_us", static_cast<int64_t>(latency)}});
+    if (!written) {
+      // Write timeout or the peer went away: the stream is closed, so nothing more can be
+      // answered. Pipelined requests already buffered must not run (a DELETE would take effect
+      // without its answer).
+      log_.Info("http_write_failed", {{"request_id", ctx.request_id}, {"transport", transport_name}});
+    }
     // The request may have held a payload, a password hash, a cookie or a signature.
     WipeMessage(req);
     WipeSpare(buffer);
-    if (close) {
+    if (close || !written) {
       break;
     }
   }
@@ -537,6 +662,9 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     stream.socket().shutdown(unix_proto::socket::shutdown_send, ec);
   }
   beast::get_lowest_layer(stream).close();
+  if (metrics_) {
+    metrics_->open[TransportIndex(transport)]->Add(-1);
+  }
   Untrack(conn);
 }
 
@@ -609,6 +737,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options, co
     return InvalidArgument("no listener configured");
   }
   auto impl = std::make_unique<Impl>(std::move(options), router, log);
+  OTD_RETURN_IF_ERROR(impl->SetUpMetrics());
   OTD_RETURN_IF_ERROR(impl->Bind());
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }

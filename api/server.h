@@ -23,6 +23,7 @@
 #include "api/limits.h"
 #include "api/router.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 
 namespace otd::api {
@@ -46,6 +47,10 @@ struct ServerOptions {
   Limits limits;
   unsigned io_threads = 2;
   unsigned worker_threads = 4;
+  // Optional (null: not measured); must outlive the server. Requests by route pattern, method and
+  // status (opentokend_http_requests_total, opentokend_http_request_duration_seconds) and
+  // connections by transport (open, accepted, rejected).
+  metrics::Registry* metrics = nullptr;
 };
 
 class HttpServer {

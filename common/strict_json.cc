@@ -28,6 +28,12 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
       static_cast<unsigned char>(text[1]) == 0xBB && static_cast<unsigned char>(text[2]) == 0xBF) {
     return InvalidArgument("JSON must not start with a byte order mark");
   }
+  // nlohmann's lexer takes a NUL byte for the end of the input and ignores everything after it
+  // ({"a":1}\0anything parses). A NUL is never valid JSON (raw control characters are not
+  // allowed in strings either), so refuse it before parsing.
+  if (text.find('\0') != std::string_view::npos) {
+    return InvalidArgument("JSON contains a NUL byte");
+  }
   // One set of seen keys per open object (the callback's depth tells which object we are in).
   std::vector<std::set<std::string>> keys;
   auto callback = [&](int depth, nlohmann::json::parse_event_t event,

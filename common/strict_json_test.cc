@@ -31,6 +31,9 @@ TEST(StrictJsonTest, RejectsDeepNesting) {
 
 TEST(StrictJsonTest, RejectsBomNulControlAndBadUtf8) {
   EXPECT_FALSE(ParseStrictJson("\xEF\xBB\xBF{}").ok());
+  // Regression: nlohmann stops at a raw NUL, so trailing data after it was silently ignored.
+  EXPECT_FALSE(ParseStrictJson(std::string_view("{\"a\":1}\0{\"b\":[[[1]]]}", 21)).ok());
+  EXPECT_FALSE(ParseStrictJson(std::string_view("{\"a\":1}\0", 8)).ok());
   EXPECT_FALSE(ParseStrictJson(R"({"a":"x\u0000y"})").ok());
   EXPECT_FALSE(ParseStrictJson(R"({"a":"x\u0001y"})").ok());
   EXPECT_FALSE(ParseStrictJson("{\"a\":\"\xff\"}").ok());

@@ -14,6 +14,9 @@ namespace {
 
 using nlohmann::json;
 
+constexpr size_t kMaxUnixPath = 100;  // sun_path is 108 bytes; leave room
+constexpr char kDefaultMetricsSocket[] = "opentokend-metrics.sock";
+
 // Reads the members of one JSON object, remembering which keys were used so that leftovers can
 // be reported as unknown. Every error names the full key path.
 class ObjectReader {
@@ -153,7 +156,7 @@ Status ParseListen(const json& j, Config& c) {
     OTD_RETURN_IF_ERROR(u.String("path", ul.path, true));
     OTD_RETURN_IF_ERROR(ParseMode(u, "mode", ul.mode));
     OTD_RETURN_IF_ERROR(u.NoUnknownKeys());
-    if (ul.path.size() > 100) {
+    if (ul.path.size() > kMaxUnixPath) {
       return InvalidArgument("listen.unix.path: longer than a Unix socket path may be (100 bytes)");
     }
     c.unix_listen = ul;
@@ -172,6 +175,46 @@ Status ParseListen(const json& j, Config& c) {
   OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   if (!c.unix_listen && !c.tls_listen) {
     return InvalidArgument("listen: needs at least one of listen.unix or listen.tls");
+  }
+  return Status::Ok();
+}
+
+Status ParseMetrics(const json* j, Config& c) {
+  MetricsConfig& m = c.metrics;
+  std::string explicit_path;
+  if (j != nullptr) {
+    ObjectReader r(*j, "metrics");
+    OTD_RETURN_IF_ERROR(r.Bool("enabled", m.enabled));
+    OTD_ASSIGN_OR_RETURN(const json* unix_obj, r.Object("unix", false));
+    if (unix_obj != nullptr) {
+      ObjectReader u(*unix_obj, "metrics.unix");
+      OTD_RETURN_IF_ERROR(u.String("path", explicit_path, false));
+      OTD_RETURN_IF_ERROR(ParseMode(u, "mode", m.unix_mode));
+      OTD_RETURN_IF_ERROR(u.NoUnknownKeys());
+    }
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+  if (!m.enabled) {
+    return Status::Ok();
+  }
+  if (!explicit_path.empty()) {
+    m.unix_path = explicit_path;
+  } else if (c.unix_listen) {
+    const std::string& api = c.unix_listen->path;
+    const size_t slash = api.rfind('/');
+    m.unix_path = slash == std::string::npos ? std::string(kDefaultMetricsSocket)
+                                             : api.substr(0, slash + 1) + kDefaultMetricsSocket;
+  } else {
+    return InvalidArgument(
+        "metrics.unix.path: is required when there is no listen.unix (or set metrics.enabled to "
+        "false)");
+  }
+  if (m.unix_path.size() > kMaxUnixPath) {
+    return InvalidArgument("metrics.unix.path: " + m.unix_path +
+                           " is longer than a Unix socket path may be (100 bytes)");
+  }
+  if (c.unix_listen && m.unix_path == c.unix_listen->path) {
+    return InvalidArgument("metrics.unix.path: must differ from listen.unix.path");
   }
   return Status::Ok();
 }
@@ -312,6 +355,19 @@ Result<Config> ParseConfig(std::string_view json_text) {
                              "exceed access_tokens.max_lifetime_seconds");
     }
   }
+
+  OTD_ASSIGN_OR_RETURN(const json* audit, root.Object("audit", false));
+  if (audit != nullptr) {
+    ObjectReader r(*audit, "audit");
+    OTD_RETURN_IF_ERROR(r.String("path", c.audit_path, false));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (!c.audit_path.empty() && c.audit_path[0] != '/') {
+      return InvalidArgument("audit.path: must be an absolute path");
+    }
+  }
+
+  OTD_ASSIGN_OR_RETURN(const json* metrics, root.Object("metrics", false));
+  OTD_RETURN_IF_ERROR(ParseMetrics(metrics, c));
 
   OTD_ASSIGN_OR_RETURN(const json* limits, root.Object("limits", false));
   if (limits != nullptr) {

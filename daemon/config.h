@@ -24,6 +24,15 @@ struct TlsListenConfig {
   std::string private_key;
 };
 
+// The admin-only metrics listener (GET /metrics, Prometheus text format) on its own Unix socket.
+struct MetricsConfig {
+  bool enabled = true;
+  // metrics.unix.path, or by default opentokend-metrics.sock next to listen.unix.path (required
+  // when there is no listen.unix). Resolved by ParseConfig; empty only when disabled.
+  std::string unix_path;
+  uint32_t unix_mode = 0600;  // only the service user (and root) may scrape
+};
+
 struct LimitsConfig {
   uint64_t max_header_bytes = 8 * 1024;
   uint64_t max_body_bytes = 1024 * 1024;   // token payload limit (issue 4: default 1 MiB)
@@ -75,6 +84,9 @@ struct Config {
   uint32_t workers = 0;       // 0: number of cores
   std::string log_level = "info";
   LimitsConfig limits;
+  MetricsConfig metrics;
+  // audit.path: the audit trail (JSON lines, service/audit.h); default <storage.path>/audit.log.
+  std::string audit_path;
   AccountsConfig accounts;
   int64_t signature_past_seconds = 300;    // OT1: how old X-OpenToken-Date may be
   int64_t signature_future_seconds = 60;   // OT1: how far ahead (clock skew)

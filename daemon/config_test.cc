@@ -159,6 +159,70 @@ TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
   EXPECT_NE(ErrorOf(with(R"({"scopes": 1})")).find("access_tokens.scopes"), std::string::npos);
 }
 
+TEST(ConfigTest, MetricsListenOnASocketNextToTheApiSocketByDefault) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->metrics.enabled);
+  EXPECT_EQ(c->metrics.unix_path, "/run/opentokend-metrics.sock");
+  EXPECT_EQ(c->metrics.unix_mode, 0600u);
+
+  auto relative = ParseConfig(Without(kMinimal, "\"/run/x.sock\"", "\"x.sock\""));
+  ASSERT_TRUE(relative.ok()) << relative.status().ToString();
+  EXPECT_EQ(relative->metrics.unix_path, "opentokend-metrics.sock");
+  auto nested = ParseConfig(Without(kMinimal, "\"/run/x.sock\"", "\"/run/opentokend/api.sock\""));
+  ASSERT_TRUE(nested.ok()) << nested.status().ToString();
+  EXPECT_EQ(nested->metrics.unix_path, "/run/opentokend/opentokend-metrics.sock");
+}
+
+TEST(ConfigTest, MetricsSectionIsStrictAndNamed) {
+  auto with = [](const std::string& m) {
+    return Without(kMinimal, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
+  };
+  auto c = ParseConfig(with(R"({"unix": {"path": "/run/admin/m.sock", "mode": "0660"}})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->metrics.unix_path, "/run/admin/m.sock");
+  EXPECT_EQ(c->metrics.unix_mode, 0660u);
+  auto off = ParseConfig(with(R"({"enabled": false})"));
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->metrics.enabled);
+  EXPECT_TRUE(off->metrics.unix_path.empty());
+
+  EXPECT_EQ(ErrorOf(with(R"({"port": 9100})")), "metrics.port: unknown configuration key");
+  EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": "/m.sock", "owner": "x"}})")),
+            "metrics.unix.owner: unknown configuration key");
+  EXPECT_EQ(ErrorOf(with(R"({"enabled": "yes"})")), "metrics.enabled: must be true or false");
+  EXPECT_EQ(ErrorOf(with(R"({"unix": []})")), "metrics.unix: must be an object");
+  EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": ""}})")), "metrics.unix.path: must be a non-empty string");
+  // Scraping is for the service user (and a chosen group) only: no access for others.
+  for (const char* mode : {"0606", "0644", "0666", "0x60", "1777", "06000"}) {
+    EXPECT_NE(ErrorOf(with(std::string(R"({"unix": {"mode": ")") + mode + "\"}}")).find("metrics.unix.mode"),
+              std::string::npos)
+        << mode;
+  }
+  EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": "/run/x.sock"}})")),
+            "metrics.unix.path: must differ from listen.unix.path");
+  EXPECT_NE(ErrorOf(with(R"({"unix": {"path": "/)" + std::string(100, 'm') + R"("}})")).find("metrics.unix.path"),
+            std::string::npos);
+  // A default that would be too long is reported under the metrics key too.
+  const std::string deep = "/" + std::string(80, 'd') + "/api.sock";
+  EXPECT_NE(ErrorOf(Without(kMinimal, "\"/run/x.sock\"", "\"" + deep + "\"")).find("metrics.unix.path"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, MetricsWithoutAUnixListenerNeedAnExplicitPath) {
+  const std::string tls_only = Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})",
+                                       R"({"tls": {"certificate": "/c", "private_key": "/k"}})");
+  EXPECT_EQ(ErrorOf(tls_only),
+            "metrics.unix.path: is required when there is no listen.unix (or set metrics.enabled to false)");
+  auto with = [&](const std::string& m) {
+    return Without(tls_only, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
+  };
+  auto explicit_path = ParseConfig(with(R"({"unix": {"path": "/run/m.sock"}})"));
+  ASSERT_TRUE(explicit_path.ok()) << explicit_path.status().ToString();
+  EXPECT_EQ(explicit_path->metrics.unix_path, "/run/m.sock");
+  EXPECT_TRUE(ParseConfig(with(R"({"enabled": false})")).ok());
+}
+
 TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {
   EXPECT_NE(ErrorOf(Without(kMinimal, "\"listen\"", R"("public_url": "ftp://x", "listen")"))
                 .find("public_url"),

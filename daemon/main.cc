@@ -1,11 +1,13 @@
 // opentokend: the vault daemon. Composition root: config → hardening → token, store, vault →
-// router → HTTP server. Exit codes: 0 clean stop, 78 bad configuration, 69 HSM/store unusable.
+// router → HTTP server, plus the admin-only metrics listener (its own router and server on a
+// separate Unix socket). Exit codes: 0 clean stop, 78 bad configuration, 69 HSM/store unusable.
 
 #include <pthread.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -13,14 +15,17 @@
 #include <string>
 #include <thread>
 
+#include "api/metrics_endpoint.h"
 #include "api/routes.h"
 #include "api/server.h"
 #include "api/validation.h"
 #include "service/access_codes.h"
 #include "service/access_tokens.h"
+#include "service/audit.h"
 #include "service/tokens.h"
 #include "mail/mail.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "daemon/config.h"
 #include "daemon/hardening.h"
 #include "daemon/runtime.h"
@@ -70,6 +75,50 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   // batching (bench/: tokenize went from 28 % to 62 % of its bound going from 4 to 32).
   o.worker_threads = c.workers > 0 ? c.workers : std::max(32u, cores * 4);
   return o;
+}
+
+// Scrape-time gauges read from the runtime: records per table and map use (Store::GetStats), the
+// current key versions (Vault::CurrentVersions). The handle must die before the runtime.
+Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, Runtime& rt) {
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * records,
+                       registry.AddGauge("opentokend_store_records",
+                                         "Records per store table (sealed records, keyed hashes).",
+                                         {"table"}));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * map_size,
+                       registry.AddGauge("opentokend_store_map_size_bytes",
+                                         "LMDB map size (storage.map_size_mb)."));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * used,
+                       registry.AddGauge("opentokend_store_used_bytes",
+                                         "Bytes of the LMDB map in use (last page)."));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * versions,
+                       registry.AddGauge("opentokend_key_version",
+                                         "Current version of the token keys (kek, index).",
+                                         {"key"}));
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * errors,
+                       registry.AddCounter("opentokend_metrics_collect_errors_total",
+                                           "Scrapes where the store or the vault could not be read "
+                                           "(their gauges keep the last value).",
+                                           {"source"}));
+  metrics::Counter* store_errors = &errors->With({"store"});
+  metrics::Counter* vault_errors = &errors->With({"vault"});
+  return registry.AddCollector([&rt, records, map_size, used, versions, store_errors,
+                                vault_errors] {
+    if (auto stats = rt.store->GetStats(); stats.ok()) {
+      for (const auto& [table, s] : stats->tables) {
+        records->With({table}).Set(static_cast<double>(s.entries));
+      }
+      map_size->Get().Set(static_cast<double>(stats->map_size));
+      used->Get().Set(static_cast<double>(stats->used_bytes));
+    } else {
+      store_errors->Inc();
+    }
+    if (auto v = rt.vault->CurrentVersions(); v.ok()) {
+      versions->With({"kek"}).Set(v->kek);
+      versions->With({"index"}).Set(v->index);
+    } else {
+      vault_errors->Inc();
+    }
+  });
 }
 
 int Main(int argc, char** argv) {
@@ -126,7 +175,20 @@ int Main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  auto rt = OpenRuntime(*config, log);
+  // Outlives everything measured into it (declared before the runtime and the servers).
+  metrics::Registry registry;
+  metrics::Registry* measured = config->metrics.enabled ? &registry : nullptr;
+  metrics::CollectorHandle process_metrics;
+  if (measured != nullptr) {
+    auto h = metrics::AddProcessMetrics(registry);
+    if (!h.ok()) {
+      log.Error("startup_failed", {{"reason", h.status().message()}});
+      return kExitSoftware;
+    }
+    process_metrics = std::move(*h);
+  }
+
+  auto rt = OpenRuntime(*config, log, measured);
   if (!rt.ok()) {
     log.Error("startup_failed", {{"reason", rt.status().message()}});
     std::cerr << "opentokend: " << rt.status().message() << "\n";
@@ -149,6 +211,34 @@ int Main(int argc, char** argv) {
     return kExitSoftware;
   }
   Runtime& r = **rt;
+  // A panicked store (LMDB could not write a commit's meta page) refuses every operation, reads
+  // included, until it is reopened: stop, and exit 69 so that systemd (Restart=on-failure) starts
+  // the daemon again. The signal thread does the draining stop.
+  static std::atomic<bool> store_panicked{false};
+  r.store->SetPanicHandler([] {
+    store_panicked = true;
+    ::kill(::getpid(), SIGTERM);
+  });
+  // The audit trail (service/audit.h): separate from this log, chained with the token's audit key.
+  const std::string audit_path = config->audit_path.empty()
+                                     ? config->storage_path + "/audit.log"
+                                     : config->audit_path;
+  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log);
+  if (!audit.ok()) {
+    log.Error("startup_failed", {{"reason", audit.status().message()}});
+    std::cerr << "opentokend: audit log: " << audit.status().message() << "\n";
+    return ExitCodeFor(audit.status());
+  }
+  {
+    auto v = r.vault->CurrentVersions();
+    const std::string versions =
+        v.ok() ? "kek=" + std::to_string(v->kek) + " index=" + std::to_string(v->index) : "";
+    (*audit)->RecordAsync({.event = "daemon_started", .outcome = "ok", .detail = versions});
+  }
+  r.vault->SetVersionsObserver([&a = **audit](const service::KeyVersions& now) {
+    a.RecordAsync({.event = "key_rotation", .outcome = "ok",
+                   .detail = "kek=" + std::to_string(now.kek) + " index=" + std::to_string(now.index)});
+  });
   service::Accounts accounts(*r.vault, *r.store, **mailer, r.clock, log, AccountsOptionsFrom(*config));
   service::AccessCodes access_codes(*r.vault, *r.token, *r.store, r.clock, log,
                                     {.lifetime_seconds = config->access_code_lifetime_seconds});
@@ -167,6 +257,7 @@ int Main(int argc, char** argv) {
   service::AccessTokens access_tokens(*r.vault, *r.store, **mailer, r.clock, log,
                                       std::move(access_token_options));
   api::ServerOptions server_options = ServerOptionsFrom(*config);
+  server_options.metrics = measured;
   // The router's handlers keep references to `services`: it lives until the server has stopped.
   const api::Services services{.vault = *r.vault,
                                .accounts = accounts,
@@ -178,7 +269,8 @@ int Main(int argc, char** argv) {
                                .log = log,
                                .limits = server_options.limits,
                                .signature_past_seconds = config->signature_past_seconds,
-                               .signature_future_seconds = config->signature_future_seconds};
+                               .signature_future_seconds = config->signature_future_seconds,
+                               .audit = audit->get()};
   api::Router router;
   api::RegisterRoutes(router, services);
   auto server = api::HttpServer::Create(server_options, router, log);
@@ -186,6 +278,35 @@ int Main(int argc, char** argv) {
     log.Error("startup_failed", {{"reason", server.status().message()}});
     std::cerr << "opentokend: " << server.status().message() << "\n";
     return ExitCodeFor(server.status());
+  }
+  // The metrics listener: GET /metrics only, on its own socket (0600 by default), never on the
+  // public listeners. Not measured itself, so scrapes do not show up in the request counts.
+  metrics::CollectorHandle runtime_metrics;
+  api::Router metrics_router;
+  std::unique_ptr<api::HttpServer> metrics_server;
+  if (measured != nullptr) {
+    auto h = AddRuntimeMetrics(registry, r);
+    if (!h.ok()) {
+      log.Error("startup_failed", {{"reason", h.status().message()}});
+      return kExitSoftware;
+    }
+    runtime_metrics = std::move(*h);
+    api::RegisterMetricsRoutes(metrics_router, registry);
+    api::ServerOptions mo;
+    mo.unix_listener = api::UnixListener{config->metrics.unix_path, config->metrics.unix_mode, -1};
+    mo.limits = server_options.limits;
+    mo.limits.max_connections = 16;
+    mo.io_threads = 1;
+    mo.worker_threads = 1;
+    auto ms = api::HttpServer::Create(mo, metrics_router, log);
+    if (!ms.ok()) {
+      log.Error("startup_failed", {{"reason", "metrics.unix.path: " + ms.status().message()}});
+      std::cerr << "opentokend: metrics.unix.path: " << ms.status().message() << "\n";
+      return ExitCodeFor(ms.status());
+    }
+    metrics_server = std::move(*ms);
+    log.Info("listening", {{"transport", "unix"}, {"path", config->metrics.unix_path},
+                           {"purpose", "metrics"}});
   }
   if (config->unix_listen) {
     log.Info("listening", {{"transport", "unix"}, {"path", config->unix_listen->path}});
@@ -202,6 +323,9 @@ int Main(int argc, char** argv) {
       log.Info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       sd_notify(0, "STOPPING=1");
       (*server)->Stop();
+      if (metrics_server) {
+        metrics_server->Stop();
+      }
     }
   });
   // Expired registrations, challenges and sessions (and the keys of abandoned registrations)
@@ -220,9 +344,17 @@ int Main(int argc, char** argv) {
       }
     }
   });
+  std::thread metrics_thread;
+  if (metrics_server) {
+    metrics_thread = std::thread([&] { metrics_server->Run(); });
+  }
   sd_notify(0, "READY=1");
   log.Info("ready");
   (*server)->Run();
+  if (metrics_server) {
+    metrics_server->Stop();  // no-op after a signal; needed if Run ended for another reason
+    metrics_thread.join();
+  }
   {
     std::lock_guard lock(purge_mu);
     purge_stop = true;
@@ -233,7 +365,7 @@ int Main(int argc, char** argv) {
   pthread_kill(signal_thread.native_handle(), SIGTERM);
   signal_thread.join();
   log.Info("stopped");
-  return kExitOk;
+  return store_panicked ? kExitUnavailable : kExitOk;
 }
 
 }  // namespace

@@ -61,7 +61,8 @@ Result<SecretBytes> ReadPin(const Config& config) {
   return pin;
 }
 
-Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log) {
+Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
+                                             metrics::Registry* metrics) {
   OTD_ASSIGN_OR_RETURN(SecretBytes pin, ReadPin(config));
   auto rt = std::make_unique<Runtime>();
   hsm::TokenConfig tc;
@@ -69,11 +70,13 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log) 
   tc.token_label = config.hsm_token_label;
   tc.pin = std::move(pin);
   tc.max_sessions = config.hsm_max_sessions;
+  tc.metrics = metrics;
   OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
   store::Options so;
   so.path = config.storage_path;
   so.map_size_bytes = config.storage_map_size_mb * 1024 * 1024;
   so.tables = service::AllTables();
+  so.metrics = metrics;
   OTD_ASSIGN_OR_RETURN(rt->store, store::Store::Open(so, &log));
   rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, rt->clock, log);
   return rt;

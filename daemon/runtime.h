@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/secret_bytes.h"
 #include "daemon/config.h"
 #include "hsm/hsm.h"
@@ -36,7 +37,9 @@ struct Runtime {
 
 // Opens token and store. Config-type problems come back as kInvalidArgument, everything else
 // (module missing, token absent, wrong PIN, store unusable) as kUnavailable/kPermissionDenied.
-Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log);
+// With `metrics`, the token and the store are measured into it (it must outlive the runtime).
+Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
+                                             metrics::Registry* metrics = nullptr);
 
 // The mail options and account options the config describes.
 mail::MailOptions MailOptionsFrom(const Config& config);

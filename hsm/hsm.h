@@ -50,7 +50,10 @@
 
 namespace otd {
 class Logger;
+namespace metrics {
+class Registry;
 }
+}  // namespace otd
 
 namespace otd::hsm {
 
@@ -66,6 +69,10 @@ struct TokenConfig {
   // C_DestroyObject does not free a session object's memory, the daemon's memory growth).
   size_t unwrap_cache_per_session = 64;
   int unwrap_cache_ttl_ms = 300'000;
+  // Optional (null: not measured): operation counts and latencies per operation
+  // (opentokend_hsm_operations_total{op,result}, opentokend_hsm_operation_duration_seconds{op}),
+  // unwrap cache hits/misses and session pool gauges. Must outlive the Token.
+  metrics::Registry* metrics = nullptr;
 };
 
 enum class KeyType { kAes256, kHmacSha256 };

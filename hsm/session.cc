@@ -275,75 +275,79 @@ Result<uint64_t> Session::Resolve(const KeyRef& key) {
 }
 
 Result<bool> Session::HasKey(std::string_view label) {
-  OTD_RETURN_IF_ERROR(Usable());
-  if (label.empty()) {
-    return InvalidArgument("empty key label");
-  }
-  Result<uint64_t> h = FindPersistent(label);
-  if (h.ok()) {
-    token_->CacheKey(label, *h, generation_);
-    return true;
-  }
-  if (h.status().code() == Code::kNotFound) {
-    return false;
-  }
-  return h.status();
+  return Measured(token_, HsmOp::kFindKey, [&]() -> Result<bool> {
+    OTD_RETURN_IF_ERROR(Usable());
+    if (label.empty()) {
+      return InvalidArgument("empty key label");
+    }
+    Result<uint64_t> h = FindPersistent(label);
+    if (h.ok()) {
+      token_->CacheKey(label, *h, generation_);
+      return true;
+    }
+    if (h.status().code() == Code::kNotFound) {
+      return false;
+    }
+    return h.status();
+  });
 }
 
 Status Session::GenerateKey(std::string_view label, KeyType type, KeyUsage usage) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
-  if (label.empty()) {
-    return InvalidArgument("empty key label");
-  }
-  std::lock_guard<std::mutex> lk(token_->generate_mutex());
-  Result<uint64_t> existing = FindPersistent(label);
-  if (existing.ok()) {
-    return AlreadyExists("a secret key labelled '" + std::string(label) + "' already exists");
-  }
-  if (existing.status().code() != Code::kNotFound) {
-    return existing.status();
-  }
+  return Measured(token_, HsmOp::kGenerateKey, [&]() -> Status {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
+    if (label.empty()) {
+      return InvalidArgument("empty key label");
+    }
+    std::lock_guard<std::mutex> lk(token_->generate_mutex());
+    Result<uint64_t> existing = FindPersistent(label);
+    if (existing.ok()) {
+      return AlreadyExists("a secret key labelled '" + std::string(label) + "' already exists");
+    }
+    if (existing.status().code() != Code::kNotFound) {
+      return existing.status();
+    }
 
-  CK_FUNCTION_LIST* f = token_->fn();
-  Template t;
-  t.Class(CKO_SECRET_KEY);
-  t.KeyType(CkKeyType(type));
-  t.ValueLen(kKeySize);
-  t.Bool(CKA_TOKEN, true);
-  t.Bool(CKA_PRIVATE, true);
-  t.Bool(CKA_SENSITIVE, true);
-  t.Bool(CKA_EXTRACTABLE, false);
-  t.Bool(CKA_MODIFIABLE, false);
-  t.Bytes(CKA_LABEL, AsBytes(label));
-  t.Bytes(CKA_ID, AsBytes(label));
-  t.Usage(usage);
-  CK_MECHANISM mech{KeyGenMechanism(type), nullptr, 0};
-  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  CK_RV rv = f->C_GenerateKey(handle_, &mech, t.data(), t.size(), &h);
-  if (rv != CKR_OK) {
-    return Fail("C_GenerateKey", rv);
-  }
-  ScopedObject key(f, handle_, h);
+    CK_FUNCTION_LIST* f = token_->fn();
+    Template t;
+    t.Class(CKO_SECRET_KEY);
+    t.KeyType(CkKeyType(type));
+    t.ValueLen(kKeySize);
+    t.Bool(CKA_TOKEN, true);
+    t.Bool(CKA_PRIVATE, true);
+    t.Bool(CKA_SENSITIVE, true);
+    t.Bool(CKA_EXTRACTABLE, false);
+    t.Bool(CKA_MODIFIABLE, false);
+    t.Bytes(CKA_LABEL, AsBytes(label));
+    t.Bytes(CKA_ID, AsBytes(label));
+    t.Usage(usage);
+    CK_MECHANISM mech{KeyGenMechanism(type), nullptr, 0};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = f->C_GenerateKey(handle_, &mech, t.data(), t.size(), &h);
+    if (rv != CKR_OK) {
+      return Fail("C_GenerateKey", rv);
+    }
+    ScopedObject key(f, handle_, h);
 
-  Result<KeyAttributes> attrs = ReadAttributesOf(h, nullptr);
-  if (!attrs.ok()) {
-    return attrs.status();  // key destroyed by the guard
-  }
-  if (!attrs->always_sensitive || !attrs->never_extractable || !attrs->sensitive ||
-      attrs->extractable || attrs->value_readable) {
-    CK_RV drv = key.Destroy();
-    return Internal("token created key '" + std::string(label) +
-                    "' without CKA_ALWAYS_SENSITIVE/CKA_NEVER_EXTRACTABLE; destroyed it" +
-                    (drv == CKR_OK ? "" : " (C_DestroyObject: " + internal::CkrName(drv) + ")"));
-  }
-  key.release();
-  token_->CacheKey(label, h, generation_);
-  if (Logger* log = token_->log()) {
-    log->Info("hsm_key_generated",
-              {{"label", label}, {"type", type == KeyType::kAes256 ? "aes-256" : "hmac-sha256"}});
-  }
-  return Status::Ok();
+    Result<KeyAttributes> attrs = ReadAttributesOf(h, nullptr);
+    if (!attrs.ok()) {
+      return attrs.status();  // key destroyed by the guard
+    }
+    if (!attrs->always_sensitive || !attrs->never_extractable || !attrs->sensitive ||
+        attrs->extractable || attrs->value_readable) {
+      CK_RV drv = key.Destroy();
+      return Internal("token created key '" + std::string(label) +
+                      "' without CKA_ALWAYS_SENSITIVE/CKA_NEVER_EXTRACTABLE; destroyed it" +
+                      (drv == CKR_OK ? "" : " (C_DestroyObject: " + internal::CkrName(drv) + ")"));
+    }
+    key.release();
+    token_->CacheKey(label, h, generation_);
+    if (Logger* log = token_->log()) {
+      log->Info("hsm_key_generated",
+                {{"label", label}, {"type", type == KeyType::kAes256 ? "aes-256" : "hmac-sha256"}});
+    }
+    return Status::Ok();
+  });
 }
 
 Result<KeyAttributes> Session::ReadAttributesOf(uint64_t object, const KeyRef* key) {
@@ -386,9 +390,11 @@ Result<KeyAttributes> Session::ReadAttributesOf(uint64_t object, const KeyRef* k
 }
 
 Result<KeyAttributes> Session::ReadAttributes(const KeyRef& key) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
-  return ReadAttributesOf(h, &key);
+  return Measured(token_, HsmOp::kReadAttributes, [&]() -> Result<KeyAttributes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
+    return ReadAttributesOf(h, &key);
+  });
 }
 
 // PKCS#11 v2.40 CK_GCM_PARAMS (the layout SoftHSM 2.6 expects): 96-bit IV, 128-bit tag.
@@ -405,122 +411,131 @@ static CK_GCM_PARAMS GcmParams(ByteView iv, ByteView aad) {
 
 Result<Bytes> Session::EncryptGcm(const KeyRef& key, ByteView iv, ByteView aad,
                                   ByteView plaintext) {
-  OTD_RETURN_IF_ERROR(Usable());
-  if (iv.size() != kGcmIvSize) {
-    return InvalidArgument("AES-GCM IV must be 12 bytes");
-  }
-  OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
-  CK_FUNCTION_LIST* f = token_->fn();
-  CK_GCM_PARAMS params = GcmParams(iv, aad);
-  CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-  CK_RV rv = f->C_EncryptInit(handle_, &mech, h);
-  if (rv != CKR_OK) {
-    return Fail("C_EncryptInit", rv, &key);
-  }
-  Bytes out(plaintext.size() + kGcmTagSize);
-  CK_ULONG n = out.size();
-  rv = f->C_Encrypt(handle_, In(plaintext), plaintext.size(), out.data(), &n);
-  if (rv == CKR_BUFFER_TOO_SMALL) {  // the operation stays active; retry with the asked size
-    out.resize(n);
+  return Measured(token_, HsmOp::kEncrypt, [&]() -> Result<Bytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    if (iv.size() != kGcmIvSize) {
+      return InvalidArgument("AES-GCM IV must be 12 bytes");
+    }
+    OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
+    CK_FUNCTION_LIST* f = token_->fn();
+    CK_GCM_PARAMS params = GcmParams(iv, aad);
+    CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+    CK_RV rv = f->C_EncryptInit(handle_, &mech, h);
+    if (rv != CKR_OK) {
+      return Fail("C_EncryptInit", rv, &key);
+    }
+    Bytes out(plaintext.size() + kGcmTagSize);
+    CK_ULONG n = out.size();
     rv = f->C_Encrypt(handle_, In(plaintext), plaintext.size(), out.data(), &n);
-  }
-  if (rv != CKR_OK) {
-    return Fail("C_Encrypt", rv, &key);
-  }
-  if (n != plaintext.size() + kGcmTagSize) {
-    return Internal("C_Encrypt (AES-GCM) returned " + std::to_string(n) + " bytes for " +
-                    std::to_string(plaintext.size()) + " bytes of plaintext");
-  }
-  out.resize(n);
-  return out;
+    if (rv == CKR_BUFFER_TOO_SMALL) {  // the operation stays active; retry with the asked size
+      out.resize(n);
+      rv = f->C_Encrypt(handle_, In(plaintext), plaintext.size(), out.data(), &n);
+    }
+    if (rv != CKR_OK) {
+      return Fail("C_Encrypt", rv, &key);
+    }
+    if (n != plaintext.size() + kGcmTagSize) {
+      return Internal("C_Encrypt (AES-GCM) returned " + std::to_string(n) + " bytes for " +
+                      std::to_string(plaintext.size()) + " bytes of plaintext");
+    }
+    out.resize(n);
+    return out;
+  });
 }
 
 Result<SecretBytes> Session::DecryptGcm(const KeyRef& key, ByteView iv, ByteView aad,
                                         ByteView ciphertext_and_tag) {
-  OTD_RETURN_IF_ERROR(Usable());
-  if (iv.size() != kGcmIvSize) {
-    return InvalidArgument("AES-GCM IV must be 12 bytes");
-  }
-  if (ciphertext_and_tag.size() < kGcmTagSize) {
-    return DataLoss("AES-GCM ciphertext is shorter than its tag");
-  }
-  OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
-  CK_FUNCTION_LIST* f = token_->fn();
-  CK_GCM_PARAMS params = GcmParams(iv, aad);
-  CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
-  CK_RV rv = f->C_DecryptInit(handle_, &mech, h);
-  if (rv != CKR_OK) {
-    return Fail("C_DecryptInit", rv, &key);
-  }
-  CK_BYTE_PTR ct = const_cast<CK_BYTE_PTR>(ciphertext_and_tag.data());
-  CK_ULONG n = 0;
-  rv = f->C_Decrypt(handle_, ct, ciphertext_and_tag.size(), nullptr, &n);  // length query
-  if (rv != CKR_OK) {
-    return Fail("C_Decrypt", rv, &key);
-  }
-  // Decrypt straight into secret memory (never a plain buffer); at least one byte so that the
-  // output pointer is not NULL (NULL would be another length query).
-  SecretBytes out(std::max<CK_ULONG>(n, 1));
-  auto buf = out.MutableReveal(SecretAccess::Grant());
-  n = buf.size();
-  rv = f->C_Decrypt(handle_, ct, ciphertext_and_tag.size(), buf.data(), &n);
-  if (rv != CKR_OK || n > buf.size()) {
-    OPENSSL_cleanse(buf.data(), buf.size());  // no partial plaintext survives
-    if (rv == CKR_OK) {
-      return Internal("C_Decrypt returned more bytes than it asked for");
+  return Measured(token_, HsmOp::kDecrypt, [&]() -> Result<SecretBytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    if (iv.size() != kGcmIvSize) {
+      return InvalidArgument("AES-GCM IV must be 12 bytes");
     }
-    if (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED) {
-      // SoftHSM 2.6 reports a GCM tag mismatch as CKR_GENERAL_ERROR.
-      Status s = Fail("C_Decrypt", rv, &key);
-      return DataLoss(s.message() + " (AES-GCM record does not authenticate)");
+    if (ciphertext_and_tag.size() < kGcmTagSize) {
+      return DataLoss("AES-GCM ciphertext is shorter than its tag");
     }
-    return Fail("C_Decrypt", rv, &key);
-  }
-  out.Truncate(n);
-  return out;
+    OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
+    CK_FUNCTION_LIST* f = token_->fn();
+    CK_GCM_PARAMS params = GcmParams(iv, aad);
+    CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+    CK_RV rv = f->C_DecryptInit(handle_, &mech, h);
+    if (rv != CKR_OK) {
+      return Fail("C_DecryptInit", rv, &key);
+    }
+    CK_BYTE_PTR ct = const_cast<CK_BYTE_PTR>(ciphertext_and_tag.data());
+    CK_ULONG n = 0;
+    rv = f->C_Decrypt(handle_, ct, ciphertext_and_tag.size(), nullptr, &n);  // length query
+    if (rv != CKR_OK) {
+      return Fail("C_Decrypt", rv, &key);
+    }
+    // Decrypt straight into secret memory (never a plain buffer); at least one byte so that the
+    // output pointer is not NULL (NULL would be another length query).
+    SecretBytes out(std::max<CK_ULONG>(n, 1));
+    auto buf = out.MutableReveal(SecretAccess::Grant());
+    n = buf.size();
+    rv = f->C_Decrypt(handle_, ct, ciphertext_and_tag.size(), buf.data(), &n);
+    if (rv != CKR_OK || n > buf.size()) {
+      OPENSSL_cleanse(buf.data(), buf.size());  // no partial plaintext survives
+      if (rv == CKR_OK) {
+        return Internal("C_Decrypt returned more bytes than it asked for");
+      }
+      if (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED) {
+        // SoftHSM 2.6 reports a GCM tag mismatch as CKR_GENERAL_ERROR.
+        Status s = Fail("C_Decrypt", rv, &key);
+        return DataLoss(s.message() + " (AES-GCM record does not authenticate)");
+      }
+      return Fail("C_Decrypt", rv, &key);
+    }
+    out.Truncate(n);
+    return out;
+  });
 }
 
 Result<Bytes> Session::Sign(const KeyRef& key, ByteView data) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
-  CK_FUNCTION_LIST* f = token_->fn();
-  CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
-  CK_RV rv = f->C_SignInit(handle_, &mech, h);
-  if (rv != CKR_OK) {
-    return Fail("C_SignInit", rv, &key);
-  }
-  Bytes mac(kHmacSize);
-  CK_ULONG n = mac.size();
-  rv = f->C_Sign(handle_, In(data), data.size(), mac.data(), &n);
-  if (rv != CKR_OK) {
-    return Fail("C_Sign", rv, &key);
-  }
-  if (n != kHmacSize) {
-    return Internal("C_Sign (HMAC-SHA256) returned " + std::to_string(n) + " bytes");
-  }
-  return mac;
+  return Measured(token_, HsmOp::kSign, [&]() -> Result<Bytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
+    CK_FUNCTION_LIST* f = token_->fn();
+    CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
+    CK_RV rv = f->C_SignInit(handle_, &mech, h);
+    if (rv != CKR_OK) {
+      return Fail("C_SignInit", rv, &key);
+    }
+    Bytes mac(kHmacSize);
+    CK_ULONG n = mac.size();
+    rv = f->C_Sign(handle_, In(data), data.size(), mac.data(), &n);
+    if (rv != CKR_OK) {
+      return Fail("C_Sign", rv, &key);
+    }
+    if (n != kHmacSize) {
+      return Internal("C_Sign (HMAC-SHA256) returned " + std::to_string(n) + " bytes");
+    }
+    return mac;
+  });
 }
 
 Result<bool> Session::Verify(const KeyRef& key, ByteView data, ByteView mac) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
-  if (mac.size() != kHmacSize) {
-    return false;
-  }
-  CK_FUNCTION_LIST* f = token_->fn();
-  CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
-  CK_RV rv = f->C_VerifyInit(handle_, &mech, h);
-  if (rv != CKR_OK) {
-    return Fail("C_VerifyInit", rv, &key);
-  }
-  rv = f->C_Verify(handle_, In(data), data.size(), const_cast<CK_BYTE_PTR>(mac.data()), mac.size());
-  if (rv == CKR_OK) {
-    return true;
-  }
-  if (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE) {
-    return false;
-  }
-  return Fail("C_Verify", rv, &key);
+  return Measured(token_, HsmOp::kVerify, [&]() -> Result<bool> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_ASSIGN_OR_RETURN(uint64_t h, Resolve(key));
+    if (mac.size() != kHmacSize) {
+      return false;
+    }
+    CK_FUNCTION_LIST* f = token_->fn();
+    CK_MECHANISM mech{CKM_SHA256_HMAC, nullptr, 0};
+    CK_RV rv = f->C_VerifyInit(handle_, &mech, h);
+    if (rv != CKR_OK) {
+      return Fail("C_VerifyInit", rv, &key);
+    }
+    rv = f->C_Verify(handle_, In(data), data.size(), const_cast<CK_BYTE_PTR>(mac.data()),
+                     mac.size());
+    if (rv == CKR_OK) {
+      return true;
+    }
+    if (rv == CKR_SIGNATURE_INVALID || rv == CKR_SIGNATURE_LEN_RANGE) {
+      return false;
+    }
+    return Fail("C_Verify", rv, &key);
+  });
 }
 
 Result<Bytes> Session::WrapWith(const KeyRef& kek, uint64_t kek_object, uint64_t object) {
@@ -541,55 +556,59 @@ Result<Bytes> Session::WrapWith(const KeyRef& kek, uint64_t kek_object, uint64_t
 }
 
 Result<Bytes> Session::GenerateWrapped(const KeyRef& kek, KeyType type) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_ASSIGN_OR_RETURN(uint64_t kek_h, Resolve(kek));
-  CK_FUNCTION_LIST* f = token_->fn();
-  Template t;
-  t.Class(CKO_SECRET_KEY);
-  t.KeyType(CkKeyType(type));
-  t.ValueLen(kKeySize);
-  t.Bool(CKA_TOKEN, false);
-  t.Bool(CKA_PRIVATE, true);
-  t.Bool(CKA_SENSITIVE, true);
-  t.Bool(CKA_EXTRACTABLE, true);  // only so that the KEK can wrap it; destroyed right after
-  t.Usage(std::nullopt);
-  CK_MECHANISM mech{KeyGenMechanism(type), nullptr, 0};
-  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  CK_RV rv = f->C_GenerateKey(handle_, &mech, t.data(), t.size(), &h);
-  if (rv != CKR_OK) {
-    return Fail("C_GenerateKey", rv);
-  }
-  ScopedObject temp(f, handle_, h);
-  return WrapWith(kek, kek_h, temp.get());
+  return Measured(token_, HsmOp::kGenerateWrapped, [&]() -> Result<Bytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_ASSIGN_OR_RETURN(uint64_t kek_h, Resolve(kek));
+    CK_FUNCTION_LIST* f = token_->fn();
+    Template t;
+    t.Class(CKO_SECRET_KEY);
+    t.KeyType(CkKeyType(type));
+    t.ValueLen(kKeySize);
+    t.Bool(CKA_TOKEN, false);
+    t.Bool(CKA_PRIVATE, true);
+    t.Bool(CKA_SENSITIVE, true);
+    t.Bool(CKA_EXTRACTABLE, true);  // only so that the KEK can wrap it; destroyed right after
+    t.Usage(std::nullopt);
+    CK_MECHANISM mech{KeyGenMechanism(type), nullptr, 0};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = f->C_GenerateKey(handle_, &mech, t.data(), t.size(), &h);
+    if (rv != CKR_OK) {
+      return Fail("C_GenerateKey", rv);
+    }
+    ScopedObject temp(f, handle_, h);
+    return WrapWith(kek, kek_h, temp.get());
+  });
 }
 
 Result<Bytes> Session::ImportWrapped(const KeyRef& kek, KeyType type, const SecretBytes& value) {
-  OTD_RETURN_IF_ERROR(Usable());
-  if (type == KeyType::kAes256 && value.size() != kKeySize) {
-    return InvalidArgument("an AES-256 key is 32 bytes");
-  }
-  if (type == KeyType::kHmacSha256 &&
-      (value.size() < kHmacImportMin || value.size() > kHmacImportMax)) {
-    return InvalidArgument("an HMAC-SHA256 key is 16..128 bytes");
-  }
-  OTD_ASSIGN_OR_RETURN(uint64_t kek_h, Resolve(kek));
-  CK_FUNCTION_LIST* f = token_->fn();
-  Template t;
-  t.Class(CKO_SECRET_KEY);
-  t.KeyType(CkKeyType(type));
-  t.Bytes(CKA_VALUE, value.Reveal(SecretAccess::Grant()));
-  t.Bool(CKA_TOKEN, false);
-  t.Bool(CKA_PRIVATE, true);
-  t.Bool(CKA_SENSITIVE, true);
-  t.Bool(CKA_EXTRACTABLE, true);  // only so that the KEK can wrap it; destroyed right after
-  t.Usage(std::nullopt);
-  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  CK_RV rv = f->C_CreateObject(handle_, t.data(), t.size(), &h);
-  if (rv != CKR_OK) {
-    return Fail("C_CreateObject", rv);
-  }
-  ScopedObject temp(f, handle_, h);
-  return WrapWith(kek, kek_h, temp.get());
+  return Measured(token_, HsmOp::kImportWrapped, [&]() -> Result<Bytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    if (type == KeyType::kAes256 && value.size() != kKeySize) {
+      return InvalidArgument("an AES-256 key is 32 bytes");
+    }
+    if (type == KeyType::kHmacSha256 &&
+        (value.size() < kHmacImportMin || value.size() > kHmacImportMax)) {
+      return InvalidArgument("an HMAC-SHA256 key is 16..128 bytes");
+    }
+    OTD_ASSIGN_OR_RETURN(uint64_t kek_h, Resolve(kek));
+    CK_FUNCTION_LIST* f = token_->fn();
+    Template t;
+    t.Class(CKO_SECRET_KEY);
+    t.KeyType(CkKeyType(type));
+    t.Bytes(CKA_VALUE, value.Reveal(SecretAccess::Grant()));
+    t.Bool(CKA_TOKEN, false);
+    t.Bool(CKA_PRIVATE, true);
+    t.Bool(CKA_SENSITIVE, true);
+    t.Bool(CKA_EXTRACTABLE, true);  // only so that the KEK can wrap it; destroyed right after
+    t.Usage(std::nullopt);
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = f->C_CreateObject(handle_, t.data(), t.size(), &h);
+    if (rv != CKR_OK) {
+      return Fail("C_CreateObject", rv);
+    }
+    ScopedObject temp(f, handle_, h);
+    return WrapWith(kek, kek_h, temp.get());
+  });
 }
 
 Result<uint64_t> Session::UnwrapObject(const KeyRef& kek, ByteView wrapped, KeyType type,
@@ -627,20 +646,24 @@ Result<uint64_t> Session::UnwrapObject(const KeyRef& kek, ByteView wrapped, KeyT
 
 Result<SessionKey> Session::Unwrap(const KeyRef& kek, ByteView wrapped, KeyType type,
                                    KeyUsage usage) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
-  OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(kek, wrapped, type, usage));
-  token_->SessionKeyCreated(handle_);
-  return SessionKey(token_, handle_, generation_, h);
+  return Measured(token_, HsmOp::kUnwrap, [&]() -> Result<SessionKey> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_RETURN_IF_ERROR(CheckTypeAndUsage(type, usage));
+    OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(kek, wrapped, type, usage));
+    token_->SessionKeyCreated(handle_);
+    return SessionKey(token_, handle_, generation_, h);
+  });
 }
 
 Result<Bytes> Session::Rewrap(const KeyRef& from_kek, const KeyRef& to_kek, ByteView wrapped,
                               KeyType type) {
-  OTD_RETURN_IF_ERROR(Usable());
-  OTD_ASSIGN_OR_RETURN(uint64_t to_h, Resolve(to_kek));
-  OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(from_kek, wrapped, type, std::nullopt));
-  ScopedObject temp(token_->fn(), handle_, h);
-  return WrapWith(to_kek, to_h, temp.get());
+  return Measured(token_, HsmOp::kRewrap, [&]() -> Result<Bytes> {
+    OTD_RETURN_IF_ERROR(Usable());
+    OTD_ASSIGN_OR_RETURN(uint64_t to_h, Resolve(to_kek));
+    OTD_ASSIGN_OR_RETURN(uint64_t h, UnwrapObject(from_kek, wrapped, type, std::nullopt));
+    ScopedObject temp(token_->fn(), handle_, h);
+    return WrapWith(to_kek, to_h, temp.get());
+  });
 }
 
 Result<KeyRef> Session::UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyType type,
@@ -659,8 +682,15 @@ Result<KeyRef> Session::UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyTyp
   if (stale) {
     token_->fn()->C_DestroyObject(handle_, *stale);
   }
+  const TokenMetrics* m = token_->metrics();
   if (hit) {
+    if (m != nullptr) {
+      m->cache_hits->Inc();
+    }
     return KeyRef("", *hit);
+  }
+  if (m != nullptr) {
+    m->cache_misses->Inc();
   }
   OTD_ASSIGN_OR_RETURN(SessionKey fresh, Unwrap(kek, wrapped, type, usage));
   // The cache owns the object from here on (SessionKey released without destroying it).
@@ -673,15 +703,17 @@ Result<KeyRef> Session::UnwrapCached(const KeyRef& kek, ByteView wrapped, KeyTyp
 }
 
 Status Session::Random(std::span<uint8_t> out) {
-  OTD_RETURN_IF_ERROR(Usable());
-  if (out.empty()) {
+  return Measured(token_, HsmOp::kRandom, [&]() -> Status {
+    OTD_RETURN_IF_ERROR(Usable());
+    if (out.empty()) {
+      return Status::Ok();
+    }
+    CK_RV rv = token_->fn()->C_GenerateRandom(handle_, out.data(), out.size());
+    if (rv != CKR_OK) {
+      return Fail("C_GenerateRandom", rv);
+    }
     return Status::Ok();
-  }
-  CK_RV rv = token_->fn()->C_GenerateRandom(handle_, out.data(), out.size());
-  if (rv != CKR_OK) {
-    return Fail("C_GenerateRandom", rv);
-  }
-  return Status::Ok();
+  });
 }
 
 }  // namespace otd::hsm

@@ -45,6 +45,27 @@ Status OpenFailure(std::string_view function, CK_RV rv) {
 
 }  // namespace
 
+const char* HsmOpName(HsmOp op) {
+  switch (op) {
+    case HsmOp::kLogin: return "login";
+    case HsmOp::kOpenSession: return "open_session";
+    case HsmOp::kFindKey: return "find_key";
+    case HsmOp::kGenerateKey: return "generate_key";
+    case HsmOp::kReadAttributes: return "read_attributes";
+    case HsmOp::kEncrypt: return "encrypt";
+    case HsmOp::kDecrypt: return "decrypt";
+    case HsmOp::kSign: return "sign";
+    case HsmOp::kVerify: return "verify";
+    case HsmOp::kGenerateWrapped: return "generate_wrapped";
+    case HsmOp::kImportWrapped: return "import_wrapped";
+    case HsmOp::kUnwrap: return "unwrap";
+    case HsmOp::kRewrap: return "rewrap";
+    case HsmOp::kRandom: return "random";
+    case HsmOp::kCount: break;
+  }
+  return "unknown";
+}
+
 // ---------------------------------------------------------------------------------------------
 // TokenImpl
 
@@ -57,6 +78,9 @@ Result<std::unique_ptr<TokenImpl>> TokenImpl::Open(TokenConfig config, Logger* l
   }
   OTD_ASSIGN_OR_RETURN(auto module, internal::Pkcs11Module::Load(config.module_path));
   std::unique_ptr<TokenImpl> t(new TokenImpl(std::move(config), log, std::move(module)));
+  if (t->config_.metrics != nullptr) {
+    OTD_RETURN_IF_ERROR(t->SetUpMetrics(*t->config_.metrics));
+  }
   {
     std::lock_guard<std::mutex> lk(t->mu_);
     OTD_RETURN_IF_ERROR(t->ReopenLocked());
@@ -80,6 +104,52 @@ TokenImpl::~TokenImpl() {
     Warn("hsm_sessions_outlive_token", {{"leased", static_cast<uint64_t>(leased)}});
   }
   // module_ is destroyed after this body: C_Finalize, dlclose.
+}
+
+Status TokenImpl::SetUpMetrics(metrics::Registry& registry) {
+  auto m = std::make_unique<TokenMetrics>();
+  OTD_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * ops,
+      registry.AddCounter("opentokend_hsm_operations_total",
+                          "PKCS#11 operations by operation and result (ok or error).",
+                          {"op", "result"}));
+  OTD_ASSIGN_OR_RETURN(metrics::HistogramFamily * seconds,
+                       registry.AddHistogram("opentokend_hsm_operation_duration_seconds",
+                                             "Duration of PKCS#11 operations in seconds.", {"op"},
+                                             metrics::HsmSecondsBuckets()));
+  for (size_t i = 0; i < TokenMetrics::kOps; ++i) {
+    const char* name = HsmOpName(static_cast<HsmOp>(i));
+    m->ok[i] = &ops->With({name, "ok"});
+    m->error[i] = &ops->With({name, "error"});
+    m->seconds[i] = &seconds->With({name});
+  }
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * hits,
+                       registry.AddCounter("opentokend_hsm_unwrap_cache_hits_total",
+                                           "Unwrapped data keys found in a session's cache."));
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * misses,
+                       registry.AddCounter("opentokend_hsm_unwrap_cache_misses_total",
+                                           "Data keys that had to be unwrapped in the token."));
+  m->cache_hits = &hits->Get();
+  m->cache_misses = &misses->Get();
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * open,
+                       registry.AddGauge("opentokend_hsm_sessions_open",
+                                         "PKCS#11 sessions open (idle and leased)."));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * in_use,
+                       registry.AddGauge("opentokend_hsm_sessions_in_use",
+                                         "PKCS#11 sessions leased to a request."));
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * max,
+                       registry.AddGauge("opentokend_hsm_sessions_max",
+                                         "PKCS#11 session pool size (hsm.max_sessions)."));
+  metrics::Gauge* open_g = &open->Get();
+  metrics::Gauge* in_use_g = &in_use->Get();
+  max->Get().Set(static_cast<double>(config_.max_sessions));
+  m->pool = registry.AddCollector([this, open_g, in_use_g] {
+    std::lock_guard<std::mutex> lk(mu_);
+    open_g->Set(static_cast<double>(open_));
+    in_use_g->Set(static_cast<double>(open_ - idle_.size()));
+  });
+  metrics_ = std::move(m);
+  return Status::Ok();
 }
 
 void TokenImpl::Warn(std::string_view event, std::initializer_list<LogField> f) const {
@@ -145,12 +215,16 @@ Status TokenImpl::ReopenLocked() {
   CK_TOKEN_INFO ti{};
   OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(&ti));
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  auto start = std::chrono::steady_clock::now();
   CK_RV rv = f->C_OpenSession(slot, kSessionFlags, nullptr, nullptr, &h);
+  Record(HsmOp::kOpenSession, rv == CKR_OK, start);
   if (rv != CKR_OK) {
     return OpenFailure("C_OpenSession", rv);
   }
   auto pin = config_.pin.Reveal(SecretAccess::Grant());
+  start = std::chrono::steady_clock::now();
   rv = f->C_Login(h, CKU_USER, const_cast<CK_UTF8CHAR*>(pin.data()), pin.size());
+  Record(HsmOp::kLogin, rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN, start);
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     f->C_CloseSession(h);
     return OpenFailure("C_Login", rv);
@@ -229,7 +303,9 @@ Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
     }
     if (open_ < config_.max_sessions) {
       CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+      const auto start = std::chrono::steady_clock::now();
       CK_RV rv = fn()->C_OpenSession(slot_, kSessionFlags, nullptr, nullptr, &h);
+      Record(HsmOp::kOpenSession, rv == CKR_OK, start);
       if (rv != CKR_OK) {
         Status s = OpenFailure("C_OpenSession", rv);
         if (internal::IsTokenLost(rv) || rv == CKR_SLOT_ID_INVALID) {

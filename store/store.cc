@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "store/internal/lmdb_handles.h"
 #include "store/internal/store_test_peer.h"
 #include "store/internal/ttl_keys.h"
@@ -60,6 +62,16 @@ OpenEnvRegistry& Registry() {
 }
 
 std::string Errno(int e) { return std::strerror(e); }
+
+// False at most once per 10 s for each `last`: a failing store under load would otherwise flood
+// the journal with one line per request.
+bool RateLimited(std::atomic<int64_t>& last) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t prev = last.load(std::memory_order_relaxed);
+  return now - prev < 10 || !last.compare_exchange_strong(prev, now);
+}
 
 ByteView View(const MDB_val& v) { return {static_cast<const uint8_t*>(v.mv_data), v.mv_size}; }
 
@@ -120,6 +132,35 @@ struct Request {
   size_t purged = 0;
 };
 
+// Options::metrics handles, resolved at open.
+struct StoreMetrics {
+  metrics::Histogram* commit_seconds = nullptr;   // begin .. durable commit of one write txn
+  metrics::Histogram* batch_mutations = nullptr;  // records written by one write txn
+  metrics::Counter* commits = nullptr;
+};
+
+Result<StoreMetrics> MakeStoreMetrics(metrics::Registry& registry) {
+  StoreMetrics m;
+  OTD_ASSIGN_OR_RETURN(
+      metrics::HistogramFamily * seconds,
+      registry.AddHistogram("opentokend_store_commit_duration_seconds",
+                            "Duration of one LMDB write transaction, from begin to durable commit.",
+                            {}, metrics::RequestSecondsBuckets()));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::HistogramFamily * size,
+      registry.AddHistogram("opentokend_store_batch_mutations",
+                            "Mutations (and purged records) committed by one LMDB write "
+                            "transaction (group commit batch size).",
+                            {}, metrics::PowersOfTwo(4096)));
+  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * commits,
+                       registry.AddCounter("opentokend_store_commits_total",
+                                           "LMDB write transactions committed."));
+  m.commit_seconds = &seconds->Get();
+  m.batch_mutations = &size->Get();
+  m.commits = &commits->Get();
+  return m;
+}
+
 }  // namespace
 
 class Store::Impl {
@@ -130,6 +171,7 @@ class Store::Impl {
   Status Init();
 
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const;
+  Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const;
   Status Apply(std::vector<Mutation> batch);
   void ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done);
   Result<size_t> PurgeExpired(int64_t now, size_t max);
@@ -138,6 +180,7 @@ class Store::Impl {
   Result<Stats> GetStats() const;
   Status Health() const;
   Status CopyTo(const std::string& dir) const;
+  void SetPanicHandler(std::function<void()> fn);
   MDB_env* env() const { return env_.get(); }
 
  private:
@@ -161,8 +204,11 @@ class Store::Impl {
   Status Purge(MDB_txn* txn, int64_t now, size_t max, size_t* purged, int* rc);
   // LmdbError plus MDB_PANIC bookkeeping.
   Status Fail(int rc, std::string_view what) const;
+  void MarkPanicked() const;
   void FailAll(const std::vector<Request*>& work, int rc, std::string_view what);
-  void MarkCommitted(const std::vector<Request*>& work);
+  // Counts one committed write transaction holding `work`, begun at `began`.
+  void MarkCommitted(const std::vector<Request*>& work,
+                     std::chrono::steady_clock::time_point began);
 
   const Options options_;
   Logger* const log_;
@@ -181,9 +227,13 @@ class Store::Impl {
   std::thread writer_;
 
   mutable std::atomic<bool> panicked_{false};
+  mutable std::mutex panic_mu_;
+  std::function<void()> on_panic_;  // guarded by panic_mu_
   mutable std::atomic<int64_t> last_map_full_log_{-1000};
+  mutable std::atomic<int64_t> last_io_error_log_{-1000};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> batches_{0};
+  std::optional<StoreMetrics> metrics_;  // immutable after Init()
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +259,9 @@ Status Store::Impl::Init() {
     if (!seen.insert(t).second) {
       return InvalidArgument("store table listed twice: " + t);
     }
+  }
+  if (options_.metrics != nullptr) {
+    OTD_ASSIGN_OR_RETURN(metrics_, MakeStoreMetrics(*options_.metrics));
   }
 
   OTD_RETURN_IF_ERROR(EnsureDirectory(options_.path));
@@ -504,6 +557,7 @@ void Store::Impl::RunGroup(std::vector<std::unique_ptr<Request>>& group) {
 // own transaction (results are then overwritten, so no caller sees a result that depended on an
 // aborted sibling); nullopt when every request has its final result.
 std::optional<std::string_view> Store::Impl::RunNested(const std::vector<Request*>& work) {
+  const auto began = std::chrono::steady_clock::now();
   MDB_env* env = env_.get();
   Txn parent;
   int rc = Txn::Begin(env, nullptr, 0, &parent);
@@ -552,7 +606,7 @@ std::optional<std::string_view> Store::Impl::RunNested(const std::vector<Request
   }
   rc = parent.Commit();
   if (rc == 0) {
-    MarkCommitted(work);
+    MarkCommitted(work, began);
     return std::nullopt;
   }
   if (IsSpaceError(rc)) {
@@ -572,6 +626,7 @@ void Store::Impl::RunEach(const std::vector<Request*>& work) {
       r->result = Fail(MDB_PANIC, "write");
       continue;
     }
+    const auto began = std::chrono::steady_clock::now();
     Txn txn;
     int rc = Txn::Begin(env, nullptr, 0, &txn);
     if (rc != 0) {
@@ -588,34 +643,83 @@ void Store::Impl::RunEach(const std::vector<Request*>& work) {
       r->purged = 0;
       continue;
     }
-    MarkCommitted({r});
+    MarkCommitted({r}, began);
   }
 }
 
-void Store::Impl::MarkCommitted(const std::vector<Request*>& work) {
+void Store::Impl::MarkCommitted(const std::vector<Request*>& work,
+                                std::chrono::steady_clock::time_point began) {
   commits_.fetch_add(1, std::memory_order_relaxed);
   uint64_t n = 0;
+  uint64_t mutations = 0;
   for (const Request* r : work) {
     if (r->kind == Request::Kind::kBatch && r->result.ok()) {
       ++n;
+      mutations += r->batch.size();
+    } else if (r->kind == Request::Kind::kPurge && r->result.ok()) {
+      mutations += r->purged;
     }
   }
   batches_.fetch_add(n, std::memory_order_relaxed);
+  if (metrics_) {
+    metrics_->commits->Inc();
+    metrics_->commit_seconds->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    metrics_->batch_mutations->Observe(static_cast<double>(mutations));
+  }
+}
+
+void Store::Impl::MarkPanicked() const {
+  if (panicked_.exchange(true)) {
+    return;
+  }
+  if (log_ != nullptr) {
+    log_->Error("store_panic", {{"path", options_.path}});
+  }
+  std::function<void()> fn;
+  {
+    std::lock_guard lk(panic_mu_);
+    fn = on_panic_;
+  }
+  if (fn) {
+    fn();
+  }
+}
+
+void Store::Impl::SetPanicHandler(std::function<void()> fn) {
+  std::lock_guard lk(panic_mu_);
+  on_panic_ = std::move(fn);
 }
 
 Status Store::Impl::Fail(int rc, std::string_view what) const {
-  if (rc == MDB_PANIC && !panicked_.exchange(true) && log_ != nullptr) {
-    log_->Error("store_panic", {{"path", options_.path}});
+  if (rc == MDB_MAP_FULL && log_ != nullptr && !RateLimited(last_map_full_log_)) {
+    log_->Warn("store_map_full", {{"map_size", map_size_}});
   }
-  if (rc == MDB_MAP_FULL && log_ != nullptr) {
-    // At most one line per 10 s: a full map under load would otherwise flood the journal.
-    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count();
-    int64_t last = last_map_full_log_.load(std::memory_order_relaxed);
-    if (now - last >= 10 && last_map_full_log_.compare_exchange_strong(last, now)) {
-      log_->Warn("store_map_full", {{"map_size", map_size_}});
+  // LMDB passes the operating system's errno through (its own codes are negative): the file
+  // system refused a write or a sync (ENOSPC, EROFS, EPERM, EIO, ...). The client only gets a
+  // generic 503; the operator needs the reason, and the free space, here.
+  if (rc > 0 && log_ != nullptr && !RateLimited(last_io_error_log_)) {
+    struct statvfs vfs {};
+    const int64_t free_bytes =
+        ::statvfs(options_.path.c_str(), &vfs) == 0
+            ? static_cast<int64_t>(static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize)
+            : -1;
+    log_->Error("store_io_error", {{"path", options_.path},
+                                   {"during", what},
+                                   {"error", Errno(rc)},
+                                   {"free_bytes", free_bytes}});
+  }
+  if (rc > 0 && !panicked_.load()) {
+    // If the I/O error hit a commit's meta page write, LMDB has marked the environment unusable
+    // (MDB_FATAL_ERROR) but only tells the next transaction: ask now, so that Health() and the
+    // panic handler know at once rather than at the next request.
+    Txn probe;
+    if (Txn::Begin(env_.get(), nullptr, MDB_RDONLY, &probe) == MDB_PANIC) {
+      MarkPanicked();
     }
+  }
+  if (rc == MDB_PANIC) {
+    MarkPanicked();
   }
   return LmdbError(rc, what, map_size_);
 }
@@ -905,6 +1009,30 @@ Result<std::optional<Bytes>> Store::Impl::Get(std::string_view table, ByteView k
   return std::optional<Bytes>(Bytes(value.begin(), value.end()));
 }
 
+Result<int64_t> Store::Impl::ExpiryOf(std::string_view table, ByteView key) const {
+  OTD_RETURN_IF_ERROR(TableDbi(table).status());
+  OTD_RETURN_IF_ERROR(CheckKey(key));
+  if (internal::TtlRevKeySize(table, key.size()) > max_key_) {
+    return int64_t{0};  // such a key can never have an expiry
+  }
+  Txn txn;
+  int rc = Txn::Begin(env_.get(), nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return Fail(rc, "begin read transaction");
+  }
+  Bytes rev = internal::EncodeTtlRevKey(table, key);
+  MDB_val k = Val(rev.data(), rev.size());
+  MDB_val v{};
+  rc = mdb_get(txn.get(), ttl_rev_dbi_, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    return int64_t{0};
+  }
+  if (rc != 0) {
+    return Fail(rc, "read TTL index");
+  }
+  return static_cast<int64_t>(internal::DecodeU64(View(v)).value_or(0));
+}
+
 Status Store::Impl::ForEach(std::string_view table,
                             const std::function<bool(ByteView, ByteView)>& fn) const {
   OTD_ASSIGN_OR_RETURN(MDB_dbi dbi, TableDbi(table));
@@ -1033,6 +1161,9 @@ Store::~Store() = default;
 Result<std::optional<Bytes>> Store::Get(std::string_view table, ByteView key) const {
   return impl_->Get(table, key);
 }
+Result<int64_t> Store::ExpiryOf(std::string_view table, ByteView key) const {
+  return impl_->ExpiryOf(table, key);
+}
 Status Store::Apply(std::vector<Mutation> batch) { return impl_->Apply(std::move(batch)); }
 void Store::ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done) {
   impl_->ApplyAsync(std::move(batch), std::move(done));
@@ -1047,5 +1178,6 @@ Status Store::ForEach(std::string_view table,
 Result<Stats> Store::GetStats() const { return impl_->GetStats(); }
 Status Store::Health() const { return impl_->Health(); }
 Status Store::CopyTo(const std::string& dir) const { return impl_->CopyTo(dir); }
+void Store::SetPanicHandler(std::function<void()> fn) { impl_->SetPanicHandler(std::move(fn)); }
 
 }  // namespace otd::store

@@ -42,7 +42,10 @@
 
 namespace otd {
 class Logger;
+namespace metrics {
+class Registry;
 }
+}  // namespace otd
 
 namespace otd::store {
 
@@ -56,6 +59,10 @@ struct Options {
   unsigned max_readers = 256;
   size_t max_batch_mutations = 4096;      // group-commit cap per LMDB transaction
   std::vector<std::string> tables;        // named tables to create/open
+  // Optional (null: not measured): write transaction duration and size
+  // (opentokend_store_commit_duration_seconds, opentokend_store_batch_mutations,
+  // opentokend_store_commits_total). Must outlive the Store.
+  metrics::Registry* metrics = nullptr;
 };
 
 enum class Op {
@@ -106,6 +113,8 @@ class Store {
 
   // Returns a copy of the value, or nullopt when absent.
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const;
+  // The record's expires_at (Unix seconds), or 0 when it has none or does not exist.
+  Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const;
 
   // Applies the batch atomically and durably (blocks until the commit is on disk).
   Status Apply(std::vector<Mutation> batch);
@@ -123,6 +132,11 @@ class Store {
   Result<Stats> GetStats() const;
   // kOk when the environment is usable (not panicked, reader table checked).
   Status Health() const;
+  // `fn` is called once, on the thread that found out, when the environment becomes unusable
+  // (MDB_PANIC: LMDB could not write a commit's meta page). From then on every operation, reads
+  // included, fails until the store is reopened. Set it before serving; it must not call into
+  // the store.
+  void SetPanicHandler(std::function<void()> fn);
   // Consistent hot copy (mdb_env_copy2 with MDB_CP_COMPACT) into an empty directory.
   Status CopyTo(const std::string& dir) const;
 

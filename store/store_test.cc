@@ -650,6 +650,10 @@ TEST_F(StoreTest, AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry) {
   ASSERT_TRUE(s->Apply({m}).ok());
   EXPECT_EQ(GetString(*s, "t", "k"), "v2");
   EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
+  EXPECT_EQ(*s->ExpiryOf("t", ToBytes("k")), 100);
+  EXPECT_EQ(*s->ExpiryOf("t", ToBytes("absent")), 0);
+  ASSERT_TRUE(s->Apply({Put("forever", "v")}).ok());
+  EXPECT_EQ(*s->ExpiryOf("t", ToBytes("forever")), 0);
   EXPECT_EQ(*s->PurgeExpired(500, 100), 1u);
   EXPECT_EQ(GetString(*s, "t", "k"), std::nullopt);
 }

@@ -8,6 +8,7 @@
 // are returned, and the next Acquire() finds the slot again, opens a session and logs in.
 // Closing the last open session (which ends the PKCS#11 login) also starts a new generation.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -25,12 +26,50 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "hsm/hsm.h"
 #include "hsm/internal/module.h"
 #include "hsm/internal/pkcs11.h"
 
 namespace otd::hsm {
+
+// Operations measured when TokenConfig::metrics is set (the `op` label).
+enum class HsmOp : uint8_t {
+  kLogin,            // C_Login when the token is (re)opened
+  kOpenSession,      // C_OpenSession
+  kFindKey,          // Session::HasKey
+  kGenerateKey,      // Session::GenerateKey (persistent key)
+  kReadAttributes,   // Session::ReadAttributes
+  kEncrypt,          // Session::EncryptGcm
+  kDecrypt,          // Session::DecryptGcm
+  kSign,             // Session::Sign
+  kVerify,           // Session::Verify (a mismatch is a successful operation)
+  kGenerateWrapped,  // Session::GenerateWrapped
+  kImportWrapped,    // Session::ImportWrapped
+  kUnwrap,           // Session::Unwrap (also a miss of UnwrapCached)
+  kRewrap,           // Session::Rewrap
+  kRandom,           // Session::Random
+  kCount,
+};
+const char* HsmOpName(HsmOp op);
+
+// Metric handles, resolved once when the token is opened (nothing is looked up per operation).
+struct TokenMetrics {
+  static constexpr size_t kOps = static_cast<size_t>(HsmOp::kCount);
+  std::array<metrics::Counter*, kOps> ok{};
+  std::array<metrics::Counter*, kOps> error{};
+  std::array<metrics::Histogram*, kOps> seconds{};
+  metrics::Counter* cache_hits = nullptr;
+  metrics::Counter* cache_misses = nullptr;
+  metrics::CollectorHandle pool;  // session pool gauges, read at scrape time
+
+  void Record(HsmOp op, bool success, std::chrono::steady_clock::duration d) const {
+    const auto i = static_cast<size_t>(op);
+    (success ? ok[i] : error[i])->Inc();
+    seconds[i]->Observe(std::chrono::duration<double>(d).count());
+  }
+};
 
 class TokenImpl {
  public:
@@ -72,6 +111,8 @@ class TokenImpl {
   std::vector<CK_OBJECT_HANDLE> UnwrapCachePut(CK_SESSION_HANDLE h, const std::string& key,
                                                CK_OBJECT_HANDLE object);
   size_t unwrap_cache_size() const { return config_.unwrap_cache_per_session; }
+  // Null when the token is not measured.
+  const TokenMetrics* metrics() const { return metrics_.get(); }
 
   // --- for tests (TokenTestPeer) ---
   CK_SLOT_ID slot() const;
@@ -94,6 +135,13 @@ class TokenImpl {
   // New generation: drop idle sessions and the key cache, re-open on the next Acquire(). mu_ held.
   void BumpLocked(CK_RV rv) noexcept;
   void Warn(std::string_view event, std::initializer_list<LogField> f) const;
+  // Registers the metric families and the pool collector (TokenConfig::metrics).
+  Status SetUpMetrics(metrics::Registry& registry);
+  void Record(HsmOp op, bool success, std::chrono::steady_clock::time_point start) const {
+    if (metrics_ != nullptr) {
+      metrics_->Record(op, success, std::chrono::steady_clock::now() - start);
+    }
+  }
 
   const TokenConfig config_;
   Logger* const log_;
@@ -128,6 +176,24 @@ class TokenImpl {
   void DropUnwrapCache(CK_SESSION_HANDLE h) noexcept;
   std::mutex unwrap_mu_;
   std::unordered_map<CK_SESSION_HANDLE, UnwrapCache> unwrap_caches_;
+
+  // Last member: destroyed first, so the pool collector is unregistered (waiting for a scrape
+  // that runs it) while mu_ still exists.
+  std::unique_ptr<TokenMetrics> metrics_;
 };
+
+// Runs `body` (returning Status or Result<T>) and, when `token` is measured, records its duration
+// and outcome under `op`.
+template <class F>
+auto Measured(const TokenImpl* token, HsmOp op, F&& body) -> decltype(body()) {
+  const TokenMetrics* m = token != nullptr ? token->metrics() : nullptr;
+  if (m == nullptr) {
+    return body();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto result = body();
+  m->Record(op, result.ok(), std::chrono::steady_clock::now() - start);
+  return result;
+}
 
 }  // namespace otd::hsm

@@ -1,0 +1,52 @@
+#include "api/metrics_endpoint.h"
+
+#include <gtest/gtest.h>
+
+namespace otd::api {
+namespace {
+
+Response Call(const Router& router, http::verb m, const std::string& target) {
+  Request req{m, target, 11};
+  RequestContext ctx;
+  SplitTarget(target, ctx.path, ctx.query);
+  return router.Dispatch(req, ctx);
+}
+
+TEST(MetricsEndpointTest, ServesTheRegistryAsPrometheusText) {
+  metrics::Registry registry;
+  auto* c = *registry.AddCounter("x_total", "X.", {"k"});
+  c->With({"a"}).Inc(3);
+  Router router;
+  RegisterMetricsRoutes(router, registry);
+  Response r = Call(router, http::verb::get, "/metrics");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(r[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(r.body(), "# HELP x_total X.\n# TYPE x_total counter\nx_total{k=\"a\"} 3\n");
+  // Rendered per scrape.
+  c->With({"a"}).Inc();
+  EXPECT_NE(Call(router, http::verb::get, "/metrics").body().find("x_total{k=\"a\"} 4\n"),
+            std::string::npos);
+  Response head = Call(router, http::verb::head, "/metrics");
+  EXPECT_EQ(head.result_int(), 200);
+  EXPECT_TRUE(head.body().empty());
+}
+
+TEST(MetricsEndpointTest, NothingElseIsServed) {
+  metrics::Registry registry;
+  Router router;
+  RegisterMetricsRoutes(router, registry);
+  for (const char* target : {"/", "/healthCheck", "/metrics/", "/metrics/x", "/metricsx"}) {
+    Response r = Call(router, http::verb::get, target);
+    EXPECT_EQ(r.result_int(), 404) << target;
+    EXPECT_EQ(r[http::field::content_type], "application/vnd.error+json") << target;
+  }
+  for (http::verb m : {http::verb::post, http::verb::put, http::verb::delete_, http::verb::patch}) {
+    Response r = Call(router, m, "/metrics");
+    EXPECT_EQ(r.result_int(), 405);
+    EXPECT_EQ(r[http::field::allow], "GET");
+    EXPECT_EQ(r[http::field::content_type], "application/vnd.error+json");
+  }
+}
+
+}  // namespace
+}  // namespace otd::api
