@@ -26,15 +26,6 @@ using nlohmann::json;
 constexpr std::string_view kCollectionPath = "/access-tokens";
 constexpr std::string_view kEmailPath = "/v1/access_tokens";
 
-std::string IsoTime(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-  return buf;
-}
-
 // An RFC 3339 date-time already checked by the schema ("format": "date-time"): fractions are
 // truncated to whole seconds, offsets applied. nullopt if it does not parse after all.
 std::optional<int64_t> ParseRfc3339(std::string_view v) {
@@ -165,15 +156,15 @@ json TokenJson(const service::AccessTokenInfo& i) {
             {"name", i.name},
             {"scope", i.scope},
             {"status", i.active ? "active" : "inactive"},
-            {"creationDate", IsoTime(i.created_at)},
-            {"lastUpdated", IsoTime(i.updated_at)},
-            {"expirationDate", IsoTime(i.expires_at)},
+            {"creationDate", IsoUtc(i.created_at, true)},
+            {"lastUpdated", IsoUtc(i.updated_at, true)},
+            {"expirationDate", IsoUtc(i.expires_at, true)},
             {"source", i.source}};
   if (!i.description.empty()) {
     j["description"] = i.description;
   }
   if (i.last_used > 0) {
-    j["lastUsed"] = IsoTime(i.last_used);
+    j["lastUsed"] = IsoUtc(i.last_used, true);
   }
   return j;
 }

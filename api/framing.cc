@@ -63,21 +63,27 @@ std::optional<FramingError> CheckRawHeader(std::string_view raw, bool complete) 
   return std::nullopt;
 }
 
-std::optional<FramingError> CheckFraming(const http::request_header<>& header, bool is_tcp,
-                                         const Limits& limits) {
-  if (header.version() != 11) {
-    return Bad("only HTTP/1.1 is supported");
-  }
-  switch (header.method()) {
+bool IsServedMethod(http::verb v) {
+  switch (v) {
     case http::verb::get:
     case http::verb::head:
     case http::verb::post:
     case http::verb::put:
     case http::verb::patch:
     case http::verb::delete_:
-      break;
+      return true;
     default:
-      return FramingError{501, "method not implemented"};
+      return false;
+  }
+}
+
+std::optional<FramingError> CheckFraming(const http::request_header<>& header, bool is_tcp,
+                                         const Limits& limits) {
+  if (header.version() != 11) {
+    return Bad("only HTTP/1.1 is supported");
+  }
+  if (!IsServedMethod(header.method())) {
+    return FramingError{501, "method not implemented"};
   }
   int host_count = 0;
   int cl_count = 0;

@@ -35,6 +35,9 @@ struct FramingError {
 // reported (so garbage is answered at once instead of at the read deadline).
 std::optional<FramingError> CheckRawHeader(std::string_view raw, bool complete = true);
 
+// The methods the API serves (everything else is 501 before routing).
+bool IsServedMethod(boost::beast::http::verb v);
+
 std::optional<FramingError> CheckFraming(
     const boost::beast::http::request_header<>& header, bool is_tcp, const Limits& limits);
 

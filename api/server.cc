@@ -126,17 +126,7 @@ std::string NewRequestId() {
 // Label values: the methods the framing guard lets through, everything else as one value (no
 // client-chosen string ever becomes a label).
 std::string_view MethodLabel(http::verb v) {
-  switch (v) {
-    case http::verb::get:
-    case http::verb::head:
-    case http::verb::post:
-    case http::verb::put:
-    case http::verb::patch:
-    case http::verb::delete_:
-      return http::to_string(v);
-    default:
-      return "OTHER";
-  }
+  return IsServedMethod(v) ? http::to_string(v) : std::string_view("OTHER");
 }
 
 // Route label of requests refused before routing (framing, limits, malformed bodies).

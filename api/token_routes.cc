@@ -15,15 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string IsoTime(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-  return buf;
-}
-
 std::string AccountPath(const std::string& id) { return "/account/" + id; }
 
 Response Unsigned(const Request& req, const RequestContext& ctx) {
@@ -153,7 +144,7 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     // The secret is shown this once; the reply is built without reallocation copies.
     Response res = JsonResponse(
         req, 201,
-        ConcatExact({R"({"code":")", created->code, R"(","expires":")", IsoTime(created->expires_at),
+        ConcatExact({R"({"code":")", created->code, R"(","expires":")", IsoUtc(created->expires_at, true),
                      R"(","secret":")", created->secret.RevealString(SecretAccess::Grant()), R"("})"}),
         "application/json");
     const std::string self = AccountPath(id) + "/accessCode/" + created->code;
@@ -175,7 +166,7 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     json items = json::array();
     for (const auto& i : *list) {
       items.push_back({{"code", i.code}, {"description", i.description},
-                       {"created", IsoTime(i.created_at)}, {"expires", IsoTime(i.expires_at)},
+                       {"created", IsoUtc(i.created_at, true)}, {"expires", IsoUtc(i.expires_at, true)},
                        {"href", AccountPath(id) + "/accessCode/" + i.code}});
     }
     Response res = JsonResponse(req, 200, json{{"items", items}, {"count", list->size()}}.dump(),

@@ -5,8 +5,21 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
+#include <string>
 
 namespace otd {
+
+// RFC 3339 UTC date-time of Unix seconds: "2026-11-23T10:00:00Z", or with `millis`
+// "2026-11-23T10:00:00.000Z" (the documents' shape for API dates).
+inline std::string IsoUtc(int64_t seconds, bool millis = false) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, millis ? "%Y-%m-%dT%H:%M:%S.000Z" : "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 class Clock {
  public:

@@ -24,15 +24,6 @@ const std::string kZeroMac(kMacHexChars, '0');
 
 hsm::KeyRef AuditKey() { return hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)); }
 
-std::string IsoTime(int64_t seconds) {
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Only characters that need no JSON escaping and cannot carry anything surprising.
 std::string SafeText(std::string_view s) {
   std::string out;
@@ -266,7 +257,7 @@ void AuditLog::WriterLoop() {
           break;
         }
         std::string body = "{\"seq\":" + std::to_string(seq + 1) + ",\"time\":\"" +
-                           IsoTime(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
+                           IsoUtc(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
                            "\"";
         auto mac = session->Sign(AuditKey(), AsBytes(body));
         if (!mac.ok()) {

@@ -36,6 +36,7 @@
 
 #include "common/log.h"
 #include "store/store.h"
+#include "tests/support/temp_dir.h"
 
 // Fault injection for the one write LMDB cannot take back: the meta page. While set, pwrite()
 // of the first two pages (both meta pages; data pages come after them) fails with EIO, as a
@@ -60,23 +61,10 @@ namespace fs = std::filesystem;
 
 std::string Errno(int e) { return std::strerror(e); }
 
-class TempDir {
+// A fresh directory per test (tests/support/temp_dir.h), named for this suite.
+class TempDir : public otd::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "otd_store_faults_XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : otd::testing::TempDir("otd_store_faults") {}
 };
 
 // Runs a shell command quietly; true when it exits 0. Paths come from mkdtemp (no quoting needed).

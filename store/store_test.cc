@@ -25,28 +25,17 @@
 #include "store/internal/store_test_peer.h"
 #include "store/internal/ttl_keys.h"
 
+#include "tests/support/temp_dir.h"
+
 namespace otd::store {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+// A fresh directory per test (tests/support/temp_dir.h), named for this suite.
+class TempDir : public otd::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "otd_store_test_XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : otd::testing::TempDir("otd_store_test") {}
 };
 
 Mutation Make(Op op, std::string table, std::string_view key, std::string_view value = {},

@@ -14,19 +14,6 @@ constexpr const char* kPin = "123456";
 constexpr const char* kSoPin = "12345678";
 }  // namespace
 
-TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "otd-test-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) {
-    throw std::runtime_error("mkdtemp failed");
-  }
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 std::string TempToken::ModulePath() {
   const char* m = std::getenv("OTD_PKCS11_MODULE");
   return m != nullptr ? m : "/usr/lib/softhsm/libsofthsm2.so";

@@ -6,20 +6,9 @@
 #include <string>
 
 #include "hsm/hsm.h"
+#include "tests/support/temp_dir.h"
 
 namespace otd::testing {
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class TempToken {
  public:
