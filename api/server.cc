@@ -184,7 +184,7 @@ class HttpServer::Impl {
         ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
         workers_(std::max(1u, opt_.worker_threads)),
         ssl_ctx_(ssl::context::tls_server),
-        drain_timer_(ioc_) {}
+        drain_timer_(control_) {}
 
   Status Bind();
   Status SetUpMetrics();
@@ -214,6 +214,10 @@ class HttpServer::Impl {
   const Router& router_;
   Logger& log_;
   net::io_context ioc_;
+  // Serialises what touches the acceptors, drain_timer_ and work_ (Asio objects are not safe for
+  // concurrent use): the accept loops, Stop()'s shutdown and MaybeFinishDrain(). With more than one
+  // io thread these ran at the same time (TSan: acceptor close() vs. a new async_accept()).
+  net::strand<net::io_context::executor_type> control_{net::make_strand(ioc_)};
   net::thread_pool workers_;
   ssl::context ssl_ctx_;
   std::optional<unix_proto::acceptor> unix_acceptor_;
@@ -360,7 +364,7 @@ void HttpServer::Impl::Untrack(const std::shared_ptr<ConnBase>& c) {
 
 void HttpServer::Impl::MaybeFinishDrain() {
   if (stopping_.load() && connections_.load() == 0) {
-    net::post(ioc_, [this] {
+    net::post(control_, [this] {
       drain_timer_.cancel();
       work_.reset();  // lets Run() return once the last handlers are done
     });
@@ -660,13 +664,13 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
 
 void HttpServer::Impl::Run() {
   if (unix_acceptor_) {
-    net::co_spawn(ioc_,
+    net::co_spawn(control_,
                   AcceptLoop(*unix_acceptor_, Transport::kUnix,
                              [](unix_proto::socket s) { return UnixStream(std::move(s)); }),
                   net::detached);
   }
   if (tls_acceptor_) {
-    net::co_spawn(ioc_,
+    net::co_spawn(control_,
                   AcceptLoop(*tls_acceptor_, Transport::kTls,
                              [this](tcp::socket s) {
                                return TlsStream(beast::tcp_stream(std::move(s)), ssl_ctx_);
@@ -688,7 +692,7 @@ void HttpServer::Impl::Stop() {
   if (stopping_.exchange(true)) {
     return;
   }
-  net::post(ioc_, [this] {
+  net::post(control_, [this] {
     error_code ec;
     if (unix_acceptor_) {
       unix_acceptor_->close(ec);
