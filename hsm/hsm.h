@@ -69,6 +69,11 @@ struct TokenConfig {
   // C_DestroyObject does not free a session object's memory, the daemon's memory growth).
   size_t unwrap_cache_per_session = 64;
   int unwrap_cache_ttl_ms = 300'000;
+  // After the token was lost (kUnavailable) and re-opening it fails, C_Finalize + C_Initialize the
+  // module (at most once per this many ms, and only while no session is leased) and try again:
+  // SoftHSM only sees a token whose files vanished and came back after a re-initialisation.
+  // 0: never re-initialise (the daemon then needs a restart to see such a token again).
+  int reinitialize_after_ms = 1000;
   // Optional (null: not measured): operation counts and latencies per operation
   // (opentokend_hsm_operations_total{op,result}, opentokend_hsm_operation_duration_seconds{op}),
   // unwrap cache hits/misses and session pool gauges. Must outlive the Token.

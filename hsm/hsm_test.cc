@@ -1010,5 +1010,114 @@ TEST_F(HsmTest, PoolLogsInAgainAfterTheLastSessionWasClosed) {
   EXPECT_TRUE(*has);
 }
 
+// The token's files vanish (disk unmounted, token dir moved) and come back. SoftHSM 2.6 marks the
+// token invalid inside the process; only a module re-initialisation sees it again. Returns
+// whether signing with the persistent key "idx" works again within 5 s (its MAC in *mac_after).
+bool LoseAndRestoreTokenFiles(const fs::path& dir, Token& t, bool expect_unhealthy,
+                              Bytes* mac_after) {
+  const fs::path tokens = dir / "tokens";
+  const fs::path away = dir / "tokens.away";
+  fs::rename(tokens, away);
+  // The first use finds the key's handle invalid, the next finds no key: both kUnavailable.
+  for (int i = 0; i < 3; ++i) {
+    auto s = t.Acquire();
+    if (s.ok()) {
+      auto mac = s->Sign(KeyRef::Persistent("idx"), AsBytes("id"));
+      EXPECT_FALSE(mac.ok()) << "signed without the token's files";
+      EXPECT_EQ(CodeOf(mac), Code::kUnavailable) << StatusOf(mac).ToString();
+    } else {
+      EXPECT_EQ(CodeOf(s), Code::kUnavailable) << StatusOf(s).ToString();
+    }
+  }
+  if (expect_unhealthy) {
+    EXPECT_FALSE(t.Health().ok);
+  }
+  fs::rename(away, tokens);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = t.Acquire();
+    if (s.ok()) {
+      auto mac = s->Sign(KeyRef::Persistent("idx"), AsBytes("id"));
+      if (mac.ok()) {
+        *mac_after = *mac;
+        return t.Health().ok;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+TEST_F(HsmTest, ReinitialisesTheModuleWhenTheTokenComesBack) {
+  TokenConfig c = Config(kPin, 2);
+  c.reinitialize_after_ms = 200;
+  auto t = Token::Open(std::move(c), &log_);
+  ASSERT_OK(t);
+  Bytes before;
+  {
+    auto s = (*t)->Acquire();
+    ASSERT_OK(s);
+    ASSERT_OK(s->GenerateKey("idx", KeyType::kHmacSha256, KeyUsage::kSign));
+    auto mac = s->Sign(KeyRef::Persistent("idx"), AsBytes("id"));
+    ASSERT_OK(mac);
+    before = *mac;
+  }
+  Bytes after;
+  ASSERT_TRUE(LoseAndRestoreTokenFiles(dir_, **t, true, &after)) << log_out_.str();
+  EXPECT_EQ(after, before);
+  EXPECT_NE(log_out_.str().find("\"hsm_module_reinitialised\""), std::string::npos);
+  // Twice in a row (the module re-initialises as often as needed).
+  ASSERT_TRUE(LoseAndRestoreTokenFiles(dir_, **t, true, &after)) << log_out_.str();
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(HsmTest, WithoutReinitialisationTheReturnedTokenStaysUnusable) {
+  // Negative control for the test above: what SoftHSM does when nobody re-initialises it.
+  TokenConfig c = Config(kPin, 2);
+  c.reinitialize_after_ms = 0;
+  auto t = Token::Open(std::move(c), &log_);
+  ASSERT_OK(t);
+  {
+    auto s = (*t)->Acquire();
+    ASSERT_OK(s);
+    ASSERT_OK(s->GenerateKey("idx", KeyType::kHmacSha256, KeyUsage::kSign));
+  }
+  Bytes after;
+  EXPECT_FALSE(LoseAndRestoreTokenFiles(dir_, **t, false, &after)) << log_out_.str();
+  EXPECT_EQ(log_out_.str().find("hsm_module_reinitialised"), std::string::npos);
+}
+
+TEST_F(HsmTest, NoReinitialisationWhileASessionIsLeased) {
+  TokenConfig c = Config(kPin, 2);
+  c.reinitialize_after_ms = 1;
+  auto t = Token::Open(std::move(c), &log_);
+  ASSERT_OK(t);
+  auto held = (*t)->Acquire();
+  ASSERT_OK(held);
+  ASSERT_OK(held->GenerateKey("idx", KeyType::kHmacSha256, KeyUsage::kSign));
+  const fs::path tokens = dir_ / "tokens";
+  fs::rename(tokens, dir_ / "tokens.away");
+  // First the handle is invalid, then the key is gone: the module must be re-initialised.
+  EXPECT_FALSE(held->Sign(KeyRef::Persistent("idx"), AsBytes("id")).ok());
+  EXPECT_FALSE(held->Sign(KeyRef::Persistent("idx"), AsBytes("id")).ok());
+  EXPECT_NE(log_out_.str().find("hsm_key_vanished"), std::string::npos) << log_out_.str();
+  fs::rename(dir_ / "tokens.away", tokens);
+  // `held` is still leased (another thread could be inside the module with it): no C_Finalize.
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_FALSE((*t)->Health().ok);
+  }
+  EXPECT_EQ(log_out_.str().find("hsm_module_reinitialised"), std::string::npos) << log_out_.str();
+  // Returned: the next use re-initialises and works.
+  { Session gone = std::move(*held); }
+  bool recovered = false;
+  for (int i = 0; i < 50 && !recovered; ++i) {
+    recovered = (*t)->Health().ok;
+    if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(recovered) << log_out_.str();
+}
+
 }  // namespace
 }  // namespace otd::hsm
+

@@ -226,7 +226,11 @@ Status Session::Fail(const char* function, unsigned long rv, const KeyRef* key) 
     handle_dead_ = handle_dead_ || internal::IsSessionHandleDead(rv);
     token_->Invalidate(generation_, rv);
   } else if (key != nullptr && key->is_persistent() && IsHandleInvalid(rv)) {
+    // Our persistent keys are not deleted while we run: the token's storage changed under us
+    // (the next lookup tells whether the key is still there). Retryable, not an internal error.
     token_->EvictKey(key->label());
+    return Unavailable(s.message() + " (persistent key '" + key->label() +
+                       "' is no longer valid on the token)");
   }
   return s;
 }
@@ -251,6 +255,12 @@ Result<uint64_t> Session::FindPersistent(std::string_view label) {
     return Fail("C_FindObjects", rv);
   }
   if (n == 0) {
+    if (token_->KeySeen(label)) {
+      broken_ = true;
+      token_->KeyVanished(generation_, label);
+      return Unavailable("persistent key '" + std::string(label) +
+                         "' vanished from the token; re-opening it");
+    }
     return NotFound("no secret key labelled '" + std::string(label) + "' on the token");
   }
   if (n > 1) {

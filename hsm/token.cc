@@ -237,6 +237,62 @@ Status TokenImpl::ReopenLocked() {
   return Status::Ok();
 }
 
+Status TokenImpl::ReopenOrReinitialiseLocked() {
+  const bool enabled = config_.reinitialize_after_ms > 0;
+  if (!need_reinit_ || !enabled) {
+    Status s = ReopenLocked();
+    if (s.ok() || s.code() != Code::kUnavailable || !enabled) {
+      return s;
+    }
+    need_reinit_ = true;
+  }
+  if (open_ != 0) {
+    // A session of the old incarnation is still leased (its thread may be inside the module):
+    // C_Finalize now could pull the module out from under it. No new lease until it is back.
+    return Unavailable("PKCS#11 token lost; re-initialising the module once " +
+                       std::to_string(open_) + " leased session(s) are returned");
+  }
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval = std::chrono::milliseconds(config_.reinitialize_after_ms);
+  if (last_reinit_ && now - *last_reinit_ < interval) {
+    return Unavailable("PKCS#11 token lost; the module is re-initialised at most every " +
+                       std::to_string(config_.reinitialize_after_ms) + " ms");
+  }
+  last_reinit_ = now;
+  // Every handle of the old incarnation dies with it: nothing may use a cached one again.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
+    cache_.clear();
+  }
+  live_keys_.clear();
+  Status r = module_->Reinitialize();
+  if (r.ok()) {
+    r = ReopenLocked();
+  }
+  if (!r.ok()) {
+    if (!reinit_failing_) {
+      Warn("hsm_module_reinitialise_failed",
+           {{"token", config_.token_label}, {"error", r.message()},
+            {"retry_ms", static_cast<uint64_t>(config_.reinitialize_after_ms)}});
+      reinit_failing_ = true;
+    }
+    return r.code() == Code::kPermissionDenied ? r : Unavailable(r.message());
+  }
+  need_reinit_ = false;
+  reinit_failing_ = false;
+  {
+    // A key still missing now was deleted for real: from here on it is an ordinary kNotFound.
+    std::lock_guard<std::mutex> lk(cache_mu_);
+    seen_.clear();
+  }
+  if (log_ != nullptr) {
+    log_->Info("hsm_module_reinitialised",
+               {{"token", config_.token_label}, {"slot", static_cast<uint64_t>(slot_)}});
+  }
+  return Status::Ok();
+}
+
 Status TokenImpl::CheckMechanisms(CK_SLOT_ID slot) const {
   for (const MechanismName& m : kRequiredMechanisms) {
     CK_MECHANISM_INFO mi{};
@@ -286,7 +342,7 @@ Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     if (need_reopen_) {
-      Status s = ReopenLocked();
+      Status s = ReopenOrReinitialiseLocked();
       if (!s.ok()) {
         return s;
       }
@@ -405,6 +461,22 @@ void TokenImpl::Invalidate(uint64_t gen, CK_RV rv) noexcept {
   }
 }
 
+void TokenImpl::KeyVanished(uint64_t gen, std::string_view label) noexcept {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (config_.reinitialize_after_ms > 0) {
+    need_reinit_ = true;
+  }
+  if (gen == generation()) {
+    Warn("hsm_key_vanished", {{"token", config_.token_label}, {"label", label}});
+    BumpLocked(CKR_TOKEN_NOT_PRESENT);
+  }
+}
+
+bool TokenImpl::KeySeen(std::string_view label) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  return seen_.find(label) != seen_.end();
+}
+
 void TokenImpl::BumpLocked(CK_RV rv) noexcept {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   need_reopen_ = true;
@@ -439,6 +511,7 @@ void TokenImpl::CacheKey(std::string_view label, CK_OBJECT_HANDLE h, uint64_t ge
     cache_generation_ = gen;
   }
   cache_.insert_or_assign(std::string(label), h);
+  seen_.emplace(label);
 }
 
 void TokenImpl::EvictKey(std::string_view label) {

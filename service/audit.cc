@@ -197,6 +197,24 @@ Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) 
   return entry;
 }
 
+void AuditLog::LogPrepareFailure(const AuditEvent& e, const Status& s) {
+  const auto now = std::chrono::steady_clock::now();
+  uint64_t failures = 0;
+  {
+    std::lock_guard lock(prepare_failure_mu_);
+    ++prepare_failures_;
+    if (last_prepare_failure_log_ && now - *last_prepare_failure_log_ < std::chrono::seconds(10)) {
+      return;
+    }
+    last_prepare_failure_log_ = now;
+    failures = std::exchange(prepare_failures_, 0);
+  }
+  // "audit_event", not "event": that key names the log line itself.
+  log_.Error("audit_entry_failed", {{"audit_event", e.event},
+                                    {"reason", s.message()},
+                                    {"failures", static_cast<int64_t>(failures)}});
+}
+
 void AuditLog::Enqueue(std::unique_ptr<Entry> entry) {
   {
     std::lock_guard lock(mu_);
@@ -212,7 +230,7 @@ void AuditLog::Enqueue(std::unique_ptr<Entry> entry) {
 Status AuditLog::Record(const AuditEvent& e) {
   auto entry = Prepare(e);
   if (!entry.ok()) {
-    log_.Error("audit_entry_failed", {{"event", e.event}, {"reason", entry.status().message()}});
+    LogPrepareFailure(e, entry.status());
     return Unavailable("audit trail unavailable");
   }
   std::future<Status> done = (*entry)->done.get_future();
@@ -223,7 +241,7 @@ Status AuditLog::Record(const AuditEvent& e) {
 void AuditLog::RecordAsync(const AuditEvent& e) {
   auto entry = Prepare(e);
   if (!entry.ok()) {
-    log_.Error("audit_entry_failed", {{"event", e.event}, {"reason", entry.status().message()}});
+    LogPrepareFailure(e, entry.status());
     return;
   }
   Enqueue(std::move(entry).value());

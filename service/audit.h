@@ -32,6 +32,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -77,6 +78,9 @@ class AuditLog {
   Result<std::unique_ptr<Entry>> Prepare(const AuditEvent& e);
   void Enqueue(std::unique_ptr<Entry> entry);
   void WriterLoop();
+  // Logs that an entry could not be prepared (token unusable): at most one line per 10 s, with
+  // the number of failures since the last line (an HSM outage under load would flood the log).
+  void LogPrepareFailure(const AuditEvent& e, const Status& s);
 
   int fd_;
   hsm::Token& token_;
@@ -90,6 +94,9 @@ class AuditLog {
   uint64_t seq_ = 0;      // last written (writer thread only after Open)
   std::string prev_mac_;  // hex MAC of the last written line
   std::chrono::steady_clock::time_point last_failure_log_{};  // writer thread only
+  std::mutex prepare_failure_mu_;
+  std::optional<std::chrono::steady_clock::time_point> last_prepare_failure_log_;
+  uint64_t prepare_failures_ = 0;  // since the last line
   std::thread writer_;
 };
 

@@ -201,6 +201,33 @@ TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
   EXPECT_EQ(r.lines, 6u);
 }
 
+TEST_F(AuditTest, AnUnusableTokenFailsEntriesWithOneRateLimitedLogLine) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
+                         .account = "acct"}).ok());
+  // The token's files vanish: every entry fails (fail closed), and the operational log gets one
+  // line for the burst, not one per entry (regression: 6,000 lines in 2 s under load).
+  const std::string tokens = token_dir_.dir() + "/tokens";
+  std::filesystem::rename(tokens, tokens + ".away");
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
+                         .account = "acct", .object = "o" + std::to_string(i)}).code(),
+              Code::kUnavailable);
+  }
+  std::filesystem::rename(tokens + ".away", tokens);
+  const std::string log = log_sink_.str();
+  size_t lines = 0;
+  for (size_t at = log.find("\"audit_entry_failed\""); at != std::string::npos;
+       at = log.find("\"audit_entry_failed\"", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log;
+  // The audited event is its own field; "event" stays the log line's name (no duplicate key).
+  EXPECT_NE(log.find("\"audit_event\":\"detokenize\""), std::string::npos) << log;
+  EXPECT_EQ(log.find("\"event\":\"detokenize\""), std::string::npos) << log;
+}
+
 TEST_F(AuditTest, AWriteFailureOnADeviceStopsTheLogUntilRestart) {
   // /dev/full: every write fails with ENOSPC (a real device, not a fake); a device cannot be cut
   // back, so the log refuses every entry after it.

@@ -43,14 +43,7 @@ Result<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(const std::string& path
   }
   std::unique_ptr<Pkcs11Module> m(new Pkcs11Module(path, std::move(lib), fn));
 
-  CK_C_INITIALIZE_ARGS args{};
-  args.CreateMutex = nullptr;
-  args.DestroyMutex = nullptr;
-  args.LockMutex = nullptr;
-  args.UnlockMutex = nullptr;
-  args.flags = CKF_OS_LOCKING_OK;
-  args.pReserved = nullptr;
-  rv = fn->C_Initialize(&args);
+  rv = m->Initialize();
   if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
     // Somebody else in this process owns the module (another Token on the same library, or a
     // library that uses it). Sharing would let their C_Finalize pull the rug from under us.
@@ -73,6 +66,30 @@ Result<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(const std::string& path
                        std::to_string(info.libraryVersion.minor);
   }
   return m;
+}
+
+CK_RV Pkcs11Module::Initialize() {
+  CK_C_INITIALIZE_ARGS args{};
+  args.CreateMutex = nullptr;
+  args.DestroyMutex = nullptr;
+  args.LockMutex = nullptr;
+  args.UnlockMutex = nullptr;
+  args.flags = CKF_OS_LOCKING_OK;
+  args.pReserved = nullptr;
+  return fn_->C_Initialize(&args);
+}
+
+Status Pkcs11Module::Reinitialize() {
+  if (initialized_) {
+    fn_->C_Finalize(nullptr);  // whatever it answers, the old incarnation is gone for us
+    initialized_ = false;
+  }
+  CK_RV rv = Initialize();
+  if (rv != CKR_OK) {
+    return Unavailable("PKCS#11 module " + path_ + ": C_Initialize: " + CkrName(rv));
+  }
+  initialized_ = true;
+  return Status::Ok();
 }
 
 Pkcs11Module::~Pkcs11Module() {

@@ -23,6 +23,15 @@ class Pkcs11Module {
   Pkcs11Module(const Pkcs11Module&) = delete;
   Pkcs11Module& operator=(const Pkcs11Module&) = delete;
 
+  // C_Finalize (if initialised) then C_Initialize again: the module forgets every session, login
+  // and object handle and re-reads its tokens (SoftHSM re-scans its token directory; a token
+  // whose files vanished stays invalid in-process until then). The caller must guarantee that no
+  // other thread is inside the module and that no session of the old incarnation is used again.
+  // After a failure the module stays uninitialised (every call answers
+  // CKR_CRYPTOKI_NOT_INITIALIZED) until a later Reinitialize() succeeds.
+  Status Reinitialize();
+  bool initialized() const { return initialized_; }
+
   CK_FUNCTION_LIST* fn() const { return fn_; }
   const std::string& path() const { return path_; }
   // From C_GetInfo: "<manufacturer> <description> <version>" (may be empty).
@@ -33,6 +42,9 @@ class Pkcs11Module {
     void operator()(void* handle) const noexcept;
   };
   using DlHandle = std::unique_ptr<void, DlClose>;
+
+  // C_Initialize with CKF_OS_LOCKING_OK.
+  CK_RV Initialize();
 
   Pkcs11Module(std::string path, DlHandle lib, CK_FUNCTION_LIST* fn)
       : path_(std::move(path)), lib_(std::move(lib)), fn_(fn) {}

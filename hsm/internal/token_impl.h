@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -91,6 +92,13 @@ class TokenImpl {
   void Release(CK_SESSION_HANDLE h, uint64_t generation, bool broken, bool handle_dead) noexcept;
   // A session of `generation` saw `rv` (token/login lost): bump the generation once.
   void Invalidate(uint64_t generation, CK_RV rv) noexcept;
+  // A persistent key this Token has found before is gone (C_FindObjects finds nothing). Our keys
+  // are never deleted while the daemon runs, so the token's storage vanished (SoftHSM: its files;
+  // the module keeps the token invalid until re-initialised): bump the generation and re-initialise
+  // the module before the next lease (TokenConfig::reinitialize_after_ms).
+  void KeyVanished(uint64_t generation, std::string_view label) noexcept;
+  // Whether `label` was found by this Token since the module was last (re)initialised.
+  bool KeySeen(std::string_view label);
   // Persistent key handle cache (valid for one generation).
   std::optional<CK_OBJECT_HANDLE> CachedKey(std::string_view label, uint64_t generation);
   void CacheKey(std::string_view label, CK_OBJECT_HANDLE h, uint64_t generation);
@@ -125,6 +133,9 @@ class TokenImpl {
 
   // Finds the slot, opens a session, logs in, puts the session into the pool. mu_ held.
   Status ReopenLocked();
+  // ReopenLocked(); when that fails with kUnavailable and no session is open, re-initialises the
+  // module (TokenConfig::reinitialize_after_ms) and tries once more. mu_ held.
+  Status ReopenOrReinitialiseLocked();
   // Checks that the token offers every mechanism we use. mu_ not needed (slot fixed at Open).
   Status CheckMechanisms(CK_SLOT_ID slot) const;
   Result<CK_SLOT_ID> FindSlot(CK_TOKEN_INFO* info) const;
@@ -156,10 +167,14 @@ class TokenImpl {
   size_t open_ = 0;  // open sessions we own: idle + leased (any generation)
   std::unordered_map<CK_SESSION_HANDLE, int> live_keys_;
   std::atomic<uint64_t> generation_{1};
+  std::optional<std::chrono::steady_clock::time_point> last_reinit_;  // mu_
+  bool reinit_failing_ = false;  // mu_: a failure was logged; log the next success
+  bool need_reinit_ = false;     // mu_: re-initialise the module before the next re-open
 
   std::mutex cache_mu_;
   uint64_t cache_generation_ = 0;
   std::map<std::string, CK_OBJECT_HANDLE, std::less<>> cache_;
+  std::set<std::string, std::less<>> seen_;  // labels found (any generation); cache_mu_
 
   std::mutex generate_mu_;
 
