@@ -62,7 +62,7 @@ Result<std::vector<AccessCodeInfo>> ParseIndex(const std::string& text) {
 
 Result<std::vector<AccessCodeInfo>> AccessCodes::LoadIndex(std::string_view account_id, Bytes* key,
                                                            std::optional<Bytes>* raw) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodeIndex, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodeIndex, account_id, "", Vault::Ids::kPublic));
   *key = std::move(found.key);
   *raw = std::move(found.value);
   if (!raw->has_value()) {
@@ -158,7 +158,7 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
   }
   OTD_ASSIGN_OR_RETURN(Bytes sealed, SealCode(account_id, out.code, wrapped, v.kek, description,
                                               now, out.expires_at));
-  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code));
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code, Vault::Ids::kPublic));
 
   for (int attempt = 0; attempt < 5; ++attempt) {
     Bytes index_key;
@@ -196,7 +196,7 @@ Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_i
 }
 
 Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
-  OTD_ASSIGN_OR_RETURN(Located record, vault_.Find(kAccessCodes, account_id, code));
+  OTD_ASSIGN_OR_RETURN(Located record, vault_.Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const Bytes& record_key = record.key;
   for (int attempt = 0; attempt < 5; ++attempt) {
     Bytes index_key;
@@ -226,7 +226,7 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature) {
   const Status denied = Unauthenticated("signature verification failed");
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodes, account_id, code));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return denied;

@@ -184,8 +184,24 @@ Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) 
     return crypto::HexEncode(mac);
   };
   if (!e.account.empty()) {
-    OTD_ASSIGN_OR_RETURN(std::string h, hashed('a', e.account));
-    f += ",\"account\":\"" + h + "\"";
+    // Account ids are not credentials and their hashes are in the trail anyway: remember them
+    // (one HMAC in the token less per request). Object ids (token ids, ...) are never kept.
+    std::optional<std::string> h;
+    {
+      std::lock_guard lock(hash_mu_);
+      if (auto it = account_hashes_.find(std::string(e.account)); it != account_hashes_.end()) {
+        h = it->second;
+      }
+    }
+    if (!h) {
+      OTD_ASSIGN_OR_RETURN(h, hashed('a', e.account));
+      std::lock_guard lock(hash_mu_);
+      if (account_hashes_.size() >= kMaxCachedAccountHashes) {
+        account_hashes_.clear();  // crude bound; refilled on demand
+      }
+      account_hashes_.emplace(std::string(e.account), *h);
+    }
+    f += ",\"account\":\"" + *h + "\"";
   }
   if (!e.object.empty()) {
     OTD_ASSIGN_OR_RETURN(std::string h, hashed('o', e.object));

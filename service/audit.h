@@ -34,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <thread>
 
@@ -94,6 +95,9 @@ class AuditLog {
   uint64_t seq_ = 0;      // last written (writer thread only after Open)
   std::string prev_mac_;  // hex MAC of the last written line
   std::chrono::steady_clock::time_point last_failure_log_{};  // writer thread only
+  static constexpr size_t kMaxCachedAccountHashes = 20'000;
+  std::mutex hash_mu_;
+  std::unordered_map<std::string, std::string> account_hashes_;  // account id -> audit hash
   std::mutex prepare_failure_mu_;
   std::optional<std::chrono::steady_clock::time_point> last_prepare_failure_log_;
   uint64_t prepare_failures_ = 0;  // since the last line

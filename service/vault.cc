@@ -311,7 +311,7 @@ Status Vault::CheckKeys() {
 }
 
 Result<bool> Vault::HasDataKey(std::string_view owner) {
-  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, owner, DataKeyId(1)));
+  OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, owner, DataKeyId(1), Ids::kPublic));
   return found.value.has_value();
 }
 
@@ -342,35 +342,54 @@ Result<std::vector<KeyReport>> Vault::DescribeKeys() {
 }
 
 Result<Bytes> Vault::KeyAt(uint32_t index_version, std::string_view table,
-                           std::string_view account, std::string_view id) {
+                           std::string_view account, std::string_view id, Ids ids) {
   static constexpr std::string_view kDomain = "otd-idx-v1";
   Bytes msg(kDomain.begin(), kDomain.end());
   PutField(msg, table);
   PutField(msg, account);
   PutField(msg, id);
+  std::string cache_key;
+  if (ids == Ids::kPublic) {
+    Bytes v = U32Bytes(index_version);
+    cache_key.assign(v.begin(), v.end());
+    cache_key.append(msg.begin(), msg.end());
+    std::lock_guard lock(cache_mu_);
+    if (auto it = store_keys_.find(cache_key); it != store_keys_.end()) {
+      return it->second;
+    }
+  }
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(Bytes mac,
                        FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(index_version)), msg)));
+  Bytes key;
   if (index_version == 1) {
-    return mac;  // the original format: the bare HMAC
+    key = std::move(mac);  // the original format: the bare HMAC
+  } else {
+    key = U32Bytes(index_version);
+    key.insert(key.end(), mac.begin(), mac.end());
   }
-  Bytes key = U32Bytes(index_version);
-  key.insert(key.end(), mac.begin(), mac.end());
+  if (ids == Ids::kPublic) {
+    std::lock_guard lock(cache_mu_);
+    if (store_keys_.size() >= kMaxCachedStoreKeys) {
+      store_keys_.clear();  // crude bound, as for wrapped keys; refilled on demand
+    }
+    store_keys_.emplace(std::move(cache_key), key);
+  }
   return key;
 }
 
 Result<Bytes> Vault::LookupKey(std::string_view table, std::string_view account,
-                               std::string_view id) {
+                               std::string_view id, Ids ids) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
-  return KeyAt(v.index, table, account, id);
+  return KeyAt(v.index, table, account, id, ids);
 }
 
 Result<Located> Vault::Find(std::string_view table, std::string_view account,
-                            std::string_view id) {
+                            std::string_view id, Ids ids) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   Located current;
   for (uint32_t version = v.index; version >= v.index_min && version > 0; --version) {
-    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(version, table, account, id));
+    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(version, table, account, id, ids));
     OTD_ASSIGN_OR_RETURN(auto value, store_.Get(table, key));
     if (value) {
       return Located{std::move(key), std::move(value), version};
@@ -391,7 +410,7 @@ Result<Bytes> Vault::StableKeyedHash(std::string_view table, std::string_view ac
 Result<store::Mutation> Vault::NewDataKeyMutation(std::string_view account, uint32_t version,
                                                   int64_t expires_at) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
-  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account, DataKeyId(version)));
+  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(Bytes wrapped,
                        FromToken(s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
@@ -408,7 +427,7 @@ Result<store::Mutation> Vault::NewAccountKeyMutation(std::string_view account, i
 }
 
 Result<std::vector<store::Mutation>> Vault::DeleteAccountKeyMutations(std::string_view account) {
-  OTD_ASSIGN_OR_RETURN(Located usage, Find(kKeyUsageTable, account, kUsageId));
+  OTD_ASSIGN_OR_RETURN(Located usage, Find(kKeyUsageTable, account, kUsageId, Ids::kPublic));
   uint32_t newest = 1;
   if (usage.value) {
     OTD_ASSIGN_OR_RETURN(auto u, DecodeUsage(*usage.value));
@@ -416,7 +435,7 @@ Result<std::vector<store::Mutation>> Vault::DeleteAccountKeyMutations(std::strin
   }
   std::vector<store::Mutation> out;
   for (uint32_t version = 1; version <= newest; ++version) {
-    OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, account, DataKeyId(version)));
+    OTD_ASSIGN_OR_RETURN(Located found, Find(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
     out.push_back({.op = store::Op::kErase, .table = std::string(kAccountKeysTable),
                    .key = std::move(found.key)});
   }
@@ -434,7 +453,7 @@ Result<std::vector<store::Mutation>> Vault::DeleteAccountKeyMutations(std::strin
 }
 
 Result<uint32_t> Vault::TakeLease(std::string_view owner) {
-  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId));
+  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId, Ids::kPublic));
   uint32_t version = 1;
   uint64_t reserved = 0;
   int64_t expires_at = 0;
@@ -444,7 +463,7 @@ Result<uint32_t> Vault::TakeLease(std::string_view owner) {
     OTD_ASSIGN_OR_RETURN(expires_at, store_.ExpiryOf(kKeyUsageTable, rec.key));
   } else {
     // The first lease of this owner: the counter lives (and expires) with its data key.
-    OTD_ASSIGN_OR_RETURN(Located key, Find(kAccountKeysTable, owner, DataKeyId(1)));
+    OTD_ASSIGN_OR_RETURN(Located key, Find(kAccountKeysTable, owner, DataKeyId(1), Ids::kPublic));
     if (!key.value) {
       return NotFound("account has no data key");
     }
@@ -505,7 +524,7 @@ Result<uint32_t> Vault::ReserveEncryption(std::string_view owner) {
 }
 
 Result<uint32_t> Vault::CurrentDataKeyVersion(std::string_view owner) {
-  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId));
+  OTD_ASSIGN_OR_RETURN(Located rec, Find(kKeyUsageTable, owner, kUsageId, Ids::kPublic));
   if (!rec.value) {
     return 1u;
   }
@@ -524,7 +543,7 @@ Result<Bytes> Vault::LoadWrappedDataKey(std::string_view account, uint32_t versi
     }
   }
   OTD_ASSIGN_OR_RETURN(Located found,
-                       Find(kAccountKeysTable, account, "data-key-v" + std::to_string(version)));
+                       Find(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
   if (!found.value) {
     return NotFound("account has no data key");
   }

@@ -142,12 +142,21 @@ class Vault {
   // the bare 32-byte HMAC, later versions carry a 4-byte big-endian version prefix). 0 if neither.
   static uint32_t IndexVersionOfKey(ByteView store_key);
 
+  // What the (account, id) of a lookup are. kPublic: identifiers that name a record without being
+  // a credential or personal data (account ids, access-code ids, fixed ids): their store keys are
+  // remembered in a bounded in-memory cache, saving one HMAC in the token per lookup (the cached
+  // values are the LMDB keys themselves, which the database holds in clear anyway). kSecret (the
+  // default): bearer values and personal data (token ids, session ids, access tokens, e-mail
+  // addresses, deletion codes), never kept.
+  enum class Ids : uint8_t { kSecret, kPublic };
   // The store key a NEW record of (table, account, id) gets: HMAC(current index key,
   // "otd-idx-v1" | table | account | id), prefixed with the version from version 2 on.
-  Result<Bytes> LookupKey(std::string_view table, std::string_view account, std::string_view id);
+  Result<Bytes> LookupKey(std::string_view table, std::string_view account, std::string_view id,
+                          Ids ids = Ids::kSecret);
   // Finds an existing record under any live index-key version, newest first; when there is none,
   // returns the current-version key and no value. Use this for every read, update and delete.
-  Result<Located> Find(std::string_view table, std::string_view account, std::string_view id);
+  Result<Located> Find(std::string_view table, std::string_view account, std::string_view id,
+                       Ids ids = Ids::kSecret);
   // A stable keyed hash that does not change with rotation (the oldest live index key), for
   // values that must stay the same across rotations (e.g. the fake salt of unknown accounts).
   Result<Bytes> StableKeyedHash(std::string_view table, std::string_view account,
@@ -201,7 +210,7 @@ class Vault {
                                              int64_t expires_at);
   Result<KeyVersions> ReadVersions() const;  // from the store, uncached
   Result<Bytes> KeyAt(uint32_t index_version, std::string_view table, std::string_view account,
-                      std::string_view id);
+                      std::string_view id, Ids ids = Ids::kSecret);
   // Reserves one encryption under the owner's current data key (taking a new lease, or rolling
   // the key over, when needed); returns the data key version to use.
   Result<uint32_t> ReserveEncryption(std::string_view owner);
@@ -221,6 +230,9 @@ class Vault {
   mutable std::optional<KeyVersions> versions_;
   mutable std::chrono::steady_clock::time_point versions_read_;
   std::unordered_map<std::string, std::pair<uint32_t, Bytes>> wrapped_keys_;
+  // Store keys of Ids::kPublic lookups: (index version | HMAC input) -> store key. Bounded.
+  static constexpr size_t kMaxCachedStoreKeys = 20'000;
+  std::unordered_map<std::string, Bytes> store_keys_;
   std::function<void(const KeyVersions&)> versions_observer_;
 
   // Per owner: the data key version in use and this process's lease of encryptions with it.

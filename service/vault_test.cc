@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/metrics.h"
 #include "service/email_index.h"
 #include "service/record.h"
 #include "service/service_test_env.h"
@@ -109,6 +110,61 @@ TEST_F(VaultTest, LookupKeysAreKeyedAndDistinct) {
   EXPECT_EQ(a->size(), 32u);
   EXPECT_NE(*a, *b);
   EXPECT_EQ(*a, *a2);
+}
+
+TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
+  ASSERT_TRUE(vault_->InitKeys().ok());
+  // Reopen the token with metrics to count the HMACs it computes.
+  Close();
+  metrics::Registry registry;  // outlives the token: Close() below
+  hsm::TokenConfig config = token_dir_.Config();
+  config.metrics = &registry;
+  auto token = hsm::Token::Open(std::move(config), &log_);
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  token_ = std::move(token).value();
+  store::Options o;
+  o.path = data_.path() + "/data";
+  o.map_size_bytes = 64ull << 20;
+  o.tables = AllTables();
+  auto st = store::Store::Open(o, &log_);
+  ASSERT_TRUE(st.ok());
+  store_ = std::move(st).value();
+  vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
+  auto family = registry.AddCounter("opentokend_hsm_operations_total", "", {"op", "result"});
+  ASSERT_TRUE(family.ok());
+  metrics::Counter& signs = (*family)->With({"sign", "ok"});
+
+  const uint64_t start = signs.Value();
+  auto secret = vault_->LookupKey("tokens", "acct", "tok-1");
+  ASSERT_TRUE(secret.ok());
+  for (int i = 0; i < 3; ++i) {
+    auto again = vault_->LookupKey("tokens", "acct", "tok-1");
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *secret);
+  }
+  EXPECT_EQ(signs.Value() - start, 4u);  // secret ids: computed in the token every time
+
+  const uint64_t mid = signs.Value();
+  for (int i = 0; i < 4; ++i) {
+    auto cached = vault_->LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+    ASSERT_TRUE(cached.ok());
+    EXPECT_EQ(*cached, *secret);  // the same key either way
+    auto found = vault_->Find("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+    ASSERT_TRUE(found.ok());
+    EXPECT_EQ(found->key, *secret);
+  }
+  EXPECT_EQ(signs.Value() - mid, 1u);  // public ids: once
+
+  // After a rotation the current version's key is new (and computed), the old one still found.
+  ASSERT_TRUE(vault_->RotateKeys().ok());
+  ASSERT_TRUE(vault_->CheckKeys().ok());
+  const uint64_t rotated = signs.Value();
+  auto v2 = vault_->LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(Vault::IndexVersionOfKey(*v2), 2u);
+  EXPECT_NE(*v2, *secret);
+  EXPECT_EQ(signs.Value() - rotated, 1u);
+  Close();
 }
 
 TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
