@@ -1,0 +1,101 @@
+"""Issue 6: the PKCS#11 work one request costs, counted by the daemon itself.
+
+The HSM bound in BENCHMARKS.md (bench/micro.cc BM_HsmSeq*) is the rate of the exact call
+sequence a request makes in steady state. This test keeps that sequence true: it reads
+opentokend_hsm_operations_total from the metrics socket around 100 requests of each kind and
+fails when the per-request counts change (a new HSM call on the hot path, or a cache that stopped
+working) - update bench/micro.cc and BENCHMARKS.md with it."""
+
+import os
+import re
+import unittest
+
+from harness import Daemon, UnixHTTPConnection
+from opentoken_client import Signer, logged_in_user
+
+N = 100
+
+# Per request, steady state (warm caches). Operations not listed must not happen at all.
+EXPECTED = {
+    "tokenize": {"verify": 1, "decrypt": 1, "encrypt": 1, "sign": 3},
+    "detokenize private": {"verify": 1, "decrypt": 2, "sign": 3},
+    "detokenize public": {"decrypt": 1, "sign": 3},
+}
+
+
+class HsmBudgetTest(unittest.TestCase):
+    def scrape(self):
+        conn = UnixHTTPConnection(os.path.join(self.d.dir, "run", "opentokend-metrics.sock"))
+        try:
+            conn.request("GET", "/metrics")
+            body = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        ops = {}
+        for m in re.finditer(r'^opentokend_hsm_operations_total\{op="([a-z_]+)",result="(ok|error)"\} (\S+)$',
+                             body, re.M):
+            ops[(m.group(1), m.group(2))] = float(m.group(3))
+        return ops
+
+    def per_request(self, before, after):
+        out = {}
+        for (op, result), v in after.items():
+            d = v - before.get((op, result), 0.0)
+            if d:
+                self.assertEqual(result, "ok", f"{d} failed {op} operations")
+                out[op] = d / N
+        return out
+
+    def check(self, kind, got):
+        want = EXPECTED[kind]
+        for op, per in got.items():
+            # Pool warm-up (a new session's first unwrap, a session opened) stays below 0.1.
+            self.assertAlmostEqual(per, want.get(op, 0), delta=0.1,
+                                   msg=f"{kind}: {op} per request {per:.2f}, expected {want.get(op, 0)}; all: {got}")
+        for op, per in want.items():
+            self.assertIn(op, got, f"{kind}: no {op} at all; all: {got}")
+
+    def test_hsm_operations_per_request(self):
+        self.d = Daemon()
+        try:
+            self.d.start()
+            c = logged_in_user(self.d, os.path.join(self.d.dir, "mail"), "budget@example.com")
+            pair = c.req("POST", f"/account/{c.account_id}/accessCode", {}).json()
+            s = Signer(self.d, pair["code"], pair["secret"])
+            base = f"/account/{c.account_id}/token"
+            # Warm up every pooled session's caches.
+            private, public = [], []
+            for _ in range(40):
+                private.append(s.request("POST", base, b"w" * 64).header("Location"))
+                public.append(s.request("POST", base + "?public=true", b"p" * 64).header("Location"))
+            for loc in private + public:
+                self.assertEqual(s.request("GET", loc).status, 200)
+                self.assertEqual(self.d.request("GET", loc).status, 200 if loc in public else 401)
+
+            a = self.scrape()
+            for i in range(N):
+                r = s.request("POST", base, b"x" * 64)
+                self.assertEqual(r.status, 201)
+            b = self.scrape()
+            for i in range(N):
+                r = s.request("GET", private[i % len(private)])
+                self.assertEqual(r.status, 200)
+            c2 = self.scrape()
+            for i in range(N):
+                r = self.d.request("GET", public[i % len(public)])
+                self.assertEqual(r.status, 200)
+            d2 = self.scrape()
+            got = {"tokenize": self.per_request(a, b),
+                   "detokenize private": self.per_request(b, c2),
+                   "detokenize public": self.per_request(c2, d2)}
+            print(f"\n  per request: {got}")
+            for kind, counts in got.items():
+                with self.subTest(kind=kind):
+                    self.check(kind, counts)
+            self.assertEqual(self.d.stop(), 0)
+        finally:
+            self.d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
