@@ -10,15 +10,23 @@
 #include <ctime>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "crypto/encoding.h"
+#include "crypto/hash.h"
 
 namespace otd::service {
 
 namespace {
 
 constexpr std::string_view kMacField = ",\"mac\":\"";
+constexpr std::string_view kShaField = ",\"sha\":\"";  // same length as kMacField
+// Lines per MAC: the writer MACs at least every this many lines, which also bounds how far back
+// Open() must look for the last MAC'd line.
+constexpr size_t kMaxBatchLines = 128;
+// Open() reads at most this much of the file's end (kMaxBatchLines lines of at most ~1 KiB).
+constexpr off_t kTailWindow = 256 * 1024;
 constexpr size_t kMacHexChars = 64;
 const std::string kZeroMac(kMacHexChars, '0');
 
@@ -49,14 +57,25 @@ Status WriteAll(int fd, std::string_view data) {
   return Status::Ok();
 }
 
-// The MAC'd part of a line and its MAC, or an error saying what is malformed.
-Result<std::pair<std::string_view, std::string_view>> SplitLine(std::string_view line) {
-  const size_t at = line.rfind(kMacField);
-  if (at == std::string_view::npos ||
-      line.size() != at + kMacField.size() + kMacHexChars + 2 || line.substr(line.size() - 2) != "\"}") {
-    return DataLoss("not an audit line (no trailing mac)");
+// A line's body (everything before its link field), its link (64 hex digits) and whether the link
+// is a MAC computed in the token or a plain SHA-256 (lines inside a batch, see audit.h).
+struct SplitResult {
+  std::string_view body;
+  std::string_view link;
+  bool mac = false;
+};
+
+Result<SplitResult> SplitLine(std::string_view line) {
+  if (line.size() < kMacField.size() + kMacHexChars + 2 || line.substr(line.size() - 2) != "\"}") {
+    return DataLoss("not an audit line (no trailing mac or sha)");
   }
-  return std::make_pair(line.substr(0, at), line.substr(at + kMacField.size(), kMacHexChars));
+  const size_t at = line.size() - 2 - kMacHexChars - kMacField.size();
+  const std::string_view field = line.substr(at, kMacField.size());
+  if (field != kMacField && field != kShaField) {
+    return DataLoss("not an audit line (no trailing mac or sha)");
+  }
+  return SplitResult{line.substr(0, at), line.substr(at + kMacField.size(), kMacHexChars),
+                     field == kMacField};
 }
 
 struct ParsedHead {
@@ -105,37 +124,57 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
   struct stat st{};
   uint64_t cut = 0;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    // Continue the chain from the last complete line; cut a torn tail (never acknowledged).
+    // Continue the chain from the last MAC'd line. What follows it was never acknowledged and is
+    // cut: a torn last line, or the SHA-linked start of a batch whose MAC'd last line is missing
+    // (the writer acknowledges a batch only after all of it, MAC line included, is durable).
     const off_t size = st.st_size;
-    const off_t window = std::min<off_t>(size, 64 * 1024);
+    const off_t window = std::min<off_t>(size, kTailWindow);
     std::string tail(static_cast<size_t>(window), '\0');
     if (::pread(fd, tail.data(), tail.size(), size - window) != window) {
       return Unavailable("cannot read the audit log " + path);
     }
-    size_t end = tail.rfind('\n');
-    if (end == std::string::npos && window < size) {
-      return DataLoss("the audit log's last line is longer than 64 KiB; run audit-verify");
+    // Walk complete lines backwards from the end to the last MAC'd one.
+    size_t end = tail.rfind('\n');  // end of the last complete line
+    std::optional<size_t> keep_in_tail;  // bytes of `tail` to keep
+    while (end != std::string::npos) {
+      const size_t start = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
+      if (start == std::string::npos && window < size) {
+        break;  // the line may begin before the window
+      }
+      const size_t from = start == std::string::npos ? 0 : start + 1;
+      std::string_view line(tail.data() + from, end - from);
+      auto split = SplitLine(line);
+      auto head = split.ok() ? ParseBody(split->body) : Result<ParsedHead>(split.status());
+      if (!head.ok()) {
+        return DataLoss("the audit log has a malformed line near its end (" +
+                        head.status().message() +
+                        "); run `opentoken-admin audit-verify` and move the file aside");
+      }
+      if (split->mac) {
+        a->seq_ = head->seq;
+        a->prev_mac_ = std::string(split->link);
+        keep_in_tail = end + 1;
+        break;
+      }
+      if (start == std::string::npos) {
+        keep_in_tail = 0;  // no MAC'd line at all: the whole file is an unacknowledged batch
+        break;
+      }
+      end = start;
     }
-    const off_t keep = end == std::string::npos ? 0 : size - window + static_cast<off_t>(end) + 1;
+    if (!keep_in_tail) {
+      if (window < size || tail.rfind('\n') != std::string::npos) {
+        return DataLoss("no MAC'd line in the last " + std::to_string(window) +
+                        " bytes of the audit log; run `opentoken-admin audit-verify`");
+      }
+      keep_in_tail = 0;  // a single torn line and nothing else
+    }
+    const off_t keep = size - window + static_cast<off_t>(*keep_in_tail);
     if (keep < size) {
       cut = static_cast<uint64_t>(size - keep);
       if (::ftruncate(fd, keep) != 0 || ::fdatasync(fd) != 0) {
-        return Unavailable("cannot cut the torn tail of the audit log " + path);
+        return Unavailable("cannot cut the unacknowledged tail of the audit log " + path);
       }
-      tail.resize(end == std::string::npos ? 0 : end + 1);
-    }
-    if (!tail.empty()) {
-      std::string_view body(tail);
-      body.remove_suffix(1);  // '\n'
-      body = body.substr(body.rfind('\n') == std::string_view::npos ? 0 : body.rfind('\n') + 1);
-      auto split = SplitLine(body);
-      auto head = split.ok() ? ParseBody(split->first) : Result<ParsedHead>(split.status());
-      if (!head.ok()) {
-        return DataLoss("the audit log's last line is malformed (" + head.status().message() +
-                        "); run `opentoken-admin audit-verify` and move the file aside");
-      }
-      a->seq_ = head->seq;
-      a->prev_mac_ = std::string(split->second);
     }
   }
   a->writer_ = std::thread([p = a.get()] { p->WriterLoop(); });
@@ -272,7 +311,11 @@ void AuditLog::WriterLoop() {
       if (queue_.empty()) {
         return;  // stopping and drained
       }
-      batch.swap(queue_);
+      // At most kMaxBatchLines per batch (and so per MAC); the rest waits for the next round.
+      const size_t n = std::min(queue_.size(), kMaxBatchLines);
+      std::move(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n),
+                std::back_inserter(batch));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     }
     Status result = Status::Ok();
     if (broken_) {
@@ -286,21 +329,22 @@ void AuditLog::WriterLoop() {
       if (!session.ok()) {
         result = Unavailable("audit: " + session.status().message());
       }
-      for (auto& entry : batch) {
-        if (!result.ok()) {
-          break;
-        }
+      for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
+        const auto& entry = batch[i];
         std::string body = "{\"seq\":" + std::to_string(seq + 1) + ",\"time\":\"" +
                            IsoUtc(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
                            "\"";
-        auto mac = session->Sign(AuditKey(), AsBytes(body));
-        if (!mac.ok()) {
-          result = Unavailable("audit: " + mac.status().message());
+        // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256,
+        // which the MAC covers through the chain of "prev" links.
+        const bool last = i + 1 == batch.size();
+        auto link = last ? session->Sign(AuditKey(), AsBytes(body)) : crypto::Sha256(AsBytes(body));
+        if (!link.ok()) {
+          result = Unavailable("audit: " + link.status().message());
           break;
         }
-        prev = crypto::HexEncode(*mac);
+        prev = crypto::HexEncode(*link);
         lines += body;
-        lines += kMacField;
+        lines += last ? kMacField : kShaField;
         lines += prev;
         lines += "\"}\n";
         ++seq;
@@ -354,11 +398,20 @@ Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& to
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
   AuditVerifyReport report;
   report.last_mac = kZeroMac;
+  std::string last_link = kZeroMac;
+  uint64_t run_start = 1;  // first line not yet covered by a MAC
   uint64_t read = 0;
   std::string line;
-  auto bad = [&](const std::string& what) {
-    report.first_bad_line = report.lines;
+  auto bad = [&](uint64_t at, const std::string& what) {
+    report.first_bad_line = at;
     report.problem = what;
+  };
+  auto covered = [&] {
+    return run_start == report.lines
+               ? std::string(" (the line was edited)")
+               : " (it covers lines " + std::to_string(run_start) + ".." +
+                     std::to_string(report.lines) + ": one of them was edited, inserted, removed "
+                     "or re-ordered)";
   };
   while (std::getline(in, line)) {
     ++report.lines;
@@ -367,39 +420,56 @@ Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& to
       progress(std::min(read, total), total);
     }
     if (in.eof()) {
-      bad("torn last line (no newline)");
+      bad(report.lines, "torn last line (no newline)");
       break;
     }
     auto split = SplitLine(line);
     if (!split.ok()) {
-      bad(split.status().message());
+      bad(report.lines, split.status().message());
       break;
     }
-    auto head = ParseBody(split->first);
+    auto head = ParseBody(split->body);
     if (!head.ok()) {
-      bad(head.status().message());
+      bad(report.lines, head.status().message());
       break;
     }
     if (head->seq != report.lines) {
-      bad("sequence number " + std::to_string(head->seq) + " where " +
-          std::to_string(report.lines) + " was expected (a line was removed or inserted)");
+      bad(report.lines, "sequence number " + std::to_string(head->seq) + " where " +
+                            std::to_string(report.lines) +
+                            " was expected (a line was removed or inserted)");
       break;
     }
-    if (head->prev != report.last_mac) {
-      bad("does not chain to the line before it (a line was removed, edited or re-ordered)");
+    if (head->prev != last_link) {
+      bad(report.lines, "does not chain to the line before it (a line was removed, edited or re-ordered)");
       break;
     }
-    auto mac = crypto::HexDecode(split->second);
-    if (!mac.ok()) {
-      bad("malformed mac");
+    auto link = crypto::HexDecode(split->link);
+    if (!link.ok()) {
+      bad(report.lines, "malformed mac or sha");
       break;
     }
-    OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->first), *mac));
-    if (!ok) {
-      bad("MAC does not verify (the line was edited)");
-      break;
+    if (split->mac) {
+      OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->body), *link));
+      if (!ok) {
+        const uint64_t first = run_start;
+        bad(first, "MAC of line " + std::to_string(report.lines) + " does not verify" + covered());
+        break;
+      }
+      report.last_mac = std::string(split->link);
+      run_start = report.lines + 1;
+    } else {
+      OTD_ASSIGN_OR_RETURN(Bytes sha, crypto::Sha256(AsBytes(split->body)));
+      if (sha != *link) {
+        bad(report.lines, "SHA-256 does not match (the line was edited)");
+        break;
+      }
     }
-    report.last_mac = std::string(split->second);
+    last_link = std::string(split->link);
+  }
+  if (report.ok() && run_start <= report.lines) {
+    bad(run_start, "lines " + std::to_string(run_start) + ".." + std::to_string(report.lines) +
+                       " are not covered by a MAC (the file was cut inside a batch, or lines "
+                       "were appended)");
   }
   if (progress) {
     progress(total, total);

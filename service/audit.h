@@ -8,18 +8,25 @@
 // Each line is chained to the one before it:
 //
 //   {"seq":N,"time":"2026-11-23T10:00:00Z","event":"detokenize","outcome":"ok","status":200,
-//    "account":"<hex>","object":"<hex>","detail":"...","prev":"<mac of line N-1>","mac":"<hex>"}
+//    "account":"<hex>","object":"<hex>","detail":"...","prev":"<link of line N-1>","mac":"<hex>"}
 //
-// where mac = HMAC(audit key, the line up to and excluding `,"mac":`). Line 1 has prev = 64 zeros.
-// Deleting, editing, re-ordering or inserting a line breaks the chain at that point, and no one
-// without the token can forge a MAC. VerifyAuditLog() (opentoken-admin audit-verify) checks it.
+// The link of a line is either "mac" = HMAC(audit key, the line up to and excluding `,"mac":`),
+// computed in the token, or "sha" = SHA-256 of that part. Lines written in one group commit form
+// a batch (at most 128): its last line carries the MAC, the ones before it a SHA, so one HMAC in
+// the token covers the batch through the chain of "prev" links (line 1 has prev = 64 zeros). A
+// file always ends with a MAC'd line. Deleting, editing, re-ordering or inserting a line breaks
+// the chain: a naive edit at that line (its hash), an edit with every later hash recomputed at
+// the next MAC, which no one without the token can forge; VerifyAuditLog() (opentoken-admin
+// audit-verify) then names the first line of the batch that MAC vouches for. Logs written before
+// batches existed (every line MAC'd) verify unchanged.
 //
 // Durability: Record() returns after the line is written and fdatasync'd (group commit: one
 // writer thread, one fdatasync for every line queued meanwhile). A caller that must fail closed
 // (detokenize) answers only after Record() succeeded. A batch that fails to write is cut back off
 // the file (none of it was acknowledged) and the chain goes on from the last durable line, so the
 // log works again as soon as the disk does; only if the cut fails too (or the file is not a
-// regular file) does it refuse every entry until a restart: a hole would look like tampering. A torn last line left by a crash (no newline; it was never
+// regular file) does it refuse every entry until a restart: a hole would look like tampering.
+// What follows the last MAC'd line after a crash (a torn line, the start of a batch; never
 // acknowledged) is cut off at the next open and an `audit_log_recovered` entry says so.
 //
 // Thread safety: thread safe.

@@ -5,6 +5,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
 #include "service/service_test_env.h"
 
 namespace otd::service {
@@ -171,6 +174,125 @@ TEST_F(AuditTest, ConcurrentWritersShareOneIntactChain) {
   auto r = Verify();
   EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
   EXPECT_EQ(r.lines, 320u);
+}
+
+// Lines written in one group commit: only the last is MAC'd in the token, the others carry a
+// SHA-256 that the MAC covers through the chain. Writes until such a batch exists.
+class AuditBatchTest : public AuditTest {
+ protected:
+  static constexpr size_t kLinkChars = 64;
+  static constexpr size_t kFieldChars = 8;  // ,"sha":"  or  ,"mac":"
+  static bool IsSha(const std::string& l) { return l.find(",\"sha\":\"") != std::string::npos; }
+  static std::string Body(const std::string& l) {
+    return l.substr(0, l.size() - 2 - kLinkChars - kFieldChars);
+  }
+  static std::string Link(const std::string& l) {
+    return l.substr(l.size() - 2 - kLinkChars, kLinkChars);
+  }
+  static std::string Sha(const std::string& body) {
+    auto h = crypto::Sha256(AsBytes(body));
+    return h.ok() ? crypto::HexEncode(*h) : std::string();
+  }
+  // Writes concurrently until some line is SHA-linked; returns the lines.
+  std::vector<std::string> WriteBatches() {
+    for (int round = 0; round < 20; ++round) {
+      auto a = OpenLog();
+      if (a == nullptr) return {};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+          for (int i = 0; i < 25; ++i) {
+            a->RecordAsync({.event = "tokenize", .outcome = "ok", .status = 201});
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      a.reset();
+      auto lines = Lines();
+      if (std::any_of(lines.begin(), lines.end(), IsSha)) return lines;
+    }
+    ADD_FAILURE() << "no batch of more than one line was ever written";
+    return {};
+  }
+};
+
+TEST_F(AuditBatchTest, ABatchTakesOneMacAndVerifies) {
+  auto lines = WriteBatches();
+  ASSERT_FALSE(lines.empty());
+  const auto macs = std::count_if(lines.begin(), lines.end(), [](auto& l) { return !IsSha(l); });
+  EXPECT_LT(static_cast<size_t>(macs), lines.size());
+  EXPECT_FALSE(IsSha(lines.back()));  // the file always ends with a MAC'd line
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, lines.size());
+}
+
+TEST_F(AuditBatchTest, AnEditInsideABatchIsCaughtEvenWithTheHashesRecomputed) {
+  auto lines = WriteBatches();
+  ASSERT_FALSE(lines.empty());
+  size_t k = 0;
+  while (!IsSha(lines[k])) ++k;
+  // The batch runs from just after the previous MAC'd line to the next MAC'd line.
+  size_t first = k;
+  while (first > 0 && IsSha(lines[first - 1])) --first;
+  size_t m = k;
+  while (IsSha(lines[m])) ++m;
+
+  // A naive edit: the line's own hash gives it away, at that line.
+  auto naive = lines;
+  size_t at = naive[k].find("\"outcome\":\"ok\"");
+  ASSERT_NE(at, std::string::npos);
+  naive[k].replace(at, 14, "\"outcome\":\"no\"");
+  WriteLines(naive);
+  auto r = Verify();
+  EXPECT_EQ(r.first_bad_line, k + 1);
+  EXPECT_NE(r.problem.find("SHA-256"), std::string::npos) << r.problem;
+
+  // A careful edit: every hash after it recomputed up to the MAC'd line, whose MAC cannot be.
+  auto forged = lines;
+  forged[k] = naive[k];
+  for (size_t i = k; i < m; ++i) {
+    std::string body = Body(forged[i]);
+    if (i > k) {
+      size_t p = body.rfind("\"prev\":\"");
+      body.replace(p + 8, kLinkChars, Link(forged[i - 1]));
+    }
+    forged[i] = body + ",\"sha\":\"" + Sha(body) + "\"}";
+  }
+  std::string mac_body = Body(forged[m]);
+  mac_body.replace(mac_body.rfind("\"prev\":\"") + 8, kLinkChars, Link(forged[m - 1]));
+  forged[m] = mac_body + ",\"mac\":\"" + Link(forged[m]) + "\"}";
+  WriteLines(forged);
+  r = Verify();
+  EXPECT_EQ(r.first_bad_line, first + 1) << r.problem;  // the first line the MAC vouches for
+  EXPECT_NE(r.problem.find("does not verify"), std::string::npos) << r.problem;
+  EXPECT_NE(r.problem.find("covers lines " + std::to_string(first + 1) + ".." + std::to_string(m + 1)),
+            std::string::npos)
+      << r.problem;
+}
+
+TEST_F(AuditBatchTest, AFileCutInsideABatchIsReportedAndCutBackAtOpen) {
+  auto lines = WriteBatches();
+  ASSERT_FALSE(lines.empty());
+  size_t k = 0;
+  while (!IsSha(lines[k])) ++k;
+  lines.resize(k + 1);  // ends with a SHA-linked line: its batch's MAC is missing
+  WriteLines(lines);
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.problem.find("not covered by a MAC"), std::string::npos) << r.problem;
+  size_t last_mac = k;
+  while (last_mac > 0 && IsSha(lines[last_mac - 1])) --last_mac;
+  // last_mac = number of lines up to and including the last MAC'd one.
+  {
+    auto a = OpenLog();  // cuts the unacknowledged lines and continues the chain
+    ASSERT_NE(a, nullptr);
+  }
+  auto after = Lines();
+  ASSERT_EQ(after.size(), last_mac + 1);
+  EXPECT_NE(after.back().find("audit_log_recovered"), std::string::npos);
+  r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
 }
 
 TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
