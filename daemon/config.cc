@@ -251,6 +251,7 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.String("token_label", c.hsm_token_label, true));
     OTD_RETURN_IF_ERROR(r.String("pin_file", c.hsm_pin_file, false));
     OTD_RETURN_IF_ERROR(r.Integer("max_sessions", c.hsm_max_sessions, 1, 256));
+    OTD_RETURN_IF_ERROR(r.Integer("reinitialize_after_ms", c.hsm_reinitialize_after_ms, 0, 3'600'000));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (c.hsm_token_label.size() > 32) {
       return InvalidArgument("hsm.token_label: at most 32 bytes (PKCS#11 token label)");

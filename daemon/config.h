@@ -74,6 +74,9 @@ struct Config {
   std::string hsm_token_label;
   std::string hsm_pin_file;   // empty: read the systemd credential `pin`
   uint32_t hsm_max_sessions = 8;
+  // After the token's storage vanished: re-initialise the PKCS#11 module at most this often until
+  // it is back (hsm::TokenConfig::reinitialize_after_ms); 0 = never (a restart is needed).
+  uint32_t hsm_reinitialize_after_ms = 1000;
   std::string mail_spool_dir;
   std::string mail_smtp_url;
   std::string mail_from = "opentokend@localhost";

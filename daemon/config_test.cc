@@ -35,6 +35,7 @@ TEST(ConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_FALSE(c->tls_listen.has_value());
   EXPECT_EQ(c->limits.max_body_bytes, 1024u * 1024u);
   EXPECT_EQ(c->hsm_max_sessions, 8u);
+  EXPECT_EQ(c->hsm_reinitialize_after_ms, 1000u);
 }
 
 TEST(ConfigTest, FullConfigParses) {
@@ -42,7 +43,7 @@ TEST(ConfigTest, FullConfigParses) {
     "listen": {"unix": {"path": "/run/x.sock", "mode": "0600"},
                "tls": {"address": "0.0.0.0", "port": 9443, "certificate": "/c", "private_key": "/k"}},
     "storage": {"path": "/d", "map_size_mb": 64},
-    "hsm": {"module": "/m.so", "token_label": "t", "max_sessions": 4},
+    "hsm": {"module": "/m.so", "token_label": "t", "max_sessions": 4, "reinitialize_after_ms": 0},
     "mail": {"spool_dir": "/mail", "from": "vault@example.com"},
     "public_url": "https://vault.example.com",
     "workers": 3, "log_level": "debug",
@@ -55,6 +56,7 @@ TEST(ConfigTest, FullConfigParses) {
   EXPECT_EQ(c->limits.max_body_bytes, 2048u);
   EXPECT_EQ(c->limits.max_connections, 10u);
   EXPECT_TRUE(c->hsm_pin_file.empty());  // the systemd credential is used then
+  EXPECT_EQ(c->hsm_reinitialize_after_ms, 0u);
 }
 
 TEST(ConfigTest, UnknownKeysAreNamed) {

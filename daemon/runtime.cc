@@ -70,6 +70,7 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   tc.token_label = config.hsm_token_label;
   tc.pin = std::move(pin);
   tc.max_sessions = config.hsm_max_sessions;
+  tc.reinitialize_after_ms = static_cast<int>(config.hsm_reinitialize_after_ms);
   tc.metrics = metrics;
   OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
   store::Options so;
