@@ -98,7 +98,7 @@ void WrapAuditedRoutes(Router& router, service::AuditLog& audit) {
         if (Status s = audit.Record(e); !s.ok()) {
           // Fail closed: the data never leaves without its audit entry.
           OPENSSL_cleanse(res.body().data(), res.body().size());
-          return VndError(req, ctx, 503, "unavailable",
+          return VndError(req, ctx, 503, "service-unavailable",
                           "the audit trail is unavailable; try again later");
         }
         return res;

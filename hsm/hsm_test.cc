@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "hsm/internal/token_test_peer.h"
 
 namespace otd::hsm {
@@ -943,6 +944,50 @@ TEST_F(HsmTest, RecoversAfterAllSessionsAreClosedBehindThePoolsBack) {
   EXPECT_NE(log_out_.str().find("hsm_token_lost"), std::string::npos);
   EXPECT_NE(log_out_.str().find("hsm_token_reopened"), std::string::npos);
   EXPECT_TRUE(t->Health().ok);
+}
+
+TEST_F(HsmTest, APinRefusedAtReopenIsTriedOnceThenRefusedUntilRestart) {
+  metrics::Registry registry;
+  TokenConfig c = Config(kPin, 2);
+  c.metrics = &registry;
+  auto t = Token::Open(std::move(c), &log_);
+  ASSERT_OK(t);
+  {
+    // The PIN changes behind the daemon's back (C_SetPIN in its own session), then every session
+    // is closed (logged out): the next lease must log in again, with a PIN that no longer works.
+    auto s = (*t)->Acquire();
+    ASSERT_OK(s);
+    std::string old_pin = kPin, new_pin = "98765";
+    ASSERT_EQ(TokenTestPeer::Functions(**t)->C_SetPIN(
+                  TokenTestPeer::Handle(*s), reinterpret_cast<CK_UTF8CHAR*>(old_pin.data()),
+                  old_pin.size(), reinterpret_cast<CK_UTF8CHAR*>(new_pin.data()), new_pin.size()),
+              CKR_OK);
+  }
+  ASSERT_EQ(TokenTestPeer::CloseAllSessions(**t), CKR_OK);
+  auto logins = registry.AddCounter("opentokend_hsm_operations_total", "", {"op", "result"});
+  ASSERT_OK(logins);
+  metrics::Counter& failed = (*logins)->With({"login", "error"});
+  for (int i = 0; i < 10; ++i) {
+    auto s = (*t)->Acquire();
+    if (s.ok()) {
+      uint8_t b = 0;  // a pooled session from before: noticed dead by its first call
+      (void)s->Random(std::span<uint8_t>(&b, 1));
+      continue;
+    }
+    // Unavailable (the client is not at fault), never PermissionDenied at runtime.
+    EXPECT_EQ(CodeOf(s), Code::kUnavailable) << StatusOf(s).ToString();
+    EXPECT_NE(StatusOf(s).message().find("refused the PIN"), std::string::npos);
+  }
+  uint8_t byte = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto s = (*t)->Acquire();
+    if (s.ok()) (void)s->Random(std::span<uint8_t>(&byte, 1));
+  }
+  EXPECT_EQ(failed.Value(), 1u) << "C_Login was retried with a refused PIN";
+  EXPECT_FALSE((*t)->Health().ok);
+  EXPECT_EQ(failed.Value(), 1u);
+  EXPECT_NE(log_out_.str().find("\"hsm_login_refused\""), std::string::npos) << log_out_.str();
+  EXPECT_EQ(log_out_.str().find("98765"), std::string::npos);
 }
 
 TEST_F(HsmTest, SessionsLeasedDuringALossAreDroppedWhenReturned) {

@@ -241,7 +241,12 @@ Status TokenImpl::ReopenOrReinitialiseLocked() {
   const bool enabled = config_.reinitialize_after_ms > 0;
   if (!need_reinit_ || !enabled) {
     Status s = ReopenLocked();
-    if (s.ok() || s.code() != Code::kUnavailable || !enabled) {
+    if (s.ok()) {
+      reopen_failures_ = 0;
+      return s;
+    }
+    // One failed re-open may be a passing error; the second in a row calls for re-initialising.
+    if (s.code() != Code::kUnavailable || !enabled || ++reopen_failures_ < 2) {
       return s;
     }
     need_reinit_ = true;
@@ -281,6 +286,7 @@ Status TokenImpl::ReopenOrReinitialiseLocked() {
   }
   need_reinit_ = false;
   reinit_failing_ = false;
+  reopen_failures_ = 0;
   {
     // A key still missing now was deleted for real: from here on it is an ordinary kNotFound.
     std::lock_guard<std::mutex> lk(cache_mu_);
@@ -341,8 +347,22 @@ Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
+    if (login_refused_) {
+      return Unavailable(*login_refused_);
+    }
     if (need_reopen_) {
       Status s = ReopenOrReinitialiseLocked();
+      if (s.code() == Code::kPermissionDenied) {
+        // The PIN worked at start and is refused now (changed, expired, locked, or a token that
+        // is not the same): retrying with the same PIN only counts down the token's retry
+        // counter. Refuse until a restart; 503 to clients (they are not at fault).
+        login_refused_ = "the token refused the PIN (" + s.message() +
+                         "); no further login is attempted: fix the PIN and restart the daemon";
+        if (log_ != nullptr) {
+          log_->Error("hsm_login_refused", {{"token", config_.token_label}, {"error", s.message()}});
+        }
+        return Unavailable(*login_refused_);
+      }
       if (!s.ok()) {
         return s;
       }

@@ -32,6 +32,20 @@ const std::string kZeroMac(kMacHexChars, '0');
 
 hsm::KeyRef AuditKey() { return hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)); }
 
+// HMAC(audit key, data) in the token; a session lost in between (kUnavailable) is retried once
+// with a fresh one, so one invalidated session does not drop a whole batch.
+Result<Bytes> MacInToken(hsm::Token& token, ByteView data) {
+  for (int attempt = 0;; ++attempt) {
+    Result<Bytes> mac = [&]() -> Result<Bytes> {
+      OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
+      return s.Sign(AuditKey(), data);
+    }();
+    if (mac.ok() || attempt == 1 || mac.status().code() != Code::kUnavailable) {
+      return mac;
+    }
+  }
+}
+
 // Only characters that need no JSON escaping and cannot carry anything surprising.
 std::string SafeText(std::string_view s) {
   std::string out;
@@ -325,10 +339,6 @@ void AuditLog::WriterLoop() {
     uint64_t seq = seq_;
     std::string prev = prev_mac_;
     if (result.ok()) {
-      auto session = token_.Acquire();
-      if (!session.ok()) {
-        result = Unavailable("audit: " + session.status().message());
-      }
       for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
         const auto& entry = batch[i];
         std::string body = "{\"seq\":" + std::to_string(seq + 1) + ",\"time\":\"" +
@@ -337,7 +347,7 @@ void AuditLog::WriterLoop() {
         // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256,
         // which the MAC covers through the chain of "prev" links.
         const bool last = i + 1 == batch.size();
-        auto link = last ? session->Sign(AuditKey(), AsBytes(body)) : crypto::Sha256(AsBytes(body));
+        auto link = last ? MacInToken(token_, AsBytes(body)) : crypto::Sha256(AsBytes(body));
         if (!link.ok()) {
           result = Unavailable("audit: " + link.status().message());
           break;

@@ -170,6 +170,10 @@ class TokenImpl {
   std::optional<std::chrono::steady_clock::time_point> last_reinit_;  // mu_
   bool reinit_failing_ = false;  // mu_: a failure was logged; log the next success
   bool need_reinit_ = false;     // mu_: re-initialise the module before the next re-open
+  int reopen_failures_ = 0;      // mu_: consecutive failed re-opens
+  // mu_: set when the token refused the PIN while re-opening: no login is tried again (a token
+  // may lock the PIN after a few failures); every Acquire() fails with this until a restart.
+  std::optional<std::string> login_refused_;
 
   std::mutex cache_mu_;
   uint64_t cache_generation_ = 0;
