@@ -264,13 +264,9 @@ Status TokenImpl::ReopenOrReinitialiseLocked() {
                        std::to_string(config_.reinitialize_after_ms) + " ms");
   }
   last_reinit_ = now;
-  // Every handle of the old incarnation dies with it: nothing may use a cached one again.
-  generation_.fetch_add(1, std::memory_order_acq_rel);
-  {
-    std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
-    cache_.clear();
-  }
-  live_keys_.clear();
+  // Every handle of the old incarnation dies with it: nothing may use a cached one again. (No
+  // session is open, so no SessionKey is alive either.)
+  NewGenerationLocked();
   Status r = module_->Reinitialize();
   if (r.ok()) {
     r = ReopenLocked();
@@ -332,6 +328,10 @@ void TokenImpl::LastSessionClosedLocked() noexcept {
   // and, with SoftHSM, invalidates the handles of private objects: start a new generation, so
   // that the next Acquire() logs in again and the key handle cache is refilled. Nothing is
   // leased, so nobody loses a session.
+  NewGenerationLocked();
+}
+
+void TokenImpl::NewGenerationLocked() noexcept {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   need_reopen_ = true;
   std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
@@ -498,13 +498,8 @@ bool TokenImpl::KeySeen(std::string_view label) {
 }
 
 void TokenImpl::BumpLocked(CK_RV rv) noexcept {
-  generation_.fetch_add(1, std::memory_order_acq_rel);
-  need_reopen_ = true;
+  NewGenerationLocked();
   CloseIdleLocked();  // need_reopen_ already set: no second bump
-  {
-    std::lock_guard<std::mutex> lk(cache_mu_);  // lock order: mu_, then cache_mu_
-    cache_.clear();
-  }
   cv_.notify_all();
   Warn("hsm_token_lost", {{"token", config_.token_label}, {"error", CkrName(rv)}});
 }

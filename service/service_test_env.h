@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "mail/mail.h"
 #include "service/vault.h"
 #include "store/store.h"
@@ -36,8 +37,11 @@ class ServiceEnv {
   }
 
   // Opens the token, the store (data_/data) and the vault; Close() releases them (restart tests).
-  void Open() {
-    auto token = hsm::Token::Open(token_dir_.Config(), &log_);
+  // `metrics` (optional) measures the token's operations; it must outlive the token (Close()).
+  void Open(metrics::Registry* metrics = nullptr) {
+    hsm::TokenConfig config = token_dir_.Config();
+    config.metrics = metrics;
+    auto token = hsm::Token::Open(std::move(config), &log_);
     ASSERT_TRUE(token.ok()) << token.status().ToString();
     token_ = std::move(token).value();
     store::Options o;

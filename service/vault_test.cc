@@ -117,19 +117,8 @@ TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
   // Reopen the token with metrics to count the HMACs it computes.
   Close();
   metrics::Registry registry;  // outlives the token: Close() below
-  hsm::TokenConfig config = token_dir_.Config();
-  config.metrics = &registry;
-  auto token = hsm::Token::Open(std::move(config), &log_);
-  ASSERT_TRUE(token.ok()) << token.status().ToString();
-  token_ = std::move(token).value();
-  store::Options o;
-  o.path = data_.path() + "/data";
-  o.map_size_bytes = 64ull << 20;
-  o.tables = AllTables();
-  auto st = store::Store::Open(o, &log_);
-  ASSERT_TRUE(st.ok());
-  store_ = std::move(st).value();
-  vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
+  Open(&registry);
+  ASSERT_NE(vault_, nullptr);
   auto family = registry.AddCounter("opentokend_hsm_operations_total", "", {"op", "result"});
   ASSERT_TRUE(family.ok());
   metrics::Counter& signs = (*family)->With({"sign", "ok"});

@@ -30,7 +30,6 @@ class Pkcs11Module {
   // After a failure the module stays uninitialised (every call answers
   // CKR_CRYPTOKI_NOT_INITIALIZED) until a later Reinitialize() succeeds.
   Status Reinitialize();
-  bool initialized() const { return initialized_; }
 
   CK_FUNCTION_LIST* fn() const { return fn_; }
   const std::string& path() const { return path_; }

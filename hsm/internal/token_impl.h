@@ -145,6 +145,8 @@ class TokenImpl {
   void LastSessionClosedLocked() noexcept;
   // New generation: drop idle sessions and the key cache, re-open on the next Acquire(). mu_ held.
   void BumpLocked(CK_RV rv) noexcept;
+  // generation + 1, re-open before the next lease, key handle cache emptied. mu_ held.
+  void NewGenerationLocked() noexcept;
   void Warn(std::string_view event, std::initializer_list<LogField> f) const;
   // Registers the metric families and the pool collector (TokenConfig::metrics).
   Status SetUpMetrics(metrics::Registry& registry);
