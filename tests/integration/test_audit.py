@@ -5,6 +5,7 @@ its audit entry cannot be written."""
 import json
 import os
 import shutil
+import threading
 import time
 import unittest
 
@@ -79,6 +80,35 @@ class AuditTest(unittest.TestCase):
         v = self.d.admin("audit-verify")
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn(f"ok, {len(entries)} entries", v.stdout)
+
+    def test_concurrent_requests_share_batch_macs_and_verify(self):
+        # Under load the writer MACs each group-commit batch once; the lines before a batch's
+        # last carry a SHA-256 link. The real daemon's file must show such batches and verify.
+        user = logged_in_user(self.d, self.spool, "batches@example.com")
+        pair = user.req("POST", f"/account/{user.account_id}/accessCode", {}).json()
+        statuses = []
+
+        def client():
+            signer = Signer(self.d, pair["code"], pair["secret"])
+            for _ in range(40):
+                statuses.append(signer.request("POST", f"/account/{user.account_id}/token", b"b").status)
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(statuses, [201] * 320)
+        self.assertEqual(self.d.stop(), 0)
+        with open(self.audit) as f:
+            lines = f.read().splitlines()
+        sha = sum(1 for line in lines if ',"sha":"' in line)
+        mac = sum(1 for line in lines if ',"mac":"' in line)
+        self.assertEqual(sha + mac, len(lines))
+        self.assertGreater(sha, 0, "no multi-line batch under 8 concurrent clients")
+        self.assertIn(',"mac":"', lines[-1])
+        v = self.d.admin("audit-verify")
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
     def test_a_deleted_or_edited_line_is_detected(self):
         user = logged_in_user(self.d, self.spool, "tamper@example.com")
