@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 
 #include <array>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "api/errors.h"
@@ -55,6 +57,32 @@ std::string ObjectId(const RequestContext& ctx, const Response& res) {
   return {};
 }
 
+// An audit event that owns its text (service::AuditEvent only views it), so that it can wait for
+// a deferred answer.
+struct OwnedEvent {
+  std::string_view event;  // from the static route table
+  std::string outcome;
+  int status = 0;
+  std::string account;
+  std::string object;
+  std::string detail;
+  service::AuditEvent view() const {
+    return {.event = event, .outcome = outcome, .status = status, .account = account,
+            .object = object, .detail = detail};
+  }
+};
+
+OwnedEvent EventFor(const AuditedRoute& route, const RequestContext& ctx, const Response& res) {
+  const unsigned status = res.result_int();
+  // Accounts appear under /account/{id}; registrations are not accounts yet.
+  return {.event = route.event,
+          .outcome = std::string(AuditOutcome(status)),
+          .status = static_cast<int>(status),
+          .account = ctx.route.rfind("/account/{id}", 0) == 0 ? Param(ctx, "id") : std::string(),
+          .object = ObjectId(ctx, res),
+          .detail = "peer=" + ctx.peer + " transport=" + (ctx.transport == Transport::kUnix ? "unix" : "tls")};
+}
+
 }  // namespace
 
 std::span<const AuditedRoute> AuditedRoutes() { return kRoutes; }
@@ -81,29 +109,36 @@ void WrapAuditedRoutes(Router& router, service::AuditLog& audit) {
     }
     return [&audit, route, h = std::move(h)](const Request& req, RequestContext& ctx) {
       Response res = h(req, ctx);
-      const unsigned status = res.result_int();
-      // Accounts appear under /account/{id}; registrations are not accounts yet.
-      const std::string account =
-          ctx.route.rfind("/account/{id}", 0) == 0 ? Param(ctx, "id") : std::string();
-      const std::string object = ObjectId(ctx, res);
-      const std::string detail = "peer=" + ctx.peer + " transport=" +
-                                 (ctx.transport == Transport::kUnix ? "unix" : "tls");
-      service::AuditEvent e{.event = route->event,
-                            .outcome = AuditOutcome(status),
-                            .status = static_cast<int>(status),
-                            .account = account,
-                            .object = object,
-                            .detail = detail};
-      if (route->fail_closed && status == 200) {
-        if (Status s = audit.Record(e); !s.ok()) {
-          // Fail closed: the data never leaves without its audit entry.
-          OPENSSL_cleanse(res.body().data(), res.body().size());
-          return VndError(req, ctx, 503, "service-unavailable",
-                          "the audit trail is unavailable; try again later");
-        }
+      if (ctx.deferred) {
+        // The answer waits for a durable write (tokenize: the store commit): audit the answer
+        // that is finally sent.
+        ctx.deferred->finish = [&audit, route, &ctx, inner = std::move(ctx.deferred->finish)](
+                                   Status s, Response prepared) {
+          Response out = inner(std::move(s), std::move(prepared));
+          audit.RecordAsync(EventFor(*route, ctx, out).view());
+          return out;
+        };
         return res;
       }
-      audit.RecordAsync(e);
+      auto event = std::make_shared<OwnedEvent>(EventFor(*route, ctx, res));
+      if (route->fail_closed && res.result_int() == 200) {
+        // Fail closed: the data never leaves without its durable audit entry. The worker does
+        // not wait for the audit batch; the answer goes out when it is written.
+        ctx.deferred = Deferred{
+            .start = [&audit, event](std::function<void(Status)> done) {
+              audit.RecordThen(event->view(), std::move(done));
+            },
+            .finish = [&req, &ctx](Status s, Response out) {
+              if (s.ok()) {
+                return out;
+              }
+              OPENSSL_cleanse(out.body().data(), out.body().size());
+              return VndError(req, ctx, 503, "service-unavailable",
+                              "the audit trail is unavailable; try again later");
+            }};
+        return res;
+      }
+      audit.RecordAsync(event->view());
       return res;
     };
   });

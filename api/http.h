@@ -2,11 +2,15 @@
 // Request/response types shared by the API layer, and the per-request context.
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <boost/beast/http.hpp>
+
+#include "common/status.h"
 
 namespace otd::api {
 
@@ -16,6 +20,17 @@ using Response = http::response<http::string_body>;
 
 enum class Transport { kUnix, kTls };
 
+// Set by a handler whose answer waits for a durable write that completes later (the store's group
+// commit, an audit batch). The server calls start(done) on the worker thread right after the
+// handler returns, frees the worker, and when done(status) has been called (from any thread,
+// exactly once) sends finish(status, response-the-handler-returned) from the connection's own
+// thread. So no worker thread sleeps in fdatasync, and the writer's completion goes straight to
+// the connection. finish runs before the request and its context are released: it may use both.
+struct Deferred {
+  std::function<void(std::function<void(Status)> done)> start;
+  std::function<Response(Status, Response)> finish;
+};
+
 struct RequestContext {
   std::string request_id;
   Transport transport = Transport::kUnix;
@@ -24,7 +39,12 @@ struct RequestContext {
   std::string query;                          // raw query string, without '?'
   std::string route;                          // matched route pattern (safe to log; no ids)
   std::map<std::string, std::string> params;  // route parameters ({id} -> value)
+  std::optional<Deferred> deferred;           // see Deferred; empty for most routes
 };
+
+// Runs ctx.deferred (if any) to its end on the calling thread, blocking: for callers that are not
+// the server (tests, tools). Returns the final response.
+Response CompleteDeferred(Response res, RequestContext& ctx);
 
 // Splits an origin-form target into path and query.
 void SplitTarget(std::string_view target, std::string& path, std::string& query);

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -203,6 +206,12 @@ class HttpServer::Impl {
   // Writes `res` (within limits.write_timeout); false when it could not be written completely.
   awaitable<bool> Send(Stream& stream, Response res, bool close);
   Response Handle(Request& req, RequestContext& ctx);
+  // Runs Handle on the worker pool and completes with the final response on the caller's
+  // executor (the connection's strand). A deferred answer (RequestContext::Deferred) is started
+  // on the worker, which is then free; the thread that finishes the write posts the completion
+  // straight to the connection.
+  template <class CompletionToken>
+  auto HandleOnWorkers(Request& req, RequestContext& ctx, CompletionToken&& token);
   // Counts one answered request (no-op without ServerOptions::metrics).
   void RecordRequest(std::string_view route, http::verb method, unsigned status,
                      std::chrono::steady_clock::time_point started);
@@ -446,6 +455,60 @@ Response HttpServer::Impl::Handle(Request& req, RequestContext& ctx) {
   }
 }
 
+template <class CompletionToken>
+auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, CompletionToken&& token) {
+  return net::async_initiate<CompletionToken, void(Response)>(
+      [this, &req, &ctx](auto handler) {
+        // Shared so that the completion can travel through std::function (copyable) callbacks;
+        // the work guard keeps the io_context running until the connection has its answer.
+        using Completion = decltype(handler);
+        struct Pending {
+          Completion handler;
+          net::executor_work_guard<net::associated_executor_t<Completion>> work;
+        };
+        auto ex = net::get_associated_executor(handler);
+        auto pending = std::make_shared<Pending>(Pending{std::move(handler), net::make_work_guard(ex)});
+        // Makes the response on the connection's strand and resumes the connection with it.
+        auto deliver = [pending](auto make) {
+          net::post(pending->work.get_executor(), [pending, make = std::move(make)]() mutable {
+            Response res = make();
+            pending->work.reset();
+            pending->handler(std::move(res));
+          });
+        };
+        net::post(workers_, [this, &req, &ctx, deliver] {
+          Response res = Handle(req, ctx);
+          if (!ctx.deferred) {
+            deliver([res = std::move(res)]() mutable { return std::move(res); });
+            return;
+          }
+          Deferred d = std::move(*ctx.deferred);
+          ctx.deferred.reset();
+          auto prepared = std::make_shared<Response>(std::move(res));
+          auto finish = std::make_shared<std::function<Response(Status, Response)>>(std::move(d.finish));
+          // Runs on the connection's strand, while the request and its context are still alive.
+          auto complete = [this, &req, &ctx, prepared, finish](Status s) -> Response {
+            try {
+              return (*finish)(std::move(s), std::move(*prepared));
+            } catch (const std::exception&) {
+              log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
+              return VndError(req, ctx, 500, "internal-error", "internal error");
+            }
+          };
+          try {
+            // `done` runs on the writer's thread: it only hands the status to the connection.
+            d.start([deliver, complete](Status s) {
+              deliver([complete, s = std::move(s)]() mutable { return complete(std::move(s)); });
+            });
+          } catch (const std::exception&) {
+            log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
+            deliver([this, &req, &ctx] { return VndError(req, ctx, 500, "internal-error", "internal error"); });
+          }
+        });
+      },
+      token);
+}
+
 template <class Stream>
 awaitable<bool> HttpServer::Impl::Send(Stream& stream, Response res, bool close) {
   res.keep_alive(!close);
@@ -608,11 +671,8 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
       break;
     }
     SplitTarget(req.target(), ctx.path, ctx.query);
-    // Handlers may block on the HSM or the store: run them on the worker pool.
-    Response res = co_await net::co_spawn(
-        workers_.get_executor(),
-        [this, &req, &ctx]() -> awaitable<Response> { co_return Handle(req, ctx); },
-        use_awaitable);
+    // Handlers may block on the HSM: run them on the worker pool.
+    Response res = co_await HandleOnWorkers(req, ctx, use_awaitable);
     AddCommonHeaders(res, ctx.request_id);
     const bool close = !req.keep_alive() || stopping_.load();
     unsigned status = res.result_int();

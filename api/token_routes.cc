@@ -1,6 +1,8 @@
 // Access code pairs (seeds/000) and tokens (seeds/001, doc/api/signed-requests.md).
 
 #include <ctime>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
@@ -232,15 +234,24 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     if (!IsPrintableHeaderValue(content_type)) {
       return VndError(req, ctx, 400, "bad-request", "Content-Type: must be a printable value of at most 256 bytes");
     }
-    auto token = s.tokens.Create(id, content_type, AsBytes(req.body()), is_public, expires);
+    auto token = s.tokens.Prepare(id, content_type, AsBytes(req.body()), is_public, expires);
     if (!token.ok()) {
       return VndErrorFromStatus(req, ctx, token.status());
     }
-    const std::string self = AccountPath(id) + "/token/" + *token;
+    const std::string self = AccountPath(id) + "/token/" + token->id;
     Response res{http::status::created, req.version()};
     AddStandardLinks(res, self);
     AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
     res.set(http::field::location, self);
+    // 201 only once the record is durable; the worker does not wait for the commit.
+    auto prepared = std::make_shared<service::PreparedToken>(std::move(*token));
+    ctx.deferred = Deferred{
+        .start = [&s, prepared](std::function<void(Status)> done) {
+          s.tokens.Commit(std::move(*prepared), std::move(done));
+        },
+        .finish = [&req, &ctx](Status st, Response created) {
+          return st.ok() ? std::move(created) : VndErrorFromStatus(req, ctx, st);
+        }};
     return res;
   });
 

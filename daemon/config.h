@@ -84,7 +84,7 @@ struct Config {
   bool mail_require_tls = false;
   std::string mail_ca_file;
   std::string public_url;
-  uint32_t workers = 0;       // 0: number of cores
+  uint32_t workers = 0;       // 0: max(8, 4 x cores)
   std::string log_level = "info";
   LimitsConfig limits;
   MetricsConfig metrics;

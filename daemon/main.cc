@@ -71,9 +71,12 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   o.limits.max_connections = l.max_connections;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   o.io_threads = cores;
-  // Workers block on the HSM and on durable commits; enough of them keep the single store writer
-  // batching (bench/: tokenize went from 28 % to 62 % of its bound going from 4 to 32).
-  o.worker_threads = c.workers > 0 ? c.workers : std::max(32u, cores * 4);
+  // Tokenize and detokenize never wait for the disk on a worker (api::Deferred: the store or
+  // audit writer completes the request), so workers mostly do HSM work: a few per core. More only
+  // contend for the token's locks (BENCHMARKS.md run 5: 32 → 8 workers on 2 cores, detokenize
+  // +24 %, daemon CPU per request -20 %). Other routes still wait for their commit on a worker;
+  // the floor of 8 keeps some free for the hot routes meanwhile.
+  o.worker_threads = c.workers > 0 ? c.workers : std::max(8u, cores * 4);
   return o;
 }
 

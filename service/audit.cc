@@ -114,7 +114,7 @@ Result<ParsedHead> ParseBody(std::string_view body) {
 struct AuditLog::Entry {
   std::string fields;  // "event":...,"detail":"..."
   int64_t time = 0;
-  std::promise<Status> done;
+  std::function<void(Status)> done;  // may be empty (RecordAsync)
 };
 
 AuditLog::AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log)
@@ -293,18 +293,27 @@ void AuditLog::Enqueue(std::unique_ptr<Entry> entry) {
       return;
     }
   }
-  entry->done.set_value(Unavailable("the audit log is closing"));
+  if (entry->done) {
+    entry->done(Unavailable("the audit log is closing"));
+  }
 }
 
 Status AuditLog::Record(const AuditEvent& e) {
+  std::promise<Status> promise;
+  std::future<Status> result = promise.get_future();
+  RecordThen(e, [&promise](Status s) { promise.set_value(std::move(s)); });
+  return result.get();
+}
+
+void AuditLog::RecordThen(const AuditEvent& e, std::function<void(Status)> done) {
   auto entry = Prepare(e);
   if (!entry.ok()) {
     LogPrepareFailure(e, entry.status());
-    return Unavailable("audit trail unavailable");
+    done(Unavailable("audit trail unavailable"));
+    return;
   }
-  std::future<Status> done = (*entry)->done.get_future();
+  (*entry)->done = std::move(done);
   Enqueue(std::move(entry).value());
-  return done.get();
 }
 
 void AuditLog::RecordAsync(const AuditEvent& e) {
@@ -392,7 +401,9 @@ void AuditLog::WriterLoop() {
       }
     }
     for (auto& entry : batch) {
-      entry->done.set_value(result);
+      if (entry->done) {
+        entry->done(result);
+      }
     }
   }
 }

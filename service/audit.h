@@ -75,6 +75,11 @@ class AuditLog {
 
   // Appends the event; returns when it is durable. kUnavailable when it could not be written.
   Status Record(const AuditEvent& e);
+  // Appends the event and calls `done` once with what Record would return: on the writer thread
+  // when the batch holding it is durable (or failed), or on the calling thread when the event
+  // could not be prepared or the log is closing. `done` must not call back into this log's
+  // Record (it would wait for the thread it runs on).
+  void RecordThen(const AuditEvent& e, std::function<void(Status)> done);
   // Appends the event without waiting; a failure is logged (operational log), not returned.
   void RecordAsync(const AuditEvent& e);
 

@@ -6,10 +6,13 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iterator>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -360,6 +363,53 @@ TEST_F(AuditTest, AWriteFailureOnADeviceStopsTheLogUntilRestart) {
   EXPECT_EQ(s.code(), Code::kUnavailable);
   EXPECT_EQ(a->Record({.event = "detokenize", .outcome = "ok"}).code(), Code::kUnavailable);
   EXPECT_NE(log_sink_.str().find("audit_log_write_failed"), std::string::npos);
+}
+
+TEST_F(AuditTest, RecordThenCallsBackOnceWithTheDurableResultWithoutBlockingTheCaller) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Status> results;
+  std::vector<std::thread::id> threads;
+  constexpr int kEntries = 20;
+  for (int i = 0; i < kEntries; ++i) {
+    a->RecordThen({.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct",
+                   .object = "o" + std::to_string(i)},
+                  [&](Status s) {
+                    std::lock_guard lock(mu);
+                    results.push_back(std::move(s));
+                    threads.push_back(std::this_thread::get_id());
+                    cv.notify_all();
+                  });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == kEntries; }));
+  }
+  for (const auto& s : results) {
+    EXPECT_TRUE(s.ok()) << s.message();
+  }
+  // The callbacks ran on the writer thread, after the entries were durable: all of them verify.
+  for (const auto& t : threads) {
+    EXPECT_NE(t, std::this_thread::get_id());
+  }
+  a.reset();
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, static_cast<uint64_t>(kEntries));
+}
+
+TEST_F(AuditTest, RecordThenReportsAFailedWriteToItsCallback) {
+  std::filesystem::create_symlink("/dev/full", path_);
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  std::promise<Status> p;
+  a->RecordThen({.event = "detokenize", .outcome = "ok", .status = 200},
+                [&p](Status s) { p.set_value(std::move(s)); });
+  auto f = p.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(f.get().code(), Code::kUnavailable);
 }
 
 TEST(AuditNoKeyTest, OpenWithoutTheAuditKeyAsksForInit) {

@@ -1,5 +1,7 @@
 #include "service/tokens.h"
 
+#include <future>
+
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
@@ -21,8 +23,8 @@ enum : uint8_t {
 
 }  // namespace
 
-Result<std::string> Tokens::Create(std::string_view account_id, std::string_view content_type,
-                                   ByteView payload, bool is_public, int64_t expires_at) {
+Result<PreparedToken> Tokens::Prepare(std::string_view account_id, std::string_view content_type,
+                                      ByteView payload, bool is_public, int64_t expires_at) {
   const int64_t now = clock_.NowSeconds();
   if (expires_at != 0 && expires_at <= now) {
     return InvalidArgument("expires must be in the future");
@@ -31,7 +33,8 @@ Result<std::string> Tokens::Create(std::string_view account_id, std::string_view
       (expires_at == 0 || expires_at > now + options_.max_lifetime_seconds)) {
     expires_at = now + options_.max_lifetime_seconds;
   }
-  OTD_ASSIGN_OR_RETURN(std::string id, crypto::RandomUrlSafeString(options_.id_chars));
+  PreparedToken t{.bytes = payload.size(), .is_public = is_public};
+  OTD_ASSIGN_OR_RETURN(t.id, crypto::RandomUrlSafeString(options_.id_chars));
   SecretBytes plain = FieldWriter()
                           .Add(kTagContentType, content_type)
                           .AddU64(kTagPublic, is_public ? 1 : 0)
@@ -39,13 +42,32 @@ Result<std::string> Tokens::Create(std::string_view account_id, std::string_view
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires_at))
                           .Add(kTagPayload, payload)
                           .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kTokens, account_id, id, plain.Reveal(SecretAccess::Grant())));
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kTokens, account_id, id));
-  std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kTokens), .key = std::move(key),
-                   .value = std::move(sealed), .expires_at = expires_at});
-  OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
-  log_.Info("tokenized", {{"bytes", static_cast<int64_t>(payload.size())}, {"public", is_public}});
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kTokens, account_id, t.id, plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kTokens, account_id, t.id));
+  t.batch.push_back({.op = store::Op::kInsert, .table = std::string(kTokens), .key = std::move(key),
+                     .value = std::move(sealed), .expires_at = expires_at});
+  return t;
+}
+
+void Tokens::Commit(PreparedToken token, std::function<void(Status)> done) {
+  const auto bytes = static_cast<int64_t>(token.bytes);
+  const bool is_public = token.is_public;
+  store_.ApplyAsync(std::move(token.batch), [this, bytes, is_public, done = std::move(done)](Status s) {
+    if (s.ok()) {
+      log_.Info("tokenized", {{"bytes", bytes}, {"public", is_public}});
+    }
+    done(std::move(s));
+  });
+}
+
+Result<std::string> Tokens::Create(std::string_view account_id, std::string_view content_type,
+                                   ByteView payload, bool is_public, int64_t expires_at) {
+  OTD_ASSIGN_OR_RETURN(PreparedToken t, Prepare(account_id, content_type, payload, is_public, expires_at));
+  std::promise<Status> promise;
+  auto result = promise.get_future();
+  std::string id = t.id;
+  Commit(std::move(t), [&promise](Status s) { promise.set_value(std::move(s)); });
+  OTD_RETURN_IF_ERROR(result.get());
   return id;
 }
 

@@ -13,8 +13,10 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -39,14 +41,29 @@ struct StoredToken {
   std::string etag;        // derived from the sealed record, reveals nothing
 };
 
+// A sealed token record that is not stored yet (Tokens::Prepare → Tokens::Commit). Holds only
+// what the store will hold: the keyed-hash store key and the sealed record.
+struct PreparedToken {
+  std::string id;
+  std::vector<store::Mutation> batch;
+  size_t bytes = 0;
+  bool is_public = false;
+};
+
 class Tokens {
  public:
   Tokens(Vault& vault, store::Store& store, const Clock& clock, Logger& log, TokensOptions options)
       : vault_(vault), store_(store), clock_(clock), log_(log), options_(options) {}
 
-  // Returns the new token id.
+  // Returns the new token id once the record is durable (Prepare + Commit, waiting).
   Result<std::string> Create(std::string_view account_id, std::string_view content_type,
                              ByteView payload, bool is_public, int64_t expires_at);
+  // Checks the input, draws the id and seals the record in the token; stores nothing.
+  Result<PreparedToken> Prepare(std::string_view account_id, std::string_view content_type,
+                                ByteView payload, bool is_public, int64_t expires_at);
+  // Stores the record durably and calls `done` with the result, without waiting: on the store's
+  // writer thread (store.h: `done` must not call Store::Apply). The id is valid only if ok.
+  void Commit(PreparedToken token, std::function<void(Status)> done);
   Result<StoredToken> Get(std::string_view account_id, std::string_view token_id);
   Status Delete(std::string_view account_id, std::string_view token_id);
 

@@ -1,0 +1,87 @@
+// Tokens against the real token (SoftHSM2) and a real LMDB store: Prepare stores nothing, Commit
+// stores durably and answers on the store's writer thread.
+#include "service/tokens.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "service/service_test_env.h"
+
+namespace otd::service {
+namespace {
+
+class TokensTest : public ::testing::Test, protected ServiceEnv {
+ protected:
+  void SetUp() override {
+    auto m = vault_->NewAccountKeyMutation("acct-1");
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    std::vector<store::Mutation> batch;
+    batch.push_back(std::move(m).value());
+    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  }
+
+  Tokens tokens_{*vault_, *store_, clock_, log_, TokensOptions{}};
+};
+
+TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterThread) {
+  const Bytes payload = {'4', '1', '1', '1', 0x00, 0xff};
+  auto prepared = tokens_.Prepare("acct-1", "text/plain", payload, false, 0);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  const std::string id = prepared->id;
+  EXPECT_EQ(id.size(), 32u);
+  // Nothing is stored yet, and the prepared record holds no clear payload or id.
+  EXPECT_EQ(tokens_.Get("acct-1", id).status().code(), Code::kNotFound);
+  ASSERT_EQ(prepared->batch.size(), 1u);
+  const Bytes& value = prepared->batch[0].value;
+  EXPECT_EQ(std::search(value.begin(), value.end(), payload.begin(), payload.begin() + 4), value.end());
+  const Bytes& key = prepared->batch[0].key;
+  EXPECT_EQ(std::search(key.begin(), key.end(), id.begin(), id.end()), key.end());
+
+  std::promise<std::thread::id> ran_on;
+  std::promise<Status> result;
+  tokens_.Commit(std::move(prepared).value(), [&](Status s) {
+    ran_on.set_value(std::this_thread::get_id());
+    result.set_value(std::move(s));
+  });
+  auto f = result.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_TRUE(f.get().ok());
+  EXPECT_NE(ran_on.get_future().get(), std::this_thread::get_id());
+  auto got = tokens_.Get("acct-1", id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  auto bytes = got->payload.Reveal(SecretAccess::Grant());
+  EXPECT_EQ(Bytes(bytes.begin(), bytes.end()), payload);
+  EXPECT_EQ(got->content_type, "text/plain");
+  EXPECT_NE(log_sink_.str().find("\"tokenized\""), std::string::npos);
+}
+
+TEST_F(TokensTest, CreateIsPrepareAndCommitAndRefusesAPastExpiry) {
+  const Bytes payload = {'x'};
+  auto id = tokens_.Create("acct-1", "application/octet-stream", payload, true, 0);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto got = tokens_.Get("acct-1", *id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->is_public);
+  EXPECT_EQ(tokens_.Prepare("acct-1", "text/plain", payload, false, clock_.NowSeconds() - 1).status().code(),
+            Code::kInvalidArgument);
+}
+
+TEST_F(TokensTest, ACommitTheStoreRefusesReachesTheCallbackAndLogsNothing) {
+  auto prepared = tokens_.Prepare("acct-1", "text/plain", Bytes{'a'}, false, 0);
+  ASSERT_TRUE(prepared.ok());
+  PreparedToken twin = *prepared;  // the same record twice: the second insert must fail
+  std::promise<Status> first, second;
+  tokens_.Commit(std::move(prepared).value(), [&](Status s) { first.set_value(std::move(s)); });
+  ASSERT_TRUE(first.get_future().get().ok());
+  log_sink_.str("");
+  tokens_.Commit(std::move(twin), [&](Status s) { second.set_value(std::move(s)); });
+  EXPECT_EQ(second.get_future().get().code(), Code::kAlreadyExists);
+  EXPECT_EQ(log_sink_.str().find("\"tokenized\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace otd::service
