@@ -111,11 +111,19 @@ void WrapAuditedRoutes(Router& router, service::AuditLog& audit) {
       Response res = h(req, ctx);
       if (ctx.deferred) {
         // The answer waits for a durable write (tokenize: the store commit): audit the answer
-        // that is finally sent.
-        ctx.deferred->finish = [&audit, route, &ctx, inner = std::move(ctx.deferred->finish)](
+        // that is finally sent. Its identifiers are hashed here, on the worker: finish runs on
+        // an io thread, which never calls the token.
+        const OwnedEvent planned = EventFor(*route, ctx, res);
+        auto ids = std::make_shared<Result<service::AuditIds>>(audit.HashIds(planned.account, planned.object));
+        ctx.deferred->finish = [&audit, route, &ctx, ids, inner = std::move(ctx.deferred->finish)](
                                    Status s, Response prepared) {
           Response out = inner(std::move(s), std::move(prepared));
-          audit.RecordAsync(EventFor(*route, ctx, out).view());
+          const OwnedEvent e = EventFor(*route, ctx, out);
+          Result<service::AuditIds> hashed = *ids;
+          if (hashed.ok() && e.object.empty()) {
+            hashed->object.clear();  // a failed creation names no object, as before
+          }
+          audit.RecordAsync(e.view(), hashed);
           return out;
         };
         return res;

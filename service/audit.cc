@@ -217,14 +217,7 @@ uint64_t AuditLog::last_seq() const {
   return seq_;
 }
 
-Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) {
-  auto entry = std::make_unique<Entry>();
-  entry->time = clock_.NowSeconds();
-  std::string& f = entry->fields;
-  f = "\"event\":\"" + SafeText(e.event) + "\",\"outcome\":\"" + SafeText(e.outcome) + "\"";
-  if (e.status != 0) {
-    f += ",\"status\":" + std::to_string(e.status);
-  }
+Result<AuditIds> AuditLog::HashIds(std::string_view account, std::string_view object) {
   // Identifiers: keyed hashes computed in the token, never the ids.
   auto hashed = [&](uint8_t kind, std::string_view id) -> Result<std::string> {
     static constexpr std::string_view kDomain = "otd-audit-id-v1";
@@ -236,34 +229,54 @@ Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) 
     mac.resize(16);
     return crypto::HexEncode(mac);
   };
-  if (!e.account.empty()) {
+  AuditIds ids;
+  if (!account.empty()) {
     // Account ids are not credentials and their hashes are in the trail anyway: remember them
     // (one HMAC in the token less per request). Object ids (token ids, ...) are never kept.
-    std::optional<std::string> h;
     {
       std::lock_guard lock(hash_mu_);
-      if (auto it = account_hashes_.find(std::string(e.account)); it != account_hashes_.end()) {
-        h = it->second;
+      if (auto it = account_hashes_.find(std::string(account)); it != account_hashes_.end()) {
+        ids.account = it->second;
       }
     }
-    if (!h) {
-      OTD_ASSIGN_OR_RETURN(h, hashed('a', e.account));
+    if (ids.account.empty()) {
+      OTD_ASSIGN_OR_RETURN(ids.account, hashed('a', account));
       std::lock_guard lock(hash_mu_);
       if (account_hashes_.size() >= kMaxCachedAccountHashes) {
         account_hashes_.clear();  // crude bound; refilled on demand
       }
-      account_hashes_.emplace(std::string(e.account), *h);
+      account_hashes_.emplace(std::string(account), ids.account);
     }
-    f += ",\"account\":\"" + *h + "\"";
   }
-  if (!e.object.empty()) {
-    OTD_ASSIGN_OR_RETURN(std::string h, hashed('o', e.object));
-    f += ",\"object\":\"" + h + "\"";
+  if (!object.empty()) {
+    OTD_ASSIGN_OR_RETURN(ids.object, hashed('o', object));
+  }
+  return ids;
+}
+
+std::unique_ptr<AuditLog::Entry> AuditLog::Build(const AuditEvent& e, const AuditIds& ids) {
+  auto entry = std::make_unique<Entry>();
+  entry->time = clock_.NowSeconds();
+  std::string& f = entry->fields;
+  f = "\"event\":\"" + SafeText(e.event) + "\",\"outcome\":\"" + SafeText(e.outcome) + "\"";
+  if (e.status != 0) {
+    f += ",\"status\":" + std::to_string(e.status);
+  }
+  if (!ids.account.empty()) {
+    f += ",\"account\":\"" + SafeText(ids.account) + "\"";
+  }
+  if (!ids.object.empty()) {
+    f += ",\"object\":\"" + SafeText(ids.object) + "\"";
   }
   if (!e.detail.empty()) {
     f += ",\"detail\":\"" + SafeText(e.detail) + "\"";
   }
   return entry;
+}
+
+Result<std::unique_ptr<AuditLog::Entry>> AuditLog::Prepare(const AuditEvent& e) {
+  OTD_ASSIGN_OR_RETURN(AuditIds ids, HashIds(e.account, e.object));
+  return Build(e, ids);
 }
 
 void AuditLog::LogPrepareFailure(const AuditEvent& e, const Status& s) {
@@ -314,6 +327,14 @@ void AuditLog::RecordThen(const AuditEvent& e, std::function<void(Status)> done)
   }
   (*entry)->done = std::move(done);
   Enqueue(std::move(entry).value());
+}
+
+void AuditLog::RecordAsync(const AuditEvent& e, const Result<AuditIds>& ids) {
+  if (!ids.ok()) {
+    LogPrepareFailure(e, ids.status());
+    return;
+  }
+  Enqueue(Build(e, *ids));
 }
 
 void AuditLog::RecordAsync(const AuditEvent& e) {

@@ -63,6 +63,13 @@ struct AuditEvent {
   std::string_view detail;   // non-secret text, e.g. "kek=2 index=2"; [A-Za-z0-9 _.:=/-] only
 };
 
+// The identifiers of an event as the trail holds them: keyed hashes (hex) computed in the token.
+// Empty when the event has no such identifier.
+struct AuditIds {
+  std::string account;
+  std::string object;
+};
+
 class AuditLog {
  public:
   // Opens (creating 0600) the file at `path`, reads its last line to continue the chain (cutting a
@@ -82,6 +89,12 @@ class AuditLog {
   void RecordThen(const AuditEvent& e, std::function<void(Status)> done);
   // Appends the event without waiting; a failure is logged (operational log), not returned.
   void RecordAsync(const AuditEvent& e);
+  // Hashes an event's identifiers in the token ahead of time, so that a thread that must not call
+  // the token (an io thread) can record the event later with RecordAsync(e, ids).
+  Result<AuditIds> HashIds(std::string_view account, std::string_view object);
+  // RecordAsync with identifiers hashed by HashIds (e.account and e.object are not used); no token
+  // call on the calling thread. A failed HashIds is logged like a failed entry.
+  void RecordAsync(const AuditEvent& e, const Result<AuditIds>& ids);
 
   uint64_t last_seq() const;
 
@@ -89,6 +102,7 @@ class AuditLog {
   struct Entry;
   AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log);
   Result<std::unique_ptr<Entry>> Prepare(const AuditEvent& e);
+  std::unique_ptr<Entry> Build(const AuditEvent& e, const AuditIds& ids);
   void Enqueue(std::unique_ptr<Entry> entry);
   void WriterLoop();
   // Logs that an entry could not be prepared (token unusable): at most one line per 10 s, with

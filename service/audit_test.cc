@@ -2,6 +2,7 @@
 #include "service/audit.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
 
@@ -410,6 +411,39 @@ TEST_F(AuditTest, RecordThenReportsAFailedWriteToItsCallback) {
   auto f = p.get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   EXPECT_EQ(f.get().code(), Code::kUnavailable);
+}
+
+TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok", .status = 201, .account = "acct-X",
+                         .object = "token-Y"}).ok());
+  auto ids = a->HashIds("acct-X", "token-Y");
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  EXPECT_EQ(ids->account.size(), 32u);
+  EXPECT_EQ(ids->object.size(), 32u);
+  // The clear ids in the event are not used: only the hashed ones reach the line.
+  a->RecordAsync({.event = "tokenize", .outcome = "ok", .status = 201, .account = "ignored",
+                  .object = "ignored"}, ids);
+  a.reset();  // drains
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  auto field = [](const std::string& line, const std::string& key) {
+    auto j = nlohmann::json::parse(line);
+    return j.contains(key) ? j[key].get<std::string>() : std::string();
+  };
+  EXPECT_EQ(field(lines[1], "account"), field(lines[0], "account"));
+  EXPECT_EQ(field(lines[1], "object"), field(lines[0], "object"));
+  EXPECT_EQ(field(lines[1], "account"), ids->account);
+  EXPECT_EQ(lines[1].find("ignored"), std::string::npos);
+  EXPECT_TRUE(Verify().ok());
+  // A failed hashing is logged like a failed entry and writes nothing.
+  auto b = OpenLog();
+  ASSERT_NE(b, nullptr);
+  b->RecordAsync({.event = "tokenize", .outcome = "ok"}, Result<AuditIds>(Unavailable("token gone")));
+  b.reset();
+  EXPECT_EQ(Lines().size(), 2u);
+  EXPECT_NE(log_sink_.str().find("\"audit_entry_failed\""), std::string::npos);
 }
 
 TEST(AuditNoKeyTest, OpenWithoutTheAuditKeyAsksForInit) {

@@ -345,6 +345,21 @@ class Session:
             with self.test.subTest(read=name):
                 self.test.assertEqual(u.req("GET", path).status, 200)
 
+    def check_audit(self):
+        """Every tokenize answered is in the audit trail with the status that was sent (the entry
+        is written after the deferred commit decided it); a failed one names no object."""
+        with open(os.path.join(self.d.dir, "audit.log")) as f:
+            entries = [json.loads(line) for line in f]
+        tok = [e for e in entries if e["event"] == "tokenize"]
+        deleted = [e for e in entries if e["event"] == "token_deleted" and e["outcome"] == "ok"]
+        failed = [e for e in tok if e["outcome"] == "failed"]
+        # self.acked: the tokens acknowledged and not deleted since.
+        self.test.assertEqual(len([e for e in tok if e["outcome"] == "ok" and e["status"] == 201]),
+                              len(self.acked) + len(deleted))
+        self.test.assertEqual(len(failed), self.failed)
+        self.test.assertTrue(all(e["status"] == 503 and "object" not in e for e in failed), failed[:3])
+        self.test.assertTrue(all(len(e["object"]) == 32 for e in tok if e["outcome"] == "ok"))
+
     def health(self):
         return self.d.request("GET", "/healthCheck").status
 
@@ -352,6 +367,7 @@ class Session:
         """Stops the daemon (must exit 0), runs `opentoken-admin verify`, starts it again and reads
         every acknowledged token."""
         self.test.assertEqual(self.d.stop(), 0, self.d.read_log()[-2000:])
+        self.check_audit()
         if before_start:
             before_start()
         v = self.d.admin("verify")
