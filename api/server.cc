@@ -461,19 +461,28 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
       [this, &req, &ctx](auto handler) {
         // Shared so that the completion can travel through std::function (copyable) callbacks;
         // the work guard keeps the io_context running until the connection has its answer.
+        // Both are released on the connection's strand when it is resumed: copies of `done` may
+        // outlive the server on a writer thread, and what they then still hold (an empty
+        // optional, a moved-from handler) must not touch the io_context (TSan: a strand
+        // destroyed after its io_context).
         using Completion = decltype(handler);
+        using Guard = net::executor_work_guard<net::associated_executor_t<Completion>>;
         struct Pending {
-          Completion handler;
-          net::executor_work_guard<net::associated_executor_t<Completion>> work;
+          std::optional<Completion> handler;
+          std::optional<Guard> work;
         };
         auto ex = net::get_associated_executor(handler);
-        auto pending = std::make_shared<Pending>(Pending{std::move(handler), net::make_work_guard(ex)});
+        auto pending = std::make_shared<Pending>();
+        pending->handler.emplace(std::move(handler));
+        pending->work.emplace(net::make_work_guard(ex));
         // Makes the response on the connection's strand and resumes the connection with it.
         auto deliver = [pending](auto make) {
-          net::post(pending->work.get_executor(), [pending, make = std::move(make)]() mutable {
+          net::post(pending->work->get_executor(), [pending, make = std::move(make)]() mutable {
             Response res = make();
+            Completion h = std::move(*pending->handler);
+            pending->handler.reset();
             pending->work.reset();
-            pending->handler(std::move(res));
+            h(std::move(res));
           });
         };
         net::post(workers_, [this, &req, &ctx, deliver] {
