@@ -41,7 +41,7 @@ import threading
 import time
 import unittest
 
-from harness import BIN, MODULE, Daemon
+from harness import BIN, MODULE, Daemon, names_token_object
 from opentoken_client import Signer, logged_in_user
 
 SHIM = os.environ.get("OTD_P11_SHIM") or os.path.join(BIN, "..", "tests", "p11_fault_shim.so")
@@ -128,7 +128,7 @@ def shape_problem(r):
         return f"status {r.status}: {r.body[:300]!r}"
     if r.header("Content-Type") != "application/vnd.error+json":
         return f"503 with Content-Type {r.header('Content-Type')}"
-    if b"otd-" in r.body:
+    if names_token_object(r.body):
         return f"503 names a key label: {r.body[:300]!r}"
     try:
         e = json.loads(r.body)
