@@ -42,10 +42,6 @@ struct RequestContext {
   std::optional<Deferred> deferred;           // see Deferred; empty for most routes
 };
 
-// Runs ctx.deferred (if any) to its end on the calling thread, blocking: for callers that are not
-// the server (tests, tools). Returns the final response.
-Response CompleteDeferred(Response res, RequestContext& ctx);
-
 // Splits an origin-form target into path and query.
 void SplitTarget(std::string_view target, std::string& path, std::string& query);
 

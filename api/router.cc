@@ -1,7 +1,6 @@
 #include "api/router.h"
 
 #include <algorithm>
-#include <future>
 
 #include "api/errors.h"
 
@@ -37,18 +36,6 @@ void SplitTarget(std::string_view target, std::string& path, std::string& query)
   size_t q = target.find('?');
   path = std::string(target.substr(0, q));
   query = q == std::string_view::npos ? "" : std::string(target.substr(q + 1));
-}
-
-Response CompleteDeferred(Response res, RequestContext& ctx) {
-  if (!ctx.deferred) {
-    return res;
-  }
-  Deferred d = std::move(*ctx.deferred);
-  ctx.deferred.reset();
-  std::promise<Status> promise;
-  auto result = promise.get_future();
-  d.start([&promise](Status s) { promise.set_value(std::move(s)); });
-  return d.finish(result.get(), std::move(res));
 }
 
 void Router::Add(http::verb method, std::string pattern, Handler handler) {

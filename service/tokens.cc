@@ -1,7 +1,5 @@
 #include "service/tokens.h"
 
-#include <future>
-
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/random.h"
@@ -58,17 +56,6 @@ void Tokens::Commit(PreparedToken token, std::function<void(Status)> done) {
     }
     done(std::move(s));
   });
-}
-
-Result<std::string> Tokens::Create(std::string_view account_id, std::string_view content_type,
-                                   ByteView payload, bool is_public, int64_t expires_at) {
-  OTD_ASSIGN_OR_RETURN(PreparedToken t, Prepare(account_id, content_type, payload, is_public, expires_at));
-  std::promise<Status> promise;
-  auto result = promise.get_future();
-  std::string id = t.id;
-  Commit(std::move(t), [&promise](Status s) { promise.set_value(std::move(s)); });
-  OTD_RETURN_IF_ERROR(result.get());
-  return id;
 }
 
 Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view token_id) {

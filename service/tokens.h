@@ -55,9 +55,6 @@ class Tokens {
   Tokens(Vault& vault, store::Store& store, const Clock& clock, Logger& log, TokensOptions options)
       : vault_(vault), store_(store), clock_(clock), log_(log), options_(options) {}
 
-  // Returns the new token id once the record is durable (Prepare + Commit, waiting).
-  Result<std::string> Create(std::string_view account_id, std::string_view content_type,
-                             ByteView payload, bool is_public, int64_t expires_at);
   // Checks the input, draws the id and seals the record in the token; stores nothing.
   Result<PreparedToken> Prepare(std::string_view account_id, std::string_view content_type,
                                 ByteView payload, bool is_public, int64_t expires_at);

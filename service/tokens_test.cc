@@ -59,11 +59,15 @@ TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterTh
   EXPECT_NE(log_sink_.str().find("\"tokenized\""), std::string::npos);
 }
 
-TEST_F(TokensTest, CreateIsPrepareAndCommitAndRefusesAPastExpiry) {
+TEST_F(TokensTest, APublicTokenReadsBackAsPublicAndAPastExpiryIsRefused) {
   const Bytes payload = {'x'};
-  auto id = tokens_.Create("acct-1", "application/octet-stream", payload, true, 0);
-  ASSERT_TRUE(id.ok()) << id.status().ToString();
-  auto got = tokens_.Get("acct-1", *id);
+  auto prepared = tokens_.Prepare("acct-1", "application/octet-stream", payload, true, 0);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  const std::string id = prepared->id;
+  std::promise<Status> committed;
+  tokens_.Commit(std::move(prepared).value(), [&](Status s) { committed.set_value(std::move(s)); });
+  ASSERT_TRUE(committed.get_future().get().ok());
+  auto got = tokens_.Get("acct-1", id);
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->is_public);
   EXPECT_EQ(tokens_.Prepare("acct-1", "text/plain", payload, false, clock_.NowSeconds() - 1).status().code(),
