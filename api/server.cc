@@ -206,6 +206,8 @@ class HttpServer::Impl {
   // Writes `res` (within limits.write_timeout); false when it could not be written completely.
   awaitable<bool> Send(Stream& stream, Response res, bool close);
   Response Handle(Request& req, RequestContext& ctx);
+  // The answer to a handler (or a deferred finish/start) that threw: logged, 500, no detail.
+  Response HandlerFailed(const Request& req, RequestContext& ctx);
   // Runs Handle on the worker pool and completes with the final response on the caller's
   // executor (the connection's strand). A deferred answer (RequestContext::Deferred) is started
   // on the worker, which is then free; the thread that finishes the write posts the completion
@@ -450,9 +452,13 @@ Response HttpServer::Impl::Handle(Request& req, RequestContext& ctx) {
   try {
     return router_.Dispatch(req, ctx);
   } catch (const std::exception&) {
-    log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
-    return VndError(req, ctx, 500, "internal-error", "internal error");
+    return HandlerFailed(req, ctx);
   }
+}
+
+Response HttpServer::Impl::HandlerFailed(const Request& req, RequestContext& ctx) {
+  log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
+  return VndError(req, ctx, 500, "internal-error", "internal error");
 }
 
 template <class CompletionToken>
@@ -500,8 +506,7 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
             try {
               return (*finish)(std::move(s), std::move(*prepared));
             } catch (const std::exception&) {
-              log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
-              return VndError(req, ctx, 500, "internal-error", "internal error");
+              return HandlerFailed(req, ctx);
             }
           };
           try {
@@ -510,8 +515,7 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
               deliver([complete, s = std::move(s)]() mutable { return complete(std::move(s)); });
             });
           } catch (const std::exception&) {
-            log_.Error("handler_exception", {{"request_id", ctx.request_id}, {"route", ctx.route}});
-            deliver([this, &req, &ctx] { return VndError(req, ctx, 500, "internal-error", "internal error"); });
+            deliver([this, &req, &ctx] { return HandlerFailed(req, ctx); });
           }
         });
       },
