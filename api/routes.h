@@ -33,6 +33,9 @@ struct Services {
   Limits limits;
   int64_t signature_past_seconds = 300;   // X-OpenToken-Date may be this old
   int64_t signature_future_seconds = 60;  // or this far ahead
+  // The configured `public_url` (scheme://host[:port], no trailing slash), empty when not set:
+  // the base of absolute URLs in answers and the origin cookie-authenticated requests may come from.
+  std::string public_url;
   // The audit trail (service/audit.h; api/audit_hook.h); null: no audit (unit tests only).
   service::AuditLog* audit = nullptr;
 };

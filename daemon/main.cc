@@ -273,6 +273,7 @@ int Main(int argc, char** argv) {
                                .limits = server_options.limits,
                                .signature_past_seconds = config->signature_past_seconds,
                                .signature_future_seconds = config->signature_future_seconds,
+                               .public_url = config->public_url,
                                .audit = audit->get()};
   api::Router router;
   api::RegisterRoutes(router, services);
