@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/browser_policy.h"
 #include "api/errors.h"
 #include "api/links.h"
 #include "api/qr_png.h"
@@ -255,8 +256,11 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
     return res;
   });
 
-  auto logout = [&accounts](const Request& req, RequestContext& ctx) {
+  auto logout = [&accounts, &s](const Request& req, RequestContext& ctx) {
     if (auto cookie = CookieValue(req, "login"); cookie && !cookie->empty() && cookie->size() <= 64) {
+      if (auto refused = CrossSiteRefusal(req, s.public_url)) {
+        return VndError(req, ctx, 403, "forbidden", *refused);
+      }
       auto session = accounts.GetSession(*cookie);
       if (session.ok() && session->account_id == ctx.params["id"]) {
         Status st = accounts.Logout(*cookie);

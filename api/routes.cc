@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cctype>
 
+#include <nlohmann/json.hpp>
+
 #include "api/audit_hook.h"
+#include "api/browser_policy.h"
 #include "api/errors.h"
 #include "api/links.h"
+#include "api/ot1.h"
 #include "api/request_helpers.h"
 #include "api/schemas.h"
 
@@ -43,6 +47,28 @@ Response Schema(const Request& req, RequestContext& ctx) {
   }
   Response res = JsonResponse(req, 200, std::string(f->content));
   AddStandardLinks(res, "/schema/" + path);
+  return res;
+}
+
+Response SignatureInformation(const Services& s, const Request& req) {
+  const nlohmann::json body = {
+      {"scheme", std::string(ot1::kScheme)},
+      {"authorization", std::string(ot1::kScheme) +
+                            "; access-code=<code>; signed-headers=host content-type "
+                            "x-opentoken-date; signature=<64 lower-case hex digits>"},
+      {"signature", "hex(HMAC-SHA256(secret, canonical request))"},
+      {"canonicalRequest",
+       "METHOD\nPATH\nQUERY\n<name>:<value>\n (one line per signed header, in the order of "
+       "signed-headers; names lower-case, values trimmed, host lower-case)\n\nBODY"},
+      {"requiredSignedHeaders", {"host", "content-type", "x-opentoken-date"}},
+      {"dateHeader", "X-OpenToken-Date"},
+      {"dateFormat", "yyyy-mm-ddThh:mm:ssZ (UTC)"},
+      {"datePastSeconds", s.signature_past_seconds},
+      {"dateFutureSeconds", s.signature_future_seconds},
+      {"serverTime", IsoUtc(s.clock.NowSeconds(), false)},
+      {"documentation", "doc/api/signed-requests.md of the OpenToken documents"}};
+  Response res = JsonResponse(req, 200, body.dump(), "application/json");
+  AddStandardLinks(res, std::string(kSignatureInformationPath));
   return res;
 }
 
@@ -84,6 +110,10 @@ Result<Caller> ResolveCaller(const Services& s, const Request& req) {
   }
   if (!cookie || cookie->empty() || cookie->size() > 64) {
     return Unauthenticated("login required");
+  }
+  // A browser sends the cookie with requests other sites make it send: refuse those.
+  if (auto refused = CrossSiteRefusal(req, s.public_url)) {
+    return PermissionDenied(*refused);
   }
   auto session = s.accounts.GetSession(*cookie);
   if (!session.ok()) {
@@ -146,6 +176,10 @@ void RegisterRoutes(Router& router, const Services& services) {
                return HealthCheck(vault, req, ctx);
              });
   router.Add(http::verb::get, "/schema/**", Schema);
+  router.Add(http::verb::get, std::string(kSignatureInformationPath),
+             [&services](const Request& req, RequestContext&) {
+               return SignatureInformation(services, req);
+             });
   RegisterAccountRoutes(router, services);
   RegisterTokenRoutes(router, services);
   RegisterAccessTokenRoutes(router, services);

@@ -40,6 +40,11 @@ struct Services {
   service::AuditLog* audit = nullptr;
 };
 
+// How to sign a request (linked from every 401 of a signed route, rel="related",
+// title="signature-information"): the canonical string, the date format and window, the
+// server's clock.
+inline constexpr std::string_view kSignatureInformationPath = "/signature-information";
+
 void RegisterRoutes(Router& router, const Services& services);
 void RegisterAccountRoutes(Router& router, const Services& services);
 void RegisterTokenRoutes(Router& router, const Services& services);

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/browser_policy.h"
 #include "api/errors.h"
 #include "api/framing.h"
 #include "crypto/random.h"
@@ -524,6 +525,11 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
 
 template <class Stream>
 awaitable<bool> HttpServer::Impl::Send(Stream& stream, Response res, bool close) {
+  // Every answer, framing errors included (api/browser_policy.h). A route that serves pages of
+  // its own sets its own policy; every other answer gets the API's.
+  if (res["Content-Security-Policy"].empty()) {
+    res.set("Content-Security-Policy", kApiContentSecurityPolicy);
+  }
   res.keep_alive(!close);
   if (close) {
     res.set(http::field::connection, "close");

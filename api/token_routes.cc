@@ -5,6 +5,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "api/browser_policy.h"
 #include "api/errors.h"
 #include "api/links.h"
 #include "api/ot1.h"
@@ -22,6 +23,9 @@ std::string AccountPath(const std::string& id) { return "/account/" + id; }
 Response Unsigned(const Request& req, const RequestContext& ctx) {
   Response res = VndError(req, ctx, 401, "unauthorized", "signature verification failed");
   res.set(http::field::www_authenticate, std::string(ot1::kScheme));
+  // links.md: how to sign (the canonical string, the date window, the server's clock).
+  AddLink(res, {.href = std::string(kSignatureInformationPath), .rel = "related",
+                .title = "signature-information"});
   return res;
 }
 
@@ -69,8 +73,10 @@ bool IsPrintableHeaderValue(std::string_view v) {
 
 std::optional<Response> VerifySignature(const Services& s, const Request& req, const RequestContext& ctx,
                                         const std::string& account_id) {
+  // The reasons are fixed texts (api/ot1.cc): never the secret, the signature or a header value.
   auto reject = [&](std::string_view reason) {
-    s.log.Info("signature_rejected", {{"request_id", ctx.request_id}, {"reason", reason}});
+    s.log.Info("signature_rejected", {{"request_id", ctx.request_id}});
+    s.log.Debug("signature_rejected_reason", {{"request_id", ctx.request_id}, {"reason", reason}});
     return Unsigned(req, ctx);
   };
   int count = 0;
@@ -283,6 +289,7 @@ void RegisterTokenRoutes(Router& router, const Services& s) {
     }
     Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, token->content_type);
+    AddPayloadDisposition(res, token->content_type);
     res.set(http::field::etag, token->etag);
     res.body().assign(token->payload.RevealString(SecretAccess::Grant()));
     res.prepare_payload();

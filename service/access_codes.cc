@@ -166,7 +166,10 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
     OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
     std::erase_if(list, [now](const AccessCodeInfo& i) { return i.expires_at <= now; });
     if (list.size() >= options_.max_per_account) {
-      return ResourceExhausted("this account has the maximum number of access codes; revoke one first");
+      // A limit, not an outage: 409 naming it (kResourceExhausted would be a 503).
+      return FailedPrecondition("this account has the maximum of " +
+                                std::to_string(options_.max_per_account) +
+                                " access codes; revoke one first");
     }
     list.push_back({out.code, std::string(description), now, out.expires_at});
     OTD_ASSIGN_OR_RETURN(store::Mutation index, IndexMutation(account_id, index_key, index_raw, list));

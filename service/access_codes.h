@@ -10,7 +10,8 @@
 //
 // Errors: kUnauthenticated for every verification failure (unknown, expired or revoked code, code
 // of another account, wrong signature) with one message, so callers cannot tell which;
-// kNotFound for revoking an unknown code; kUnavailable (token/store).
+// kNotFound for revoking an unknown code; kFailedPrecondition when the account already has
+// max_per_account live codes (the message names the limit); kUnavailable (token/store).
 // Thread safety: thread safe.
 
 #include <cstdint>
