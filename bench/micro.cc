@@ -26,7 +26,7 @@
 #include "api/ot1.h"
 #include "common/log.h"
 #include "hsm/hsm.h"
-#include "store/store.h"
+#include "store/lmdb_store.h"
 #include "tests/support/temp_token.h"
 
 namespace {
@@ -336,11 +336,11 @@ int main(int argc, char** argv) {
   SetUpHsm();
   g_store = new StoreEnv;
   g_store->dir = std::make_unique<otd::testing::TempDir>();
-  otd::store::Options o;
+  otd::store::LmdbOptions o;
   o.path = g_store->dir->path() + "/data";
   o.map_size_bytes = 1ull << 30;
   o.tables = {"tokens"};
-  g_store->store = Must(otd::store::Store::Open(o, &g_log), "Store::Open");
+  g_store->store = Must(otd::store::LmdbStore::Open(o, &g_log), "LmdbStore::Open");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   g_store->store.reset();

@@ -356,7 +356,11 @@ int Backup(Runtime& rt, const std::string& dir) {
   if (!versions.ok()) {
     return Fail(versions.status());
   }
-  if (Status s = rt.store->CopyTo(dir); !s.ok()) {
+  if (rt.lmdb == nullptr) {
+    std::cerr << "opentoken-admin: backup copies the embedded LMDB store only\n";
+    return kExitUsage;
+  }
+  if (Status s = rt.lmdb->CopyTo(dir); !s.ok()) {
     return Fail(s);
   }
   auto sum = FileSha256(dir + "/data.mdb");

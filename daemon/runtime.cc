@@ -73,12 +73,14 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   tc.reinitialize_after_ms = static_cast<int>(config.hsm_reinitialize_after_ms);
   tc.metrics = metrics;
   OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
-  store::Options so;
+  store::LmdbOptions so;
   so.path = config.storage_path;
   so.map_size_bytes = config.storage_map_size_mb * 1024 * 1024;
   so.tables = service::AllTables();
   so.metrics = metrics;
-  OTD_ASSIGN_OR_RETURN(rt->store, store::Store::Open(so, &log));
+  OTD_ASSIGN_OR_RETURN(std::unique_ptr<store::LmdbStore> lmdb, store::LmdbStore::Open(so, &log));
+  rt->lmdb = lmdb.get();
+  rt->store = std::move(lmdb);
   rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, rt->clock, log);
   return rt;
 }

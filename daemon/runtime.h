@@ -12,6 +12,7 @@
 #include "mail/mail.h"
 #include "service/accounts.h"
 #include "service/vault.h"
+#include "store/lmdb_store.h"
 #include "store/store.h"
 
 namespace otd::daemon {
@@ -32,6 +33,7 @@ struct Runtime {
   SystemClock clock;
   std::unique_ptr<hsm::Token> token;
   std::unique_ptr<store::Store> store;
+  store::LmdbStore* lmdb = nullptr;  // the same store when it is the embedded LMDB (backups)
   std::unique_ptr<service::Vault> vault;
 };
 

@@ -17,7 +17,7 @@
 #include "common/metrics.h"
 #include "mail/mail.h"
 #include "service/vault.h"
-#include "store/store.h"
+#include "store/lmdb_store.h"
 #include "tests/support/temp_token.h"
 
 namespace otd::service {
@@ -44,11 +44,11 @@ class ServiceEnv {
     auto token = hsm::Token::Open(std::move(config), &log_);
     ASSERT_TRUE(token.ok()) << token.status().ToString();
     token_ = std::move(token).value();
-    store::Options o;
+    store::LmdbOptions o;
     o.path = data_.path() + "/data";
     o.map_size_bytes = 64ull << 20;
     o.tables = AllTables();
-    auto st = store::Store::Open(o, &log_);
+    auto st = store::LmdbStore::Open(o, &log_);
     ASSERT_TRUE(st.ok()) << st.status().ToString();
     store_ = std::move(st).value();
     vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);

@@ -1,37 +1,42 @@
 #pragma once
-// store: the LMDB environment. Named tables of opaque byte values (the service layer only ever
-// stores versioned, sealed records: DESIGN §4), durable commits, one writer thread that batches
-// concurrent callers into one transaction (group commit), short read transactions for lookups,
-// and a TTL index for records that expire.
+// store: the interface every storage backend implements (DESIGN §7). Named tables of opaque byte
+// values (the service layer only ever stores versioned, sealed records keyed by keyed hashes:
+// DESIGN §4), atomic batches with preconditions, durable acknowledgements, asynchronous commits,
+// scans, and a TTL index for records that expire. The services depend on this header only; the
+// embedded backend is store/lmdb_store.h. store/store_contract_test.h is the test suite every
+// implementation must pass.
 //
-// Durability: the environment is opened without MDB_NOSYNC, MDB_NOMETASYNC, MDB_WRITEMAP,
-// MDB_MAPASYNC or MDB_NOMEMINIT (checked at open with mdb_env_get_flags). Apply() returns only
-// after the transaction holding the batch has committed (fsync'd).
-//
-// Atomicity: each Apply() batch is all-or-nothing. Batches grouped into one LMDB transaction are
-// isolated from each other: a failed precondition in one batch does not affect the others, and
-// each caller learns its own result.
+// Contract:
+//  * Atomicity: each Apply()/ApplyAsync() batch is all-or-nothing, and its preconditions
+//    (`expect`, kInsert on an absent key, kUpdate/kDelete/kMove on a present one) are checked
+//    inside the same transaction. Batches committed together (group commit) are isolated: a
+//    failed precondition in one does not affect the others, and each caller learns its own
+//    result.
+//  * Durability: a batch is acknowledged (Apply returns Ok, ApplyAsync's `done(Ok)`) only once it
+//    is durable; a failure leaves nothing of the batch behind. When the outcome cannot be known
+//    (the connection to a database dropped during the commit) the answer is kUnavailable, never
+//    Ok.
+//  * Reads return copies, never views into the backend's memory. ForEach() sees one consistent
+//    snapshot of the table while writes go on.
+//  * TTL: a record written with expires_at > 0 is deleted by PurgeExpired() once expires_at <=
+//    now (readers check expiries inside the records as well, so nothing depends on the purge
+//    running on time). Rewriting the record replaces its expiry (0 removes it), unless
+//    `keep_expiry`.
 //
 // Errors: kAlreadyExists (kInsert on an existing key), kFailedPrecondition (an `expect` did not
-// match, or kDelete/kUpdate of a missing key), kResourceExhausted ("store map is full", the batch
-// is rolled back and the store stays usable), kInvalidArgument (unknown table, empty/oversized
-// key), kUnavailable (I/O errors, the environment is not usable; MDB_PANIC is reported and the
-// store refuses further writes).
+// match, or kDelete/kUpdate/kMove of a missing key), kResourceExhausted (the backend is full: the
+// batch is rolled back and the store stays usable), kInvalidArgument (unknown table, empty or
+// oversized key), kUnavailable (I/O errors, the backend is not reachable or not usable).
 //
-// Thread safety: all methods are thread safe. Values returned are copies (never views into the map).
-// Read transactions are not bound to OS threads (MDB_NOTLS), so a ForEach() callback may call
-// Get()/GetStats() on the same store. ApplyAsync() callbacks run on the writer thread: they may
-// call ApplyAsync() and the read methods, but Apply()/PurgeExpired() there return kInternal
-// (they would wait for the thread they run on), and the store must not be destroyed from them.
-//
-// Process rules (lmdb.h caveats): one Store per directory per process (a second Open() of the
-// same directory returns kFailedPrecondition); never fork() while a Store is open.
+// Thread safety: every method is thread safe. ApplyAsync() callbacks run on a backend thread:
+// they may call ApplyAsync() and the read methods, but Apply()/PurgeExpired() there return
+// kInternal (they would wait for the thread they run on), and the store must not be destroyed
+// from them.
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,30 +45,7 @@
 #include "common/bytes.h"
 #include "common/status.h"
 
-namespace otd {
-class Logger;
-namespace metrics {
-class Registry;
-}
-}  // namespace otd
-
 namespace otd::store {
-
-namespace internal {
-struct StoreTestPeer;  // store/internal/store_test_peer.h: lets tests inspect the environment
-}
-
-struct Options {
-  std::string path;                       // directory; created (0700) if missing
-  uint64_t map_size_bytes = 1ull << 30;   // LMDB map size
-  unsigned max_readers = 256;
-  size_t max_batch_mutations = 4096;      // group-commit cap per LMDB transaction
-  std::vector<std::string> tables;        // named tables to create/open
-  // Optional (null: not measured): write transaction duration and size
-  // (opentokend_store_commit_duration_seconds, opentokend_store_batch_mutations,
-  // opentokend_store_commits_total). Must outlive the Store.
-  metrics::Registry* metrics = nullptr;
-};
 
 enum class Op {
   kInsert,  // put; kAlreadyExists if the key exists
@@ -75,6 +57,9 @@ enum class Op {
             // kFailedPrecondition otherwise; kAlreadyExists if `new_key` exists); `value` and
             // `expires_at` are ignored
 };
+
+// The longest key every backend accepts (LMDB's default maximum key size).
+inline constexpr size_t kMaxKeyBytes = 511;
 
 struct Mutation {
   Op op = Op::kPut;
@@ -92,59 +77,51 @@ struct Mutation {
 
 struct TableStats {
   uint64_t entries = 0;
-  uint64_t bytes = 0;  // pages * page size (branch+leaf+overflow)
+  uint64_t bytes = 0;  // storage used by the table (LMDB: pages * page size)
 };
 
 struct Stats {
   std::map<std::string, TableStats> tables;
-  uint64_t map_size = 0;
-  uint64_t used_bytes = 0;         // last page number * page size
-  uint64_t commits = 0;            // LMDB write transactions committed since open
-  uint64_t batches = 0;            // Apply() batches committed since open
+  uint64_t map_size = 0;     // capacity, where the backend has one (LMDB map size); 0: none
+  uint64_t used_bytes = 0;   // LMDB: last page number * page size
+  uint64_t commits = 0;      // write transactions committed since open
+  uint64_t batches = 0;      // Apply() batches committed since open
   uint64_t ttl_entries = 0;
 };
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const Options& options, Logger* log);
-  ~Store();  // drains queued writes, stops the writer, closes the environment
+  virtual ~Store() = default;
+  Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   // Returns a copy of the value, or nullopt when absent.
-  Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const;
+  virtual Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const = 0;
   // The record's expires_at (Unix seconds), or 0 when it has none or does not exist.
-  Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const;
+  virtual Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const = 0;
 
-  // Applies the batch atomically and durably (blocks until the commit is on disk).
-  Status Apply(std::vector<Mutation> batch);
-  // Same, but calls `done` (on the writer thread) with the result.
-  void ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done);
+  // Applies the batch atomically and durably (blocks until it is durable).
+  virtual Status Apply(std::vector<Mutation> batch) = 0;
+  // Same, but returns at once and calls `done` (on a backend thread) with the result.
+  virtual void ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done) = 0;
 
-  // Deletes up to `max` records whose expires_at <= now (and their TTL entries). Returns the count.
-  Result<size_t> PurgeExpired(int64_t now, size_t max);
+  // Deletes up to `max` records whose expires_at <= now (and their TTL entries). Returns the
+  // count. Safe to run from several processes sharing one database.
+  virtual Result<size_t> PurgeExpired(int64_t now, size_t max) = 0;
 
-  // Visits every (key, value) of a table in key order inside one read transaction; stop by
+  // Visits every (key, value) of a table in key order inside one consistent snapshot; stop by
   // returning false. The views are valid only during the callback.
-  Status ForEach(std::string_view table,
-                 const std::function<bool(ByteView key, ByteView value)>& fn) const;
+  virtual Status ForEach(std::string_view table,
+                         const std::function<bool(ByteView key, ByteView value)>& fn) const = 0;
 
-  Result<Stats> GetStats() const;
-  // kOk when the environment is usable (not panicked, reader table checked).
-  Status Health() const;
-  // `fn` is called once, on the thread that found out, when the environment becomes unusable
-  // (MDB_PANIC: LMDB could not write a commit's meta page). From then on every operation, reads
-  // included, fails until the store is reopened. Set it before serving; it must not call into
-  // the store.
-  void SetPanicHandler(std::function<void()> fn);
-  // Consistent hot copy (mdb_env_copy2 with MDB_CP_COMPACT) into an empty directory.
-  Status CopyTo(const std::string& dir) const;
-
- private:
-  class Impl;
-  friend struct internal::StoreTestPeer;
-  explicit Store(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  virtual Result<Stats> GetStats() const = 0;
+  // kOk when the backend is usable (reachable, writable, not panicked).
+  virtual Status Health() const = 0;
+  // `fn` is called once, on the thread that found out, when the store becomes unusable for good
+  // (LMDB: MDB_PANIC) and the process should restart. Set it before serving; it must not call
+  // into the store.
+  virtual void SetPanicHandler(std::function<void()> fn) = 0;
 };
 
 }  // namespace otd::store

@@ -35,7 +35,7 @@
 #include <gtest/gtest.h>
 
 #include "common/log.h"
-#include "store/store.h"
+#include "store/lmdb_store.h"
 #include "tests/support/temp_dir.h"
 
 // Fault injection for the one write LMDB cannot take back: the meta page. While set, pwrite()
@@ -264,16 +264,16 @@ std::string ValueFor(const std::string& key, size_t size) {
 
 class StoreFaultsTest : public ::testing::Test {
  protected:
-  Options MakeOptions(const std::string& path) const {
-    Options o;
+  LmdbOptions MakeOptions(const std::string& path) const {
+    LmdbOptions o;
     o.path = path;
     o.map_size_bytes = 64ull << 20;  // the map never limits here; the filesystem does
     o.tables = {"t"};
     return o;
   }
 
-  std::unique_ptr<Store> OpenStore(const std::string& path) {
-    auto r = Store::Open(MakeOptions(path), &log_);
+  std::unique_ptr<LmdbStore> OpenStore(const std::string& path) {
+    auto r = LmdbStore::Open(MakeOptions(path), &log_);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? std::move(r).value() : nullptr;
   }

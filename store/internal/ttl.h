@@ -1,4 +1,7 @@
 #pragma once
+// The TTL index of an LmdbStore: its key layout, keeping it in step with writes, and purging.
+// Private to store/.
+//
 // Key layout of the two internal TTL tables (big-endian integers, DESIGN §4 / rule 15):
 //
 //   "__ttl"      [expires_at u64][u8 table length][table][key] -> empty
@@ -10,11 +13,16 @@
 // Invariant (kept inside every write transaction): a "__ttl" entry exists iff the matching
 // "__ttl_rev" entry exists and holds the same expires_at.
 
+#include <lmdb.h>
+
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
 #include "common/bytes.h"
+#include "common/status.h"
+#include "store/store.h"
 
 namespace otd::store::internal {
 
@@ -39,5 +47,21 @@ struct TtlEntry {
 // nullopt when the bytes are not a well-formed "__ttl" key.
 std::optional<TtlEntry> DecodeTtlKey(ByteView raw);
 std::optional<uint64_t> DecodeU64(ByteView raw);
+
+class Env;
+
+// Keeps the TTL index in step with a record that was written (`removed` false: its expiry is
+// m.expires_at, 0 = none) or deleted. LMDB failures set *rc and return env.Fail(...).
+Status UpdateTtl(const Env& env, MDB_txn* txn, const Mutation& m, bool removed, int* rc);
+
+// The record's current expiry from the reverse index (0: none), inside `txn`.
+Result<int64_t> ExpiryIn(const Env& env, MDB_txn* txn, std::string_view table, ByteView key,
+                         int* rc);
+
+// Deletes up to `max` records whose expiry <= now, oldest expiry first; *purged counts them.
+// Stale TTL entries (the record got another expiry or is gone) are dropped on the way. LMDB
+// failures set *rc and return env.Fail(...).
+Status PurgeExpired(const Env& env, MDB_txn* txn, int64_t now, size_t max, size_t* purged,
+                    int* rc);
 
 }  // namespace otd::store::internal
