@@ -179,7 +179,8 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
                Status st = accounts.SecureRegistration(ctx.params["id"], password_hash, current,
                                                        previous, ctx.peer, &wait);
                if (!st.ok()) {
-                 return wait > 0 ? RegistrationRefused(req, ctx, st, wait) : StatusError(req, ctx, st);
+                 return wait > 0 ? RegistrationRefused(req, ctx, st, wait)
+                                 : StatusError(req, ctx, st);
                }
                Response res{http::status::no_content, req.version()};
                AddStandardLinks(res, "/registration/" + ctx.params["id"]);

@@ -297,7 +297,8 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.Integer("login_base_delay_seconds", a.login_base_delay_seconds, 1, 3600));
     OTD_RETURN_IF_ERROR(r.Integer("login_max_delay_seconds", a.login_max_delay_seconds, 1, 86'400));
     OTD_RETURN_IF_ERROR(r.Integer("login_peer_free_failures", a.login_peer_free_failures, 1, 100'000));
-    OTD_RETURN_IF_ERROR(r.Integer("registrations_per_address", a.registrations_per_address, 1, 1000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("registrations_per_address", a.registrations_per_address, 1, 1000));
     OTD_RETURN_IF_ERROR(r.Integer("registrations_per_peer", a.registrations_per_peer, 1, 100'000));
     OTD_RETURN_IF_ERROR(r.Integer("max_pending_registrations", a.max_pending_registrations, 1,
                                   10'000'000));

@@ -148,10 +148,14 @@ TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
   EXPECT_EQ(c->accounts.registrations_per_peer, 500u);
   EXPECT_EQ(c->accounts.max_pending_registrations, 50'000u);
   EXPECT_EQ(c->accounts.max_pending_registrations_per_peer, 100u);
-  for (const std::string key : {"registrations_per_address", "registrations_per_peer",
-                                "max_pending_registrations", "max_pending_registrations_per_peer"}) {
-    EXPECT_NE(ErrorOf(accounts("{\"" + key + "\": 0}")).find("accounts." + key), std::string::npos);
-    EXPECT_NE(ErrorOf(accounts("{\"" + key + "\": \"5\"}")).find("accounts." + key), std::string::npos);
+  for (const std::string key :
+       {"registrations_per_address", "registrations_per_peer", "max_pending_registrations",
+        "max_pending_registrations_per_peer"}) {
+    for (const std::string bad : {"0", "\"5\"", "-1", "2.5"}) {
+      EXPECT_NE(ErrorOf(accounts("{\"" + key + "\": " + bad + "}")).find("accounts." + key),
+                std::string::npos)
+          << key << " " << bad;
+    }
   }
   EXPECT_NE(ErrorOf(accounts(R"({"registrations_per_address": 1001})")).find("between 1 and 1000"),
             std::string::npos);
@@ -169,7 +173,8 @@ TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
   // 100 would let registrations fill the map: there is always a reserve.
   for (const char* bad : {"0", "100", "-5", "50.5", "true"}) {
     EXPECT_NE(ErrorOf(storage(std::string(R"("unauthenticated_write_limit_percent": )") + bad))
-                  .find("storage.unauthenticated_write_limit_percent: must be an integer between 1 and 99"),
+                  .find("storage.unauthenticated_write_limit_percent: must be an integer between 1 "
+                        "and 99"),
               std::string::npos)
         << bad;
   }

@@ -84,7 +84,7 @@ class Accounts {
            Logger& log, AccountsOptions options);
 
   // Seconds `peer` must wait before its next registration step (0 = may try now). Counts
-  // nothing: a cheap check before a request body is read.
+  // nothing: a cheap check before a request body is parsed.
   int64_t RegistrationRetryAfter(std::string_view peer);
   // Starts a registration for `email` (already schema-validated) from `peer` (the Unix uid or the
   // client IP; never logged). Counts one step for the address and the peer, then takes a pending

@@ -31,6 +31,10 @@ class AccountsTest : public ::testing::Test {
   }
   SecretBytes PasswordHash() { return SecretBytes::CopyFrom(std::string_view("cGFzc3dvcmQtaGFzaC1vZi00OC1ieXRlcy1iYXNlNjQ=")); }
 
+  static Result<Registration> RegisterOn(Accounts& accounts, std::string_view address,
+                                         std::string_view peer, int64_t* wait) {
+    return accounts.Register(SecretBytes::CopyFrom(address), peer, wait);
+  }
   Result<Registration> Register(const std::string& address, const std::string& peer = "peer") {
     int64_t wait = -1;
     auto reg = accounts_.Register(SecretBytes::CopyFrom(std::string_view(address)), peer, &wait);
@@ -38,7 +42,8 @@ class AccountsTest : public ::testing::Test {
                                       reg.status().code() == Code::kUnavailable));
     return reg;
   }
-  Status Secure(const Registration& reg, const std::string& peer = "peer", int64_t* wait = nullptr) {
+  Status Secure(const Registration& reg, const std::string& peer = "peer",
+                int64_t* wait = nullptr) {
     int64_t w = -1;
     Status st = accounts_.SecureRegistration(reg.id, PasswordHash(), Code(reg.totp_seed),
                                              Code(reg.totp_seed, -1), peer, &w);
@@ -150,10 +155,11 @@ TEST_F(AccountsTest, RegistrationStepsToOneAddressAreLimitedAndMailOnlyWhileAllo
   EXPECT_EQ(env_.Mails().size(), 3u);  // the refused step mailed nothing
   // Wrong codes neither mail nor count; another spelling of the address is the same address.
   int64_t w = -1;
-  EXPECT_EQ(accounts_.SecureRegistration(reg->id, PasswordHash(), "000000", "111111", "peer-c", &w).code(),
-            Code::kInvalidArgument);
+  Status wrong =
+      accounts_.SecureRegistration(reg->id, PasswordHash(), "000000", "111111", "peer-c", &w);
+  EXPECT_EQ(wrong.code(), Code::kInvalidArgument);
   EXPECT_EQ(w, 0);
-  auto again = accounts_.Register(SecretBytes::CopyFrom(std::string_view("VICTIM@example.com")), "peer-d", &w);
+  auto again = RegisterOn(accounts_, "VICTIM@example.com", "peer-d", &w);
   EXPECT_EQ(again.status().code(), Code::kResourceExhausted);
   EXPECT_EQ(w, 60);
   env_.clock_.Advance(61);
@@ -168,13 +174,13 @@ TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
   o.registration_limits.max_pending_per_peer = 2;
   Accounts accounts(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, o);
   int64_t wait = -1;
-  auto first = accounts.Register(SecretBytes::CopyFrom(std::string_view("one@example.com")), "uid:7", &wait);
-  auto second = accounts.Register(SecretBytes::CopyFrom(std::string_view("two@example.com")), "uid:7", &wait);
+  auto first = RegisterOn(accounts, "one@example.com", "uid:7", &wait);
+  auto second = RegisterOn(accounts, "two@example.com", "uid:7", &wait);
   ASSERT_TRUE(first.ok() && second.ok());
-  auto third = accounts.Register(SecretBytes::CopyFrom(std::string_view("three@example.com")), "uid:7", &wait);
+  auto third = RegisterOn(accounts, "three@example.com", "uid:7", &wait);
   EXPECT_EQ(third.status().code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 3600);  // until the first pending registration expires (lifetime 1 h here)
-  EXPECT_TRUE(accounts.Register(SecretBytes::CopyFrom(std::string_view("three@example.com")), "uid:8", &wait).ok());
+  EXPECT_TRUE(RegisterOn(accounts, "three@example.com", "uid:8", &wait).ok());
   // Confirming one gives its place back.
   ASSERT_TRUE(accounts.SecureRegistration(first->id, PasswordHash(), Code(first->totp_seed),
                                           Code(first->totp_seed, -1), "uid:7", &wait).ok());
@@ -182,7 +188,7 @@ TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
   ASSERT_TRUE(accounts.ConfirmRegistration(first->id, m[1].str()).ok());
-  EXPECT_TRUE(accounts.Register(SecretBytes::CopyFrom(std::string_view("four@example.com")), "uid:7", &wait).ok());
+  EXPECT_TRUE(RegisterOn(accounts, "four@example.com", "uid:7", &wait).ok());
 }
 
 TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWorks) {
@@ -190,18 +196,18 @@ TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWork
   o.registration_limits.max_pending = 2;
   Accounts accounts(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, o);
   int64_t wait = -1;
-  auto a = accounts.Register(SecretBytes::CopyFrom(std::string_view("a@example.com")), "p1", &wait);
-  auto b = accounts.Register(SecretBytes::CopyFrom(std::string_view("b@example.com")), "p2", &wait);
+  auto a = RegisterOn(accounts, "a@example.com", "p1", &wait);
+  auto b = RegisterOn(accounts, "b@example.com", "p2", &wait);
   ASSERT_TRUE(a.ok() && b.ok());
-  auto c = accounts.Register(SecretBytes::CopyFrom(std::string_view("c@example.com")), "p3", &wait);
+  auto c = RegisterOn(accounts, "c@example.com", "p3", &wait);
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
   EXPECT_EQ(wait, 300);
-  EXPECT_TRUE(accounts.SecureRegistration(a->id, PasswordHash(), Code(a->totp_seed), Code(a->totp_seed, -1),
-                                          "p1", &wait).ok());
+  EXPECT_TRUE(accounts.SecureRegistration(a->id, PasswordHash(), Code(a->totp_seed),
+                                          Code(a->totp_seed, -1), "p1", &wait).ok());
   // Expired and purged registrations free the places.
   env_.clock_.Advance(3601);
   ASSERT_TRUE(env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100).ok());
-  EXPECT_TRUE(accounts.Register(SecretBytes::CopyFrom(std::string_view("c@example.com")), "p3", &wait).ok());
+  EXPECT_TRUE(RegisterOn(accounts, "c@example.com", "p3", &wait).ok());
 }
 
 TEST_F(AccountsTest, UnknownAccountsGetAStableFakeSalt) {

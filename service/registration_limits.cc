@@ -14,6 +14,10 @@ namespace otd::service {
 namespace {
 
 constexpr int64_t kFullLogEverySeconds = 60;
+// At most this many registrations are tracked per peer in memory (about 150 bytes each), even
+// when max_pending is larger: beyond it the entry that expires first is forgotten (its peer may
+// then make one more; the global cap still holds).
+constexpr size_t kMaxTracked = 100'000;
 
 // A 64-bit tag of the registration id: enough to tell the tracked registrations apart (a
 // collision only merges two entries' bookkeeping), and the id itself, which lets its holder read
@@ -116,7 +120,9 @@ Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_vi
         first = std::min(first, e->second.expires_at);
       }
     }
-    *retry_after_seconds = std::max<int64_t>(1, first - now);
+    *retry_after_seconds = first == std::numeric_limits<int64_t>::max()
+                               ? options_.full_retry_after_seconds
+                               : std::max<int64_t>(1, first - now);
     return ResourceExhausted("too many pending registrations from this peer");
   }
   // Under the lock, so concurrent registrations cannot all pass the same count.
@@ -134,12 +140,14 @@ Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_vi
     *retry_after_seconds = options_.full_retry_after_seconds;
     return Unavailable("the store keeps its remaining room for authenticated writes");
   }
-  if (by_tag_.size() >= options_.max_pending) {
+  const size_t max_tracked =
+      static_cast<size_t>(std::min<uint64_t>(options_.max_pending, kMaxTracked));
+  if (by_tag_.size() >= max_tracked) {
     DropExpiredLocked(now);
   }
-  while (by_tag_.size() >= options_.max_pending && !by_tag_.empty()) {
-    // Only after a restart or a purge by opentoken-admin can the memory hold more entries than
-    // the store; forget the one that expires first (its peer may then make one more).
+  while (by_tag_.size() >= max_tracked && !by_tag_.empty()) {
+    // Only when max_pending is above kMaxTracked (or registrations vanished from the store
+    // without a confirmation, e.g. a restore): forget the one that expires first.
     auto first = std::min_element(by_tag_.begin(), by_tag_.end(), [](const auto& a, const auto& b) {
       return a.second.expires_at < b.second.expires_at;
     });

@@ -17,8 +17,9 @@
 //    being created right now. Per peer at most `max_pending_per_peer`, counted in memory (a
 //    restart forgets who made the registrations then pending; the global cap still holds);
 //    a confirmed registration stops counting at once, others when they expire. Memory: one entry
-//    per tracked registration (a 64-bit tag of a SHA-256 of its id, never the id), at most
-//    `max_pending` of them.
+//    per tracked registration (a 64-bit tag of a SHA-256 of its id, never the id, and its peer),
+//    at most min(`max_pending`, 100,000) of them (~150 bytes each); past that the entry expiring
+//    first is forgotten.
 //  * Room. No new registration while more than `max_map_percent` of the store's map is in use
 //    (Stats::used_bytes - free_bytes), so registrations can never take the room that tokenize
 //    and the other authenticated writes need: they may use the whole map.

@@ -31,15 +31,16 @@ class RegistrationLimitsTest : public ::testing::Test {
   void Fill(const std::string& table, const std::string& prefix, int n, size_t size) {
     std::vector<store::Mutation> batch;
     for (int i = 0; i < n; ++i) {
-      batch.push_back({.op = store::Op::kPut, .table = table, .key = ToBytes(prefix + std::to_string(i)),
-                       .value = Bytes(size, 0x5a)});
+      batch.push_back({.op = store::Op::kPut, .table = table,
+                       .key = ToBytes(prefix + std::to_string(i)), .value = Bytes(size, 0x5a)});
     }
     ASSERT_TRUE(env_.store_->Apply(std::move(batch)).ok());
   }
   void Erase(const std::string& table, const std::string& prefix, int n) {
     std::vector<store::Mutation> batch;
     for (int i = 0; i < n; ++i) {
-      batch.push_back({.op = store::Op::kErase, .table = table, .key = ToBytes(prefix + std::to_string(i))});
+      batch.push_back({.op = store::Op::kErase, .table = table,
+                       .key = ToBytes(prefix + std::to_string(i))});
     }
     ASSERT_TRUE(env_.store_->Apply(std::move(batch)).ok());
   }
@@ -182,6 +183,22 @@ TEST_F(RegistrationLimitsTest, TheGlobalCapCountsTheStoreAndRegistrationsBeingCr
   EXPECT_EQ(refusal.code(), Code::kUnavailable);
   Erase(kTable, "more-", 1);
   EXPECT_TRUE(Admit(l, "p4", "d").has_value());
+}
+
+TEST_F(RegistrationLimitsTest, TheMemoryHoldsNoMoreEntriesThanTheGlobalCap) {
+  // Registrations kept in memory but gone from the store (nothing is written to the store here):
+  // the entry that expires first is forgotten, so memory stays bounded.
+  auto o = Options();
+  o.max_pending = 3;
+  o.max_pending_per_peer = 100;
+  auto l = Make(o);
+  for (int i = 0; i < 10; ++i) {
+    auto slot = Admit(l, "peer-" + std::to_string(i % 2), "kept-" + std::to_string(i));
+    ASSERT_TRUE(slot.has_value()) << i;
+    slot->Keep();
+    env_.clock_.Advance(1);
+  }
+  EXPECT_EQ(l.TrackedForTesting(), 3u);
 }
 
 TEST_F(RegistrationLimitsTest, RegistrationsStopAtTheReserveAndResumeWhenRoomIsFreed) {
