@@ -80,6 +80,8 @@ TEST(AccountsOptionsTest, RegistrationLimitsComeFromTheConfig) {
   // The backoff shape of the e-mail routes: 60 s doubling to an hour.
   EXPECT_EQ(r.address_rate_limit.base_delay_seconds, 60);
   EXPECT_EQ(r.peer_rate_limit.max_delay_seconds, 3600);
+  EXPECT_EQ(r.peer_rate_limit.forget_after_seconds, 3600);
+  EXPECT_EQ(r.address_rate_limit.forget_after_seconds, 86'400);
 }
 
 TEST(ExitCodeTest, ConfigProblemsMapTo78OthersTo69) {

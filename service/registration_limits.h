@@ -8,9 +8,10 @@
 //    key in memory) and for its peer (the Unix-socket uid or the client IP). After
 //    `free_failures` steps the key has to wait `base_delay_seconds`; each step let through after
 //    a wait makes the next wait twice as long, up to `max_delay_seconds`; a key is forgotten
-//    `forget_after_seconds` after its last counted step (RateLimiter, the backoff of the /v1
-//    e-mail routes). Refused steps do not count again. Retry-After is exact: a client that waits
-//    that long is let through (once, then waits twice as long).
+//    `forget_after_seconds` after its last counted step (by default a peer after an hour, an
+//    address after a day). RateLimiter with the backoff of the /v1 e-mail routes (60 s doubling
+//    to 1 h). Refused steps do not count again. Retry-After is exact: a client that waits that
+//    long is let through (once, then waits twice as long).
 //  * Pending registrations (created, not confirmed, not expired). Globally at most
 //    `max_pending`: the pending table's entry count in the store (so the cap holds across
 //    restarts; expired ones count until the purge job removes them, within a minute) plus those
@@ -47,8 +48,10 @@
 namespace otd::service {
 
 struct RegistrationLimitsOptions {
+  // An address is forgotten only after a day without steps (the e-mail routes: an hour), so a
+  // sender cannot wait an hour and bomb it with a fresh allowance every hour.
   RateLimitOptions address_rate_limit{.free_failures = 4, .base_delay_seconds = 60,
-                                      .max_delay_seconds = 3600, .forget_after_seconds = 3600};
+                                      .max_delay_seconds = 3600, .forget_after_seconds = 86'400};
   RateLimitOptions peer_rate_limit{.free_failures = 20, .base_delay_seconds = 60,
                                    .max_delay_seconds = 3600, .forget_after_seconds = 3600};
   uint64_t max_pending = 10'000;

@@ -85,6 +85,15 @@ TEST_F(RegistrationLimitsTest, AnAddressGetsItsFreeStepsThenWaitsWithGrowingDela
   EXPECT_TRUE(l.CountStep("victim@example.com", "peer-9", &wait).ok());
   EXPECT_EQ(l.CountStep("victim@example.com", "peer-9", &wait).code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 120);  // doubled
+  // An hour of quiet does not give the address a fresh allowance (a day does).
+  env_.clock_.Advance(3601);
+  EXPECT_TRUE(l.CountStep("victim@example.com", "peer-10", &wait).ok());
+  EXPECT_EQ(l.CountStep("victim@example.com", "peer-11", &wait).code(), Code::kResourceExhausted);
+  EXPECT_EQ(wait, 240);
+  env_.clock_.Advance(86'401);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(l.CountStep("victim@example.com", "peer-12", &wait).ok()) << i;
+  }
   // Neither the address nor a peer is in the log.
   EXPECT_EQ(env_.log_sink_.str().find("xample"), std::string::npos);
   EXPECT_EQ(env_.log_sink_.str().find("peer-"), std::string::npos);
