@@ -75,6 +75,24 @@ Response StatusError(const Request& req, const RequestContext& ctx, const Status
   return VndErrorFromStatus(req, ctx, s);
 }
 
+// A registration step refused by the admission limits (service/registration_limits.h): 429 when
+// the caller is over a rate or its pending cap, 503 when the service has no room for more
+// registrations (the cause is not the caller's); both with Retry-After.
+Response RegistrationRefused(const Request& req, const RequestContext& ctx, const Status& s,
+                             int64_t wait) {
+  Response res = s.code() == Code::kResourceExhausted
+                     ? VndError(req, ctx, 429, "too-many-requests", s.message())
+                     : VndError(req, ctx, 503, "service-unavailable",
+                                "no new registrations can be taken now; try again later");
+  res.set(http::field::retry_after, std::to_string(std::max<int64_t>(1, wait)));
+  return res;
+}
+
+Response TooManyRegistrationSteps(const Request& req, const RequestContext& ctx, int64_t wait) {
+  return RegistrationRefused(
+      req, ctx, ResourceExhausted("too many registration steps; wait before trying again"), wait);
+}
+
 std::string CookieHeader(const RequestContext& ctx, const std::string& value, int64_t max_age) {
   std::string c = "login=" + value + "; Path=/account/; Max-Age=" + std::to_string(max_age) +
                   "; HttpOnly; SameSite=Strict";
@@ -93,6 +111,9 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
 
   router.Add(http::verb::post, "/registration",
              [&accounts, &schemas, limits](const Request& req, RequestContext& ctx) {
+               if (int64_t wait = accounts.RegistrationRetryAfter(ctx.peer); wait > 0) {
+                 return TooManyRegistrationSteps(req, ctx, wait);
+               }
                JsonBody body = ReadJsonBody(req, ctx, schemas, "registration/register-request.json", limits);
                if (body.error) {
                  return std::move(*body.error);
@@ -104,9 +125,11 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
                }
                SecretBytes email = SecretBytes::CopyFrom(email_text);
                WipeJson(*body.doc);
-               auto reg = accounts.Register(email);
+               int64_t wait = 0;
+               auto reg = accounts.Register(email, ctx.peer, &wait);
                if (!reg.ok()) {
-                 return StatusError(req, ctx, reg.status());
+                 return wait > 0 ? RegistrationRefused(req, ctx, reg.status(), wait)
+                                 : StatusError(req, ctx, reg.status());
                }
                return RegistrationResponse(req, ctx, *reg, accounts.options().totp_issuer);
              });
@@ -141,6 +164,9 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
 
   router.Add(http::verb::post, "/registration/{id}",
              [&accounts, &schemas, limits](const Request& req, RequestContext& ctx) {
+               if (int64_t wait = accounts.RegistrationRetryAfter(ctx.peer); wait > 0) {
+                 return TooManyRegistrationSteps(req, ctx, wait);
+               }
                JsonBody body = ReadJsonBody(req, ctx, schemas, "registration/secure-request.json", limits);
                if (body.error) {
                  return std::move(*body.error);
@@ -150,9 +176,12 @@ void RegisterAccountRoutes(Router& router, const Services& s) {
                std::string current = doc["mfa"]["totp"]["current"];
                std::string previous = doc["mfa"]["totp"]["previous"];
                WipeJson(doc);
-               Status st = accounts.SecureRegistration(ctx.params["id"], password_hash, current, previous);
+               int64_t wait = 0;
+               Status st = accounts.SecureRegistration(ctx.params["id"], password_hash, current,
+                                                       previous, ctx.peer, &wait);
                if (!st.ok()) {
-                 return StatusError(req, ctx, st);
+                 return wait > 0 ? RegistrationRefused(req, ctx, st, wait)
+                                 : StatusError(req, ctx, st);
                }
                Response res{http::status::no_content, req.version()};
                AddStandardLinks(res, "/registration/" + ctx.params["id"]);

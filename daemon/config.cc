@@ -241,6 +241,8 @@ Result<Config> ParseConfig(std::string_view json_text) {
     ObjectReader r(*storage, "storage");
     OTD_RETURN_IF_ERROR(r.String("path", c.storage_path, true));
     OTD_RETURN_IF_ERROR(r.Integer("map_size_mb", c.storage_map_size_mb, 1, 1024ull * 1024));
+    OTD_RETURN_IF_ERROR(r.Integer("unauthenticated_write_limit_percent",
+                                  c.storage_unauthenticated_write_limit_percent, 1, 99));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
 
@@ -295,6 +297,13 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.Integer("login_base_delay_seconds", a.login_base_delay_seconds, 1, 3600));
     OTD_RETURN_IF_ERROR(r.Integer("login_max_delay_seconds", a.login_max_delay_seconds, 1, 86'400));
     OTD_RETURN_IF_ERROR(r.Integer("login_peer_free_failures", a.login_peer_free_failures, 1, 100'000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("registrations_per_address", a.registrations_per_address, 1, 1000));
+    OTD_RETURN_IF_ERROR(r.Integer("registrations_per_peer", a.registrations_per_peer, 1, 100'000));
+    OTD_RETURN_IF_ERROR(r.Integer("max_pending_registrations", a.max_pending_registrations, 1,
+                                  10'000'000));
+    OTD_RETURN_IF_ERROR(r.Integer("max_pending_registrations_per_peer",
+                                  a.max_pending_registrations_per_peer, 1, 1'000'000));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (a.totp_issuer.size() > 64 || a.totp_issuer.find(':') != std::string::npos) {
       return InvalidArgument("accounts.totp_issuer: at most 64 characters and no ':'");

@@ -52,6 +52,13 @@ struct AccountsConfig {
   int64_t login_base_delay_seconds = 1;
   int64_t login_max_delay_seconds = 900;
   uint32_t login_peer_free_failures = 50;
+  // Registration admission (service/registration_limits.h): steps (POST /registration, and the
+  // secure step, which mails) per address and per peer before they have to wait (60 s doubling,
+  // at most 1 h), and caps on pending (unconfirmed) registrations.
+  uint32_t registrations_per_address = 4;
+  uint32_t registrations_per_peer = 20;
+  uint64_t max_pending_registrations = 10'000;
+  uint32_t max_pending_registrations_per_peer = 10;
 };
 
 // Access tokens (service/access_tokens.h). The e-mail scope may only hold scopes that cannot
@@ -70,6 +77,9 @@ struct Config {
   std::optional<TlsListenConfig> tls_listen;
   std::string storage_path;
   uint64_t storage_map_size_mb = 1024;
+  // Writes anyone can cause without an account (new registrations) are refused while more than
+  // this share of the map is in use; authenticated writes (tokenize, ...) may fill all of it.
+  uint32_t storage_unauthenticated_write_limit_percent = 90;
   std::string hsm_module;
   std::string hsm_token_label;
   std::string hsm_pin_file;   // empty: read the systemd credential `pin`

@@ -128,6 +128,58 @@ TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
   EXPECT_NE(ErrorOf(with(R"({"lockout": 1})")).find("accounts.lockout"), std::string::npos);
 }
 
+TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
+  auto d = ParseConfig(kMinimal);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->accounts.registrations_per_address, 4u);
+  EXPECT_EQ(d->accounts.registrations_per_peer, 20u);
+  EXPECT_EQ(d->accounts.max_pending_registrations, 10'000u);
+  EXPECT_EQ(d->accounts.max_pending_registrations_per_peer, 10u);
+  EXPECT_EQ(d->storage_unauthenticated_write_limit_percent, 90u);
+
+  auto accounts = [](const std::string& a) {
+    return Without(kMinimal, "\"listen\"", "\"accounts\": " + a + ", \"listen\"");
+  };
+  auto c = ParseConfig(accounts(R"({"registrations_per_address": 2, "registrations_per_peer": 500,
+                                    "max_pending_registrations": 50000,
+                                    "max_pending_registrations_per_peer": 100})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->accounts.registrations_per_address, 2u);
+  EXPECT_EQ(c->accounts.registrations_per_peer, 500u);
+  EXPECT_EQ(c->accounts.max_pending_registrations, 50'000u);
+  EXPECT_EQ(c->accounts.max_pending_registrations_per_peer, 100u);
+  for (const std::string key :
+       {"registrations_per_address", "registrations_per_peer", "max_pending_registrations",
+        "max_pending_registrations_per_peer"}) {
+    for (const std::string bad : {"0", "\"5\"", "-1", "2.5"}) {
+      EXPECT_NE(ErrorOf(accounts("{\"" + key + "\": " + bad + "}")).find("accounts." + key),
+                std::string::npos)
+          << key << " " << bad;
+    }
+  }
+  EXPECT_NE(ErrorOf(accounts(R"({"registrations_per_address": 1001})")).find("between 1 and 1000"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(accounts(R"({"max_pending_registrations": 10000001})"))
+                .find("accounts.max_pending_registrations"),
+            std::string::npos);
+
+  auto storage = [](const std::string& extra) {
+    return Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                   R"("storage": {"path": "/var/lib/x", )" + extra + "}");
+  };
+  auto s = ParseConfig(storage(R"("unauthenticated_write_limit_percent": 75)"));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->storage_unauthenticated_write_limit_percent, 75u);
+  // 100 would let registrations fill the map: there is always a reserve.
+  for (const char* bad : {"0", "100", "-5", "50.5", "true"}) {
+    EXPECT_NE(ErrorOf(storage(std::string(R"("unauthenticated_write_limit_percent": )") + bad))
+                  .find("storage.unauthenticated_write_limit_percent: must be an integer between 1 "
+                        "and 99"),
+              std::string::npos)
+        << bad;
+  }
+}
+
 TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
   auto with = [](const std::string& a) {
     return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");

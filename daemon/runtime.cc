@@ -122,6 +122,12 @@ service::AccountsOptions AccountsOptionsFrom(const Config& config) {
   a.rate_limit.max_delay_seconds = c.login_max_delay_seconds;
   a.peer_rate_limit = a.rate_limit;
   a.peer_rate_limit.free_failures = c.login_peer_free_failures;
+  service::RegistrationLimitsOptions& r = a.registration_limits;
+  r.address_rate_limit.free_failures = c.registrations_per_address;
+  r.peer_rate_limit.free_failures = c.registrations_per_peer;
+  r.max_pending = c.max_pending_registrations;
+  r.max_pending_per_peer = c.max_pending_registrations_per_peer;
+  r.max_map_percent = config.storage_unauthenticated_write_limit_percent;
   return a;
 }
 

@@ -64,6 +64,26 @@ TEST_F(PinTest, FallsBackToTheSystemdCredential) {
   EXPECT_FALSE(ReadPin(c).ok());  // neither file nor credential
 }
 
+TEST(AccountsOptionsTest, RegistrationLimitsComeFromTheConfig) {
+  Config c;
+  c.accounts.registrations_per_address = 2;
+  c.accounts.registrations_per_peer = 7;
+  c.accounts.max_pending_registrations = 123;
+  c.accounts.max_pending_registrations_per_peer = 5;
+  c.storage_unauthenticated_write_limit_percent = 60;
+  const service::RegistrationLimitsOptions r = AccountsOptionsFrom(c).registration_limits;
+  EXPECT_EQ(r.address_rate_limit.free_failures, 2u);
+  EXPECT_EQ(r.peer_rate_limit.free_failures, 7u);
+  EXPECT_EQ(r.max_pending, 123u);
+  EXPECT_EQ(r.max_pending_per_peer, 5u);
+  EXPECT_EQ(r.max_map_percent, 60u);
+  // The backoff shape of the e-mail routes: 60 s doubling to an hour.
+  EXPECT_EQ(r.address_rate_limit.base_delay_seconds, 60);
+  EXPECT_EQ(r.peer_rate_limit.max_delay_seconds, 3600);
+  EXPECT_EQ(r.peer_rate_limit.forget_after_seconds, 3600);
+  EXPECT_EQ(r.address_rate_limit.forget_after_seconds, 86'400);
+}
+
 TEST(ExitCodeTest, ConfigProblemsMapTo78OthersTo69) {
   EXPECT_EQ(ExitCodeFor(InvalidArgument("x")), 78);
   EXPECT_EQ(ExitCodeFor(Unavailable("x")), 69);

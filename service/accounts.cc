@@ -159,14 +159,26 @@ Accounts::Accounts(Vault& vault, store::Store& store, mail::Mailer& mailer, cons
       log_(log),
       options_(std::move(options)),
       account_limiter_(clock, options_.rate_limit),
-      peer_limiter_(clock, options_.peer_rate_limit) {}
+      peer_limiter_(clock, options_.peer_rate_limit),
+      registration_limits_(store, std::string(kRegistrations), clock, log,
+                           options_.registration_limits) {}
 
 // --- registration ---------------------------------------------------------------------------
 
-Result<Registration> Accounts::Register(const SecretBytes& email) {
+int64_t Accounts::RegistrationRetryAfter(std::string_view peer) {
+  return registration_limits_.PeerRetryAfter(peer);
+}
+
+Result<Registration> Accounts::Register(const SecretBytes& email, std::string_view peer,
+                                        int64_t* retry_after_seconds) {
+  *retry_after_seconds = 0;
+  OTD_RETURN_IF_ERROR(registration_limits_.CountStep(email.RevealString(SecretAccess::Grant()),
+                                                     peer, retry_after_seconds));
   const int64_t now = clock_.NowSeconds();
   const int64_t expires = now + options_.registration_lifetime_seconds;
   OTD_ASSIGN_OR_RETURN(std::string id, crypto::RandomUrlSafeString(kIdChars));
+  OTD_ASSIGN_OR_RETURN(RegistrationLimits::Slot slot,
+                       registration_limits_.AdmitPending(peer, id, expires, retry_after_seconds));
   OTD_ASSIGN_OR_RETURN(std::string salt, crypto::RandomUrlSafeString(kPasswordSaltChars));
   OTD_ASSIGN_OR_RETURN(SecretBytes seed, crypto::RandomSecret(kTotpSeedBytes));
   const std::string owner = RegistrationOwner(id);
@@ -192,6 +204,7 @@ Result<Registration> Accounts::Register(const SecretBytes& email) {
   batch.push_back({.op = store::Op::kInsert, .table = std::string(kRegistrations), .key = key,
                    .value = std::move(sealed), .expires_at = expires});
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
+  slot.Keep();
   log_.Info("registration_started");
   return Registration{id, salt, email.Clone(), std::move(seed)};
 }
@@ -226,7 +239,12 @@ Result<Registration> Accounts::GetRegistration(std::string_view id) {
 }
 
 Status Accounts::SecureRegistration(std::string_view id, const SecretBytes& password_hash,
-                                    std::string_view totp_current, std::string_view totp_previous) {
+                                    std::string_view totp_current, std::string_view totp_previous,
+                                    std::string_view peer, int64_t* retry_after_seconds) {
+  *retry_after_seconds = registration_limits_.PeerRetryAfter(peer);
+  if (*retry_after_seconds > 0) {
+    return ResourceExhausted("too many registration steps; wait before trying again");
+  }
   Bytes key, raw;
   OTD_ASSIGN_OR_RETURN(RegistrationRecord rec, LoadRegistration(id, &key, &raw));
   // Two consecutive codes: (current, previous) for the current step, or for the step before
@@ -242,6 +260,9 @@ Status Accounts::SecureRegistration(std::string_view id, const SecretBytes& pass
   if (!ok) {
     return InvalidArgument("the MFA codes are not two consecutive codes of the registration's key");
   }
+  // Each secure step mails the address: it counts for the address as well as for the peer.
+  OTD_RETURN_IF_ERROR(registration_limits_.CountStep(rec.email.RevealString(SecretAccess::Grant()),
+                                                     peer, retry_after_seconds));
   OTD_ASSIGN_OR_RETURN(std::string code, crypto::RandomUrlSafeString(kIdChars));
   OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
   rec.state = kSecured;
@@ -327,6 +348,7 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
     return NotFound("registration not found");
   }
   OTD_RETURN_IF_ERROR(applied);
+  registration_limits_.Confirmed(id);
   log_.Info("account_created");
   return account_id;
 }

@@ -14,10 +14,15 @@
 //  * sessions       HMAC(session)  sealed with the system key: account id and expiry.
 // The server never sees the password: clients send PBKDF2(password) (the "password hash").
 //
+// The registration steps anyone can call (Register, SecureRegistration) pass the admission limits
+// of service/registration_limits.h: rates per address and per peer, caps on pending
+// registrations (global, per peer) and a reserve of the store's map they cannot use.
+//
 // Errors: kNotFound (unknown or expired registration/session), kInvalidArgument (bad codes, with
 // a message safe to show), kUnauthenticated (login failed; never says which part),
-// kResourceExhausted (rate limited; see RetryAfter), kAlreadyExists (confirmation of an e-mail
-// that already has an account), kUnavailable (token/store/mail).
+// kResourceExhausted (login: rate limited, see LoginRetryAfter; registration steps: see there),
+// kAlreadyExists (confirmation of an e-mail that already has an account), kUnavailable
+// (token/store/mail).
 //
 // Thread safety: thread safe.
 
@@ -31,6 +36,7 @@
 #include "common/status.h"
 #include "mail/mail.h"
 #include "service/rate_limiter.h"
+#include "service/registration_limits.h"
 #include "service/vault.h"
 #include "store/store.h"
 
@@ -44,6 +50,7 @@ struct AccountsOptions {
   std::string public_url = "https://127.0.0.1:8443";
   RateLimitOptions rate_limit;       // per account id
   RateLimitOptions peer_rate_limit;  // per peer (a proxy or a shared host carries many users)
+  RegistrationLimitsOptions registration_limits;  // POST /registration and the secure step
 };
 
 // The fixed password hashing parameters clients must use (registration.md).
@@ -76,13 +83,27 @@ class Accounts {
   Accounts(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock,
            Logger& log, AccountsOptions options);
 
-  // Starts a registration for `email` (already schema-validated).
-  Result<Registration> Register(const SecretBytes& email);
+  // Seconds `peer` must wait before its next registration step (0 = may try now). Counts
+  // nothing: a cheap check before a request body is parsed.
+  int64_t RegistrationRetryAfter(std::string_view peer);
+  // Starts a registration for `email` (already schema-validated) from `peer` (the Unix uid or the
+  // client IP; never logged). Counts one step for the address and the peer, then takes a pending
+  // place. Refusals by the limits set *retry_after_seconds >= 1: kResourceExhausted (the address
+  // or the peer is rate limited, or the peer has too many pending registrations: HTTP 429),
+  // kUnavailable (too many pending registrations in all, or the store's map is fuller than
+  // registrations may fill it: 503). Any other error leaves it 0 (kResourceExhausted then is the
+  // store's "map is full", a 503).
+  Result<Registration> Register(const SecretBytes& email, std::string_view peer,
+                                int64_t* retry_after_seconds);
   Result<Registration> GetRegistration(std::string_view id);
   // Checks the two consecutive TOTP codes, stores the password hash, and mails the confirmation
-  // link. May be repeated until confirmed (a new link replaces the old one).
+  // link. May be repeated until confirmed (a new link replaces the old one). Each step with valid
+  // codes counts for the registration's address and for `peer` (a refused one, kResourceExhausted
+  // with *retry_after_seconds >= 1, writes and mails nothing); steps with wrong codes mail
+  // nothing and do not count.
   Status SecureRegistration(std::string_view id, const SecretBytes& password_hash,
-                            std::string_view totp_current, std::string_view totp_previous);
+                            std::string_view totp_current, std::string_view totp_previous,
+                            std::string_view peer, int64_t* retry_after_seconds);
   // Creates the account, exactly once. Returns the account id.
   Result<std::string> ConfirmRegistration(std::string_view id, std::string_view code);
 
@@ -117,6 +138,7 @@ class Accounts {
   AccountsOptions options_;
   RateLimiter account_limiter_;
   RateLimiter peer_limiter_;
+  RegistrationLimits registration_limits_;
 };
 
 }  // namespace otd::service

@@ -31,11 +31,33 @@ class AccountsTest : public ::testing::Test {
   }
   SecretBytes PasswordHash() { return SecretBytes::CopyFrom(std::string_view("cGFzc3dvcmQtaGFzaC1vZi00OC1ieXRlcy1iYXNlNjQ=")); }
 
+  static Result<Registration> RegisterOn(Accounts& accounts, std::string_view address,
+                                         std::string_view peer, int64_t* wait) {
+    return accounts.Register(SecretBytes::CopyFrom(address), peer, wait);
+  }
+  Result<Registration> Register(const std::string& address, const std::string& peer = "peer") {
+    int64_t wait = -1;
+    auto reg = accounts_.Register(SecretBytes::CopyFrom(std::string_view(address)), peer, &wait);
+    EXPECT_EQ(wait > 0, !reg.ok() && (reg.status().code() == Code::kResourceExhausted ||
+                                      reg.status().code() == Code::kUnavailable));
+    return reg;
+  }
+  Status Secure(const Registration& reg, const std::string& peer = "peer",
+                int64_t* wait = nullptr) {
+    int64_t w = -1;
+    Status st = accounts_.SecureRegistration(reg.id, PasswordHash(), Code(reg.totp_seed),
+                                             Code(reg.totp_seed, -1), peer, &w);
+    if (wait != nullptr) {
+      *wait = w;
+    }
+    return st;
+  }
+
   // Registers, secures and confirms; returns the account id.
   std::string CreateAccount(const std::string& address) {
-    auto reg = accounts_.Register(SecretBytes::CopyFrom(std::string_view(address)));
+    auto reg = Register(address);
     EXPECT_TRUE(reg.ok());
-    EXPECT_TRUE(accounts_.SecureRegistration(reg->id, PasswordHash(), Code(reg->totp_seed), Code(reg->totp_seed, -1)).ok());
+    EXPECT_TRUE(Secure(*reg).ok());
     std::smatch m;
     std::string mail = env_.Mails().back();
     EXPECT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
@@ -55,7 +77,7 @@ class AccountsTest : public ::testing::Test {
 };
 
 TEST_F(AccountsTest, PendingRegistrationExpiresAndIsPurgedWithItsKey) {
-  auto reg = accounts_.Register(SecretBytes::CopyFrom(std::string_view("late@example.com")));
+  auto reg = Register("late@example.com");
   ASSERT_TRUE(reg.ok());
   EXPECT_TRUE(accounts_.GetRegistration(reg->id).ok());
   env_.clock_.Advance(3601);
@@ -77,9 +99,9 @@ TEST_F(AccountsTest, ConfirmationCreatesTheAccountExactlyOnce) {
 
 TEST_F(AccountsTest, ASecondAccountForTheSameAddressIsRefused) {
   ASSERT_FALSE(CreateAccount("twice@example.com").empty());
-  auto reg = accounts_.Register(SecretBytes::CopyFrom(std::string_view("TWICE@example.com")));
+  auto reg = Register("TWICE@example.com");
   ASSERT_TRUE(reg.ok());
-  ASSERT_TRUE(accounts_.SecureRegistration(reg->id, PasswordHash(), Code(reg->totp_seed), Code(reg->totp_seed, -1)).ok());
+  ASSERT_TRUE(Secure(*reg).ok());
   std::smatch m;
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
@@ -118,6 +140,74 @@ TEST_F(AccountsTest, FailuresLockTheAccountWithGrowingDelay) {
   c = accounts_.IssueChallenge(account);
   EXPECT_TRUE(accounts_.Login(account, ChallengeHash(*c), Code(seed_), "peer").ok());
   EXPECT_EQ(accounts_.LoginRetryAfter(account, "peer"), 0);
+}
+
+TEST_F(AccountsTest, RegistrationStepsToOneAddressAreLimitedAndMailOnlyWhileAllowed) {
+  // Default: 4 steps per address (register and secure both count), then 60 s, doubling.
+  auto reg = Register("victim@example.com", "peer-a");
+  ASSERT_TRUE(reg.ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(Secure(*reg, "peer-" + std::to_string(i)).ok()) << i;
+  }
+  int64_t wait = -1;
+  EXPECT_EQ(Secure(*reg, "peer-b", &wait).code(), Code::kResourceExhausted);
+  EXPECT_EQ(wait, 60);
+  EXPECT_EQ(env_.Mails().size(), 3u);  // the refused step mailed nothing
+  // Wrong codes neither mail nor count; another spelling of the address is the same address.
+  int64_t w = -1;
+  Status wrong =
+      accounts_.SecureRegistration(reg->id, PasswordHash(), "000000", "111111", "peer-c", &w);
+  EXPECT_EQ(wrong.code(), Code::kInvalidArgument);
+  EXPECT_EQ(w, 0);
+  auto again = RegisterOn(accounts_, "VICTIM@example.com", "peer-d", &w);
+  EXPECT_EQ(again.status().code(), Code::kResourceExhausted);
+  EXPECT_EQ(w, 60);
+  env_.clock_.Advance(61);
+  EXPECT_TRUE(Secure(*reg, "peer-e").ok());
+  EXPECT_EQ(Secure(*reg, "peer-e", &wait).code(), Code::kResourceExhausted);
+  EXPECT_EQ(wait, 120);
+  EXPECT_EQ(env_.Mails().size(), 4u);
+}
+
+TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
+  AccountsOptions o = Options();
+  o.registration_limits.max_pending_per_peer = 2;
+  Accounts accounts(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, o);
+  int64_t wait = -1;
+  auto first = RegisterOn(accounts, "one@example.com", "uid:7", &wait);
+  auto second = RegisterOn(accounts, "two@example.com", "uid:7", &wait);
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto third = RegisterOn(accounts, "three@example.com", "uid:7", &wait);
+  EXPECT_EQ(third.status().code(), Code::kResourceExhausted);
+  EXPECT_EQ(wait, 3600);  // until the first pending registration expires (lifetime 1 h here)
+  EXPECT_TRUE(RegisterOn(accounts, "three@example.com", "uid:8", &wait).ok());
+  // Confirming one gives its place back.
+  ASSERT_TRUE(accounts.SecureRegistration(first->id, PasswordHash(), Code(first->totp_seed),
+                                          Code(first->totp_seed, -1), "uid:7", &wait).ok());
+  std::smatch m;
+  std::string mail = env_.Mails().back();
+  ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
+  ASSERT_TRUE(accounts.ConfirmRegistration(first->id, m[1].str()).ok());
+  EXPECT_TRUE(RegisterOn(accounts, "four@example.com", "uid:7", &wait).ok());
+}
+
+TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWorks) {
+  AccountsOptions o = Options();
+  o.registration_limits.max_pending = 2;
+  Accounts accounts(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, o);
+  int64_t wait = -1;
+  auto a = RegisterOn(accounts, "a@example.com", "p1", &wait);
+  auto b = RegisterOn(accounts, "b@example.com", "p2", &wait);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto c = RegisterOn(accounts, "c@example.com", "p3", &wait);
+  EXPECT_EQ(c.status().code(), Code::kUnavailable);
+  EXPECT_EQ(wait, 300);
+  EXPECT_TRUE(accounts.SecureRegistration(a->id, PasswordHash(), Code(a->totp_seed),
+                                          Code(a->totp_seed, -1), "p1", &wait).ok());
+  // Expired and purged registrations free the places.
+  env_.clock_.Advance(3601);
+  ASSERT_TRUE(env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100).ok());
+  EXPECT_TRUE(RegisterOn(accounts, "c@example.com", "p3", &wait).ok());
 }
 
 TEST_F(AccountsTest, UnknownAccountsGetAStableFakeSalt) {

@@ -150,6 +150,35 @@ TEST_F(StoreTest, EnvironmentHasNoUnsafeDurabilityFlags) {
 
 // --- group commit --------------------------------------------------------------------------------
 
+TEST_F(StoreTest, StatsCountFreedPagesSoInUseShrinksAfterDeletes) {
+  // used_bytes is LMDB's high-water mark; free_bytes is what it can hand out again.
+  auto s = OpenStore();
+  const std::string value(1000, 'v');
+  for (int batch = 0; batch < 20; ++batch) {
+    std::vector<Mutation> b;
+    for (int i = 0; i < 100; ++i) {
+      b.push_back(Put("k" + std::to_string(batch * 100 + i), value));
+    }
+    ASSERT_TRUE(s->Apply(std::move(b)).ok());
+  }
+  auto full = s->GetStats();
+  ASSERT_TRUE(full.ok());
+  EXPECT_GE(full->used_bytes - full->free_bytes, 2000u * 1000u);
+  for (int batch = 0; batch < 20; ++batch) {
+    std::vector<Mutation> b;
+    for (int i = 0; i < 100; ++i) {
+      b.push_back(Make(Op::kErase, "t", "k" + std::to_string(batch * 100 + i)));
+    }
+    ASSERT_TRUE(s->Apply(std::move(b)).ok());
+  }
+  auto emptied = s->GetStats();
+  ASSERT_TRUE(emptied.ok());
+  EXPECT_GE(emptied->used_bytes, full->used_bytes);  // the high-water mark never drops
+  EXPECT_GT(emptied->free_bytes, 2000u * 1000u * 9 / 10);
+  EXPECT_LT(emptied->used_bytes - emptied->free_bytes, 200u * 1024u);
+  EXPECT_LE(emptied->free_bytes, emptied->used_bytes);
+}
+
 // --- map full ------------------------------------------------------------------------------------
 
 TEST_F(StoreTest, AFullMapReturnsResourceExhaustedAndTheStoreStaysUsable) {

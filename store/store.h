@@ -83,7 +83,10 @@ struct TableStats {
 struct Stats {
   std::map<std::string, TableStats> tables;
   uint64_t map_size = 0;     // capacity, where the backend has one (LMDB map size); 0: none
-  uint64_t used_bytes = 0;   // LMDB: last page number * page size
+  uint64_t used_bytes = 0;   // LMDB: last page number * page size (a high-water mark: LMDB never
+                             // gives pages back, it reuses freed ones)
+  uint64_t free_bytes = 0;   // LMDB: pages on the free list * page size (reusable, some only once
+                             // older readers finish); in use = used_bytes - free_bytes
   uint64_t commits = 0;      // write transactions committed since open
   uint64_t batches = 0;      // Apply() batches committed since open
   uint64_t ttl_entries = 0;

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -404,6 +405,29 @@ Result<Stats> Env::GetStats() const {
   }
   out.map_size = info.me_mapsize;
   out.used_bytes = static_cast<uint64_t>(info.me_last_pgno + 1) * env_stat.ms_psize;
+  // The free list is LMDB's table 0: one record per transaction that freed pages, each an array
+  // of page numbers whose first element is its length (what `mdb_stat -f` adds up).
+  {
+    Cursor cursor;  // declared after txn: closed first
+    if ((rc = Cursor::Open(txn.get(), 0, &cursor)) != 0) {
+      return Fail(rc, "open free list");
+    }
+    uint64_t free_pages = 0;
+    MDB_val k{};
+    MDB_val v{};
+    for (rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT)) {
+      if (v.mv_size >= sizeof(size_t)) {
+        size_t n = 0;
+        std::memcpy(&n, v.mv_data, sizeof(n));
+        free_pages += n;
+      }
+    }
+    if (rc != MDB_NOTFOUND) {
+      return Fail(rc, "read free list");
+    }
+    out.free_bytes = std::min(free_pages * env_stat.ms_psize, out.used_bytes);
+  }
   return out;
 }
 

@@ -14,8 +14,11 @@ from opentoken_client import (Client, challenge_hash, confirm_path, find_link, p
 class AccountFlowTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # Every test registers from this one peer: the per-peer registration rate
+        # (test_registration_limits.py) is raised out of the way.
         cls.d = Daemon(extra_config={"accounts": {"login_free_failures": 3, "login_base_delay_seconds": 2,
-                                                  "challenge_lifetime_seconds": 10}})
+                                                  "challenge_lifetime_seconds": 10,
+                                                  "registrations_per_peer": 200}})
         cls.d.start()
         cls.spool = os.path.join(cls.d.dir, "mail")
 

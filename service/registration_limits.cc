@@ -1,0 +1,237 @@
+#include "service/registration_limits.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "common/secret_bytes.h"
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+
+namespace otd::service {
+
+namespace {
+
+constexpr int64_t kFullLogEverySeconds = 60;
+// At most this many registrations are tracked per peer in memory (about 150 bytes each), even
+// when max_pending is larger: beyond it the entry that expires first is forgotten (its peer may
+// then make one more; the global cap still holds).
+constexpr size_t kMaxTracked = 100'000;
+
+// A 64-bit tag of the registration id: enough to tell the tracked registrations apart (a
+// collision only merges two entries' bookkeeping), and the id itself, which lets its holder read
+// the registration, is not kept.
+Result<uint64_t> TagOf(std::string_view id) {
+  OTD_ASSIGN_OR_RETURN(Bytes digest, crypto::Sha256(AsBytes(id)));
+  uint64_t tag = 0;
+  std::memcpy(&tag, digest.data(), sizeof(tag));
+  return tag;
+}
+
+// hex(SHA-256(lower-case address)), the key of the per-address limiter (as the e-mail routes).
+// The lower-cased copy lives in a SecretBytes, wiped when done.
+Result<std::string> AddressKey(std::string_view email) {
+  SecretBytes lower = SecretBytes::CopyFrom(email);
+  for (uint8_t& c : lower.MutableReveal(SecretAccess::Grant())) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<uint8_t>(c - 'A' + 'a');
+    }
+  }
+  OTD_ASSIGN_OR_RETURN(Bytes digest, crypto::Sha256(lower.Reveal(SecretAccess::Grant())));
+  return crypto::HexEncode(digest);
+}
+
+// The RateLimiter blocks from the count after `free_failures` on; CountStep lets a step through
+// when the key is not blocked yet and then counts it, so the step that reaches the allowance
+// must be the one that starts the wait.
+RateLimitOptions WaitAfter(RateLimitOptions o) {
+  o.free_failures = o.free_failures > 0 ? o.free_failures - 1 : 0;
+  return o;
+}
+
+}  // namespace
+
+RegistrationLimits::Slot::Slot(Slot&& o) noexcept
+    : owner_(std::exchange(o.owner_, nullptr)), tag_(o.tag_) {}
+
+RegistrationLimits::Slot::~Slot() {
+  if (owner_ != nullptr) {
+    owner_->Settle(tag_, false);
+  }
+}
+
+void RegistrationLimits::Slot::Keep() {
+  if (owner_ != nullptr) {
+    std::exchange(owner_, nullptr)->Settle(tag_, true);
+  }
+}
+
+RegistrationLimits::RegistrationLimits(store::Store& store, std::string pending_table,
+                                       const Clock& clock, Logger& log,
+                                       RegistrationLimitsOptions options)
+    : store_(store),
+      pending_table_(std::move(pending_table)),
+      clock_(clock),
+      log_(log),
+      options_(options),
+      address_limiter_(clock, WaitAfter(options.address_rate_limit)),
+      peer_limiter_(clock, WaitAfter(options.peer_rate_limit)) {}
+
+int64_t RegistrationLimits::PeerRetryAfter(std::string_view peer) {
+  return peer_limiter_.RetryAfter(peer);
+}
+
+Status RegistrationLimits::CountStep(std::string_view email, std::string_view peer,
+                                     int64_t* retry_after_seconds) {
+  *retry_after_seconds = 0;
+  OTD_ASSIGN_OR_RETURN(std::string key, AddressKey(email));
+  auto wait = [&] {
+    return std::max(address_limiter_.RetryAfter(key), peer_limiter_.RetryAfter(peer));
+  };
+  if (int64_t w = wait(); w > 0) {
+    *retry_after_seconds = w;
+    // Refused steps do not count again.
+    return ResourceExhausted("too many registration steps; wait before trying again");
+  }
+  // Allowed: it counts, and the step that uses up the allowance starts the next wait (the
+  // limiters were built with one free step less), so a client that waits as long as Retry-After
+  // says is let through again.
+  address_limiter_.RecordFailure(key);
+  peer_limiter_.RecordFailure(peer);
+  return Status::Ok();
+}
+
+Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_view peer_view,
+                                                                   std::string_view id,
+                                                                   int64_t expires_at,
+                                                                   int64_t* retry_after_seconds) {
+  *retry_after_seconds = 0;
+  OTD_ASSIGN_OR_RETURN(uint64_t tag, TagOf(id));
+  const std::string peer(peer_view);
+  std::lock_guard lock(mu_);
+  const int64_t now = clock_.NowSeconds();
+  DropExpiredOfPeerLocked(peer, now);
+  if (auto it = by_peer_.find(peer);
+      it != by_peer_.end() && it->second.size() >= options_.max_pending_per_peer) {
+    int64_t first = std::numeric_limits<int64_t>::max();
+    for (uint64_t t : it->second) {
+      if (auto e = by_tag_.find(t); e != by_tag_.end()) {
+        first = std::min(first, e->second.expires_at);
+      }
+    }
+    *retry_after_seconds = first == std::numeric_limits<int64_t>::max()
+                               ? options_.full_retry_after_seconds
+                               : std::max<int64_t>(1, first - now);
+    return ResourceExhausted("too many pending registrations from this peer");
+  }
+  // Under the lock, so concurrent registrations cannot all pass the same count.
+  OTD_ASSIGN_OR_RETURN(store::Stats stats, store_.GetStats());
+  const uint64_t stored = stats.tables[pending_table_].entries;
+  if (stored + in_flight_ >= options_.max_pending) {
+    LogFullLocked("pending_cap", now);
+    *retry_after_seconds = options_.full_retry_after_seconds;
+    return Unavailable("too many pending registrations");
+  }
+  const uint64_t in_use = stats.used_bytes - std::min(stats.free_bytes, stats.used_bytes);
+  // in_use / map_size > max_map_percent / 100, without overflow for any map up to 1 TiB.
+  if (in_use * 100 > stats.map_size * options_.max_map_percent) {
+    LogFullLocked("map_reserve", now);
+    *retry_after_seconds = options_.full_retry_after_seconds;
+    return Unavailable("the store keeps its remaining room for authenticated writes");
+  }
+  const size_t max_tracked =
+      static_cast<size_t>(std::min<uint64_t>(options_.max_pending, kMaxTracked));
+  if (by_tag_.size() >= max_tracked) {
+    DropExpiredLocked(now);
+  }
+  while (by_tag_.size() >= max_tracked && !by_tag_.empty()) {
+    // Only when max_pending is above kMaxTracked (or registrations vanished from the store
+    // without a confirmation, e.g. a restore): forget the one that expires first.
+    auto first = std::min_element(by_tag_.begin(), by_tag_.end(), [](const auto& a, const auto& b) {
+      return a.second.expires_at < b.second.expires_at;
+    });
+    RemoveLocked(first->first);
+  }
+  RemoveLocked(tag);  // a repeated tag replaces the older entry
+  by_tag_[tag] = Pending{peer, expires_at};
+  by_peer_[peer].push_back(tag);
+  ++in_flight_;
+  return Slot(this, tag);
+}
+
+void RegistrationLimits::Confirmed(std::string_view id) {
+  auto tag = TagOf(id);
+  if (!tag.ok()) {
+    return;
+  }
+  std::lock_guard lock(mu_);
+  RemoveLocked(*tag);
+}
+
+size_t RegistrationLimits::TrackedForTesting() {
+  std::lock_guard lock(mu_);
+  return by_tag_.size();
+}
+
+void RegistrationLimits::Settle(uint64_t tag, bool keep) {
+  std::lock_guard lock(mu_);
+  if (in_flight_ > 0) {
+    --in_flight_;
+  }
+  if (!keep) {
+    RemoveLocked(tag);
+  }
+}
+
+void RegistrationLimits::RemoveLocked(uint64_t tag) {
+  auto it = by_tag_.find(tag);
+  if (it == by_tag_.end()) {
+    return;
+  }
+  if (auto p = by_peer_.find(it->second.peer); p != by_peer_.end()) {
+    std::erase(p->second, tag);
+    if (p->second.empty()) {
+      by_peer_.erase(p);
+    }
+  }
+  by_tag_.erase(it);
+}
+
+void RegistrationLimits::DropExpiredLocked(int64_t now) {
+  std::vector<uint64_t> expired;
+  for (const auto& [tag, p] : by_tag_) {
+    if (p.expires_at <= now) {
+      expired.push_back(tag);
+    }
+  }
+  for (uint64_t tag : expired) {
+    RemoveLocked(tag);
+  }
+}
+
+void RegistrationLimits::DropExpiredOfPeerLocked(const std::string& peer, int64_t now) {
+  auto it = by_peer_.find(peer);
+  if (it == by_peer_.end()) {
+    return;
+  }
+  std::vector<uint64_t> expired;
+  for (uint64_t tag : it->second) {
+    if (auto e = by_tag_.find(tag); e == by_tag_.end() || e->second.expires_at <= now) {
+      expired.push_back(tag);
+    }
+  }
+  for (uint64_t tag : expired) {
+    RemoveLocked(tag);
+  }
+}
+
+void RegistrationLimits::LogFullLocked(std::string_view reason, int64_t now) {
+  if (now - last_full_log_ < kFullLogEverySeconds) {
+    return;
+  }
+  last_full_log_ = now;
+  log_.Warn("registrations_refused", {{"reason", reason}});
+}
+
+}  // namespace otd::service
