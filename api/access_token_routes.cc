@@ -309,7 +309,8 @@ void RegisterCollectionRoutes(Router& router, const Services& s) {
     if (b.doc->contains("status")) {
       active = (*b.doc)["status"] == "active";
     }
-    auto info = s.access_tokens.Update(a.caller->account_id, LowerHex(id), name, active);
+    const service::AccessTokenInfo* caller = a.caller->bearer ? &*a.caller->bearer : nullptr;
+    auto info = s.access_tokens.Update(a.caller->account_id, LowerHex(id), name, active, caller);
     if (!info.ok()) {
       return LosantErrorFromStatus(req, info.status());
     }

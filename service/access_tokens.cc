@@ -56,6 +56,18 @@ std::vector<std::string> Expand(std::string_view scope) {
   return out;
 }
 
+// The subset rule's scope half: `holder` has every verb that `scope` grants.
+bool ScopeWithin(const std::vector<std::string>& scope, const AccessTokenInfo& holder) {
+  for (const auto& s : scope) {
+    for (const auto& verb : Expand(s)) {
+      if (!ScopeAllows(holder.scope, verb)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 const std::vector<std::string>& KnownAccessTokenScopes() {
@@ -217,12 +229,8 @@ Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const A
                            std::to_string(options_.max_lifetime_seconds) + " seconds)");
   }
   if (creator != nullptr) {
-    for (const auto& s : scope) {
-      for (const auto& verb : Expand(s)) {
-        if (!ScopeAllows(creator->scope, verb)) {
-          return PermissionDenied("a token can only grant scopes it has itself");
-        }
-      }
+    if (!ScopeWithin(scope, *creator)) {
+      return PermissionDenied("a token can only grant scopes it has itself");
     }
     if (expires > creator->expires_at) {
       return PermissionDenied("a token can only create tokens that expire no later than itself");
@@ -327,13 +335,24 @@ Result<AccessTokenInfo> AccessTokens::Get(std::string_view account_id, std::stri
 
 Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::string_view id,
                                              const std::optional<std::string>& name,
-                                             std::optional<bool> active) {
+                                             std::optional<bool> active,
+                                             const AccessTokenInfo* caller) {
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
     Collection::Entry* e = c.Find(id);
     if (e == nullptr || e->info.expires_at <= now) {
       return NotFound("no such access token");
+    }
+    // The subset rule of Create: a bearer manages only tokens it could have created itself, so
+    // it cannot re-activate (or rename) a wider or longer-lived token that was disabled.
+    if (caller != nullptr) {
+      if (!ScopeWithin(e->info.scope, *caller)) {
+        return PermissionDenied("a token can only change tokens whose scopes it has itself");
+      }
+      if (e->info.expires_at > caller->expires_at) {
+        return PermissionDenied("a token can only change tokens that expire no later than itself");
+      }
     }
     if (!name && !active) {
       return e->info;

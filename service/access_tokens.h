@@ -106,9 +106,11 @@ class AccessTokens {
                                 const AccessTokenInfo* creator);
   Result<std::vector<AccessTokenInfo>> List(std::string_view account_id);
   Result<AccessTokenInfo> Get(std::string_view account_id, std::string_view id);
+  // `caller` is the bearer making the call, or nullptr for a login session. A bearer may change
+  // only tokens within its own scope and lifetime (kPermissionDenied otherwise).
   Result<AccessTokenInfo> Update(std::string_view account_id, std::string_view id,
                                  const std::optional<std::string>& name,
-                                 std::optional<bool> active);
+                                 std::optional<bool> active, const AccessTokenInfo* caller);
   Status Delete(std::string_view account_id, std::string_view id);
   // The token's record if it is known, active and unexpired (kUnauthenticated otherwise).
   // Updates lastUsed at most once per last_used_granularity_seconds.
