@@ -150,11 +150,13 @@ struct AccessTokens::Collection {
   }
 };
 
-AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock,
-                           Logger& log, AccessTokensOptions options)
+AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mailer,
+                           MailRequestQueue& mail_requests, const Clock& clock, Logger& log,
+                           AccessTokensOptions options)
     : vault_(vault),
       store_(store),
       mailer_(mailer),
+      mail_requests_(mail_requests),
       clock_(clock),
       log_(log),
       options_(std::move(options)),
@@ -246,7 +248,7 @@ Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const A
   info.expires_at = expires;
   info.source = std::string(kSourceApi);
   OTD_ASSIGN_OR_RETURN(NewAccessToken out, NewToken(std::move(info)));
-  OTD_RETURN_IF_ERROR(Commit(out, /*replace_email_tokens=*/false));
+  OTD_RETURN_IF_ERROR(Commit(out));
   log_.Info("access_token_created", {{"by", creator == nullptr ? "session" : "accessToken"}});
   return out;
 }
@@ -268,7 +270,8 @@ Result<NewAccessToken> AccessTokens::NewToken(AccessTokenInfo info) {
   return out;
 }
 
-Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) {
+Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutation> also,
+                            size_t email_cap) {
   const std::string& account_id = t.info.account_id;
   OTD_ASSIGN_OR_RETURN(Bytes lookup_key,
                        vault_.LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
@@ -283,7 +286,7 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
     const int64_t now = clock_.NowSeconds();
     std::vector<std::string> dropped;
     std::erase_if(c.entries, [&](const Collection::Entry& e) {
-      bool drop = e.info.expires_at <= now || (replace_email_tokens && e.info.source == kSourceEmail);
+      bool drop = e.info.expires_at <= now;
       if (drop) {
         dropped.push_back(e.lookup_hex);
       }
@@ -293,6 +296,12 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
       return InvalidArgument("this account has the maximum number of access tokens (" +
                              std::to_string(options_.max_per_account) + "); delete one first");
     }
+    if (email_cap > 0 &&
+        static_cast<size_t>(std::count_if(c.entries.begin(), c.entries.end(), [](const auto& e) {
+          return e.info.source == kSourceEmail;
+        })) >= email_cap) {
+      return ResourceExhausted("this account has the maximum number of e-mailed access tokens");
+    }
     c.entries.push_back({t.info, crypto::HexEncode(lookup_key)});
     std::vector<store::Mutation> batch;
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
@@ -300,12 +309,22 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
                      .value = sealed_lookup, .expires_at = t.info.expires_at});
     OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
     batch.push_back(std::move(m));
+    if (also) {
+      batch.push_back(*also);
+    }
     Status s = store_.Apply(std::move(batch));
     if (s.ok()) {
       return s;
     }
     if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
       return s;
+    }
+    if (also && also->expect) {
+      // Was it `also` that no longer applies (then retrying cannot help)?
+      OTD_ASSIGN_OR_RETURN(std::optional<Bytes> current, store_.Get(also->table, also->key));
+      if (current != also->expect) {
+        return FailedPrecondition("the batch's precondition no longer holds");
+      }
     }
   }
   return Unavailable("too much contention on this account's access tokens");
@@ -488,75 +507,146 @@ Status AccessTokens::SendMail(std::string_view to, std::string subject, std::str
   return Status::Ok();
 }
 
-Status AccessTokens::EmailToken(std::string_view email, std::string_view peer) {
+Status AccessTokens::RequestMail(MailRequestKind kind, std::string_view email,
+                                 std::string_view peer) {
+  // The same work for every address (issue 14 §2): nothing here looks the address up.
   std::string lower = LowerAscii(email);
   Status rate = CheckEmailRate(lower, peer);
-  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  OTD_RETURN_IF_ERROR(rate);
+  Status queued = mail_requests_.Enqueue(kind, email);
+  if (!queued.ok()) {
+    log_.Error("access_token_mail_request_failed", {{"reason", queued.message()}});
+    return Unavailable("cannot take the request now; retry later");
+  }
+  return Status::Ok();
+}
+
+Status AccessTokens::EmailToken(std::string_view email, std::string_view peer) {
+  return RequestMail(MailRequestKind::kToken, email, peer);
+}
+
+Status AccessTokens::EmailDeletionCode(std::string_view email, std::string_view peer) {
+  return RequestMail(MailRequestKind::kDeletionCode, email, peer);
+}
+
+Status AccessTokens::Finish(store::Mutation done) {
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(done));
+  return store_.Apply(std::move(batch));
+}
+
+Status AccessTokens::HandleMailRequest(const MailRequest& request, store::Mutation done) {
+  std::string lower = LowerAscii(request.address);
+  auto account = AccountForEmail(lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(account.status());
   if (!account->has_value()) {
-    log_.Info("access_token_mail_skipped");
-    return Status::Ok();
+    log_.Info("access_token_mail_skipped", {{"reason", "no_account"}});
+    return Finish(std::move(done));
+  }
+  return request.kind == MailRequestKind::kToken
+             ? MailToken(request.address, **account, std::move(done))
+             : MailDeletionCode(request.address, **account, std::move(done));
+}
+
+Status AccessTokens::MailToken(const std::string& address, const std::string& account_id,
+                               store::Mutation done) {
+  const size_t cap = options_.email_tokens_per_account;
+  auto skipped = [&](std::string_view reason) {
+    log_.Info("access_token_mail_skipped", {{"reason", reason}});
+    return Finish(std::move(done));
+  };
+  {
+    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    const int64_t now = clock_.NowSeconds();
+    size_t live = 0;
+    size_t mailed = 0;
+    for (const auto& e : c.entries) {
+      if (e.info.expires_at > now) {
+        ++live;
+        mailed += e.info.source == kSourceEmail ? 1 : 0;
+      }
+    }
+    if (mailed >= cap) {
+      return skipped("email_token_cap");
+    }
+    if (live >= options_.max_per_account) {
+      return skipped("account_token_limit");
+    }
   }
   AccessTokenInfo info;
-  info.account_id = **account;
+  info.account_id = account_id;
   info.name = "E-mail-issued token";
   info.scope = options_.email_scope;
   info.active = true;
   info.expires_at = clock_.NowSeconds() + options_.email_lifetime_seconds;
   info.source = std::string(kSourceEmail);
   OTD_ASSIGN_OR_RETURN(NewAccessToken t, NewToken(std::move(info)));
-  // The mail first: the token goes live (and replaces the previous e-mailed one) only once the
-  // mail is queued, so a failed mail leaves the old token working.
+  // The mail first: the token goes live only once the mail is queued, so a failed mail leaves
+  // nothing behind (and the request is retried).
   std::string text = "This is your opentokend access token:\r\n\r\n" +
                      std::string(t.token.RevealString(SecretAccess::Grant())) +
-                     "\r\n\r\nSend it as `Authorization: Bearer <token>`. It replaces any token "
-                     "mailed to this address before.\r\nIf you did not ask for it, revoke it with "
-                     "POST /v1/access_tokens/delete.\r\n";
-  OTD_RETURN_IF_ERROR(SendMail(email, "Your opentokend access token", std::move(text)));
-  Status committed = Commit(t, /*replace_email_tokens=*/true);
+                     "\r\n\r\nSend it as `Authorization: Bearer <token>`. Tokens mailed to this "
+                     "address before keep working: up to " + std::to_string(cap) +
+                     " live side by side, and while there are " + std::to_string(cap) +
+                     " no new one is mailed.\r\nIf you did not ask for it, revoke the tokens "
+                     "mailed to this address with POST /v1/access_tokens/delete.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(address, "Your opentokend access token", std::move(text)));
+  Status committed = Commit(t, done, cap);
+  if (committed.code() == Code::kResourceExhausted || committed.code() == Code::kInvalidArgument) {
+    // A cap was reached since the check above (a concurrent request): the mailed token never
+    // becomes valid, and the request is done.
+    log_.Warn("access_token_mail_discarded", {{"reason", committed.message()}});
+    return Finish(std::move(done));
+  }
   if (!committed.ok()) {
-    log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
     return committed;  // the mailed token never becomes valid
   }
   log_.Info("access_token_mailed");
   return Status::Ok();
 }
 
-Status AccessTokens::EmailDeletionCode(std::string_view email, std::string_view peer) {
-  std::string lower = LowerAscii(email);
-  Status rate = CheckEmailRate(lower, peer);
-  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+Status AccessTokens::MailDeletionCode(const std::string& address, const std::string& account_id,
+                                      store::Mutation done) {
+  std::string lower = LowerAscii(address);
   auto key = vault_.LookupKey(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
-  OTD_RETURN_IF_ERROR(account.status());
   OTD_RETURN_IF_ERROR(key.status());
-  if (!account->has_value()) {
-    log_.Info("access_token_mail_skipped");
-    return Status::Ok();
-  }
   OTD_ASSIGN_OR_RETURN(SecretBytes code, crypto::RandomUrlSafeSecret(kDeletionCodeChars));
   OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(code.Reveal(SecretAccess::Grant())));
   const int64_t expires = clock_.NowSeconds() + options_.deletion_code_lifetime_seconds;
   SecretBytes plain = FieldWriter()
-                          .Add(kTagAccountId, **account)
+                          .Add(kTagAccountId, account_id)
                           .Add(kTagCodeHash, ByteView(code_hash))
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                           .AddU64(kTagAttempts, 0)
                           .Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
                                                        plain.Reveal(SecretAccess::Grant())));
+  // The mail first, like a token: the code becomes valid only once the mail is queued.
+  std::string text = "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
+                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
+                     std::string(code.RevealString(SecretAccess::Grant())) +
+                     "\r\n\r\nSend it with DELETE /v1/access_tokens: it revokes every token mailed "
+                     "to this address (nothing else). If you did not ask for this, ignore this "
+                     "message: nothing changes without the code.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(address, "Revoke your opentokend access token", std::move(text)));
   std::vector<store::Mutation> batch;
   // A new code replaces any pending one.
   batch.push_back({.op = store::Op::kPut, .table = std::string(kDeletionCodes), .key = *key,
                    .value = std::move(sealed), .expires_at = expires});
-  OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
-  std::string text = "Someone asked to revoke the access token mailed to this address.\r\n\r\n"
-                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
-                     std::string(code.RevealString(SecretAccess::Grant())) +
-                     "\r\n\r\nSend it with DELETE /v1/access_tokens. If you did not ask for this, "
-                     "ignore this message: nothing changes without the code.\r\n";
-  OTD_RETURN_IF_ERROR(SendMail(email, "Revoke your opentokend access token", std::move(text)));
+  batch.push_back(std::move(done));
+  Status committed = store_.Apply(std::move(batch));
+  if (!committed.ok()) {
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
+    return committed;  // the mailed code never becomes valid
+  }
   log_.Info("access_token_deletion_code_mailed");
   return Status::Ok();
 }
