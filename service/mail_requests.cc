@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "crypto/encoding.h"
@@ -22,6 +23,7 @@ enum : uint8_t {
   kTagExpiresAt = 4,
   kTagAttempts = 5,
   kTagNotBefore = 6,
+  kTagSequence = 7,  // orders the requests one process queued within the same second
 };
 
 const char* KindName(MailRequestKind k) {
@@ -39,6 +41,7 @@ struct MailRequestQueue::Record {
   int64_t expires_at = 0;
   uint64_t attempts = 0;
   int64_t not_before = 0;
+  uint64_t sequence = 0;
 
   Record() = default;
   Record(const Record&) = default;
@@ -71,6 +74,7 @@ Result<Bytes> MailRequestQueue::Seal(const Record& r) {
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(r.expires_at))
                           .AddU64(kTagAttempts, r.attempts)
                           .AddU64(kTagNotBefore, static_cast<uint64_t>(r.not_before))
+                          .AddU64(kTagSequence, r.sequence)
                           .Finish();
   return vault_.SealSystem(kMailRequestsTable, kRecordId, plain.Reveal(SecretAccess::Grant()));
 }
@@ -90,6 +94,7 @@ Result<MailRequestQueue::Record> MailRequestQueue::Open(ByteView value) {
   OTD_ASSIGN_OR_RETURN(uint64_t expires, f.U64(kTagExpiresAt));
   OTD_ASSIGN_OR_RETURN(r.attempts, f.U64(kTagAttempts));
   OTD_ASSIGN_OR_RETURN(uint64_t not_before, f.U64(kTagNotBefore));
+  OTD_ASSIGN_OR_RETURN(r.sequence, f.U64(kTagSequence));
   r.queued_at = static_cast<int64_t>(queued);
   r.expires_at = static_cast<int64_t>(expires);
   r.not_before = static_cast<int64_t>(not_before);
@@ -106,6 +111,7 @@ Status MailRequestQueue::Enqueue(MailRequestKind kind, std::string_view address)
   r.queued_at = clock_.NowSeconds();
   r.expires_at = r.queued_at + options_.lifetime_seconds;
   r.not_before = r.queued_at;
+  r.sequence = sequence_.fetch_add(1);
   OTD_ASSIGN_OR_RETURN(Bytes sealed, Seal(r));
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = std::string(kMailRequestsTable),
@@ -190,7 +196,8 @@ int64_t MailRequestQueue::ProcessDue(const MailRequestHandler& handler,
   }
   seen_ = std::move(seen);  // forget records that are gone
   std::stable_sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
-    return a.record.queued_at < b.record.queued_at;
+    return std::tie(a.record.queued_at, a.record.sequence) <
+           std::tie(b.record.queued_at, b.record.sequence);
   });
   for (Due& d : due) {
     if (stop != nullptr && stop->load()) {

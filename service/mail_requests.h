@@ -9,7 +9,7 @@
 //
 // Records (table `mail_requests`): store key HMAC(index key, mail_requests | "" | 128 random
 // bits) — no address in the key; value sealed with the system data key: the kind, the address
-// as typed, when it was queued, when it expires (lifetime_seconds, default 1 h), the attempts
+// as typed, when it was queued (and a sequence number for ties), when it expires (lifetime_seconds, default 1 h), the attempts
 // made and the earliest time of the next one. The store's TTL is the expiry plus a grace period,
 // so the worker (not the purge job) is the one that drops an expired request, with a log line.
 //
@@ -126,6 +126,7 @@ class MailRequestQueue {
   const MailRequestOptions options_;
   std::mutex listener_mu_;
   std::function<void()> listener_;
+  std::atomic<uint64_t> sequence_{0};  // ties within a second of queueing
   std::unordered_map<std::string, Seen> seen_;  // by store key bytes; ProcessDue only
 };
 

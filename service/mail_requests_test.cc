@@ -93,12 +93,20 @@ TEST_F(MailRequestsTest, TheStoreHoldsNoAddressAndEachRequestHasARandomKey) {
 }
 
 TEST_F(MailRequestsTest, OldestFirst) {
-  const std::vector<std::string> order = {"one@example.org", "two@example.org", "three@example.org",
-                                          "four@example.org"};
+  std::vector<std::string> order = {"one@example.org", "two@example.org", "three@example.org",
+                                    "four@example.org"};
   for (const auto& a : order) {
     ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, a).ok());
-    clock_.Advance(1);
   }
+  clock_.Advance(1);
+  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, "five@example.org").ok());
+  // Within a second one queue's requests keep their order; seconds order the rest (here
+  // another process's request, whose sequence starts again at 0).
+  clock_.Advance(1);
+  MailRequestQueue other(*vault_, *store_, clock_, log_);
+  ASSERT_TRUE(other.Enqueue(MailRequestKind::kToken, "six@example.org").ok());
+  order.push_back("five@example.org");
+  order.push_back("six@example.org");
   Recorder rec = NewRecorder();
   queue_.ProcessDue(rec.Handler());
   ASSERT_EQ(rec.calls.size(), order.size());
