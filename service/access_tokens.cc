@@ -651,6 +651,24 @@ Status AccessTokens::MailDeletionCode(const std::string& address, const std::str
   return Status::Ok();
 }
 
+uint64_t AccessTokens::CodeFailures(const std::string& code_id, int64_t now) {
+  std::lock_guard lock(code_failures_mu_);
+  auto it = code_failures_.find(code_id);
+  return it == code_failures_.end() || it->second.second <= now ? 0 : it->second.first;
+}
+
+void AccessTokens::CountCodeFailure(const std::string& code_id, uint64_t count, int64_t expires,
+                                    int64_t now) {
+  std::lock_guard lock(code_failures_mu_);
+  if (code_failures_.size() >= kMaxCountedCodes) {
+    std::erase_if(code_failures_, [now](const auto& e) { return e.second.second <= now; });
+    if (code_failures_.size() >= kMaxCountedCodes) {
+      code_failures_.clear();  // the records still hold their (possibly older) counts
+    }
+  }
+  code_failures_[code_id] = {count, expires};
+}
+
 Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view code,
                                       std::string_view peer) {
   if (delete_peer_limiter_.RetryAfter(peer) > 0) {
@@ -665,42 +683,67 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
   auto found = vault_.Find(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(found.status());
+  // A code is pending only for an account's address, so every refusal costs the same token work
+  // (one seal, one open) and waits for no disk, whether or not a code is pending (issue 14 §2):
+  // a missing code is replaced by a sealed stand-in that matches nothing, and a failed try is
+  // counted without waiting for its commit.
   const Bytes key = found->key;
-  const std::optional<Bytes> raw = found->value;
-  if (!raw) {
-    return fail();
+  const bool pending = found->value.has_value();
+  Bytes raw;
+  if (pending) {
+    raw = *found->value;
+  } else {
+    Bytes nothing(32);
+    OTD_RETURN_IF_ERROR(crypto::RandomBytes(nothing));
+    SecretBytes stand_in = FieldWriter()
+                               .Add(kTagAccountId, "")
+                               .Add(kTagCodeHash, ByteView(nothing))
+                               .AddU64(kTagExpiresAt, 0)
+                               .AddU64(kTagAttempts, 0)
+                               .Finish();
+    OTD_ASSIGN_OR_RETURN(raw, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                stand_in.Reveal(SecretAccess::Grant())));
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", *raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   OTD_ASSIGN_OR_RETURN(std::string stored_hash, r.Text(kTagCodeHash));
   OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
   OTD_ASSIGN_OR_RETURN(uint64_t attempts, r.U64(kTagAttempts));
-  if (static_cast<int64_t>(expires) <= clock_.NowSeconds() ||
-      attempts >= options_.deletion_code_max_attempts) {
+  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
+  const bool matches = ConstantTimeEquals(code_hash, AsBytes(stored_hash));
+  if (!pending) {
     return fail();
   }
-  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
-  if (!ConstantTimeEquals(code_hash, AsBytes(stored_hash))) {
-    // Count the try; the last allowed try destroys the code.
+  const std::string code_id = std::string(AsString(key)) + stored_hash;  // this code, not the next
+  const int64_t now = clock_.NowSeconds();
+  const uint64_t tries = std::max(attempts, CodeFailures(code_id, now));
+  const bool usable = static_cast<int64_t>(expires) > now &&
+                      tries < options_.deletion_code_max_attempts;
+  if (!usable || !matches) {
+    // Count the try; the last allowed try (or a try on a dead code) destroys the code. The count
+    // is kept here at once and written to the record without waiting (a write that loses a race
+    // or a crash gives back a try at a 192-bit code, no more).
+    const uint64_t counted = tries + 1;
+    CountCodeFailure(code_id, counted, static_cast<int64_t>(expires), now);
+    SecretBytes next = FieldWriter()
+                           .Add(kTagAccountId, account_id)
+                           .Add(kTagCodeHash, stored_hash)
+                           .AddU64(kTagExpiresAt, expires)
+                           .AddU64(kTagAttempts, counted)
+                           .Finish();
+    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                         next.Reveal(SecretAccess::Grant())));
     std::vector<store::Mutation> batch;
-    if (attempts + 1 >= options_.deletion_code_max_attempts) {
+    if (!usable || counted >= options_.deletion_code_max_attempts) {
       batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
-                       .expect = *raw});
+                       .expect = raw});
     } else {
-      SecretBytes next = FieldWriter()
-                             .Add(kTagAccountId, account_id)
-                             .Add(kTagCodeHash, stored_hash)
-                             .AddU64(kTagExpiresAt, expires)
-                             .AddU64(kTagAttempts, attempts + 1)
-                             .Finish();
-      OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
-                                                           next.Reveal(SecretAccess::Grant())));
       batch.push_back({.op = store::Op::kUpdate, .table = std::string(kDeletionCodes), .key = key,
-                       .value = std::move(sealed), .expect = *raw,
+                       .value = std::move(sealed), .expect = raw,
                        .expires_at = static_cast<int64_t>(expires)});
     }
-    (void)store_.Apply(std::move(batch));  // a concurrent try that won counted as well
+    store_.ApplyAsync(std::move(batch), [](Status) {});
     return fail();
   }
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
@@ -716,7 +759,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     std::vector<store::Mutation> batch;
     // Single use: the code record must still be the one we checked.
     batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
-                     .expect = *raw});
+                     .expect = raw});
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
     if (c.raw) {
       OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
@@ -724,6 +767,8 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     }
     Status s = store_.Apply(std::move(batch));
     if (s.ok()) {
+      std::lock_guard lock(code_failures_mu_);
+      code_failures_.erase(code_id);
       log_.Info("access_token_mail_revoked");
       return s;
     }
@@ -732,7 +777,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     }
     // Either the collection changed (retry) or the code was used meanwhile (then it fails).
     OTD_ASSIGN_OR_RETURN(auto still, store_.Get(kDeletionCodes, key));
-    if (!still || *still != *raw) {
+    if (!still || *still != raw) {
       return fail();
     }
   }

@@ -35,9 +35,12 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -164,6 +167,10 @@ class AccessTokens {
                           store::Mutation done);
   // Applies `done` alone (a request that needs no other write).
   Status Finish(store::Mutation done);
+  // Failed tries at one pending deletion code (`code_id`: its store key and hash), as counted by
+  // this process; 0 once the code has expired.
+  uint64_t CodeFailures(const std::string& code_id, int64_t now);
+  void CountCodeFailure(const std::string& code_id, uint64_t count, int64_t expires, int64_t now);
   Status SendMail(std::string_view to, std::string subject, std::string text);
   void TouchLastUsed(std::string_view account_id, std::string_view id);
 
@@ -177,6 +184,9 @@ class AccessTokens {
   RateLimiter address_limiter_;
   RateLimiter peer_limiter_;
   RateLimiter delete_peer_limiter_;
+  static constexpr size_t kMaxCountedCodes = 10'000;
+  std::mutex code_failures_mu_;
+  std::unordered_map<std::string, std::pair<uint64_t, int64_t>> code_failures_;  // count, expiry
 };
 
 }  // namespace otd::service
