@@ -558,7 +558,11 @@ Status AccessTokens::MailToken(const std::string& address, const std::string& ac
     return Finish(std::move(done));
   };
   {
-    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+    auto loaded = Load(account_id);
+    if (loaded.status().code() == Code::kNotFound) {
+      return skipped("no_account");  // the account's data key is gone: it was deleted
+    }
+    OTD_ASSIGN_OR_RETURN(Collection c, std::move(loaded));
     const int64_t now = clock_.NowSeconds();
     size_t live = 0;
     size_t mailed = 0;

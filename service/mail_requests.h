@@ -9,9 +9,10 @@
 //
 // Records (table `mail_requests`): store key HMAC(index key, mail_requests | "" | 128 random
 // bits) — no address in the key; value sealed with the system data key: the kind, the address
-// as typed, when it was queued (and a sequence number for ties), when it expires (lifetime_seconds, default 1 h), the attempts
-// made and the earliest time of the next one. The store's TTL is the expiry plus a grace period,
-// so the worker (not the purge job) is the one that drops an expired request, with a log line.
+// as typed, when it was queued (and a sequence number for ties), when it expires
+// (lifetime_seconds, default 1 h), the attempts made and the earliest time of the next one. The
+// store's TTL is the expiry plus a grace period, so the worker (not the purge job) is the one
+// that drops an expired request, with a log line.
 //
 // Processing (ProcessDue, on the worker thread), every due record, oldest first:
 //  1. Expired: deleted, `mail_request_dropped` {reason "expired"} logged (never the address).
@@ -30,7 +31,10 @@
 //     deleted and `mail_request_dropped` {reason "expired"} logged.
 //
 // What a client sees when a request is lost (dropped, or the store destroyed): nothing — the
-// 201 promised only that the request was taken; no mail arrives and it may ask again.
+// 201 promised only that the request was taken; no mail arrives and it may ask again. Mail is
+// at least once: a handler mails before it commits (so a failed mail leaves nothing behind), and
+// a crash between the two leaves a mail whose token or code never became valid; the retry mails
+// a valid one.
 //
 // Thread safety: Enqueue and SetListener are thread safe. ProcessDue keeps per-instance state and
 // must not run concurrently with itself (one worker per queue); several queue instances (one per

@@ -66,7 +66,8 @@ TEST_F(MailRequestsTest, AQueuedRequestIsHandledOnceAndThenGone) {
   }
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen[0], std::make_pair(MailRequestKind::kToken, std::string(kAddress)));
-  EXPECT_EQ(seen[1], std::make_pair(MailRequestKind::kDeletionCode, std::string("bob@example.org")));
+  EXPECT_EQ(seen[1],
+            std::make_pair(MailRequestKind::kDeletionCode, std::string("bob@example.org")));
   EXPECT_TRUE(Stored().empty());
   EXPECT_EQ(queue_.ProcessDue(rec.Handler()), 0);
   EXPECT_EQ(rec.calls.size(), 2u);
