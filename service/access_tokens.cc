@@ -750,6 +750,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     store_.ApplyAsync(std::move(batch), [](Status) {});
     return fail();
   }
+  Bytes current = raw;  // the code record as last read
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     std::vector<std::string> dropped;
@@ -763,7 +764,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     std::vector<store::Mutation> batch;
     // Single use: the code record must still be the one we checked.
     batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
-                     .expect = raw});
+                     .expect = current});
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
     if (c.raw) {
       OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
@@ -779,10 +780,25 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     if (s.code() != Code::kFailedPrecondition) {
       return s;
     }
-    // Either the collection changed (retry) or the code was used meanwhile (then it fails).
+    // The collection changed (retry), or the code record did: a wrong try counted meanwhile
+    // (the same code, still usable: retry with it), or the code was used, replaced or destroyed
+    // (then this try fails).
     OTD_ASSIGN_OR_RETURN(auto still, store_.Get(kDeletionCodes, key));
-    if (!still || *still != raw) {
+    if (!still) {
       return fail();
+    }
+    if (*still != current) {
+      OTD_ASSIGN_OR_RETURN(SecretBytes now_plain,
+                           vault_.OpenSystem(kDeletionCodes, "deletion-code", *still));
+      OTD_ASSIGN_OR_RETURN(FieldReader n, FieldReader::Parse(now_plain));
+      OTD_ASSIGN_OR_RETURN(std::string now_hash, n.Text(kTagCodeHash));
+      OTD_ASSIGN_OR_RETURN(uint64_t now_expires, n.U64(kTagExpiresAt));
+      OTD_ASSIGN_OR_RETURN(uint64_t now_attempts, n.U64(kTagAttempts));
+      if (now_hash != stored_hash || static_cast<int64_t>(now_expires) <= clock_.NowSeconds() ||
+          now_attempts >= options_.deletion_code_max_attempts) {
+        return fail();
+      }
+      current = *still;
     }
   }
   return Unavailable("too much contention on this account's access tokens");

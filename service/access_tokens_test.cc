@@ -137,6 +137,44 @@ TEST_F(AccessTokensMailTest, AFailedMailMintsNothingAndIsRetried) {
   EXPECT_TRUE(tokens_.Authenticate(MailedTokens()[0]).ok());
 }
 
+TEST_F(AccessTokensMailTest, TheRightCodeRightAfterAWrongOneRevokes) {
+  // A wrong try is counted without waiting for its commit; the right code that follows at once
+  // must not trip over that write (it used to fail when the write landed in between).
+  const std::regex code_re("\r\n([A-Za-z0-9_-]{32})\r\n");
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());
+    ASSERT_TRUE(tokens_.EmailDeletionCode("owner@example.org", "peer").ok());
+    Work();
+    std::smatch match;
+    const std::string mail = Mails().back();
+    ASSERT_TRUE(std::regex_search(mail, match, code_re)) << mail;
+    const std::string code = match[1].str();
+    std::string wrong = code;
+    wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
+    EXPECT_EQ(tokens_.DeleteEmailToken("owner@example.org", wrong, "peer").code(),
+              Code::kInvalidArgument);
+    Status s = tokens_.DeleteEmailToken("owner@example.org", code, "peer");
+    ASSERT_TRUE(s.ok()) << "round " << round << ": " << s.ToString();
+    EXPECT_TRUE(MailedTokens().empty() || !tokens_.Authenticate(MailedTokens().back()).ok());
+  }
+}
+
+TEST_F(AccessTokensMailTest, FiveWrongTriesInARowDestroyTheCode) {
+  ASSERT_TRUE(tokens_.EmailDeletionCode("owner@example.org", "peer").ok());
+  Work();
+  std::smatch match;
+  const std::string mail = Mails().back();
+  const std::regex code_re("\r\n([A-Za-z0-9_-]{32})\r\n");
+  ASSERT_TRUE(std::regex_search(mail, match, code_re));
+  const std::string code = match[1].str();
+  for (int i = 0; i < 5; ++i) {  // back to back: faster than the counts' commits
+    EXPECT_EQ(tokens_.DeleteEmailToken("owner@example.org", "x" + code.substr(1), "peer").code(),
+              Code::kInvalidArgument);
+  }
+  EXPECT_EQ(tokens_.DeleteEmailToken("owner@example.org", code, "peer").code(),
+            Code::kInvalidArgument);
+}
+
 TEST_F(AccessTokensMailTest, ABearerChangesOnlyTokensItCouldHaveCreated) {
   auto wide = tokens_.Create("acct-1", {.name = "wide", .scope = {"accessTokens", "account"},
                                         .active = false}, nullptr);
