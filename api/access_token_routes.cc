@@ -309,7 +309,8 @@ void RegisterCollectionRoutes(Router& router, const Services& s) {
     if (b.doc->contains("status")) {
       active = (*b.doc)["status"] == "active";
     }
-    auto info = s.access_tokens.Update(a.caller->account_id, LowerHex(id), name, active);
+    const service::AccessTokenInfo* caller = a.caller->bearer ? &*a.caller->bearer : nullptr;
+    auto info = s.access_tokens.Update(a.caller->account_id, LowerHex(id), name, active, caller);
     if (!info.ok()) {
       return LosantErrorFromStatus(req, info.status());
     }
@@ -393,9 +394,10 @@ EmailRequest ReadEmailRequest(const Request& req, const Services& s, std::string
   return out;
 }
 
-Response Created(const Request& req) {
+// pkmnapi answers `Location: {API_DOMAIN}/v1/access_tokens`: absolute when public_url is set.
+Response Created(const Request& req, const Services& s) {
   Response res = JsonResponse(req, 201, "{}", "application/json");
-  res.set(http::field::location, std::string(kEmailPath));
+  res.set(http::field::location, s.public_url + std::string(kEmailPath));
   AddStandardLinks(res, std::string(kEmailPath));
   return res;
 }
@@ -425,7 +427,7 @@ void RegisterEmailRoutes(Router& router, const Services& s) {
       if (!st.ok()) {
         return PkmnErrorFromStatus(req, st);
       }
-      return Created(req);
+      return Created(req, s);
     };
   };
   router.Add(http::verb::post, std::string(kEmailPath), issue(false));

@@ -359,6 +359,8 @@ Result<Config> ParseConfig(std::string_view json_text) {
                                      "accessTokens.delete", "tokens", "tokens.create"}));
     OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_address", a.email_requests_per_address, 1, 1000));
     OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_peer", a.email_requests_per_peer, 1, 100'000));
+    // At most the per-account token limit (service::AccessTokensOptions::max_per_account).
+    OTD_RETURN_IF_ERROR(r.Integer("email_tokens_per_account", a.email_tokens_per_account, 1, 100));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (a.default_lifetime_seconds > a.max_lifetime_seconds || a.email_lifetime_seconds > a.max_lifetime_seconds) {
       return InvalidArgument("access_tokens.default_lifetime_seconds: default and e-mail lifetimes must not "

@@ -70,6 +70,7 @@ struct AccessTokensConfig {
   std::vector<std::string> email_scope = {"account.read", "accessTokens.read", "accessTokens.delete"};
   uint32_t email_requests_per_address = 5;  // before the address has to wait
   uint32_t email_requests_per_peer = 50;
+  uint32_t email_tokens_per_account = 5;  // unexpired e-mailed tokens side by side
 };
 
 struct Config {

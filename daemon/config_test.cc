@@ -213,6 +213,27 @@ TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
   EXPECT_NE(ErrorOf(with(R"({"scopes": 1})")).find("access_tokens.scopes"), std::string::npos);
 }
 
+TEST(ConfigTest, EmailTokensPerAccountDefaultsToFiveAndIsBounded) {
+  auto with = [](const std::string& a) {
+    return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");
+  };
+  auto d = ParseConfig(kMinimal);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->access_tokens.email_tokens_per_account, 5u);
+  auto c = ParseConfig(with(R"({"email_tokens_per_account": 1})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->access_tokens.email_tokens_per_account, 1u);
+  c = ParseConfig(with(R"({"email_tokens_per_account": 100})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->access_tokens.email_tokens_per_account, 100u);
+  for (const char* bad : {"0", "101", "-1", "2.5", "\"5\"", "true"}) {
+    EXPECT_NE(ErrorOf(with(std::string(R"({"email_tokens_per_account": )") + bad + "}"))
+                  .find("access_tokens.email_tokens_per_account"),
+              std::string::npos)
+        << bad;
+  }
+}
+
 TEST(ConfigTest, MetricsListenOnASocketNextToTheApiSocketByDefault) {
   auto c = ParseConfig(kMinimal);
   ASSERT_TRUE(c.ok()) << c.status().ToString();

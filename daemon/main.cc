@@ -22,6 +22,7 @@
 #include "service/access_codes.h"
 #include "service/access_tokens.h"
 #include "service/audit.h"
+#include "service/mail_requests.h"
 #include "service/tokens.h"
 #include "mail/mail.h"
 #include "common/log.h"
@@ -256,9 +257,19 @@ int Main(int argc, char** argv) {
     access_token_options.email_scope = a.email_scope;
     access_token_options.address_rate_limit.free_failures = a.email_requests_per_address;
     access_token_options.peer_rate_limit.free_failures = a.email_requests_per_peer;
+    access_token_options.email_tokens_per_account = a.email_tokens_per_account;
   }
-  service::AccessTokens access_tokens(*r.vault, *r.store, **mailer, r.clock, log,
+  // The e-mail endpoints only queue their requests (same work for every address); the worker,
+  // started below once everything is set up, mails. It is declared after the services it calls,
+  // so it stops before they go.
+  service::MailRequestQueue mail_requests(*r.vault, *r.store, r.clock, log);
+  service::AccessTokens access_tokens(*r.vault, *r.store, **mailer, mail_requests, r.clock, log,
                                       std::move(access_token_options));
+  service::MailRequestWorker mail_worker(
+      mail_requests, [&access_tokens](const service::MailRequest& request, store::Mutation done) {
+        return access_tokens.HandleMailRequest(request, std::move(done));
+      },
+      log);
   api::ServerOptions server_options = ServerOptionsFrom(*config);
   server_options.metrics = measured;
   // The router's handlers keep references to `services`: it lives until the server has stopped.
@@ -352,9 +363,13 @@ int Main(int argc, char** argv) {
   if (metrics_server) {
     metrics_thread = std::thread([&] { metrics_server->Run(); });
   }
+  // Requests queued before a crash or restart are picked up at once.
+  mail_worker.Start();
   sd_notify(0, "READY=1");
   log.Info("ready");
   (*server)->Run();
+  // No request is in flight any more (Run drained them): nothing is queued after this.
+  mail_worker.Stop();
   if (metrics_server) {
     metrics_server->Stop();  // no-op after a signal; needed if Run ended for another reason
     metrics_thread.join();

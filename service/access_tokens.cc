@@ -56,6 +56,18 @@ std::vector<std::string> Expand(std::string_view scope) {
   return out;
 }
 
+// The subset rule's scope half: `holder` has every verb that `scope` grants.
+bool ScopeWithin(const std::vector<std::string>& scope, const AccessTokenInfo& holder) {
+  for (const auto& s : scope) {
+    for (const auto& verb : Expand(s)) {
+      if (!ScopeAllows(holder.scope, verb)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 const std::vector<std::string>& KnownAccessTokenScopes() {
@@ -138,11 +150,13 @@ struct AccessTokens::Collection {
   }
 };
 
-AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock,
-                           Logger& log, AccessTokensOptions options)
+AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mailer,
+                           MailRequestQueue& mail_requests, const Clock& clock, Logger& log,
+                           AccessTokensOptions options)
     : vault_(vault),
       store_(store),
       mailer_(mailer),
+      mail_requests_(mail_requests),
       clock_(clock),
       log_(log),
       options_(std::move(options)),
@@ -217,12 +231,8 @@ Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const A
                            std::to_string(options_.max_lifetime_seconds) + " seconds)");
   }
   if (creator != nullptr) {
-    for (const auto& s : scope) {
-      for (const auto& verb : Expand(s)) {
-        if (!ScopeAllows(creator->scope, verb)) {
-          return PermissionDenied("a token can only grant scopes it has itself");
-        }
-      }
+    if (!ScopeWithin(scope, *creator)) {
+      return PermissionDenied("a token can only grant scopes it has itself");
     }
     if (expires > creator->expires_at) {
       return PermissionDenied("a token can only create tokens that expire no later than itself");
@@ -238,7 +248,7 @@ Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const A
   info.expires_at = expires;
   info.source = std::string(kSourceApi);
   OTD_ASSIGN_OR_RETURN(NewAccessToken out, NewToken(std::move(info)));
-  OTD_RETURN_IF_ERROR(Commit(out, /*replace_email_tokens=*/false));
+  OTD_RETURN_IF_ERROR(Commit(out));
   log_.Info("access_token_created", {{"by", creator == nullptr ? "session" : "accessToken"}});
   return out;
 }
@@ -260,7 +270,8 @@ Result<NewAccessToken> AccessTokens::NewToken(AccessTokenInfo info) {
   return out;
 }
 
-Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) {
+Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutation> also,
+                            size_t email_cap) {
   const std::string& account_id = t.info.account_id;
   OTD_ASSIGN_OR_RETURN(Bytes lookup_key,
                        vault_.LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
@@ -275,7 +286,7 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
     const int64_t now = clock_.NowSeconds();
     std::vector<std::string> dropped;
     std::erase_if(c.entries, [&](const Collection::Entry& e) {
-      bool drop = e.info.expires_at <= now || (replace_email_tokens && e.info.source == kSourceEmail);
+      bool drop = e.info.expires_at <= now;
       if (drop) {
         dropped.push_back(e.lookup_hex);
       }
@@ -285,6 +296,12 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
       return InvalidArgument("this account has the maximum number of access tokens (" +
                              std::to_string(options_.max_per_account) + "); delete one first");
     }
+    if (email_cap > 0 &&
+        static_cast<size_t>(std::count_if(c.entries.begin(), c.entries.end(), [](const auto& e) {
+          return e.info.source == kSourceEmail;
+        })) >= email_cap) {
+      return ResourceExhausted("this account has the maximum number of e-mailed access tokens");
+    }
     c.entries.push_back({t.info, crypto::HexEncode(lookup_key)});
     std::vector<store::Mutation> batch;
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
@@ -292,12 +309,22 @@ Status AccessTokens::Commit(const NewAccessToken& t, bool replace_email_tokens) 
                      .value = sealed_lookup, .expires_at = t.info.expires_at});
     OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
     batch.push_back(std::move(m));
+    if (also) {
+      batch.push_back(*also);
+    }
     Status s = store_.Apply(std::move(batch));
     if (s.ok()) {
       return s;
     }
     if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
       return s;
+    }
+    if (also && also->expect) {
+      // Was it `also` that no longer applies (then retrying cannot help)?
+      OTD_ASSIGN_OR_RETURN(std::optional<Bytes> current, store_.Get(also->table, also->key));
+      if (current != also->expect) {
+        return FailedPrecondition("the batch's precondition no longer holds");
+      }
     }
   }
   return Unavailable("too much contention on this account's access tokens");
@@ -327,13 +354,24 @@ Result<AccessTokenInfo> AccessTokens::Get(std::string_view account_id, std::stri
 
 Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::string_view id,
                                              const std::optional<std::string>& name,
-                                             std::optional<bool> active) {
+                                             std::optional<bool> active,
+                                             const AccessTokenInfo* caller) {
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
     Collection::Entry* e = c.Find(id);
     if (e == nullptr || e->info.expires_at <= now) {
       return NotFound("no such access token");
+    }
+    // The subset rule of Create: a bearer manages only tokens it could have created itself, so
+    // it cannot re-activate (or rename) a wider or longer-lived token that was disabled.
+    if (caller != nullptr) {
+      if (!ScopeWithin(e->info.scope, *caller)) {
+        return PermissionDenied("a token can only change tokens whose scopes it has itself");
+      }
+      if (e->info.expires_at > caller->expires_at) {
+        return PermissionDenied("a token can only change tokens that expire no later than itself");
+      }
     }
     if (!name && !active) {
       return e->info;
@@ -469,77 +507,170 @@ Status AccessTokens::SendMail(std::string_view to, std::string subject, std::str
   return Status::Ok();
 }
 
-Status AccessTokens::EmailToken(std::string_view email, std::string_view peer) {
+Status AccessTokens::RequestMail(MailRequestKind kind, std::string_view email,
+                                 std::string_view peer) {
+  // The same work for every address (issue 14 §2): nothing here looks the address up.
   std::string lower = LowerAscii(email);
   Status rate = CheckEmailRate(lower, peer);
-  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+  OPENSSL_cleanse(lower.data(), lower.size());
+  OTD_RETURN_IF_ERROR(rate);
+  Status queued = mail_requests_.Enqueue(kind, email);
+  if (!queued.ok()) {
+    log_.Error("access_token_mail_request_failed", {{"reason", queued.message()}});
+    return Unavailable("cannot take the request now; retry later");
+  }
+  return Status::Ok();
+}
+
+Status AccessTokens::EmailToken(std::string_view email, std::string_view peer) {
+  return RequestMail(MailRequestKind::kToken, email, peer);
+}
+
+Status AccessTokens::EmailDeletionCode(std::string_view email, std::string_view peer) {
+  return RequestMail(MailRequestKind::kDeletionCode, email, peer);
+}
+
+Status AccessTokens::Finish(store::Mutation done) {
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(done));
+  return store_.Apply(std::move(batch));
+}
+
+Status AccessTokens::HandleMailRequest(const MailRequest& request, store::Mutation done) {
+  std::string lower = LowerAscii(request.address);
+  auto account = AccountForEmail(lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(account.status());
   if (!account->has_value()) {
-    log_.Info("access_token_mail_skipped");
-    return Status::Ok();
+    log_.Info("access_token_mail_skipped", {{"reason", "no_account"}});
+    return Finish(std::move(done));
+  }
+  return request.kind == MailRequestKind::kToken
+             ? MailToken(request.address, **account, std::move(done))
+             : MailDeletionCode(request.address, **account, std::move(done));
+}
+
+Status AccessTokens::MailToken(const std::string& address, const std::string& account_id,
+                               store::Mutation done) {
+  const size_t cap = options_.email_tokens_per_account;
+  auto skipped = [&](std::string_view reason) {
+    log_.Info("access_token_mail_skipped", {{"reason", reason}});
+    return Finish(std::move(done));
+  };
+  {
+    auto loaded = Load(account_id);
+    if (loaded.status().code() == Code::kNotFound) {
+      return skipped("no_account");  // the account's data key is gone: it was deleted
+    }
+    OTD_ASSIGN_OR_RETURN(Collection c, std::move(loaded));
+    const int64_t now = clock_.NowSeconds();
+    size_t live = 0;
+    size_t mailed = 0;
+    for (const auto& e : c.entries) {
+      if (e.info.expires_at > now) {
+        ++live;
+        mailed += e.info.source == kSourceEmail ? 1 : 0;
+      }
+    }
+    if (mailed >= cap) {
+      return skipped("email_token_cap");
+    }
+    if (live >= options_.max_per_account) {
+      return skipped("account_token_limit");
+    }
   }
   AccessTokenInfo info;
-  info.account_id = **account;
+  info.account_id = account_id;
   info.name = "E-mail-issued token";
   info.scope = options_.email_scope;
   info.active = true;
   info.expires_at = clock_.NowSeconds() + options_.email_lifetime_seconds;
   info.source = std::string(kSourceEmail);
   OTD_ASSIGN_OR_RETURN(NewAccessToken t, NewToken(std::move(info)));
-  // The mail first: the token goes live (and replaces the previous e-mailed one) only once the
-  // mail is queued, so a failed mail leaves the old token working.
+  // The mail first: the token goes live only once the mail is queued, so a failed mail leaves
+  // nothing behind (and the request is retried).
   std::string text = "This is your opentokend access token:\r\n\r\n" +
                      std::string(t.token.RevealString(SecretAccess::Grant())) +
-                     "\r\n\r\nSend it as `Authorization: Bearer <token>`. It replaces any token "
-                     "mailed to this address before.\r\nIf you did not ask for it, revoke it with "
-                     "POST /v1/access_tokens/delete.\r\n";
-  OTD_RETURN_IF_ERROR(SendMail(email, "Your opentokend access token", std::move(text)));
-  Status committed = Commit(t, /*replace_email_tokens=*/true);
+                     "\r\n\r\nSend it as `Authorization: Bearer <token>`. Tokens mailed to this "
+                     "address before keep working: up to " + std::to_string(cap) +
+                     " live side by side, and while there are " + std::to_string(cap) +
+                     " no new one is mailed.\r\nIf you did not ask for it, revoke the tokens "
+                     "mailed to this address with POST /v1/access_tokens/delete.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(address, "Your opentokend access token", std::move(text)));
+  Status committed = Commit(t, done, cap);
+  if (committed.code() == Code::kResourceExhausted || committed.code() == Code::kInvalidArgument) {
+    // A cap was reached since the check above (a concurrent request): the mailed token never
+    // becomes valid, and the request is done.
+    log_.Warn("access_token_mail_discarded", {{"reason", committed.message()}});
+    return Finish(std::move(done));
+  }
   if (!committed.ok()) {
-    log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
     return committed;  // the mailed token never becomes valid
   }
   log_.Info("access_token_mailed");
   return Status::Ok();
 }
 
-Status AccessTokens::EmailDeletionCode(std::string_view email, std::string_view peer) {
-  std::string lower = LowerAscii(email);
-  Status rate = CheckEmailRate(lower, peer);
-  auto account = rate.ok() ? AccountForEmail(lower) : Result<std::optional<std::string>>(rate);
+Status AccessTokens::MailDeletionCode(const std::string& address, const std::string& account_id,
+                                      store::Mutation done) {
+  std::string lower = LowerAscii(address);
   auto key = vault_.LookupKey(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
-  OTD_RETURN_IF_ERROR(account.status());
   OTD_RETURN_IF_ERROR(key.status());
-  if (!account->has_value()) {
-    log_.Info("access_token_mail_skipped");
-    return Status::Ok();
-  }
   OTD_ASSIGN_OR_RETURN(SecretBytes code, crypto::RandomUrlSafeSecret(kDeletionCodeChars));
   OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(code.Reveal(SecretAccess::Grant())));
   const int64_t expires = clock_.NowSeconds() + options_.deletion_code_lifetime_seconds;
   SecretBytes plain = FieldWriter()
-                          .Add(kTagAccountId, **account)
+                          .Add(kTagAccountId, account_id)
                           .Add(kTagCodeHash, ByteView(code_hash))
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                           .AddU64(kTagAttempts, 0)
                           .Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
                                                        plain.Reveal(SecretAccess::Grant())));
+  // The mail first, like a token: the code becomes valid only once the mail is queued.
+  std::string text = "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
+                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
+                     std::string(code.RevealString(SecretAccess::Grant())) +
+                     "\r\n\r\nSend it with DELETE /v1/access_tokens: it revokes every token mailed "
+                     "to this address (nothing else). If you did not ask for this, ignore this "
+                     "message: nothing changes without the code.\r\n";
+  OTD_RETURN_IF_ERROR(SendMail(address, "Revoke your opentokend access token", std::move(text)));
   std::vector<store::Mutation> batch;
   // A new code replaces any pending one.
   batch.push_back({.op = store::Op::kPut, .table = std::string(kDeletionCodes), .key = *key,
                    .value = std::move(sealed), .expires_at = expires});
-  OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
-  std::string text = "Someone asked to revoke the access token mailed to this address.\r\n\r\n"
-                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
-                     std::string(code.RevealString(SecretAccess::Grant())) +
-                     "\r\n\r\nSend it with DELETE /v1/access_tokens. If you did not ask for this, "
-                     "ignore this message: nothing changes without the code.\r\n";
-  OTD_RETURN_IF_ERROR(SendMail(email, "Revoke your opentokend access token", std::move(text)));
+  batch.push_back(std::move(done));
+  Status committed = store_.Apply(std::move(batch));
+  if (!committed.ok()) {
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
+    return committed;  // the mailed code never becomes valid
+  }
   log_.Info("access_token_deletion_code_mailed");
   return Status::Ok();
+}
+
+uint64_t AccessTokens::CodeFailures(const std::string& code_id, int64_t now) {
+  std::lock_guard lock(code_failures_mu_);
+  auto it = code_failures_.find(code_id);
+  return it == code_failures_.end() || it->second.second <= now ? 0 : it->second.first;
+}
+
+void AccessTokens::CountCodeFailure(const std::string& code_id, uint64_t count, int64_t expires,
+                                    int64_t now) {
+  std::lock_guard lock(code_failures_mu_);
+  if (code_failures_.size() >= kMaxCountedCodes) {
+    std::erase_if(code_failures_, [now](const auto& e) { return e.second.second <= now; });
+    if (code_failures_.size() >= kMaxCountedCodes) {
+      code_failures_.clear();  // the records still hold their (possibly older) counts
+    }
+  }
+  code_failures_[code_id] = {count, expires};
 }
 
 Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view code,
@@ -556,44 +687,70 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
   auto found = vault_.Find(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(found.status());
+  // A code is pending only for an account's address, so every refusal costs the same token work
+  // (one seal, one open) and waits for no disk, whether or not a code is pending (issue 14 §2):
+  // a missing code is replaced by a sealed stand-in that matches nothing, and a failed try is
+  // counted without waiting for its commit.
   const Bytes key = found->key;
-  const std::optional<Bytes> raw = found->value;
-  if (!raw) {
-    return fail();
+  const bool pending = found->value.has_value();
+  Bytes raw;
+  if (pending) {
+    raw = *found->value;
+  } else {
+    Bytes nothing(32);
+    OTD_RETURN_IF_ERROR(crypto::RandomBytes(nothing));
+    SecretBytes stand_in = FieldWriter()
+                               .Add(kTagAccountId, "")
+                               .Add(kTagCodeHash, ByteView(nothing))
+                               .AddU64(kTagExpiresAt, 0)
+                               .AddU64(kTagAttempts, 0)
+                               .Finish();
+    OTD_ASSIGN_OR_RETURN(raw, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                stand_in.Reveal(SecretAccess::Grant())));
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", *raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   OTD_ASSIGN_OR_RETURN(std::string stored_hash, r.Text(kTagCodeHash));
   OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
   OTD_ASSIGN_OR_RETURN(uint64_t attempts, r.U64(kTagAttempts));
-  if (static_cast<int64_t>(expires) <= clock_.NowSeconds() ||
-      attempts >= options_.deletion_code_max_attempts) {
+  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
+  const bool matches = ConstantTimeEquals(code_hash, AsBytes(stored_hash));
+  if (!pending) {
     return fail();
   }
-  OTD_ASSIGN_OR_RETURN(Bytes code_hash, crypto::Sha256(AsBytes(code)));
-  if (!ConstantTimeEquals(code_hash, AsBytes(stored_hash))) {
-    // Count the try; the last allowed try destroys the code.
+  const std::string code_id = std::string(AsString(key)) + stored_hash;  // this code, not the next
+  const int64_t now = clock_.NowSeconds();
+  const uint64_t tries = std::max(attempts, CodeFailures(code_id, now));
+  const bool usable = static_cast<int64_t>(expires) > now &&
+                      tries < options_.deletion_code_max_attempts;
+  if (!usable || !matches) {
+    // Count the try; the last allowed try (or a try on a dead code) destroys the code. The count
+    // is kept here at once and written to the record without waiting (a write that loses a race
+    // or a crash gives back a try at a 192-bit code, no more).
+    const uint64_t counted = tries + 1;
+    CountCodeFailure(code_id, counted, static_cast<int64_t>(expires), now);
+    SecretBytes next = FieldWriter()
+                           .Add(kTagAccountId, account_id)
+                           .Add(kTagCodeHash, stored_hash)
+                           .AddU64(kTagExpiresAt, expires)
+                           .AddU64(kTagAttempts, counted)
+                           .Finish();
+    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+                                                         next.Reveal(SecretAccess::Grant())));
     std::vector<store::Mutation> batch;
-    if (attempts + 1 >= options_.deletion_code_max_attempts) {
+    if (!usable || counted >= options_.deletion_code_max_attempts) {
       batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
-                       .expect = *raw});
+                       .expect = raw});
     } else {
-      SecretBytes next = FieldWriter()
-                             .Add(kTagAccountId, account_id)
-                             .Add(kTagCodeHash, stored_hash)
-                             .AddU64(kTagExpiresAt, expires)
-                             .AddU64(kTagAttempts, attempts + 1)
-                             .Finish();
-      OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
-                                                           next.Reveal(SecretAccess::Grant())));
       batch.push_back({.op = store::Op::kUpdate, .table = std::string(kDeletionCodes), .key = key,
-                       .value = std::move(sealed), .expect = *raw,
+                       .value = std::move(sealed), .expect = raw,
                        .expires_at = static_cast<int64_t>(expires)});
     }
-    (void)store_.Apply(std::move(batch));  // a concurrent try that won counted as well
+    store_.ApplyAsync(std::move(batch), [](Status) {});
     return fail();
   }
+  Bytes current = raw;  // the code record as last read
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     std::vector<std::string> dropped;
@@ -607,7 +764,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     std::vector<store::Mutation> batch;
     // Single use: the code record must still be the one we checked.
     batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
-                     .expect = *raw});
+                     .expect = current});
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
     if (c.raw) {
       OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
@@ -615,16 +772,33 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     }
     Status s = store_.Apply(std::move(batch));
     if (s.ok()) {
+      std::lock_guard lock(code_failures_mu_);
+      code_failures_.erase(code_id);
       log_.Info("access_token_mail_revoked");
       return s;
     }
     if (s.code() != Code::kFailedPrecondition) {
       return s;
     }
-    // Either the collection changed (retry) or the code was used meanwhile (then it fails).
+    // The collection changed (retry), or the code record did: a wrong try counted meanwhile
+    // (the same code, still usable: retry with it), or the code was used, replaced or destroyed
+    // (then this try fails).
     OTD_ASSIGN_OR_RETURN(auto still, store_.Get(kDeletionCodes, key));
-    if (!still || *still != *raw) {
+    if (!still) {
       return fail();
+    }
+    if (*still != current) {
+      OTD_ASSIGN_OR_RETURN(SecretBytes now_plain,
+                           vault_.OpenSystem(kDeletionCodes, "deletion-code", *still));
+      OTD_ASSIGN_OR_RETURN(FieldReader n, FieldReader::Parse(now_plain));
+      OTD_ASSIGN_OR_RETURN(std::string now_hash, n.Text(kTagCodeHash));
+      OTD_ASSIGN_OR_RETURN(uint64_t now_expires, n.U64(kTagExpiresAt));
+      OTD_ASSIGN_OR_RETURN(uint64_t now_attempts, n.U64(kTagAttempts));
+      if (now_hash != stored_hash || static_cast<int64_t>(now_expires) <= clock_.NowSeconds() ||
+          now_attempts >= options_.deletion_code_max_attempts) {
+        return fail();
+      }
+      current = *still;
     }
   }
   return Unavailable("too much contention on this account's access tokens");

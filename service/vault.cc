@@ -75,7 +75,7 @@ Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a)
 std::vector<std::string> AllTables() {
   return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
           "sessions", "challenges", "access_codes", "access_code_index", "tokens",
-          "access_tokens", "access_token_lookup", "mail_tokens", "key_usage"};
+          "access_tokens", "access_token_lookup", "mail_tokens", "mail_requests", "key_usage"};
 }
 
 Status TokenFailure(const Status& s) {
