@@ -77,4 +77,76 @@ Response JsonResponse(const Request& req, unsigned status, std::string body,
   return res;
 }
 
+Response LosantError(const Request& req, unsigned status, std::string_view type,
+                     std::string_view message) {
+  nlohmann::json body = {{"type", std::string(type)}, {"message", std::string(message)}};
+  Response res = JsonResponse(
+      req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+      "application/json");
+  AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
+  if (status == 401) {
+    res.set(http::field::www_authenticate, R"(Bearer realm="opentokend", error="invalid_token")");
+  }
+  return res;
+}
+
+Response LosantErrorFromStatus(const Request& req, const Status& st) {
+  switch (st.code()) {
+    case Code::kInvalidArgument: return LosantError(req, 400, "Validation", st.message());
+    case Code::kUnauthenticated:
+      return LosantError(req, 401, "Unauthorized", "invalid or missing credentials");
+    case Code::kPermissionDenied: return LosantError(req, 403, "Forbidden", st.message());
+    case Code::kNotFound:
+    case Code::kDataLoss: return LosantError(req, 404, "NotFound", "Access token was not found");
+    case Code::kUnavailable:
+    case Code::kResourceExhausted:
+      return LosantError(req, 503, "ServiceUnavailable", "service temporarily unavailable");
+    default: return LosantError(req, 500, "InternalError", "internal error");
+  }
+}
+
+Response PkmnError(const Request& req, unsigned status, std::string_view id,
+                   std::string_view message) {
+  nlohmann::json body = {{"data",
+                          {{"id", std::string(id)},
+                           {"type", "errors"},
+                           {"attributes", {{"message", std::string(message)}}}}}};
+  Response res = JsonResponse(
+      req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+      "application/json");
+  AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
+  return res;
+}
+
+Response PkmnErrorFromStatus(const Request& req, const Status& st) {
+  switch (st.code()) {
+    case Code::kInvalidArgument:
+      return PkmnError(req, 400, "error_access_tokens_invalid", st.message());
+    case Code::kUnavailable:
+      return PkmnError(req, 503, "error_access_tokens_email",
+                       "The service cannot send mail now; try again later");
+    default: return PkmnError(req, 500, "error_internal_server", "An unknown error has occurred");
+  }
+}
+
+Response DialectError(Dialect dialect, const Request& req, const RequestContext& ctx,
+                      unsigned status, std::string_view code, std::string_view message) {
+  switch (dialect) {
+    case Dialect::kAccessTokens: return LosantError(req, status, code, message);
+    case Dialect::kEmail: return PkmnError(req, status, code, message);
+    case Dialect::kOpenToken: break;
+  }
+  return VndError(req, ctx, status, code, message);
+}
+
+Response DialectErrorFromStatus(Dialect dialect, const Request& req, const RequestContext& ctx,
+                                const Status& st) {
+  switch (dialect) {
+    case Dialect::kAccessTokens: return LosantErrorFromStatus(req, st);
+    case Dialect::kEmail: return PkmnErrorFromStatus(req, st);
+    case Dialect::kOpenToken: break;
+  }
+  return VndErrorFromStatus(req, ctx, st);
+}
+
 }  // namespace otd::api

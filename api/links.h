@@ -23,7 +23,4 @@ void AddLink(Response& res, const Link& link);
 // The two links every response carries: up → self-discovery, and self.
 void AddStandardLinks(Response& res, const std::string& self);
 
-// Service links advertised by `GET /` (self-discovery). Grows as features land.
-std::vector<Link> DiscoveryLinks();
-
 }  // namespace otd::api

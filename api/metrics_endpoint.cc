@@ -5,13 +5,17 @@
 namespace otd::api {
 
 void RegisterMetricsRoutes(Router& router, metrics::Registry& registry) {
-  router.Add(http::verb::get, "/metrics", [&registry](const Request& req, RequestContext&) {
-    Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, kMetricsContentType);
-    res.body() = registry.Render();
-    res.prepare_payload();
-    return res;
-  });
+  router.Add({.method = http::verb::get,
+              .pattern = "/metrics",
+              .auth = {.anonymous = true},  // the socket's file mode is the access control
+              .audit = AuditSpec::None(),
+              .handler = [&registry](Call& call) -> Reply {
+                Response res{http::status::ok, call.req.version()};
+                res.set(http::field::content_type, kMetricsContentType);
+                res.body() = registry.Render();
+                res.prepare_payload();
+                return res;
+              }});
 }
 
 }  // namespace otd::api

@@ -5,7 +5,7 @@
 namespace otd::api {
 namespace {
 
-Response Call(const Router& router, http::verb m, const std::string& target) {
+Response Send(const Router& router, http::verb m, const std::string& target) {
   Request req{m, target, 11};
   RequestContext ctx;
   SplitTarget(target, ctx.path, ctx.query);
@@ -18,15 +18,15 @@ TEST(MetricsEndpointTest, ServesTheRegistryAsPrometheusText) {
   c->With({"a"}).Inc(3);
   Router router;
   RegisterMetricsRoutes(router, registry);
-  Response r = Call(router, http::verb::get, "/metrics");
+  Response r = Send(router, http::verb::get, "/metrics");
   EXPECT_EQ(r.result_int(), 200);
   EXPECT_EQ(r[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(r.body(), "# HELP x_total X.\n# TYPE x_total counter\nx_total{k=\"a\"} 3\n");
   // Rendered per scrape.
   c->With({"a"}).Inc();
-  EXPECT_NE(Call(router, http::verb::get, "/metrics").body().find("x_total{k=\"a\"} 4\n"),
+  EXPECT_NE(Send(router, http::verb::get, "/metrics").body().find("x_total{k=\"a\"} 4\n"),
             std::string::npos);
-  Response head = Call(router, http::verb::head, "/metrics");
+  Response head = Send(router, http::verb::head, "/metrics");
   EXPECT_EQ(head.result_int(), 200);
   EXPECT_TRUE(head.body().empty());
 }
@@ -36,12 +36,12 @@ TEST(MetricsEndpointTest, NothingElseIsServed) {
   Router router;
   RegisterMetricsRoutes(router, registry);
   for (const char* target : {"/", "/healthCheck", "/metrics/", "/metrics/x", "/metricsx"}) {
-    Response r = Call(router, http::verb::get, target);
+    Response r = Send(router, http::verb::get, target);
     EXPECT_EQ(r.result_int(), 404) << target;
     EXPECT_EQ(r[http::field::content_type], "application/vnd.error+json") << target;
   }
   for (http::verb m : {http::verb::post, http::verb::put, http::verb::delete_, http::verb::patch}) {
-    Response r = Call(router, m, "/metrics");
+    Response r = Send(router, m, "/metrics");
     EXPECT_EQ(r.result_int(), 405);
     EXPECT_EQ(r[http::field::allow], "GET");
     EXPECT_EQ(r[http::field::content_type], "application/vnd.error+json");

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/dates.h"
+
 namespace otd::api::ot1 {
 
 namespace {
@@ -116,22 +118,6 @@ Status ParseSignature(std::string_view value, Bytes& out) {
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "chrono-compatible low-level
 // date algorithms", days_from_civil).
-int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-bool IsLeapYear(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int64_t DaysInMonth(int64_t y, int64_t m) {
-  static constexpr int64_t kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return (m == 2 && IsLeapYear(y)) ? 29 : kDays[m - 1];
-}
-
 // Reads `n` ASCII digits at `s[pos]`; -1 if any is not a digit.
 int64_t Digits(std::string_view s, size_t pos, size_t n) {
   int64_t v = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "api/errors.h"
+#include "common/check.h"
 
 namespace otd::api {
 
@@ -38,15 +39,46 @@ void SplitTarget(std::string_view target, std::string& path, std::string& query)
   query = q == std::string_view::npos ? "" : std::string(target.substr(q + 1));
 }
 
-void Router::Add(http::verb method, std::string pattern, Handler handler) {
-  Route r{method, pattern, SplitPath(pattern), std::move(handler)};
-  routes_.push_back(std::move(r));
+void Router::Add(RouteSpec route) {
+  OTD_CHECK(route.audit.kind != AuditSpec::Kind::kUndecided);
+  OTD_CHECK(route.audit.kind == AuditSpec::Kind::kNone || !route.audit.event.empty());
+  OTD_CHECK(route.auth.anonymous || route.auth.signature || !route.auth.scope.empty());
+  OTD_CHECK(!(route.auth.anonymous && !route.auth.scope.empty() && !route.auth.signature));
+  OTD_CHECK(!route.auth.signature || route.pattern.rfind("/account/{id}", 0) == 0);
+  OTD_CHECK(!(route.auth.account_in_path && !route.auth.scope.empty()) ||
+            route.pattern.rfind("/account/{id}", 0) == 0);
+  OTD_CHECK((route.body.kind != BodyKind::kJson && route.body.kind != BodyKind::kOptionalJson) ||
+            !route.body.schema.empty());
+  OTD_CHECK(route.handler != nullptr);
+  std::vector<std::string> segments = SplitPath(route.pattern);
+  routes_.push_back({std::move(route), std::move(segments)});
 }
 
-bool Router::Match(const Route& r, const std::vector<std::string>& segs,
+std::vector<const RouteSpec*> Router::Routes() const {
+  std::vector<const RouteSpec*> out;
+  out.reserve(routes_.size());
+  for (const auto& e : routes_) {
+    out.push_back(&e.spec);
+  }
+  return out;
+}
+
+std::vector<Link> Router::AdvertisedLinks(Advertised::Where where) const {
+  std::vector<Link> out;
+  for (const auto& e : routes_) {
+    for (const auto& a : e.spec.links) {
+      if (a.where == where) {
+        out.push_back(a.link);
+      }
+    }
+  }
+  return out;
+}
+
+bool Router::Match(const Entry& e, const std::vector<std::string>& segs,
                    std::map<std::string, std::string>& params) {
   params.clear();
-  const auto& pat = r.segments;
+  const auto& pat = e.segments;
   for (size_t i = 0; i < pat.size(); ++i) {
     if (pat[i] == "**") {
       if (i >= segs.size()) {
@@ -78,26 +110,20 @@ bool Router::Match(const Route& r, const std::vector<std::string>& segs,
   return pat.size() == segs.size();
 }
 
-void Router::WrapHandlers(
-    const std::function<Handler(http::verb, const std::string&, Handler)>& wrap) {
-  for (auto& r : routes_) {
-    r.handler = wrap(r.method, r.pattern, std::move(r.handler));
-  }
-}
-
 Response Router::Dispatch(const Request& req, RequestContext& ctx) const {
   std::vector<std::string> segs = SplitPath(ctx.path);
   std::string allow;
-  for (const auto& r : routes_) {
+  for (const auto& e : routes_) {
+    const RouteSpec& r = e.spec;
     std::map<std::string, std::string> params;
-    if (!Match(r, segs, params)) {
+    if (!Match(e, segs, params)) {
       continue;
     }
     if (r.method == req.method() ||
         (req.method() == http::verb::head && r.method == http::verb::get)) {
       ctx.route = r.pattern;
       ctx.params = std::move(params);
-      Response res = r.handler(req, ctx);
+      Response res = pipeline_.Run(r, req, ctx);
       if (req.method() == http::verb::head) {
         res.body().clear();
       }

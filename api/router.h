@@ -1,39 +1,48 @@
 #pragma once
-// Router: maps (method, path) to a handler. Patterns are '/'-separated segments; `{name}` matches
-// one non-empty segment of URL-safe characters, a final `**` matches one or more remaining segments
-// (exposed as params["**"]). Unknown path → 404; known path, other method → 405 with `Allow`.
+// Router: the route table (api/route.h) and the dispatch of a request to the pipeline
+// (api/pipeline.h). Patterns are '/'-separated segments; `{name}` matches one non-empty segment
+// of URL-safe characters, a final `**` matches one or more remaining segments (params["**"]).
+// Unknown path → 404; known path, other method → 405 with `Allow`; HEAD runs GET without the
+// body.
 //
-// Handlers run on a worker thread (they may block on the HSM or the store). Thread safety: the
-// router is built once before serving, then only read.
+// Add() checks each route's declaration (a broken one is a programming error: OTD_CHECK): an
+// audit decision, credentials that make sense together, a schema for JSON bodies.
+//
+// Thread safety: built once before serving, then only read; Dispatch is reentrant. Handlers run
+// on a worker thread (they may block on the HSM).
 
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "api/http.h"
+#include "api/pipeline.h"
+#include "api/route.h"
 
 namespace otd::api {
 
-using Handler = std::function<Response(const Request&, RequestContext&)>;
-
 class Router {
  public:
-  void Add(http::verb method, std::string pattern, Handler handler);
-  // Replaces every registered handler h with wrap(method, pattern, h) (used for the audit trail).
-  void WrapHandlers(const std::function<Handler(http::verb, const std::string&, Handler)>& wrap);
-  // Fills ctx.route and ctx.params; returns the response (including 404/405).
+  // `services` (null: only anonymous, unaudited routes, e.g. the metrics listener) must outlive
+  // the router.
+  explicit Router(const Services* services = nullptr) : pipeline_(services) {}
+  void Add(RouteSpec route);
+  // Fills ctx.route and ctx.params; returns the answer (including 404/405); may set
+  // ctx.deferred (api/http.h).
   Response Dispatch(const Request& req, RequestContext& ctx) const;
+  // The table, in the order added.
+  std::vector<const RouteSpec*> Routes() const;
+  // Links of every route advertised at `where` (api/route.h Advertised), in the order added.
+  std::vector<Link> AdvertisedLinks(Advertised::Where where) const;
 
  private:
-  struct Route {
-    http::verb method;
-    std::string pattern;
+  struct Entry {
+    RouteSpec spec;
     std::vector<std::string> segments;
-    Handler handler;
   };
-  static bool Match(const Route& r, const std::vector<std::string>& path_segments,
+  static bool Match(const Entry& e, const std::vector<std::string>& path_segments,
                     std::map<std::string, std::string>& params);
-  std::vector<Route> routes_;
+  Pipeline pipeline_;
+  std::vector<Entry> routes_;
 };
 
 }  // namespace otd::api

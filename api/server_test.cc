@@ -54,25 +54,39 @@ class Slot {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    router_.Add(http::verb::post, "/slow", [this](const Request& req, RequestContext& ctx) {
-      Response res{http::status::created, req.version()};
-      res.body() = "prepared:" + req.body();
-      ctx.deferred = Deferred{
-          .start = [this](std::function<void(Status)> done) { slot_.Put(std::move(done)); },
-          .finish = [&req, &ctx](Status s, Response prepared) {
-            if (!s.ok()) {
-              return VndError(req, ctx, 503, "service-unavailable", "the write failed");
-            }
-            prepared.body() += " finished";
-            return prepared;
-          }};
-      return res;
-    });
-    router_.Add(http::verb::get, "/fast", [](const Request& req, RequestContext&) {
-      Response res{http::status::ok, req.version()};
-      res.body() = "fast";
-      return res;
-    });
+    // The server's own contract (RequestContext::deferred), set by the handler directly.
+    router_.Add({.method = http::verb::post,
+                 .pattern = "/slow",
+                 .auth = {.anonymous = true},
+                 .audit = AuditSpec::None(),
+                 .handler = [this](Call& call) -> Reply {
+                   const Request& req = call.req;
+                   RequestContext& ctx = call.ctx;
+                   Response res{http::status::created, req.version()};
+                   res.body() = "prepared:" + req.body();
+                   ctx.deferred = Deferred{
+                       .start = [this](std::function<void(Status)> done) {
+                         slot_.Put(std::move(done));
+                       },
+                       .finish = [&req, &ctx](Status s, Response prepared) {
+                         if (!s.ok()) {
+                           return VndError(req, ctx, 503, "service-unavailable",
+                                           "the write failed");
+                         }
+                         prepared.body() += " finished";
+                         return prepared;
+                       }};
+                   return res;
+                 }});
+    router_.Add({.method = http::verb::get,
+                 .pattern = "/fast",
+                 .auth = {.anonymous = true},
+                 .audit = AuditSpec::None(),
+                 .handler = [](Call& call) -> Reply {
+                   Response res{http::status::ok, call.req.version()};
+                   res.body() = "fast";
+                   return res;
+                 }});
     ServerOptions o;
     o.unix_listener = UnixListener{.path = dir_.Sub("s.sock")};
     o.io_threads = 1;

@@ -286,9 +286,8 @@ int Main(int argc, char** argv) {
                                .signature_future_seconds = config->signature_future_seconds,
                                .public_url = config->public_url,
                                .audit = audit->get()};
-  api::Router router;
-  api::RegisterRoutes(router, services);
-  auto server = api::HttpServer::Create(server_options, router, log);
+  std::unique_ptr<api::Router> router = api::BuildApiRouter(services);
+  auto server = api::HttpServer::Create(server_options, *router, log);
   if (!server.ok()) {
     log.Error("startup_failed", {{"reason", server.status().message()}});
     std::cerr << "opentokend: " << server.status().message() << "\n";

@@ -1,0 +1,204 @@
+#include "api/auth.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "api/browser_policy.h"
+#include "api/errors.h"
+#include "api/ot1.h"
+#include "api/request_helpers.h"
+#include "api/routes.h"
+#include "common/check.h"
+
+namespace otd::api {
+
+namespace {
+
+size_t CountAuthorization(const Request& req, std::string_view* last) {
+  size_t n = 0;
+  for (const auto& f : req) {
+    if (f.name() == http::field::authorization) {
+      ++n;
+      *last = f.value();
+    }
+  }
+  return n;
+}
+
+// The login session or the bearer token of the request. kInvalidArgument for both at once (one
+// credential per request), kUnauthenticated for none, several Authorization headers, another
+// scheme, a malformed/unknown/expired/inactive token or an unknown session, kPermissionDenied
+// for a cross-site state change with the cookie. Plain Statuses: each dialect shapes them.
+Result<Caller> ResolveSessionOrBearer(const Services& s, const Request& req) {
+  std::string_view ignored;
+  const size_t authorizations = CountAuthorization(req, &ignored);
+  auto cookie = CookieValue(req, "login");
+  if (authorizations > 1) {
+    return Unauthenticated("send exactly one Authorization header");
+  }
+  if (authorizations == 1) {
+    if (!HasBearer(req)) {
+      return Unauthenticated("the Authorization scheme must be Bearer");
+    }
+    if (cookie) {
+      return InvalidArgument("send either a Bearer token or the login cookie, not both");
+    }
+    std::string_view token = req[http::field::authorization].substr(7);
+    OTD_ASSIGN_OR_RETURN(service::AccessTokenInfo info, s.access_tokens.Authenticate(token));
+    Caller c{.account_id = info.account_id, .bearer = std::move(info)};
+    return c;
+  }
+  if (!cookie || cookie->empty() || cookie->size() > 64) {
+    return Unauthenticated("login required");
+  }
+  // A browser sends the cookie with requests other sites make it send: refuse those.
+  if (auto refused = CrossSiteRefusal(req, s.public_url)) {
+    return PermissionDenied(*refused);
+  }
+  auto session = s.accounts.GetSession(*cookie);
+  if (!session.ok()) {
+    return session.status().code() == Code::kNotFound ? Unauthenticated("login required")
+                                                       : session.status();
+  }
+  return Caller{.account_id = session->account_id, .bearer = std::nullopt};
+}
+
+std::string_view ForbiddenCode(Dialect d) {
+  return d == Dialect::kAccessTokens ? "Forbidden" : "forbidden";
+}
+
+Authenticated SessionOrBearer(const AuthSpec& spec, Dialect dialect, const Services& s,
+                              const Request& req, const RequestContext& ctx) {
+  Authenticated out;
+  auto caller = ResolveSessionOrBearer(s, req);
+  if (!caller.ok()) {
+    if (dialect == Dialect::kOpenToken && caller.status().code() == Code::kUnauthenticated) {
+      const bool bearer = HasBearer(req);
+      Response res = VndError(req, ctx, 401, "unauthorized",
+                              bearer ? "invalid access token" : "login required");
+      if (bearer) {
+        res.set(http::field::www_authenticate,
+                R"(Bearer realm="opentokend", error="invalid_token")");
+      }
+      out.error = std::move(res);
+    } else {
+      out.error = DialectErrorFromStatus(dialect, req, ctx, caller.status());
+    }
+    return out;
+  }
+  if (spec.account_in_path && caller->account_id != ctx.params.at("id")) {
+    out.error =
+        DialectError(dialect, req, ctx, 403, ForbiddenCode(dialect), "not allowed for this account");
+    return out;
+  }
+  if (!caller->Allows(spec.scope)) {
+    out.error = DialectError(dialect, req, ctx, 403, ForbiddenCode(dialect),
+                             "the access token's scope does not allow this");
+    return out;
+  }
+  out.caller = std::move(caller).value();
+  return out;
+}
+
+// doc/api/signed-requests.md: an access code of the account in the path signed the request.
+Authenticated Signature(const Services& s, const Request& req, const RequestContext& ctx) {
+  Authenticated out;
+  const std::string& account_id = ctx.params.at("id");
+  // The reasons are fixed texts (api/ot1.cc): never the secret, the signature or a header value.
+  auto reject = [&](std::string_view reason) {
+    s.log.Info("signature_rejected", {{"request_id", ctx.request_id}});
+    s.log.Debug("signature_rejected_reason", {{"request_id", ctx.request_id}, {"reason", reason}});
+    out.error = SignatureRequired(req, ctx);
+    return out;
+  };
+  std::string_view auth_value;
+  const size_t count = CountAuthorization(req, &auth_value);
+  if (count != 1) {
+    return reject(count == 0 ? "no Authorization header" : "several Authorization headers");
+  }
+  auto auth = ot1::ParseAuthorization(auth_value);
+  if (!auth.ok()) {
+    return reject(auth.status().message());
+  }
+  ot1::RequestView view;
+  view.method = req.method_string();
+  view.target = req.target();
+  for (const auto& f : req) {
+    view.headers.emplace_back(f.name_string(), f.value());
+  }
+  view.body = req.body();
+  auto canonical = ot1::CanonicalContent(*auth, view);
+  if (!canonical.ok()) {
+    return reject(canonical.status().message());
+  }
+  auto date = ot1::ParseOt1Date(req["X-OpenToken-Date"]);
+  if (!date.ok()) {
+    return reject(date.status().message());
+  }
+  if (Status w = ot1::CheckDateWindow(*date, s.clock.NowSeconds(), s.signature_past_seconds,
+                                      s.signature_future_seconds);
+      !w.ok()) {
+    return reject(w.message());
+  }
+  Status v = s.access_codes.Verify(account_id, auth->access_code,
+                                   canonical->Reveal(SecretAccess::Grant()), auth->signature);
+  if (v.code() == Code::kUnauthenticated) {
+    return reject("access code or signature");
+  }
+  if (!v.ok()) {
+    out.error = VndErrorFromStatus(req, ctx, v);
+    return out;
+  }
+  out.caller = Caller{.account_id = account_id, .signed_request = true};
+  return out;
+}
+
+}  // namespace
+
+bool HasBearer(const Request& req) {
+  std::string_view v = req[http::field::authorization];
+  if (v.size() < 7 || v[6] != ' ') {
+    return false;
+  }
+  std::string scheme(v.substr(0, 6));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return scheme == "bearer";
+}
+
+Response SignatureRequired(const Request& req, const RequestContext& ctx) {
+  Response res = VndError(req, ctx, 401, "unauthorized", "signature verification failed");
+  res.set(http::field::www_authenticate, std::string(ot1::kScheme));
+  // links.md: how to sign (the canonical string, the date window, the server's clock).
+  AddLink(res, {.href = std::string(kSignatureInformationPath),
+                .rel = "related",
+                .title = "signature-information"});
+  return res;
+}
+
+Authenticated Authenticate(const AuthSpec& spec, Dialect dialect, const Services& s,
+                           const Request& req, const RequestContext& ctx) {
+  if (spec.refuse_authorization && !req[http::field::authorization].empty()) {
+    return {.error = DialectError(dialect, req, ctx, 403, "error_access_tokens_forbidden",
+                                  "Authorization header must not be set")};
+  }
+  const bool sent_authorization = !req[http::field::authorization].empty();
+  if (spec.signature) {
+    // Tokenize also takes a bearer (its scope); detokenize also answers anonymous callers.
+    if (!spec.scope.empty() && HasBearer(req)) {
+      return SessionOrBearer(spec, dialect, s, req, ctx);
+    }
+    if (spec.anonymous && !sent_authorization) {
+      return {};
+    }
+    OTD_CHECK(dialect == Dialect::kOpenToken);
+    return Signature(s, req, ctx);
+  }
+  if (!spec.scope.empty()) {
+    return SessionOrBearer(spec, dialect, s, req, ctx);
+  }
+  OTD_CHECK(spec.anonymous);
+  return {};
+}
+
+}  // namespace otd::api
