@@ -13,6 +13,7 @@
 
 #include "common/metrics.h"
 #include "service/email_index.h"
+#include "service/maintenance.h"
 #include "service/record.h"
 #include "service/service_test_env.h"
 
@@ -483,6 +484,10 @@ TEST_F(VaultIdentityTest, InitRecordsWhichTokenKeysTheStoreBelongsTo) {
   EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
   EXPECT_EQ((*id)->token_label, "otd-test");
   EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  // `opentoken-admin verify` accepts the record (it is not a version number).
+  auto verified = VerifyStore(*vault_, *store_, nullptr);
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_EQ(verified->bad, 0u) << verified->first_problem;
   // Idempotent: the second run creates nothing and keeps the identity.
   auto again = vault_->InitKeys({.store_path = "/srv/a"});
   ASSERT_TRUE(again.ok()) << again.status().ToString();
