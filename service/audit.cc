@@ -219,6 +219,7 @@ uint64_t AuditLog::last_seq() const {
 }
 
 Result<bool> AuditLog::Reopen() {
+  std::lock_guard one_at_a_time(reopen_mu_);
   struct stat at_path{};
   const bool exists = ::stat(path_.c_str(), &at_path) == 0;
   {

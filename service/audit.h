@@ -131,6 +131,7 @@ class AuditLog {
   // The file written. file_mu_ is held by the writer while it writes, syncs or cuts a batch, and
   // by Reopen() while it swaps the file, so a batch never straddles two files.
   std::mutex file_mu_;
+  std::mutex reopen_mu_;  // one Reopen() at a time
   int fd_;
   hsm::Token& token_;
   Clock& clock_;
