@@ -91,8 +91,9 @@ TEST(ConfigTest, TokenSerialSelectsTheTokenAndMakesTheLabelOptional) {
   auto c = ParseConfig(kMinimal);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->hsm_token_serial.empty());  // default: by label only
-  auto both = ParseConfig(Without(kMinimal, R"("token_label": "opentokend")",
-                                  R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
+  auto both = ParseConfig(
+      Without(kMinimal, R"("token_label": "opentokend")",
+              R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
   ASSERT_TRUE(both.ok()) << both.status().ToString();
   EXPECT_EQ(both->hsm_token_serial, "6c6de8a782f574e3");
   EXPECT_EQ(both->hsm_token_label, "opentokend");
@@ -103,8 +104,8 @@ TEST(ConfigTest, TokenSerialSelectsTheTokenAndMakesTheLabelOptional) {
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"("token_label": "opentokend",)", "")),
             "hsm.token_label: is required (unless hsm.token_serial is set)");
   for (const char* bad : {R"("")", R"("0123456789abcdef0")", R"("12 34")", "17"}) {
-    EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")",
-                              std::string(R"("token_label": "opentokend", "token_serial": )") + bad))
+    const std::string with = std::string(R"("token_label": "opentokend", "token_serial": )") + bad;
+    EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", with))
                   .find("hsm.token_serial"),
               std::string::npos)
         << bad;

@@ -244,7 +244,8 @@ std::vector<std::string> SerialsLabelled(const std::string& label) {
   while (std::getline(in, line)) {
     if (line.find("Serial number:") != std::string::npos) {
       serial = value(line);
-    } else if (line.find("Label:") != std::string::npos && value(line) == label && !serial.empty()) {
+    } else if (line.find("Label:") != std::string::npos && value(line) == label &&
+               !serial.empty()) {
       out.push_back(serial);
     }
   }

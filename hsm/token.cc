@@ -248,8 +248,8 @@ Result<CK_SLOT_ID> TokenImpl::FindSlot(const std::string& serial, CK_TOKEN_INFO*
 Status TokenImpl::ReopenLocked() {
   CK_FUNCTION_LIST* f = fn();
   CK_TOKEN_INFO ti{};
-  OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot,
-                       FindSlot(pinned_serial_.empty() ? config_.token_serial : pinned_serial_, &ti));
+  const std::string& serial = pinned_serial_.empty() ? config_.token_serial : pinned_serial_;
+  OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(serial, &ti));
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
   auto start = std::chrono::steady_clock::now();
   CK_RV rv = f->C_OpenSession(slot, kSessionFlags, nullptr, nullptr, &h);

@@ -191,7 +191,8 @@ TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
   auto alone = VerifyAuditLogs({path_}, *token_);
   ASSERT_TRUE(alone.ok());
   EXPECT_FALSE(alone->ok());
-  EXPECT_NE(alone->problem.find("starts at sequence number 5"), std::string::npos) << alone->problem;
+  EXPECT_NE(alone->problem.find("starts at sequence number 5"), std::string::npos)
+      << alone->problem;
   auto partial = VerifyAuditLogs({path_}, *token_, nullptr, /*partial=*/true);
   ASSERT_TRUE(partial.ok());
   EXPECT_TRUE(partial->ok()) << partial->problem;

@@ -137,7 +137,8 @@ class SighupTest(unittest.TestCase):
         self.assertIn("it continues an earlier (rotated) file", alone.stdout)
         self.assertEqual(self.d.admin("audit-verify", "--partial").returncode, 0)
         # In the wrong order the boundary does not chain.
-        self.assertEqual(self.d.admin("audit-verify", "--partial", self.audit, rotated).returncode, 1)
+        wrong_order = self.d.admin("audit-verify", "--partial", self.audit, rotated)
+        self.assertEqual(wrong_order.returncode, 1)
 
     def test_sighup_reloads_the_tls_pair_for_new_connections_and_keeps_a_broken_one_out(self):
         first = peer_der(self.d.port)
