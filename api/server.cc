@@ -187,7 +187,6 @@ class HttpServer::Impl {
         log_(log),
         ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
         workers_(std::max(1u, opt_.worker_threads)),
-        ssl_ctx_(ssl::context::tls_server),
         drain_timer_(control_) {}
 
   Status Bind();
@@ -196,8 +195,13 @@ class HttpServer::Impl {
   void Stop();
   uint16_t tls_port() const { return tls_port_; }
   size_t connections() const { return connections_.load(); }
+  Status ReloadTls();
 
  private:
+  // A TLS server context with our protocol and cipher policy and the configured certificate and
+  // key (kInvalidArgument naming the file that does not load or match).
+  Result<std::shared_ptr<ssl::context>> MakeTlsContext() const;
+  std::shared_ptr<ssl::context> CurrentTlsContext() const;
   Status SetUpTls();
   template <class Acceptor, class MakeStream>
   awaitable<void> AcceptLoop(Acceptor& acceptor, Transport transport, MakeStream make_stream);
@@ -231,7 +235,11 @@ class HttpServer::Impl {
   // io thread these ran at the same time (TSan: acceptor close() vs. a new async_accept()).
   net::strand<net::io_context::executor_type> control_{net::make_strand(ioc_)};
   net::thread_pool workers_;
-  ssl::context ssl_ctx_;
+  // The TLS context new connections get; ReloadTls() swaps it. An SSL object holds a reference
+  // to its SSL_CTX (SSL_new up-refs it), so connections opened before a swap keep the old
+  // certificate until they close, whatever happens to this pointer.
+  mutable std::mutex tls_mu_;
+  std::shared_ptr<ssl::context> ssl_ctx_;
   std::optional<unix_proto::acceptor> unix_acceptor_;
   std::optional<tcp::acceptor> tls_acceptor_;
   uint16_t tls_port_ = 0;
@@ -247,13 +255,14 @@ class HttpServer::Impl {
   net::executor_work_guard<net::io_context::executor_type> work_{ioc_.get_executor()};
 };
 
-Status HttpServer::Impl::SetUpTls() {
+Result<std::shared_ptr<ssl::context>> HttpServer::Impl::MakeTlsContext() const {
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   error_code ec;
-  ssl_ctx_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+  context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                            ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
                            ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
                        ec);
-  SSL_CTX* ctx = ssl_ctx_.native_handle();
+  SSL_CTX* ctx = context->native_handle();
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(ctx,
                               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -263,17 +272,37 @@ Status HttpServer::Impl::SetUpTls() {
   }
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
-  ssl_ctx_.use_certificate_chain_file(opt_.tls_listener->certificate_file, ec);
+  context->use_certificate_chain_file(opt_.tls_listener->certificate_file, ec);
   if (ec) {
     return InvalidArgument("listen.tls.certificate: cannot load " +
                            opt_.tls_listener->certificate_file);
   }
-  ssl_ctx_.use_private_key_file(opt_.tls_listener->private_key_file, ssl::context::pem, ec);
+  context->use_private_key_file(opt_.tls_listener->private_key_file, ssl::context::pem, ec);
   if (ec || SSL_CTX_check_private_key(ctx) != 1) {
     return InvalidArgument("listen.tls.private_key: cannot load " +
                            opt_.tls_listener->private_key_file + " or it does not match the certificate");
   }
+  return context;
+}
+
+std::shared_ptr<ssl::context> HttpServer::Impl::CurrentTlsContext() const {
+  std::lock_guard lock(tls_mu_);
+  return ssl_ctx_;
+}
+
+Status HttpServer::Impl::SetUpTls() {
+  OTD_ASSIGN_OR_RETURN(auto context, MakeTlsContext());
+  std::lock_guard lock(tls_mu_);
+  ssl_ctx_ = std::move(context);
   return Status::Ok();
+}
+
+Status HttpServer::Impl::ReloadTls() {
+  if (!opt_.tls_listener) {
+    return FailedPrecondition("no TLS listener");
+  }
+  // Loaded completely before the swap: a broken pair never replaces a working one.
+  return SetUpTls();
 }
 
 Status HttpServer::Impl::SetUpMetrics() {
@@ -752,7 +781,8 @@ void HttpServer::Impl::Run() {
     net::co_spawn(control_,
                   AcceptLoop(*tls_acceptor_, Transport::kTls,
                              [this](tcp::socket s) {
-                               return TlsStream(beast::tcp_stream(std::move(s)), ssl_ctx_);
+                               return TlsStream(beast::tcp_stream(std::move(s)),
+                                                *CurrentTlsContext());
                              }),
                   net::detached);
   }
@@ -819,6 +849,7 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() = default;
 void HttpServer::Run() { impl_->Run(); }
 void HttpServer::Stop() { impl_->Stop(); }
+Status HttpServer::ReloadTls() { return impl_->ReloadTls(); }
 uint16_t HttpServer::BoundTlsPort() const { return impl_->tls_port(); }
 size_t HttpServer::OpenConnections() const { return impl_->connections(); }
 

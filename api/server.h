@@ -63,6 +63,12 @@ class HttpServer {
   // Serves until Stop() has drained every connection.
   void Run();
   void Stop();
+  // Reloads the TLS certificate chain and private key from the configured files (SIGHUP) into a
+  // new TLS context that new connections use; connections already open keep theirs. When the new
+  // pair does not load or the key does not match the certificate, the old context stays in use
+  // and the error (kInvalidArgument naming the file) is returned. kFailedPrecondition without a
+  // TLS listener. Thread safe.
+  Status ReloadTls();
   uint16_t BoundTlsPort() const;
   size_t OpenConnections() const;
 

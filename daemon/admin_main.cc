@@ -34,7 +34,12 @@ struct CommandInfo {
 constexpr CommandInfo kCommands[] = {
     {"init", "", "create the token keys (KEK, index key) if absent; idempotent",
      "Creates the version-1 key-encryption key and index key in the token and the system data\n"
-     "key in the store, if absent. Running it again creates nothing. Exit 0 when done.\n"},
+     "key in the store, if absent, and records in the store which token keys it belongs to.\n"
+     "Running it again creates nothing. Exit 0 when done.\n"
+     "Refuses (exit 69, naming storage.path and the token) to create keys for a store whose\n"
+     "keys the token does not hold (the wrong token: its records would stay unreadable), and to\n"
+     "start an empty store when the token already holds the keys of a vault (storage.path is\n"
+     "probably wrong); --new-store starts a second, separate store on those keys anyway.\n"},
     {"status", "", "token, key versions and attributes, records per table and per key version",
      "Shows the token (module, label, serial), health, the current key versions and their\n"
      "attributes (sensitive, non-extractable), the store's tables, and how many stored things\n"
@@ -60,7 +65,12 @@ constexpr CommandInfo kCommands[] = {
      "Reads the audit log (audit.path, default <storage.path>/audit.log) and checks every line:\n"
      "sequence numbers without gaps, each line chained to the one before it, and each line's\n"
      "HMAC verified inside the token with the audit key. A deleted, edited, inserted or\n"
-     "re-ordered line is reported with its line number (exit 1). Safe while the daemon writes.\n"},
+     "re-ordered line is reported with its file and line number (exit 1). Safe while the\n"
+     "daemon writes.\n"
+     "After a rotation (the file moved away, then SIGHUP: the chain continues in the new file)\n"
+     "give the files oldest first, e.g. `audit-verify audit.log.2 audit.log.1 audit.log`; they\n"
+     "are checked as one chain. --partial lets the first file start in the middle of the chain\n"
+     "(older files deleted): the lines before it cannot be checked then.\n"},
     {"purge-expired", "", "delete expired records now (the daemon does this every minute)",
      "Deletes every record whose expiry has passed, in batches of 10,000. Safe while serving.\n"},
     {"backup", "DIR", "consistent compacted hot copy of the store with a manifest",
@@ -101,6 +111,10 @@ std::string CommandHelp(const CommandInfo& c) {
                     (c.operand[0] ? std::string(" ") + c.operand : "") + " --config FILE";
   if (std::string(c.name) == "rotate-keys") {
     out += " [--no-rewrap]";
+  } else if (std::string(c.name) == "init") {
+    out += " [--new-store]";
+  } else if (std::string(c.name) == "audit-verify") {
+    out += " [--partial] [FILE...]";
   }
   out += "\n\n" + std::string(c.help) +
          "\nexit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad config\n";
@@ -191,8 +205,8 @@ int Fail(const Status& s) {
   return ExitCodeFor(s);
 }
 
-int Init(Runtime& rt) {
-  auto report = rt.vault->InitKeys();
+int Init(Runtime& rt, const Config& config, bool new_store) {
+  auto report = rt.vault->InitKeys({.store_path = config.storage_path, .new_store = new_store});
   if (!report.ok()) {
     return Fail(report.status());
   }
@@ -200,7 +214,20 @@ int Init(Runtime& rt) {
             << (report->created_kek ? "created" : "already present") << "\n"
             << "index key " << service::IndexKeyLabel(report->versions.index) << ": "
             << (report->created_index ? "created" : "already present") << "\n";
+  if (auto id = rt.vault->ReadIdentity(); id.ok() && id->has_value()) {
+    std::cout << "store " << config.storage_path << ": "
+              << (report->created_store      ? "created, "
+                  : report->recorded_identity ? "identity recorded, "
+                                              : "")
+              << (*id)->ToString() << "\n";
+  }
   return kExitOk;
+}
+
+// rotate-keys and rewrap create or change things in the token for this store: only with the
+// token the store belongs to.
+Status CheckStoreIdentity(Runtime& rt, const Config& config) {
+  return rt.vault->VerifyStoreIdentity(config.storage_path);
 }
 
 void PrintVersionCounts(const service::VersionCounts& c) {
@@ -252,26 +279,39 @@ std::string AuditPath(const Config& config) {
   return config.audit_path.empty() ? config.storage_path + "/audit.log" : config.audit_path;
 }
 
-int AuditVerify(Runtime& rt, const Config& config) {
-  const std::string path = AuditPath(config);
+int AuditVerify(Runtime& rt, const Config& config, std::vector<std::string> files, bool partial) {
+  if (files.empty()) {
+    files.push_back(AuditPath(config));
+  }
   Progress bar("audit-verify");
-  auto r = service::VerifyAuditLog(path, *rt.token,
-                                   [&](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  auto r = service::VerifyAuditLogs(
+      files, *rt.token, [&](uint64_t done, uint64_t total) { bar.Update(done, total); }, partial);
   if (!r.ok()) {
     return Fail(r.status());
   }
   if (!r->ok()) {
-    std::cout << "audit-verify: " << path << " line " << r->first_bad_line << ": " << r->problem
-              << "\n";
+    std::cout << "audit-verify: " << r->bad_file << " line " << r->first_bad_line << ": "
+              << r->problem << "\n";
     return 1;
   }
-  std::cout << "audit-verify: ok, " << r->lines << " entries, chain intact (last mac "
-            << r->last_mac.substr(0, 16) << "...)\n";
+  std::cout << "audit-verify: ok, " << r->lines << " entries";
+  if (files.size() > 1 || r->first_seq > 1) {
+    std::cout << " in " << files.size() << (files.size() > 1 ? " files" : " file") << " (seq "
+              << r->first_seq << ".." << r->last_seq << ")";
+  }
+  std::cout << ", chain intact (last mac " << r->last_mac.substr(0, 16) << "...)\n";
   return kExitOk;
 }
 
-int StatusCommand(Runtime& rt) {
+int StatusCommand(Runtime& rt, const Config& config) {
   std::cout << "token: " << rt.token->Describe() << "\n";
+  if (auto id = rt.vault->ReadIdentity(); id.ok() && id->has_value()) {
+    Status match = rt.vault->VerifyStoreIdentity(config.storage_path, /*adopt=*/false);
+    std::cout << "store: " << (*id)->ToString() << "; "
+              << (match.ok() ? "the token holds its keys" : match.message()) << "\n";
+  } else if (id.ok()) {
+    std::cout << "store: no identity recorded yet (the next init or daemon start records it)\n";
+  }
   auto health = rt.vault->Health();
   std::cout << "health: " << (health.ok() ? "healthy" : "unhealthy") << "\n";
   if (!health.detail.empty()) {
@@ -445,6 +485,9 @@ int Main(int argc, char** argv) {
   std::string config_path;
   std::string dir;
   bool rewrap = true;
+  bool new_store = false;
+  bool partial = false;
+  std::vector<std::string> files;  // audit-verify
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       std::cout << CommandHelp(*info);
@@ -456,6 +499,12 @@ int Main(int argc, char** argv) {
       dir = args[i];
     } else if (command == "rotate-keys" && args[i] == "--no-rewrap") {
       rewrap = false;
+    } else if (command == "init" && args[i] == "--new-store") {
+      new_store = true;
+    } else if (command == "audit-verify" && args[i] == "--partial") {
+      partial = true;
+    } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
+      files.push_back(args[i]);
     } else {
       std::cerr << "opentoken-admin " << command << ": unexpected argument " << args[i] << "\n"
                 << CommandHelp(*info);
@@ -489,14 +538,18 @@ int Main(int argc, char** argv) {
   if (!rt.ok()) {
     return Fail(rt.status());
   }
-  if (command == "init") return Init(**rt);
+  if (command == "init") return Init(**rt, *config, new_store);
   if (command == "verify") return Verify(**rt);
   if (command == "purge-expired") return PurgeExpired(**rt);
   if (command == "backup") return Backup(**rt, dir);
-  if (command == "rotate-keys") return RotateKeys(**rt, rewrap);
-  if (command == "rewrap") return RewrapCommand(**rt);
-  if (command == "audit-verify") return AuditVerify(**rt, *config);
-  return StatusCommand(**rt);
+  if (command == "rotate-keys" || command == "rewrap") {
+    if (Status s = CheckStoreIdentity(**rt, *config); !s.ok()) {
+      return Fail(s);
+    }
+    return command == "rewrap" ? RewrapCommand(**rt) : RotateKeys(**rt, rewrap);
+  }
+  if (command == "audit-verify") return AuditVerify(**rt, *config, std::move(files), partial);
+  return StatusCommand(**rt, *config);
 }
 
 }  // namespace

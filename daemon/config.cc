@@ -250,13 +250,25 @@ Result<Config> ParseConfig(std::string_view json_text) {
   {
     ObjectReader r(*hsm, "hsm");
     OTD_RETURN_IF_ERROR(r.String("module", c.hsm_module, true));
-    OTD_RETURN_IF_ERROR(r.String("token_label", c.hsm_token_label, true));
+    OTD_RETURN_IF_ERROR(r.String("token_label", c.hsm_token_label, false));
+    OTD_RETURN_IF_ERROR(r.String("token_serial", c.hsm_token_serial, false));
     OTD_RETURN_IF_ERROR(r.String("pin_file", c.hsm_pin_file, false));
     OTD_RETURN_IF_ERROR(r.Integer("max_sessions", c.hsm_max_sessions, 1, 256));
     OTD_RETURN_IF_ERROR(r.Integer("reinitialize_after_ms", c.hsm_reinitialize_after_ms, 0, 3'600'000));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (c.hsm_token_label.empty() && c.hsm_token_serial.empty()) {
+      return InvalidArgument("hsm.token_label: is required (unless hsm.token_serial is set)");
+    }
     if (c.hsm_token_label.size() > 32) {
       return InvalidArgument("hsm.token_label: at most 32 bytes (PKCS#11 token label)");
+    }
+    // CK_TOKEN_INFO.serialNumber: 16 printable characters, space-padded.
+    if (c.hsm_token_serial.size() > 16 ||
+        !std::all_of(c.hsm_token_serial.begin(), c.hsm_token_serial.end(),
+                     [](char ch) { return ch > ' ' && ch < 0x7f; })) {
+      return InvalidArgument(
+          "hsm.token_serial: at most 16 printable characters without spaces (PKCS#11 token "
+          "serial number, e.g. from `softhsm2-util --show-slots`)");
     }
   }
 

@@ -82,7 +82,10 @@ struct Config {
   // this share of the map is in use; authenticated writes (tokenize, ...) may fill all of it.
   uint32_t storage_unauthenticated_write_limit_percent = 90;
   std::string hsm_module;
+  // Which token: by label, by serial number, or both (at least one). Several tokens matching is
+  // refused (exit 69); hsm.token_serial picks one of several tokens with the same label.
   std::string hsm_token_label;
+  std::string hsm_token_serial;
   std::string hsm_pin_file;   // empty: read the systemd credential `pin`
   uint32_t hsm_max_sessions = 8;
   // After the token's storage vanished: re-initialise the PKCS#11 module at most this often until

@@ -87,6 +87,31 @@ TEST(ConfigTest, BadValuesAreNamed) {
             std::string::npos);
 }
 
+TEST(ConfigTest, TokenSerialSelectsTheTokenAndMakesTheLabelOptional) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->hsm_token_serial.empty());  // default: by label only
+  auto both = ParseConfig(
+      Without(kMinimal, R"("token_label": "opentokend")",
+              R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_EQ(both->hsm_token_serial, "6c6de8a782f574e3");
+  EXPECT_EQ(both->hsm_token_label, "opentokend");
+  auto serial_only = ParseConfig(Without(kMinimal, R"("token_label": "opentokend")",
+                                         R"("token_serial": "0123456789abcdef")"));
+  ASSERT_TRUE(serial_only.ok()) << serial_only.status().ToString();
+  EXPECT_TRUE(serial_only->hsm_token_label.empty());
+  EXPECT_EQ(ErrorOf(Without(kMinimal, R"("token_label": "opentokend",)", "")),
+            "hsm.token_label: is required (unless hsm.token_serial is set)");
+  for (const char* bad : {R"("")", R"("0123456789abcdef0")", R"("12 34")", "17"}) {
+    const std::string with = std::string(R"("token_label": "opentokend", "token_serial": )") + bad;
+    EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", with))
+                  .find("hsm.token_serial"),
+              std::string::npos)
+        << bad;
+  }
+}
+
 TEST(ConfigTest, MissingSectionsAreNamed) {
   EXPECT_EQ(ErrorOf(R"({"storage": {"path": "/d"}, "hsm": {"module": "/m", "token_label": "t"}})"),
             "listen: is required");

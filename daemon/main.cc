@@ -1,6 +1,7 @@
 // opentokend: the vault daemon. Composition root: config → hardening → token, store, vault →
 // router → HTTP server, plus the admin-only metrics listener (its own router and server on a
 // separate Unix socket). Exit codes: 0 clean stop, 78 bad configuration, 69 HSM/store unusable.
+// Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads (Reload() below) and goes on serving.
 
 #include <pthread.h>
 #include <signal.h>
@@ -125,6 +126,36 @@ Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, 
   });
 }
 
+// SIGHUP (`systemctl reload`, logrotate's postrotate): reopens the audit trail where it was
+// rotated (the chain continues in the new file) and reloads the TLS certificate and key. The
+// operational log goes to stdout (journald): nothing to reopen there. A part that fails keeps what
+// it had (the old audit file, the old certificate) and the log says why; serving never stops.
+void Reload(service::AuditLog& audit, api::HttpServer& server, bool has_tls, Logger& log) {
+  sd_notify(0, "RELOADING=1");
+  std::string audit_result;
+  auto reopened = audit.Reopen();
+  if (reopened.ok()) {
+    audit_result = *reopened ? "reopened" : "unchanged";
+  } else {
+    audit_result = "failed";
+    log.Error("audit_reopen_failed",
+              {{"path", audit.path()}, {"reason", reopened.status().message()}});
+  }
+  std::string tls_result = "none";
+  if (has_tls) {
+    Status s = server.ReloadTls();
+    tls_result = s.ok() ? "reloaded" : "failed";
+    if (!s.ok()) {
+      log.Error("tls_reload_failed",
+                {{"reason", s.message()}, {"kept", "the certificate and key loaded before"}});
+    }
+  }
+  const bool ok = audit_result != "failed" && tls_result != "failed";
+  log.Log(ok ? LogLevel::kInfo : LogLevel::kWarn, "reloaded",
+          {{"signal", "SIGHUP"}, {"audit", audit_result}, {"tls", tls_result}, {"ok", ok}});
+  sd_notify(0, "READY=1");
+}
+
 int Main(int argc, char** argv) {
   std::string config_path;
   bool allow_root = false;
@@ -172,10 +203,13 @@ int Main(int argc, char** argv) {
     return kExitUnavailable;
   }
   // Signals are handled by one thread with sigwait, so every other thread has them blocked.
+  // SIGHUP's default action would end the daemon without a drain (and systemd's
+  // Restart=on-failure does not restart a daemon killed by SIGHUP): it reloads instead.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -197,6 +231,13 @@ int Main(int argc, char** argv) {
     log.Error("startup_failed", {{"reason", rt.status().message()}});
     std::cerr << "opentokend: " << rt.status().message() << "\n";
     return ExitCodeFor(rt.status());
+  }
+  // The store must belong to this token (service/vault.h, VaultIdentity): a wrong storage.path or
+  // a token that does not hold the store's keys stops here, naming both.
+  if (Status s = (*rt)->vault->VerifyStoreIdentity(config->storage_path); !s.ok()) {
+    log.Error("startup_failed", {{"reason", s.message()}});
+    std::cerr << "opentokend: " << s.message() << "\n";
+    return ExitCodeFor(s);
   }
   if (Status s = (*rt)->vault->CheckKeys(); !s.ok()) {
     log.Error("startup_failed", {{"reason", s.message()}});
@@ -331,15 +372,22 @@ int Main(int argc, char** argv) {
                            {"port", static_cast<int64_t>((*server)->BoundTlsPort())}});
   }
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGTERM || sig == SIGINT) {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) {
+        continue;
+      }
+      if (sig == SIGHUP) {
+        Reload(**audit, **server, config->tls_listen.has_value(), log);
+        continue;
+      }
       log.Info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       sd_notify(0, "STOPPING=1");
       (*server)->Stop();
       if (metrics_server) {
         metrics_server->Stop();
       }
+      return;
     }
   });
   // Expired registrations, challenges and sessions (and the keys of abandoned registrations)

@@ -68,6 +68,7 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   hsm::TokenConfig tc;
   tc.module_path = config.hsm_module;
   tc.token_label = config.hsm_token_label;
+  tc.token_serial = config.hsm_token_serial;
   tc.pin = std::move(pin);
   tc.max_sessions = config.hsm_max_sessions;
   tc.reinitialize_after_ms = static_cast<int>(config.hsm_reinitialize_after_ms);

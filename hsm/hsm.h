@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/bytes.h"
 #include "common/secret_bytes.h"
@@ -59,7 +60,13 @@ namespace otd::hsm {
 
 struct TokenConfig {
   std::string module_path;  // e.g. /usr/lib/softhsm/libsofthsm2.so
-  std::string token_label;  // CKA_LABEL of the token (CK_TOKEN_INFO.label, space-padded on the wire)
+  // Which token: the one whose label (CK_TOKEN_INFO.label, space-padded on the wire) and, when
+  // set, serial number (CK_TOKEN_INFO.serialNumber) match. At least one must be set. Several
+  // initialised tokens matching is an error (kUnavailable naming their slots and serials), never
+  // a guess: keys created in the wrong one would make the vault unreadable. Once found, re-opens
+  // (after a token loss) look for the same serial only.
+  std::string token_label;
+  std::string token_serial;
   SecretBytes pin;          // user PIN
   size_t max_sessions = 8;  // pool size; Acquire() waits when all are leased
   int acquire_timeout_ms = 5000;
@@ -158,6 +165,8 @@ class Session {
 
   // --- persistent keys (found by CKA_LABEL among CKO_SECRET_KEY objects) ---
   Result<bool> HasKey(std::string_view label);
+  // Labels of the persistent secret keys whose label starts with `prefix`, sorted.
+  Result<std::vector<std::string>> KeyLabels(std::string_view prefix);
   // Creates a persistent key; kAlreadyExists if the label is taken. Verifies CKA_ALWAYS_SENSITIVE
   // and CKA_NEVER_EXTRACTABLE after creation (destroys the key and returns kInternal otherwise).
   Status GenerateKey(std::string_view label, KeyType type, KeyUsage usage);
@@ -226,6 +235,17 @@ class Session {
   bool handle_dead_ = false;    // the module already forgot the handle: do not C_CloseSession it
 };
 
+// The token in use, as CK_TOKEN_INFO names it (padding removed), for messages and the store's
+// record of the token it belongs to.
+struct TokenIdentity {
+  std::string module;  // TokenConfig::module_path
+  std::string label;
+  std::string serial;
+  uint64_t slot = 0;
+  // label="..." serial="..." module=PATH slot=N
+  std::string ToString() const;
+};
+
 struct TokenHealth {
   bool ok = false;
   std::string detail;  // safe to show operators
@@ -234,8 +254,9 @@ struct TokenHealth {
 class Token {
  public:
   // dlopen(module_path), C_GetFunctionList, C_Initialize(CKF_OS_LOCKING_OK), find the slot whose
-  // token label matches, open a session and C_Login(CKU_USER). kUnavailable when the module or
-  // token is missing, kPermissionDenied for a wrong PIN.
+  // token label (and serial, when configured) matches, open a session and C_Login(CKU_USER).
+  // kUnavailable when the module or token is missing or several tokens match (the message names
+  // their slots and serials), kPermissionDenied for a wrong PIN.
   static Result<std::unique_ptr<Token>> Open(TokenConfig config, Logger* log);
   ~Token();
   Token(const Token&) = delete;
@@ -251,6 +272,8 @@ class Token {
   // Module and token description for `opentoken-admin status` (manufacturer, model, label, serial),
   // one line: module=PATH library="..." manufacturer="..." model="..." label="..." serial="..." slot=N
   std::string Describe() const;
+  // Module, label, serial and slot of the token in use.
+  TokenIdentity Identity() const;
 
  private:
   friend class TokenTestPeer;  // hsm/internal/token_test_peer.h (tests only)

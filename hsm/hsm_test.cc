@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -216,6 +218,157 @@ TEST_F(HsmTest, HealthIsOkAndDescribeNamesTheToken) {
   EXPECT_NE(d.find("serial=\""), std::string::npos) << d;
 }
 
+// Serial numbers of the initialised tokens labelled `label`, from softhsm2-util --show-slots
+// (independent of the code under test).
+std::vector<std::string> SerialsLabelled(const std::string& label) {
+  std::vector<std::string> out;
+  FILE* p = popen("softhsm2-util --show-slots 2>/dev/null", "r");
+  if (p == nullptr) {
+    return out;
+  }
+  std::string text;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) {
+    text.append(buf, n);
+  }
+  pclose(p);
+  auto value = [](const std::string& line) {
+    std::string v = line.substr(line.find(':') + 1);
+    v.erase(0, v.find_first_not_of(' '));
+    v.erase(v.find_last_not_of(' ') + 1);
+    return v;
+  };
+  std::istringstream in(text);
+  std::string line;
+  std::string serial;
+  while (std::getline(in, line)) {
+    if (line.find("Serial number:") != std::string::npos) {
+      serial = value(line);
+    } else if (line.find("Label:") != std::string::npos && value(line) == label &&
+               !serial.empty()) {
+      out.push_back(serial);
+    }
+  }
+  return out;
+}
+
+TEST_F(HsmTest, TwoTokensWithTheSameLabelAreRefusedNamingTheirSlotsAndSerials) {
+  ASSERT_TRUE(InitToken(kLabel));  // a second token labelled otd-test
+  const auto serials = SerialsLabelled(kLabel);
+  ASSERT_EQ(serials.size(), 2u);
+  auto t = Token::Open(Config(), &log_);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(CodeOf(t), Code::kUnavailable) << t.status().ToString();
+  const std::string m = t.status().message();
+  EXPECT_NE(m.find("2 PKCS#11 tokens labelled 'otd-test'"), std::string::npos) << m;
+  for (const auto& serial : serials) {
+    EXPECT_NE(m.find("serial '" + serial + "'"), std::string::npos) << m;
+  }
+  EXPECT_NE(m.find("slot "), std::string::npos) << m;
+  EXPECT_NE(m.find("hsm.token_serial"), std::string::npos) << m;
+}
+
+TEST_F(HsmTest, TheSerialSelectsOneOfTwoTokensWithTheSameLabel) {
+  std::string first_key_serial;
+  {
+    auto t = OpenOrDie();  // only one token so far
+    ASSERT_NE(t, nullptr);
+    first_key_serial = t->Identity().serial;
+    auto s = t->Acquire();
+    ASSERT_OK(s);
+    ASSERT_OK(s->GenerateKey("in-first", KeyType::kHmacSha256, KeyUsage::kSign));
+  }
+  ASSERT_TRUE(InitToken(kLabel));
+  const auto serials = SerialsLabelled(kLabel);
+  ASSERT_EQ(serials.size(), 2u);
+  const std::string second = serials[0] == first_key_serial ? serials[1] : serials[0];
+  const std::vector<std::string> both = {first_key_serial, second};
+  for (const std::string& serial : both) {
+    for (bool with_label : {true, false}) {
+      TokenConfig c = Config();
+      c.token_serial = serial;
+      if (!with_label) {
+        c.token_label.clear();
+      }
+      auto t = Token::Open(std::move(c), &log_);
+      ASSERT_OK(t);
+      TokenIdentity id = (*t)->Identity();
+      EXPECT_EQ(id.serial, serial);
+      EXPECT_EQ(id.label, kLabel);
+      EXPECT_EQ(id.module, ModulePath());
+      EXPECT_NE(id.ToString().find("serial=\"" + serial + "\""), std::string::npos);
+      auto s = (*t)->Acquire();
+      ASSERT_OK(s);
+      auto has = s->HasKey("in-first");
+      ASSERT_OK(has);
+      EXPECT_EQ(*has, serial == first_key_serial) << serial;
+    }
+  }
+  // A serial and a label that do not belong together match nothing; the message lists the tokens.
+  TokenConfig c = Config();
+  c.token_label = "other";
+  c.token_serial = first_key_serial;
+  auto t = Token::Open(std::move(c), nullptr);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(CodeOf(t), Code::kUnavailable);
+  EXPECT_NE(t.status().message().find("serial '" + second + "'"), std::string::npos)
+      << t.status().message();
+}
+
+TEST_F(HsmTest, AReopenFindsTheSameTokenEvenWhenAnotherOneTakesItsLabel) {
+  auto t = OpenOrDie(/*max_sessions=*/4, /*timeout_ms=*/1000);
+  ASSERT_NE(t, nullptr);
+  const std::string serial = t->Identity().serial;
+  {
+    auto s = t->Acquire();
+    ASSERT_OK(s);
+    ASSERT_OK(s->GenerateKey("k", KeyType::kHmacSha256, KeyUsage::kSign));
+  }
+  // A second token labelled otd-test, initialised through this process's module (SoftHSM does
+  // not see tokens other processes create until it is re-initialised).
+  CK_FUNCTION_LIST* f = TokenTestPeer::Functions(*t);
+  CK_ULONG n = 0;
+  ASSERT_EQ(f->C_GetSlotList(CK_TRUE, nullptr, &n), CKR_OK);
+  std::vector<CK_SLOT_ID> slots(n);
+  ASSERT_EQ(f->C_GetSlotList(CK_TRUE, slots.data(), &n), CKR_OK);
+  std::optional<CK_SLOT_ID> free_slot;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO ti{};
+    if (f->C_GetTokenInfo(slot, &ti) == CKR_OK && (ti.flags & CKF_TOKEN_INITIALIZED) == 0) {
+      free_slot = slot;
+    }
+  }
+  ASSERT_TRUE(free_slot.has_value());
+  std::string padded(kLabel);
+  padded.resize(32, ' ');
+  std::string so_pin(kSoPin);
+  ASSERT_EQ(f->C_InitToken(*free_slot, reinterpret_cast<CK_UTF8CHAR*>(so_pin.data()),
+                           so_pin.size(), reinterpret_cast<CK_UTF8CHAR*>(padded.data())),
+            CKR_OK);
+  ASSERT_EQ(SerialsLabelled(kLabel).size(), 2u);
+  ASSERT_EQ(TokenTestPeer::CloseAllSessions(*t), CKR_OK);
+  {  // the pooled session is dead; the next lease re-opens the token
+    auto s = t->Acquire();
+    ASSERT_OK(s);
+    EXPECT_FALSE(s->HasKey("k").ok());
+  }
+  auto s = t->Acquire();
+  ASSERT_OK(s);
+  auto has = s->HasKey("k");
+  ASSERT_OK(has);
+  EXPECT_TRUE(*has);
+  EXPECT_EQ(t->Identity().serial, serial);
+}
+
+TEST_F(HsmTest, NeitherLabelNorSerialIsInvalid) {
+  TokenConfig c = Config();
+  c.token_label.clear();
+  EXPECT_EQ(CodeOf(Token::Open(std::move(c), nullptr)), Code::kInvalidArgument);
+  TokenConfig long_serial = Config();
+  long_serial.token_serial = std::string(17, '1');
+  EXPECT_EQ(CodeOf(Token::Open(std::move(long_serial), nullptr)), Code::kInvalidArgument);
+}
+
 // --- persistent keys -------------------------------------------------------------------------
 
 TEST_F(HsmTest, GeneratedKeysAreSensitiveNeverExtractableAndValueIsNotReadable) {
@@ -294,6 +447,31 @@ TEST_F(HsmTest, HasKeyAndMissingKeysAreNotFound) {
   EXPECT_TRUE(*has);
   EXPECT_EQ(CodeOf(s->Sign(KeyRef::Persistent("missing"), AsBytes("x"))), Code::kNotFound);
   EXPECT_EQ(CodeOf(s->ReadAttributes(KeyRef::Persistent("missing"))), Code::kNotFound);
+}
+
+TEST_F(HsmTest, KeyLabelsListsPersistentKeysByPrefix) {
+  auto t = OpenOrDie();
+  ASSERT_NE(t, nullptr);
+  auto s = t->Acquire();
+  ASSERT_OK(s);
+  auto none = s->KeyLabels("otd-");
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  ASSERT_OK(s->GenerateKey("otd-index-v1", KeyType::kHmacSha256, KeyUsage::kSign));
+  ASSERT_OK(s->GenerateKey("otd-kek-v1", KeyType::kAes256, KeyUsage::kWrap));
+  ASSERT_OK(s->GenerateKey("other", KeyType::kAes256, KeyUsage::kWrap));
+  // A session object (an unwrapped data key) is not a persistent key.
+  auto wrapped = s->GenerateWrapped(KeyRef::Persistent("otd-kek-v1"), KeyType::kAes256);
+  ASSERT_OK(wrapped);
+  auto dk = s->Unwrap(KeyRef::Persistent("otd-kek-v1"), *wrapped, KeyType::kAes256,
+                      KeyUsage::kEncrypt);
+  ASSERT_OK(dk);
+  auto labels = s->KeyLabels("otd-");
+  ASSERT_OK(labels);
+  EXPECT_EQ(*labels, (std::vector<std::string>{"otd-index-v1", "otd-kek-v1"}));
+  auto all = s->KeyLabels("");
+  ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 3u);
 }
 
 TEST_F(HsmTest, KeyTypeAndUsageMustMatch) {

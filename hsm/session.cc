@@ -302,6 +302,62 @@ Result<bool> Session::HasKey(std::string_view label) {
   });
 }
 
+Result<std::vector<std::string>> Session::KeyLabels(std::string_view prefix) {
+  return Measured(token_, HsmOp::kFindKey, [&]() -> Result<std::vector<std::string>> {
+    OTD_RETURN_IF_ERROR(Usable());
+    CK_FUNCTION_LIST* f = token_->fn();
+    Template t;
+    t.Class(CKO_SECRET_KEY);
+    t.Bool(CKA_TOKEN, true);
+    CK_RV rv = f->C_FindObjectsInit(handle_, t.data(), t.size());
+    if (rv != CKR_OK) {
+      return Fail("C_FindObjectsInit", rv);
+    }
+    std::vector<CK_OBJECT_HANDLE> objects;
+    {
+      FindGuard guard(f, handle_);
+      for (;;) {
+        CK_OBJECT_HANDLE batch[64];
+        CK_ULONG n = 0;
+        rv = f->C_FindObjects(handle_, batch, 64, &n);
+        if (rv != CKR_OK) {
+          return Fail("C_FindObjects", rv);
+        }
+        objects.insert(objects.end(), batch, batch + n);
+        if (n == 0) {
+          break;
+        }
+      }
+    }
+    std::vector<std::string> out;
+    for (CK_OBJECT_HANDLE o : objects) {
+      CK_ATTRIBUTE a{CKA_LABEL, nullptr, 0};
+      rv = f->C_GetAttributeValue(handle_, o, &a, 1);
+      if (rv == CKR_OBJECT_HANDLE_INVALID) {
+        continue;  // deleted in between
+      }
+      if (rv != CKR_OK) {
+        return Fail("C_GetAttributeValue", rv);
+      }
+      if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+        continue;
+      }
+      std::string label(a.ulValueLen, '\0');
+      a.pValue = label.data();
+      rv = f->C_GetAttributeValue(handle_, o, &a, 1);
+      if (rv != CKR_OK) {
+        continue;  // deleted or changed in between
+      }
+      label.resize(a.ulValueLen);
+      if (label.starts_with(prefix)) {
+        out.push_back(std::move(label));
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  });
+}
+
 Status Session::GenerateKey(std::string_view label, KeyType type, KeyUsage usage) {
   return Measured(token_, HsmOp::kGenerateKey, [&]() -> Status {
     OTD_RETURN_IF_ERROR(Usable());

@@ -18,6 +18,7 @@ using internal::PaddedField;
 namespace {
 
 constexpr size_t kTokenLabelSize = sizeof(CK_TOKEN_INFO{}.label);
+constexpr size_t kTokenSerialSize = sizeof(CK_TOKEN_INFO{}.serialNumber);
 constexpr CK_FLAGS kSessionFlags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
 constexpr int kHealthAcquireTimeoutMs = 200;
 
@@ -70,8 +71,16 @@ const char* HsmOpName(HsmOp op) {
 // TokenImpl
 
 Result<std::unique_ptr<TokenImpl>> TokenImpl::Open(TokenConfig config, Logger* log) {
-  if (config.token_label.empty() || config.token_label.size() > kTokenLabelSize) {
-    return InvalidArgument("token label must be 1.." + std::to_string(kTokenLabelSize) + " bytes");
+  if (config.token_label.empty() && config.token_serial.empty()) {
+    return InvalidArgument("a token label or a token serial number is required");
+  }
+  if (config.token_label.size() > kTokenLabelSize) {
+    return InvalidArgument("token label must be at most " + std::to_string(kTokenLabelSize) +
+                           " bytes");
+  }
+  if (config.token_serial.size() > kTokenSerialSize) {
+    return InvalidArgument("token serial number must be at most " +
+                           std::to_string(kTokenSerialSize) + " bytes");
   }
   if (config.max_sessions == 0) {
     return InvalidArgument("max_sessions must be at least 1");
@@ -87,9 +96,11 @@ Result<std::unique_ptr<TokenImpl>> TokenImpl::Open(TokenConfig config, Logger* l
   }
   OTD_RETURN_IF_ERROR(t->CheckMechanisms(t->slot()));
   if (t->log_ != nullptr) {
+    const TokenIdentity id = t->Identity();
     t->log_->Info("hsm_token_opened", {{"module", t->config_.module_path},
-                                       {"token", t->config_.token_label},
-                                       {"slot", static_cast<uint64_t>(t->slot())},
+                                       {"token", id.label},
+                                       {"serial", id.serial},
+                                       {"slot", static_cast<uint64_t>(id.slot)},
                                        {"max_sessions", static_cast<uint64_t>(t->config_.max_sessions)}});
   }
   return t;
@@ -158,7 +169,7 @@ void TokenImpl::Warn(std::string_view event, std::initializer_list<LogField> f) 
   }
 }
 
-Result<CK_SLOT_ID> TokenImpl::FindSlot(CK_TOKEN_INFO* info) const {
+Result<CK_SLOT_ID> TokenImpl::FindSlot(const std::string& serial, CK_TOKEN_INFO* info) const {
   CK_FUNCTION_LIST* f = fn();
   std::vector<CK_SLOT_ID> slots;
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -181,8 +192,12 @@ Result<CK_SLOT_ID> TokenImpl::FindSlot(CK_TOKEN_INFO* info) const {
     slots.resize(n);
     break;
   }
-  std::optional<CK_SLOT_ID> found;
-  int matches = 0;
+  struct Candidate {
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO info;
+  };
+  std::vector<Candidate> matches;
+  std::string present;  // every initialised token, for the message when none matches
   for (CK_SLOT_ID slot : slots) {
     CK_TOKEN_INFO ti{};
     if (f->C_GetTokenInfo(slot, &ti) != CKR_OK) {
@@ -191,29 +206,50 @@ Result<CK_SLOT_ID> TokenImpl::FindSlot(CK_TOKEN_INFO* info) const {
     if ((ti.flags & CKF_TOKEN_INITIALIZED) == 0) {
       continue;
     }
-    if (PaddedField(ti.label, sizeof ti.label) != config_.token_label) {
+    const std::string label = PaddedField(ti.label, sizeof ti.label);
+    const std::string serial_no = PaddedField(ti.serialNumber, sizeof ti.serialNumber);
+    present += (present.empty() ? "" : ", ") + std::string("slot ") + std::to_string(slot) +
+               " label '" + label + "' serial '" + serial_no + "'";
+    if (!config_.token_label.empty() && label != config_.token_label) {
       continue;
     }
-    if (++matches == 1) {
-      found = slot;
-      *info = ti;
+    if (!serial.empty() && serial_no != serial) {
+      continue;
     }
+    matches.push_back({slot, ti});
   }
-  if (!found) {
-    return Unavailable("no PKCS#11 token labelled '" + config_.token_label + "' in module " +
-                       config_.module_path);
+  std::string wanted;
+  if (!config_.token_label.empty()) {
+    wanted = "labelled '" + config_.token_label + "'";
   }
-  if (matches > 1) {
-    Warn("hsm_token_label_ambiguous",
-         {{"token", config_.token_label}, {"matches", matches}, {"slot", static_cast<uint64_t>(*found)}});
+  if (!serial.empty()) {
+    wanted += (wanted.empty() ? "" : " ") + std::string("with serial '") + serial + "'";
   }
-  return *found;
+  if (matches.empty()) {
+    return Unavailable("no PKCS#11 token " + wanted + " in module " + config_.module_path +
+                       " (initialised tokens: " + (present.empty() ? "none" : present) + ")");
+  }
+  if (matches.size() > 1) {
+    // Never guess: keys created in (or read from) the wrong token make the vault unreadable.
+    std::string list;
+    for (const auto& m : matches) {
+      list += (list.empty() ? "" : ", ") + std::string("slot ") + std::to_string(m.slot) +
+              " serial '" + PaddedField(m.info.serialNumber, sizeof m.info.serialNumber) + "'";
+    }
+    return Unavailable(std::to_string(matches.size()) + " PKCS#11 tokens " + wanted +
+                       " in module " + config_.module_path + ": " + list +
+                       "; set hsm.token_serial to the one that holds the vault's keys (and "
+                       "delete the other, e.g. softhsm2-util --delete-token --serial S)");
+  }
+  *info = matches.front().info;
+  return matches.front().slot;
 }
 
 Status TokenImpl::ReopenLocked() {
   CK_FUNCTION_LIST* f = fn();
   CK_TOKEN_INFO ti{};
-  OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(&ti));
+  const std::string& serial = pinned_serial_.empty() ? config_.token_serial : pinned_serial_;
+  OTD_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(serial, &ti));
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
   auto start = std::chrono::steady_clock::now();
   CK_RV rv = f->C_OpenSession(slot, kSessionFlags, nullptr, nullptr, &h);
@@ -231,6 +267,9 @@ Status TokenImpl::ReopenLocked() {
   }
   slot_ = slot;
   info_ = ti;
+  if (pinned_serial_.empty()) {
+    pinned_serial_ = PaddedField(ti.serialNumber, sizeof ti.serialNumber);
+  }
   idle_.push_back(h);
   ++open_;
   need_reopen_ = false;
@@ -622,6 +661,17 @@ std::string TokenImpl::Describe() const {
          " slot=" + std::to_string(slot_);
 }
 
+TokenIdentity TokenImpl::Identity() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return {config_.module_path, PaddedField(info_.label, sizeof info_.label),
+          PaddedField(info_.serialNumber, sizeof info_.serialNumber), slot_};
+}
+
+std::string TokenIdentity::ToString() const {
+  return "label=\"" + label + "\" serial=\"" + serial + "\" module=" + module +
+         " slot=" + std::to_string(slot);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Token
 
@@ -636,5 +686,6 @@ Result<std::unique_ptr<Token>> Token::Open(TokenConfig config, Logger* log) {
 Result<Session> Token::Acquire() { return impl_->Acquire(); }
 TokenHealth Token::Health() { return impl_->Health(); }
 std::string Token::Describe() const { return impl_->Describe(); }
+TokenIdentity Token::Identity() const { return impl_->Identity(); }
 
 }  // namespace otd::hsm

@@ -117,8 +117,9 @@ struct AuditLog::Entry {
   std::function<void(Status)> done;  // may be empty (RecordAsync)
 };
 
-AuditLog::AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log)
-    : fd_(fd), token_(token), clock_(clock), log_(log), prev_mac_(kZeroMac) {}
+AuditLog::AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log)
+    : path_(std::move(path)), fd_(fd), token_(token), clock_(clock), log_(log),
+      prev_mac_(kZeroMac) {}
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
                                                  Clock& clock, Logger& log) {
@@ -134,7 +135,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
   if (fd < 0) {
     return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
   }
-  std::unique_ptr<AuditLog> a(new AuditLog(fd, token, clock, log));
+  std::unique_ptr<AuditLog> a(new AuditLog(path, fd, token, clock, log));
   struct stat st{};
   uint64_t cut = 0;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
@@ -215,6 +216,49 @@ AuditLog::~AuditLog() {
 uint64_t AuditLog::last_seq() const {
   std::lock_guard lock(mu_);
   return seq_;
+}
+
+Result<bool> AuditLog::Reopen() {
+  std::lock_guard one_at_a_time(reopen_mu_);
+  struct stat at_path{};
+  const bool exists = ::stat(path_.c_str(), &at_path) == 0;
+  {
+    std::lock_guard fl(file_mu_);
+    struct stat current{};
+    if (exists && ::fstat(fd_, &current) == 0 && current.st_dev == at_path.st_dev &&
+        current.st_ino == at_path.st_ino) {
+      return false;  // not rotated
+    }
+  }
+  int fd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Unavailable("cannot open the new audit log " + path_ + ": " + std::strerror(errno) +
+                       "; the trail goes on in the old file");
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0) {
+    ::close(fd);
+    return FailedPrecondition("a non-empty file (or not a regular file) is at " + path_ +
+                              ": the chain is not continued in it; the trail goes on in the old "
+                              "file (move that file away and reload again)");
+  }
+  // The new directory entry must survive a crash like the lines written into the file.
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  {
+    std::lock_guard fl(file_mu_);
+    std::swap(fd_, fd);
+  }
+  ::close(fd);  // the old file: every batch written to it was fdatasync'd
+  const uint64_t seq = last_seq();
+  log_.Info("audit_log_reopened", {{"path", path_}, {"continues_from_seq", seq}});
+  RecordAsync({.event = "audit_log_reopened", .outcome = "ok",
+               .detail = "continues_from_seq=" + std::to_string(seq)});
+  return true;
 }
 
 Result<AuditIds> AuditLog::HashIds(std::string_view account, std::string_view object) {
@@ -391,6 +435,7 @@ void AuditLog::WriterLoop() {
       }
     }
     if (result.ok()) {
+      std::lock_guard fl(file_mu_);  // Reopen() swaps the file only between batches
       struct stat st{};
       const bool sized = ::fstat(fd_, &st) == 0;  // the end of the last durable line
       result = WriteAll(fd_, lines);
@@ -429,94 +474,140 @@ void AuditLog::WriterLoop() {
   }
 }
 
-Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,
-                                         const std::function<void(uint64_t, uint64_t)>& progress) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return NotFound("cannot read the audit log " + path);
+Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
+                                          hsm::Token& token,
+                                          const std::function<void(uint64_t, uint64_t)>& progress,
+                                          bool partial) {
+  if (paths.empty()) {
+    return InvalidArgument("no audit log to verify");
   }
-  std::error_code ec;
-  const uint64_t total = std::filesystem::file_size(path, ec);
+  uint64_t total = 0;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    total += ec ? 0 : size;
+  }
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
   AuditVerifyReport report;
   report.last_mac = kZeroMac;
   std::string last_link = kZeroMac;
-  uint64_t run_start = 1;  // first line not yet covered by a MAC
   uint64_t read = 0;
-  std::string line;
-  auto bad = [&](uint64_t at, const std::string& what) {
-    report.first_bad_line = at;
-    report.problem = what;
-  };
-  auto covered = [&] {
-    return run_start == report.lines
-               ? std::string(" (the line was edited)")
-               : " (it covers lines " + std::to_string(run_start) + ".." +
-                     std::to_string(report.lines) + ": one of them was edited, inserted, removed "
-                     "or re-ordered)";
-  };
-  while (std::getline(in, line)) {
-    ++report.lines;
-    read += line.size() + 1;
-    if (progress && (report.lines % 1000 == 0)) {
-      progress(std::min(read, total), total);
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return NotFound("cannot read the audit log " + path);
     }
-    if (in.eof()) {
-      bad(report.lines, "torn last line (no newline)");
-      break;
-    }
-    auto split = SplitLine(line);
-    if (!split.ok()) {
-      bad(report.lines, split.status().message());
-      break;
-    }
-    auto head = ParseBody(split->body);
-    if (!head.ok()) {
-      bad(report.lines, head.status().message());
-      break;
-    }
-    if (head->seq != report.lines) {
-      bad(report.lines, "sequence number " + std::to_string(head->seq) + " where " +
-                            std::to_string(report.lines) +
-                            " was expected (a line was removed or inserted)");
-      break;
-    }
-    if (head->prev != last_link) {
-      bad(report.lines, "does not chain to the line before it (a line was removed, edited or re-ordered)");
-      break;
-    }
-    auto link = crypto::HexDecode(split->link);
-    if (!link.ok()) {
-      bad(report.lines, "malformed mac or sha");
-      break;
-    }
-    if (split->mac) {
-      OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->body), *link));
-      if (!ok) {
-        const uint64_t first = run_start;
-        bad(first, "MAC of line " + std::to_string(report.lines) + " does not verify" + covered());
+    uint64_t line_no = 0;    // in this file
+    uint64_t run_start = 0;  // first line (in this file) not yet covered by a MAC; 0: none
+    std::string line;
+    auto bad = [&](uint64_t at, const std::string& what) {
+      report.first_bad_line = at;
+      report.bad_file = path;
+      report.problem = what;
+    };
+    auto covered = [&] {
+      return run_start == line_no
+                 ? std::string(" (the line was edited)")
+                 : " (it covers lines " + std::to_string(run_start) + ".." +
+                       std::to_string(line_no) + ": one of them was edited, inserted, removed "
+                       "or re-ordered)";
+    };
+    while (std::getline(in, line)) {
+      ++line_no;
+      ++report.lines;
+      read += line.size() + 1;
+      if (progress && (report.lines % 1000 == 0)) {
+        progress(std::min(read, total), total);
+      }
+      if (in.eof()) {
+        bad(line_no, "torn last line (no newline)");
         break;
       }
-      report.last_mac = std::string(split->link);
-      run_start = report.lines + 1;
-    } else {
-      OTD_ASSIGN_OR_RETURN(Bytes sha, crypto::Sha256(AsBytes(split->body)));
-      if (sha != *link) {
-        bad(report.lines, "SHA-256 does not match (the line was edited)");
+      auto split = SplitLine(line);
+      if (!split.ok()) {
+        bad(line_no, split.status().message());
         break;
       }
+      auto head = ParseBody(split->body);
+      if (!head.ok()) {
+        bad(line_no, head.status().message());
+        break;
+      }
+      if (report.first_seq == 0) {  // the first line of all
+        if (head->seq == 0) {
+          bad(line_no, "sequence number 0 (they start at 1)");
+          break;
+        }
+        if (head->seq != 1 && !partial) {
+          bad(line_no, "starts at sequence number " + std::to_string(head->seq) +
+                           ", not 1: it continues an earlier (rotated) file; give the files in "
+                           "order (audit-verify OLD NEW), or --partial to check it from there on");
+          break;
+        }
+        if (head->seq != 1) {
+          last_link = head->prev;  // the line it links to is not here to check
+        }
+        report.first_seq = head->seq;
+        report.last_seq = head->seq - 1;
+      }
+      if (head->seq != report.last_seq + 1) {
+        bad(line_no, "sequence number " + std::to_string(head->seq) + " where " +
+                         std::to_string(report.last_seq + 1) +
+                         " was expected (a line was removed or inserted)");
+        break;
+      }
+      if (head->prev != last_link) {
+        bad(line_no, line_no == 1 && report.lines > 1
+                         ? "does not chain to the last line of the file before it (a file or "
+                           "lines are missing, or the files are not in order)"
+                         : "does not chain to the line before it (a line was removed, edited "
+                           "or re-ordered)");
+        break;
+      }
+      auto link = crypto::HexDecode(split->link);
+      if (!link.ok()) {
+        bad(line_no, "malformed mac or sha");
+        break;
+      }
+      if (run_start == 0) {
+        run_start = line_no;
+      }
+      if (split->mac) {
+        OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->body), *link));
+        if (!ok) {
+          bad(run_start, "MAC of line " + std::to_string(line_no) + " does not verify" + covered());
+          break;
+        }
+        report.last_mac = std::string(split->link);
+        run_start = 0;
+      } else {
+        OTD_ASSIGN_OR_RETURN(Bytes sha, crypto::Sha256(AsBytes(split->body)));
+        if (sha != *link) {
+          bad(line_no, "SHA-256 does not match (the line was edited)");
+          break;
+        }
+      }
+      last_link = std::string(split->link);
+      report.last_seq = head->seq;
     }
-    last_link = std::string(split->link);
-  }
-  if (report.ok() && run_start <= report.lines) {
-    bad(run_start, "lines " + std::to_string(run_start) + ".." + std::to_string(report.lines) +
-                       " are not covered by a MAC (the file was cut inside a batch, or lines "
-                       "were appended)");
+    if (report.ok() && run_start != 0) {
+      bad(run_start, "lines " + std::to_string(run_start) + ".." + std::to_string(line_no) +
+                         " are not covered by a MAC (the file was cut inside a batch, or lines "
+                         "were appended)");
+    }
+    if (!report.ok()) {
+      break;
+    }
   }
   if (progress) {
     progress(total, total);
   }
   return report;
+}
+
+Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,
+                                         const std::function<void(uint64_t, uint64_t)>& progress) {
+  return VerifyAuditLogs({path}, token, progress, /*partial=*/false);
 }
 
 }  // namespace otd::service

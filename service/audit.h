@@ -29,6 +29,14 @@
 // What follows the last MAC'd line after a crash (a torn line, the start of a batch; never
 // acknowledged) is cut off at the next open and an `audit_log_recovered` entry says so.
 //
+// Rotation (SIGHUP, Reopen()): the file is moved away (logrotate `create`), then Reopen() opens a
+// new, empty file at the path and the chain goes on there: its first line has the next sequence
+// number and links to the old file's last line (which is always MAC'd: files switch between
+// batches). VerifyAuditLogs() checks the files in order as one chain; a file that starts in the
+// middle of the chain verifies on its own only when told (`partial`), since the lines before it
+// are not there to check. A restart with an empty file (the old one moved without a SIGHUP)
+// starts a new chain at sequence number 1 instead.
+//
 // Thread safety: thread safe.
 
 #include <chrono>
@@ -44,6 +52,7 @@
 #include <unordered_map>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -98,9 +107,18 @@ class AuditLog {
 
   uint64_t last_seq() const;
 
+  // Log rotation: when the file at the path is no longer the one written (moved away or deleted),
+  // opens a new one there (0600) and continues the chain in it, starting with an
+  // `audit_log_reopened` entry; returns true. False when the file at the path is still the one in
+  // use (nothing to do). kFailedPrecondition when another, non-empty file (or not a regular file)
+  // is at the path: the chain is never continued in someone else's lines, so writing goes on in
+  // the old file. kUnavailable when the new file cannot be created (the old one stays in use).
+  Result<bool> Reopen();
+  const std::string& path() const { return path_; }
+
  private:
   struct Entry;
-  AuditLog(int fd, hsm::Token& token, Clock& clock, Logger& log);
+  AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log);
   Result<std::unique_ptr<Entry>> Prepare(const AuditEvent& e);
   std::unique_ptr<Entry> Build(const AuditEvent& e, const AuditIds& ids);
   void Enqueue(std::unique_ptr<Entry> entry);
@@ -109,6 +127,11 @@ class AuditLog {
   // the number of failures since the last line (an HSM outage under load would flood the log).
   void LogPrepareFailure(const AuditEvent& e, const Status& s);
 
+  const std::string path_;
+  // The file written. file_mu_ is held by the writer while it writes, syncs or cuts a batch, and
+  // by Reopen() while it swaps the file, so a batch never straddles two files.
+  std::mutex file_mu_;
+  std::mutex reopen_mu_;  // one Reopen() at a time
   int fd_;
   hsm::Token& token_;
   Clock& clock_;
@@ -130,16 +153,29 @@ class AuditLog {
   std::thread writer_;
 };
 
-// Result of checking a whole audit file against the token's audit key.
+// Result of checking audit files against the token's audit key.
 struct AuditVerifyReport {
-  uint64_t lines = 0;
-  uint64_t first_bad_line = 0;  // 1-based; 0 when the chain is intact
+  uint64_t lines = 0;           // in all files
+  uint64_t first_bad_line = 0;  // 1-based, within bad_file; 0 when the chain is intact
+  std::string bad_file;         // the file holding first_bad_line
   std::string problem;          // what is wrong at first_bad_line
   std::string last_mac;
+  uint64_t first_seq = 0;       // sequence numbers checked: first_seq..last_seq
+  uint64_t last_seq = 0;
   bool ok() const { return first_bad_line == 0; }
 };
 
-// `progress(bytes_read, total_bytes)` is called as the file is read.
+// Checks `paths` in order as one chain (a rotated file, then the file that continues it, ...).
+// Every file must end with a MAC'd line. The first line must be the chain's first (sequence
+// number 1, linked to 64 zeros) unless `partial`: then the first file may start in the middle of
+// the chain (the files before it were rotated away), and its first line's link to the line before
+// it cannot be checked; a removal of whole lines before that point is not detected.
+// `progress(bytes_read, total_bytes)` is called as the files are read. kNotFound when a file
+// cannot be read.
+Result<AuditVerifyReport> VerifyAuditLogs(
+    const std::vector<std::string>& paths, hsm::Token& token,
+    const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false);
+// One file, from the chain's start.
 Result<AuditVerifyReport> VerifyAuditLog(
     const std::string& path, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr);

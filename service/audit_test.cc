@@ -154,6 +154,86 @@ TEST_F(AuditTest, ReopeningContinuesTheChainAndCutsATornTail) {
   EXPECT_EQ(r.lines, 7u);
 }
 
+TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
+  const std::string rotated = path_ + ".1";
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  }
+  // Not rotated: nothing to do.
+  auto same = a->Reopen();
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  EXPECT_FALSE(*same);
+  std::filesystem::rename(path_, rotated);
+  // Entries written between the move and the reload land in the old file (still open).
+  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  auto reopened = a->Reopen();
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_TRUE(*reopened);
+  ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok"}).ok());
+  a.reset();
+  EXPECT_EQ(std::filesystem::status(path_).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("\"seq\":5,"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("audit_log_reopened"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("continues_from_seq=4"), std::string::npos) << lines[0];
+
+  auto both = VerifyAuditLogs({rotated, path_}, *token_);
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_TRUE(both->ok()) << both->bad_file << ":" << both->first_bad_line << " " << both->problem;
+  EXPECT_EQ(both->lines, 6u);
+  EXPECT_EQ(both->first_seq, 1u);
+  EXPECT_EQ(both->last_seq, 6u);
+  // The new file alone starts mid-chain: refused unless partial.
+  auto alone = VerifyAuditLogs({path_}, *token_);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_FALSE(alone->ok());
+  EXPECT_NE(alone->problem.find("starts at sequence number 5"), std::string::npos)
+      << alone->problem;
+  auto partial = VerifyAuditLogs({path_}, *token_, nullptr, /*partial=*/true);
+  ASSERT_TRUE(partial.ok());
+  EXPECT_TRUE(partial->ok()) << partial->problem;
+  EXPECT_EQ(partial->first_seq, 5u);
+  // Out of order, or with a file missing in between, the chain breaks at the boundary.
+  auto swapped = VerifyAuditLogs({path_, rotated}, *token_, nullptr, /*partial=*/true);
+  ASSERT_TRUE(swapped.ok());
+  EXPECT_FALSE(swapped->ok());
+  EXPECT_EQ(swapped->bad_file, rotated);
+  EXPECT_EQ(swapped->first_bad_line, 1u);
+  // A restart continues the new file's chain.
+  auto again = OpenLog();
+  ASSERT_NE(again, nullptr);
+  ASSERT_TRUE(again->Record({.event = "login", .outcome = "ok"}).ok());
+  again.reset();
+  auto after = VerifyAuditLogs({rotated, path_}, *token_);
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->ok()) << after->problem;
+  EXPECT_EQ(after->last_seq, 7u);
+}
+
+TEST_F(AuditTest, ReopenNeverContinuesTheChainInAnotherNonEmptyFile) {
+  auto a = OpenLog();
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  std::filesystem::rename(path_, path_ + ".1");
+  std::ofstream(path_) << "someone else's line\n";
+  auto r = a->Reopen();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find(path_), std::string::npos);
+  // The trail goes on in the old file.
+  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  a.reset();
+  EXPECT_EQ(Lines(), std::vector<std::string>{"someone else's line"});
+  auto old = VerifyAuditLog(path_ + ".1", *token_);
+  ASSERT_TRUE(old.ok());
+  EXPECT_TRUE(old->ok()) << old->problem;
+  EXPECT_EQ(old->lines, 2u);
+}
+
 TEST_F(AuditTest, ConcurrentWritersShareOneIntactChain) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);

@@ -73,7 +73,12 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
         progress(++done, std::max(total, done));
       }
       if (table == "meta") {
-        if (v.size() != 4) {
+        if (k == ToBytes("vault_identity")) {
+          // The store's identity record (Vault::ReadIdentity), not a version number.
+          if (auto id = vault.ReadIdentity(); !id.ok()) {
+            problem(table, id.status().message());
+          }
+        } else if (v.size() != 4) {
           problem(table, "a meta value has the wrong length");
         }
         continue;

@@ -69,6 +69,33 @@ struct InitReport {
   bool created_kek = false;
   bool created_index = false;
   KeyVersions versions;
+  bool created_store = false;      // the store was empty: a new vault (and its identity) was made
+  bool recorded_identity = false;  // an older store got its identity record now (adopted)
+};
+
+// What a store records about itself (meta `vault_identity`): which vault it holds and which token
+// keys it belongs to. Made by `init` with the store; a store from before it existed gets it at the
+// next init or daemon start, once its system data key proved that the token holds its keys.
+//
+// The fingerprint decides, not the serial: HMAC(otd-index-vN, "otd-vault-fingerprint-v1" |
+// vault_id), computed in the token, matches only where the very key that made it lives (a token
+// restored from backup or cloned into another HSM keeps it, with a new serial; a token that
+// merely has keys with the same labels does not). The token's serial and label are kept for
+// messages and logs.
+struct VaultIdentity {
+  Bytes vault_id;                    // 16 random bytes, made with the store
+  uint32_t fingerprint_version = 1;  // index-key version the fingerprint was computed with
+  Bytes fingerprint;                 // 32 bytes
+  std::string token_serial;          // the token at init or adoption (informative)
+  std::string token_label;
+  std::string ToString() const;      // vault=<hex> token label="..." serial="..."
+};
+
+struct InitOptions {
+  std::string store_path;  // storage.path, named in messages
+  // `init --new-store`: start an empty store even though the token already holds keys of a vault
+  // (a second, separate vault on the same token keys). Never applies to a non-empty store.
+  bool new_store = false;
 };
 
 struct KeyReport {
@@ -120,9 +147,23 @@ class Vault {
         NonceBudget budget = {})
       : token_(token), store_(store), clock_(clock), log_(log), budget_(budget) {}
 
-  // Creates the version-1 KEK and index key when absent and records the versions. Idempotent:
-  // running it again creates nothing.
-  Result<InitReport> InitKeys();
+  // Creates the version-1 KEK and index key when absent and records the versions and the store's
+  // identity. Idempotent: running it again creates nothing. Refuses (kFailedPrecondition, the
+  // message names storage.path and the token) to
+  //  * start an empty store when the token already holds keys of a vault (otd-kek-v*,
+  //    otd-index-v*), unless options.new_store: storage.path is probably wrong;
+  //  * touch a store whose keys the token does not hold (VerifyStoreIdentity): creating keys
+  //    there would leave every record of the store unreadable.
+  Result<InitReport> InitKeys(const InitOptions& options = {});
+  // Checks that the token in use holds this store's keys: the recorded fingerprint, or (a store
+  // without the record) the system data key, found with the token's index key and unwrapped with
+  // its KEK. kFailedPrecondition naming `store_path` and both tokens when not, or when the store
+  // holds no vault (with a hint when the token holds keys of one: a wrong storage.path). With
+  // `adopt`, a store without the record gets it. For daemon start, rotate-keys and rewrap.
+  Status VerifyStoreIdentity(const std::string& store_path, bool adopt = true,
+                             bool* adopted = nullptr);
+  // The store's identity record, if it has one.
+  Result<std::optional<VaultIdentity>> ReadIdentity() const;
   // kFailedPrecondition when the keys are not initialised (with the command to run), kInternal
   // when a key exists but is not sensitive/non-extractable, kUnavailable when the token is not
   // usable. Caches the versions on success.
@@ -202,6 +243,17 @@ class Vault {
 
  private:
   Status CreateTokenKeys(InitReport& report);
+  Status EnsureAuditKey();
+  // HMAC(otd-index-v<version>, "otd-vault-fingerprint-v1" | vault_id) in the token.
+  Result<Bytes> Fingerprint(uint32_t index_version, ByteView vault_id);
+  // A new identity for this store (random vault id, fingerprint with `index_version`).
+  Result<VaultIdentity> NewIdentity(uint32_t index_version);
+  // Why the token cannot hold this store's keys ("" when it does): against the record, or,
+  // without one, with the system data key.
+  Result<std::string> RecordMismatch(const VaultIdentity& id);
+  Result<std::string> SystemKeyMismatch(const KeyVersions& v);
+  // Labels of the vault keys (otd-kek-v*, otd-index-v*) in the token.
+  Result<std::vector<std::string>> TokenVaultKeys();
   Result<bool> HasDataKey(std::string_view owner);
   Status CheckTokenKeys(const KeyVersions& v);
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -12,6 +13,7 @@
 
 #include "common/metrics.h"
 #include "service/email_index.h"
+#include "service/maintenance.h"
 #include "service/record.h"
 #include "service/service_test_env.h"
 
@@ -416,6 +418,206 @@ TEST_F(VaultTest, AnExpiringOwnersUsageCounterExpiresWithItsKey) {
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before + 1);
   EXPECT_EQ(*store_->PurgeExpired(clock_.NowSeconds() + 61, 100), 2u);  // key and counter
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before);
+}
+
+// --- which token a store belongs to (issue 14) ---------------------------------------------
+
+// Two tokens in one SoftHSM2 token directory ("otd-test" from ServiceEnv and "otd-other") and
+// several stores under data_, opened in any combination.
+class VaultIdentityTest : public ::testing::Test, protected ServiceEnv {
+ protected:
+  VaultIdentityTest() : ServiceEnv(/*init_keys=*/false) {
+    Close();
+    const std::string cmd =
+        "softhsm2-util --init-token --free --label otd-other --so-pin 12345678 --pin 123456 "
+        ">/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0);
+  }
+  void OpenWith(const std::string& token_label, const std::string& store) {
+    Close();
+    hsm::TokenConfig c = token_dir_.Config();
+    c.token_label = token_label;
+    auto token = hsm::Token::Open(std::move(c), &log_);
+    ASSERT_TRUE(token.ok()) << token.status().ToString();
+    token_ = std::move(token).value();
+    store::LmdbOptions o;
+    o.path = data_.path() + "/" + store;
+    o.map_size_bytes = 64ull << 20;
+    o.tables = AllTables();
+    auto st = store::LmdbStore::Open(o, &log_);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    store_ = std::move(st).value();
+    vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
+  }
+  std::vector<std::string> TokenKeys() {
+    auto s = token_->Acquire();
+    EXPECT_TRUE(s.ok());
+    auto labels = s->KeyLabels("otd-");
+    EXPECT_TRUE(labels.ok());
+    return labels.ok() ? *labels : std::vector<std::string>{};
+  }
+  void CreateAccountWithRecord(const std::string& account) {
+    auto m = vault_->NewAccountKeyMutation(account);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    std::vector<store::Mutation> batch;
+    batch.push_back(std::move(m).value());
+    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    PutRecord(*vault_, *store_, account, "rec", "kept");
+  }
+  void DropIdentityRecord() {
+    std::vector<store::Mutation> batch;
+    batch.push_back({.op = store::Op::kDelete, .table = "meta", .key = ToBytes("vault_identity")});
+    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  }
+};
+
+TEST_F(VaultIdentityTest, InitRecordsWhichTokenKeysTheStoreBelongsTo) {
+  OpenWith("otd-test", "a");
+  auto r = vault_->InitKeys({.store_path = "/srv/a"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->created_store);
+  auto id = vault_->ReadIdentity();
+  ASSERT_TRUE(id.ok() && id->has_value());
+  EXPECT_EQ((*id)->vault_id.size(), 16u);
+  EXPECT_EQ((*id)->fingerprint.size(), 32u);
+  EXPECT_EQ((*id)->fingerprint_version, 1u);
+  EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
+  EXPECT_EQ((*id)->token_label, "otd-test");
+  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  // `opentoken-admin verify` accepts the record (it is not a version number).
+  auto verified = VerifyStore(*vault_, *store_, nullptr);
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_EQ(verified->bad, 0u) << verified->first_problem;
+  // Idempotent: the second run creates nothing and keeps the identity.
+  auto again = vault_->InitKeys({.store_path = "/srv/a"});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->created_store);
+  EXPECT_FALSE(again->recorded_identity);
+  EXPECT_EQ((*vault_->ReadIdentity())->vault_id, (*id)->vault_id);
+  // Survives a rotation (the fingerprint is of index key v1, which stays).
+  ASSERT_TRUE(vault_->RotateKeys().ok());
+  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+}
+
+TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewStore) {
+  OpenWith("otd-test", "a");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  const Bytes first = (*vault_->ReadIdentity())->vault_id;
+  OpenWith("otd-test", "typo");
+  const hsm::TokenIdentity token = token_->Identity();
+  auto r = vault_->InitKeys({.store_path = "/srv/typo"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  const std::string m = r.status().message();
+  for (const std::string& want : {std::string("storage.path /srv/typo"), token.serial,
+                                  token.module, std::string("otd-kek-v1"),
+                                  std::string("--new-store")}) {
+    EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
+  }
+  EXPECT_EQ(store_->GetStats()->tables["meta"].entries, 0u);  // nothing written
+  Status start = vault_->VerifyStoreIdentity("/srv/typo");
+  EXPECT_EQ(start.code(), Code::kFailedPrecondition);
+  EXPECT_NE(start.message().find("storage.path /srv/typo holds no vault"), std::string::npos)
+      << start.message();
+  EXPECT_NE(start.message().find(token.serial), std::string::npos) << start.message();
+  // Told explicitly: a second, separate store on the same keys.
+  auto created = vault_->InitKeys({.store_path = "/srv/typo", .new_store = true});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_TRUE(created->created_store);
+  EXPECT_FALSE(created->created_kek);
+  EXPECT_NE((*vault_->ReadIdentity())->vault_id, first);
+  EXPECT_TRUE(vault_->CheckKeys().ok());
+  auto twice = vault_->InitKeys({.store_path = "/srv/typo", .new_store = true});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("already holds a vault"), std::string::npos);
+}
+
+TEST_F(VaultIdentityTest, AStoreOfAnotherTokenIsRefusedAndNoKeysAreMadeForIt) {
+  OpenWith("otd-test", "a");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  CreateAccountWithRecord("acct-1");
+  const std::string recorded_serial = token_->Identity().serial;
+
+  // A token without any keys (the new token of a duplicated label).
+  OpenWith("otd-other", "a");
+  const std::string other_serial = token_->Identity().serial;
+  Status s = vault_->VerifyStoreIdentity("/srv/a");
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  for (const std::string& want : {std::string("storage.path /srv/a"), recorded_serial,
+                                  other_serial, std::string("has no otd-index-v1")}) {
+    EXPECT_NE(s.message().find(want), std::string::npos) << want << " in " << s.message();
+  }
+  auto init = vault_->InitKeys({.store_path = "/srv/a"});
+  ASSERT_FALSE(init.ok());
+  EXPECT_EQ(init.status().code(), Code::kFailedPrecondition);
+  EXPECT_TRUE(TokenKeys().empty());  // init created nothing in the wrong token
+
+  // A token with keys of the same labels but another vault's.
+  OpenWith("otd-other", "b");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/b"}).ok());
+  OpenWith("otd-other", "a");
+  s = vault_->VerifyStoreIdentity("/srv/a");
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("fingerprint differs"), std::string::npos) << s.message();
+  EXPECT_FALSE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+
+  // The right token still reads everything.
+  OpenWith("otd-test", "a");
+  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "rec"), "kept");
+}
+
+TEST_F(VaultIdentityTest, AStoreWithoutTheRecordIsAdoptedOnlyByTheTokenHoldingItsKeys) {
+  OpenWith("otd-other", "b");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/b"}).ok());  // otd-other gets keys too
+  OpenWith("otd-test", "a");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  CreateAccountWithRecord("acct-1");
+  DropIdentityRecord();  // as a store written before the record existed
+
+  OpenWith("otd-other", "a");
+  Status s = vault_->VerifyStoreIdentity("/srv/a");
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("sealed under keys that the token in use"), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("system data key is not found"), std::string::npos) << s.message();
+  EXPECT_FALSE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  EXPECT_FALSE((*vault_->ReadIdentity()).has_value());  // not adopted by the wrong token
+
+  OpenWith("otd-test", "a");
+  bool adopted = false;
+  ASSERT_TRUE(vault_->VerifyStoreIdentity("/srv/a", /*adopt=*/true, &adopted).ok());
+  EXPECT_TRUE(adopted);
+  auto id = vault_->ReadIdentity();
+  ASSERT_TRUE(id.ok() && id->has_value());
+  EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
+  EXPECT_NE(log_sink_.str().find("store_identity_recorded"), std::string::npos);
+  // From now on the record decides.
+  OpenWith("otd-other", "a");
+  EXPECT_NE(vault_->VerifyStoreIdentity("/srv/a").message().find("fingerprint differs"),
+            std::string::npos);
+}
+
+TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
+  OpenWith("otd-test", "a");
+  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  // As after an HSM restore into a new token: same keys, another serial in the record.
+  auto raw = store_->Get("meta", AsBytes(std::string_view("vault_identity")));
+  ASSERT_TRUE(raw.ok() && raw->has_value());
+  Bytes changed = **raw;
+  const size_t serial_at = 1 + 16 + 4 + 32;
+  ASSERT_GT(changed[serial_at], 0);
+  for (size_t i = 0; i < changed[serial_at]; ++i) {
+    changed[serial_at + 1 + i] = '0';
+  }
+  std::vector<store::Mutation> batch;
+  batch.push_back({.op = store::Op::kPut, .table = "meta", .key = ToBytes("vault_identity"),
+                   .value = changed});
+  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_NE((*vault_->ReadIdentity())->token_serial, token_->Identity().serial);
+  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_NE(log_sink_.str().find("store_token_serial_changed"), std::string::npos);
+  EXPECT_EQ((*vault_->ReadIdentity())->token_serial, token_->Identity().serial);
 }
 
 }  // namespace

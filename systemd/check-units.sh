@@ -129,7 +129,8 @@ for d in Type=notify NotifyAccess=main 'RestartPreventExitStatus=78' LimitCORE=0
          UMask=0077 StateDirectory=opentokend RuntimeDirectory=opentokend RuntimeDirectoryPreserve=yes \
          ConfigurationDirectory=opentokend Environment=SOFTHSM2_CONF=/etc/opentokend/softhsm2.conf \
          PrivateNetwork=yes IPAddressDeny=any RestrictAddressFamilies=AF_UNIX \
-         'ExecStart=/usr/bin/opentokend --config /etc/opentokend/opentokend.json'; do
+         'ExecStart=/usr/bin/opentokend --config /etc/opentokend/opentokend.json' \
+         'ExecReload=/bin/kill -HUP $MAINPID'; do
   has "$service" "$d"
 done
 for d in ListenStream=/run/opentokend/api.sock SocketUser=opentokend SocketGroup=opentokend-clients \

@@ -10,6 +10,8 @@
 #     NoNewPrivs, seccomp, RLIMIT_CORE 0, RLIMIT_MEMLOCK 8M), in its own user and network
 #     namespace, with the PIN as a credential; /var/lib/opentokend is 0700;
 #   * Type=notify: the unit is active (running) only after READY=1;
+#   * `systemctl reload opentokend.service` (ExecReload= SIGHUP) keeps the same main PID, logs
+#     reloaded, and reopens a rotated audit trail (a new audit.log, opentokend 0600);
 #   * `systemctl stop opentokend.service` ends it with status 0 (SIGTERM drain, not killed); the
 #     socket keeps listening and re-activates it; stopping the socket removes api.sock.
 #
@@ -314,6 +316,27 @@ fi
 warn=$(ct journalctl -b _PID=1 -p warning -o cat | grep -i opentokend)
 if [ -z "$warn" ]; then pass "no warnings from systemd about the units"
 else fail "systemd warned about the units:"; sed 's/^/    /' <<<"$warn"; fi
+
+# --- reload -------------------------------------------------------------------------------------
+echo "== reload (ExecReload= SIGHUP)"
+pid_before=$(ct systemctl show -P MainPID opentokend.service)
+audit=/var/lib/opentokend/data/audit.log
+ct mv "$audit" "$audit.1"
+if out=$(ct timeout 60 systemctl reload opentokend.service 2>&1); then pass "systemctl reload opentokend.service"
+else fail "systemctl reload opentokend.service: $out"; fi
+for _ in $(seq 100); do
+  ct journalctl -b -u opentokend.service -o cat | grep -q '"event":"reloaded"' && break
+  sleep 0.1
+done
+reloaded=$(ct journalctl -b -u opentokend.service -o cat | grep '"event":"reloaded"' | tail -n1)
+if grep -q '"audit":"reopened"' <<<"$reloaded"; then pass "daemon logged reloaded, audit trail reopened"
+else fail "no reloaded event with the audit trail reopened: '$reloaded'"; fi
+check "MainPID after reload" "$pid_before" "$(ct systemctl show -P MainPID opentokend.service)"
+check "opentokend.service after reload" "active running" "$(ct systemctl show -P ActiveState opentokend.service) $(ct systemctl show -P SubState opentokend.service)"
+check "new audit.log after reload" "opentokend 600" "$(ct stat -c '%U %a' "$audit" 2>&1)"
+out=$(ct_as otd-member /usr/bin/python3 /usr/lib/opentokend-test/client.py 2>&1)
+if grep -q '^HTTP/1.1 200 ' <<<"$out"; then pass "serving after reload: $(head -n1 <<<"$out")"
+else fail "not serving after reload:"; sed 's/^/    /' <<<"$out"; fi
 
 # --- stop and re-activation ---------------------------------------------------------------------
 echo "== stop"

@@ -83,6 +83,7 @@ class TokenImpl {
   Result<Session> AcquireFor(std::chrono::milliseconds timeout);
   TokenHealth Health();
   std::string Describe() const;
+  TokenIdentity Identity() const;
 
   // --- for Session / SessionKey ---
   CK_FUNCTION_LIST* fn() const { return module_->fn(); }
@@ -138,7 +139,10 @@ class TokenImpl {
   Status ReopenOrReinitialiseLocked();
   // Checks that the token offers every mechanism we use. mu_ not needed (slot fixed at Open).
   Status CheckMechanisms(CK_SLOT_ID slot) const;
-  Result<CK_SLOT_ID> FindSlot(CK_TOKEN_INFO* info) const;
+  // The one initialised token matching the label and `serial` (either may be empty, not both).
+  // kUnavailable naming the tokens present when none matches, and the matching slots and
+  // serials when several do. mu_ held.
+  Result<CK_SLOT_ID> FindSlot(const std::string& serial, CK_TOKEN_INFO* info) const;
   Status LoginStatus(CK_RV rv) const;
   void CloseIdleLocked() noexcept;
   // After a close: when no session is left, the login is gone; re-open on the next Acquire().
@@ -164,6 +168,9 @@ class TokenImpl {
   std::condition_variable cv_;
   CK_SLOT_ID slot_ = 0;
   CK_TOKEN_INFO info_{};
+  // mu_: the serial of the token found by the first open. Re-opens look for this token only, so
+  // a token created meanwhile with the same label can never take its place.
+  std::string pinned_serial_;
   bool need_reopen_ = true;
   std::vector<CK_SESSION_HANDLE> idle_;
   size_t open_ = 0;  // open sessions we own: idle + leased (any generation)
