@@ -67,8 +67,9 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   o.limits.request_timeout = std::chrono::milliseconds(l.request_timeout_ms);
   o.limits.idle_timeout = std::chrono::milliseconds(l.idle_timeout_ms);
   o.limits.write_timeout = std::chrono::milliseconds(l.write_timeout_ms);
-  o.limits.handshake_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  o.limits.handshake_timeout = std::chrono::milliseconds(l.handshake_timeout_ms);
   o.limits.max_connections = l.max_connections;
+  o.limits.max_connections_per_peer = l.max_connections_per_peer;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   o.io_threads = cores;
   // Tokenize and detokenize never wait for the disk on a worker (api::Deferred: the store or
@@ -164,6 +165,20 @@ int Main(int argc, char** argv) {
       return kExitConfig;
     }
     log.Warn("running_as_root", {{"reason", "--allow-root given"}});
+  }
+  // Each listener may hold limits.max_connections client connections, each a descriptor; the
+  // metrics listener 16; the HSM, the store, the logs and Asio need some more.
+  if (auto files = RaiseOpenFileLimit(); files.ok()) {
+    const uint64_t listeners = (config->unix_listen ? 1 : 0) + (config->tls_listen ? 1 : 0);
+    const uint64_t needed = listeners * config->limits.max_connections + 16 + 128;
+    if (*files < needed) {
+      log.Warn("open_file_limit_low",
+               {{"limit", static_cast<int64_t>(*files)},
+                {"needed", static_cast<int64_t>(needed)},
+                {"reason", "raise LimitNOFILE (the hard limit) or lower limits.max_connections"}});
+    }
+  } else {
+    log.Warn("open_file_limit_unknown", {{"reason", files.status().message()}});
   }
   auto heap = SecureHeap::Init();
   if (!heap.ok()) {
@@ -300,6 +315,7 @@ int Main(int argc, char** argv) {
     mo.unix_listener = api::UnixListener{config->metrics.unix_path, config->metrics.unix_mode, -1};
     mo.limits = server_options.limits;
     mo.limits.max_connections = 16;
+    mo.limits.max_connections_per_peer = 16;  // scrapers are root or the service user
     mo.io_threads = 1;
     mo.worker_threads = 1;
     auto ms = api::HttpServer::Create(mo, metrics_router, log);
