@@ -1,6 +1,7 @@
 #include "api/connection_table.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace otd::api {
 
@@ -25,9 +26,11 @@ bool TrackedConn::TryEvict(int64_t observed) {
          state_.compare_exchange_strong(observed, kEvicted);
 }
 
-ConnectionTable::ConnectionTable(size_t max_connections, size_t max_per_peer)
+ConnectionTable::ConnectionTable(size_t max_connections, size_t max_per_peer,
+                                 int64_t peer_min_wait)
     : max_connections_(std::max<size_t>(1, max_connections)),
-      max_per_peer_(std::clamp<size_t>(max_per_peer, 1, std::max<size_t>(1, max_connections))) {}
+      max_per_peer_(std::clamp<size_t>(max_per_peer, 1, std::max<size_t>(1, max_connections))),
+      peer_min_wait_(std::max<int64_t>(0, peer_min_wait)) {}
 
 size_t ConnectionTable::CountOf(const std::string& peer) const {
   auto it = peers_.find(peer);
@@ -35,7 +38,7 @@ size_t ConnectionTable::CountOf(const std::string& peer) const {
 }
 
 std::shared_ptr<TrackedConn> ConnectionTable::EvictOldest(
-    const std::set<std::shared_ptr<TrackedConn>>* conns) {
+    const std::set<std::shared_ptr<TrackedConn>>* conns, int64_t waiting_before) {
   // A candidate may turn busy between the scan and the eviction (its strand runs meanwhile): then
   // the compare-and-swap fails and the scan runs again. Bounded, in case one keeps flipping.
   for (int attempt = 0; attempt < 8; ++attempt) {
@@ -65,7 +68,7 @@ std::shared_ptr<TrackedConn> ConnectionTable::EvictOldest(
         }
       }
     }
-    if (!best) {
+    if (!best || best_since > waiting_before) {
       return nullptr;
     }
     if (best->TryEvict(best_since)) {
@@ -76,18 +79,19 @@ std::shared_ptr<TrackedConn> ConnectionTable::EvictOldest(
   return nullptr;
 }
 
-ConnectionTable::Result ConnectionTable::Admit(const std::shared_ptr<TrackedConn>& c) {
+ConnectionTable::Result ConnectionTable::Admit(const std::shared_ptr<TrackedConn>& c,
+                                               int64_t now) {
   Result r;
   auto it = peers_.find(c->peer());
   if (it != peers_.end() && it->second.size() >= max_per_peer_) {
-    r.evicted = EvictOldest(&it->second);
+    r.evicted = EvictOldest(&it->second, now - peer_min_wait_);
     if (!r.evicted) {
       r.admission = Admission::kRefusedPeerFull;
       return r;
     }
     r.admission = Admission::kEvictedForPeer;
   } else if (size_ >= max_connections_) {
-    r.evicted = EvictOldest(nullptr);
+    r.evicted = EvictOldest(nullptr, std::numeric_limits<int64_t>::max());
     if (!r.evicted) {
       r.admission = Admission::kRefusedFull;
       return r;

@@ -7,11 +7,16 @@
 // request is complete: the handler runs, a deferred answer is pending or the response is being
 // written). A busy connection is never evicted. Admit(newcomer):
 //   1. its peer holds max_per_peer connections already: the peer's connection that has waited
-//      longest is evicted; none waiting: the newcomer is refused (the peer's own doing);
+//      longest is evicted if it has waited peer_min_wait at least; else the newcomer is refused
+//      (the peer's own doing). The floor keeps a peer that churns connections (re-opening what
+//      is closed, as fast as it can) from cutting its own keep-alive connections in the
+//      milliseconds between two of their requests: evicting a connection that came a moment ago
+//      only trades one of the peer's connections for another;
 //   2. else the table holds max_connections: a waiting connection of the peer that holds the most
 //      connections is evicted, the one that has waited longest among that peer's (fairness: a
 //      flood from a few peers pays before a quiet peer's idle connections); none waiting in the
-//      whole table: the newcomer is refused;
+//      whole table: the newcomer is refused. No floor here: the newcomer is another peer, which
+//      a churning flood must not lock out;
 //   3. the newcomer is admitted.
 //
 // Thread safety: ConnectionTable is not synchronised (the server calls it under its mutex).
@@ -61,7 +66,8 @@ enum class Admission { kAdmitted, kEvictedForPeer, kEvictedForTable, kRefusedPee
 
 class ConnectionTable {
  public:
-  ConnectionTable(size_t max_connections, size_t max_per_peer);
+  // `peer_min_wait`: in the ticks of the waiting times.
+  ConnectionTable(size_t max_connections, size_t max_per_peer, int64_t peer_min_wait);
 
   struct Result {
     Admission admission = Admission::kAdmitted;
@@ -71,7 +77,7 @@ class ConnectionTable {
       return admission != Admission::kRefusedPeerFull && admission != Admission::kRefusedFull;
     }
   };
-  Result Admit(const std::shared_ptr<TrackedConn>& c);
+  Result Admit(const std::shared_ptr<TrackedConn>& c, int64_t now);
   // Once the connection is closed; no-op when it was evicted (or never admitted).
   void Remove(const std::shared_ptr<TrackedConn>& c);
 
@@ -80,12 +86,15 @@ class ConnectionTable {
 
  private:
   using Peers = std::map<std::string, std::set<std::shared_ptr<TrackedConn>>>;
-  // Evicts (and removes) the connection that has waited longest in `conns`, or with null in the
-  // whole table, the one that has waited longest among the largest peer's; null when none waits.
-  std::shared_ptr<TrackedConn> EvictOldest(const std::set<std::shared_ptr<TrackedConn>>* conns);
+  // Evicts (and removes) the connection that has waited longest in `conns` if it has waited
+  // since `waiting_before` at least, or with null in the whole table, the one that has waited
+  // longest among the largest peer's; null when there is none.
+  std::shared_ptr<TrackedConn> EvictOldest(const std::set<std::shared_ptr<TrackedConn>>* conns,
+                                           int64_t waiting_before);
 
   const size_t max_connections_;
   const size_t max_per_peer_;
+  const int64_t peer_min_wait_;
   Peers peers_;
   size_t size_ = 0;
 };

@@ -20,6 +20,9 @@ struct Limits {
   std::chrono::milliseconds handshake_timeout{3'000};  // TLS handshake, from the accept
   uint32_t max_connections = 512;           // per listener (Unix and TLS have one budget each)
   uint32_t max_connections_per_peer = 256;  // per listener and peer (uid; IP, IPv6 by /64)
+  // A peer at its share may take the place of one of its own waiting connections only when that
+  // one has waited this long (api/connection_table.h). Not configurable.
+  std::chrono::milliseconds peer_eviction_min_wait{1'000};
   size_t max_target_bytes = 2048;
   size_t max_json_depth = 8;
 };

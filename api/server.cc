@@ -165,6 +165,12 @@ struct HttpMetrics {
   std::array<metrics::Counter*, 2> evicted_for_table{};
 };
 
+ConnectionTable MakeTable(const Limits& l) {
+  return ConnectionTable(
+      l.max_connections, l.max_connections_per_peer,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(l.peer_eviction_min_wait).count());
+}
+
 // The reason label of an eviction or refusal: the limit that made it (a config key).
 const char* ReasonOf(Admission a) {
   return a == Admission::kEvictedForPeer || a == Admission::kRefusedPeerFull
@@ -247,8 +253,7 @@ class HttpServer::Impl {
         ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
         workers_(std::max(1u, opt_.worker_threads)),
         ssl_ctx_(ssl::context::tls_server),
-        tables_{ConnectionTable(opt_.limits.max_connections, opt_.limits.max_connections_per_peer),
-                ConnectionTable(opt_.limits.max_connections, opt_.limits.max_connections_per_peer)},
+        tables_{MakeTable(opt_.limits), MakeTable(opt_.limits)},
         drain_timer_(control_) {}
 
   Status Bind();
@@ -520,7 +525,7 @@ awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport trans
     ConnectionTable::Result admission;
     {
       std::lock_guard lock(mu_);
-      admission = tables_[ti].Admit(conn);
+      admission = tables_[ti].Admit(conn, NowTicks());
       if (admission.admitted()) {
         conns_.insert(conn);
         connections_.fetch_add(1);

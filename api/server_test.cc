@@ -213,13 +213,15 @@ TEST_F(ServerTest, StopWaitsForAPendingDeferredAnswer) {
   server_.reset();
 }
 
-// One listener of 4, at most 3 per peer (all clients here are one peer).
+// One listener of 4, at most 3 per peer (all clients here are one peer), no floor on how long a
+// connection must have waited before its own peer's newcomer may take its place.
 class ServerConnectionsTest : public ServerTest {
  protected:
   Limits TestLimits() const override {
     Limits l;
     l.max_connections = 4;
     l.max_connections_per_peer = 3;
+    l.peer_eviction_min_wait = std::chrono::milliseconds(0);  // ages here are milliseconds
     return l;
   }
 };
@@ -286,6 +288,30 @@ TEST_F(ServerConnectionsTest, AConnectionWhoseRequestIsBeingHandledIsNeverEvicte
   EXPECT_NE(text.find("opentokend_http_connections_rejected_total{transport=\"unix\"} 1"),
             std::string::npos)
       << text;
+}
+
+// As above, with a floor of 300 ms.
+class ServerChurnTest : public ServerConnectionsTest {
+ protected:
+  Limits TestLimits() const override {
+    Limits l = ServerConnectionsTest::TestLimits();
+    l.peer_eviction_min_wait = std::chrono::milliseconds(300);
+    return l;
+  }
+};
+
+TEST_F(ServerChurnTest, APeerThatChurnsIsRefusedRatherThanCutItsOwnFreshConnections) {
+  auto a = Connect(1);
+  auto b = Connect(2);
+  auto c = Connect(3);
+  Client churn(dir_.Sub("s.sock"));  // at once: nobody has waited 300 ms
+  EXPECT_TRUE(churn.ClosedWithin(std::chrono::seconds(5)));
+  EXPECT_FALSE(a->ClosedWithin(std::chrono::milliseconds(20)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  Client later(dir_.Sub("s.sock"));  // now `a` has waited long enough
+  EXPECT_TRUE(a->ClosedWithin(std::chrono::seconds(5)));
+  later.Send(http::verb::get, "/fast");
+  EXPECT_EQ(later.Read().body(), "fast");
 }
 
 // A short request deadline, a long keep-alive wait.

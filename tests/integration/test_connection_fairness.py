@@ -7,8 +7,9 @@ could hold its place for the whole idle timeout (30 s) while sending the next re
 
 Now each listener has its own table with a per-peer share (limits.max_connections_per_peer: the uid
 on the Unix socket, the IP on TLS); a newcomer takes the place of a connection that waits (its
-peer's own when the peer is at its share, else the largest peer's), TLS handshakes have a short
-deadline, and a keep-alive request has the request deadline from its first byte.
+peer's own when the peer is at its share and that one has waited a second, else the largest
+peer's), TLS handshakes have a short deadline, and a keep-alive request has the request deadline
+from its first byte.
 
 Another peer: on TLS a client bound to 127.0.0.2 (the floods come from 127.0.0.1); on the Unix
 socket a child process running as uid 65534 with gid 0 (the socket is root:root 0660, its
@@ -237,9 +238,15 @@ class FloodFromOnePeerTest(unittest.TestCase):
             f.start()
         for f in self.floods:
             self.assertTrue(f.filled.wait(30), "the flood could not open its connections")
-        time.sleep(0.5)  # the daemon has accepted (and made room among) them
+        time.sleep(0.5)  # the daemon has accepted (or refused) them
         results = []
         for _ in range(3):
+            results.append(("unix",) + unix_from_other_peer(self.d))
+            results.append(("tls",) + tls_from_other_peer(self.d))
+        # Once the flood's first connections have waited a second, its newcomers take their
+        # places (before, they are refused): the other peer is still served.
+        time.sleep(1.5)
+        for _ in range(2):
             results.append(("unix",) + unix_from_other_peer(self.d))
             results.append(("tls",) + tls_from_other_peer(self.d))
         detail = (f"{results}; unix flood: opened {unix.opened}, held {unix.held}, cut "
@@ -249,8 +256,11 @@ class FloodFromOnePeerTest(unittest.TestCase):
         for transport, status, seconds in results:
             self.assertEqual(status, "200", detail)
             self.assertLess(seconds, 1.0, detail)
-        # The floods did hit their peer's share: the daemon made room among their own connections.
+        # The floods did hit their peer's share: refused at first, then the daemon made room
+        # among the flood's own connections.
         for transport in ("unix", "tls"):
+            self.assertGreater(metric(self.d, "opentokend_http_connections_rejected_total",
+                                      transport=transport), 0, detail)
             self.assertGreater(metric(self.d, "opentokend_http_connections_evicted_total",
                                       transport=transport, reason="max_connections_per_peer"),
                                0, detail)
