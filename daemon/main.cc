@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -167,15 +168,29 @@ int Main(int argc, char** argv) {
     log.Warn("running_as_root", {{"reason", "--allow-root given"}});
   }
   // Each listener may hold limits.max_connections client connections, each a descriptor; the
-  // metrics listener 16; the HSM, the store, the logs and Asio need some more.
+  // metrics listener 16; the HSM, the store, the logs and Asio need some more (17 at rest). With
+  // fewer descriptors, the budgets are lowered to fit: a full table makes room for a newcomer,
+  // running out of descriptors (EMFILE) would lock every newcomer out.
   if (auto files = RaiseOpenFileLimit(); files.ok()) {
+    constexpr uint64_t kReserved = 16 + 128;
     const uint64_t listeners = (config->unix_listen ? 1 : 0) + (config->tls_listen ? 1 : 0);
-    const uint64_t needed = listeners * config->limits.max_connections + 16 + 128;
+    auto& l = config->limits;
+    const uint64_t needed = listeners * l.max_connections + kReserved;
     if (*files < needed) {
+      const uint64_t fit =
+          *files > kReserved ? (*files - kReserved) / std::max<uint64_t>(1, listeners) : 1;
+      const uint64_t was = l.max_connections;
+      l.max_connections = static_cast<uint32_t>(std::max<uint64_t>(1, fit));
+      // The same share of the table per peer as configured.
+      l.max_connections_per_peer = static_cast<uint32_t>(
+          std::max<uint64_t>(1, uint64_t{l.max_connections_per_peer} * l.max_connections / was));
       log.Warn("open_file_limit_low",
                {{"limit", static_cast<int64_t>(*files)},
                 {"needed", static_cast<int64_t>(needed)},
-                {"reason", "raise LimitNOFILE (the hard limit) or lower limits.max_connections"}});
+                {"max_connections", static_cast<int64_t>(l.max_connections)},
+                {"max_connections_per_peer", static_cast<int64_t>(l.max_connections_per_peer)},
+                {"reason", "connection budgets lowered to fit; raise LimitNOFILE (the hard "
+                           "limit) or lower limits.max_connections"}});
     }
   } else {
     log.Warn("open_file_limit_unknown", {{"reason", files.status().message()}});

@@ -269,6 +269,59 @@ class FloodFromOnePeerTest(unittest.TestCase):
         self.assertGreaterEqual(unix.held, self.UNIX_FLOOD // 2, detail)
 
 
+class LowDescriptorLimitDaemon(Daemon):
+    """The daemon under a hard RLIMIT_NOFILE of 256 (far below 2 x 512 connections)."""
+
+    NOFILE = 256
+
+    def argv(self):
+        wrapper = ("import os, resource, sys; n = int(sys.argv[1]); "
+                   "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])")
+        return [sys.executable, "-c", wrapper, str(self.NOFILE)] + super().argv()
+
+
+class LowDescriptorLimitTest(unittest.TestCase):
+    """Too few descriptors for the budgets: the daemon lowers them to fit and says so. Before, a
+    flood took every descriptor and every newcomer waited in the backlog (EMFILE) until the
+    request deadline freed some."""
+
+    def setUp(self):
+        require_root(self)
+        self.d = LowDescriptorLimitDaemon()
+        self.d.start()
+        open_to_group_root(self.d)
+        self.floods = []
+
+    def tearDown(self):
+        for f in self.floods:
+            f.stop()
+        code = self.d.stop()
+        log = self.d.read_log()
+        self.d.cleanup()
+        self.assertEqual(code, 0, log[-3000:])
+
+    def test_the_budgets_are_lowered_to_fit_and_another_peer_still_gets_in(self):
+        log = self.d.read_log()
+        self.assertIn('"event":"open_file_limit_low"', log)
+        self.assertIn('"max_connections":56', log)  # (256 - 144 reserved) / 2 listeners
+        unix = Flood(lambda: unix_socket_to(self.d.sock), 400)
+        tls = Flood(lambda: tcp_to(self.d.port), 300)
+        self.floods += [unix, tls]
+        for f in self.floods:
+            f.start()
+        for f in self.floods:
+            self.assertTrue(f.filled.wait(30), "the flood could not open its connections")
+        time.sleep(0.5)
+        results = []
+        for _ in range(2):
+            results.append(("unix",) + unix_from_other_peer(self.d))
+            results.append(("tls",) + tls_from_other_peer(self.d))
+        for transport, status, seconds in results:
+            self.assertEqual(status, "200", results)
+            self.assertLess(seconds, 1.0, results)
+        self.assertNotIn('"event":"accept_failed"', self.d.read_log())
+
+
 class SmallTableTest(unittest.TestCase):
     """One daemon with a small table and short deadlines for the finer points."""
 
