@@ -5,6 +5,19 @@
 
 namespace otd::api {
 
+std::string PeerKeyOf(const boost::asio::ip::address& a) {
+  namespace ip = boost::asio::ip;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return "ip:" + ip::make_address_v4(ip::v4_mapped, a.to_v6()).to_string();
+  }
+  if (a.is_v6()) {
+    auto bytes = a.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return "ip:" + ip::address_v6(bytes).to_string() + "/64";
+  }
+  return "ip:" + a.to_string();
+}
+
 bool TrackedConn::MarkBusy() {
   int64_t s = state_.load();
   while (s != kEvicted) {

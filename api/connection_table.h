@@ -24,6 +24,8 @@
 // the acceptor may be choosing it; MarkBusy and TryEvict race on one compare-and-swap, so a
 // connection that has become busy cannot be evicted and an evicted one cannot become busy.
 
+#include <boost/asio/ip/address.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +35,11 @@
 #include <string>
 
 namespace otd::api {
+
+// The peer key of a TCP client: "ip:<address>", except that an IPv6 client counts as its /64
+// ("ip:2001:db8:1:2::/64": one host or one subscriber usually holds a whole /64) and an
+// IPv4-mapped IPv6 address as the IPv4 address.
+std::string PeerKeyOf(const boost::asio::ip::address& a);
 
 class TrackedConn {
  public:

@@ -18,6 +18,19 @@ std::shared_ptr<TrackedConn> Conn(const std::string& peer, int64_t since) {
   return std::make_shared<TrackedConn>(peer, since);
 }
 
+TEST(ConnectionTableTest, PeerKeysAreTheAddressAnIpv6ClientsSlash64) {
+  namespace ip = boost::asio::ip;
+  EXPECT_EQ(PeerKeyOf(ip::make_address("192.0.2.7")), "ip:192.0.2.7");
+  EXPECT_EQ(PeerKeyOf(ip::make_address("::ffff:192.0.2.7")), "ip:192.0.2.7");
+  EXPECT_EQ(PeerKeyOf(ip::make_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            "ip:2001:db8:1:2::/64");
+  EXPECT_EQ(PeerKeyOf(ip::make_address("2001:db8:1:2::1")),
+            PeerKeyOf(ip::make_address("2001:db8:1:2:ffff::9")));
+  EXPECT_NE(PeerKeyOf(ip::make_address("2001:db8:1:2::1")),
+            PeerKeyOf(ip::make_address("2001:db8:1:3::1")));
+  EXPECT_EQ(PeerKeyOf(ip::make_address("::1")), "ip:::/64");
+}
+
 TEST(ConnectionTableTest, AdmitsUpToTheLimits) {
   ConnectionTable t(4, 2, 0);
   EXPECT_EQ(t.Admit(Conn("a", 1), kNow).admission, Admission::kAdmitted);

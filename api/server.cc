@@ -460,8 +460,7 @@ void HttpServer::Impl::MaybeFinishDrain() {
 }
 
 // Peer identity for rate limiting: the uid on the Unix socket, the address on TLS; and the key
-// that connection caps count by: the same, except that an IPv6 peer is its /64 (one host or one
-// subscriber usually holds a whole /64).
+// that connection caps count by: the same, except that an IPv6 peer is its /64 (PeerKeyOf).
 struct PeerIds {
   std::string id;
   std::string key;
@@ -484,17 +483,7 @@ PeerIds PeerOf(tcp::socket& sock) {
   if (ec) {
     return {"ip:unknown", "ip:unknown"};
   }
-  net::ip::address a = ep.address();
-  std::string id = "ip:" + a.to_string();
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
-    return {id, "ip:" + net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string()};
-  }
-  if (a.is_v6()) {
-    auto bytes = a.to_v6().to_bytes();
-    std::fill(bytes.begin() + 8, bytes.end(), 0);
-    return {id, "ip:" + net::ip::address_v6(bytes).to_string() + "/64"};
-  }
-  return {id, id};
+  return {"ip:" + ep.address().to_string(), PeerKeyOf(ep.address())};
 }
 
 template <class Acceptor, class MakeStream>
