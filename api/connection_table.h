@@ -69,7 +69,13 @@ class TrackedConn {
   std::atomic<int64_t> state_;
 };
 
-enum class Admission { kAdmitted, kEvictedForPeer, kEvictedForTable, kRefusedPeerFull, kRefusedFull };
+enum class Admission {
+  kAdmitted,
+  kEvictedForPeer,   // admitted in place of one of its peer's connections
+  kEvictedForTable,  // admitted in place of a connection of the largest peer
+  kRefusedPeerFull,
+  kRefusedFull,
+};
 
 class ConnectionTable {
  public:

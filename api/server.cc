@@ -542,7 +542,8 @@ void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
         metrics_->rejected[ti]->Inc();
       }
       if (int64_t n = refused_log_[ti].Count(); n > 0) {
-        log_.Warn("connection_refused", {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
+        log_.Warn("connection_refused",
+                  {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
       }
       return;
     case Admission::kEvictedForPeer:
@@ -552,7 +553,8 @@ void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
                                          : metrics_->evicted_for_table)[ti]->Inc();
       }
       if (int64_t n = evicted_log_[ti].Count(); n > 0) {
-        log_.Warn("connection_evicted", {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
+        log_.Warn("connection_evicted",
+                  {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
       }
       break;
     case Admission::kAdmitted:
