@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "api/browser_policy.h"
+#include "api/connection_table.h"
 #include "api/errors.h"
 #include "api/framing.h"
 #include "crypto/random.h"
@@ -49,18 +50,31 @@ using net::use_awaitable;
 
 namespace {
 
-// One open connection, as seen by Stop(): it can be closed while it waits for a request.
-class ConnBase {
+int64_t NowTicks() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One open connection, as seen by Stop() (it can be closed while it waits for a request) and by
+// its listener's ConnectionTable (TrackedConn: waiting or busy, its peer).
+class ConnBase : public TrackedConn {
  public:
-  virtual ~ConnBase() = default;
+  ConnBase(std::string peer_key, Transport t)
+      : TrackedConn(std::move(peer_key), NowTicks()), transport(t) {}
   virtual void CloseIfIdle() = 0;
   virtual void ForceClose() = 0;
+  const Transport transport;
 };
 
 template <class Stream>
 class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Stream>> {
  public:
-  explicit Conn(Stream s) : stream(std::move(s)) {}
+  Conn(Stream s, std::string peer_id, std::string peer_key, Transport t)
+      : ConnBase(std::move(peer_key), t),
+        stream(std::move(s)),
+        idle_timer(stream.get_executor()),
+        peer(std::move(peer_id)) {}
   void CloseIfIdle() override {
     net::post(stream.get_executor(), [self = this->shared_from_this()] {
       if (self->idle) {
@@ -76,8 +90,11 @@ class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Str
     });
   }
   Stream stream;
-  std::string peer;  // "uid:<n>" or the remote IP; for rate limiting (not logged)
-  bool idle = true;  // only touched on the connection's strand
+  // The keep-alive wait for the next request's first byte (AwaitNextRequest); on the strand.
+  net::steady_timer idle_timer;
+  uint64_t idle_wait = 0;  // which wait idle_timer belongs to
+  std::string peer;  // "uid:<n>" or "ip:<address>"; for rate limiting (not logged)
+  bool idle = true;  // waiting for a request header (Stop closes it); only touched on the strand
 };
 
 Request BlankRequest() {
@@ -145,6 +162,41 @@ struct HttpMetrics {
   std::array<metrics::Gauge*, 2> open{};  // by TransportIndex
   std::array<metrics::Counter*, 2> accepted{};
   std::array<metrics::Counter*, 2> rejected{};
+  std::array<metrics::Counter*, 2> evicted_for_peer{};
+  std::array<metrics::Counter*, 2> evicted_for_table{};
+};
+
+ConnectionTable MakeTable(const Limits& l) {
+  return ConnectionTable(
+      l.max_connections, l.max_connections_per_peer,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(l.peer_eviction_min_wait).count());
+}
+
+// The reason label of an eviction or refusal: the limit that made it (a config key).
+const char* ReasonOf(Admission a) {
+  return a == Admission::kEvictedForPeer || a == Admission::kRefusedPeerFull
+             ? "max_connections_per_peer"
+             : "max_connections";
+}
+
+// At most one log line a second per event and transport, with the count since the last line: a
+// flood must not turn into a flood of log lines.
+class LogThrottle {
+ public:
+  // Counts one event; returns how many to report now (0: not yet).
+  int64_t Count() {
+    unlogged_.fetch_add(1);
+    const int64_t now_ms = NowTicks() / 1'000'000;
+    int64_t last = logged_at_ms_.load();
+    if (now_ms - last >= 1000 && logged_at_ms_.compare_exchange_strong(last, now_ms)) {
+      return unlogged_.exchange(0);
+    }
+    return 0;
+  }
+
+ private:
+  std::atomic<int64_t> unlogged_{0};
+  std::atomic<int64_t> logged_at_ms_{-1'000'000};
 };
 
 Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
@@ -164,15 +216,29 @@ Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
   OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * accepted,
                        r.AddCounter("opentokend_http_connections_accepted_total",
                                     "Client connections accepted.", {"transport"}));
-  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * rejected,
-                       r.AddCounter("opentokend_http_connections_rejected_total",
-                                    "Client connections closed at once (limits.max_connections).",
-                                    {"transport"}));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * rejected,
+      r.AddCounter("opentokend_http_connections_rejected_total",
+                   "Client connections closed at once: the listener's table "
+                   "(limits.max_connections) or the peer's share of it "
+                   "(limits.max_connections_per_peer) held only connections with a request "
+                   "being handled.",
+                   {"transport"}));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * evicted,
+      r.AddCounter("opentokend_http_connections_evicted_total",
+                   "Waiting client connections (TLS handshake, idle keep-alive, request not yet "
+                   "complete) closed to make room for a new one, by the limit that was reached.",
+                   {"transport", "reason"}));
   for (Transport t : {Transport::kUnix, Transport::kTls}) {
     const char* name = t == Transport::kTls ? "tls" : "unix";
     m.open[TransportIndex(t)] = &open->With({name});
     m.accepted[TransportIndex(t)] = &accepted->With({name});
     m.rejected[TransportIndex(t)] = &rejected->With({name});
+    m.evicted_for_peer[TransportIndex(t)] =
+        &evicted->With({name, ReasonOf(Admission::kEvictedForPeer)});
+    m.evicted_for_table[TransportIndex(t)] =
+        &evicted->With({name, ReasonOf(Admission::kEvictedForTable)});
   }
   return m;
 }
@@ -187,6 +253,7 @@ class HttpServer::Impl {
         log_(log),
         ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
         workers_(std::max(1u, opt_.worker_threads)),
+        tables_{MakeTable(opt_.limits), MakeTable(opt_.limits)},
         drain_timer_(control_) {}
 
   Status Bind();
@@ -205,8 +272,21 @@ class HttpServer::Impl {
   Status SetUpTls();
   template <class Acceptor, class MakeStream>
   awaitable<void> AcceptLoop(Acceptor& acceptor, Transport transport, MakeStream make_stream);
+  // Counts (metrics) and logs (throttled) what admitting a connection did to the table.
+  void RecordAdmission(Transport transport, Admission a);
   template <class Stream>
   awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
+  // Keep-alive: waits up to limits.idle_timeout until the next request's first byte is here
+  // (buffered already, or readable on the socket). False: timed out, closed or evicted.
+  template <class Stream>
+  awaitable<bool> AwaitNextRequest(std::shared_ptr<Conn<Stream>> conn,
+                                   const beast::flat_buffer& buffer);
+  // Answers a request refused before routing (status, vnd.error, Connection: close) unless the
+  // connection was evicted meanwhile.
+  template <class Stream>
+  awaitable<void> Reject(Conn<Stream>& conn, const RequestContext& ctx, http::verb method,
+                         unsigned status, const char* code, std::string_view message,
+                         std::chrono::steady_clock::time_point started);
   template <class Stream>
   // Writes `res` (within limits.write_timeout); false when it could not be written completely.
   awaitable<bool> Send(Stream& stream, Response res, bool close);
@@ -222,7 +302,6 @@ class HttpServer::Impl {
   // Counts one answered request (no-op without ServerOptions::metrics).
   void RecordRequest(std::string_view route, http::verb method, unsigned status,
                      std::chrono::steady_clock::time_point started);
-  void Track(const std::shared_ptr<ConnBase>& c);
   void Untrack(const std::shared_ptr<ConnBase>& c);
   void MaybeFinishDrain();
 
@@ -243,12 +322,14 @@ class HttpServer::Impl {
   std::optional<unix_proto::acceptor> unix_acceptor_;
   std::optional<tcp::acceptor> tls_acceptor_;
   uint16_t tls_port_ = 0;
-  std::atomic<size_t> connections_{0};
+  std::atomic<size_t> connections_{0};  // open, evicted ones until they are closed
   std::atomic<bool> stopping_{false};
-  std::atomic<int64_t> refused_unlogged_{0};       // refused since the last connection_refused line
-  std::atomic<int64_t> refused_logged_at_ms_{-1000000};
+  std::array<LogThrottle, 2> refused_log_;  // by TransportIndex
+  std::array<LogThrottle, 2> evicted_log_;
+  std::array<LogThrottle, 2> accept_failed_log_;
   std::mutex mu_;
-  std::set<std::shared_ptr<ConnBase>> conns_;
+  std::set<std::shared_ptr<ConnBase>> conns_;  // every open connection, for Stop()
+  std::array<ConnectionTable, 2> tables_;      // by TransportIndex; evicted ones are not counted
   net::steady_timer drain_timer_;
   std::optional<HttpMetrics> metrics_;  // immutable after SetUpMetrics()
   // Keeps Run() alive until Stop() has drained the connections.
@@ -389,15 +470,11 @@ Status HttpServer::Impl::Bind() {
   return Status::Ok();
 }
 
-void HttpServer::Impl::Track(const std::shared_ptr<ConnBase>& c) {
-  std::lock_guard lock(mu_);
-  conns_.insert(c);
-}
-
 void HttpServer::Impl::Untrack(const std::shared_ptr<ConnBase>& c) {
   {
     std::lock_guard lock(mu_);
     conns_.erase(c);
+    tables_[TransportIndex(c->transport)].Remove(c);
   }
   connections_.fetch_sub(1);
   MaybeFinishDrain();
@@ -412,27 +489,38 @@ void HttpServer::Impl::MaybeFinishDrain() {
   }
 }
 
-// Peer identity for rate limiting: the uid on the Unix socket, the address on TLS.
-std::string PeerOf(unix_proto::socket& sock) {
+// Peer identity for rate limiting: the uid on the Unix socket, the address on TLS; and the key
+// that connection caps count by: the same, except that an IPv6 peer is its /64 (PeerKeyOf).
+struct PeerIds {
+  std::string id;
+  std::string key;
+};
+
+PeerIds PeerOf(unix_proto::socket& sock) {
   struct ucred cred {};
   socklen_t len = sizeof cred;
+  std::string id = "uid:unknown";
   if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    return "uid:" + std::to_string(cred.uid);
+    id = "uid:" + std::to_string(cred.uid);
   }
-  return "uid:unknown";
+  return {id, id};
 }
 
-std::string PeerOf(tcp::socket& sock) {
+PeerIds PeerOf(tcp::socket& sock) {
   error_code ec;
   sock.set_option(tcp::no_delay(true), ec);
   auto ep = sock.remote_endpoint(ec);
-  return ec ? "ip:unknown" : "ip:" + ep.address().to_string();
+  if (ec) {
+    return {"ip:unknown", "ip:unknown"};
+  }
+  return {"ip:" + ep.address().to_string(), PeerKeyOf(ep.address())};
 }
 
 template <class Acceptor, class MakeStream>
 awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport transport,
                                              MakeStream make_stream) {
   const char* name = transport == Transport::kTls ? "tls" : "unix";
+  const size_t ti = TransportIndex(transport);
   for (;;) {
     error_code ec;
     typename Acceptor::protocol_type::socket sock = co_await acceptor.async_accept(
@@ -441,40 +529,70 @@ awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport trans
       co_return;
     }
     if (ec) {
-      // E.g. EMFILE: back off briefly instead of spinning.
-      log_.Warn("accept_failed", {{"transport", name}, {"error", ec.message()}});
+      // E.g. EMFILE or ENFILE (out of file descriptors): back off briefly instead of spinning.
+      if (int64_t n = accept_failed_log_[ti].Count(); n > 0) {
+        log_.Warn("accept_failed", {{"transport", name}, {"error", ec.message()}, {"count", n}});
+      }
       net::steady_timer t(ioc_, std::chrono::milliseconds(50));
       co_await t.async_wait(net::redirect_error(use_awaitable, ec));
       continue;
     }
-    if (connections_.load() >= opt_.limits.max_connections) {
-      sock.close(ec);
-      // One line per second at most: a flood must not turn into a flood of log lines.
-      refused_unlogged_.fetch_add(1);
-      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch())
-                                 .count();
-      int64_t last = refused_logged_at_ms_.load();
-      if (now_ms - last >= 1000 && refused_logged_at_ms_.compare_exchange_strong(last, now_ms)) {
-        log_.Warn("connection_refused", {{"transport", name},
-                                         {"reason", "max_connections"},
-                                         {"count", refused_unlogged_.exchange(0)}});
+    PeerIds peer = PeerOf(sock);
+    using Stream = decltype(make_stream(std::move(sock)));
+    auto conn = std::make_shared<Conn<Stream>>(make_stream(std::move(sock)), std::move(peer.id),
+                                               std::move(peer.key), transport);
+    ConnectionTable::Result admission;
+    {
+      std::lock_guard lock(mu_);
+      admission = tables_[ti].Admit(conn, NowTicks());
+      if (admission.admitted()) {
+        conns_.insert(conn);
+        connections_.fetch_add(1);
       }
-      if (metrics_) {
-        metrics_->rejected[TransportIndex(transport)]->Inc();
-      }
+    }
+    if (admission.evicted) {
+      std::static_pointer_cast<ConnBase>(admission.evicted)->ForceClose();
+    }
+    RecordAdmission(transport, admission.admission);
+    if (!admission.admitted()) {
+      beast::get_lowest_layer(conn->stream).socket().close(ec);
       continue;
     }
-    connections_.fetch_add(1);
-    if (metrics_) {
-      metrics_->accepted[TransportIndex(transport)]->Inc();
-      metrics_->open[TransportIndex(transport)]->Add(1);
-    }
-    std::string peer = PeerOf(sock);
-    auto conn = std::make_shared<Conn<decltype(make_stream(std::move(sock)))>>(make_stream(std::move(sock)));
-    conn->peer = std::move(peer);
-    Track(conn);
     net::co_spawn(conn->stream.get_executor(), Serve(conn, transport), net::detached);
+  }
+}
+
+void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
+  const size_t ti = TransportIndex(transport);
+  const char* name = transport == Transport::kTls ? "tls" : "unix";
+  switch (a) {
+    case Admission::kRefusedPeerFull:
+    case Admission::kRefusedFull:
+      if (metrics_) {
+        metrics_->rejected[ti]->Inc();
+      }
+      if (int64_t n = refused_log_[ti].Count(); n > 0) {
+        log_.Warn("connection_refused",
+                  {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
+      }
+      return;
+    case Admission::kEvictedForPeer:
+    case Admission::kEvictedForTable:
+      if (metrics_) {
+        (a == Admission::kEvictedForPeer ? metrics_->evicted_for_peer
+                                         : metrics_->evicted_for_table)[ti]->Inc();
+      }
+      if (int64_t n = evicted_log_[ti].Count(); n > 0) {
+        log_.Warn("connection_evicted",
+                  {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
+      }
+      break;
+    case Admission::kAdmitted:
+      break;
+  }
+  if (metrics_) {
+    metrics_->accepted[ti]->Inc();
+    metrics_->open[ti]->Add(1);
   }
 }
 
@@ -576,6 +694,52 @@ awaitable<bool> HttpServer::Impl::Send(Stream& stream, Response res, bool close)
 }
 
 template <class Stream>
+awaitable<void> HttpServer::Impl::Reject(Conn<Stream>& conn, const RequestContext& ctx,
+                                         http::verb method, unsigned status, const char* code,
+                                         std::string_view message,
+                                         std::chrono::steady_clock::time_point started) {
+  if (!conn.MarkBusy()) {
+    co_return;  // evicted while the request came in: closed, nobody to answer
+  }
+  co_await Send(conn.stream, VndError(BlankRequest(), ctx, status, code, message), true);
+  RecordRequest(kRejectedRoute, method, status, started);
+}
+
+template <class Stream>
+awaitable<bool> HttpServer::Impl::AwaitNextRequest(std::shared_ptr<Conn<Stream>> conn,
+                                                   const beast::flat_buffer& buffer) {
+  if (buffer.size() > 0) {
+    co_return true;  // pipelined: already here
+  }
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    // Bytes that TLS has taken off the socket already (a record, whole or in part, in OpenSSL or
+    // in the BIO pair that Asio feeds it from; Asio's own input buffer only holds more when that
+    // BIO is full): the socket may never become readable for them.
+    SSL* ssl = conn->stream.native_handle();
+    if (SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) {
+      co_return true;
+    }
+  }
+  // Readable socket = the first byte (on TLS: of the record that carries the request); nothing
+  // is read here. Beast's stream timeouts only cover its own reads and writes, hence the timer.
+  const uint64_t wait = ++conn->idle_wait;
+  conn->idle_timer.expires_after(opt_.limits.idle_timeout);
+  conn->idle_timer.async_wait([conn, wait](error_code ec) {
+    if (!ec && conn->idle_wait == wait) {
+      error_code ignored;  // closed as Beast's own timeouts do
+      beast::get_lowest_layer(conn->stream).socket().close(ignored);
+    }
+  });
+  error_code ec;
+  co_await beast::get_lowest_layer(conn->stream)
+      .socket()
+      .async_wait(net::socket_base::wait_read, net::redirect_error(use_awaitable, ec));
+  ++conn->idle_wait;
+  conn->idle_timer.cancel();
+  co_return !ec;
+}
+
+template <class Stream>
 awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport) {
   Stream& stream = conn->stream;
   const Limits& lim = opt_.limits;
@@ -585,6 +749,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
   bool usable = true;
 
   if constexpr (std::is_same_v<Stream, TlsStream>) {
+    // Short (limits.handshake_timeout): half-open connections do not hold a place for long.
     beast::get_lowest_layer(stream).expires_after(lim.handshake_timeout);
     co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
     if (ec) {
@@ -598,7 +763,12 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
   bool first = true;
   while (usable && !stopping_.load()) {
     conn->idle = true;
-    beast::get_lowest_layer(stream).expires_after(first ? lim.request_timeout : lim.idle_timeout);
+    // The whole request (header and body) within the request deadline: from the accept (or the
+    // handshake) for the first one, from its first byte for a keep-alive one.
+    if (!first && !co_await AwaitNextRequest(conn, buffer)) {
+      break;
+    }
+    beast::get_lowest_layer(stream).expires_after(lim.request_timeout);
     first = false;
     http::request_parser<http::empty_body> header_parser;
     header_parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
@@ -642,8 +812,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
         const char* msg = status == 431 ? "request header is too large" : "malformed request";
         log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
                                     {"status", status}, {"reason", ec.message()}});
-        co_await Send(stream, VndError(BlankRequest(), ctx, status, "bad-request", msg), true);
-        RecordRequest(kRejectedRoute, http::verb::unknown, status, started);
+        co_await Reject(*conn, ctx, http::verb::unknown, status, "bad-request", msg, started);
       }
       break;
     }
@@ -660,21 +829,18 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     if (bad_raw) {
       log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
                                   {"status", bad_raw->status}, {"reason", bad_raw->message}});
-      co_await Send(stream, VndError(BlankRequest(), ctx, bad_raw->status, "bad-request", bad_raw->message),
-                    true);
-      RecordRequest(kRejectedRoute, http::verb::unknown, bad_raw->status, started);
+      co_await Reject(*conn, ctx, http::verb::unknown, bad_raw->status, "bad-request",
+                      bad_raw->message, started);
       break;
     }
     OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
     buffer.consume(header_end);
-    // Restart the clock for the rest of this request (body), bounded by the request deadline.
-    beast::get_lowest_layer(stream).expires_after(lim.request_timeout);
     if (auto bad = CheckFraming(header_parser.get(), is_tls, lim)) {
       log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
                                   {"status", bad->status}, {"reason", bad->message}});
       const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
-      co_await Send(stream, VndError(BlankRequest(), ctx, bad->status, code, bad->message), true);
-      RecordRequest(kRejectedRoute, header_parser.get().method(), bad->status, started);
+      co_await Reject(*conn, ctx, header_parser.get().method(), bad->status, code, bad->message,
+                      started);
       break;
     }
     if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
@@ -697,15 +863,10 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
     if (ec) {
       if (ec == http::error::body_limit) {
-        co_await Send(stream,
-                      VndError(BlankRequest(), ctx, 413, "payload-too-large",
-                               "request body is too large"),
-                      true);
-        RecordRequest(kRejectedRoute, method, 413, started);
+        co_await Reject(*conn, ctx, method, 413, "payload-too-large", "request body is too large",
+                        started);
       } else if (!IsQuietClose(ec)) {
-        co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "malformed request body"),
-                      true);
-        RecordRequest(kRejectedRoute, method, 400, started);
+        co_await Reject(*conn, ctx, method, 400, "bad-request", "malformed request body", started);
       }
       break;
     }
@@ -713,9 +874,13 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     // Beast 1.74 merges chunked trailer fields into the header; framing fields could be smuggled
     // that way (RFC 9112 §7.1.2), so a request with any trailer field is refused.
     if (std::distance(req.begin(), req.end()) != fields_in_header) {
-      co_await Send(stream, VndError(BlankRequest(), ctx, 400, "bad-request", "trailer fields are not accepted"),
-                    true);
-      RecordRequest(kRejectedRoute, method, 400, started);
+      co_await Reject(*conn, ctx, method, 400, "bad-request", "trailer fields are not accepted",
+                      started);
+      break;
+    }
+    // Complete: from here the connection is never evicted, until its response is out.
+    if (!conn->MarkBusy()) {
+      WipeMessage(req);
       break;
     }
     SplitTarget(req.target(), ctx.path, ctx.query);
@@ -725,6 +890,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     const bool close = !req.keep_alive() || stopping_.load();
     unsigned status = res.result_int();
     const bool written = co_await Send(stream, std::move(res), close);
+    conn->MarkWaiting(NowTicks());
     RecordRequest(ctx.route, req.method(), status, started);
     auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - started)

@@ -2,9 +2,16 @@
 // HttpServer: Boost.Beast HTTP/1.1 over a Unix socket and/or TLS (both at once), keep-alive.
 //
 // Per connection (one coroutine on its own strand):
-//   read header (limit, total request deadline) → framing guard (api/framing.h) → 100-continue if
-//   asked → read body (limit from the guard) → run the handler on the worker pool → write
-//   (write deadline) → wait for the next request (idle deadline).
+//   TLS handshake (handshake deadline) → read header (limit) → framing guard (api/framing.h) →
+//   100-continue if asked → read body (limit from the guard) → run the handler on the worker pool
+//   → write (write deadline) → wait for the next request's first byte (idle deadline) → ...
+// Deadlines: the first request must be complete (header and body) within the request deadline
+// from the accept (after the handshake on TLS); a keep-alive request within the request deadline
+// from its first byte (on TLS: the first byte of the record that carries it).
+// Connections: each listener has its own table (limits.max_connections, at most
+// limits.max_connections_per_peer per peer: the uid on Unix, the IP on TLS, an IPv6 /64). A
+// newcomer that finds its peer's share or the table full takes the place of a connection that
+// waits (api/connection_table.h); one whose request is being handled is never cut for it.
 // Any parse or framing error: a short vnd.error response with `Connection: close`, then the
 // connection is shut down; no later request on it is ever read.
 //
@@ -49,7 +56,7 @@ struct ServerOptions {
   unsigned worker_threads = 4;
   // Optional (null: not measured); must outlive the server. Requests by route pattern, method and
   // status (opentokend_http_requests_total, opentokend_http_request_duration_seconds) and
-  // connections by transport (open, accepted, rejected).
+  // connections by transport (open, accepted, rejected; evicted also by reason).
   metrics::Registry* metrics = nullptr;
 };
 

@@ -403,7 +403,16 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.Integer("request_timeout_ms", l.request_timeout_ms, 100, 600'000));
     OTD_RETURN_IF_ERROR(r.Integer("idle_timeout_ms", l.idle_timeout_ms, 100, 3'600'000));
     OTD_RETURN_IF_ERROR(r.Integer("write_timeout_ms", l.write_timeout_ms, 100, 600'000));
+    OTD_RETURN_IF_ERROR(r.Integer("handshake_timeout_ms", l.handshake_timeout_ms, 100, 600'000));
     OTD_RETURN_IF_ERROR(r.Integer("max_connections", l.max_connections, 1, 100'000));
+    l.max_connections_per_peer = std::max<uint32_t>(1, l.max_connections / 2);
+    OTD_RETURN_IF_ERROR(
+        r.Integer("max_connections_per_peer", l.max_connections_per_peer, 1, 100'000));
+    if (l.max_connections_per_peer > l.max_connections) {
+      return InvalidArgument(
+          "limits.max_connections_per_peer: must not be larger than limits.max_connections (" +
+          std::to_string(l.max_connections) + ")");
+    }
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
   OTD_RETURN_IF_ERROR(root.NoUnknownKeys());

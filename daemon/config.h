@@ -38,9 +38,13 @@ struct LimitsConfig {
   uint64_t max_body_bytes = 1024 * 1024;   // token payload limit (issue 4: default 1 MiB)
   uint64_t max_json_body_bytes = 64 * 1024;
   uint32_t request_timeout_ms = 10'000;    // total deadline for reading one request
-  uint32_t idle_timeout_ms = 30'000;       // keep-alive idle time between requests
+  uint32_t idle_timeout_ms = 30'000;       // keep-alive: until the next request's first byte
   uint32_t write_timeout_ms = 10'000;
-  uint32_t max_connections = 512;
+  uint32_t handshake_timeout_ms = 3'000;   // TLS handshake
+  uint32_t max_connections = 512;          // per listener
+  // Per listener and peer (uid; IP, IPv6 by /64). Absent: max(1, max_connections / 2). A reverse
+  // proxy is one peer: set it to max_connections behind one.
+  uint32_t max_connections_per_peer = 256;
 };
 
 struct AccountsConfig {

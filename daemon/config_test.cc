@@ -59,6 +59,36 @@ TEST(ConfigTest, FullConfigParses) {
   EXPECT_EQ(c->hsm_reinitialize_after_ms, 0u);
 }
 
+TEST(ConfigTest, ConnectionLimitsDefaultPerPeerToHalfAndAreNamed) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.max_connections, 512u);
+  EXPECT_EQ(c->limits.max_connections_per_peer, 256u);
+  EXPECT_EQ(c->limits.handshake_timeout_ms, 3000u);
+  auto with_limits = [](const std::string& limits) {
+    return Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                   R"("storage": {"path": "/var/lib/x"}, "limits": )" + limits);
+  };
+  // Absent: half of the configured max_connections (at least 1).
+  c = ParseConfig(with_limits(R"({"max_connections": 10})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.max_connections_per_peer, 5u);
+  c = ParseConfig(with_limits(R"({"max_connections": 1})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.max_connections_per_peer, 1u);
+  c = ParseConfig(with_limits(
+      R"({"max_connections": 10, "max_connections_per_peer": 10, "handshake_timeout_ms": 500})"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.max_connections_per_peer, 10u);
+  EXPECT_EQ(c->limits.handshake_timeout_ms, 500u);
+  EXPECT_EQ(ErrorOf(with_limits(R"({"max_connections": 10, "max_connections_per_peer": 11})")),
+            "limits.max_connections_per_peer: must not be larger than limits.max_connections (10)");
+  EXPECT_EQ(ErrorOf(with_limits(R"({"max_connections_per_peer": 0})")),
+            "limits.max_connections_per_peer: must be an integer between 1 and 100000");
+  EXPECT_EQ(ErrorOf(with_limits(R"({"handshake_timeout_ms": 99})")),
+            "limits.handshake_timeout_ms: must be an integer between 100 and 600000");
+}
+
 TEST(ConfigTest, UnknownKeysAreNamed) {
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
                             R"("storage": {"path": "/var/lib/x", "nosync": true})")),

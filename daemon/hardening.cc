@@ -17,6 +17,21 @@ Status DisableCoreDumps() {
   return Status::Ok();
 }
 
+Result<uint64_t> RaiseOpenFileLimit() {
+  struct rlimit lim {};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return Unavailable("cannot read RLIMIT_NOFILE");
+  }
+  if (lim.rlim_cur != lim.rlim_max) {
+    struct rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      lim = raised;
+    }
+  }
+  return static_cast<uint64_t>(lim.rlim_cur == RLIM_INFINITY ? UINT64_MAX : lim.rlim_cur);
+}
+
 Result<SecureHeap> SecureHeap::Init(size_t bytes, size_t min_chunk) {
   if (CRYPTO_secure_malloc_initialized() == 1) {
     return Unavailable("the secure heap is already initialised");

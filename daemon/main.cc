@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -69,8 +70,9 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   o.limits.request_timeout = std::chrono::milliseconds(l.request_timeout_ms);
   o.limits.idle_timeout = std::chrono::milliseconds(l.idle_timeout_ms);
   o.limits.write_timeout = std::chrono::milliseconds(l.write_timeout_ms);
-  o.limits.handshake_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  o.limits.handshake_timeout = std::chrono::milliseconds(l.handshake_timeout_ms);
   o.limits.max_connections = l.max_connections;
+  o.limits.max_connections_per_peer = l.max_connections_per_peer;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   o.io_threads = cores;
   // Tokenize and detokenize never wait for the disk on a worker (api::Deferred: the store or
@@ -196,6 +198,34 @@ int Main(int argc, char** argv) {
       return kExitConfig;
     }
     log.Warn("running_as_root", {{"reason", "--allow-root given"}});
+  }
+  // Each listener may hold limits.max_connections client connections, each a descriptor; the
+  // metrics listener 16; the HSM, the store, the logs and Asio need some more (17 at rest). With
+  // fewer descriptors, the budgets are lowered to fit: a full table makes room for a newcomer,
+  // running out of descriptors (EMFILE) would lock every newcomer out.
+  if (auto files = RaiseOpenFileLimit(); files.ok()) {
+    constexpr uint64_t kReserved = 16 + 128;
+    const uint64_t listeners = (config->unix_listen ? 1 : 0) + (config->tls_listen ? 1 : 0);
+    auto& l = config->limits;
+    const uint64_t needed = listeners * l.max_connections + kReserved;
+    if (*files < needed) {
+      const uint64_t fit =
+          *files > kReserved ? (*files - kReserved) / std::max<uint64_t>(1, listeners) : 1;
+      const uint64_t was = l.max_connections;
+      l.max_connections = static_cast<uint32_t>(std::max<uint64_t>(1, fit));
+      // The same share of the table per peer as configured.
+      l.max_connections_per_peer = static_cast<uint32_t>(
+          std::max<uint64_t>(1, uint64_t{l.max_connections_per_peer} * l.max_connections / was));
+      log.Warn("open_file_limit_low",
+               {{"limit", static_cast<int64_t>(*files)},
+                {"needed", static_cast<int64_t>(needed)},
+                {"max_connections", static_cast<int64_t>(l.max_connections)},
+                {"max_connections_per_peer", static_cast<int64_t>(l.max_connections_per_peer)},
+                {"reason", "connection budgets lowered to fit; raise LimitNOFILE (the hard "
+                           "limit) or lower limits.max_connections"}});
+    }
+  } else {
+    log.Warn("open_file_limit_unknown", {{"reason", files.status().message()}});
   }
   auto heap = SecureHeap::Init();
   if (!heap.ok()) {
@@ -351,6 +381,7 @@ int Main(int argc, char** argv) {
     mo.unix_listener = api::UnixListener{config->metrics.unix_path, config->metrics.unix_mode, -1};
     mo.limits = server_options.limits;
     mo.limits.max_connections = 16;
+    mo.limits.max_connections_per_peer = 16;  // scrapers are root or the service user
     mo.io_threads = 1;
     mo.worker_threads = 1;
     auto ms = api::HttpServer::Create(mo, metrics_router, log);

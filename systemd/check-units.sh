@@ -125,7 +125,7 @@ has() {
   if grep -qxF -- "$2" "$1"; then pass "$(basename "$1"): $2"; else fail "$(basename "$1"): missing '$2'"; fi
 }
 for d in Type=notify NotifyAccess=main 'RestartPreventExitStatus=78' LimitCORE=0 LimitMEMLOCK=8M \
-         MemorySwapMax=0 LoadCredential=pin:/etc/opentokend/pin User=opentokend Group=opentokend \
+         LimitNOFILE=65536 MemorySwapMax=0 LoadCredential=pin:/etc/opentokend/pin User=opentokend Group=opentokend \
          UMask=0077 StateDirectory=opentokend RuntimeDirectory=opentokend RuntimeDirectoryPreserve=yes \
          ConfigurationDirectory=opentokend Environment=SOFTHSM2_CONF=/etc/opentokend/softhsm2.conf \
          PrivateNetwork=yes IPAddressDeny=any RestrictAddressFamilies=AF_UNIX \

@@ -64,7 +64,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(In(l.max_header_bytes, 1024, 64 * 1024) && In(l.max_body_bytes, 1024, 64ull << 20) &&
               In(l.max_json_body_bytes, 256, 1 << 20) && In(l.request_timeout_ms, 100, 600'000) &&
               In(l.idle_timeout_ms, 100, 3'600'000) && In(l.write_timeout_ms, 100, 600'000) &&
-              In(l.max_connections, 1, 100'000),
+              In(l.handshake_timeout_ms, 100, 600'000) && In(l.max_connections, 1, 100'000) &&
+              In(l.max_connections_per_peer, 1, l.max_connections),
           "limits");
   const auto& a = c->accounts;
   Require(In(a.registration_lifetime_seconds, 60, 30 * 86'400) &&

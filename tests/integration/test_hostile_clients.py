@@ -9,14 +9,17 @@ keep-alive connections over the Unix socket and TLS, attacker processes run:
   smuggling shape in the middle), and the catalogue of malformed requests from
   hostile_catalogue.py (> 1,000 entries, each on a fresh connection, some over TLS as well);
 * phase B: the slow attackers go on and a connection flood holds several times
-  `limits.max_connections` connections;
+  `limits.max_connections` connections (from the same uid as everyone else here: it fills that
+  peer's share, `limits.max_connections_per_peer`, half of the table);
 * then the attack stops and the good clients go on for a while (recovery).
 
 Measured and printed: the good clients' success rate and p50/p99 latency per phase, fresh
 connections accepted per phase, what every attacker achieved, the daemon's RSS (VmRSS from
 /proc/<pid>/status) before, during and after. Asserted: success >= 99 % (the good clients'
 connections are established before the attack, as any real client's keep-alive connection is;
-during the flood new connections are refused by design), every catalogue entry refused with a 4xx
+during the flood new connections from the flood's own peer (uid) are refused, or take the place
+of its connections that have waited a second: other peers still get in, see
+test_connection_fairness.py), every catalogue entry refused with a 4xx
 (501 for unknown methods) and exactly one answer, no hang, slow clients cut by the deadlines,
 pipelined answers in order and nothing after a smuggling shape, no 5xx and no handler exception in
 the daemon log, RSS bounded, the daemon alive and stopping cleanly.
@@ -431,6 +434,7 @@ def run_hostile(test, settings, log=print):
                      and isinstance(l.get("status"), int) and l["status"] >= 500 and l["status"] != 501]
     report["daemon_log"] = {"http_request": events["http_request"], "http_rejected": events["http_rejected"],
                             "connection_refused_lines": events["connection_refused"],
+                            "connection_evicted_lines": events["connection_evicted"],
                             "connections_refused": sum(l.get("count", 1) for l in lines
                                                        if l.get("event") == "connection_refused"),
                             "handler_exception": events["handler_exception"], "5xx_other_than_501": len(server_errors),
@@ -474,6 +478,9 @@ def run_hostile(test, settings, log=print):
     flood_seconds = sum(b - a for name, a, b in phases if name == "flood")
     test.assertLessEqual(report["daemon_log"]["connection_refused_lines"], 2 * flood_seconds + 5 * settings.cycles,
                          report["daemon_log"])
+    # Evictions (connection_evicted) are throttled the same way: a line a second per transport.
+    test.assertLessEqual(report["daemon_log"]["connection_evicted_lines"],
+                         2 * report["good_total"]["seconds"] + 5, report["daemon_log"])
     test.assertEqual(report["daemon_log"]["handler_exception"], 0)
     test.assertEqual(report["daemon_log"]["5xx_other_than_501"], 0, server_errors[:5])
     # Memory: live per-connection state is bounded by the limits: the read buffer

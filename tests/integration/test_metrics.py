@@ -262,6 +262,7 @@ class MetricsTest(unittest.TestCase):
             "opentokend_http_connections_open": "gauge",
             "opentokend_http_connections_accepted_total": "counter",
             "opentokend_http_connections_rejected_total": "counter",
+            "opentokend_http_connections_evicted_total": "counter",
             "opentokend_hsm_operations_total": "counter",
             "opentokend_hsm_operation_duration_seconds": "histogram",
             "opentokend_hsm_unwrap_cache_hits_total": "counter",
