@@ -475,15 +475,8 @@ Status AccessTokens::CheckEmailRate(std::string_view email_lower, std::string_vi
   // Every request counts (known address or not), so the limit reveals nothing.
   OTD_ASSIGN_OR_RETURN(Bytes digest, crypto::Sha256(AsBytes(email_lower)));
   const std::string key = crypto::HexEncode(digest);
-  const Status limited = ResourceExhausted("too many e-mail requests; wait before trying again");
-  if (address_limiter_.RetryAfter(key) > 0 || peer_limiter_.RetryAfter(peer) > 0) {
-    return limited;  // refused requests do not count again
-  }
-  address_limiter_.RecordFailure(key);
-  peer_limiter_.RecordFailure(peer);
-  // The limiter blocks once a key is over its free count: the request that goes over is refused.
-  if (address_limiter_.RetryAfter(key) > 0 || peer_limiter_.RetryAfter(peer) > 0) {
-    return limited;
+  if (Step({{&address_limiter_, key}, {&peer_limiter_, peer}}) > 0) {
+    return ResourceExhausted("too many e-mail requests; wait before trying again");
   }
   return Status::Ok();
 }

@@ -76,8 +76,10 @@ struct AccessTokensOptions {
   size_t email_tokens_per_account = 5;  // unexpired e-mailed tokens side by side
   int64_t deletion_code_lifetime_seconds = 3600;
   uint32_t deletion_code_max_attempts = 5;
+  // An address is forgotten only after a day without requests: waiting an hour must not buy a
+  // fresh allowance to mail it again.
   RateLimitOptions address_rate_limit{.free_failures = 5, .base_delay_seconds = 60,
-                                      .max_delay_seconds = 3600, .forget_after_seconds = 3600};
+                                      .max_delay_seconds = 3600, .forget_after_seconds = 86'400};
   RateLimitOptions peer_rate_limit{.free_failures = 50, .base_delay_seconds = 60,
                                    .max_delay_seconds = 3600, .forget_after_seconds = 3600};
 };
@@ -181,8 +183,8 @@ class AccessTokens {
   const Clock& clock_;
   Logger& log_;
   AccessTokensOptions options_;
-  RateLimiter address_limiter_;
-  RateLimiter peer_limiter_;
+  StepLimiter address_limiter_;
+  StepLimiter peer_limiter_;
   RateLimiter delete_peer_limiter_;
   static constexpr size_t kMaxCountedCodes = 10'000;
   std::mutex code_failures_mu_;

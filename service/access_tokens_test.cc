@@ -102,6 +102,22 @@ TEST_F(AccessTokensMailTest, TheRequestPathOnlyQueuesTheWorkerMails) {
   EXPECT_EQ(log_sink_.str().find("nobody"), std::string::npos);
 }
 
+// Regression (issue 14): a client that waited as long as Retry-After said was refused again,
+// every time, with a doubled wait (the limiter counted the request before checking it).
+TEST_F(AccessTokensMailTest, AClientThatWaitsAsToldIsLetThrough) {
+  const uint32_t allowance = tokens_.options().address_rate_limit.free_failures;
+  for (uint32_t i = 0; i < allowance; ++i) {
+    ASSERT_TRUE(tokens_.EmailToken("limited@example.org", "peer-" + std::to_string(i)).ok()) << i;
+  }
+  EXPECT_EQ(tokens_.EmailToken("limited@example.org", "peer").code(), Code::kResourceExhausted);
+  const int64_t wait = tokens_.EmailRetryAfter("limited@example.org", "peer");
+  ASSERT_GT(wait, 0);
+  clock_.Advance(wait);
+  EXPECT_TRUE(tokens_.EmailToken("LIMITED@example.org", "peer").ok());
+  EXPECT_EQ(tokens_.EmailToken("limited@example.org", "peer").code(), Code::kResourceExhausted);
+  EXPECT_EQ(tokens_.EmailRetryAfter("limited@example.org", "peer"), 2 * wait);
+}
+
 TEST_F(AccessTokensMailTest, MailedTokensLiveSideBySideUpToTheCap) {
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());

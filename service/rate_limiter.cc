@@ -63,4 +63,37 @@ void RateLimiter::EvictIfFull(int64_t now) {
   }
 }
 
+namespace {
+
+// The RateLimiter blocks from the count after `free_failures` on; Step lets a step through when
+// no key is blocked yet and then counts it, so the step that reaches the allowance must be the
+// one that starts the wait.
+RateLimitOptions WaitAfterLastFreeStep(RateLimitOptions o) {
+  o.free_failures = o.free_failures > 0 ? o.free_failures - 1 : 0;
+  return o;
+}
+
+}  // namespace
+
+StepLimiter::StepLimiter(const Clock& clock, RateLimitOptions options)
+    : limiter_(clock, WaitAfterLastFreeStep(options)) {}
+
+int64_t StepLimiter::RetryAfter(std::string_view key) { return limiter_.RetryAfter(key); }
+
+void StepLimiter::Count(std::string_view key) { limiter_.RecordFailure(key); }
+
+int64_t Step(std::initializer_list<std::pair<StepLimiter*, std::string_view>> limits) {
+  int64_t wait = 0;
+  for (const auto& [limiter, key] : limits) {
+    wait = std::max(wait, limiter->RetryAfter(key));
+  }
+  if (wait > 0) {
+    return wait;  // refused steps do not count again
+  }
+  for (const auto& [limiter, key] : limits) {
+    limiter->Count(key);
+  }
+  return 0;
+}
+
 }  // namespace otd::service

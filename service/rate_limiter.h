@@ -8,9 +8,11 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <unordered_map>
 
 #include "common/clock.h"
@@ -46,5 +48,28 @@ class RateLimiter {
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;
 };
+
+// Counts every step (a request, not only failures) per key: `free_failures` steps pass, the step
+// that uses the allowance up starts the wait (base_delay · 2^k, capped), a refused step does not
+// count, and a client that waits as long as the answer's Retry-After says is let through once
+// more (then waits twice as long). Used where anyone may ask for work to be done (mail,
+// registrations), so the limit says nothing about whether an address is known.
+//
+// Thread safety: thread safe (a check and its count are not one atomic step: two racing requests
+// may both pass the last free step).
+class StepLimiter {
+ public:
+  StepLimiter(const Clock& clock, RateLimitOptions options);
+  // Seconds until a step for `key` may pass; 0 now.
+  int64_t RetryAfter(std::string_view key);
+  void Count(std::string_view key);
+
+ private:
+  RateLimiter limiter_;
+};
+
+// One step counted against several limiters at once (an address and a peer): 0 when it passes
+// (and is counted by each), otherwise the longest wait (nothing counted).
+int64_t Step(std::initializer_list<std::pair<StepLimiter*, std::string_view>> limits);
 
 }  // namespace otd::service

@@ -42,14 +42,6 @@ Result<std::string> AddressKey(std::string_view email) {
   return crypto::HexEncode(digest);
 }
 
-// The RateLimiter blocks from the count after `free_failures` on; CountStep lets a step through
-// when the key is not blocked yet and then counts it, so the step that reaches the allowance
-// must be the one that starts the wait.
-RateLimitOptions WaitAfter(RateLimitOptions o) {
-  o.free_failures = o.free_failures > 0 ? o.free_failures - 1 : 0;
-  return o;
-}
-
 }  // namespace
 
 RegistrationLimits::Slot::Slot(Slot&& o) noexcept
@@ -75,8 +67,8 @@ RegistrationLimits::RegistrationLimits(store::Store& store, std::string pending_
       clock_(clock),
       log_(log),
       options_(options),
-      address_limiter_(clock, WaitAfter(options.address_rate_limit)),
-      peer_limiter_(clock, WaitAfter(options.peer_rate_limit)) {}
+      address_limiter_(clock, options.address_rate_limit),
+      peer_limiter_(clock, options.peer_rate_limit) {}
 
 int64_t RegistrationLimits::PeerRetryAfter(std::string_view peer) {
   return peer_limiter_.RetryAfter(peer);
@@ -86,19 +78,10 @@ Status RegistrationLimits::CountStep(std::string_view email, std::string_view pe
                                      int64_t* retry_after_seconds) {
   *retry_after_seconds = 0;
   OTD_ASSIGN_OR_RETURN(std::string key, AddressKey(email));
-  auto wait = [&] {
-    return std::max(address_limiter_.RetryAfter(key), peer_limiter_.RetryAfter(peer));
-  };
-  if (int64_t w = wait(); w > 0) {
+  if (int64_t w = Step({{&address_limiter_, key}, {&peer_limiter_, peer}}); w > 0) {
     *retry_after_seconds = w;
-    // Refused steps do not count again.
     return ResourceExhausted("too many registration steps; wait before trying again");
   }
-  // Allowed: it counts, and the step that uses up the allowance starts the next wait (the
-  // limiters were built with one free step less), so a client that waits as long as Retry-After
-  // says is let through again.
-  address_limiter_.RecordFailure(key);
-  peer_limiter_.RecordFailure(peer);
   return Status::Ok();
 }
 

@@ -114,8 +114,8 @@ class RegistrationLimits {
   const Clock& clock_;
   Logger& log_;
   const RegistrationLimitsOptions options_;
-  RateLimiter address_limiter_;
-  RateLimiter peer_limiter_;
+  StepLimiter address_limiter_;
+  StepLimiter peer_limiter_;
 
   std::mutex mu_;
   std::unordered_map<uint64_t, Pending> by_tag_;                        // guarded by mu_
