@@ -7,13 +7,15 @@
 #include "crypto/random.h"
 #include "service/fields.h"
 #include "service/record.h"
+#include "service/retry.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
 namespace {
 
-constexpr std::string_view kAccessCodes = "access_codes";
-constexpr std::string_view kAccessCodeIndex = "access_code_index";
+using tables::kAccessCodes;
+using tables::kAccessCodeIndex;
 
 enum : uint8_t {
   kTagWrappedSecret = 1,
@@ -160,33 +162,38 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
                                               now, out.expires_at));
   OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code, Vault::Ids::kPublic));
 
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    Bytes index_key;
-    std::optional<Bytes> index_raw;
-    OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
-    std::erase_if(list, [now](const AccessCodeInfo& i) { return i.expires_at <= now; });
-    if (list.size() >= options_.max_per_account) {
-      // A limit, not an outage: 409 naming it (kResourceExhausted would be a 503).
-      return FailedPrecondition("this account has the maximum of " +
-                                std::to_string(options_.max_per_account) +
-                                " access codes; revoke one first");
-    }
-    list.push_back({out.code, std::string(description), now, out.expires_at});
-    OTD_ASSIGN_OR_RETURN(store::Mutation index, IndexMutation(account_id, index_key, index_raw, list));
-    std::vector<store::Mutation> batch;
-    batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccessCodes), .key = record_key,
-                     .value = sealed, .expires_at = out.expires_at});
-    batch.push_back(std::move(index));
-    Status s = store_.Apply(std::move(batch));
-    if (s.ok()) {
-      log_.Info("access_code_created");
-      return out;
-    }
-    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
-      return s;
-    }
-  }
-  return Unavailable("too much contention on this account's access codes");
+  return RetryOnConflict<Result<NewAccessCode>>(
+      "this account's access codes", [&]() -> Attempt<Result<NewAccessCode>> {
+        Bytes index_key;
+        std::optional<Bytes> index_raw;
+        OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
+        std::erase_if(list, [now](const AccessCodeInfo& i) { return i.expires_at <= now; });
+        if (list.size() >= options_.max_per_account) {
+          // A limit, not an outage: 409 naming it (kResourceExhausted would be a 503).
+          return FailedPrecondition("this account has the maximum of " +
+                                    std::to_string(options_.max_per_account) +
+                                    " access codes; revoke one first");
+        }
+        list.push_back({out.code, std::string(description), now, out.expires_at});
+        OTD_ASSIGN_OR_RETURN(store::Mutation index,
+                             IndexMutation(account_id, index_key, index_raw, list));
+        std::vector<store::Mutation> batch;
+        batch.push_back({.op = store::Op::kInsert,
+                         .table = std::string(tables::kAccessCodes),
+                         .key = record_key,
+                         .value = sealed,
+                         .expires_at = out.expires_at});
+        batch.push_back(std::move(index));
+        Status s = store_.Apply(std::move(batch));
+        if (IsLostRace(s)) {
+          return kRetry;
+        }
+        if (!s.ok()) {
+          return s;
+        }
+        log_.Info("access_code_created");
+        return std::move(out);
+      });
 }
 
 Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_id) {
@@ -201,29 +208,31 @@ Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_i
 Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
   OTD_ASSIGN_OR_RETURN(Located record, vault_.Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const Bytes& record_key = record.key;
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  return RetryOnConflict<Status>("this account's access codes", [&]() -> Attempt<Status> {
     Bytes index_key;
     std::optional<Bytes> index_raw;
     OTD_ASSIGN_OR_RETURN(auto list, LoadIndex(account_id, &index_key, &index_raw));
-    auto it = std::find_if(list.begin(), list.end(), [&](const AccessCodeInfo& i) { return i.code == code; });
+    auto it = std::find_if(list.begin(), list.end(),
+                           [&](const AccessCodeInfo& i) { return i.code == code; });
     if (it == list.end()) {
       return NotFound("no such access code");
     }
     list.erase(it);
-    OTD_ASSIGN_OR_RETURN(store::Mutation index, IndexMutation(account_id, index_key, index_raw, list));
+    OTD_ASSIGN_OR_RETURN(store::Mutation index,
+                         IndexMutation(account_id, index_key, index_raw, list));
     std::vector<store::Mutation> batch;
-    batch.push_back({.op = store::Op::kErase, .table = std::string(kAccessCodes), .key = record_key});
+    batch.push_back(
+        {.op = store::Op::kErase, .table = std::string(tables::kAccessCodes), .key = record_key});
     batch.push_back(std::move(index));
     Status s = store_.Apply(std::move(batch));
+    if (IsLostRace(s)) {
+      return kRetry;
+    }
     if (s.ok()) {
       log_.Info("access_code_revoked");
-      return s;
     }
-    if (s.code() != Code::kFailedPrecondition) {
-      return s;
-    }
-  }
-  return Unavailable("too much contention on this account's access codes");
+    return s;
+  });
 }
 
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,

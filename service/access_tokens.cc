@@ -13,6 +13,8 @@
 #include "crypto/random.h"
 #include "service/email_index.h"
 #include "service/fields.h"
+#include "service/retry.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
@@ -20,9 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kCollections = "access_tokens";
-constexpr std::string_view kLookup = "access_token_lookup";
-constexpr std::string_view kDeletionCodes = "mail_tokens";
+constexpr std::string_view kCollections = tables::kAccessTokens;
+constexpr std::string_view kLookup = tables::kAccessTokenLookup;
+constexpr std::string_view kDeletionCodes = tables::kMailTokens;
 
 enum : uint8_t {
   kTagCollection = 1,
@@ -36,7 +38,7 @@ enum : uint8_t {
 constexpr std::string_view kSourceApi = "api";
 constexpr std::string_view kSourceEmail = "email";
 constexpr size_t kDeletionCodeChars = 32;  // 192 bits
-constexpr int kCasAttempts = 5;
+constexpr std::string_view kContended = "this account's access tokens";
 
 const Status& Denied() {
   static const Status s = Unauthenticated("invalid access token");
@@ -281,7 +283,7 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
                                  .Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed_lookup,
                        vault_.SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return RetryOnConflict<Status>(kContended, [&]() -> Attempt<Status> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
     std::vector<std::string> dropped;
@@ -313,10 +315,7 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
       batch.push_back(*also);
     }
     Status s = store_.Apply(std::move(batch));
-    if (s.ok()) {
-      return s;
-    }
-    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+    if (!IsLostRace(s)) {
       return s;
     }
     if (also && also->expect) {
@@ -326,8 +325,8 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
         return FailedPrecondition("the batch's precondition no longer holds");
       }
     }
-  }
-  return Unavailable("too much contention on this account's access tokens");
+    return kRetry;
+  });
 }
 
 
@@ -356,7 +355,8 @@ Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::s
                                              const std::optional<std::string>& name,
                                              std::optional<bool> active,
                                              const AccessTokenInfo* caller) {
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return RetryOnConflict<Result<AccessTokenInfo>>(
+      kContended, [&]() -> Attempt<Result<AccessTokenInfo>> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
     Collection::Entry* e = c.Find(id);
@@ -388,19 +388,19 @@ Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::s
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m));
     Status s = store_.Apply(std::move(batch));
-    if (s.ok()) {
-      log_.Info("access_token_updated");
-      return result;
+    if (IsLostRace(s)) {
+      return kRetry;
     }
-    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+    if (!s.ok()) {
       return s;
     }
-  }
-  return Unavailable("too much contention on this account's access tokens");
+    log_.Info("access_token_updated");
+    return result;
+  });
 }
 
 Status AccessTokens::Delete(std::string_view account_id, std::string_view id) {
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return RetryOnConflict<Status>(kContended, [&]() -> Attempt<Status> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     Collection::Entry* e = c.Find(id);
     if (e == nullptr || e->info.expires_at <= clock_.NowSeconds()) {
@@ -412,15 +412,14 @@ Status AccessTokens::Delete(std::string_view account_id, std::string_view id) {
     OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
     batch.push_back(std::move(m));
     Status s = store_.Apply(std::move(batch));
+    if (IsLostRace(s)) {
+      return kRetry;
+    }
     if (s.ok()) {
       log_.Info("access_token_deleted");
-      return s;
     }
-    if (s.code() != Code::kFailedPrecondition) {
-      return s;
-    }
-  }
-  return Unavailable("too much contention on this account's access tokens");
+    return s;
+  });
 }
 
 Result<AccessTokenInfo> AccessTokens::Authenticate(std::string_view token) {
@@ -744,7 +743,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     return fail();
   }
   Bytes current = raw;  // the code record as last read
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return RetryOnConflict<Status>(kContended, [&]() -> Attempt<Status> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     std::vector<std::string> dropped;
     std::erase_if(c.entries, [&](const Collection::Entry& e) {
@@ -770,7 +769,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
       log_.Info("access_token_mail_revoked");
       return s;
     }
-    if (s.code() != Code::kFailedPrecondition) {
+    if (!IsLostRace(s)) {
       return s;
     }
     // The collection changed (retry), or the code record did: a wrong try counted meanwhile
@@ -793,8 +792,8 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
       }
       current = *still;
     }
-  }
-  return Unavailable("too much contention on this account's access tokens");
+    return kRetry;
+  });
 }
 
 }  // namespace otd::service

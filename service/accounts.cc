@@ -12,15 +12,17 @@
 #include "crypto/totp.h"
 #include "service/email_index.h"
 #include "service/fields.h"
+#include "service/retry.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
 namespace {
 
-constexpr std::string_view kRegistrations = "registrations";
-constexpr std::string_view kAccounts = "accounts";
-constexpr std::string_view kChallenges = "challenges";
-constexpr std::string_view kSessions = "sessions";
+constexpr std::string_view kRegistrations = tables::kRegistrations;
+constexpr std::string_view kAccounts = tables::kAccounts;
+constexpr std::string_view kChallenges = tables::kChallenges;
+constexpr std::string_view kSessions = tables::kSessions;
 
 // Field tags of the sealed records.
 enum : uint8_t {
@@ -397,7 +399,8 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
     return LoginChallenge{challenge_salt, fake};
   }
   const int64_t now = clock_.NowSeconds();
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  return RetryOnConflict<Result<LoginChallenge>>(
+      "this account's challenges", [&]() -> Attempt<Result<LoginChallenge>> {
     OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kChallenges, account_id, ""));
     const Bytes& ckey = found.key;
     const std::optional<Bytes>& existing = found.value;
@@ -432,14 +435,14 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m));
     Status s = store_.Apply(std::move(batch));
-    if (s.ok()) {
-      return LoginChallenge{challenge_salt, acct->password_salt};
+    if (IsLostRace(s)) {
+      return kRetry;
     }
-    if (s.code() != Code::kFailedPrecondition && s.code() != Code::kAlreadyExists) {
+    if (!s.ok()) {
       return s;
     }
-  }
-  return Unavailable("too much contention on this account's challenges");
+    return LoginChallenge{challenge_salt, acct->password_salt};
+  });
 }
 
 int64_t Accounts::LoginRetryAfter(std::string_view account_id, std::string_view peer) {

@@ -5,12 +5,13 @@
 #include <algorithm>
 
 #include "service/fields.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
 namespace {
 
-constexpr std::string_view kAccountEmails = "account_emails";
+constexpr std::string_view kAccountEmails = tables::kAccountEmails;
 constexpr std::string_view kRecordId = "email-index";
 constexpr uint8_t kTagAccountId = 10;
 

@@ -57,10 +57,11 @@
 #include "common/status.h"
 #include "service/vault.h"
 #include "store/store.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
-inline constexpr std::string_view kMailRequestsTable = "mail_requests";
+inline constexpr std::string_view kMailRequestsTable = tables::kMailRequests;
 
 enum class MailRequestKind : uint8_t {
   kToken = 1,         // POST /v1/access_tokens: mail an access token

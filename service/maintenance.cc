@@ -11,7 +11,7 @@ namespace {
 
 // Counts one stored (key, value) of `table` into `counts`. Returns the decoding problem, if any.
 Status CountOne(const std::string& table, ByteView key, ByteView value, VersionCounts& counts) {
-  if (table == "meta") {
+  if (table == tables::kMeta) {
     return Status::Ok();
   }
   if (uint32_t v = Vault::IndexVersionOfKey(key); v > 0) {
@@ -19,10 +19,10 @@ Status CountOne(const std::string& table, ByteView key, ByteView value, VersionC
   } else {
     return DataLoss("a store key is not an index-key HMAC");
   }
-  if (table == "key_usage") {
+  if (table == tables::kKeyUsage) {
     return value.size() == 12 ? Status::Ok() : DataLoss("a key usage record has the wrong length");
   }
-  if (table == "account_keys") {
+  if (table == tables::kAccountKeys) {
     OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(value));
     ++counts.keys_per_kek_version[rec.kek_version];
     return Status::Ok();
@@ -72,7 +72,7 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
       if (progress) {
         progress(++done, std::max(total, done));
       }
-      if (table == "meta") {
+      if (table == tables::kMeta) {
         if (k == ToBytes("vault_identity")) {
           // The store's identity record (Vault::ReadIdentity), not a version number.
           if (auto id = vault.ReadIdentity(); !id.ok()) {
@@ -87,7 +87,7 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
         problem(table, s.message());
         continue;
       }
-      if (table == "account_keys") {
+      if (table == tables::kAccountKeys) {
         if (Status s = vault.CheckWrappedKey(v); !s.ok()) {
           if (s.code() == Code::kUnavailable) {
             return s;

@@ -4,12 +4,13 @@
 #include "crypto/hash.h"
 #include "crypto/random.h"
 #include "service/fields.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
 namespace {
 
-constexpr std::string_view kTokens = "tokens";
+constexpr std::string_view kTokens = tables::kTokens;
 
 enum : uint8_t {
   kTagContentType = 1,

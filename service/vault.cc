@@ -6,13 +6,14 @@
 #include "crypto/random.h"
 #include "service/audit.h"
 #include "service/record.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
 namespace {
 
-constexpr std::string_view kMetaTable = "meta";
-constexpr std::string_view kAccountKeysTable = "account_keys";
+constexpr std::string_view kMetaTable = tables::kMeta;
+constexpr std::string_view kAccountKeysTable = tables::kAccountKeys;
 constexpr std::string_view kMetaKekVersion = "kek_version";
 constexpr std::string_view kMetaIndexVersion = "index_version";
 constexpr std::string_view kMetaIndexMinVersion = "index_min_version";
@@ -21,7 +22,7 @@ constexpr std::string_view kFingerprintDomain = "otd-vault-fingerprint-v1";
 constexpr uint8_t kIdentityFormat = 1;
 constexpr size_t kVaultIdBytes = 16;
 constexpr size_t kHmacBytes = 32;
-constexpr std::string_view kKeyUsageTable = "key_usage";
+constexpr std::string_view kKeyUsageTable = tables::kKeyUsage;
 constexpr std::string_view kUsageId = "usage";
 
 std::string DataKeyId(uint32_t version) { return "data-key-v" + std::to_string(version); }
@@ -136,12 +137,6 @@ std::string Join(const std::vector<std::string>& v) {
 std::string VaultIdentity::ToString() const {
   return "vault " + crypto::HexEncode(vault_id) + " (recorded token: label=\"" + token_label +
          "\" serial=\"" + token_serial + "\")";
-}
-
-std::vector<std::string> AllTables() {
-  return {"meta", "account_keys", "records", "registrations", "accounts", "account_emails",
-          "sessions", "challenges", "access_codes", "access_code_index", "tokens",
-          "access_tokens", "access_token_lookup", "mail_tokens", "mail_requests", "key_usage"};
 }
 
 Status TokenFailure(const Status& s) {

@@ -28,12 +28,11 @@
 #include "common/secret_bytes.h"
 #include "common/status.h"
 #include "hsm/hsm.h"
+#include "service/tables.h"
 #include "store/store.h"
 
 namespace otd::service {
 
-// Every table the service uses; the store is opened with this list.
-std::vector<std::string> AllTables();
 
 // The current (newest) versions of the token keys, and the oldest index-key version that may
 // still key records (lookups try every version from `index` down to `index_min`).
