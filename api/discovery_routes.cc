@@ -23,7 +23,7 @@ Reply Discovery(const Call& call, const Router& table) {
 }
 
 Reply HealthCheck(const Call& call) {
-  service::VaultHealth h = call.s().vault.Health();
+  service::VaultHealth h = call.s().vault.keys().Health();
   if (!h.ok()) {
     Response res = call.Error(503, "service-unavailable", "unhealthy");
     res.set(http::field::retry_after, "5");

@@ -206,7 +206,7 @@ int Fail(const Status& s) {
 }
 
 int Init(Runtime& rt, const Config& config, bool new_store) {
-  auto report = rt.vault->InitKeys({.store_path = config.storage_path, .new_store = new_store});
+  auto report = rt.vault->keys().InitKeys({.store_path = config.storage_path, .new_store = new_store});
   if (!report.ok()) {
     return Fail(report.status());
   }
@@ -214,7 +214,7 @@ int Init(Runtime& rt, const Config& config, bool new_store) {
             << (report->created_kek ? "created" : "already present") << "\n"
             << "index key " << service::IndexKeyLabel(report->versions.index) << ": "
             << (report->created_index ? "created" : "already present") << "\n";
-  if (auto id = rt.vault->ReadIdentity(); id.ok() && id->has_value()) {
+  if (auto id = rt.vault->keys().ReadIdentity(); id.ok() && id->has_value()) {
     std::cout << "store " << config.storage_path << ": "
               << (report->created_store      ? "created, "
                   : report->recorded_identity ? "identity recorded, "
@@ -227,7 +227,7 @@ int Init(Runtime& rt, const Config& config, bool new_store) {
 // rotate-keys and rewrap create or change things in the token for this store: only with the
 // token the store belongs to.
 Status CheckStoreIdentity(Runtime& rt, const Config& config) {
-  return rt.vault->VerifyStoreIdentity(config.storage_path);
+  return rt.vault->keys().VerifyStoreIdentity(config.storage_path);
 }
 
 void PrintVersionCounts(const service::VersionCounts& c) {
@@ -244,7 +244,7 @@ void PrintVersionCounts(const service::VersionCounts& c) {
 
 int RewrapCommand(Runtime& rt) {
   Progress bar("rewrap");
-  auto p = rt.vault->RewrapDataKeys([&](const service::RewrapProgress& now) {
+  auto p = rt.vault->keys().RewrapDataKeys([&](const service::RewrapProgress& now) {
     bar.Update(now.done + now.skipped, now.total);
   });
   if (!p.ok()) {
@@ -259,7 +259,7 @@ int RewrapCommand(Runtime& rt) {
 }
 
 int RotateKeys(Runtime& rt, bool rewrap) {
-  auto r = rt.vault->RotateKeys();
+  auto r = rt.vault->keys().RotateKeys();
   if (!r.ok()) {
     return Fail(r.status());
   }
@@ -305,19 +305,19 @@ int AuditVerify(Runtime& rt, const Config& config, std::vector<std::string> file
 
 int StatusCommand(Runtime& rt, const Config& config) {
   std::cout << "token: " << rt.token->Describe() << "\n";
-  if (auto id = rt.vault->ReadIdentity(); id.ok() && id->has_value()) {
-    Status match = rt.vault->VerifyStoreIdentity(config.storage_path, /*adopt=*/false);
+  if (auto id = rt.vault->keys().ReadIdentity(); id.ok() && id->has_value()) {
+    Status match = rt.vault->keys().VerifyStoreIdentity(config.storage_path, /*adopt=*/false);
     std::cout << "store: " << (*id)->ToString() << "; "
               << (match.ok() ? "the token holds its keys" : match.message()) << "\n";
   } else if (id.ok()) {
     std::cout << "store: no identity recorded yet (the next init or daemon start records it)\n";
   }
-  auto health = rt.vault->Health();
+  auto health = rt.vault->keys().Health();
   std::cout << "health: " << (health.ok() ? "healthy" : "unhealthy") << "\n";
   if (!health.detail.empty()) {
     std::cout << "  " << health.detail << "\n";
   }
-  auto keys = rt.vault->DescribeKeys();
+  auto keys = rt.vault->keys().DescribeKeys();
   if (keys.ok()) {
     for (const auto& k : *keys) {
       const auto& a = k.attributes;
@@ -328,7 +328,7 @@ int StatusCommand(Runtime& rt, const Config& config) {
   } else {
     std::cout << "keys: " << keys.status().message() << "\n";
   }
-  if (auto v = rt.vault->CurrentVersions(); v.ok()) {
+  if (auto v = rt.vault->keys().CurrentVersions(); v.ok()) {
     std::cout << "current versions: kek " << v->kek << ", index " << v->index
               << " (oldest live index version " << v->index_min << ")\n";
   }
@@ -392,7 +392,7 @@ int Backup(Runtime& rt, const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
-  auto versions = rt.vault->CurrentVersions();
+  auto versions = rt.vault->keys().CurrentVersions();
   if (!versions.ok()) {
     return Fail(versions.status());
   }

@@ -119,7 +119,7 @@ Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, 
     } else {
       store_errors->Inc();
     }
-    if (auto v = rt.vault->CurrentVersions(); v.ok()) {
+    if (auto v = rt.vault->keys().CurrentVersions(); v.ok()) {
       versions->With({"kek"}).Set(v->kek);
       versions->With({"index"}).Set(v->index);
     } else {
@@ -264,12 +264,12 @@ int Main(int argc, char** argv) {
   }
   // The store must belong to this token (service/vault.h, VaultIdentity): a wrong storage.path or
   // a token that does not hold the store's keys stops here, naming both.
-  if (Status s = (*rt)->vault->VerifyStoreIdentity(config->storage_path); !s.ok()) {
+  if (Status s = (*rt)->vault->keys().VerifyStoreIdentity(config->storage_path); !s.ok()) {
     log.Error("startup_failed", {{"reason", s.message()}});
     std::cerr << "opentokend: " << s.message() << "\n";
     return ExitCodeFor(s);
   }
-  if (Status s = (*rt)->vault->CheckKeys(); !s.ok()) {
+  if (Status s = (*rt)->vault->keys().CheckKeys(); !s.ok()) {
     log.Error("startup_failed", {{"reason", s.message()}});
     std::cerr << "opentokend: " << s.message() << "\n";
     return kExitUnavailable;
@@ -305,12 +305,12 @@ int Main(int argc, char** argv) {
     return ExitCodeFor(audit.status());
   }
   {
-    auto v = r.vault->CurrentVersions();
+    auto v = r.vault->keys().CurrentVersions();
     const std::string versions =
         v.ok() ? "kek=" + std::to_string(v->kek) + " index=" + std::to_string(v->index) : "";
     (*audit)->RecordAsync({.event = "daemon_started", .outcome = "ok", .detail = versions});
   }
-  r.vault->SetVersionsObserver([&a = **audit](const service::KeyVersions& now) {
+  r.vault->keys().SetVersionsObserver([&a = **audit](const service::KeyVersions& now) {
     a.RecordAsync({.event = "key_rotation", .outcome = "ok",
                    .detail = "kek=" + std::to_string(now.kek) + " index=" + std::to_string(now.index)});
   });

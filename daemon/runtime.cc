@@ -82,7 +82,7 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   OTD_ASSIGN_OR_RETURN(std::unique_ptr<store::LmdbStore> lmdb, store::LmdbStore::Open(so, &log));
   rt->lmdb = lmdb.get();
   rt->store = std::move(lmdb);
-  rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, rt->clock, log);
+  rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, log);
   return rt;
 }
 

@@ -64,13 +64,13 @@ Result<std::vector<AccessCodeInfo>> ParseIndex(const std::string& text) {
 
 Result<std::vector<AccessCodeInfo>> AccessCodes::LoadIndex(std::string_view account_id, Bytes* key,
                                                            std::optional<Bytes>* raw) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodeIndex, account_id, "", Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodeIndex, account_id, "", Vault::Ids::kPublic));
   *key = std::move(found.key);
   *raw = std::move(found.value);
   if (!raw->has_value()) {
     return std::vector<AccessCodeInfo>{};
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kAccessCodeIndex, account_id, "index", **raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kAccessCodeIndex, account_id, "index", **raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagIndex));
   return ParseIndex(text);
@@ -81,7 +81,7 @@ Result<store::Mutation> AccessCodes::IndexMutation(std::string_view account_id, 
                                                    const std::vector<AccessCodeInfo>& list) {
   std::string text = FormatIndex(list);
   SecretBytes plain = FieldWriter().Add(kTagIndex, text).Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kAccessCodeIndex, account_id, "index",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kAccessCodeIndex, account_id, "index",
                                                  plain.Reveal(SecretAccess::Grant())));
   store::Mutation m{.op = raw ? store::Op::kUpdate : store::Op::kInsert,
                     .table = std::string(kAccessCodeIndex), .key = key, .value = std::move(sealed)};
@@ -102,7 +102,7 @@ Result<Bytes> AccessCodes::SealCode(std::string_view account_id, std::string_vie
                           .AddU64(kTagCreatedAt, static_cast<uint64_t>(created_at))
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires_at))
                           .Finish();
-  return vault_.Seal(kAccessCodes, account_id, code, plain.Reveal(SecretAccess::Grant()));
+  return vault_.sealer().Seal(kAccessCodes, account_id, code, plain.Reveal(SecretAccess::Grant()));
 }
 
 void AccessCodes::MoveSecretToCurrentKek(std::string_view account_id, std::string_view code,
@@ -113,7 +113,7 @@ void AccessCodes::MoveSecretToCurrentKek(std::string_view account_id, std::strin
   // concurrent change (revocation, another request doing the same) leaves the record as it was,
   // still valid under its old KEK.
   auto moved = [&]() -> Result<Bytes> {
-    OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.CurrentVersions());
+    OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.keys().CurrentVersions());
     OTD_ASSIGN_OR_RETURN(uint64_t old_kek, fields.U64(kTagKekVersion));
     if (old_kek >= v.kek) {
       return FailedPrecondition("already current");
@@ -151,7 +151,7 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
   OTD_ASSIGN_OR_RETURN(out.secret, crypto::RandomUrlSafeSecret(options_.secret_chars));
   out.expires_at = now + options_.lifetime_seconds;
 
-  OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.CurrentVersions());
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, vault_.keys().CurrentVersions());
   Bytes wrapped;
   {
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
@@ -160,7 +160,7 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
   }
   OTD_ASSIGN_OR_RETURN(Bytes sealed, SealCode(account_id, out.code, wrapped, v.kek, description,
                                               now, out.expires_at));
-  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.LookupKey(kAccessCodes, account_id, out.code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.keys().LookupKey(kAccessCodes, account_id, out.code, Vault::Ids::kPublic));
 
   return RetryOnConflict<Result<NewAccessCode>>(
       "this account's access codes", [&]() -> Attempt<Result<NewAccessCode>> {
@@ -206,7 +206,7 @@ Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_i
 }
 
 Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
-  OTD_ASSIGN_OR_RETURN(Located record, vault_.Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located record, vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const Bytes& record_key = record.key;
   return RetryOnConflict<Status>("this account's access codes", [&]() -> Attempt<Status> {
     Bytes index_key;
@@ -238,12 +238,12 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature) {
   const Status denied = Unauthenticated("signature verification failed");
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return denied;
   }
-  auto plain = vault_.Open(kAccessCodes, account_id, code, *value);
+  auto plain = vault_.sealer().Open(kAccessCodes, account_id, code, *value);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : denied;
   }
@@ -265,7 +265,7 @@ Status AccessCodes::Verify(std::string_view account_id, std::string_view code, B
       return denied;
     }
   }  // the session goes back to the pool before any further token work
-  auto current = vault_.CurrentVersions();
+  auto current = vault_.keys().CurrentVersions();
   if (current.ok() && kek_version < current->kek) {
     MoveSecretToCurrentKek(account_id, code, found.key, *value, r);
   }

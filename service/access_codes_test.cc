@@ -17,7 +17,7 @@ class AccessCodesTest : public ::testing::Test {
       : codes_(*env_.vault_, *env_.token_, *env_.store_, env_.clock_, env_.log_,
                {.lifetime_seconds = 1000, .max_per_account = 3}) {
     for (const char* account : {"acct-a", "acct-b"}) {
-      auto m = env_.vault_->NewAccountKeyMutation(account);
+      auto m = env_.vault_->keys().NewAccountKeyMutation(account);
       std::vector<store::Mutation> batch;
       batch.push_back(std::move(m).value());
       EXPECT_TRUE(env_.store_->Apply(std::move(batch)).ok());
@@ -72,10 +72,10 @@ TEST_F(AccessCodesTest, ListRevokeAndPerAccountLimit) {
 TEST_F(AccessCodesTest, AfterRotationACodeStillSignsAndItsSecretMovesToTheNewKekOnFirstUse) {
   auto pair = codes_.Create("acct-a", "before rotation");
   ASSERT_TRUE(pair.ok());
-  auto before = env_.vault_->Find("access_codes", "acct-a", pair->code);
+  auto before = env_.vault_->keys().Find("access_codes", "acct-a", pair->code);
   ASSERT_TRUE(before.ok() && before->value);
   const uint64_t ttl_entries = env_.store_->GetStats()->ttl_entries;
-  ASSERT_TRUE(env_.vault_->RotateKeys().ok());
+  ASSERT_TRUE(env_.vault_->keys().RotateKeys().ok());
 
   Bytes mac = Mac(pair->secret, "canonical");
   EXPECT_TRUE(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).ok());

@@ -168,11 +168,11 @@ AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mail
 
 Result<AccessTokens::Collection> AccessTokens::Load(std::string_view account_id) {
   Collection c;
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kCollections, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kCollections, account_id, ""));
   c.key = std::move(found.key);
   c.raw = std::move(found.value);
   if (c.raw) {
-    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kCollections, account_id, "collection", *c.raw));
+    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kCollections, account_id, "collection", *c.raw));
     OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
     OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagCollection));
     OTD_RETURN_IF_ERROR(c.Decode(account_id, text));
@@ -184,7 +184,7 @@ Result<store::Mutation> AccessTokens::Store(std::string_view account_id, const C
   std::string text = c.Encode();
   SecretBytes plain = FieldWriter().Add(kTagCollection, text).Finish();
   OPENSSL_cleanse(text.data(), text.size());
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kCollections, account_id, "collection",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kCollections, account_id, "collection",
                                                  plain.Reveal(SecretAccess::Grant())));
   store::Mutation m{.op = c.raw ? store::Op::kUpdate : store::Op::kInsert,
                     .table = std::string(kCollections), .key = c.key, .value = std::move(sealed)};
@@ -276,13 +276,13 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
                             size_t email_cap) {
   const std::string& account_id = t.info.account_id;
   OTD_ASSIGN_OR_RETURN(Bytes lookup_key,
-                       vault_.LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
+                       vault_.keys().LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
   SecretBytes lookup_plain = FieldWriter()
                                  .Add(kTagAccountId, account_id)
                                  .Add(kTagTokenId, t.info.id)
                                  .Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed_lookup,
-                       vault_.SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
+                       vault_.sealer().SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
   return RetryOnConflict<Status>(kContended, [&]() -> Attempt<Status> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
@@ -426,12 +426,12 @@ Result<AccessTokenInfo> AccessTokens::Authenticate(std::string_view token) {
   if (!LooksLikeAccessToken(token)) {
     return Denied();
   }
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kLookup, "", token));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kLookup, "", token));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return Denied();
   }
-  auto plain = vault_.OpenSystem(kLookup, "lookup", *value);
+  auto plain = vault_.sealer().OpenSystem(kLookup, "lookup", *value);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : Denied();
   }
@@ -609,7 +609,7 @@ Status AccessTokens::MailToken(const std::string& address, const std::string& ac
 Status AccessTokens::MailDeletionCode(const std::string& address, const std::string& account_id,
                                       store::Mutation done) {
   std::string lower = LowerAscii(address);
-  auto key = vault_.LookupKey(kDeletionCodes, "", lower);
+  auto key = vault_.keys().LookupKey(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(key.status());
   OTD_ASSIGN_OR_RETURN(SecretBytes code, crypto::RandomUrlSafeSecret(kDeletionCodeChars));
@@ -621,7 +621,7 @@ Status AccessTokens::MailDeletionCode(const std::string& address, const std::str
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                           .AddU64(kTagAttempts, 0)
                           .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
                                                        plain.Reveal(SecretAccess::Grant())));
   // The mail first, like a token: the code becomes valid only once the mail is queued.
   std::string text = "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
@@ -676,7 +676,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     return InvalidArgument("Invalid or expired code");
   };
   std::string lower = LowerAscii(email);
-  auto found = vault_.Find(kDeletionCodes, "", lower);
+  auto found = vault_.keys().Find(kDeletionCodes, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   OTD_RETURN_IF_ERROR(found.status());
   // A code is pending only for an account's address, so every refusal costs the same token work
@@ -697,10 +697,10 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
                                .AddU64(kTagExpiresAt, 0)
                                .AddU64(kTagAttempts, 0)
                                .Finish();
-    OTD_ASSIGN_OR_RETURN(raw, vault_.SealSystem(kDeletionCodes, "deletion-code",
+    OTD_ASSIGN_OR_RETURN(raw, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
                                                 stand_in.Reveal(SecretAccess::Grant())));
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kDeletionCodes, "deletion-code", raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kDeletionCodes, "deletion-code", raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   OTD_ASSIGN_OR_RETURN(std::string stored_hash, r.Text(kTagCodeHash));
@@ -728,7 +728,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
                            .AddU64(kTagExpiresAt, expires)
                            .AddU64(kTagAttempts, counted)
                            .Finish();
-    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kDeletionCodes, "deletion-code",
+    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
                                                          next.Reveal(SecretAccess::Grant())));
     std::vector<store::Mutation> batch;
     if (!usable || counted >= options_.deletion_code_max_attempts) {
@@ -781,7 +781,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     }
     if (*still != current) {
       OTD_ASSIGN_OR_RETURN(SecretBytes now_plain,
-                           vault_.OpenSystem(kDeletionCodes, "deletion-code", *still));
+                           vault_.sealer().OpenSystem(kDeletionCodes, "deletion-code", *still));
       OTD_ASSIGN_OR_RETURN(FieldReader n, FieldReader::Parse(now_plain));
       OTD_ASSIGN_OR_RETURN(std::string now_hash, n.Text(kTagCodeHash));
       OTD_ASSIGN_OR_RETURN(uint64_t now_expires, n.U64(kTagExpiresAt));

@@ -38,7 +38,7 @@ class AccessTokensMailTest : public ::testing::Test, protected ServiceEnv {
  protected:
   void SetUp() override {
     std::vector<store::Mutation> batch;
-    auto key = vault_->NewAccountKeyMutation("acct-1");
+    auto key = vault_->keys().NewAccountKeyMutation("acct-1");
     auto index = EmailIndexInsert(*vault_, "owner@example.org", "acct-1");
     ASSERT_TRUE(key.ok() && index.ok());
     batch.push_back(std::move(key).value());

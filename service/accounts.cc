@@ -187,7 +187,7 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
 
   // The registration's own data key first (sealing needs it in the store); it expires with the
   // registration, so an abandoned registration is shredded by the purge job.
-  OTD_ASSIGN_OR_RETURN(store::Mutation key_mutation, vault_.NewAccountKeyMutation(owner, expires));
+  OTD_ASSIGN_OR_RETURN(store::Mutation key_mutation, vault_.keys().NewAccountKeyMutation(owner, expires));
   std::vector<store::Mutation> key_batch;
   key_batch.push_back(std::move(key_mutation));
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(key_batch)));
@@ -199,9 +199,9 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
   rec.created_at = now;
   rec.expires_at = expires;
   SecretBytes plain = rec.Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kRegistrations, owner, "registration",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kRegistrations, owner, "registration",
                                                  plain.Reveal(SecretAccess::Grant())));
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kRegistrations, "", id));
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kRegistrations, "", id));
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = std::string(kRegistrations), .key = key,
                    .value = std::move(sealed), .expires_at = expires});
@@ -213,14 +213,14 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
 
 Result<Accounts::RegistrationRecord> Accounts::LoadRegistration(std::string_view id, Bytes* key,
                                                                 Bytes* raw) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kRegistrations, "", id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kRegistrations, "", id));
   *key = std::move(found.key);
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("registration not found");
   }
   *raw = *value;
-  auto plain = vault_.Open(kRegistrations, RegistrationOwner(id), "registration", *value);
+  auto plain = vault_.sealer().Open(kRegistrations, RegistrationOwner(id), "registration", *value);
   if (!plain.ok()) {
     // A registration whose key was purged (expired) reads as absent.
     return plain.status().code() == Code::kUnavailable ? plain.status()
@@ -271,7 +271,7 @@ Status Accounts::SecureRegistration(std::string_view id, const SecretBytes& pass
   rec.password_hash = password_hash.Clone();
   rec.confirm_hash = std::move(code_hash);
   SecretBytes plain = rec.Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kRegistrations, RegistrationOwner(id),
+  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kRegistrations, RegistrationOwner(id),
                                                  "registration", plain.Reveal(SecretAccess::Grant())));
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kUpdate, .table = std::string(kRegistrations), .key = key,
@@ -311,7 +311,7 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   }
   const int64_t now = clock_.NowSeconds();
   OTD_ASSIGN_OR_RETURN(std::string account_id, crypto::RandomUrlSafeString(kIdChars));
-  OTD_ASSIGN_OR_RETURN(store::Mutation account_key, vault_.NewAccountKeyMutation(account_id));
+  OTD_ASSIGN_OR_RETURN(store::Mutation account_key, vault_.keys().NewAccountKeyMutation(account_id));
   {
     std::vector<store::Mutation> b;
     b.push_back(std::move(account_key));
@@ -324,9 +324,9 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   acct.totp_seed = rec.totp_seed.Clone();
   acct.created_at = now;
   SecretBytes plain = acct.Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.Seal(kAccounts, account_id, "account",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.sealer().Seal(kAccounts, account_id, "account",
                                                          plain.Reveal(SecretAccess::Grant())));
-  OTD_ASSIGN_OR_RETURN(Bytes account_key_hash, vault_.LookupKey(kAccounts, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Bytes account_key_hash, vault_.keys().LookupKey(kAccounts, account_id, ""));
   OTD_ASSIGN_OR_RETURN(store::Mutation email_index,
                        EmailIndexInsert(vault_, rec.email.RevealString(SecretAccess::Grant()), account_id));
   OTD_ASSIGN_OR_RETURN(std::vector<store::Mutation> shred_registration_key,
@@ -359,25 +359,25 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
 
 Result<Accounts::AccountRecord> Accounts::LoadAccount(std::string_view account_id, Bytes* key,
                                                       Bytes* raw) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccounts, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccounts, account_id, ""));
   *key = std::move(found.key);
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("account not found");
   }
   *raw = *value;
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.Open(kAccounts, account_id, "account", *value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kAccounts, account_id, "account", *value));
   return AccountRecord::Decode(plain);
 }
 
 Result<bool> Accounts::AccountExists(std::string_view account_id) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kAccounts, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccounts, account_id, ""));
   return found.value.has_value();
 }
 
 Result<std::string> Accounts::FakeSalt(std::string_view account_id) {
   // Stable per unknown account id, so repeated challenges look like a real account's.
-  OTD_ASSIGN_OR_RETURN(Bytes mac, vault_.StableKeyedHash("fake-salt", account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Bytes mac, vault_.keys().StableKeyedHash("fake-salt", account_id, ""));
   Bytes wide = mac;
   OTD_ASSIGN_OR_RETURN(Bytes more, crypto::Sha512(mac));
   wide.insert(wide.end(), more.begin(), more.end());
@@ -401,12 +401,12 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
   const int64_t now = clock_.NowSeconds();
   return RetryOnConflict<Result<LoginChallenge>>(
       "this account's challenges", [&]() -> Attempt<Result<LoginChallenge>> {
-    OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kChallenges, account_id, ""));
+    OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kChallenges, account_id, ""));
     const Bytes& ckey = found.key;
     const std::optional<Bytes>& existing = found.value;
     std::vector<std::pair<std::string, int64_t>> list;
     if (existing) {
-      auto plain = vault_.OpenSystem(kChallenges, account_id, *existing);
+      auto plain = vault_.sealer().OpenSystem(kChallenges, account_id, *existing);
       if (plain.ok()) {
         auto r = FieldReader::Parse(*plain);
         if (r.ok()) {
@@ -424,7 +424,7 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
     }
     std::string text = FormatChallenges(list);
     SecretBytes plain = FieldWriter().Add(kTagChallenges, text).Finish();
-    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.SealSystem(kChallenges, account_id,
+    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kChallenges, account_id,
                                                          plain.Reveal(SecretAccess::Grant())));
     store::Mutation m{.op = existing ? store::Op::kUpdate : store::Op::kInsert,
                       .table = std::string(kChallenges), .key = ckey, .value = std::move(sealed),
@@ -469,7 +469,7 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
     }
     return acct.status();
   }
-  OTD_ASSIGN_OR_RETURN(Located found_challenges, vault_.Find(kChallenges, account_id, ""));
+  OTD_ASSIGN_OR_RETURN(Located found_challenges, vault_.keys().Find(kChallenges, account_id, ""));
   const Bytes& ckey = found_challenges.key;
   const std::optional<Bytes>& challenges_raw = found_challenges.value;
   if (!challenges_raw) {
@@ -477,7 +477,7 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
   }
   std::vector<std::pair<std::string, int64_t>> list;
   {
-    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kChallenges, account_id, *challenges_raw));
+    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kChallenges, account_id, *challenges_raw));
     OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
     OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagChallenges));
     list = ParseChallenges(text);
@@ -523,15 +523,15 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
   const int64_t expires = now + options_.session_lifetime_seconds;
   acct->last_totp_step = accepted_step;
   SecretBytes acct_plain = acct->Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.Seal(kAccounts, account_id, "account",
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.sealer().Seal(kAccounts, account_id, "account",
                                                          acct_plain.Reveal(SecretAccess::Grant())));
   SecretBytes session_plain = FieldWriter()
                                   .Add(kTagAccountId, account_id)
                                   .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                                   .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_session, vault_.SealSystem(kSessions, session_id,
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_session, vault_.sealer().SealSystem(kSessions, session_id,
                                                                session_plain.Reveal(SecretAccess::Grant())));
-  OTD_ASSIGN_OR_RETURN(Bytes skey, vault_.LookupKey(kSessions, "", session_id));
+  OTD_ASSIGN_OR_RETURN(Bytes skey, vault_.keys().LookupKey(kSessions, "", session_id));
   std::vector<store::Mutation> batch = std::move(consume);
   batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccounts), .key = akey,
                    .value = std::move(sealed_account), .expect = araw});
@@ -550,12 +550,12 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
 // --- sessions -------------------------------------------------------------------------------
 
 Result<Session> Accounts::GetSession(std::string_view session_id) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kSessions, "", session_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kSessions, "", session_id));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return NotFound("no such session");
   }
-  auto plain = vault_.OpenSystem(kSessions, session_id, *value);
+  auto plain = vault_.sealer().OpenSystem(kSessions, session_id, *value);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : NotFound("no such session");
   }
@@ -572,7 +572,7 @@ Result<Session> Accounts::GetSession(std::string_view session_id) {
 }
 
 Status Accounts::Logout(std::string_view session_id) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kSessions, "", session_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kSessions, "", session_id));
   Bytes key = std::move(found.key);
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kErase, .table = std::string(kSessions), .key = key});

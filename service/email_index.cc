@@ -18,7 +18,7 @@ constexpr uint8_t kTagAccountId = 10;
 // The index entry of an address under any live index-key version (or the key a new one gets).
 Result<Located> FindEntry(Vault& vault, std::string_view email) {
   std::string lower = LowerAscii(email);
-  auto found = vault.Find(kAccountEmails, "", lower);
+  auto found = vault.keys().Find(kAccountEmails, "", lower);
   OPENSSL_cleanse(lower.data(), lower.size());
   return found;
 }
@@ -43,7 +43,7 @@ Result<store::Mutation> EmailIndexInsert(Vault& vault, std::string_view email,
   Bytes key = std::move(found.key);
   SecretBytes plain = FieldWriter().Add(kTagAccountId, account_id).Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed,
-                       vault.SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
+                       vault.sealer().SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
   return store::Mutation{.op = store::Op::kInsert, .table = std::string(kAccountEmails),
                          .key = std::move(key), .value = std::move(sealed)};
 }
@@ -56,7 +56,7 @@ Result<std::optional<std::string>> AccountIdForEmail(Vault& vault, const store::
   if (!value) {
     return std::optional<std::string>();
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault.OpenSystem(kAccountEmails, kRecordId, *value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault.sealer().OpenSystem(kAccountEmails, kRecordId, *value));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   return std::optional<std::string>(std::move(account_id));

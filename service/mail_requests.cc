@@ -76,11 +76,11 @@ Result<Bytes> MailRequestQueue::Seal(const Record& r) {
                           .AddU64(kTagNotBefore, static_cast<uint64_t>(r.not_before))
                           .AddU64(kTagSequence, r.sequence)
                           .Finish();
-  return vault_.SealSystem(kMailRequestsTable, kRecordId, plain.Reveal(SecretAccess::Grant()));
+  return vault_.sealer().SealSystem(kMailRequestsTable, kRecordId, plain.Reveal(SecretAccess::Grant()));
 }
 
 Result<MailRequestQueue::Record> MailRequestQueue::Open(ByteView value) {
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.OpenSystem(kMailRequestsTable, kRecordId, value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kMailRequestsTable, kRecordId, value));
   OTD_ASSIGN_OR_RETURN(FieldReader f, FieldReader::Parse(plain));
   Record r;
   OTD_ASSIGN_OR_RETURN(uint64_t kind, f.U64(kTagKind));
@@ -104,7 +104,7 @@ Result<MailRequestQueue::Record> MailRequestQueue::Open(ByteView value) {
 Status MailRequestQueue::Enqueue(MailRequestKind kind, std::string_view address) {
   Bytes id(16);
   OTD_RETURN_IF_ERROR(crypto::RandomBytes(id));
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kMailRequestsTable, "", crypto::HexEncode(id)));
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kMailRequestsTable, "", crypto::HexEncode(id)));
   Record r;
   r.kind = kind;
   r.address = std::string(address);

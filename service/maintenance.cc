@@ -14,7 +14,7 @@ Status CountOne(const std::string& table, ByteView key, ByteView value, VersionC
   if (table == tables::kMeta) {
     return Status::Ok();
   }
-  if (uint32_t v = Vault::IndexVersionOfKey(key); v > 0) {
+  if (uint32_t v = KeyHierarchy::IndexVersionOfKey(key); v > 0) {
     ++counts.records_per_index_version[v];
   } else {
     return DataLoss("a store key is not an index-key HMAC");
@@ -75,7 +75,7 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
       if (table == tables::kMeta) {
         if (k == ToBytes("vault_identity")) {
           // The store's identity record (Vault::ReadIdentity), not a version number.
-          if (auto id = vault.ReadIdentity(); !id.ok()) {
+          if (auto id = vault.keys().ReadIdentity(); !id.ok()) {
             problem(table, id.status().message());
           }
         } else if (v.size() != 4) {
@@ -88,7 +88,7 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
         continue;
       }
       if (table == tables::kAccountKeys) {
-        if (Status s = vault.CheckWrappedKey(v); !s.ok()) {
+        if (Status s = vault.keys().CheckWrappedKey(v); !s.ok()) {
           if (s.code() == Code::kUnavailable) {
             return s;
           }

@@ -27,7 +27,7 @@ class ServiceEnv {
   explicit ServiceEnv(bool init_keys = true) {
     Open();
     if (init_keys) {
-      EXPECT_TRUE(vault_->InitKeys().ok());
+      EXPECT_TRUE(vault_->keys().InitKeys().ok());
     }
     mail::MailOptions mo;
     mo.spool_dir = data_.path() + "/mail";
@@ -51,7 +51,7 @@ class ServiceEnv {
     auto st = store::LmdbStore::Open(o, &log_);
     ASSERT_TRUE(st.ok()) << st.status().ToString();
     store_ = std::move(st).value();
-    vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
+    vault_ = std::make_unique<Vault>(*token_, *store_, log_);
   }
   void Close() {
     vault_.reset();

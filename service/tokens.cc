@@ -41,27 +41,47 @@ Result<PreparedToken> Tokens::Prepare(std::string_view account_id, std::string_v
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires_at))
                           .Add(kTagPayload, payload)
                           .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.Seal(kTokens, account_id, t.id, plain.Reveal(SecretAccess::Grant())));
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.LookupKey(kTokens, account_id, t.id));
-  t.batch.push_back({.op = store::Op::kInsert, .table = std::string(kTokens), .key = std::move(key),
-                     .value = std::move(sealed), .expires_at = expires_at});
+  // The worker never waits for the nonce lease's commit: Commit chains the write behind it.
+  OTD_ASSIGN_OR_RETURN(Sealed sealed, vault_.sealer().SealDeferred(
+                                          kTokens, account_id, t.id,
+                                          plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kTokens, account_id, t.id));
+  t.batch.push_back({.op = store::Op::kInsert,
+                     .table = std::string(kTokens),
+                     .key = std::move(key),
+                     .value = std::move(sealed.bytes),
+                     .expires_at = expires_at});
+  t.lease = std::move(sealed.gate);
   return t;
 }
 
 void Tokens::Commit(PreparedToken token, std::function<void(Status)> done) {
   const auto bytes = static_cast<int64_t>(token.bytes);
   const bool is_public = token.is_public;
-  store_.ApplyAsync(std::move(token.batch), [this, bytes, is_public, done = std::move(done)](Status s) {
-    if (s.ok()) {
-      log_.Info("tokenized", {{"bytes", bytes}, {"public", is_public}});
+  auto write = [this, bytes, is_public, batch = std::move(token.batch),
+                done = std::move(done)](Status lease) mutable {
+    if (!lease.ok()) {
+      done(std::move(lease));  // the encryption's lease did not become durable: store nothing
+      return;
     }
-    done(std::move(s));
-  });
+    store_.ApplyAsync(std::move(batch),
+                      [this, bytes, is_public, done = std::move(done)](Status s) {
+                        if (s.ok()) {
+                          log_.Info("tokenized", {{"bytes", bytes}, {"public", is_public}});
+                        }
+                        done(std::move(s));
+                      });
+  };
+  if (token.lease) {
+    token.lease->Then(std::move(write));  // on the writer thread, once the lease is durable
+  } else {
+    write(Status::Ok());
+  }
 }
 
 Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view token_id) {
   const Status not_found = NotFound("no such token");
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kTokens, account_id, token_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kTokens, account_id, token_id));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     // Spend what a hit spends (an unwrap and a failing decryption) so that a miss cannot be told
@@ -72,10 +92,10 @@ Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view to
       d[4] = 0x01;
       return d;
     }();
-    (void)vault_.OpenSystem(kTokens, token_id, kDummy);
+    (void)vault_.sealer().OpenSystem(kTokens, token_id, kDummy);
     return not_found;
   }
-  auto plain = vault_.Open(kTokens, account_id, token_id, *value);
+  auto plain = vault_.sealer().Open(kTokens, account_id, token_id, *value);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : not_found;
   }
@@ -99,7 +119,7 @@ Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view to
 }
 
 Status Tokens::Delete(std::string_view account_id, std::string_view token_id) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.Find(kTokens, account_id, token_id));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kTokens, account_id, token_id));
   Bytes key = std::move(found.key);
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kDelete, .table = std::string(kTokens), .key = std::move(key)});

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,9 @@ struct StoredToken {
 struct PreparedToken {
   std::string id;
   std::vector<store::Mutation> batch;
+  // The nonce lease the record's encryption came from, while it is not durable yet
+  // (service/nonce_budget.h): Commit writes the record only once it is.
+  std::shared_ptr<LeaseGate> lease;
   size_t bytes = 0;
   bool is_public = false;
 };
@@ -59,7 +63,9 @@ class Tokens {
   Result<PreparedToken> Prepare(std::string_view account_id, std::string_view content_type,
                                 ByteView payload, bool is_public, int64_t expires_at);
   // Stores the record durably and calls `done` with the result, without waiting: on the store's
-  // writer thread (store.h: `done` must not call Store::Apply). The id is valid only if ok.
+  // writer thread (store.h: `done` must not call Store::Apply). The id is valid only if ok. When
+  // the record's nonce lease is still being committed, the record is written after it (and not at
+  // all if the lease fails: `done` gets that failure).
   void Commit(PreparedToken token, std::function<void(Status)> done);
   Result<StoredToken> Get(std::string_view account_id, std::string_view token_id);
   Status Delete(std::string_view account_id, std::string_view token_id);

@@ -17,7 +17,7 @@ namespace {
 class TokensTest : public ::testing::Test, protected ServiceEnv {
  protected:
   void SetUp() override {
-    auto m = vault_->NewAccountKeyMutation("acct-1");
+    auto m = vault_->keys().NewAccountKeyMutation("acct-1");
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());

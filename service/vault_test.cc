@@ -25,8 +25,8 @@ class VaultTest : public ::testing::Test, protected ServiceEnv {
  protected:
   VaultTest() : ServiceEnv(/*init_keys=*/false) {}
   void InitAndCreateAccount(const std::string& account) {
-    ASSERT_TRUE(vault_->InitKeys().ok());
-    auto m = vault_->NewAccountKeyMutation(account);
+    ASSERT_TRUE(vault_->keys().InitKeys().ok());
+    auto m = vault_->keys().NewAccountKeyMutation(account);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());
@@ -35,28 +35,28 @@ class VaultTest : public ::testing::Test, protected ServiceEnv {
 };
 
 TEST_F(VaultTest, RefusesToWorkBeforeInit) {
-  Status s = vault_->CheckKeys();
+  Status s = vault_->keys().CheckKeys();
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("opentoken-admin init"), std::string::npos);
-  EXPECT_FALSE(vault_->Health().ok());
+  EXPECT_FALSE(vault_->keys().Health().ok());
 }
 
 TEST_F(VaultTest, InitIsIdempotent) {
-  auto first = vault_->InitKeys();
+  auto first = vault_->keys().InitKeys();
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   EXPECT_TRUE(first->created_kek);
   EXPECT_TRUE(first->created_index);
-  auto second = vault_->InitKeys();
+  auto second = vault_->keys().InitKeys();
   ASSERT_TRUE(second.ok());
   EXPECT_FALSE(second->created_kek);
   EXPECT_FALSE(second->created_index);
-  EXPECT_TRUE(vault_->CheckKeys().ok());
-  EXPECT_TRUE(vault_->Health().ok());
+  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  EXPECT_TRUE(vault_->keys().Health().ok());
 }
 
 TEST_F(VaultTest, TokenKeysAreSensitiveAndNonExtractable) {
-  ASSERT_TRUE(vault_->InitKeys().ok());
-  auto keys = vault_->DescribeKeys();
+  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  auto keys = vault_->keys().DescribeKeys();
   ASSERT_TRUE(keys.ok());
   ASSERT_EQ(keys->size(), 2u);
   for (const auto& k : *keys) {
@@ -72,15 +72,15 @@ TEST_F(VaultTest, TokenKeysAreSensitiveAndNonExtractable) {
 TEST_F(VaultTest, SealOpenRoundTripsBinaryData) {
   InitAndCreateAccount("acct-1");
   Bytes payload = {0x00, 0xff, 0x10, 'h', 'i', 0x00};
-  auto sealed = vault_->Seal("records", "acct-1", "rec-1", payload);
+  auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
   ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
   EXPECT_EQ((*sealed)[0], kFormatSealed);
-  auto opened = vault_->Open("records", "acct-1", "rec-1", *sealed);
+  auto opened = vault_->sealer().Open("records", "acct-1", "rec-1", *sealed);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   auto got = opened->Reveal(SecretAccess::Grant());
   EXPECT_EQ(Bytes(got.begin(), got.end()), payload);
   // Same plaintext sealed twice gives different records (fresh nonce).
-  auto again = vault_->Seal("records", "acct-1", "rec-1", payload);
+  auto again = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
   ASSERT_TRUE(again.ok());
   EXPECT_NE(*sealed, *again);
 }
@@ -89,25 +89,25 @@ TEST_F(VaultTest, RecordMovedToAnotherIdTableOrAccountFailsToOpen) {
   InitAndCreateAccount("acct-1");
   InitAndCreateAccount("acct-2");
   Bytes payload = ToBytes("4111111111111111");
-  auto sealed = vault_->Seal("records", "acct-1", "rec-1", payload);
+  auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
   ASSERT_TRUE(sealed.ok());
-  EXPECT_EQ(vault_->Open("records", "acct-1", "rec-2", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->Open("tokens", "acct-1", "rec-1", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->Open("records", "acct-2", "rec-1", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->Open("records", "acct-9", "rec-1", *sealed).status().code(), Code::kNotFound);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-1", "rec-2", *sealed).status().code(), Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("tokens", "acct-1", "rec-1", *sealed).status().code(), Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-2", "rec-1", *sealed).status().code(), Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-9", "rec-1", *sealed).status().code(), Code::kNotFound);
   // A flipped bit anywhere after the header, or a changed key version, fails too.
   for (size_t i = 0; i < sealed->size(); ++i) {
     Bytes t = *sealed;
     t[i] ^= 0x01;
-    EXPECT_FALSE(vault_->Open("records", "acct-1", "rec-1", t).ok()) << i;
+    EXPECT_FALSE(vault_->sealer().Open("records", "acct-1", "rec-1", t).ok()) << i;
   }
 }
 
 TEST_F(VaultTest, LookupKeysAreKeyedAndDistinct) {
-  ASSERT_TRUE(vault_->InitKeys().ok());
-  auto a = vault_->LookupKey("tokens", "acct", "id-1");
-  auto b = vault_->LookupKey("tokens", "acct", "id-2");
-  auto a2 = vault_->LookupKey("tokens", "acct", "id-1");
+  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  auto a = vault_->keys().LookupKey("tokens", "acct", "id-1");
+  auto b = vault_->keys().LookupKey("tokens", "acct", "id-2");
+  auto a2 = vault_->keys().LookupKey("tokens", "acct", "id-1");
   ASSERT_TRUE(a.ok() && b.ok() && a2.ok());
   EXPECT_EQ(a->size(), 32u);
   EXPECT_NE(*a, *b);
@@ -115,7 +115,7 @@ TEST_F(VaultTest, LookupKeysAreKeyedAndDistinct) {
 }
 
 TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
-  ASSERT_TRUE(vault_->InitKeys().ok());
+  ASSERT_TRUE(vault_->keys().InitKeys().ok());
   // Reopen the token with metrics to count the HMACs it computes.
   Close();
   metrics::Registry registry;  // outlives the token: Close() below
@@ -126,10 +126,10 @@ TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
   metrics::Counter& signs = (*family)->With({"sign", "ok"});
 
   const uint64_t start = signs.Value();
-  auto secret = vault_->LookupKey("tokens", "acct", "tok-1");
+  auto secret = vault_->keys().LookupKey("tokens", "acct", "tok-1");
   ASSERT_TRUE(secret.ok());
   for (int i = 0; i < 3; ++i) {
-    auto again = vault_->LookupKey("tokens", "acct", "tok-1");
+    auto again = vault_->keys().LookupKey("tokens", "acct", "tok-1");
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(*again, *secret);
   }
@@ -137,22 +137,22 @@ TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
 
   const uint64_t mid = signs.Value();
   for (int i = 0; i < 4; ++i) {
-    auto cached = vault_->LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+    auto cached = vault_->keys().LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
     ASSERT_TRUE(cached.ok());
     EXPECT_EQ(*cached, *secret);  // the same key either way
-    auto found = vault_->Find("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+    auto found = vault_->keys().Find("tokens", "acct", "tok-1", Vault::Ids::kPublic);
     ASSERT_TRUE(found.ok());
     EXPECT_EQ(found->key, *secret);
   }
   EXPECT_EQ(signs.Value() - mid, 1u);  // public ids: once
 
   // After a rotation the current version's key is new (and computed), the old one still found.
-  ASSERT_TRUE(vault_->RotateKeys().ok());
-  ASSERT_TRUE(vault_->CheckKeys().ok());
+  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
+  ASSERT_TRUE(vault_->keys().CheckKeys().ok());
   const uint64_t rotated = signs.Value();
-  auto v2 = vault_->LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
+  auto v2 = vault_->keys().LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
   ASSERT_TRUE(v2.ok());
-  EXPECT_EQ(Vault::IndexVersionOfKey(*v2), 2u);
+  EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(*v2), 2u);
   EXPECT_NE(*v2, *secret);
   EXPECT_EQ(signs.Value() - rotated, 1u);
   Close();
@@ -161,8 +161,8 @@ TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
 TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
   InitAndCreateAccount("acct-1");
   const std::string secret = "PLAINTEXT-MARKER-5500005555555559";
-  auto key = vault_->LookupKey("records", "acct-1", "rec-1");
-  auto sealed = vault_->Seal("records", "acct-1", "rec-1", AsBytes(secret));
+  auto key = vault_->keys().LookupKey("records", "acct-1", "rec-1");
+  auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", AsBytes(secret));
   ASSERT_TRUE(key.ok() && sealed.ok());
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = "records", .key = *key, .value = *sealed});
@@ -176,11 +176,11 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
     EXPECT_EQ(bytes.find("rec-1"), std::string::npos) << f.path();
   }
   Open();
-  auto key2 = vault_->LookupKey("records", "acct-1", "rec-1");
+  auto key2 = vault_->keys().LookupKey("records", "acct-1", "rec-1");
   ASSERT_TRUE(key2.ok());
   auto value = store_->Get("records", *key2);
   ASSERT_TRUE(value.ok() && value->has_value());
-  auto opened = vault_->Open("records", "acct-1", "rec-1", **value);
+  auto opened = vault_->sealer().Open("records", "acct-1", "rec-1", **value);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), secret);
 }
@@ -190,8 +190,8 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
 // Stores a sealed record for (records, account, id) under the current index key.
 void PutRecord(Vault& vault, store::Store& store, const std::string& account,
                const std::string& id, const std::string& text) {
-  auto key = vault.LookupKey("records", account, id);
-  auto sealed = vault.Seal("records", account, id, AsBytes(text));
+  auto key = vault.keys().LookupKey("records", account, id);
+  auto sealed = vault.sealer().Seal("records", account, id, AsBytes(text));
   ASSERT_TRUE(key.ok() && sealed.ok());
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = "records", .key = *key, .value = *sealed});
@@ -199,11 +199,11 @@ void PutRecord(Vault& vault, store::Store& store, const std::string& account,
 }
 
 std::string ReadRecord(Vault& vault, const std::string& account, const std::string& id) {
-  auto found = vault.Find("records", account, id);
+  auto found = vault.keys().Find("records", account, id);
   if (!found.ok() || !found->value) {
     return "<absent>";
   }
-  auto opened = vault.Open("records", account, id, *found->value);
+  auto opened = vault.sealer().Open("records", account, id, *found->value);
   return opened.ok() ? std::string(opened->RevealString(SecretAccess::Grant())) : "<unreadable>";
 }
 
@@ -226,65 +226,65 @@ uint32_t KekVersionOfDataKey(store::Store& store, size_t* count) {
 TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
   InitAndCreateAccount("acct-1");
   PutRecord(*vault_, *store_, "acct-1", "before", "old record");
-  auto fake_salt_before = vault_->StableKeyedHash("fake-salt", "nobody", "");
+  auto fake_salt_before = vault_->keys().StableKeyedHash("fake-salt", "nobody", "");
   ASSERT_TRUE(fake_salt_before.ok());
 
-  auto r = vault_->RotateKeys();
+  auto r = vault_->keys().RotateKeys();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->before.kek, 1u);
   EXPECT_EQ(r->after.kek, 2u);
   EXPECT_EQ(r->after.index, 2u);
   EXPECT_TRUE(r->created_kek);
   EXPECT_TRUE(r->created_index);
-  auto v = vault_->CurrentVersions();
+  auto v = vault_->keys().CurrentVersions();
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(v->kek, 2u);
   EXPECT_EQ(v->index, 2u);
-  EXPECT_TRUE(vault_->CheckKeys().ok());
+  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
 
   // New store keys carry the version; old ones are the bare HMAC.
-  auto new_key = vault_->LookupKey("records", "acct-1", "after");
+  auto new_key = vault_->keys().LookupKey("records", "acct-1", "after");
   ASSERT_TRUE(new_key.ok());
   EXPECT_EQ(new_key->size(), 36u);
-  EXPECT_EQ(Vault::IndexVersionOfKey(*new_key), 2u);
-  auto old = vault_->Find("records", "acct-1", "before");
+  EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(*new_key), 2u);
+  auto old = vault_->keys().Find("records", "acct-1", "before");
   ASSERT_TRUE(old.ok());
   EXPECT_EQ(old->index_version, 1u);
   EXPECT_EQ(old->key.size(), 32u);
-  EXPECT_EQ(Vault::IndexVersionOfKey(old->key), 1u);
+  EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(old->key), 1u);
 
   PutRecord(*vault_, *store_, "acct-1", "after", "new record");
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "before"), "old record");
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "after"), "new record");
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "never"), "<absent>");
   // A miss returns the current-version key for a new record.
-  auto miss = vault_->Find("records", "acct-1", "never");
+  auto miss = vault_->keys().Find("records", "acct-1", "never");
   ASSERT_TRUE(miss.ok());
-  EXPECT_EQ(miss->key, *vault_->LookupKey("records", "acct-1", "never"));
+  EXPECT_EQ(miss->key, *vault_->keys().LookupKey("records", "acct-1", "never"));
   // What must not change with rotation does not.
-  auto fake_salt_after = vault_->StableKeyedHash("fake-salt", "nobody", "");
+  auto fake_salt_after = vault_->keys().StableKeyedHash("fake-salt", "nobody", "");
   ASSERT_TRUE(fake_salt_after.ok());
   EXPECT_EQ(*fake_salt_before, *fake_salt_after);
 
   // A data key made now is wrapped by the new KEK.
-  auto m = vault_->NewAccountKeyMutation("acct-2");
+  auto m = vault_->keys().NewAccountKeyMutation("acct-2");
   ASSERT_TRUE(m.ok());
   auto wrapped = DecodeWrappedKey(m->value);
   ASSERT_TRUE(wrapped.ok());
   EXPECT_EQ(wrapped->kek_version, 2u);
 
   // A second rotation goes to version 3; everything still reads after a restart.
-  ASSERT_TRUE(vault_->RotateKeys().ok());
+  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
   Close();
   Open();
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "before"), "old record");
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "after"), "new record");
-  EXPECT_EQ(vault_->CurrentVersions()->index, 3u);
+  EXPECT_EQ(vault_->keys().CurrentVersions()->index, 3u);
 }
 
 TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   InitAndCreateAccount("acct-1");
-  auto expiring = vault_->NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
+  auto expiring = vault_->keys().NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
   ASSERT_TRUE(expiring.ok());
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(expiring).value());
@@ -292,11 +292,11 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   PutRecord(*vault_, *store_, "acct-1", "r", "sealed before rotation");
   const uint64_t ttl_before = store_->GetStats()->ttl_entries;
 
-  ASSERT_TRUE(vault_->RotateKeys().ok());
+  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
   size_t keys = 0;
   EXPECT_EQ(KekVersionOfDataKey(*store_, &keys), 1u);
   std::vector<uint64_t> seen;
-  auto p = vault_->RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
+  auto p = vault_->keys().RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->total, keys);  // acct-1, reg:1 and the system key
   EXPECT_EQ(p->done, keys);
@@ -314,15 +314,15 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   EXPECT_EQ(n, keys);
   EXPECT_EQ(store_->GetStats()->ttl_entries, ttl_before);  // reg:1's key still expires
   // Idempotent: nothing left to move.
-  auto again = vault_->RewrapDataKeys(nullptr);
+  auto again = vault_->keys().RewrapDataKeys(nullptr);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->total, 0u);
   // A fresh process (no caches) opens the old record through the re-wrapped key.
   Close();
   Open();
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "r"), "sealed before rotation");
-  EXPECT_TRUE(vault_->CheckWrappedKey(*store_->Get("account_keys",
-                                                   vault_->Find("account_keys", "acct-1",
+  EXPECT_TRUE(vault_->keys().CheckWrappedKey(*store_->Get("account_keys",
+                                                   vault_->keys().Find("account_keys", "acct-1",
                                                                 "data-key-v1")->key)
                                             .value())
                   .ok());
@@ -332,19 +332,19 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
 }
 
 TEST_F(VaultTest, AnInterruptedRotationResumesWithTheKeysItAlreadyMade) {
-  ASSERT_TRUE(vault_->InitKeys().ok());
+  ASSERT_TRUE(vault_->keys().InitKeys().ok());
   {  // the crash: version-2 keys exist in the token, the store still says version 1
     auto s = token_->Acquire();
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE(s->GenerateKey(KekLabel(2), hsm::KeyType::kAes256, hsm::KeyUsage::kWrap).ok());
   }
-  EXPECT_EQ(vault_->CurrentVersions()->kek, 1u);
-  auto r = vault_->RotateKeys();
+  EXPECT_EQ(vault_->keys().CurrentVersions()->kek, 1u);
+  auto r = vault_->keys().RotateKeys();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_FALSE(r->created_kek);
   EXPECT_TRUE(r->created_index);
   EXPECT_EQ(r->after.kek, 2u);
-  EXPECT_TRUE(vault_->CheckKeys().ok());
+  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
 }
 
 TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
@@ -354,7 +354,7 @@ TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(first).value());
   ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
-  ASSERT_TRUE(vault_->RotateKeys().ok());
+  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
   // Found under the old index key, and a second account for the address is refused.
   auto id = AccountIdForEmail(*vault_, *store_, "alice@example.org");
   ASSERT_TRUE(id.ok());
@@ -368,30 +368,30 @@ TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
 
 TEST_F(VaultTest, DataKeysRollOverBeforeTheirNonceBudgetAndCountersSurviveRestarts) {
   InitAndCreateAccount("acct-1");
-  Vault small(*token_, *store_, clock_, log_, {.rollover_after = 10, .lease = 4});
+  Vault small(*token_, *store_, log_, {.rollover_after = 10, .lease = 4});
   std::vector<std::pair<std::string, Bytes>> sealed;
   std::map<uint32_t, int> per_version;
   for (int i = 0; i < 25; ++i) {
     const std::string id = "r" + std::to_string(i);
-    auto rec = small.Seal("records", "acct-1", id, AsBytes("payload " + id));
+    auto rec = small.sealer().Seal("records", "acct-1", id, AsBytes("payload " + id));
     ASSERT_TRUE(rec.ok()) << rec.status().ToString();
     ++per_version[DecodeSealed(*rec)->key_version];
     sealed.emplace_back(id, *rec);
   }
   // Leases of 4 while the reserved total stays <= 10: 8 encryptions per data key version.
   EXPECT_EQ(per_version, (std::map<uint32_t, int>{{1, 8}, {2, 8}, {3, 8}, {4, 1}}));
-  EXPECT_EQ(*small.CurrentDataKeyVersion("acct-1"), 4u);
+  EXPECT_EQ(*small.budget().CurrentVersion("acct-1"), 4u);
   EXPECT_NE(log_sink_.str().find("data_key_rolled_over"), std::string::npos);
   // Every version opens, through this vault and through another one (no caches).
   for (const auto& [id, rec] : sealed) {
-    auto opened = vault_->Open("records", "acct-1", id, rec);
+    auto opened = vault_->sealer().Open("records", "acct-1", id, rec);
     ASSERT_TRUE(opened.ok()) << id << ": " << opened.status().ToString();
     EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), "payload " + id);
   }
   // A new process continues from the persisted counter: the rest of the old lease is not reused,
   // and the version stays.
-  Vault restarted(*token_, *store_, clock_, log_, {.rollover_after = 10, .lease = 4});
-  auto next = restarted.Seal("records", "acct-1", "after-restart", AsBytes("x"));
+  Vault restarted(*token_, *store_, log_, {.rollover_after = 10, .lease = 4});
+  auto next = restarted.sealer().Seal("records", "acct-1", "after-restart", AsBytes("x"));
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(DecodeSealed(*next)->key_version, 4u);
   // Shredding destroys every version and the counter.
@@ -399,22 +399,22 @@ TEST_F(VaultTest, DataKeysRollOverBeforeTheirNonceBudgetAndCountersSurviveRestar
   ASSERT_TRUE(shred.ok());
   EXPECT_EQ(shred->size(), 5u);  // data-key-v1..v4 and the usage counter
   ASSERT_TRUE(store_->Apply(std::move(shred).value()).ok());
-  Vault fresh(*token_, *store_, clock_, log_);
+  Vault fresh(*token_, *store_, log_);
   for (const auto& [id, rec] : sealed) {
-    EXPECT_FALSE(fresh.Open("records", "acct-1", id, rec).ok()) << id;
+    EXPECT_FALSE(fresh.sealer().Open("records", "acct-1", id, rec).ok()) << id;
   }
-  EXPECT_EQ(*fresh.CurrentDataKeyVersion("acct-1"), 1u);  // no counter left
+  EXPECT_EQ(*fresh.budget().CurrentVersion("acct-1"), 1u);  // no counter left
 }
 
 TEST_F(VaultTest, AnExpiringOwnersUsageCounterExpiresWithItsKey) {
-  ASSERT_TRUE(vault_->InitKeys().ok());
-  auto m = vault_->NewAccountKeyMutation("reg:9", clock_.NowSeconds() + 60);
+  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  auto m = vault_->keys().NewAccountKeyMutation("reg:9", clock_.NowSeconds() + 60);
   ASSERT_TRUE(m.ok());
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(m).value());
   ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
   const uint64_t before = store_->GetStats()->tables["key_usage"].entries;
-  ASSERT_TRUE(vault_->Seal("registrations", "reg:9", "registration", AsBytes("r")).ok());
+  ASSERT_TRUE(vault_->sealer().Seal("registrations", "reg:9", "registration", AsBytes("r")).ok());
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before + 1);
   EXPECT_EQ(*store_->PurgeExpired(clock_.NowSeconds() + 61, 100), 2u);  // key and counter
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before);
@@ -447,7 +447,7 @@ class VaultIdentityTest : public ::testing::Test, protected ServiceEnv {
     auto st = store::LmdbStore::Open(o, &log_);
     ASSERT_TRUE(st.ok()) << st.status().ToString();
     store_ = std::move(st).value();
-    vault_ = std::make_unique<Vault>(*token_, *store_, clock_, log_);
+    vault_ = std::make_unique<Vault>(*token_, *store_, log_);
   }
   std::vector<std::string> TokenKeys() {
     auto s = token_->Acquire();
@@ -457,7 +457,7 @@ class VaultIdentityTest : public ::testing::Test, protected ServiceEnv {
     return labels.ok() ? *labels : std::vector<std::string>{};
   }
   void CreateAccountWithRecord(const std::string& account) {
-    auto m = vault_->NewAccountKeyMutation(account);
+    auto m = vault_->keys().NewAccountKeyMutation(account);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());
@@ -473,39 +473,39 @@ class VaultIdentityTest : public ::testing::Test, protected ServiceEnv {
 
 TEST_F(VaultIdentityTest, InitRecordsWhichTokenKeysTheStoreBelongsTo) {
   OpenWith("otd-test", "a");
-  auto r = vault_->InitKeys({.store_path = "/srv/a"});
+  auto r = vault_->keys().InitKeys({.store_path = "/srv/a"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->created_store);
-  auto id = vault_->ReadIdentity();
+  auto id = vault_->keys().ReadIdentity();
   ASSERT_TRUE(id.ok() && id->has_value());
   EXPECT_EQ((*id)->vault_id.size(), 16u);
   EXPECT_EQ((*id)->fingerprint.size(), 32u);
   EXPECT_EQ((*id)->fingerprint_version, 1u);
   EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
   EXPECT_EQ((*id)->token_label, "otd-test");
-  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
   // `opentoken-admin verify` accepts the record (it is not a version number).
   auto verified = VerifyStore(*vault_, *store_, nullptr);
   ASSERT_TRUE(verified.ok()) << verified.status().ToString();
   EXPECT_EQ(verified->bad, 0u) << verified->first_problem;
   // Idempotent: the second run creates nothing and keeps the identity.
-  auto again = vault_->InitKeys({.store_path = "/srv/a"});
+  auto again = vault_->keys().InitKeys({.store_path = "/srv/a"});
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_FALSE(again->created_store);
   EXPECT_FALSE(again->recorded_identity);
-  EXPECT_EQ((*vault_->ReadIdentity())->vault_id, (*id)->vault_id);
+  EXPECT_EQ((*vault_->keys().ReadIdentity())->vault_id, (*id)->vault_id);
   // Survives a rotation (the fingerprint is of index key v1, which stays).
-  ASSERT_TRUE(vault_->RotateKeys().ok());
-  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
+  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
 }
 
 TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewStore) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
-  const Bytes first = (*vault_->ReadIdentity())->vault_id;
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  const Bytes first = (*vault_->keys().ReadIdentity())->vault_id;
   OpenWith("otd-test", "typo");
   const hsm::TokenIdentity token = token_->Identity();
-  auto r = vault_->InitKeys({.store_path = "/srv/typo"});
+  auto r = vault_->keys().InitKeys({.store_path = "/srv/typo"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   const std::string m = r.status().message();
@@ -515,92 +515,92 @@ TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewS
     EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
   }
   EXPECT_EQ(store_->GetStats()->tables["meta"].entries, 0u);  // nothing written
-  Status start = vault_->VerifyStoreIdentity("/srv/typo");
+  Status start = vault_->keys().VerifyStoreIdentity("/srv/typo");
   EXPECT_EQ(start.code(), Code::kFailedPrecondition);
   EXPECT_NE(start.message().find("storage.path /srv/typo holds no vault"), std::string::npos)
       << start.message();
   EXPECT_NE(start.message().find(token.serial), std::string::npos) << start.message();
   // Told explicitly: a second, separate store on the same keys.
-  auto created = vault_->InitKeys({.store_path = "/srv/typo", .new_store = true});
+  auto created = vault_->keys().InitKeys({.store_path = "/srv/typo", .new_store = true});
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_TRUE(created->created_store);
   EXPECT_FALSE(created->created_kek);
-  EXPECT_NE((*vault_->ReadIdentity())->vault_id, first);
-  EXPECT_TRUE(vault_->CheckKeys().ok());
-  auto twice = vault_->InitKeys({.store_path = "/srv/typo", .new_store = true});
+  EXPECT_NE((*vault_->keys().ReadIdentity())->vault_id, first);
+  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  auto twice = vault_->keys().InitKeys({.store_path = "/srv/typo", .new_store = true});
   ASSERT_FALSE(twice.ok());
   EXPECT_NE(twice.status().message().find("already holds a vault"), std::string::npos);
 }
 
 TEST_F(VaultIdentityTest, AStoreOfAnotherTokenIsRefusedAndNoKeysAreMadeForIt) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
   CreateAccountWithRecord("acct-1");
   const std::string recorded_serial = token_->Identity().serial;
 
   // A token without any keys (the new token of a duplicated label).
   OpenWith("otd-other", "a");
   const std::string other_serial = token_->Identity().serial;
-  Status s = vault_->VerifyStoreIdentity("/srv/a");
+  Status s = vault_->keys().VerifyStoreIdentity("/srv/a");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   for (const std::string& want : {std::string("storage.path /srv/a"), recorded_serial,
                                   other_serial, std::string("has no otd-index-v1")}) {
     EXPECT_NE(s.message().find(want), std::string::npos) << want << " in " << s.message();
   }
-  auto init = vault_->InitKeys({.store_path = "/srv/a"});
+  auto init = vault_->keys().InitKeys({.store_path = "/srv/a"});
   ASSERT_FALSE(init.ok());
   EXPECT_EQ(init.status().code(), Code::kFailedPrecondition);
   EXPECT_TRUE(TokenKeys().empty());  // init created nothing in the wrong token
 
   // A token with keys of the same labels but another vault's.
   OpenWith("otd-other", "b");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/b"}).ok());
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/b"}).ok());
   OpenWith("otd-other", "a");
-  s = vault_->VerifyStoreIdentity("/srv/a");
+  s = vault_->keys().VerifyStoreIdentity("/srv/a");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("fingerprint differs"), std::string::npos) << s.message();
-  EXPECT_FALSE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  EXPECT_FALSE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
 
   // The right token still reads everything.
   OpenWith("otd-test", "a");
-  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "rec"), "kept");
 }
 
 TEST_F(VaultIdentityTest, AStoreWithoutTheRecordIsAdoptedOnlyByTheTokenHoldingItsKeys) {
   OpenWith("otd-other", "b");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/b"}).ok());  // otd-other gets keys too
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/b"}).ok());  // otd-other gets keys too
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
   CreateAccountWithRecord("acct-1");
   DropIdentityRecord();  // as a store written before the record existed
 
   OpenWith("otd-other", "a");
-  Status s = vault_->VerifyStoreIdentity("/srv/a");
+  Status s = vault_->keys().VerifyStoreIdentity("/srv/a");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("sealed under keys that the token in use"), std::string::npos)
       << s.message();
   EXPECT_NE(s.message().find("system data key is not found"), std::string::npos) << s.message();
-  EXPECT_FALSE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
-  EXPECT_FALSE((*vault_->ReadIdentity()).has_value());  // not adopted by the wrong token
+  EXPECT_FALSE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  EXPECT_FALSE((*vault_->keys().ReadIdentity()).has_value());  // not adopted by the wrong token
 
   OpenWith("otd-test", "a");
   bool adopted = false;
-  ASSERT_TRUE(vault_->VerifyStoreIdentity("/srv/a", /*adopt=*/true, &adopted).ok());
+  ASSERT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a", /*adopt=*/true, &adopted).ok());
   EXPECT_TRUE(adopted);
-  auto id = vault_->ReadIdentity();
+  auto id = vault_->keys().ReadIdentity();
   ASSERT_TRUE(id.ok() && id->has_value());
   EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
   EXPECT_NE(log_sink_.str().find("store_identity_recorded"), std::string::npos);
   // From now on the record decides.
   OpenWith("otd-other", "a");
-  EXPECT_NE(vault_->VerifyStoreIdentity("/srv/a").message().find("fingerprint differs"),
+  EXPECT_NE(vault_->keys().VerifyStoreIdentity("/srv/a").message().find("fingerprint differs"),
             std::string::npos);
 }
 
 TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
   // As after an HSM restore into a new token: same keys, another serial in the record.
   auto raw = store_->Get("meta", AsBytes(std::string_view("vault_identity")));
   ASSERT_TRUE(raw.ok() && raw->has_value());
@@ -614,10 +614,10 @@ TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
   batch.push_back({.op = store::Op::kPut, .table = "meta", .key = ToBytes("vault_identity"),
                    .value = changed});
   ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
-  ASSERT_NE((*vault_->ReadIdentity())->token_serial, token_->Identity().serial);
-  EXPECT_TRUE(vault_->VerifyStoreIdentity("/srv/a").ok());
+  ASSERT_NE((*vault_->keys().ReadIdentity())->token_serial, token_->Identity().serial);
+  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
   EXPECT_NE(log_sink_.str().find("store_token_serial_changed"), std::string::npos);
-  EXPECT_EQ((*vault_->ReadIdentity())->token_serial, token_->Identity().serial);
+  EXPECT_EQ((*vault_->keys().ReadIdentity())->token_serial, token_->Identity().serial);
 }
 
 }  // namespace
