@@ -274,8 +274,21 @@ class HttpServer::Impl {
   awaitable<void> AcceptLoop(Acceptor& acceptor, Transport transport, MakeStream make_stream);
   // Counts (metrics) and logs (throttled) what admitting a connection did to the table.
   void RecordAdmission(Transport transport, Admission a);
+  // One connection: the TLS handshake, then requests (ReadRequest, Answer) until it closes.
   template <class Stream>
   awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
+  // Reads one request within limits.request_timeout: the raw header checked byte by byte before
+  // Beast parses it, the framing guard, 100-continue, the body within its limit, no trailers.
+  // Anything wrong is answered (Reject) and ends the connection: nullopt.
+  template <class Stream>
+  awaitable<std::optional<Request>> ReadRequest(Conn<Stream>& conn, beast::flat_buffer& buffer,
+                                                RequestContext& ctx,
+                                                std::chrono::steady_clock::time_point started);
+  // Runs the request on the workers, writes the answer, counts and logs it. False: the
+  // connection ends (Connection: close, a stop, or the answer could not be written).
+  template <class Stream>
+  awaitable<bool> Answer(Conn<Stream>& conn, Request& req, RequestContext& ctx,
+                         std::chrono::steady_clock::time_point started);
   // Keep-alive: waits up to limits.idle_timeout until the next request's first byte is here
   // (buffered already, or readable on the socket). False: timed out, closed or evicted.
   template <class Stream>
@@ -740,25 +753,176 @@ awaitable<bool> HttpServer::Impl::AwaitNextRequest(std::shared_ptr<Conn<Stream>>
 }
 
 template <class Stream>
+awaitable<std::optional<Request>> HttpServer::Impl::ReadRequest(
+    Conn<Stream>& conn, beast::flat_buffer& buffer, RequestContext& ctx,
+    std::chrono::steady_clock::time_point started) {
+  Stream& stream = conn.stream;
+  const Limits& lim = opt_.limits;
+  const bool is_tls = ctx.transport == Transport::kTls;
+  const char* transport_name = is_tls ? "tls" : "unix";
+  error_code ec;
+  http::request_parser<http::empty_body> header_parser;
+  header_parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
+  // Read the raw header ourselves (bounded), so that it can be checked byte by byte before
+  // Beast parses it (CheckRawHeader), then hand exactly those bytes to the parser.
+  size_t header_end = 0;
+  while (true) {
+    auto bytes = buffer.data();
+    std::string_view have(static_cast<const char*>(bytes.data()), bytes.size());
+    if (size_t pos = have.find("\r\n\r\n"); pos != std::string_view::npos) {
+      header_end = pos + 4;
+      break;
+    }
+    if (have.size() >= lim.max_header_bytes) {
+      break;
+    }
+    if (CheckRawHeader(have, /*complete=*/false)) {
+      header_end = have.size();  // let the full check below answer it
+      break;
+    }
+    size_t want = std::min<size_t>(4096, lim.max_header_bytes + 4 - have.size());
+    size_t n = co_await stream.async_read_some(buffer.prepare(want),
+                                               net::redirect_error(use_awaitable, ec));
+    buffer.commit(n);
+    if (ec) {
+      break;
+    }
+  }
+  conn.idle = false;
+  auto rejected = [&](unsigned status, std::string_view reason) {
+    log_.Info("http_rejected", {{"request_id", ctx.request_id},
+                                {"transport", transport_name},
+                                {"status", status},
+                                {"reason", reason}});
+  };
+  if (header_end == 0) {
+    if (!ec) {
+      ec = http::error::header_limit;
+    }
+    if (!IsQuietClose(ec) && buffer.size() > 0) {
+      unsigned status = ec == http::error::header_limit ? 431 : 400;
+      const char* msg = status == 431 ? "request header is too large" : "malformed request";
+      rejected(status, ec.message());
+      co_await Reject(conn, ctx, http::verb::unknown, status, "bad-request", msg, started);
+    }
+    co_return std::nullopt;
+  }
+  std::string_view raw_header(static_cast<const char*>(buffer.data().data()), header_end);
+  // The guard (not Beast's default 1 MiB) decides on Content-Length, so that too large is 413.
+  header_parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  std::optional<FramingError> bad_raw = CheckRawHeader(raw_header);
+  if (!bad_raw) {
+    size_t used = header_parser.put(net::buffer(raw_header.data(), raw_header.size()), ec);
+    if (ec || used != header_end || !header_parser.is_header_done()) {
+      bad_raw = FramingError{ec == http::error::header_limit ? 431u : 400u, "malformed request"};
+    }
+  }
+  if (bad_raw) {
+    rejected(bad_raw->status, bad_raw->message);
+    co_await Reject(conn, ctx, http::verb::unknown, bad_raw->status, "bad-request",
+                    bad_raw->message, started);
+    co_return std::nullopt;
+  }
+  OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
+  buffer.consume(header_end);
+  if (auto bad = CheckFraming(header_parser.get(), is_tls, lim)) {
+    rejected(bad->status, bad->message);
+    const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
+    co_await Reject(conn, ctx, header_parser.get().method(), bad->status, code, bad->message,
+                    started);
+    co_return std::nullopt;
+  }
+  if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
+    http::response<http::empty_body> cont{http::status::continue_, 11};
+    co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      co_return std::nullopt;
+    }
+  }
+  const auto fields_in_header =
+      std::distance(header_parser.get().begin(), header_parser.get().end());
+  const http::verb method = header_parser.get().method();
+  http::request_parser<http::string_body> parser(std::move(header_parser));
+  parser.body_limit(lim.max_body_bytes);
+  auto reject_extensions = [](std::uint64_t, std::string_view extensions, error_code& e) {
+    if (!extensions.empty()) {
+      e = http::error::bad_chunk_extension;
+    }
+  };
+  parser.on_chunk_header(reject_extensions);
+  co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+  if (ec) {
+    if (ec == http::error::body_limit) {
+      co_await Reject(conn, ctx, method, 413, "payload-too-large", "request body is too large",
+                      started);
+    } else if (!IsQuietClose(ec)) {
+      co_await Reject(conn, ctx, method, 400, "bad-request", "malformed request body", started);
+    }
+    co_return std::nullopt;
+  }
+  Request req = parser.release();
+  // Beast 1.74 merges chunked trailer fields into the header; framing fields could be smuggled
+  // that way (RFC 9112 §7.1.2), so a request with any trailer field is refused.
+  if (std::distance(req.begin(), req.end()) != fields_in_header) {
+    co_await Reject(conn, ctx, method, 400, "bad-request", "trailer fields are not accepted",
+                    started);
+    WipeMessage(req);
+    co_return std::nullopt;
+  }
+  co_return std::optional<Request>(std::move(req));
+}
+
+template <class Stream>
+awaitable<bool> HttpServer::Impl::Answer(Conn<Stream>& conn, Request& req, RequestContext& ctx,
+                                         std::chrono::steady_clock::time_point started) {
+  const char* transport_name = ctx.transport == Transport::kTls ? "tls" : "unix";
+  SplitTarget(req.target(), ctx.path, ctx.query);
+  // Handlers may block on the HSM: run them on the worker pool.
+  Response res = co_await HandleOnWorkers(req, ctx, use_awaitable);
+  AddCommonHeaders(res, ctx.request_id);
+  const bool close = !req.keep_alive() || stopping_.load();
+  unsigned status = res.result_int();
+  const bool written = co_await Send(conn.stream, std::move(res), close);
+  conn.MarkWaiting(NowTicks());
+  RecordRequest(ctx.route, req.method(), status, started);
+  auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count();
+  log_.Info("http_request", {{"request_id", ctx.request_id},
+                             {"transport", transport_name},
+                             {"method", std::string(http::to_string(req.method()))},
+                             {"route", ctx.route},
+                             {"status", status},
+                             {"latency_us", static_cast<int64_t>(latency)}});
+  if (!written) {
+    // Write timeout or the peer went away: the stream is closed, so nothing more can be
+    // answered. Pipelined requests already buffered must not run (a DELETE would take effect
+    // without its answer).
+    log_.Info("http_write_failed",
+              {{"request_id", ctx.request_id}, {"transport", transport_name}});
+  }
+  co_return !close && written;
+}
+
+template <class Stream>
 awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport) {
   Stream& stream = conn->stream;
   const Limits& lim = opt_.limits;
-  const bool is_tls = transport == Transport::kTls;
-  const char* transport_name = is_tls ? "tls" : "unix";
   error_code ec;
   bool usable = true;
 
   if constexpr (std::is_same_v<Stream, TlsStream>) {
     // Short (limits.handshake_timeout): half-open connections do not hold a place for long.
     beast::get_lowest_layer(stream).expires_after(lim.handshake_timeout);
-    co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
+    co_await stream.async_handshake(ssl::stream_base::server,
+                                    net::redirect_error(use_awaitable, ec));
     if (ec) {
       usable = false;
     }
   }
 
   // Bounds everything buffered at once, including a chunk header line (Beast 1.74 has no limit on
-  // chunk extensions; we also refuse any extension below).
+  // chunk extensions; ReadRequest also refuses any extension).
   beast::flat_buffer buffer(lim.max_header_bytes + 8 * 1024);
   bool first = true;
   while (usable && !stopping_.load()) {
@@ -770,147 +934,24 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     }
     beast::get_lowest_layer(stream).expires_after(lim.request_timeout);
     first = false;
-    http::request_parser<http::empty_body> header_parser;
-    header_parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
-    // Read the raw header ourselves (bounded), so that it can be checked byte by byte before
-    // Beast parses it (CheckRawHeader), then hand exactly those bytes to the parser.
-    size_t header_end = 0;
-    while (true) {
-      auto bytes = buffer.data();
-      std::string_view have(static_cast<const char*>(bytes.data()), bytes.size());
-      if (size_t pos = have.find("\r\n\r\n"); pos != std::string_view::npos) {
-        header_end = pos + 4;
-        break;
-      }
-      if (have.size() >= lim.max_header_bytes) {
-        break;
-      }
-      if (CheckRawHeader(have, /*complete=*/false)) {
-        header_end = have.size();  // let the full check below answer it
-        break;
-      }
-      size_t want = std::min<size_t>(4096, lim.max_header_bytes + 4 - have.size());
-      size_t n = co_await stream.async_read_some(buffer.prepare(want),
-                                                 net::redirect_error(use_awaitable, ec));
-      buffer.commit(n);
-      if (ec) {
-        break;
-      }
-    }
-    conn->idle = false;
-    auto started = std::chrono::steady_clock::now();
+    const auto started = std::chrono::steady_clock::now();
     RequestContext ctx;
     ctx.request_id = NewRequestId();
     ctx.transport = transport;
     ctx.peer = conn->peer;
-    if (header_end == 0) {
-      if (!ec) {
-        ec = http::error::header_limit;
-      }
-      if (!IsQuietClose(ec) && buffer.size() > 0) {
-        unsigned status = ec == http::error::header_limit ? 431 : 400;
-        const char* msg = status == 431 ? "request header is too large" : "malformed request";
-        log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
-                                    {"status", status}, {"reason", ec.message()}});
-        co_await Reject(*conn, ctx, http::verb::unknown, status, "bad-request", msg, started);
-      }
-      break;
-    }
-    std::string_view raw_header(static_cast<const char*>(buffer.data().data()), header_end);
-    // The guard (not Beast's default 1 MiB) decides on Content-Length, so that too large is 413.
-    header_parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    std::optional<FramingError> bad_raw = CheckRawHeader(raw_header);
-    if (!bad_raw) {
-      size_t used = header_parser.put(net::buffer(raw_header.data(), raw_header.size()), ec);
-      if (ec || used != header_end || !header_parser.is_header_done()) {
-        bad_raw = FramingError{ec == http::error::header_limit ? 431u : 400u, "malformed request"};
-      }
-    }
-    if (bad_raw) {
-      log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
-                                  {"status", bad_raw->status}, {"reason", bad_raw->message}});
-      co_await Reject(*conn, ctx, http::verb::unknown, bad_raw->status, "bad-request",
-                      bad_raw->message, started);
-      break;
-    }
-    OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
-    buffer.consume(header_end);
-    if (auto bad = CheckFraming(header_parser.get(), is_tls, lim)) {
-      log_.Info("http_rejected", {{"request_id", ctx.request_id}, {"transport", transport_name},
-                                  {"status", bad->status}, {"reason", bad->message}});
-      const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
-      co_await Reject(*conn, ctx, header_parser.get().method(), bad->status, code, bad->message,
-                      started);
-      break;
-    }
-    if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
-      http::response<http::empty_body> cont{http::status::continue_, 11};
-      co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
-      if (ec) {
-        break;
-      }
-    }
-    const auto fields_in_header = std::distance(header_parser.get().begin(), header_parser.get().end());
-    const http::verb method = header_parser.get().method();
-    http::request_parser<http::string_body> parser(std::move(header_parser));
-    parser.body_limit(lim.max_body_bytes);
-    auto reject_extensions = [](std::uint64_t, std::string_view extensions, error_code& e) {
-      if (!extensions.empty()) {
-        e = http::error::bad_chunk_extension;
-      }
-    };
-    parser.on_chunk_header(reject_extensions);
-    co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
-    if (ec) {
-      if (ec == http::error::body_limit) {
-        co_await Reject(*conn, ctx, method, 413, "payload-too-large", "request body is too large",
-                        started);
-      } else if (!IsQuietClose(ec)) {
-        co_await Reject(*conn, ctx, method, 400, "bad-request", "malformed request body", started);
-      }
-      break;
-    }
-    Request req = parser.release();
-    // Beast 1.74 merges chunked trailer fields into the header; framing fields could be smuggled
-    // that way (RFC 9112 §7.1.2), so a request with any trailer field is refused.
-    if (std::distance(req.begin(), req.end()) != fields_in_header) {
-      co_await Reject(*conn, ctx, method, 400, "bad-request", "trailer fields are not accepted",
-                      started);
+    std::optional<Request> req = co_await ReadRequest(*conn, buffer, ctx, started);
+    if (!req) {
       break;
     }
     // Complete: from here the connection is never evicted, until its response is out.
-    if (!conn->MarkBusy()) {
-      WipeMessage(req);
-      break;
-    }
-    SplitTarget(req.target(), ctx.path, ctx.query);
-    // Handlers may block on the HSM: run them on the worker pool.
-    Response res = co_await HandleOnWorkers(req, ctx, use_awaitable);
-    AddCommonHeaders(res, ctx.request_id);
-    const bool close = !req.keep_alive() || stopping_.load();
-    unsigned status = res.result_int();
-    const bool written = co_await Send(stream, std::move(res), close);
-    conn->MarkWaiting(NowTicks());
-    RecordRequest(ctx.route, req.method(), status, started);
-    auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - started)
-                       .count();
-    log_.Info("http_request", {{"request_id", ctx.request_id},
-                               {"transport", transport_name},
-                               {"method", std::string(http::to_string(req.method()))},
-                               {"route", ctx.route},
-                               {"status", status},
-                               {"latency_us", static_cast<int64_t>(latency)}});
-    if (!written) {
-      // Write timeout or the peer went away: the stream is closed, so nothing more can be
-      // answered. Pipelined requests already buffered must not run (a DELETE would take effect
-      // without its answer).
-      log_.Info("http_write_failed", {{"request_id", ctx.request_id}, {"transport", transport_name}});
+    bool more = false;
+    if (conn->MarkBusy()) {
+      more = co_await Answer(*conn, *req, ctx, started);
     }
     // The request may have held a payload, a password hash, a cookie or a signature.
-    WipeMessage(req);
+    WipeMessage(*req);
     WipeSpare(buffer);
-    if (close || !written) {
+    if (!more) {
       break;
     }
   }
