@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "crypto/hash.h"
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "service/email_index.h"
 #include "service/mail_requests.h"
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {

@@ -19,7 +19,7 @@
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {

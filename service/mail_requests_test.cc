@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "common/testing/status_matchers.h"
 #include "service/record.h"
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 #include "service/tokens.h"
 #include "store/testing/held_store.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {

@@ -15,12 +15,12 @@
 #include "service/email_index.h"
 #include "service/maintenance.h"
 #include "service/record.h"
-#include "service/service_test_env.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {
 
-// The real stack (service/service_test_env.h), without the keys initialised.
+// The real stack (service/testing/service_env.h), without the keys initialised.
 class VaultTest : public ::testing::Test, protected ServiceEnv {
  protected:
   VaultTest() : ServiceEnv(/*init_keys=*/false) {}

@@ -230,7 +230,7 @@ TEST_F(StoreTest, ConcurrentWritersIntoAFullMapEachGetTheirOwnCorrectResult) {
       for (int i = 0; i < kBatches; ++i) {
         std::string k = std::to_string(t) + "-" + std::to_string(i);
         // Mixed sizes, so some batches fit where others do not.
-        std::string v(static_cast<size_t>(100 + (t * 977 + i * 331) % 9000), 'a' + t);
+        std::string v(static_cast<size_t>(100 + (t * 977 + i * 331) % 9000), static_cast<char>('a' + t));
         Status st = s->Apply({Make(Op::kInsert, "t", k, v), Make(Op::kInsert, "u", k, k)});
         results[t].emplace_back(k, st.code());
       }
