@@ -10,6 +10,7 @@
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::api::ot1 {
 namespace {
@@ -88,18 +89,18 @@ TEST(Ot1VectorTest, DocumentedRequestCanonicalisesToTheHexDumpAndItsSignature) {
     hex += ReplaceAll(row, " ", "");
   }
   Result<Bytes> expected = crypto::HexDecode(hex);
-  ASSERT_TRUE(expected.ok());
+  ASSERT_OK(expected);
   ASSERT_EQ(expected->size(), 0x9bu);
 
   Result<Authorization> auth = ParseAuthorization(ValidHeader());
-  ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+  ASSERT_OK(auth);
   Result<SecretBytes> content = CanonicalContent(*auth, DocRequest());
-  ASSERT_TRUE(content.ok()) << content.status().ToString();
+  ASSERT_OK(content);
   EXPECT_EQ(Reveal(*content), AsString(*expected));
 
   Result<Bytes> mac = crypto::HmacSha256(SecretBytes::CopyFrom(kDocSecret),
                                          content->Reveal(SecretAccess::Grant()));
-  ASSERT_TRUE(mac.ok());
+  ASSERT_OK(mac);
   EXPECT_EQ(crypto::HexEncode(*mac), kDocSignature);
   EXPECT_EQ(*mac, auth->signature);
 }
@@ -110,7 +111,7 @@ TEST(Ot1VectorTest, DocumentedAuthorizationHeaderParsesWhenSentOnOneLine) {
     std::string one_line = ReplaceAll(std::string(kDocAuthorizationAsPrinted), "\n    ", fold);
     SCOPED_TRACE(one_line);
     Result<Authorization> auth = ParseAuthorization(one_line);
-    ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+    ASSERT_OK(auth);
     EXPECT_EQ(auth->access_code, kDocAccessCode);
     EXPECT_EQ(auth->signed_headers,
               (std::vector<std::string>{"host", "content-type", "x-opentoken-date"}));
@@ -138,13 +139,13 @@ TEST(Ot1VectorTest, TokensDocumentationHeadersParse) {
                          "signed-headers=host content-type x-opentoken-date; signature=" +
                          std::string(signature);
     Result<Authorization> auth = ParseAuthorization(header);
-    ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+    ASSERT_OK(auth);
     EXPECT_EQ(auth->access_code, kDocAccessCode);
     EXPECT_EQ(auth->signed_headers.size(), 3u);
     EXPECT_EQ(crypto::HexEncode(auth->signature), signature);
   }
   Result<int64_t> date = ParseOt1Date("2017-01-23T01:23:45Z");
-  ASSERT_TRUE(date.ok());
+  ASSERT_OK(date);
   EXPECT_EQ(*date, 1485134625);
 }
 
@@ -153,7 +154,7 @@ TEST(Ot1VectorTest, RequestSignaturesDocumentationHeaderParses) {
       "OT1-HMAC-SHA256-HEX; access-code=MW-HNalDMRBxwggBw-Lnygcu; signed-headers=host "
       "content-type x-opentoken-date; "
       "signature=fd37b2bfd06690cb5cc36f9b4b112aeab354227a2922d72785a99d2000feea0f");
-  ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+  ASSERT_OK(auth);
   EXPECT_EQ(auth->access_code, "MW-HNalDMRBxwggBw-Lnygcu");
 }
 
@@ -173,7 +174,7 @@ TEST(Ot1AuthorizationTest, ParametersMayComeInAnyOrderWithWhitespaceAroundSepara
        }) {
     SCOPED_TRACE(h);
     Result<Authorization> auth = ParseAuthorization(h);
-    ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+    ASSERT_OK(auth);
     EXPECT_EQ(auth->access_code, kDocAccessCode);
     EXPECT_EQ(auth->signed_headers.size(), 3u);
     EXPECT_EQ(crypto::HexEncode(auth->signature), kDocSignature);
@@ -183,13 +184,13 @@ TEST(Ot1AuthorizationTest, ParametersMayComeInAnyOrderWithWhitespaceAroundSepara
 TEST(Ot1AuthorizationTest, SignedHeaderNamesAreLowerCasedAndKeepTheirOrder) {
   Result<Authorization> auth =
       ParseAuthorization(ValidHeader(kDocAccessCode, "X-OpenToken-Date X-Extra HOST Content-Type"));
-  ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+  ASSERT_OK(auth);
   EXPECT_EQ(auth->signed_headers,
             (std::vector<std::string>{"x-opentoken-date", "x-extra", "host", "content-type"}));
 }
 
 TEST(Ot1AuthorizationTest, AccessCodeOfMaximumLengthIsAccepted) {
-  EXPECT_TRUE(ParseAuthorization(ValidHeader(std::string(kMaxAccessCodeBytes, 'a'))).ok());
+  EXPECT_OK(ParseAuthorization(ValidHeader(std::string(kMaxAccessCodeBytes, 'a'))));
 }
 
 TEST(Ot1AuthorizationTest, MalformedHeadersAreRejected) {
@@ -276,7 +277,7 @@ TEST(Ot1AuthorizationTest, MalformedHeadersAreRejected) {
 TEST(Ot1AuthorizationTest, LengthLimitCountsTheWholeValue) {
   std::string header = ValidHeader();
   header += std::string(kMaxAuthorizationBytes - header.size(), ' ');
-  EXPECT_TRUE(ParseAuthorization(header).ok());
+  EXPECT_OK(ParseAuthorization(header));
   header += " ";
   ExpectUnauthenticated(ParseAuthorization(header).status());
 }
@@ -401,7 +402,7 @@ TEST(Ot1CanonicalContentTest, CanonicalisationTable) {
   for (const CanonCase& c : cases) {
     SCOPED_TRACE(c.what);
     Result<SecretBytes> content = Canonicalise(c);
-    ASSERT_TRUE(content.ok()) << content.status().ToString();
+    ASSERT_OK(content);
     EXPECT_EQ(Reveal(*content), c.expected);
   }
 }
@@ -412,8 +413,8 @@ TEST(Ot1CanonicalContentTest, SignedHeaderOrderChangesTheContent) {
   b.signed_headers = {"content-type", "host", "x-opentoken-date"};
   Result<SecretBytes> ca = Canonicalise(a);
   Result<SecretBytes> cb = Canonicalise(b);
-  ASSERT_TRUE(ca.ok());
-  ASSERT_TRUE(cb.ok());
+  ASSERT_OK(ca);
+  ASSERT_OK(cb);
   EXPECT_FALSE(ConstantTimeEquals(*ca, *cb));
 }
 
@@ -481,7 +482,7 @@ TEST(Ot1DateTest, ValidDatesParseToUnixSeconds) {
   for (const auto& [text, seconds] : cases) {
     SCOPED_TRACE(text);
     Result<int64_t> r = ParseOt1Date(text);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_OK(r);
     EXPECT_EQ(*r, seconds);
   }
 }
@@ -526,18 +527,18 @@ TEST(Ot1DateTest, OtherFormsAndImpossibleDatesAreRejected) {
     SCOPED_TRACE(text);
     ExpectUnauthenticated(ParseOt1Date(text).status());
   }
-  EXPECT_TRUE(ParseOt1Date("2016-02-29T00:00:00Z").ok());
-  EXPECT_TRUE(ParseOt1Date("2000-02-29T00:00:00Z").ok());
+  EXPECT_OK(ParseOt1Date("2016-02-29T00:00:00Z"));
+  EXPECT_OK(ParseOt1Date("2000-02-29T00:00:00Z"));
 }
 
 TEST(Ot1DateTest, WindowAcceptsFiveMinutesPastAndOneMinuteFuture) {
   constexpr int64_t kNow = 1479412860;
   constexpr int64_t kPast = 5 * 60;
   constexpr int64_t kFuture = 60;
-  EXPECT_TRUE(CheckDateWindow(kNow, kNow, kPast, kFuture).ok());
-  EXPECT_TRUE(CheckDateWindow(kNow - 300, kNow, kPast, kFuture).ok());
+  EXPECT_OK(CheckDateWindow(kNow, kNow, kPast, kFuture));
+  EXPECT_OK(CheckDateWindow(kNow - 300, kNow, kPast, kFuture));
   ExpectUnauthenticated(CheckDateWindow(kNow - 301, kNow, kPast, kFuture));
-  EXPECT_TRUE(CheckDateWindow(kNow + 60, kNow, kPast, kFuture).ok());
+  EXPECT_OK(CheckDateWindow(kNow + 60, kNow, kPast, kFuture));
   ExpectUnauthenticated(CheckDateWindow(kNow + 61, kNow, kPast, kFuture));
 }
 
@@ -546,15 +547,15 @@ TEST(Ot1DateTest, WindowHandlesExtremeValuesWithoutOverflow) {
   constexpr int64_t kMin = INT64_MIN;
   ExpectUnauthenticated(CheckDateWindow(kMin, kMax, 300, 60));
   ExpectUnauthenticated(CheckDateWindow(kMax, kMin, 300, 60));
-  EXPECT_TRUE(CheckDateWindow(kMax, kMax, 300, 60).ok());
+  EXPECT_OK(CheckDateWindow(kMax, kMax, 300, 60));
   ExpectUnauthenticated(CheckDateWindow(0, 0, -1, 60));
   ExpectUnauthenticated(CheckDateWindow(0, 0, 300, -1));
 }
 
 TEST(Ot1DateTest, DocumentedDateIsAcceptedOnlyNearItsTime) {
   Result<int64_t> date = ParseOt1Date("2016-11-17T20:01:00Z");
-  ASSERT_TRUE(date.ok());
-  EXPECT_TRUE(CheckDateWindow(*date, 1479412860 + 120, 300, 60).ok());
+  ASSERT_OK(date);
+  EXPECT_OK(CheckDateWindow(*date, 1479412860 + 120, 300, 60));
   ExpectUnauthenticated(CheckDateWindow(*date, 1700000000, 300, 60));
 }
 

@@ -1,4 +1,5 @@
 #include "api/qr_png.h"
+#include "common/testing/status_matchers.h"
 
 #include <png.h>
 #include <qrencode.h>
@@ -67,7 +68,7 @@ bool DecodePng(const std::string& png, Gray& out) {
 
 TEST(QrPngTest, OutputIsAPngOfTheExpectedSize) {
   auto png = QrCodePng(kOtpauth, 6, 4);
-  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  ASSERT_OK(png);
   const std::string signature = "\x89PNG\r\n\x1a\n";
   ASSERT_GT(png->size(), 33u);
   EXPECT_EQ(png->substr(0, 8), signature);
@@ -84,10 +85,10 @@ TEST(QrPngTest, OutputIsAPngOfTheExpectedSize) {
 TEST(QrPngTest, SizeFollowsModulePixelsAndMargin) {
   int qr_width = QrWidth("hello");
   auto png = QrCodePng("hello", 3, 0);
-  ASSERT_TRUE(png.ok());
+  ASSERT_OK(png);
   EXPECT_EQ(BigEndian32(*png, 16), static_cast<uint32_t>(qr_width * 3));
   png = QrCodePng("hello", 1, 16);
-  ASSERT_TRUE(png.ok());
+  ASSERT_OK(png);
   EXPECT_EQ(BigEndian32(*png, 16), static_cast<uint32_t>(qr_width + 32));
 }
 
@@ -95,7 +96,7 @@ TEST(QrPngTest, FinderPatternIsBlackAndQuietZoneIsWhite) {
   const int px = 6;
   const int margin = 4;
   auto png = QrCodePng(kOtpauth, px, margin);
-  ASSERT_TRUE(png.ok());
+  ASSERT_OK(png);
   Gray img;
   ASSERT_TRUE(DecodePng(*png, img));
   ASSERT_EQ(img.width, img.height);
@@ -131,7 +132,7 @@ TEST(QrPngTest, ZbarimgDecodesTheText) {
   }
   for (const std::string& text : {kOtpauth, std::string("hello"), std::string(600, 'x')}) {
     auto png = QrCodePng(text);
-    ASSERT_TRUE(png.ok());
+    ASSERT_OK(png);
     std::string path = ::testing::TempDir() + "otd_qr_test_XXXXXX";
     std::vector<char> tmpl(path.begin(), path.end());
     tmpl.push_back('\0');
@@ -167,12 +168,12 @@ TEST(QrPngTest, TextOverTheLimitIsRejectedWithoutEchoingIt) {
   auto png = QrCodePng(big);
   EXPECT_EQ(png.status().code(), Code::kInvalidArgument);
   EXPECT_EQ(png.status().message().find("qqqq"), std::string::npos);
-  EXPECT_TRUE(QrCodePng(std::string(kMaxQrTextBytes, 'q')).ok());
+  EXPECT_OK(QrCodePng(std::string(kMaxQrTextBytes, 'q')));
 }
 
 TEST(QrPngTest, BinaryTextWithNulIsEncoded) {
   std::string text("a\0b", 3);
-  EXPECT_TRUE(QrCodePng(text).ok());
+  EXPECT_OK(QrCodePng(text));
 }
 
 TEST(QrPngTest, BadSizesAreRejected) {

@@ -30,6 +30,7 @@
 
 #include "api/errors.h"
 #include "tests/support/temp_dir.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::api {
 namespace {
@@ -105,7 +106,7 @@ class ServerTest : public ::testing::Test {
     o.io_threads = 1;
     o.worker_threads = 1;  // one worker: a request waiting for its write must not hold it
     auto server = HttpServer::Create(std::move(o), router_, log_);
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    ASSERT_OK(server);
     server_ = std::move(server).value();
     runner_ = std::thread([this] { server_->Run(); });
   }

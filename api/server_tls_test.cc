@@ -24,6 +24,7 @@
 
 #include "api/server.h"
 #include "tests/support/temp_dir.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::api {
 namespace {
@@ -116,7 +117,7 @@ class ServerTlsTest : public ::testing::Test {
     o.io_threads = 1;
     o.worker_threads = 1;
     auto server = HttpServer::Create(std::move(o), router_, log_);
-    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    ASSERT_OK(server);
     server_ = std::move(server).value();
     runner_ = std::thread([this] { server_->Run(); });
   }
@@ -154,7 +155,7 @@ TEST_F(ServerTlsTest, ReloadServesTheNewCertificateToNewConnectionsOnly) {
 
   Install("b.pem", "b.key");
   Status s = server_->ReloadTls();
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_OK(s);
   TlsClient after(port());
   EXPECT_EQ(after.PeerDer(), b);
   EXPECT_EQ(after.Get("/fast"), 200u);
@@ -194,7 +195,7 @@ TEST(ServerTlsReloadTest, WithoutATlsListenerThereIsNothingToReload) {
   ServerOptions o;
   o.unix_listener = UnixListener{.path = dir.Sub("s.sock")};
   auto server = HttpServer::Create(std::move(o), router, log);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_OK(server);
   EXPECT_EQ((*server)->ReloadTls().code(), Code::kFailedPrecondition);
 }
 

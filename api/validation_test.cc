@@ -7,9 +7,13 @@
 #include <vector>
 
 #include "api/schemas.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::api {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 using nlohmann::json;
 
@@ -24,7 +28,7 @@ class ValidationTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto v = SchemaValidator::Create();
-    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    ASSERT_OK(v);
     validator_ = std::move(v).value().release();
   }
   static void TearDownTestSuite() {
@@ -44,7 +48,7 @@ class ValidationTest : public ::testing::Test {
   static void ExpectRejected(std::string_view schema, const json& doc, const std::string& pointer,
                              const std::string& secret = "") {
     Status s = Check(schema, doc);
-    ASSERT_FALSE(s.ok()) << doc.dump();
+    ASSERT_THAT(s, Not(IsOk())) << doc.dump();
     EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
     EXPECT_TRUE(s.message().starts_with(pointer + ": ")) << s.message();
     if (!secret.empty()) {
@@ -73,9 +77,9 @@ TEST_F(ValidationTest, EveryEmbeddedSchemaCompilesAndAcceptsSomethingOrRejectsCl
 }
 
 TEST_F(ValidationTest, ValidRegisterRequestPasses) {
-  EXPECT_TRUE(Check(kRegister, {{"email", "a@example.com"}}).ok());
-  EXPECT_TRUE(Check(kRegister, {{"email", "first.last+tag@sub.example.org"}}).ok());
-  EXPECT_TRUE(Check(kRegister, {{"email", "user@[192.0.2.1]"}}).ok());
+  EXPECT_OK(Check(kRegister, {{"email", "a@example.com"}}));
+  EXPECT_OK(Check(kRegister, {{"email", "first.last+tag@sub.example.org"}}));
+  EXPECT_OK(Check(kRegister, {{"email", "user@[192.0.2.1]"}}));
 }
 
 TEST_F(ValidationTest, MissingEmailIsRejectedNamingTheField) {
@@ -112,8 +116,8 @@ TEST_F(ValidationTest, WrongTypeIsRejectedNamingTheField) {
 }
 
 TEST_F(ValidationTest, ValidLoginRequestPasses) {
-  EXPECT_TRUE(Check(kLogin, Login(kHash, "123456")).ok());
-  EXPECT_TRUE(Check(kLogin, Login(kHash, "000000")).ok());
+  EXPECT_OK(Check(kLogin, Login(kHash, "123456")));
+  EXPECT_OK(Check(kLogin, Login(kHash, "000000")));
 }
 
 TEST_F(ValidationTest, LoginTotpMustBeSixDigits) {
@@ -128,7 +132,7 @@ TEST_F(ValidationTest, LoginChallengeHashShorterThan24IsRejected) {
   std::string short_hash = kHash.substr(0, 23);
   ExpectRejected(kLogin, Login(short_hash, "123456"), "/challengeHash", short_hash);
   EXPECT_EQ(Check(kLogin, Login(short_hash, "123456")).message(), "/challengeHash: too short");
-  EXPECT_TRUE(Check(kLogin, Login(kHash.substr(0, 24), "123456")).ok());
+  EXPECT_OK(Check(kLogin, Login(kHash.substr(0, 24), "123456")));
 }
 
 TEST_F(ValidationTest, LoginChallengeHashFollowsThePasswordHashPatternThroughAllOf) {
@@ -144,7 +148,7 @@ TEST_F(ValidationTest, LoginRequiresChallengeHashMfaAndTotp) {
 }
 
 TEST_F(ValidationTest, SecureRequestNeedsCurrentAndPreviousTotp) {
-  EXPECT_TRUE(Check(kSecure, Secure({{"current", "123456"}, {"previous", "654321"}})).ok());
+  EXPECT_OK(Check(kSecure, Secure({{"current", "123456"}, {"previous", "654321"}})));
   EXPECT_EQ(Check(kSecure, Secure({{"current", "123456"}})).message(),
             "/mfa/totp/previous: is required");
   EXPECT_EQ(Check(kSecure, Secure({{"previous", "123456"}})).message(),
@@ -177,12 +181,12 @@ TEST_F(ValidationTest, UnknownFieldNamesThatCouldBeDataAreNotEchoed) {
 }
 
 TEST_F(ValidationTest, EmptySchemaAcceptsOnlyAnEmptyObjectAsFarAsFieldsGo) {
-  EXPECT_TRUE(Check(kLogout, json::object()).ok());
+  EXPECT_OK(Check(kLogout, json::object()));
   EXPECT_EQ(Check(kLogout, {{"everything", true}}).message(), "/everything: unknown field");
 }
 
 TEST_F(ValidationTest, EnumIsChecked) {
-  EXPECT_TRUE(Check("account/token-create-request.json", {{"public", "true"}}).ok());
+  EXPECT_OK(Check("account/token-create-request.json", {{"public", "true"}}));
   EXPECT_EQ(Check("account/token-create-request.json", {{"public", "yes"}}).message(),
             "/public: not an allowed value");
 }
@@ -193,7 +197,7 @@ TEST_F(ValidationTest, VeryLongStringUnderAPatternIsRejectedBeforeTheRegexRuns) 
   Status s = Check(kRegister, {{"email", local + "@example.com"}});
   EXPECT_EQ(s.message(), "/email: too long");
   std::string at_cap(kMaxPatternSubjectBytes - 12, 'a');
-  EXPECT_TRUE(Check(kRegister, {{"email", at_cap + "@example.com"}}).ok());
+  EXPECT_OK(Check(kRegister, {{"email", at_cap + "@example.com"}}));
 }
 
 TEST_F(ValidationTest, DateTimeFormatIsCheckedOnStringsOnly) {
@@ -214,7 +218,7 @@ TEST_F(ValidationTest, UnknownSchemaIsAnInternalError) {
 TEST_F(ValidationTest, ParseAndValidateRunsAllThreeSteps) {
   JsonLimits limits;
   auto ok = ParseAndValidate(R"({"email":"a@example.com"})", kRegister, *validator_, limits);
-  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_OK(ok);
   EXPECT_EQ((*ok)["email"], "a@example.com");
 
   auto dup = ParseAndValidate(R"({"email":"a@example.com","email":"b@example.com"})", kRegister,
@@ -266,12 +270,12 @@ TEST(SchemaSetTest, RefsResolveRelativeToTheReferringDocumentIncludingFragments)
       {"a/sibling.json", R"({"allOf":[{"$ref":"../b/lib.json#/definitions/code"}],"maxLength":4})"},
       {"b/lib.json", R"({"definitions":{"code":{"type":"string","pattern":"^[0-9]+$"}}})"},
   });
-  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_OK(v);
   auto check = [&](const json& doc) {
     Status s = (*v)->Validate("a/root.json", doc);
     return s.ok() ? RejectUnknownFields(doc, "a/root.json", **v) : s;
   };
-  EXPECT_TRUE(check({{"x", "12"}, {"y", "34"}, {"z", 3}}).ok());
+  EXPECT_OK(check({{"x", "12"}, {"y", "34"}, {"z", 3}}));
   EXPECT_EQ(check({{"x", "1a"}}).message(), "/x: does not match the required pattern");
   EXPECT_EQ(check({{"y", "1a"}}).message(), "/y: does not match the required pattern");
   EXPECT_EQ(check({{"y", "12345"}}).message(), "/y: too long");
@@ -298,7 +302,7 @@ TEST(SchemaSetTest, BrokenSchemaSetsFailToCreate) {
   };
   for (const auto& c : cases) {
     auto v = FromFiles(c.files);
-    EXPECT_FALSE(v.ok()) << c.name;
+    EXPECT_THAT(v, Not(IsOk())) << c.name;
     if (!v.ok()) {
       EXPECT_EQ(v.status().code(), Code::kInternal) << c.name;
     }
@@ -308,10 +312,10 @@ TEST(SchemaSetTest, BrokenSchemaSetsFailToCreate) {
 TEST(SchemaSetTest, AllOfCyclesThroughPropertiesTerminate) {
   auto v = FromFiles({{"tree.json", R"({"type":"object","properties":{
       "name":{"type":"string"},"child":{"$ref":"tree.json"}}})"}});
-  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_OK(v);
   json doc = {{"name", "a"}, {"child", {{"name", "b"}, {"child", {{"name", "c"}}}}}};
   EXPECT_TRUE((*v)->Validate("tree.json", doc).ok());
-  EXPECT_TRUE(RejectUnknownFields(doc, "tree.json", **v).ok());
+  EXPECT_OK(RejectUnknownFields(doc, "tree.json", **v));
   doc["child"]["child"]["extra"] = 1;
   EXPECT_EQ(RejectUnknownFields(doc, "tree.json", **v).message(), "/child/child/extra: unknown field");
   doc["child"]["child"].erase("extra");
@@ -322,10 +326,10 @@ TEST(SchemaSetTest, AllOfCyclesThroughPropertiesTerminate) {
 TEST(SchemaSetTest, AdditionalPropertiesOpensAnObjectButKeepsInputNamesOutOfMessages) {
   auto v = FromFiles({{"m.json", R"({"type":"object","properties":{"fixed":{"type":"string"}},
       "additionalProperties":{"type":"string","maxLength":3}})"}});
-  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_OK(v);
   json ok = {{"fixed", "x"}, {"anything", "abc"}};
   EXPECT_TRUE((*v)->Validate("m.json", ok).ok());
-  EXPECT_TRUE(RejectUnknownFields(ok, "m.json", **v).ok());
+  EXPECT_OK(RejectUnknownFields(ok, "m.json", **v));
   Status s = (*v)->Validate("m.json", {{"a@example.com", "abcd"}});
   EXPECT_EQ(s.message(), "/: too long");
   s = (*v)->Validate("m.json", {{"label", "abcd"}});
@@ -335,7 +339,7 @@ TEST(SchemaSetTest, AdditionalPropertiesOpensAnObjectButKeepsInputNamesOutOfMess
 TEST(SchemaSetTest, ArrayItemsAreWalkedWithTheirIndex) {
   auto v = FromFiles({{"l.json", R"({"type":"object","properties":{"scope":{"type":"array",
       "items":{"type":"object","properties":{"name":{"type":"string","pattern":"^[a-z.]+$"}}}}}})"}});
-  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_OK(v);
   json doc = {{"scope", {{{"name", "account.read"}}, {{"name", "X"}}}}};
   EXPECT_EQ((*v)->Validate("l.json", doc).message(), "/scope/1/name: does not match the required pattern");
   doc = {{"scope", {{{"name", "a"}}, {{"name", "b"}, {"nope", 1}}}}};

@@ -1,4 +1,5 @@
 #include "common/metrics.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -65,8 +66,8 @@ TEST(MetricsTest, ChildrenSortByValueTuplesNotByLength) {
 
 TEST(MetricsTest, FamiliesWithoutLabelsRenderZeroFromTheStart) {
   Registry r;
-  ASSERT_TRUE(r.AddCounter("a_total", "A.").ok());
-  ASSERT_TRUE(r.AddGauge("b", "B.").ok());
+  ASSERT_OK(r.AddCounter("a_total", "A."));
+  ASSERT_OK(r.AddGauge("b", "B."));
   EXPECT_EQ(r.Render(),
             "# HELP a_total A.\n# TYPE a_total counter\na_total 0\n"
             "# HELP b B.\n# TYPE b gauge\nb 0\n");
@@ -167,7 +168,7 @@ TEST(MetricsTest, BadNamesLabelsAndBoundsAreRefused) {
   EXPECT_EQ(r.AddCounter("", "x").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.AddCounter("1abc", "x").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.AddCounter("a-b", "x").status().code(), Code::kInvalidArgument);
-  EXPECT_TRUE(r.AddCounter("ns:sub_total", "x").ok());
+  EXPECT_OK(r.AddCounter("ns:sub_total", "x"));
   EXPECT_EQ(r.AddCounter("c", "x", {"__reserved"}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.AddCounter("c", "x", {"a:b"}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(r.AddCounter("c", "x", {"a", "a"}).status().code(), Code::kInvalidArgument);
@@ -226,7 +227,7 @@ TEST(MetricsTest, CollectorsRunAtScrapeTimeUntilTheirHandleDies) {
 TEST(MetricsTest, ProcessMetricsAreReadFromProc) {
   Registry r;
   auto h = AddProcessMetrics(r);
-  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_OK(h);
   const std::string text = r.Render();
   for (const char* name : {"process_resident_memory_bytes", "process_virtual_memory_bytes",
                            "process_open_fds", "process_max_fds", "process_start_time_seconds"}) {

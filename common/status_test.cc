@@ -1,4 +1,5 @@
 #include "common/status.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -6,6 +7,9 @@
 
 namespace otd {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 Result<int> Half(int x) {
   if (x % 2 != 0) {
@@ -27,13 +31,13 @@ Status CheckEven(int x) {
 
 TEST(StatusTest, OkStatusHasNoMessage) {
   Status s = Status::Ok();
-  EXPECT_TRUE(s.ok());
+  EXPECT_OK(s);
   EXPECT_EQ(s.ToString(), "ok");
 }
 
 TEST(StatusTest, ErrorCarriesCodeAndMessage) {
   Status s = NotFound("no such record");
-  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s, Not(IsOk()));
   EXPECT_EQ(s.code(), Code::kNotFound);
   EXPECT_EQ(s.ToString(), "not_found: no such record");
 }
@@ -41,15 +45,15 @@ TEST(StatusTest, ErrorCarriesCodeAndMessage) {
 TEST(ResultTest, AssignOrReturnPropagatesFirstError) {
   EXPECT_EQ(*Quarter(8), 2);
   auto r = Quarter(6);  // 6/2 = 3 is odd
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
-  EXPECT_TRUE(CheckEven(4).ok());
+  EXPECT_OK(CheckEven(4));
   EXPECT_EQ(CheckEven(5).code(), Code::kInvalidArgument);
 }
 
 TEST(ResultTest, HoldsMoveOnlyValues) {
   Result<std::unique_ptr<int>> r = std::make_unique<int>(7);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   std::unique_ptr<int> p = std::move(r).value();
   EXPECT_EQ(*p, 7);
 }

@@ -1,4 +1,5 @@
 #include "crypto/encoding.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -11,11 +12,14 @@
 namespace otd::crypto {
 namespace {
 
+using ::testing::Not;
+using ::otd::testing::IsOk;
+
 // RFC 4648 §10.
 constexpr std::array<std::string_view, 7> kPlain = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
 
 std::string DecodedString(const Result<Bytes>& r) {
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_OK(r);
   return r.ok() ? std::string(AsString(*r)) : std::string();
 }
 
@@ -36,7 +40,7 @@ TEST(EncodingTest, HexDecodeAcceptsUppercaseDigits) {
 TEST(EncodingTest, HexDecodeRejectsOddLengthAndNonHexCharacters) {
   for (const char* bad : {"0", "abc", "0g", "zz", " 00", "00 ", "0x00", "+0", "00\n"}) {
     Result<Bytes> r = HexDecode(bad);
-    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r, Not(IsOk())) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }
 }
@@ -55,10 +59,10 @@ TEST(EncodingTest, Base64UsesPlusAndSlashAndBase64UrlUsesDashAndUnderscore) {
   EXPECT_EQ(Base64Encode(bytes), "+/+/+/8=");
   EXPECT_EQ(Base64UrlEncode(bytes), "-_-_-_8");
   Result<Bytes> std_round = Base64Decode("+/+/+/8=");
-  ASSERT_TRUE(std_round.ok());
+  ASSERT_OK(std_round);
   EXPECT_EQ(*std_round, bytes);
   Result<Bytes> url_round = Base64UrlDecode("-_-_-_8");
-  ASSERT_TRUE(url_round.ok());
+  ASSERT_OK(url_round);
   EXPECT_EQ(*url_round, bytes);
 }
 
@@ -88,7 +92,7 @@ TEST(EncodingTest, Base64DecodeRejectsMalformedInput) {
            "Zm9\x80",    // non-ASCII byte
        }) {
     Result<Bytes> r = Base64Decode(bad);
-    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r, Not(IsOk())) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }
 }
@@ -97,7 +101,7 @@ TEST(EncodingTest, Base64UrlDecodeRejectsPaddingAndStandardAlphabetCharacters) {
   for (const char* bad : {"Zg==", "Zg=", "Zm8=", "+/8", "-_+", "ab/c", "Z", "Zm9vY", "Zh", "Zm9",
                           "Zm 9v", "Zm9v\n"}) {
     Result<Bytes> r = Base64UrlDecode(bad);
-    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r, Not(IsOk())) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }
 }
@@ -140,12 +144,12 @@ TEST(EncodingTest, Base32DecodeRejectsMalformedInput) {
            "MZ======",           // non-zero unused bits ("f" is "MY======")
        }) {
     Result<Bytes> r = Base32Decode(bad);
-    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r, Not(IsOk())) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }
   for (const char* bad : {"MY======", "MZXW6YQ=", "M", "MZX", "MZXW6Y", "MZ", "MZXW6YT1"}) {
     Result<Bytes> r = Base32Decode(bad, Base32Padding::kUnpadded);
-    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r, Not(IsOk())) << bad;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
   }
 }
@@ -169,27 +173,27 @@ TEST(EncodingTest, EveryByteValueRoundTripsThroughEveryCodec) {
 TEST(EncodingTest, SecretVariantsMatchThePlainEncoders) {
   const SecretBytes seed = SecretBytes::CopyFrom(std::string_view("12345678901234567890"));
   Result<SecretBytes> b32 = Base32EncodeSecret(seed);
-  ASSERT_TRUE(b32.ok());
+  ASSERT_OK(b32);
   EXPECT_EQ(b32->RevealString(SecretAccess::Grant()), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
   Result<SecretBytes> b32_unpadded =
       Base32EncodeSecret(SecretBytes::CopyFrom(std::string_view("foobar")),
                          Base32Padding::kUnpadded);
-  ASSERT_TRUE(b32_unpadded.ok());
+  ASSERT_OK(b32_unpadded);
   EXPECT_EQ(b32_unpadded->RevealString(SecretAccess::Grant()), "MZXW6YTBOI");
 
   Result<SecretBytes> back = Base32DecodeSecret(b32->RevealString(SecretAccess::Grant()));
-  ASSERT_TRUE(back.ok());
+  ASSERT_OK(back);
   EXPECT_TRUE(ConstantTimeEquals(*back, seed));
 
   Result<SecretBytes> b64 = Base64EncodeSecret(SecretBytes::CopyFrom(std::string_view("fooba")));
-  ASSERT_TRUE(b64.ok());
+  ASSERT_OK(b64);
   EXPECT_EQ(b64->RevealString(SecretAccess::Grant()), "Zm9vYmE=");
   Result<SecretBytes> b64_back = Base64DecodeSecret("Zm9vYmE=");
-  ASSERT_TRUE(b64_back.ok());
+  ASSERT_OK(b64_back);
   EXPECT_EQ(b64_back->RevealString(SecretAccess::Grant()), "fooba");
 
   Result<SecretBytes> empty = Base64EncodeSecret(SecretBytes());
-  ASSERT_TRUE(empty.ok());
+  ASSERT_OK(empty);
   EXPECT_TRUE(empty->empty());
 }
 
@@ -203,7 +207,7 @@ TEST(EncodingTest, SecretDecodersRejectWhatThePlainDecodersReject) {
 
 TEST(EncodingTest, ErrorMessagesDoNotEchoTheInput) {
   Result<Bytes> r = Base64Decode("c2VjcmV0!");
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_EQ(r.status().message().find("c2VjcmV0"), std::string::npos);
 }
 
@@ -216,7 +220,7 @@ namespace {
 TEST(EncodingTest, HexEncodeSecretMatchesHexEncode) {
   SecretBytes s = SecretBytes::CopyFrom(std::string_view("\x01\xab\xff\x00z", 5));
   auto hex = HexEncodeSecret(s);
-  ASSERT_TRUE(hex.ok());
+  ASSERT_OK(hex);
   EXPECT_EQ(hex->RevealString(SecretAccess::Grant()), HexEncode(s.Reveal(SecretAccess::Grant())));
   EXPECT_EQ(hex->RevealString(SecretAccess::Grant()), "01abff007a");
 }

@@ -5,17 +5,18 @@
 #include <string>
 
 #include "crypto/encoding.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::crypto {
 namespace {
 
 std::string Hex(const Result<Bytes>& r) {
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_OK(r);
   return r.ok() ? HexEncode(*r) : std::string();
 }
 
 std::string Hex(const Result<SecretBytes>& r) {
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_OK(r);
   return r.ok() ? HexEncode(r->Reveal(SecretAccess::Grant())) : std::string();
 }
 
@@ -88,7 +89,7 @@ TEST(HashTest, HmacRejectsAnEmptyKey) {
 
 TEST(HashTest, HmacOfEmptyDataWorks) {
   Result<Bytes> mac = HmacSha256(Key("key"), ByteView());
-  ASSERT_TRUE(mac.ok());
+  ASSERT_OK(mac);
   EXPECT_EQ(mac->size(), kSha256Size);
 }
 
@@ -103,19 +104,19 @@ TEST(HashTest, Pbkdf2Sha512MatchesKnownVectors) {
 
 TEST(HashTest, Pbkdf2OutputIsASecretOfTheRequestedLength) {
   Result<SecretBytes> short_key = Pbkdf2Sha512(Key("password"), AsBytes("salt"), 1, 16);
-  ASSERT_TRUE(short_key.ok());
+  ASSERT_OK(short_key);
   EXPECT_EQ(short_key->size(), 16u);
   // A prefix of the 64-byte vector: PBKDF2 output blocks do not depend on the length asked for.
   EXPECT_EQ(HexEncode(short_key->Reveal(SecretAccess::Grant())),
             "867f70cf1ade02cff3752599a3a53dc4");
   Result<SecretBytes> long_key = Pbkdf2Sha512(Key("password"), AsBytes("salt"), 1, 100);
-  ASSERT_TRUE(long_key.ok());
+  ASSERT_OK(long_key);
   EXPECT_EQ(long_key->size(), 100u);
 }
 
 TEST(HashTest, Pbkdf2AcceptsAnEmptyPassword) {
   Result<SecretBytes> k = Pbkdf2Sha512(SecretBytes(), AsBytes("saltsaltsaltsalt"), 10, 32);
-  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  ASSERT_OK(k);
   EXPECT_EQ(k->size(), 32u);
 }
 

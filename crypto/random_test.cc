@@ -1,4 +1,5 @@
 #include "crypto/random.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -16,33 +17,33 @@ bool AllInAlphabet(std::string_view s) {
 TEST(RandomTest, RandomBytesFillsTheBufferAndDiffersBetweenCalls) {
   std::array<uint8_t, 32> a{};
   std::array<uint8_t, 32> b{};
-  ASSERT_TRUE(RandomBytes(a).ok());
-  ASSERT_TRUE(RandomPrivateBytes(b).ok());
+  ASSERT_OK(RandomBytes(a));
+  ASSERT_OK(RandomPrivateBytes(b));
   EXPECT_NE(a, (std::array<uint8_t, 32>{}));
   EXPECT_NE(a, b);
 }
 
 TEST(RandomTest, EmptyBufferIsFine) {
-  EXPECT_TRUE(RandomBytes(std::span<uint8_t>()).ok());
-  EXPECT_TRUE(RandomPrivateBytes(std::span<uint8_t>()).ok());
+  EXPECT_OK(RandomBytes(std::span<uint8_t>()));
+  EXPECT_OK(RandomPrivateBytes(std::span<uint8_t>()));
 }
 
 TEST(RandomTest, RandomSecretHasTheRequestedSize) {
   Result<SecretBytes> a = RandomSecret(32);
   Result<SecretBytes> b = RandomSecret(32);
-  ASSERT_TRUE(a.ok());
-  ASSERT_TRUE(b.ok());
+  ASSERT_OK(a);
+  ASSERT_OK(b);
   EXPECT_EQ(a->size(), 32u);
   EXPECT_FALSE(ConstantTimeEquals(*a, *b));
   Result<SecretBytes> none = RandomSecret(0);
-  ASSERT_TRUE(none.ok());
+  ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
 }
 
 TEST(RandomTest, UrlSafeStringHasTheRequestedLengthAndAlphabet) {
   for (size_t n : {1u, 16u, 32u, 43u, 100u}) {
     Result<std::string> s = RandomUrlSafeString(n);
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     EXPECT_EQ(s->size(), n);
     EXPECT_TRUE(AllInAlphabet(*s)) << *s;
   }
@@ -52,7 +53,7 @@ TEST(RandomTest, UrlSafeStringsDoNotRepeatOverAThousandDraws) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
     Result<std::string> s = RandomUrlSafeString(32);
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     EXPECT_TRUE(seen.insert(*s).second) << "repeat after " << i << " draws";
   }
 }
@@ -62,7 +63,7 @@ TEST(RandomTest, UrlSafeStringsUseTheWholeAlphabet) {
   std::set<char> symbols;
   for (int i = 0; i < 1000; ++i) {
     Result<std::string> s = RandomUrlSafeString(64);
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     symbols.insert(s->begin(), s->end());
   }
   EXPECT_EQ(symbols.size(), 64u);
@@ -72,7 +73,7 @@ TEST(RandomTest, UrlSafeSecretHasTheRequestedLengthAndAlphabet) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
     Result<SecretBytes> s = RandomUrlSafeSecret(32);
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     const std::string_view text = s->RevealString(SecretAccess::Grant());
     EXPECT_EQ(text.size(), 32u);
     EXPECT_TRUE(AllInAlphabet(text));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "crypto/encoding.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::crypto {
 namespace {
@@ -15,7 +16,7 @@ namespace {
 SecretBytes Rfc6238Seed() { return SecretBytes::CopyFrom(std::string_view("12345678901234567890")); }
 
 std::string CodeOf(const Result<std::string>& r) {
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_OK(r);
   return r.ok() ? *r : std::string();
 }
 
@@ -96,13 +97,13 @@ TEST(TotpTest, OtpauthUriPercentEncodesIssuerAndAccountAndDropsPadding) {
 TEST(TotpTest, OtpauthUriSecretBuildsTheSameUriFromTheRawKey) {
   const SecretBytes key = Rfc6238Seed();
   Result<SecretBytes> uri = OtpauthUriSecret("OpenToken", "alice@example.com", key);
-  ASSERT_TRUE(uri.ok());
+  ASSERT_OK(uri);
   EXPECT_EQ(uri->RevealString(SecretAccess::Grant()),
             OtpauthUri("OpenToken", "alice@example.com", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
   // A 32-byte key's base32 form has padding, which the URI leaves out.
   const SecretBytes long_key = SecretBytes::CopyFrom(Bytes(32, 0xa5));
   Result<SecretBytes> long_uri = OtpauthUriSecret("I", "a", long_key);
-  ASSERT_TRUE(long_uri.ok());
+  ASSERT_OK(long_uri);
   EXPECT_EQ(long_uri->RevealString(SecretAccess::Grant()),
             OtpauthUri("I", "a", Base32Encode(Bytes(32, 0xa5))));
   const std::string_view text = long_uri->RevealString(SecretAccess::Grant());

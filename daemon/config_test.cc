@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -7,6 +8,9 @@
 
 namespace otd::daemon {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 const char* kMinimal = R"({
   "listen": {"unix": {"path": "/run/x.sock"}},
@@ -23,13 +27,13 @@ std::string Without(std::string json, const std::string& what, const std::string
 
 std::string ErrorOf(const std::string& json) {
   auto r = ParseConfig(json);
-  EXPECT_FALSE(r.ok()) << json;
+  EXPECT_THAT(r, Not(IsOk())) << json;
   return r.ok() ? "" : r.status().message();
 }
 
 TEST(ConfigTest, MinimalConfigGetsDefaults) {
   auto c = ParseConfig(kMinimal);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->unix_listen->path, "/run/x.sock");
   EXPECT_EQ(c->unix_listen->mode, 0660u);
   EXPECT_FALSE(c->tls_listen.has_value());
@@ -49,7 +53,7 @@ TEST(ConfigTest, FullConfigParses) {
     "workers": 3, "log_level": "debug",
     "limits": {"max_body_bytes": 2048, "request_timeout_ms": 500, "max_connections": 10}
   })");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->unix_listen->mode, 0600u);
   EXPECT_EQ(c->tls_listen->port, 9443);
   EXPECT_EQ(c->storage_map_size_mb, 64u);
@@ -61,7 +65,7 @@ TEST(ConfigTest, FullConfigParses) {
 
 TEST(ConfigTest, ConnectionLimitsDefaultPerPeerToHalfAndAreNamed) {
   auto c = ParseConfig(kMinimal);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->limits.max_connections, 512u);
   EXPECT_EQ(c->limits.max_connections_per_peer, 256u);
   EXPECT_EQ(c->limits.handshake_timeout_ms, 3000u);
@@ -71,14 +75,14 @@ TEST(ConfigTest, ConnectionLimitsDefaultPerPeerToHalfAndAreNamed) {
   };
   // Absent: half of the configured max_connections (at least 1).
   c = ParseConfig(with_limits(R"({"max_connections": 10})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->limits.max_connections_per_peer, 5u);
   c = ParseConfig(with_limits(R"({"max_connections": 1})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->limits.max_connections_per_peer, 1u);
   c = ParseConfig(with_limits(
       R"({"max_connections": 10, "max_connections_per_peer": 10, "handshake_timeout_ms": 500})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->limits.max_connections_per_peer, 10u);
   EXPECT_EQ(c->limits.handshake_timeout_ms, 500u);
   EXPECT_EQ(ErrorOf(with_limits(R"({"max_connections": 10, "max_connections_per_peer": 11})")),
@@ -119,17 +123,17 @@ TEST(ConfigTest, BadValuesAreNamed) {
 
 TEST(ConfigTest, TokenSerialSelectsTheTokenAndMakesTheLabelOptional) {
   auto c = ParseConfig(kMinimal);
-  ASSERT_TRUE(c.ok());
+  ASSERT_OK(c);
   EXPECT_TRUE(c->hsm_token_serial.empty());  // default: by label only
   auto both = ParseConfig(
       Without(kMinimal, R"("token_label": "opentokend")",
               R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
-  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  ASSERT_OK(both);
   EXPECT_EQ(both->hsm_token_serial, "6c6de8a782f574e3");
   EXPECT_EQ(both->hsm_token_label, "opentokend");
   auto serial_only = ParseConfig(Without(kMinimal, R"("token_label": "opentokend")",
                                          R"("token_serial": "0123456789abcdef")"));
-  ASSERT_TRUE(serial_only.ok()) << serial_only.status().ToString();
+  ASSERT_OK(serial_only);
   EXPECT_TRUE(serial_only->hsm_token_label.empty());
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"("token_label": "opentokend",)", "")),
             "hsm.token_label: is required (unless hsm.token_serial is set)");
@@ -168,13 +172,13 @@ TEST(ConfigTest, MailNeedsExactlyOneTransport) {
   EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "from": "nobody"})")).find("mail.from"), std::string::npos);
   EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "smtp://h", "require_tls": "yes"})")).find("mail.require_tls"),
             std::string::npos);
-  EXPECT_TRUE(ParseConfig(mail(R"({"smtp_url": "smtp://h:2525", "from": "v@example.com", "require_tls": true})")).ok());
+  EXPECT_OK(ParseConfig(mail(R"({"smtp_url": "smtp://h:2525", "from": "v@example.com", "require_tls": true})")));
 }
 
 TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
   auto with = [](const std::string& a) { return Without(kMinimal, "\"listen\"", "\"accounts\": " + a + ", \"listen\""); };
   auto c = ParseConfig(with(R"({"session_lifetime_seconds": 900, "totp_issuer": "Vault"})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->accounts.session_lifetime_seconds, 900);
   EXPECT_EQ(c->accounts.registration_lifetime_seconds, 86400);
   EXPECT_NE(ErrorOf(with(R"({"session_lifetime_seconds": 5})")).find("accounts.session_lifetime_seconds"),
@@ -185,7 +189,7 @@ TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
 
 TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
   auto d = ParseConfig(kMinimal);
-  ASSERT_TRUE(d.ok());
+  ASSERT_OK(d);
   EXPECT_EQ(d->accounts.registrations_per_address, 4u);
   EXPECT_EQ(d->accounts.registrations_per_peer, 20u);
   EXPECT_EQ(d->accounts.max_pending_registrations, 10'000u);
@@ -198,7 +202,7 @@ TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
   auto c = ParseConfig(accounts(R"({"registrations_per_address": 2, "registrations_per_peer": 500,
                                     "max_pending_registrations": 50000,
                                     "max_pending_registrations_per_peer": 100})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->accounts.registrations_per_address, 2u);
   EXPECT_EQ(c->accounts.registrations_per_peer, 500u);
   EXPECT_EQ(c->accounts.max_pending_registrations, 50'000u);
@@ -223,7 +227,7 @@ TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
                    R"("storage": {"path": "/var/lib/x", )" + extra + "}");
   };
   auto s = ParseConfig(storage(R"("unauthenticated_write_limit_percent": 75)"));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_OK(s);
   EXPECT_EQ(s->storage_unauthenticated_write_limit_percent, 75u);
   // 100 would let registrations fill the map: there is always a reserve.
   for (const char* bad : {"0", "100", "-5", "50.5", "true"}) {
@@ -240,13 +244,13 @@ TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
     return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");
   };
   auto d = ParseConfig(kMinimal);
-  ASSERT_TRUE(d.ok());
+  ASSERT_OK(d);
   EXPECT_EQ(d->access_tokens.email_scope,
             (std::vector<std::string>{"account.read", "accessTokens.read", "accessTokens.delete"}));
   EXPECT_EQ(d->access_tokens.email_requests_per_address, 5u);
   auto c = ParseConfig(with(R"({"default_lifetime_seconds": 3600, "email_scope": ["account.read"],
                                 "email_requests_per_address": 2})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->access_tokens.default_lifetime_seconds, 3600);
   EXPECT_EQ(c->access_tokens.email_scope, std::vector<std::string>{"account.read"});
   EXPECT_EQ(c->access_tokens.email_requests_per_address, 2u);
@@ -273,13 +277,13 @@ TEST(ConfigTest, EmailTokensPerAccountDefaultsToFiveAndIsBounded) {
     return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");
   };
   auto d = ParseConfig(kMinimal);
-  ASSERT_TRUE(d.ok());
+  ASSERT_OK(d);
   EXPECT_EQ(d->access_tokens.email_tokens_per_account, 5u);
   auto c = ParseConfig(with(R"({"email_tokens_per_account": 1})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->access_tokens.email_tokens_per_account, 1u);
   c = ParseConfig(with(R"({"email_tokens_per_account": 100})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->access_tokens.email_tokens_per_account, 100u);
   for (const char* bad : {"0", "101", "-1", "2.5", "\"5\"", "true"}) {
     EXPECT_NE(ErrorOf(with(std::string(R"({"email_tokens_per_account": )") + bad + "}"))
@@ -291,16 +295,16 @@ TEST(ConfigTest, EmailTokensPerAccountDefaultsToFiveAndIsBounded) {
 
 TEST(ConfigTest, MetricsListenOnASocketNextToTheApiSocketByDefault) {
   auto c = ParseConfig(kMinimal);
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_TRUE(c->metrics.enabled);
   EXPECT_EQ(c->metrics.unix_path, "/run/opentokend-metrics.sock");
   EXPECT_EQ(c->metrics.unix_mode, 0600u);
 
   auto relative = ParseConfig(Without(kMinimal, "\"/run/x.sock\"", "\"x.sock\""));
-  ASSERT_TRUE(relative.ok()) << relative.status().ToString();
+  ASSERT_OK(relative);
   EXPECT_EQ(relative->metrics.unix_path, "opentokend-metrics.sock");
   auto nested = ParseConfig(Without(kMinimal, "\"/run/x.sock\"", "\"/run/opentokend/api.sock\""));
-  ASSERT_TRUE(nested.ok()) << nested.status().ToString();
+  ASSERT_OK(nested);
   EXPECT_EQ(nested->metrics.unix_path, "/run/opentokend/opentokend-metrics.sock");
 }
 
@@ -309,11 +313,11 @@ TEST(ConfigTest, MetricsSectionIsStrictAndNamed) {
     return Without(kMinimal, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
   };
   auto c = ParseConfig(with(R"({"unix": {"path": "/run/admin/m.sock", "mode": "0660"}})"));
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_OK(c);
   EXPECT_EQ(c->metrics.unix_path, "/run/admin/m.sock");
   EXPECT_EQ(c->metrics.unix_mode, 0660u);
   auto off = ParseConfig(with(R"({"enabled": false})"));
-  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  ASSERT_OK(off);
   EXPECT_FALSE(off->metrics.enabled);
   EXPECT_TRUE(off->metrics.unix_path.empty());
 
@@ -348,9 +352,9 @@ TEST(ConfigTest, MetricsWithoutAUnixListenerNeedAnExplicitPath) {
     return Without(tls_only, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
   };
   auto explicit_path = ParseConfig(with(R"({"unix": {"path": "/run/m.sock"}})"));
-  ASSERT_TRUE(explicit_path.ok()) << explicit_path.status().ToString();
+  ASSERT_OK(explicit_path);
   EXPECT_EQ(explicit_path->metrics.unix_path, "/run/m.sock");
-  EXPECT_TRUE(ParseConfig(with(R"({"enabled": false})")).ok());
+  EXPECT_OK(ParseConfig(with(R"({"enabled": false})")));
 }
 
 TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {

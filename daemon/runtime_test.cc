@@ -1,4 +1,5 @@
 #include "daemon/runtime.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -9,6 +10,9 @@
 
 namespace otd::daemon {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 namespace fs = std::filesystem;
 
@@ -32,7 +36,7 @@ TEST_F(PinTest, ReadsPinFileAndStripsNewline) {
   Config c;
   c.hsm_pin_file = Write("pin", "1234\n", 0600);
   auto pin = ReadPin(c);
-  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  ASSERT_OK(pin);
   EXPECT_EQ(pin->RevealString(SecretAccess::Grant()), "1234");
 }
 
@@ -40,7 +44,7 @@ TEST_F(PinTest, RefusesPinFileReadableByOthers) {
   Config c;
   c.hsm_pin_file = Write("pin", "1234", 0644);
   auto pin = ReadPin(c);
-  ASSERT_FALSE(pin.ok());
+  ASSERT_THAT(pin, Not(IsOk()));
   EXPECT_EQ(pin.status().code(), Code::kInvalidArgument);
   EXPECT_NE(pin.status().message().find("hsm.pin_file"), std::string::npos);
 }
@@ -48,9 +52,9 @@ TEST_F(PinTest, RefusesPinFileReadableByOthers) {
 TEST_F(PinTest, RefusesEmptyAndMissingPin) {
   Config c;
   c.hsm_pin_file = Write("pin", "\n", 0600);
-  EXPECT_FALSE(ReadPin(c).ok());
+  EXPECT_THAT(ReadPin(c), Not(IsOk()));
   c.hsm_pin_file = dir_ + "/absent";
-  EXPECT_FALSE(ReadPin(c).ok());
+  EXPECT_THAT(ReadPin(c), Not(IsOk()));
 }
 
 TEST_F(PinTest, FallsBackToTheSystemdCredential) {
@@ -59,9 +63,9 @@ TEST_F(PinTest, FallsBackToTheSystemdCredential) {
   Config c;
   auto pin = ReadPin(c);
   ::unsetenv("CREDENTIALS_DIRECTORY");
-  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  ASSERT_OK(pin);
   EXPECT_EQ(pin->RevealString(SecretAccess::Grant()), "cred-pin");
-  EXPECT_FALSE(ReadPin(c).ok());  // neither file nor credential
+  EXPECT_THAT(ReadPin(c), Not(IsOk()));  // neither file nor credential
 }
 
 TEST(AccountsOptionsTest, RegistrationLimitsComeFromTheConfig) {

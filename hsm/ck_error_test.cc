@@ -1,9 +1,13 @@
 #include "hsm/internal/ck_error.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
 namespace otd::hsm::internal {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 TEST(CkErrorTest, NamesCommonReturnValuesAndShowsUnknownOnesAsHex) {
   EXPECT_EQ(CkrName(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
@@ -37,7 +41,7 @@ TEST(CkErrorTest, StatusMessageNamesTheFunctionAndTheConstant) {
   Status s = CkrStatus("C_Login", CKR_PIN_INCORRECT);
   EXPECT_EQ(s.code(), Code::kPermissionDenied);
   EXPECT_EQ(s.message(), "C_Login: CKR_PIN_INCORRECT");
-  EXPECT_FALSE(CkrStatus("C_Sign", CKR_OK).ok());
+  EXPECT_THAT(CkrStatus("C_Sign", CKR_OK), Not(IsOk()));
 }
 
 TEST(CkErrorTest, OnlyLostSessionsAreTreatedAsAlreadyClosed) {

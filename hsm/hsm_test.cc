@@ -23,10 +23,14 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/testing/status_matchers.h"
 #include "hsm/internal/token_test_peer.h"
 
 namespace otd::hsm {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 namespace fs = std::filesystem;
 
@@ -34,18 +38,6 @@ constexpr char kLabel[] = "otd-test";
 constexpr char kPin[] = "1234";
 constexpr char kSoPin[] = "12345678";
 
-#define ASSERT_OK(expr)                                          \
-  do {                                                           \
-    const auto& otd_t_ = (expr);                                 \
-    ASSERT_TRUE(otd_t_.ok()) << StatusOf(otd_t_).ToString();     \
-  } while (0)
-#define EXPECT_OK(expr)                                          \
-  do {                                                           \
-    const auto& otd_t_ = (expr);                                 \
-    EXPECT_TRUE(otd_t_.ok()) << StatusOf(otd_t_).ToString();     \
-  } while (0)
-
-Status StatusOf(const Status& s) { return s; }
 template <class T>
 Status StatusOf(const Result<T>& r) {
   return r.status();
@@ -106,7 +98,7 @@ class HsmTest : public ::testing::Test {
 
   std::unique_ptr<Token> OpenOrDie(size_t max_sessions = 4, int timeout_ms = 2000) {
     auto t = Token::Open(Config(kPin, max_sessions, timeout_ms), &log_);
-    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_OK(t);
     return t.ok() ? std::move(t).value() : nullptr;
   }
 
@@ -155,7 +147,7 @@ TEST_F(HsmTest, OpensWithTheRightPin) {
 
 TEST_F(HsmTest, WrongPinIsPermissionDenied) {
   auto t = Token::Open(Config("9999"), &log_);
-  ASSERT_FALSE(t.ok());
+  ASSERT_THAT(t, Not(IsOk()));
   EXPECT_EQ(CodeOf(t), Code::kPermissionDenied) << t.status().ToString();
   EXPECT_NE(t.status().message().find("CKR_PIN_INCORRECT"), std::string::npos);
   // The module was finalised: the right PIN works afterwards in the same process.
@@ -166,7 +158,7 @@ TEST_F(HsmTest, UnknownTokenLabelIsUnavailable) {
   TokenConfig c = Config();
   c.token_label = "no-such-token";
   auto t = Token::Open(std::move(c), nullptr);
-  ASSERT_FALSE(t.ok());
+  ASSERT_THAT(t, Not(IsOk()));
   EXPECT_EQ(CodeOf(t), Code::kUnavailable) << t.status().ToString();
 }
 
@@ -174,7 +166,7 @@ TEST_F(HsmTest, MissingModulePathIsUnavailable) {
   TokenConfig c = Config();
   c.module_path = (dir_ / "no-such-module.so").string();
   auto t = Token::Open(std::move(c), nullptr);
-  ASSERT_FALSE(t.ok());
+  ASSERT_THAT(t, Not(IsOk()));
   EXPECT_EQ(CodeOf(t), Code::kUnavailable) << t.status().ToString();
 
   TokenConfig empty = Config();
@@ -191,7 +183,7 @@ TEST_F(HsmTest, ASecondTokenWorksAfterTheFirstIsClosedButNotWhileItIsOpen) {
     ASSERT_OK(s->GenerateKey("k1", KeyType::kAes256, KeyUsage::kEncrypt));
   }
   auto concurrent = Token::Open(Config(), nullptr);
-  ASSERT_FALSE(concurrent.ok());
+  ASSERT_THAT(concurrent, Not(IsOk()));
   EXPECT_EQ(CodeOf(concurrent), Code::kFailedPrecondition) << concurrent.status().ToString();
   {  // the failed Open did not finalise the module under the first Token
     auto s = first->Acquire();
@@ -257,7 +249,7 @@ TEST_F(HsmTest, TwoTokensWithTheSameLabelAreRefusedNamingTheirSlotsAndSerials) {
   const auto serials = SerialsLabelled(kLabel);
   ASSERT_EQ(serials.size(), 2u);
   auto t = Token::Open(Config(), &log_);
-  ASSERT_FALSE(t.ok());
+  ASSERT_THAT(t, Not(IsOk()));
   EXPECT_EQ(CodeOf(t), Code::kUnavailable) << t.status().ToString();
   const std::string m = t.status().message();
   EXPECT_NE(m.find("2 PKCS#11 tokens labelled 'otd-test'"), std::string::npos) << m;
@@ -309,7 +301,7 @@ TEST_F(HsmTest, TheSerialSelectsOneOfTwoTokensWithTheSameLabel) {
   c.token_label = "other";
   c.token_serial = first_key_serial;
   auto t = Token::Open(std::move(c), nullptr);
-  ASSERT_FALSE(t.ok());
+  ASSERT_THAT(t, Not(IsOk()));
   EXPECT_EQ(CodeOf(t), Code::kUnavailable);
   EXPECT_NE(t.status().message().find("serial '" + second + "'"), std::string::npos)
       << t.status().message();
@@ -350,7 +342,7 @@ TEST_F(HsmTest, AReopenFindsTheSameTokenEvenWhenAnotherOneTakesItsLabel) {
   {  // the pooled session is dead; the next lease re-opens the token
     auto s = t->Acquire();
     ASSERT_OK(s);
-    EXPECT_FALSE(s->HasKey("k").ok());
+    EXPECT_THAT(s->HasKey("k"), Not(IsOk()));
   }
   auto s = t->Acquire();
   ASSERT_OK(s);
@@ -1022,7 +1014,7 @@ TEST_F(HsmTest, AcquireTimesOutWhenAllSessionsAreLeasedAndWakesWhenOneIsReturned
   auto start = std::chrono::steady_clock::now();
   auto s3 = t->Acquire();
   auto waited = std::chrono::steady_clock::now() - start;
-  ASSERT_FALSE(s3.ok());
+  ASSERT_THAT(s3, Not(IsOk()));
   EXPECT_EQ(CodeOf(s3), Code::kResourceExhausted) << s3.status().ToString();
   EXPECT_GE(waited, std::chrono::milliseconds(140));
   TokenHealth busy = t->Health();  // busy is not unhealthy, and does not wait long
@@ -1105,7 +1097,7 @@ TEST_F(HsmTest, RecoversAfterAllSessionsAreClosedBehindThePoolsBack) {
     auto s = t->Acquire();
     ASSERT_OK(s);
     auto r = s->DecryptGcm(KeyRef::Persistent("dek"), Iv(1), {}, ct);
-    ASSERT_FALSE(r.ok());
+    ASSERT_THAT(r, Not(IsOk()));
     EXPECT_EQ(CodeOf(r), Code::kUnavailable) << r.status().ToString();
     EXPECT_NE(r.status().message().find("CKR_SESSION_HANDLE_INVALID"), std::string::npos);
     // ... and stays failed without calling into the module again.
@@ -1246,7 +1238,7 @@ bool LoseAndRestoreTokenFiles(const fs::path& dir, Token& t, bool expect_unhealt
     auto s = t.Acquire();
     if (s.ok()) {
       auto mac = s->Sign(KeyRef::Persistent("idx"), AsBytes("id"));
-      EXPECT_FALSE(mac.ok()) << "signed without the token's files";
+      EXPECT_THAT(mac, Not(IsOk())) << "signed without the token's files";
       EXPECT_EQ(CodeOf(mac), Code::kUnavailable) << StatusOf(mac).ToString();
     } else {
       EXPECT_EQ(CodeOf(s), Code::kUnavailable) << StatusOf(s).ToString();

@@ -27,11 +27,15 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/testing/status_matchers.h"
 
 extern char** environ;
 
 namespace otd::mail {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -455,7 +459,7 @@ class SpoolMailerTest : public ::testing::Test {
     o.spool_dir = spool_;
     o.from = "vault@example.net";
     auto m = SpoolMailer::Create(o, log_.logger());
-    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_OK(m);
     return m.ok() ? std::move(m).value() : nullptr;
   }
 
@@ -468,7 +472,7 @@ TEST_F(SpoolMailerTest, WritesOneParseableMultipartMessageAsAPrivateFile) {
   auto mailer = Make();
   ASSERT_NE(mailer, nullptr);
   Message m = SampleMessage();
-  ASSERT_TRUE(mailer->Send(m).ok());
+  ASSERT_OK(mailer->Send(m));
 
   std::vector<std::string> names = ListNames(spool_);
   ASSERT_EQ(names.size(), 1u) << "one file, no temp file left";
@@ -521,8 +525,8 @@ TEST_F(SpoolMailerTest, WritesOneParseableMultipartMessageAsAPrivateFile) {
 TEST_F(SpoolMailerTest, UsesDistinctBoundariesAndIdsForEachMessage) {
   auto mailer = Make();
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
-  ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
+  ASSERT_OK(mailer->Send(SampleMessage()));
+  ASSERT_OK(mailer->Send(SampleMessage()));
   auto names = ListEml(spool_);
   ASSERT_EQ(names.size(), 2u);
   Entity a = ParseEntity(ReadFile(spool_ + "/" + names[0]));
@@ -536,7 +540,7 @@ TEST_F(SpoolMailerTest, EncodesANonAsciiSubjectAsEncodedWords) {
   ASSERT_NE(mailer, nullptr);
   std::string subject = "Best\xc3\xa4tigen Sie Ihre E-Mail-Adresse \xe2\x80\x94 "
                         "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x94\x91 and a long tail";
-  ASSERT_TRUE(mailer->Send(SampleMessage(subject)).ok());
+  ASSERT_OK(mailer->Send(SampleMessage(subject)));
   auto names = ListEml(spool_);
   ASSERT_EQ(names.size(), 1u);
   std::string raw = ReadFile(spool_ + "/" + names[0]);
@@ -551,7 +555,7 @@ TEST_F(SpoolMailerTest, WritesASingleTextPartWhenThereIsNoHtml) {
   ASSERT_NE(mailer, nullptr);
   Message m = SampleMessage();
   m.html.clear();
-  ASSERT_TRUE(mailer->Send(m).ok());
+  ASSERT_OK(mailer->Send(m));
   auto names = ListEml(spool_);
   ASSERT_EQ(names.size(), 1u);
   std::string raw = ReadFile(spool_ + "/" + names[0]);
@@ -626,7 +630,7 @@ TEST(MakeMailerTest, PicksTheModeFromTheOptionsAndNamesTheBadKey) {
   Logger log(sink);
   MailOptions none;
   auto r = MakeMailer(none, log);
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
 
   MailOptions both;
@@ -637,29 +641,29 @@ TEST(MakeMailerTest, PicksTheModeFromTheOptionsAndNamesTheBadKey) {
   MailOptions spool;
   spool.spool_dir = dir.Sub("spool");
   auto sm = MakeMailer(spool, log);
-  ASSERT_TRUE(sm.ok()) << sm.status().ToString();
+  ASSERT_OK(sm);
   EXPECT_NE(dynamic_cast<SpoolMailer*>(sm->get()), nullptr);
 
   MailOptions smtp;
   smtp.smtp_url = "smtp://127.0.0.1:" + std::to_string(UnusedPort());
   smtp.outbox_dir = dir.Sub("outbox");
   auto no_from = MakeMailer(smtp, log);
-  ASSERT_FALSE(no_from.ok());
+  ASSERT_THAT(no_from, Not(IsOk()));
   EXPECT_NE(no_from.status().message().find("mail.from"), std::string::npos);
   smtp.from = "vault@example.net";
   auto ok = MakeMailer(smtp, log);
-  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_OK(ok);
   EXPECT_NE(dynamic_cast<SmtpMailer*>(ok->get()), nullptr);
 
   smtp.outbox_dir = dir.Sub("outbox2");
   smtp.smtp_url = "http://127.0.0.1/";
   auto bad_url = MakeMailer(smtp, log);
-  ASSERT_FALSE(bad_url.ok());
+  ASSERT_THAT(bad_url, Not(IsOk()));
   EXPECT_NE(bad_url.status().message().find("mail.smtp_url"), std::string::npos);
   smtp.smtp_url = "smtp://127.0.0.1:25";
   smtp.outbox_dir.clear();
   auto no_outbox = MakeMailer(smtp, log);
-  ASSERT_FALSE(no_outbox.ok());
+  ASSERT_THAT(no_outbox, Not(IsOk()));
   EXPECT_NE(no_outbox.status().message().find("mail.outbox_dir"), std::string::npos);
 }
 
@@ -681,7 +685,7 @@ class SmtpMailerTest : public ::testing::Test {
 
   std::unique_ptr<SmtpMailer> Make(const MailOptions& o) {
     auto m = SmtpMailer::Create(o, log_.logger());
-    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_OK(m);
     return m.ok() ? std::move(m).value() : nullptr;
   }
 
@@ -697,8 +701,8 @@ TEST_F(SmtpMailerTest, DeliversAMessageWhoseBodiesArriveIntact) {
   auto mailer = Make(Options(peer->url()));
   ASSERT_NE(mailer, nullptr);
   Message m = SampleMessage();
-  ASSERT_TRUE(mailer->Send(m).ok());
-  ASSERT_TRUE(mailer->Flush(10s).ok());
+  ASSERT_OK(mailer->Send(m));
+  ASSERT_OK(mailer->Flush(10s));
   EXPECT_TRUE(ListEml(outbox_).empty());
 
   auto got = ListEml(received_);
@@ -731,8 +735,8 @@ TEST_F(SmtpMailerTest, RetriesWithBackoffUntilThePeerAcceptsAndLogsEachFailure) 
   ASSERT_NE(mailer, nullptr);
   Message m = SampleMessage();
   auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(mailer->Send(m).ok());
-  ASSERT_TRUE(mailer->Flush(10s).ok());
+  ASSERT_OK(mailer->Send(m));
+  ASSERT_OK(mailer->Flush(10s));
   // Two waits: 50 ms, then 100 ms.
   EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
 
@@ -761,7 +765,7 @@ TEST_F(SmtpMailerTest, DeliversMessagesQueuedWhileThePeerWasDownAfterARestart) {
     auto mailer = Make(Options(url));
     ASSERT_NE(mailer, nullptr);
     for (const char* subject : {"one", "two", "three"}) {
-      ASSERT_TRUE(mailer->Send(SampleMessage(subject)).ok());
+      ASSERT_OK(mailer->Send(SampleMessage(subject)));
     }
     ASSERT_TRUE(log_.WaitFor("\"event\":\"mail_delivery_failed\"", 2, 5s)) << log_.Text();
     EXPECT_EQ(mailer->Flush(50ms).code(), Code::kUnavailable);
@@ -777,7 +781,7 @@ TEST_F(SmtpMailerTest, DeliversMessagesQueuedWhileThePeerWasDownAfterARestart) {
   ASSERT_NE(peer, nullptr);
   auto mailer = Make(Options(url));  // a new mailer over the same outbox
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Flush(10s).ok());
+  ASSERT_OK(mailer->Flush(10s));
   EXPECT_TRUE(ListEml(outbox_).empty());
 
   auto got = ListEml(received_);
@@ -803,9 +807,9 @@ TEST_F(SmtpMailerTest, MovesAPermanentlyRejectedMessageAsideAndDeliversTheNext) 
   ASSERT_NE(peer, nullptr);
   auto mailer = Make(Options(peer->url()));
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Send(SampleMessage("first")).ok());
-  ASSERT_TRUE(mailer->Send(SampleMessage("second")).ok());
-  ASSERT_TRUE(mailer->Flush(10s).ok());
+  ASSERT_OK(mailer->Send(SampleMessage("first")));
+  ASSERT_OK(mailer->Send(SampleMessage("second")));
+  ASSERT_OK(mailer->Flush(10s));
   auto got = ListEml(received_);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(Decode(ReadFile(received_ + "/" + got[0])).subject, "second");
@@ -821,7 +825,7 @@ TEST_F(SmtpMailerTest, RefusesASecondMailerOnTheSameOutbox) {
   auto first = Make(Options("smtp://127.0.0.1:" + std::to_string(UnusedPort())));
   ASSERT_NE(first, nullptr);
   auto second = SmtpMailer::Create(Options("smtp://127.0.0.1:1"), log_.logger());
-  ASSERT_FALSE(second.ok());
+  ASSERT_THAT(second, Not(IsOk()));
   EXPECT_EQ(second.status().code(), Code::kFailedPrecondition);
 }
 
@@ -831,7 +835,7 @@ TEST_F(SmtpMailerTest, StopsPromptlyWhileRetrying) {
   o.max_retry_delay = 10s;
   auto mailer = Make(o);
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
+  ASSERT_OK(mailer->Send(SampleMessage()));
   ASSERT_TRUE(log_.WaitFor("mail_delivery_failed", 1, 5s));
   auto start = std::chrono::steady_clock::now();
   mailer.reset();
@@ -853,7 +857,7 @@ TEST_F(SmtpMailerTest, AbortsAnAttemptInFlightWhenDestroyed) {
   o.transfer_timeout = 30s;
   auto mailer = Make(o);
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
+  ASSERT_OK(mailer->Send(SampleMessage()));
   std::this_thread::sleep_for(300ms);  // the attempt is now waiting for the greeting
   auto start = std::chrono::steady_clock::now();
   mailer.reset();
@@ -891,8 +895,8 @@ TEST_F(SmtpTlsTest, UpgradesWithStarttlsWhenTheServerOffersIt) {
   auto mailer = Make(o);  // require_tls = false: STARTTLS because it is offered
   ASSERT_NE(mailer, nullptr);
   Message m = SampleMessage();
-  ASSERT_TRUE(mailer->Send(m).ok());
-  ASSERT_TRUE(mailer->Flush(10s).ok()) << log_.Text();
+  ASSERT_OK(mailer->Send(m));
+  ASSERT_OK(mailer->Flush(10s)) << log_.Text();
   auto got = ListEml(received_);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(ReadEnvelope(received_ + "/" + got[0])["tls"], true);
@@ -908,7 +912,7 @@ TEST_F(SmtpTlsTest, RequiredTlsDeliversOverStarttlsAndVerifiesTheCertificate) {
     // Without the CA the certificate does not verify: nothing is sent, the message stays queued.
     auto mailer = Make(o);
     ASSERT_NE(mailer, nullptr);
-    ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
+    ASSERT_OK(mailer->Send(SampleMessage()));
     ASSERT_TRUE(log_.WaitFor("\"event\":\"mail_delivery_failed\"", 1, 5s));
   }
   EXPECT_TRUE(ListEml(received_).empty());
@@ -917,7 +921,7 @@ TEST_F(SmtpTlsTest, RequiredTlsDeliversOverStarttlsAndVerifiesTheCertificate) {
   o.ca_file = cert_;
   auto mailer = Make(o);
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Flush(10s).ok()) << log_.Text();
+  ASSERT_OK(mailer->Flush(10s)) << log_.Text();
   auto got = ListEml(received_);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(ReadEnvelope(received_ + "/" + got[0])["tls"], true);
@@ -930,7 +934,7 @@ TEST_F(SmtpTlsTest, RequiredTlsKeepsTheMessageQueuedWhenTheServerHasNoStarttls) 
   o.require_tls = true;
   auto mailer = Make(o);
   ASSERT_NE(mailer, nullptr);
-  ASSERT_TRUE(mailer->Send(SampleMessage()).ok());
+  ASSERT_OK(mailer->Send(SampleMessage()));
   ASSERT_TRUE(log_.WaitFor("\"event\":\"mail_delivery_failed\"", 2, 5s));
   mailer.reset();
   EXPECT_TRUE(ListEml(received_).empty());

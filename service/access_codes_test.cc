@@ -7,6 +7,7 @@
 
 #include "crypto/hash.h"
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -20,7 +21,7 @@ class AccessCodesTest : public ::testing::Test {
       auto m = env_.vault_->keys().NewAccountKeyMutation(account);
       std::vector<store::Mutation> batch;
       batch.push_back(std::move(m).value());
-      EXPECT_TRUE(env_.store_->Apply(std::move(batch)).ok());
+      EXPECT_OK(env_.store_->Apply(std::move(batch)));
     }
   }
   Bytes Mac(const SecretBytes& secret, std::string_view msg) {
@@ -32,7 +33,7 @@ class AccessCodesTest : public ::testing::Test {
 
 TEST_F(AccessCodesTest, VerifiesInsideTheTokenAndOnlyForItsAccount) {
   auto pair = codes_.Create("acct-a", "ci");
-  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  ASSERT_OK(pair);
   EXPECT_EQ(pair->secret.size(), 32u);
   Bytes mac = Mac(pair->secret, "canonical");
   EXPECT_TRUE(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).ok());
@@ -44,7 +45,7 @@ TEST_F(AccessCodesTest, VerifiesInsideTheTokenAndOnlyForItsAccount) {
 
 TEST_F(AccessCodesTest, ExpiredCodesStopSigningAndLeaveTheList) {
   auto pair = codes_.Create("acct-a", "");
-  ASSERT_TRUE(pair.ok());
+  ASSERT_OK(pair);
   Bytes mac = Mac(pair->secret, "x");
   env_.clock_.Advance(1001);
   EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("x"), mac).code(), Code::kUnauthenticated);
@@ -53,7 +54,7 @@ TEST_F(AccessCodesTest, ExpiredCodesStopSigningAndLeaveTheList) {
 
 TEST_F(AccessCodesTest, ListRevokeAndPerAccountLimit) {
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(codes_.Create("acct-a", "n" + std::to_string(i)).ok());
+    ASSERT_OK(codes_.Create("acct-a", "n" + std::to_string(i)));
   }
   auto over = codes_.Create("acct-a", "too many");
   EXPECT_EQ(over.status().code(), Code::kFailedPrecondition);
@@ -62,7 +63,7 @@ TEST_F(AccessCodesTest, ListRevokeAndPerAccountLimit) {
   auto list = codes_.List("acct-a");
   ASSERT_EQ(list->size(), 3u);
   EXPECT_EQ((*list)[1].description, "n1");
-  EXPECT_TRUE(codes_.Revoke("acct-a", (*list)[0].code).ok());
+  EXPECT_OK(codes_.Revoke("acct-a", (*list)[0].code));
   EXPECT_EQ(codes_.Revoke("acct-a", (*list)[0].code).code(), Code::kNotFound);
   EXPECT_EQ(codes_.Revoke("acct-b", (*list)[1].code).code(), Code::kNotFound);
   EXPECT_EQ(codes_.List("acct-a")->size(), 2u);
@@ -71,11 +72,11 @@ TEST_F(AccessCodesTest, ListRevokeAndPerAccountLimit) {
 
 TEST_F(AccessCodesTest, AfterRotationACodeStillSignsAndItsSecretMovesToTheNewKekOnFirstUse) {
   auto pair = codes_.Create("acct-a", "before rotation");
-  ASSERT_TRUE(pair.ok());
+  ASSERT_OK(pair);
   auto before = env_.vault_->keys().Find("access_codes", "acct-a", pair->code);
   ASSERT_TRUE(before.ok() && before->value);
   const uint64_t ttl_entries = env_.store_->GetStats()->ttl_entries;
-  ASSERT_TRUE(env_.vault_->keys().RotateKeys().ok());
+  ASSERT_OK(env_.vault_->keys().RotateKeys());
 
   Bytes mac = Mac(pair->secret, "canonical");
   EXPECT_TRUE(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).ok());
@@ -99,7 +100,7 @@ TEST_F(AccessCodesTest, AfterRotationACodeStillSignsAndItsSecretMovesToTheNewKek
   ASSERT_EQ(codes_.List("acct-a")->size(), 1u);
   EXPECT_EQ((*codes_.List("acct-a"))[0].description, "before rotation");
   // Revocation still removes it for good.
-  EXPECT_TRUE(codes_.Revoke("acct-a", pair->code).ok());
+  EXPECT_OK(codes_.Revoke("acct-a", pair->code));
   EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"),
                           Mac(pair->secret, "canonical"))
                 .code(),

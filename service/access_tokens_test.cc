@@ -9,6 +9,7 @@
 #include "service/email_index.h"
 #include "service/mail_requests.h"
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -43,7 +44,7 @@ class AccessTokensMailTest : public ::testing::Test, protected ServiceEnv {
     ASSERT_TRUE(key.ok() && index.ok());
     batch.push_back(std::move(key).value());
     batch.push_back(std::move(index).value());
-    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(store_->Apply(std::move(batch)));
   }
 
   AccessTokensOptions Options() {
@@ -87,14 +88,14 @@ class AccessTokensMailTest : public ::testing::Test, protected ServiceEnv {
 };
 
 TEST_F(AccessTokensMailTest, TheRequestPathOnlyQueuesTheWorkerMails) {
-  ASSERT_TRUE(tokens_.EmailToken("Owner@Example.org", "peer").ok());
-  ASSERT_TRUE(tokens_.EmailToken("nobody@example.org", "peer").ok());
+  ASSERT_OK(tokens_.EmailToken("Owner@Example.org", "peer"));
+  ASSERT_OK(tokens_.EmailToken("nobody@example.org", "peer"));
   EXPECT_TRUE(Mails().empty());
   Work();
   auto mailed = MailedTokens();
   ASSERT_EQ(mailed.size(), 1u);
   auto info = tokens_.Authenticate(mailed[0]);
-  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  ASSERT_OK(info);
   EXPECT_EQ(info->account_id, "acct-1");
   EXPECT_EQ(info->source, "email");
   EXPECT_NE(log_sink_.str().find(R"("event":"access_token_mail_skipped","reason":"no_account")"),
@@ -107,50 +108,50 @@ TEST_F(AccessTokensMailTest, TheRequestPathOnlyQueuesTheWorkerMails) {
 TEST_F(AccessTokensMailTest, AClientThatWaitsAsToldIsLetThrough) {
   const uint32_t allowance = tokens_.options().address_rate_limit.free_failures;
   for (uint32_t i = 0; i < allowance; ++i) {
-    ASSERT_TRUE(tokens_.EmailToken("limited@example.org", "peer-" + std::to_string(i)).ok()) << i;
+    ASSERT_OK(tokens_.EmailToken("limited@example.org", "peer-" + std::to_string(i))) << i;
   }
   EXPECT_EQ(tokens_.EmailToken("limited@example.org", "peer").code(), Code::kResourceExhausted);
   const int64_t wait = tokens_.EmailRetryAfter("limited@example.org", "peer");
   ASSERT_GT(wait, 0);
   clock_.Advance(wait);
-  EXPECT_TRUE(tokens_.EmailToken("LIMITED@example.org", "peer").ok());
+  EXPECT_OK(tokens_.EmailToken("LIMITED@example.org", "peer"));
   EXPECT_EQ(tokens_.EmailToken("limited@example.org", "peer").code(), Code::kResourceExhausted);
   EXPECT_EQ(tokens_.EmailRetryAfter("limited@example.org", "peer"), 2 * wait);
 }
 
 TEST_F(AccessTokensMailTest, MailedTokensLiveSideBySideUpToTheCap) {
   for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());
+    ASSERT_OK(tokens_.EmailToken("owner@example.org", "peer"));
     Work();
   }
   auto mailed = MailedTokens();
   ASSERT_EQ(mailed.size(), 3u);  // the fourth request found the account at its cap
   for (const auto& t : mailed) {
-    EXPECT_TRUE(tokens_.Authenticate(t).ok());
+    EXPECT_OK(tokens_.Authenticate(t));
   }
   EXPECT_NE(log_sink_.str().find(R"("reason":"email_token_cap")"), std::string::npos);
   // An expired one frees its place.
   clock_.Advance(tokens_.options().email_lifetime_seconds);
-  ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());
+  ASSERT_OK(tokens_.EmailToken("owner@example.org", "peer"));
   Work();
   EXPECT_EQ(MailedTokens().size(), 4u);
-  EXPECT_TRUE(tokens_.Authenticate(MailedTokens().back()).ok());
+  EXPECT_OK(tokens_.Authenticate(MailedTokens().back()));
 }
 
 TEST_F(AccessTokensMailTest, AFailedMailMintsNothingAndIsRetried) {
-  ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());
+  ASSERT_OK(tokens_.EmailToken("owner@example.org", "peer"));
   mailer_switch_.down = true;
   Work();
   mailer_switch_.down = false;
   EXPECT_TRUE(Mails().empty());
   auto list = tokens_.List("acct-1");
-  ASSERT_TRUE(list.ok());
+  ASSERT_OK(list);
   EXPECT_TRUE(list->empty());
   EXPECT_NE(log_sink_.str().find("mail_request_retry"), std::string::npos);
   clock_.Advance(5);
   Work();
   ASSERT_EQ(MailedTokens().size(), 1u);
-  EXPECT_TRUE(tokens_.Authenticate(MailedTokens()[0]).ok());
+  EXPECT_OK(tokens_.Authenticate(MailedTokens()[0]));
 }
 
 TEST_F(AccessTokensMailTest, TheRightCodeRightAfterAWrongOneRevokes) {
@@ -158,8 +159,8 @@ TEST_F(AccessTokensMailTest, TheRightCodeRightAfterAWrongOneRevokes) {
   // must not trip over that write (it used to fail when the write landed in between).
   const std::regex code_re("\r\n([A-Za-z0-9_-]{32})\r\n");
   for (int round = 0; round < 10; ++round) {
-    ASSERT_TRUE(tokens_.EmailToken("owner@example.org", "peer").ok());
-    ASSERT_TRUE(tokens_.EmailDeletionCode("owner@example.org", "peer").ok());
+    ASSERT_OK(tokens_.EmailToken("owner@example.org", "peer"));
+    ASSERT_OK(tokens_.EmailDeletionCode("owner@example.org", "peer"));
     Work();
     std::smatch match;
     const std::string mail = Mails().back();
@@ -170,13 +171,13 @@ TEST_F(AccessTokensMailTest, TheRightCodeRightAfterAWrongOneRevokes) {
     EXPECT_EQ(tokens_.DeleteEmailToken("owner@example.org", wrong, "peer").code(),
               Code::kInvalidArgument);
     Status s = tokens_.DeleteEmailToken("owner@example.org", code, "peer");
-    ASSERT_TRUE(s.ok()) << "round " << round << ": " << s.ToString();
+    ASSERT_OK(s) << "round " << round << ": " << s.ToString();
     EXPECT_TRUE(MailedTokens().empty() || !tokens_.Authenticate(MailedTokens().back()).ok());
   }
 }
 
 TEST_F(AccessTokensMailTest, FiveWrongTriesInARowDestroyTheCode) {
-  ASSERT_TRUE(tokens_.EmailDeletionCode("owner@example.org", "peer").ok());
+  ASSERT_OK(tokens_.EmailDeletionCode("owner@example.org", "peer"));
   Work();
   std::smatch match;
   const std::string mail = Mails().back();
@@ -207,7 +208,7 @@ TEST_F(AccessTokensMailTest, ABearerChangesOnlyTokensItCouldHaveCreated) {
             Code::kPermissionDenied);
   EXPECT_FALSE(tokens_.Get("acct-1", wide->info.id)->active);
   auto ok = tokens_.Update("acct-1", narrow->info.id, std::nullopt, true, &caller);
-  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_OK(ok);
   EXPECT_TRUE(ok->active);
   // Longer-lived than the bearer: out of reach as well.
   AccessTokenInfo short_lived = caller;

@@ -9,6 +9,7 @@
 #include "crypto/hash.h"
 #include "crypto/totp.h"
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -56,13 +57,13 @@ class AccountsTest : public ::testing::Test {
   // Registers, secures and confirms; returns the account id.
   std::string CreateAccount(const std::string& address) {
     auto reg = Register(address);
-    EXPECT_TRUE(reg.ok());
-    EXPECT_TRUE(Secure(*reg).ok());
+    EXPECT_OK(reg);
+    EXPECT_OK(Secure(*reg));
     std::smatch m;
     std::string mail = env_.Mails().back();
     EXPECT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
     auto account = accounts_.ConfirmRegistration(reg->id, m[1].str());
-    EXPECT_TRUE(account.ok()) << account.status().ToString();
+    EXPECT_OK(account);
     seed_ = std::move(reg->totp_seed);
     return account.ok() ? *account : "";
   }
@@ -78,12 +79,12 @@ class AccountsTest : public ::testing::Test {
 
 TEST_F(AccountsTest, PendingRegistrationExpiresAndIsPurgedWithItsKey) {
   auto reg = Register("late@example.com");
-  ASSERT_TRUE(reg.ok());
-  EXPECT_TRUE(accounts_.GetRegistration(reg->id).ok());
+  ASSERT_OK(reg);
+  EXPECT_OK(accounts_.GetRegistration(reg->id));
   env_.clock_.Advance(3601);
   EXPECT_EQ(accounts_.GetRegistration(reg->id).status().code(), Code::kNotFound);
   auto purged = env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100);
-  ASSERT_TRUE(purged.ok());
+  ASSERT_OK(purged);
   EXPECT_EQ(*purged, 3u);  // the registration record, its data key and the key's usage counter
   EXPECT_EQ(accounts_.GetRegistration(reg->id).status().code(), Code::kNotFound);
 }
@@ -92,7 +93,7 @@ TEST_F(AccountsTest, ConfirmationCreatesTheAccountExactlyOnce) {
   std::string account = CreateAccount("once@example.com");
   ASSERT_FALSE(account.empty());
   auto email = accounts_.AccountEmail(account);
-  ASSERT_TRUE(email.ok());
+  ASSERT_OK(email);
   EXPECT_EQ(email->RevealString(SecretAccess::Grant()), "once@example.com");
   EXPECT_TRUE(*accounts_.AccountExists(account));
 }
@@ -100,27 +101,27 @@ TEST_F(AccountsTest, ConfirmationCreatesTheAccountExactlyOnce) {
 TEST_F(AccountsTest, ASecondAccountForTheSameAddressIsRefused) {
   ASSERT_FALSE(CreateAccount("twice@example.com").empty());
   auto reg = Register("TWICE@example.com");
-  ASSERT_TRUE(reg.ok());
-  ASSERT_TRUE(Secure(*reg).ok());
+  ASSERT_OK(reg);
+  ASSERT_OK(Secure(*reg));
   std::smatch m;
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
   EXPECT_EQ(accounts_.ConfirmRegistration(reg->id, m[1].str()).status().code(), Code::kAlreadyExists);
   // Nothing changed: the registration can still be read.
-  EXPECT_TRUE(accounts_.GetRegistration(reg->id).ok());
+  EXPECT_OK(accounts_.GetRegistration(reg->id));
 }
 
 TEST_F(AccountsTest, ChallengesExpireAndSessionsExpire) {
   std::string account = CreateAccount("clock@example.com");
   auto challenge = accounts_.IssueChallenge(account);
-  ASSERT_TRUE(challenge.ok());
+  ASSERT_OK(challenge);
   env_.clock_.Advance(301);
   EXPECT_EQ(accounts_.Login(account, ChallengeHash(*challenge), Code(seed_), "peer").status().code(),
             Code::kUnauthenticated);
   challenge = accounts_.IssueChallenge(account);
   auto session = accounts_.Login(account, ChallengeHash(*challenge), Code(seed_), "peer");
-  ASSERT_TRUE(session.ok()) << session.status().ToString();
-  EXPECT_TRUE(accounts_.GetSession(session->id).ok());
+  ASSERT_OK(session);
+  EXPECT_OK(accounts_.GetSession(session->id));
   env_.clock_.Advance(601);
   EXPECT_EQ(accounts_.GetSession(session->id).status().code(), Code::kNotFound);
 }
@@ -138,16 +139,16 @@ TEST_F(AccountsTest, FailuresLockTheAccountWithGrowingDelay) {
             Code::kResourceExhausted);
   env_.clock_.Advance(11);
   c = accounts_.IssueChallenge(account);
-  EXPECT_TRUE(accounts_.Login(account, ChallengeHash(*c), Code(seed_), "peer").ok());
+  EXPECT_OK(accounts_.Login(account, ChallengeHash(*c), Code(seed_), "peer"));
   EXPECT_EQ(accounts_.LoginRetryAfter(account, "peer"), 0);
 }
 
 TEST_F(AccountsTest, RegistrationStepsToOneAddressAreLimitedAndMailOnlyWhileAllowed) {
   // Default: 4 steps per address (register and secure both count), then 60 s, doubling.
   auto reg = Register("victim@example.com", "peer-a");
-  ASSERT_TRUE(reg.ok());
+  ASSERT_OK(reg);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_TRUE(Secure(*reg, "peer-" + std::to_string(i)).ok()) << i;
+    EXPECT_OK(Secure(*reg, "peer-" + std::to_string(i))) << i;
   }
   int64_t wait = -1;
   EXPECT_EQ(Secure(*reg, "peer-b", &wait).code(), Code::kResourceExhausted);
@@ -163,7 +164,7 @@ TEST_F(AccountsTest, RegistrationStepsToOneAddressAreLimitedAndMailOnlyWhileAllo
   EXPECT_EQ(again.status().code(), Code::kResourceExhausted);
   EXPECT_EQ(w, 60);
   env_.clock_.Advance(61);
-  EXPECT_TRUE(Secure(*reg, "peer-e").ok());
+  EXPECT_OK(Secure(*reg, "peer-e"));
   EXPECT_EQ(Secure(*reg, "peer-e", &wait).code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 120);
   EXPECT_EQ(env_.Mails().size(), 4u);
@@ -180,7 +181,7 @@ TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
   auto third = RegisterOn(accounts, "three@example.com", "uid:7", &wait);
   EXPECT_EQ(third.status().code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 3600);  // until the first pending registration expires (lifetime 1 h here)
-  EXPECT_TRUE(RegisterOn(accounts, "three@example.com", "uid:8", &wait).ok());
+  EXPECT_OK(RegisterOn(accounts, "three@example.com", "uid:8", &wait));
   // Confirming one gives its place back.
   ASSERT_TRUE(accounts.SecureRegistration(first->id, PasswordHash(), Code(first->totp_seed),
                                           Code(first->totp_seed, -1), "uid:7", &wait).ok());
@@ -188,7 +189,7 @@ TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
   ASSERT_TRUE(accounts.ConfirmRegistration(first->id, m[1].str()).ok());
-  EXPECT_TRUE(RegisterOn(accounts, "four@example.com", "uid:7", &wait).ok());
+  EXPECT_OK(RegisterOn(accounts, "four@example.com", "uid:7", &wait));
 }
 
 TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWorks) {
@@ -207,7 +208,7 @@ TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWork
   // Expired and purged registrations free the places.
   env_.clock_.Advance(3601);
   ASSERT_TRUE(env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100).ok());
-  EXPECT_TRUE(RegisterOn(accounts, "c@example.com", "p3", &wait).ok());
+  EXPECT_OK(RegisterOn(accounts, "c@example.com", "p3", &wait));
 }
 
 TEST_F(AccountsTest, UnknownAccountsGetAStableFakeSalt) {

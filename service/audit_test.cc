@@ -20,9 +20,13 @@
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 class AuditTest : public ::testing::Test, protected ServiceEnv {
  protected:
@@ -30,7 +34,7 @@ class AuditTest : public ::testing::Test, protected ServiceEnv {
 
   std::unique_ptr<AuditLog> OpenLog() {
     auto a = AuditLog::Open(path_, *token_, clock_, log_);
-    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_OK(a);
     return a.ok() ? std::move(a).value() : nullptr;
   }
   std::vector<std::string> Lines() const {
@@ -53,7 +57,7 @@ class AuditTest : public ::testing::Test, protected ServiceEnv {
   }
   AuditVerifyReport Verify() {
     auto r = VerifyAuditLog(path_, *token_);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     return r.ok() ? *r : AuditVerifyReport{};
   }
   void RecordFive() {
@@ -159,19 +163,19 @@ TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+    ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok"}));
   }
   // Not rotated: nothing to do.
   auto same = a->Reopen();
-  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  ASSERT_OK(same);
   EXPECT_FALSE(*same);
   std::filesystem::rename(path_, rotated);
   // Entries written between the move and the reload land in the old file (still open).
-  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok"}));
   auto reopened = a->Reopen();
-  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  ASSERT_OK(reopened);
   EXPECT_TRUE(*reopened);
-  ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok"}).ok());
+  ASSERT_OK(a->Record({.event = "detokenize", .outcome = "ok"}));
   a.reset();
   EXPECT_EQ(std::filesystem::status(path_).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
@@ -182,34 +186,34 @@ TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
   EXPECT_NE(lines[0].find("continues_from_seq=4"), std::string::npos) << lines[0];
 
   auto both = VerifyAuditLogs({rotated, path_}, *token_);
-  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  ASSERT_OK(both);
   EXPECT_TRUE(both->ok()) << both->bad_file << ":" << both->first_bad_line << " " << both->problem;
   EXPECT_EQ(both->lines, 6u);
   EXPECT_EQ(both->first_seq, 1u);
   EXPECT_EQ(both->last_seq, 6u);
   // The new file alone starts mid-chain: refused unless partial.
   auto alone = VerifyAuditLogs({path_}, *token_);
-  ASSERT_TRUE(alone.ok());
+  ASSERT_OK(alone);
   EXPECT_FALSE(alone->ok());
   EXPECT_NE(alone->problem.find("starts at sequence number 5"), std::string::npos)
       << alone->problem;
   auto partial = VerifyAuditLogs({path_}, *token_, nullptr, /*partial=*/true);
-  ASSERT_TRUE(partial.ok());
+  ASSERT_OK(partial);
   EXPECT_TRUE(partial->ok()) << partial->problem;
   EXPECT_EQ(partial->first_seq, 5u);
   // Out of order, or with a file missing in between, the chain breaks at the boundary.
   auto swapped = VerifyAuditLogs({path_, rotated}, *token_, nullptr, /*partial=*/true);
-  ASSERT_TRUE(swapped.ok());
+  ASSERT_OK(swapped);
   EXPECT_FALSE(swapped->ok());
   EXPECT_EQ(swapped->bad_file, rotated);
   EXPECT_EQ(swapped->first_bad_line, 1u);
   // A restart continues the new file's chain.
   auto again = OpenLog();
   ASSERT_NE(again, nullptr);
-  ASSERT_TRUE(again->Record({.event = "login", .outcome = "ok"}).ok());
+  ASSERT_OK(again->Record({.event = "login", .outcome = "ok"}));
   again.reset();
   auto after = VerifyAuditLogs({rotated, path_}, *token_);
-  ASSERT_TRUE(after.ok());
+  ASSERT_OK(after);
   EXPECT_TRUE(after->ok()) << after->problem;
   EXPECT_EQ(after->last_seq, 7u);
 }
@@ -217,7 +221,7 @@ TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
 TEST_F(AuditTest, ReopenNeverContinuesTheChainInAnotherNonEmptyFile) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok"}));
   std::filesystem::rename(path_, path_ + ".1");
   std::ofstream(path_) << "someone else's line\n";
   auto r = a->Reopen();
@@ -225,11 +229,11 @@ TEST_F(AuditTest, ReopenNeverContinuesTheChainInAnotherNonEmptyFile) {
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(r.status().message().find(path_), std::string::npos);
   // The trail goes on in the old file.
-  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok"}).ok());
+  ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok"}));
   a.reset();
   EXPECT_EQ(Lines(), std::vector<std::string>{"someone else's line"});
   auto old = VerifyAuditLog(path_ + ".1", *token_);
-  ASSERT_TRUE(old.ok());
+  ASSERT_OK(old);
   EXPECT_TRUE(old->ok()) << old->problem;
   EXPECT_EQ(old->lines, 2u);
 }
@@ -400,7 +404,7 @@ TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
   EXPECT_EQ(std::filesystem::file_size(path_), size);  // the partial line was cut
   EXPECT_NE(log_sink_.str().find("audit_log_write_failed"), std::string::npos);
   // The disk is back: the log goes on, and the chain has no hole.
-  EXPECT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200}).ok());
+  EXPECT_OK(a->Record({.event = "detokenize", .outcome = "ok", .status = 200}));
   a.reset();
   auto r = Verify();
   EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
@@ -410,8 +414,8 @@ TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
 TEST_F(AuditTest, AnUnusableTokenFailsEntriesWithOneRateLimitedLogLine) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
-                         .account = "acct"}).ok());
+  ASSERT_OK(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
+                         .account = "acct"}));
   // The token's files vanish: every entry fails (fail closed), and the operational log gets one
   // line for the burst, not one per entry (regression: 6,000 lines in 2 s under load).
   const std::string tokens = token_dir_.dir() + "/tokens";
@@ -469,7 +473,7 @@ TEST_F(AuditTest, RecordThenCallsBackOnceWithTheDurableResultWithoutBlockingTheC
     ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == kEntries; }));
   }
   for (const auto& s : results) {
-    EXPECT_TRUE(s.ok()) << s.message();
+    EXPECT_OK(s) << s.message();
   }
   // The callbacks ran on the writer thread, after the entries were durable: all of them verify.
   for (const auto& t : threads) {
@@ -496,10 +500,10 @@ TEST_F(AuditTest, RecordThenReportsAFailedWriteToItsCallback) {
 TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
-  ASSERT_TRUE(a->Record({.event = "tokenize", .outcome = "ok", .status = 201, .account = "acct-X",
-                         .object = "token-Y"}).ok());
+  ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok", .status = 201, .account = "acct-X",
+                         .object = "token-Y"}));
   auto ids = a->HashIds("acct-X", "token-Y");
-  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_OK(ids);
   EXPECT_EQ(ids->account.size(), 32u);
   EXPECT_EQ(ids->object.size(), 32u);
   // The clear ids in the event are not used: only the hashed ones reach the line.
@@ -529,7 +533,7 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
 TEST(AuditNoKeyTest, OpenWithoutTheAuditKeyAsksForInit) {
   ServiceEnv env(/*init_keys=*/false);
   auto a = AuditLog::Open(env.data_.path() + "/audit.log", *env.token_, env.clock_, env.log_);
-  ASSERT_FALSE(a.ok());
+  ASSERT_THAT(a, Not(IsOk()));
   EXPECT_EQ(a.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(a.status().message().find("opentoken-admin init"), std::string::npos);
 }

@@ -1,9 +1,13 @@
 #include "service/fields.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
 namespace otd::service {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 TEST(FieldsTest, RoundTripsSecretsTextAndNumbers) {
   SecretBytes email = SecretBytes::CopyFrom(std::string_view("user@example.com"));
@@ -15,7 +19,7 @@ TEST(FieldsTest, RoundTripsSecretsTextAndNumbers) {
                            .Add(5, std::string_view(""))
                            .Finish();
   auto r = FieldReader::Parse(record);
-  ASSERT_TRUE(r.ok());
+  ASSERT_OK(r);
   EXPECT_TRUE(ConstantTimeEquals(*r->Secret(1), email));
   EXPECT_EQ(*r->Text(2), "salt");
   EXPECT_EQ(*r->U64(3), 0x0102030405060708ull);
@@ -31,12 +35,12 @@ TEST(FieldsTest, RejectsTruncationOverrunAndRepeatedTags) {
   auto bytes = record.Reveal(SecretAccess::Grant());
   for (size_t n = 1; n < bytes.size(); ++n) {
     SecretBytes cut = SecretBytes::CopyFrom(bytes.subspan(0, n));
-    EXPECT_FALSE(FieldReader::Parse(cut).ok()) << n;
+    EXPECT_THAT(FieldReader::Parse(cut), Not(IsOk())) << n;
   }
   SecretBytes twice = FieldWriter().Add(1, std::string_view("a")).Add(1, std::string_view("b")).Finish();
-  EXPECT_FALSE(FieldReader::Parse(twice).ok());
+  EXPECT_THAT(FieldReader::Parse(twice), Not(IsOk()));
   SecretBytes empty;
-  EXPECT_TRUE(FieldReader::Parse(empty).ok());
+  EXPECT_OK(FieldReader::Parse(empty));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -53,8 +54,8 @@ class MailRequestsTest : public ::testing::Test, protected ServiceEnv {
 };
 
 TEST_F(MailRequestsTest, AQueuedRequestIsHandledOnceAndThenGone) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kDeletionCode, "bob@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kDeletionCode, "bob@example.org"));
   EXPECT_EQ(Stored().size(), 2u);
   Recorder rec = NewRecorder();
   EXPECT_EQ(queue_.ProcessDue(rec.Handler()), 0);
@@ -74,8 +75,8 @@ TEST_F(MailRequestsTest, AQueuedRequestIsHandledOnceAndThenGone) {
 }
 
 TEST_F(MailRequestsTest, TheStoreHoldsNoAddressAndEachRequestHasARandomKey) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   auto stored = Stored();
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_NE(stored[0].first, stored[1].first);
@@ -88,7 +89,7 @@ TEST_F(MailRequestsTest, TheStoreHoldsNoAddressAndEachRequestHasARandomKey) {
     }
     // The purge job only backs the worker up: the TTL is the expiry plus the grace period.
     auto expiry = store_->ExpiryOf(kMailRequestsTable, key);
-    ASSERT_TRUE(expiry.ok());
+    ASSERT_OK(expiry);
     EXPECT_EQ(*expiry, clock_.NowSeconds() + 3600 + 600);
   }
 }
@@ -97,15 +98,15 @@ TEST_F(MailRequestsTest, OldestFirst) {
   std::vector<std::string> order = {"one@example.org", "two@example.org", "three@example.org",
                                     "four@example.org"};
   for (const auto& a : order) {
-    ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, a).ok());
+    ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, a));
   }
   clock_.Advance(1);
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, "five@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, "five@example.org"));
   // Within a second one queue's requests keep their order; seconds order the rest (here
   // another process's request, whose sequence starts again at 0).
   clock_.Advance(1);
   MailRequestQueue other(*vault_, *store_, clock_, log_);
-  ASSERT_TRUE(other.Enqueue(MailRequestKind::kToken, "six@example.org").ok());
+  ASSERT_OK(other.Enqueue(MailRequestKind::kToken, "six@example.org"));
   order.push_back("five@example.org");
   order.push_back("six@example.org");
   Recorder rec = NewRecorder();
@@ -117,7 +118,7 @@ TEST_F(MailRequestsTest, OldestFirst) {
 }
 
 TEST_F(MailRequestsTest, AFailedAttemptIsRetriedWithBackoffAndLoggedWithoutTheAddress) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   Recorder rec = NewRecorder();
   rec.result = Unavailable("mail spool not writable");
   const int64_t t0 = clock_.NowSeconds();
@@ -151,7 +152,7 @@ TEST_F(MailRequestsTest, BackoffDoublesUpToItsMaximum) {
 }
 
 TEST_F(MailRequestsTest, RetriesEndAtTheExpiryWithALogLine) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kDeletionCode, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kDeletionCode, kAddress));
   const int64_t expiry = clock_.NowSeconds() + 3600;
   Recorder rec = NewRecorder();
   rec.result = Unavailable("token down");
@@ -169,7 +170,7 @@ TEST_F(MailRequestsTest, RetriesEndAtTheExpiryWithALogLine) {
 }
 
 TEST_F(MailRequestsTest, ARequestNotTriedBeforeItsExpiryIsDroppedWithALogLine) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   clock_.Advance(3600);
   Recorder rec = NewRecorder();
   EXPECT_EQ(queue_.ProcessDue(rec.Handler()), 0);
@@ -179,7 +180,7 @@ TEST_F(MailRequestsTest, ARequestNotTriedBeforeItsExpiryIsDroppedWithALogLine) {
 }
 
 TEST_F(MailRequestsTest, APermanentFailureDropsTheRequest) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   Recorder rec = NewRecorder();
   rec.result = InvalidArgument("not a deliverable address");
   EXPECT_EQ(queue_.ProcessDue(rec.Handler()), 0);
@@ -190,8 +191,8 @@ TEST_F(MailRequestsTest, APermanentFailureDropsTheRequest) {
 
 TEST_F(MailRequestsTest, ARequestLeftInTheStoreIsHandledAfterARestart) {
   // Two requests whose attempts were in progress when the process died: claimed, not done.
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kDeletionCode, "bob@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kDeletionCode, "bob@example.org"));
   {
     Recorder dying = NewRecorder();
     dying.result = Unavailable("killed");
@@ -216,7 +217,7 @@ TEST_F(MailRequestsTest, ARequestLeftInTheStoreIsHandledAfterARestart) {
 }
 
 TEST_F(MailRequestsTest, ANeverTriedRequestIsHandledAtOnceByANewInstance) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   Close();
   Open();
   MailRequestQueue restarted(*vault_, *store_, clock_, log_);
@@ -228,7 +229,7 @@ TEST_F(MailRequestsTest, ANeverTriedRequestIsHandledAtOnceByANewInstance) {
 }
 
 TEST_F(MailRequestsTest, ASecondWorkerLeavesAClaimedRequestAlone) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   MailRequestQueue other(*vault_, *store_, clock_, log_);
   Recorder other_rec = NewRecorder();
   Recorder rec = NewRecorder();
@@ -244,7 +245,7 @@ TEST_F(MailRequestsTest, ASecondWorkerLeavesAClaimedRequestAlone) {
 }
 
 TEST_F(MailRequestsTest, WhenAClaimLapsesAtMostOneOfTwoWorkersCompletes) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, kAddress).ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, kAddress));
   MailRequestQueue other(*vault_, *store_, clock_, log_);
   Recorder other_rec = NewRecorder();
   Status slow_commit;
@@ -266,7 +267,7 @@ TEST_F(MailRequestsTest, WhenAClaimLapsesAtMostOneOfTwoWorkersCompletes) {
 }
 
 TEST_F(MailRequestsTest, TheWorkerHandlesQueuedRequestsAtOnceAndThoseLeftBeforeItStarted) {
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, "left@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, "left@example.org"));
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::string> handled;
@@ -288,10 +289,10 @@ TEST_F(MailRequestsTest, TheWorkerHandlesQueuedRequestsAtOnceAndThoseLeftBeforeI
     return cv.wait_for(lock, std::chrono::seconds(10), [&] { return handled.size() >= n; });
   };
   ASSERT_TRUE(wait_for(1));  // left before the start: the first scan
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, "new@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, "new@example.org"));
   ASSERT_TRUE(wait_for(2));  // woken by the enqueue, not by the (10 min) scan
   worker.Stop();
-  ASSERT_TRUE(queue_.Enqueue(MailRequestKind::kToken, "after@example.org").ok());
+  ASSERT_OK(queue_.Enqueue(MailRequestKind::kToken, "after@example.org"));
   EXPECT_EQ(handled, (std::vector<std::string>{"left@example.org", "new@example.org"}));
   EXPECT_EQ(Stored().size(), 1u);  // queued while stopped: stays for the next start
 }

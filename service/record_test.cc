@@ -1,9 +1,13 @@
 #include "service/record.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
 namespace otd::service {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 SealedRecord Sample() {
   SealedRecord r;
@@ -22,7 +26,7 @@ TEST(RecordTest, SealedRecordRoundTripsWithBigEndianHeader) {
   EXPECT_EQ(enc[1], 0);
   EXPECT_EQ(enc[4], 7);
   auto dec = DecodeSealed(enc);
-  ASSERT_TRUE(dec.ok());
+  ASSERT_OK(dec);
   EXPECT_EQ(dec->key_version, 7u);
   EXPECT_EQ(dec->nonce, Sample().nonce);
   EXPECT_EQ(dec->ciphertext_and_tag, Sample().ciphertext_and_tag);
@@ -36,20 +40,20 @@ TEST(RecordTest, DecoderRejectsEveryTruncationAndWrongFormat) {
   }
   Bytes wrong = enc;
   wrong[0] = kFormatWrappedKey;
-  EXPECT_FALSE(DecodeSealed(wrong).ok());
+  EXPECT_THAT(DecodeSealed(wrong), Not(IsOk()));
   Bytes zero_version = enc;
   zero_version[4] = 0;
-  EXPECT_FALSE(DecodeSealed(zero_version).ok());
+  EXPECT_THAT(DecodeSealed(zero_version), Not(IsOk()));
 }
 
 TEST(RecordTest, WrappedKeyRecordRoundTripsAndChecksLength) {
   Bytes enc = EncodeWrappedKey({3, Bytes(40, 0x11)});
   auto dec = DecodeWrappedKey(enc);
-  ASSERT_TRUE(dec.ok());
+  ASSERT_OK(dec);
   EXPECT_EQ(dec->kek_version, 3u);
   EXPECT_EQ(dec->wrapped.size(), 40u);
-  EXPECT_FALSE(DecodeWrappedKey(ByteView(enc.data(), enc.size() - 1)).ok());
-  EXPECT_FALSE(DecodeWrappedKey(EncodeSealed(Sample())).ok());
+  EXPECT_THAT(DecodeWrappedKey(ByteView(enc.data(), enc.size() - 1)), Not(IsOk()));
+  EXPECT_THAT(DecodeWrappedKey(EncodeSealed(Sample())), Not(IsOk()));
 }
 
 TEST(RecordTest, AssociatedDataIsUnambiguous) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -34,7 +35,7 @@ class RegistrationLimitsTest : public ::testing::Test {
       batch.push_back({.op = store::Op::kPut, .table = table,
                        .key = ToBytes(prefix + std::to_string(i)), .value = Bytes(size, 0x5a)});
     }
-    ASSERT_TRUE(env_.store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(env_.store_->Apply(std::move(batch)));
   }
   void Erase(const std::string& table, const std::string& prefix, int n) {
     std::vector<store::Mutation> batch;
@@ -42,7 +43,7 @@ class RegistrationLimitsTest : public ::testing::Test {
       batch.push_back({.op = store::Op::kErase, .table = table,
                        .key = ToBytes(prefix + std::to_string(i))});
     }
-    ASSERT_TRUE(env_.store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(env_.store_->Apply(std::move(batch)));
   }
   // Admits registration `id` for `peer`, pending for an hour; nullopt (and the wait) if refused.
   std::optional<RegistrationLimits::Slot> Admit(RegistrationLimits& l, const std::string& peer,
@@ -72,7 +73,7 @@ TEST_F(RegistrationLimitsTest, AnAddressGetsItsFreeStepsThenWaitsWithGrowingDela
   for (int i = 0; i < 4; ++i) {
     // Different peers and different spellings of one address: the address is what counts.
     std::string spelling = i % 2 == 0 ? "Victim@Example.com" : "victim@example.COM";
-    EXPECT_TRUE(l.CountStep(spelling, "peer-" + std::to_string(i), &wait).ok()) << i;
+    EXPECT_OK(l.CountStep(spelling, "peer-" + std::to_string(i), &wait)) << i;
     EXPECT_EQ(wait, 0);
   }
   Status refused = l.CountStep("victim@example.com", "peer-9", &wait);
@@ -80,19 +81,19 @@ TEST_F(RegistrationLimitsTest, AnAddressGetsItsFreeStepsThenWaitsWithGrowingDela
   EXPECT_EQ(wait, 60);
   // Refused steps do not count again; another address is not affected.
   EXPECT_EQ(l.CountStep("VICTIM@example.com", "peer-9", &wait).code(), Code::kResourceExhausted);
-  EXPECT_TRUE(l.CountStep("other@example.com", "peer-9", &wait).ok());
+  EXPECT_OK(l.CountStep("other@example.com", "peer-9", &wait));
   env_.clock_.Advance(61);
-  EXPECT_TRUE(l.CountStep("victim@example.com", "peer-9", &wait).ok());
+  EXPECT_OK(l.CountStep("victim@example.com", "peer-9", &wait));
   EXPECT_EQ(l.CountStep("victim@example.com", "peer-9", &wait).code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 120);  // doubled
   // An hour of quiet does not give the address a fresh allowance (a day does).
   env_.clock_.Advance(3601);
-  EXPECT_TRUE(l.CountStep("victim@example.com", "peer-10", &wait).ok());
+  EXPECT_OK(l.CountStep("victim@example.com", "peer-10", &wait));
   EXPECT_EQ(l.CountStep("victim@example.com", "peer-11", &wait).code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 240);
   env_.clock_.Advance(86'401);
   for (int i = 0; i < 4; ++i) {
-    EXPECT_TRUE(l.CountStep("victim@example.com", "peer-12", &wait).ok()) << i;
+    EXPECT_OK(l.CountStep("victim@example.com", "peer-12", &wait)) << i;
   }
   // Neither the address nor a peer is in the log.
   EXPECT_EQ(env_.log_sink_.str().find("xample"), std::string::npos);
@@ -103,15 +104,15 @@ TEST_F(RegistrationLimitsTest, APeerGetsItsFreeStepsWhateverTheAddresses) {
   auto l = Make();
   int64_t wait = -1;
   for (int i = 0; i < 19; ++i) {
-    EXPECT_TRUE(l.CountStep("a" + std::to_string(i) + "@example.com", "uid:1000", &wait).ok()) << i;
+    EXPECT_OK(l.CountStep("a" + std::to_string(i) + "@example.com", "uid:1000", &wait)) << i;
   }
   EXPECT_EQ(l.PeerRetryAfter("uid:1000"), 0);
-  EXPECT_TRUE(l.CountStep("a19@example.com", "uid:1000", &wait).ok());  // the 20th: the last one
+  EXPECT_OK(l.CountStep("a19@example.com", "uid:1000", &wait));  // the 20th: the last one
   EXPECT_EQ(l.CountStep("fresh@example.com", "uid:1000", &wait).code(), Code::kResourceExhausted);
   EXPECT_EQ(wait, 60);
   EXPECT_EQ(l.PeerRetryAfter("uid:1000"), 60);
   EXPECT_EQ(l.PeerRetryAfter("127.0.0.1"), 0);
-  EXPECT_TRUE(l.CountStep("fresh@example.com", "127.0.0.1", &wait).ok());
+  EXPECT_OK(l.CountStep("fresh@example.com", "127.0.0.1", &wait));
 }
 
 TEST_F(RegistrationLimitsTest, APeerHoldsAtMostItsShareOfPendingRegistrations) {
@@ -229,7 +230,7 @@ TEST_F(RegistrationLimitsTest, RegistrationsStopAtTheReserveAndResumeWhenRoomIsF
   // registrations resume (the reserve looks at what is in use, not at the high-water mark).
   Erase("records", "token-", 2000);
   auto stats = env_.store_->GetStats();
-  ASSERT_TRUE(stats.ok());
+  ASSERT_OK(stats);
   EXPECT_GT(stats->used_bytes * 100, stats->map_size * 2);
   EXPECT_TRUE(Admit(l, "p", "later").has_value());
 }

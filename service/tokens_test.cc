@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -18,10 +19,10 @@ class TokensTest : public ::testing::Test, protected ServiceEnv {
  protected:
   void SetUp() override {
     auto m = vault_->keys().NewAccountKeyMutation("acct-1");
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_OK(m);
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());
-    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(store_->Apply(std::move(batch)));
   }
 
   Tokens tokens_{*vault_, *store_, clock_, log_, TokensOptions{}};
@@ -30,7 +31,7 @@ class TokensTest : public ::testing::Test, protected ServiceEnv {
 TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterThread) {
   const Bytes payload = {'4', '1', '1', '1', 0x00, 0xff};
   auto prepared = tokens_.Prepare("acct-1", "text/plain", payload, false, 0);
-  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  ASSERT_OK(prepared);
   const std::string id = prepared->id;
   EXPECT_EQ(id.size(), 32u);
   // Nothing is stored yet, and the prepared record holds no clear payload or id.
@@ -49,10 +50,10 @@ TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterTh
   });
   auto f = result.get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
-  EXPECT_TRUE(f.get().ok());
+  EXPECT_OK(f.get());
   EXPECT_NE(ran_on.get_future().get(), std::this_thread::get_id());
   auto got = tokens_.Get("acct-1", id);
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_OK(got);
   auto bytes = got->payload.Reveal(SecretAccess::Grant());
   EXPECT_EQ(Bytes(bytes.begin(), bytes.end()), payload);
   EXPECT_EQ(got->content_type, "text/plain");
@@ -62,13 +63,13 @@ TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterTh
 TEST_F(TokensTest, APublicTokenReadsBackAsPublicAndAPastExpiryIsRefused) {
   const Bytes payload = {'x'};
   auto prepared = tokens_.Prepare("acct-1", "application/octet-stream", payload, true, 0);
-  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  ASSERT_OK(prepared);
   const std::string id = prepared->id;
   std::promise<Status> committed;
   tokens_.Commit(std::move(prepared).value(), [&](Status s) { committed.set_value(std::move(s)); });
-  ASSERT_TRUE(committed.get_future().get().ok());
+  ASSERT_OK(committed.get_future().get());
   auto got = tokens_.Get("acct-1", id);
-  ASSERT_TRUE(got.ok());
+  ASSERT_OK(got);
   EXPECT_TRUE(got->is_public);
   EXPECT_EQ(tokens_.Prepare("acct-1", "text/plain", payload, false, clock_.NowSeconds() - 1).status().code(),
             Code::kInvalidArgument);
@@ -76,11 +77,11 @@ TEST_F(TokensTest, APublicTokenReadsBackAsPublicAndAPastExpiryIsRefused) {
 
 TEST_F(TokensTest, ACommitTheStoreRefusesReachesTheCallbackAndLogsNothing) {
   auto prepared = tokens_.Prepare("acct-1", "text/plain", Bytes{'a'}, false, 0);
-  ASSERT_TRUE(prepared.ok());
+  ASSERT_OK(prepared);
   PreparedToken twin = *prepared;  // the same record twice: the second insert must fail
   std::promise<Status> first, second;
   tokens_.Commit(std::move(prepared).value(), [&](Status s) { first.set_value(std::move(s)); });
-  ASSERT_TRUE(first.get_future().get().ok());
+  ASSERT_OK(first.get_future().get());
   log_sink_.str("");
   tokens_.Commit(std::move(twin), [&](Status s) { second.set_value(std::move(s)); });
   EXPECT_EQ(second.get_future().get().code(), Code::kAlreadyExists);

@@ -16,21 +16,25 @@
 #include "service/maintenance.h"
 #include "service/record.h"
 #include "service/testing/service_env.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 // The real stack (service/testing/service_env.h), without the keys initialised.
 class VaultTest : public ::testing::Test, protected ServiceEnv {
  protected:
   VaultTest() : ServiceEnv(/*init_keys=*/false) {}
   void InitAndCreateAccount(const std::string& account) {
-    ASSERT_TRUE(vault_->keys().InitKeys().ok());
+    ASSERT_OK(vault_->keys().InitKeys());
     auto m = vault_->keys().NewAccountKeyMutation(account);
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_OK(m);
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());
-    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(store_->Apply(std::move(batch)));
   }
 };
 
@@ -43,21 +47,21 @@ TEST_F(VaultTest, RefusesToWorkBeforeInit) {
 
 TEST_F(VaultTest, InitIsIdempotent) {
   auto first = vault_->keys().InitKeys();
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_OK(first);
   EXPECT_TRUE(first->created_kek);
   EXPECT_TRUE(first->created_index);
   auto second = vault_->keys().InitKeys();
-  ASSERT_TRUE(second.ok());
+  ASSERT_OK(second);
   EXPECT_FALSE(second->created_kek);
   EXPECT_FALSE(second->created_index);
-  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  EXPECT_OK(vault_->keys().CheckKeys());
   EXPECT_TRUE(vault_->keys().Health().ok());
 }
 
 TEST_F(VaultTest, TokenKeysAreSensitiveAndNonExtractable) {
-  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  ASSERT_OK(vault_->keys().InitKeys());
   auto keys = vault_->keys().DescribeKeys();
-  ASSERT_TRUE(keys.ok());
+  ASSERT_OK(keys);
   ASSERT_EQ(keys->size(), 2u);
   for (const auto& k : *keys) {
     EXPECT_TRUE(k.attributes.token) << k.label;
@@ -73,15 +77,15 @@ TEST_F(VaultTest, SealOpenRoundTripsBinaryData) {
   InitAndCreateAccount("acct-1");
   Bytes payload = {0x00, 0xff, 0x10, 'h', 'i', 0x00};
   auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
-  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  ASSERT_OK(sealed);
   EXPECT_EQ((*sealed)[0], kFormatSealed);
   auto opened = vault_->sealer().Open("records", "acct-1", "rec-1", *sealed);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ASSERT_OK(opened);
   auto got = opened->Reveal(SecretAccess::Grant());
   EXPECT_EQ(Bytes(got.begin(), got.end()), payload);
   // Same plaintext sealed twice gives different records (fresh nonce).
   auto again = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_NE(*sealed, *again);
 }
 
@@ -90,7 +94,7 @@ TEST_F(VaultTest, RecordMovedToAnotherIdTableOrAccountFailsToOpen) {
   InitAndCreateAccount("acct-2");
   Bytes payload = ToBytes("4111111111111111");
   auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
-  ASSERT_TRUE(sealed.ok());
+  ASSERT_OK(sealed);
   EXPECT_EQ(vault_->sealer().Open("records", "acct-1", "rec-2", *sealed).status().code(), Code::kDataLoss);
   EXPECT_EQ(vault_->sealer().Open("tokens", "acct-1", "rec-1", *sealed).status().code(), Code::kDataLoss);
   EXPECT_EQ(vault_->sealer().Open("records", "acct-2", "rec-1", *sealed).status().code(), Code::kDataLoss);
@@ -104,7 +108,7 @@ TEST_F(VaultTest, RecordMovedToAnotherIdTableOrAccountFailsToOpen) {
 }
 
 TEST_F(VaultTest, LookupKeysAreKeyedAndDistinct) {
-  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  ASSERT_OK(vault_->keys().InitKeys());
   auto a = vault_->keys().LookupKey("tokens", "acct", "id-1");
   auto b = vault_->keys().LookupKey("tokens", "acct", "id-2");
   auto a2 = vault_->keys().LookupKey("tokens", "acct", "id-1");
@@ -115,22 +119,22 @@ TEST_F(VaultTest, LookupKeysAreKeyedAndDistinct) {
 }
 
 TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
-  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  ASSERT_OK(vault_->keys().InitKeys());
   // Reopen the token with metrics to count the HMACs it computes.
   Close();
   metrics::Registry registry;  // outlives the token: Close() below
   Open(&registry);
   ASSERT_NE(vault_, nullptr);
   auto family = registry.AddCounter("opentokend_hsm_operations_total", "", {"op", "result"});
-  ASSERT_TRUE(family.ok());
+  ASSERT_OK(family);
   metrics::Counter& signs = (*family)->With({"sign", "ok"});
 
   const uint64_t start = signs.Value();
   auto secret = vault_->keys().LookupKey("tokens", "acct", "tok-1");
-  ASSERT_TRUE(secret.ok());
+  ASSERT_OK(secret);
   for (int i = 0; i < 3; ++i) {
     auto again = vault_->keys().LookupKey("tokens", "acct", "tok-1");
-    ASSERT_TRUE(again.ok());
+    ASSERT_OK(again);
     EXPECT_EQ(*again, *secret);
   }
   EXPECT_EQ(signs.Value() - start, 4u);  // secret ids: computed in the token every time
@@ -138,20 +142,20 @@ TEST_F(VaultTest, StoreKeysOfPublicIdsAreCachedAndOfSecretIdsAreNot) {
   const uint64_t mid = signs.Value();
   for (int i = 0; i < 4; ++i) {
     auto cached = vault_->keys().LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
-    ASSERT_TRUE(cached.ok());
+    ASSERT_OK(cached);
     EXPECT_EQ(*cached, *secret);  // the same key either way
     auto found = vault_->keys().Find("tokens", "acct", "tok-1", Vault::Ids::kPublic);
-    ASSERT_TRUE(found.ok());
+    ASSERT_OK(found);
     EXPECT_EQ(found->key, *secret);
   }
   EXPECT_EQ(signs.Value() - mid, 1u);  // public ids: once
 
   // After a rotation the current version's key is new (and computed), the old one still found.
-  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
-  ASSERT_TRUE(vault_->keys().CheckKeys().ok());
+  ASSERT_OK(vault_->keys().RotateKeys());
+  ASSERT_OK(vault_->keys().CheckKeys());
   const uint64_t rotated = signs.Value();
   auto v2 = vault_->keys().LookupKey("tokens", "acct", "tok-1", Vault::Ids::kPublic);
-  ASSERT_TRUE(v2.ok());
+  ASSERT_OK(v2);
   EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(*v2), 2u);
   EXPECT_NE(*v2, *secret);
   EXPECT_EQ(signs.Value() - rotated, 1u);
@@ -166,7 +170,7 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
   ASSERT_TRUE(key.ok() && sealed.ok());
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = "records", .key = *key, .value = *sealed});
-  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_OK(store_->Apply(std::move(batch)));
   Close();
   // Nothing in the LMDB files is the plaintext, the record id or the account key in clear.
   for (const auto& f : std::filesystem::directory_iterator(data_.path() + "/data")) {
@@ -177,11 +181,11 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
   }
   Open();
   auto key2 = vault_->keys().LookupKey("records", "acct-1", "rec-1");
-  ASSERT_TRUE(key2.ok());
+  ASSERT_OK(key2);
   auto value = store_->Get("records", *key2);
   ASSERT_TRUE(value.ok() && value->has_value());
   auto opened = vault_->sealer().Open("records", "acct-1", "rec-1", **value);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ASSERT_OK(opened);
   EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), secret);
 }
 
@@ -195,7 +199,7 @@ void PutRecord(Vault& vault, store::Store& store, const std::string& account,
   ASSERT_TRUE(key.ok() && sealed.ok());
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kInsert, .table = "records", .key = *key, .value = *sealed});
-  ASSERT_TRUE(store.Apply(std::move(batch)).ok());
+  ASSERT_OK(store.Apply(std::move(batch)));
 }
 
 std::string ReadRecord(Vault& vault, const std::string& account, const std::string& id) {
@@ -227,28 +231,28 @@ TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
   InitAndCreateAccount("acct-1");
   PutRecord(*vault_, *store_, "acct-1", "before", "old record");
   auto fake_salt_before = vault_->keys().StableKeyedHash("fake-salt", "nobody", "");
-  ASSERT_TRUE(fake_salt_before.ok());
+  ASSERT_OK(fake_salt_before);
 
   auto r = vault_->keys().RotateKeys();
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_EQ(r->before.kek, 1u);
   EXPECT_EQ(r->after.kek, 2u);
   EXPECT_EQ(r->after.index, 2u);
   EXPECT_TRUE(r->created_kek);
   EXPECT_TRUE(r->created_index);
   auto v = vault_->keys().CurrentVersions();
-  ASSERT_TRUE(v.ok());
+  ASSERT_OK(v);
   EXPECT_EQ(v->kek, 2u);
   EXPECT_EQ(v->index, 2u);
-  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  EXPECT_OK(vault_->keys().CheckKeys());
 
   // New store keys carry the version; old ones are the bare HMAC.
   auto new_key = vault_->keys().LookupKey("records", "acct-1", "after");
-  ASSERT_TRUE(new_key.ok());
+  ASSERT_OK(new_key);
   EXPECT_EQ(new_key->size(), 36u);
   EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(*new_key), 2u);
   auto old = vault_->keys().Find("records", "acct-1", "before");
-  ASSERT_TRUE(old.ok());
+  ASSERT_OK(old);
   EXPECT_EQ(old->index_version, 1u);
   EXPECT_EQ(old->key.size(), 32u);
   EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(old->key), 1u);
@@ -259,22 +263,22 @@ TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "never"), "<absent>");
   // A miss returns the current-version key for a new record.
   auto miss = vault_->keys().Find("records", "acct-1", "never");
-  ASSERT_TRUE(miss.ok());
+  ASSERT_OK(miss);
   EXPECT_EQ(miss->key, *vault_->keys().LookupKey("records", "acct-1", "never"));
   // What must not change with rotation does not.
   auto fake_salt_after = vault_->keys().StableKeyedHash("fake-salt", "nobody", "");
-  ASSERT_TRUE(fake_salt_after.ok());
+  ASSERT_OK(fake_salt_after);
   EXPECT_EQ(*fake_salt_before, *fake_salt_after);
 
   // A data key made now is wrapped by the new KEK.
   auto m = vault_->keys().NewAccountKeyMutation("acct-2");
-  ASSERT_TRUE(m.ok());
+  ASSERT_OK(m);
   auto wrapped = DecodeWrappedKey(m->value);
-  ASSERT_TRUE(wrapped.ok());
+  ASSERT_OK(wrapped);
   EXPECT_EQ(wrapped->kek_version, 2u);
 
   // A second rotation goes to version 3; everything still reads after a restart.
-  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
+  ASSERT_OK(vault_->keys().RotateKeys());
   Close();
   Open();
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "before"), "old record");
@@ -285,19 +289,19 @@ TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
 TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   InitAndCreateAccount("acct-1");
   auto expiring = vault_->keys().NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
-  ASSERT_TRUE(expiring.ok());
+  ASSERT_OK(expiring);
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(expiring).value());
-  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_OK(store_->Apply(std::move(batch)));
   PutRecord(*vault_, *store_, "acct-1", "r", "sealed before rotation");
   const uint64_t ttl_before = store_->GetStats()->ttl_entries;
 
-  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
+  ASSERT_OK(vault_->keys().RotateKeys());
   size_t keys = 0;
   EXPECT_EQ(KekVersionOfDataKey(*store_, &keys), 1u);
   std::vector<uint64_t> seen;
   auto p = vault_->keys().RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
-  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_OK(p);
   EXPECT_EQ(p->total, keys);  // acct-1, reg:1 and the system key
   EXPECT_EQ(p->done, keys);
   EXPECT_EQ(p->skipped, 0u);
@@ -315,7 +319,7 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   EXPECT_EQ(store_->GetStats()->ttl_entries, ttl_before);  // reg:1's key still expires
   // Idempotent: nothing left to move.
   auto again = vault_->keys().RewrapDataKeys(nullptr);
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_EQ(again->total, 0u);
   // A fresh process (no caches) opens the old record through the re-wrapped key.
   Close();
@@ -332,32 +336,32 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
 }
 
 TEST_F(VaultTest, AnInterruptedRotationResumesWithTheKeysItAlreadyMade) {
-  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  ASSERT_OK(vault_->keys().InitKeys());
   {  // the crash: version-2 keys exist in the token, the store still says version 1
     auto s = token_->Acquire();
-    ASSERT_TRUE(s.ok());
+    ASSERT_OK(s);
     ASSERT_TRUE(s->GenerateKey(KekLabel(2), hsm::KeyType::kAes256, hsm::KeyUsage::kWrap).ok());
   }
   EXPECT_EQ(vault_->keys().CurrentVersions()->kek, 1u);
   auto r = vault_->keys().RotateKeys();
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_FALSE(r->created_kek);
   EXPECT_TRUE(r->created_index);
   EXPECT_EQ(r->after.kek, 2u);
-  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  EXPECT_OK(vault_->keys().CheckKeys());
 }
 
 TEST_F(VaultTest, EmailIndexIsUniqueAcrossIndexKeyVersions) {
   InitAndCreateAccount("acct-1");
   auto first = EmailIndexInsert(*vault_, "Alice@Example.org", "acct-1");
-  ASSERT_TRUE(first.ok());
+  ASSERT_OK(first);
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(first).value());
-  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
-  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
+  ASSERT_OK(store_->Apply(std::move(batch)));
+  ASSERT_OK(vault_->keys().RotateKeys());
   // Found under the old index key, and a second account for the address is refused.
   auto id = AccountIdForEmail(*vault_, *store_, "alice@example.org");
-  ASSERT_TRUE(id.ok());
+  ASSERT_OK(id);
   ASSERT_TRUE(id->has_value());
   EXPECT_EQ(**id, "acct-1");
   EXPECT_EQ(EmailIndexInsert(*vault_, "ALICE@example.org", "acct-2").status().code(),
@@ -374,7 +378,7 @@ TEST_F(VaultTest, DataKeysRollOverBeforeTheirNonceBudgetAndCountersSurviveRestar
   for (int i = 0; i < 25; ++i) {
     const std::string id = "r" + std::to_string(i);
     auto rec = small.sealer().Seal("records", "acct-1", id, AsBytes("payload " + id));
-    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    ASSERT_OK(rec);
     ++per_version[DecodeSealed(*rec)->key_version];
     sealed.emplace_back(id, *rec);
   }
@@ -385,34 +389,34 @@ TEST_F(VaultTest, DataKeysRollOverBeforeTheirNonceBudgetAndCountersSurviveRestar
   // Every version opens, through this vault and through another one (no caches).
   for (const auto& [id, rec] : sealed) {
     auto opened = vault_->sealer().Open("records", "acct-1", id, rec);
-    ASSERT_TRUE(opened.ok()) << id << ": " << opened.status().ToString();
+    ASSERT_OK(opened) << id << ": " << opened.status().ToString();
     EXPECT_EQ(opened->RevealString(SecretAccess::Grant()), "payload " + id);
   }
   // A new process continues from the persisted counter: the rest of the old lease is not reused,
   // and the version stays.
   Vault restarted(*token_, *store_, log_, {.rollover_after = 10, .lease = 4});
   auto next = restarted.sealer().Seal("records", "acct-1", "after-restart", AsBytes("x"));
-  ASSERT_TRUE(next.ok());
+  ASSERT_OK(next);
   EXPECT_EQ(DecodeSealed(*next)->key_version, 4u);
   // Shredding destroys every version and the counter.
   auto shred = vault_->DeleteAccountKeyMutations("acct-1");
-  ASSERT_TRUE(shred.ok());
+  ASSERT_OK(shred);
   EXPECT_EQ(shred->size(), 5u);  // data-key-v1..v4 and the usage counter
-  ASSERT_TRUE(store_->Apply(std::move(shred).value()).ok());
+  ASSERT_OK(store_->Apply(std::move(shred).value()));
   Vault fresh(*token_, *store_, log_);
   for (const auto& [id, rec] : sealed) {
-    EXPECT_FALSE(fresh.sealer().Open("records", "acct-1", id, rec).ok()) << id;
+    EXPECT_THAT(fresh.sealer().Open("records", "acct-1", id, rec), Not(IsOk())) << id;
   }
   EXPECT_EQ(*fresh.budget().CurrentVersion("acct-1"), 1u);  // no counter left
 }
 
 TEST_F(VaultTest, AnExpiringOwnersUsageCounterExpiresWithItsKey) {
-  ASSERT_TRUE(vault_->keys().InitKeys().ok());
+  ASSERT_OK(vault_->keys().InitKeys());
   auto m = vault_->keys().NewAccountKeyMutation("reg:9", clock_.NowSeconds() + 60);
-  ASSERT_TRUE(m.ok());
+  ASSERT_OK(m);
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(m).value());
-  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_OK(store_->Apply(std::move(batch)));
   const uint64_t before = store_->GetStats()->tables["key_usage"].entries;
   ASSERT_TRUE(vault_->sealer().Seal("registrations", "reg:9", "registration", AsBytes("r")).ok());
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before + 1);
@@ -438,43 +442,43 @@ class VaultIdentityTest : public ::testing::Test, protected ServiceEnv {
     hsm::TokenConfig c = token_dir_.Config();
     c.token_label = token_label;
     auto token = hsm::Token::Open(std::move(c), &log_);
-    ASSERT_TRUE(token.ok()) << token.status().ToString();
+    ASSERT_OK(token);
     token_ = std::move(token).value();
     store::LmdbOptions o;
     o.path = data_.path() + "/" + store;
     o.map_size_bytes = 64ull << 20;
     o.tables = AllTables();
     auto st = store::LmdbStore::Open(o, &log_);
-    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    ASSERT_OK(st);
     store_ = std::move(st).value();
     vault_ = std::make_unique<Vault>(*token_, *store_, log_);
   }
   std::vector<std::string> TokenKeys() {
     auto s = token_->Acquire();
-    EXPECT_TRUE(s.ok());
+    EXPECT_OK(s);
     auto labels = s->KeyLabels("otd-");
-    EXPECT_TRUE(labels.ok());
+    EXPECT_OK(labels);
     return labels.ok() ? *labels : std::vector<std::string>{};
   }
   void CreateAccountWithRecord(const std::string& account) {
     auto m = vault_->keys().NewAccountKeyMutation(account);
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_OK(m);
     std::vector<store::Mutation> batch;
     batch.push_back(std::move(m).value());
-    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(store_->Apply(std::move(batch)));
     PutRecord(*vault_, *store_, account, "rec", "kept");
   }
   void DropIdentityRecord() {
     std::vector<store::Mutation> batch;
     batch.push_back({.op = store::Op::kDelete, .table = "meta", .key = ToBytes("vault_identity")});
-    ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+    ASSERT_OK(store_->Apply(std::move(batch)));
   }
 };
 
 TEST_F(VaultIdentityTest, InitRecordsWhichTokenKeysTheStoreBelongsTo) {
   OpenWith("otd-test", "a");
   auto r = vault_->keys().InitKeys({.store_path = "/srv/a"});
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r);
   EXPECT_TRUE(r->created_store);
   auto id = vault_->keys().ReadIdentity();
   ASSERT_TRUE(id.ok() && id->has_value());
@@ -483,30 +487,30 @@ TEST_F(VaultIdentityTest, InitRecordsWhichTokenKeysTheStoreBelongsTo) {
   EXPECT_EQ((*id)->fingerprint_version, 1u);
   EXPECT_EQ((*id)->token_serial, token_->Identity().serial);
   EXPECT_EQ((*id)->token_label, "otd-test");
-  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_OK(vault_->keys().VerifyStoreIdentity("/srv/a"));
   // `opentoken-admin verify` accepts the record (it is not a version number).
   auto verified = VerifyStore(*vault_, *store_, nullptr);
-  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  ASSERT_OK(verified);
   EXPECT_EQ(verified->bad, 0u) << verified->first_problem;
   // Idempotent: the second run creates nothing and keeps the identity.
   auto again = vault_->keys().InitKeys({.store_path = "/srv/a"});
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_OK(again);
   EXPECT_FALSE(again->created_store);
   EXPECT_FALSE(again->recorded_identity);
   EXPECT_EQ((*vault_->keys().ReadIdentity())->vault_id, (*id)->vault_id);
   // Survives a rotation (the fingerprint is of index key v1, which stays).
-  ASSERT_TRUE(vault_->keys().RotateKeys().ok());
-  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
+  ASSERT_OK(vault_->keys().RotateKeys());
+  EXPECT_OK(vault_->keys().VerifyStoreIdentity("/srv/a"));
 }
 
 TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewStore) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/a"}));
   const Bytes first = (*vault_->keys().ReadIdentity())->vault_id;
   OpenWith("otd-test", "typo");
   const hsm::TokenIdentity token = token_->Identity();
   auto r = vault_->keys().InitKeys({.store_path = "/srv/typo"});
-  ASSERT_FALSE(r.ok());
+  ASSERT_THAT(r, Not(IsOk()));
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   const std::string m = r.status().message();
   for (const std::string& want : {std::string("storage.path /srv/typo"), token.serial,
@@ -522,19 +526,19 @@ TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewS
   EXPECT_NE(start.message().find(token.serial), std::string::npos) << start.message();
   // Told explicitly: a second, separate store on the same keys.
   auto created = vault_->keys().InitKeys({.store_path = "/srv/typo", .new_store = true});
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_OK(created);
   EXPECT_TRUE(created->created_store);
   EXPECT_FALSE(created->created_kek);
   EXPECT_NE((*vault_->keys().ReadIdentity())->vault_id, first);
-  EXPECT_TRUE(vault_->keys().CheckKeys().ok());
+  EXPECT_OK(vault_->keys().CheckKeys());
   auto twice = vault_->keys().InitKeys({.store_path = "/srv/typo", .new_store = true});
-  ASSERT_FALSE(twice.ok());
+  ASSERT_THAT(twice, Not(IsOk()));
   EXPECT_NE(twice.status().message().find("already holds a vault"), std::string::npos);
 }
 
 TEST_F(VaultIdentityTest, AStoreOfAnotherTokenIsRefusedAndNoKeysAreMadeForIt) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/a"}));
   CreateAccountWithRecord("acct-1");
   const std::string recorded_serial = token_->Identity().serial;
 
@@ -548,30 +552,30 @@ TEST_F(VaultIdentityTest, AStoreOfAnotherTokenIsRefusedAndNoKeysAreMadeForIt) {
     EXPECT_NE(s.message().find(want), std::string::npos) << want << " in " << s.message();
   }
   auto init = vault_->keys().InitKeys({.store_path = "/srv/a"});
-  ASSERT_FALSE(init.ok());
+  ASSERT_THAT(init, Not(IsOk()));
   EXPECT_EQ(init.status().code(), Code::kFailedPrecondition);
   EXPECT_TRUE(TokenKeys().empty());  // init created nothing in the wrong token
 
   // A token with keys of the same labels but another vault's.
   OpenWith("otd-other", "b");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/b"}).ok());
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/b"}));
   OpenWith("otd-other", "a");
   s = vault_->keys().VerifyStoreIdentity("/srv/a");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("fingerprint differs"), std::string::npos) << s.message();
-  EXPECT_FALSE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  EXPECT_THAT(vault_->keys().InitKeys({.store_path = "/srv/a"}), Not(IsOk()));
 
   // The right token still reads everything.
   OpenWith("otd-test", "a");
-  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_OK(vault_->keys().VerifyStoreIdentity("/srv/a"));
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "rec"), "kept");
 }
 
 TEST_F(VaultIdentityTest, AStoreWithoutTheRecordIsAdoptedOnlyByTheTokenHoldingItsKeys) {
   OpenWith("otd-other", "b");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/b"}).ok());  // otd-other gets keys too
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/b"}));  // otd-other gets keys too
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/a"}));
   CreateAccountWithRecord("acct-1");
   DropIdentityRecord();  // as a store written before the record existed
 
@@ -581,7 +585,7 @@ TEST_F(VaultIdentityTest, AStoreWithoutTheRecordIsAdoptedOnlyByTheTokenHoldingIt
   EXPECT_NE(s.message().find("sealed under keys that the token in use"), std::string::npos)
       << s.message();
   EXPECT_NE(s.message().find("system data key is not found"), std::string::npos) << s.message();
-  EXPECT_FALSE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  EXPECT_THAT(vault_->keys().InitKeys({.store_path = "/srv/a"}), Not(IsOk()));
   EXPECT_FALSE((*vault_->keys().ReadIdentity()).has_value());  // not adopted by the wrong token
 
   OpenWith("otd-test", "a");
@@ -600,7 +604,7 @@ TEST_F(VaultIdentityTest, AStoreWithoutTheRecordIsAdoptedOnlyByTheTokenHoldingIt
 
 TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
   OpenWith("otd-test", "a");
-  ASSERT_TRUE(vault_->keys().InitKeys({.store_path = "/srv/a"}).ok());
+  ASSERT_OK(vault_->keys().InitKeys({.store_path = "/srv/a"}));
   // As after an HSM restore into a new token: same keys, another serial in the record.
   auto raw = store_->Get("meta", AsBytes(std::string_view("vault_identity")));
   ASSERT_TRUE(raw.ok() && raw->has_value());
@@ -613,9 +617,9 @@ TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
   std::vector<store::Mutation> batch;
   batch.push_back({.op = store::Op::kPut, .table = "meta", .key = ToBytes("vault_identity"),
                    .value = changed});
-  ASSERT_TRUE(store_->Apply(std::move(batch)).ok());
+  ASSERT_OK(store_->Apply(std::move(batch)));
   ASSERT_NE((*vault_->keys().ReadIdentity())->token_serial, token_->Identity().serial);
-  EXPECT_TRUE(vault_->keys().VerifyStoreIdentity("/srv/a").ok());
+  EXPECT_OK(vault_->keys().VerifyStoreIdentity("/srv/a"));
   EXPECT_NE(log_sink_.str().find("store_token_serial_changed"), std::string::npos);
   EXPECT_EQ((*vault_->keys().ReadIdentity())->token_serial, token_->Identity().serial);
 }

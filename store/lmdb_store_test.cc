@@ -27,9 +27,13 @@
 #include "store/store_contract_test.h"
 
 #include "tests/support/temp_dir.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::store {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 namespace fs = std::filesystem;
 using testing::Make;
@@ -60,7 +64,7 @@ struct LmdbBackend {
     o.map_size_bytes = 64ull << 20;
     o.tables = {"t", "u"};
     auto r = LmdbStore::Open(o, &log);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(r).value() : nullptr;
   }
   TempDir dir;
@@ -86,7 +90,7 @@ class StoreTest : public ::testing::Test {
 
   std::unique_ptr<LmdbStore> OpenStore(const LmdbOptions& o) {
     auto r = LmdbStore::Open(o, &log_);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(r).value() : nullptr;
   }
   std::unique_ptr<LmdbStore> OpenStore() { return OpenStore(MakeOptions()); }
@@ -94,7 +98,7 @@ class StoreTest : public ::testing::Test {
   std::optional<std::string> GetString(const Store& s, std::string_view table,
                                        std::string_view key) {
     auto r = s.Get(table, AsBytes(key));
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     if (!r.ok() || !r->has_value()) {
       return std::nullopt;
     }
@@ -159,20 +163,20 @@ TEST_F(StoreTest, StatsCountFreedPagesSoInUseShrinksAfterDeletes) {
     for (int i = 0; i < 100; ++i) {
       b.push_back(Put("k" + std::to_string(batch * 100 + i), value));
     }
-    ASSERT_TRUE(s->Apply(std::move(b)).ok());
+    ASSERT_OK(s->Apply(std::move(b)));
   }
   auto full = s->GetStats();
-  ASSERT_TRUE(full.ok());
+  ASSERT_OK(full);
   EXPECT_GE(full->used_bytes - full->free_bytes, 2000u * 1000u);
   for (int batch = 0; batch < 20; ++batch) {
     std::vector<Mutation> b;
     for (int i = 0; i < 100; ++i) {
       b.push_back(Make(Op::kErase, "t", "k" + std::to_string(batch * 100 + i)));
     }
-    ASSERT_TRUE(s->Apply(std::move(b)).ok());
+    ASSERT_OK(s->Apply(std::move(b)));
   }
   auto emptied = s->GetStats();
-  ASSERT_TRUE(emptied.ok());
+  ASSERT_OK(emptied);
   EXPECT_GE(emptied->used_bytes, full->used_bytes);  // the high-water mark never drops
   EXPECT_GT(emptied->free_bytes, 2000u * 1000u * 9 / 10);
   EXPECT_LT(emptied->used_bytes - emptied->free_bytes, 200u * 1024u);
@@ -203,17 +207,17 @@ TEST_F(StoreTest, AFullMapReturnsResourceExhaustedAndTheStoreStaysUsable) {
   for (int i = 0; i < written; ++i) {
     ASSERT_EQ(GetString(*s, "t", "big" + std::to_string(i)), big) << i;
   }
-  EXPECT_TRUE(s->Apply({Put("small", "s")}).ok());
+  EXPECT_OK(s->Apply({Put("small", "s")}));
   EXPECT_EQ(GetString(*s, "t", "small"), "s");
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
   // Freeing space makes big writes possible again. Pages freed by a commit become reusable
   // two commits later (LMDB keeps the previous snapshot), hence the small write in between.
   ASSERT_TRUE(s->Apply({Make(Op::kDelete, "t", "big0"), Make(Op::kDelete, "t", "big1"),
                         Make(Op::kDelete, "t", "big2")})
                   .ok());
-  ASSERT_TRUE(s->Apply({Put("small", "s2")}).ok());
+  ASSERT_OK(s->Apply({Put("small", "s2")}));
   Status again = s->Apply({Put("big-again", big)});
-  EXPECT_TRUE(again.ok()) << again.ToString();
+  EXPECT_OK(again);
 }
 
 TEST_F(StoreTest, ConcurrentWritersIntoAFullMapEachGetTheirOwnCorrectResult) {
@@ -260,7 +264,7 @@ TEST_F(StoreTest, ConcurrentWritersIntoAFullMapEachGetTheirOwnCorrectResult) {
   auto stats = s->GetStats();
   EXPECT_EQ(stats->batches, static_cast<uint64_t>(ok));
   EXPECT_EQ(stats->tables["t"].entries, static_cast<uint64_t>(ok));
-  EXPECT_TRUE(s->Apply({Put("after", "x")}).ok());
+  EXPECT_OK(s->Apply({Put("after", "x")}));
   std::printf("[ info ] full map: %d ok, %d exhausted, %llu commits, groups split: %zu\n", ok,
               full, static_cast<unsigned long long>(stats->commits),
               CountLines(log_out_.str(), "store_group_split"));
@@ -288,9 +292,9 @@ TEST_F(StoreTest, TtlKeysRoundTrip) {
 
 TEST_F(StoreTest, StatsReportTablesAndMapUsage) {
   auto s = OpenStore();
-  ASSERT_TRUE(s->Apply({Put("a", "1"), Put("b", "2", 100)}).ok());
+  ASSERT_OK(s->Apply({Put("a", "1"), Put("b", "2", 100)}));
   auto st = s->GetStats();
-  ASSERT_TRUE(st.ok());
+  ASSERT_OK(st);
   EXPECT_EQ(st->tables.size(), 2u);
   EXPECT_EQ(st->tables["t"].entries, 2u);
   EXPECT_GT(st->tables["t"].bytes, 0u);
@@ -308,12 +312,12 @@ TEST_F(StoreTest, CopyToProducesADirectoryThatOpensWithTheSameData) {
   ASSERT_EQ(::mkdir(backup.c_str(), 0700), 0);
   {
     auto s = OpenStore();
-    ASSERT_TRUE(s->Apply({Put("a", "1"), Make(Op::kPut, "u", "b", "2", 77)}).ok());
+    ASSERT_OK(s->Apply({Put("a", "1"), Make(Op::kPut, "u", "b", "2", 77)}));
     Status st = s->CopyTo(backup);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    ASSERT_TRUE(s->Apply({Put("after", "x")}).ok());  // not in the copy
+    ASSERT_OK(st);
+    ASSERT_OK(s->Apply({Put("after", "x")}));  // not in the copy
     EXPECT_EQ(s->CopyTo(backup).code(), Code::kFailedPrecondition);  // not empty any more
-    EXPECT_FALSE(s->CopyTo(dir_.Sub("missing")).ok());
+    EXPECT_THAT(s->CopyTo(dir_.Sub("missing")), Not(IsOk()));
   }
   LmdbOptions o = MakeOptions();
   o.path = backup;
@@ -329,8 +333,8 @@ TEST_F(StoreTest, CopyToProducesADirectoryThatOpensWithTheSameData) {
 TEST_F(StoreTest, OpenLogsWithoutKeysOrValues) {
   {
     auto s = OpenStore();
-    ASSERT_TRUE(s->Apply({Put("secret-key", "secret-value")}).ok());
-    ASSERT_TRUE(s->Health().ok());
+    ASSERT_OK(s->Apply({Put("secret-key", "secret-value")}));
+    ASSERT_OK(s->Health());
   }
   EXPECT_NE(log_out_.str().find("store_opened"), std::string::npos);
   EXPECT_EQ(log_out_.str().find("secret"), std::string::npos);
@@ -432,13 +436,13 @@ TEST(StoreCrashTest, EveryAcknowledgedCommitSurvivesSigkill) {
   o.path = path;
   o.tables = {"t"};
   auto opened = LmdbStore::Open(o, nullptr);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ASSERT_OK(opened);
   Store& s = **opened;
-  EXPECT_TRUE(s.Health().ok());
+  EXPECT_OK(s.Health());
   size_t missing = 0;
   for (const std::string& k : acked) {
     auto r = s.Get("t", AsBytes(k));
-    ASSERT_TRUE(r.ok());
+    ASSERT_OK(r);
     if (!r->has_value() || AsString(**r) != k + "-value") {
       ++missing;
     }
@@ -448,14 +452,14 @@ TEST(StoreCrashTest, EveryAcknowledgedCommitSurvivesSigkill) {
   EXPECT_GE(entries, acked.size());
   // Every record present is intact and the environment is writable after the crashes.
   size_t bad = 0;
-  ASSERT_TRUE(s.ForEach("t", [&](ByteView k, ByteView v) {
+  ASSERT_OK(s.ForEach("t", [&](ByteView k, ByteView v) {
                  if (AsString(v) != std::string(AsString(k)) + "-value") {
                    ++bad;
                  }
                  return true;
-               }).ok());
+               }));
   EXPECT_EQ(bad, 0u);
-  EXPECT_TRUE(s.Apply({Make(Op::kInsert, "t", "after-crash", "x")}).ok());
+  EXPECT_OK(s.Apply({Make(Op::kInsert, "t", "after-crash", "x")}));
   std::printf("[ info ] crash test: %zu acknowledged, %llu present after 10 SIGKILLs\n",
               acked.size(), static_cast<unsigned long long>(entries));
 }

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "store/store.h"
+#include "common/testing/status_matchers.h"
 
 namespace otd::store::testing {
 
@@ -70,7 +71,7 @@ class StoreContractTest : public ::testing::Test {
   std::optional<std::string> GetString(const Store& s, std::string_view table,
                                        std::string_view key) {
     auto r = s.Get(table, AsBytes(key));
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     if (!r.ok() || !r->has_value()) {
       return std::nullopt;
     }
@@ -84,10 +85,10 @@ TYPED_TEST_SUITE_P(StoreContractTest);
 
 TYPED_TEST_P(StoreContractTest, PutThenGetReturnsTheValue) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k1", "v1")}).ok());
+  ASSERT_OK(s->Apply({Put("k1", "v1")}));
   EXPECT_EQ(this->GetString(*s, "t", "k1"), "v1");
   EXPECT_EQ(this->GetString(*s, "u", "k1"), std::nullopt);  // tables are separate
-  ASSERT_TRUE(s->Apply({Put("k1", "v2")}).ok());      // kPut overwrites
+  ASSERT_OK(s->Apply({Put("k1", "v2")}));      // kPut overwrites
   EXPECT_EQ(this->GetString(*s, "t", "k1"), "v2");
 }
 
@@ -98,13 +99,13 @@ TYPED_TEST_P(StoreContractTest, GetOfAMissingKeyReturnsNothing) {
 
 TYPED_TEST_P(StoreContractTest, EmptyValuesAreStoredAndDistinctFromAbsence) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k", "")}).ok());
+  ASSERT_OK(s->Apply({Put("k", "")}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), "");
 }
 
 TYPED_TEST_P(StoreContractTest, InsertOfAnExistingKeyFailsWithAlreadyExists) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Make(Op::kInsert, "t", "k", "a")}).ok());
+  ASSERT_OK(s->Apply({Make(Op::kInsert, "t", "k", "a")}));
   Status st = s->Apply({Make(Op::kInsert, "t", "k", "b")});
   EXPECT_EQ(st.code(), Code::kAlreadyExists) << st.ToString();
   EXPECT_EQ(this->GetString(*s, "t", "k"), "a");
@@ -114,33 +115,33 @@ TYPED_TEST_P(StoreContractTest, UpdateOfAMissingKeyFailsWithFailedPrecondition) 
   auto s = this->OpenStore();
   EXPECT_EQ(s->Apply({Make(Op::kUpdate, "t", "k", "a")}).code(), Code::kFailedPrecondition);
   EXPECT_EQ(this->GetString(*s, "t", "k"), std::nullopt);
-  ASSERT_TRUE(s->Apply({Put("k", "a")}).ok());
-  ASSERT_TRUE(s->Apply({Make(Op::kUpdate, "t", "k", "b")}).ok());
+  ASSERT_OK(s->Apply({Put("k", "a")}));
+  ASSERT_OK(s->Apply({Make(Op::kUpdate, "t", "k", "b")}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), "b");
 }
 
 TYPED_TEST_P(StoreContractTest, DeleteOfAMissingKeyFailsWithFailedPrecondition) {
   auto s = this->OpenStore();
   EXPECT_EQ(s->Apply({Make(Op::kDelete, "t", "k")}).code(), Code::kFailedPrecondition);
-  ASSERT_TRUE(s->Apply({Put("k", "a")}).ok());
-  ASSERT_TRUE(s->Apply({Make(Op::kDelete, "t", "k")}).ok());
+  ASSERT_OK(s->Apply({Put("k", "a")}));
+  ASSERT_OK(s->Apply({Make(Op::kDelete, "t", "k")}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), std::nullopt);
 }
 
 TYPED_TEST_P(StoreContractTest, EraseOfAMissingKeySucceeds) {
   auto s = this->OpenStore();
-  EXPECT_TRUE(s->Apply({Make(Op::kErase, "t", "k")}).ok());
-  ASSERT_TRUE(s->Apply({Put("k", "a")}).ok());
-  EXPECT_TRUE(s->Apply({Make(Op::kErase, "t", "k")}).ok());
+  EXPECT_OK(s->Apply({Make(Op::kErase, "t", "k")}));
+  ASSERT_OK(s->Apply({Put("k", "a")}));
+  EXPECT_OK(s->Apply({Make(Op::kErase, "t", "k")}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), std::nullopt);
 }
 
 TYPED_TEST_P(StoreContractTest, MatchingExpectReplacesTheValue) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k", "v1")}).ok());
+  ASSERT_OK(s->Apply({Put("k", "v1")}));
   Mutation m = Make(Op::kUpdate, "t", "k", "v2");
   m.expect = ToBytes("v1");
-  ASSERT_TRUE(s->Apply({m}).ok());
+  ASSERT_OK(s->Apply({m}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v2");
   // The same compare-and-swap again no longer matches.
   EXPECT_EQ(s->Apply({m}).code(), Code::kFailedPrecondition);
@@ -158,7 +159,7 @@ TYPED_TEST_P(StoreContractTest, ExpectOnAMissingKeyFailsWithFailedPrecondition) 
 
 TYPED_TEST_P(StoreContractTest, ExpectMismatchFailsAndWritesNothingOfTheBatch) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("c", "old")}).ok());
+  ASSERT_OK(s->Apply({Put("c", "old")}));
   Mutation third = Put("c", "new");
   third.expect = ToBytes("not-old");
   Status st = s->Apply({Put("a", "1"), Make(Op::kPut, "u", "b", "2"), third});
@@ -170,7 +171,7 @@ TYPED_TEST_P(StoreContractTest, ExpectMismatchFailsAndWritesNothingOfTheBatch) {
 
 TYPED_TEST_P(StoreContractTest, ABatchIsAtomic) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("x", "0")}).ok());
+  ASSERT_OK(s->Apply({Put("x", "0")}));
   // Fails on the last mutation: nothing of it is visible.
   EXPECT_EQ(s->Apply({Put("a", "1"), Make(Op::kErase, "t", "x"), Make(Op::kInsert, "t", "a", "")})
                 .code(),
@@ -188,7 +189,7 @@ TYPED_TEST_P(StoreContractTest, ABatchIsAtomic) {
 
 TYPED_TEST_P(StoreContractTest, EmptyBatchSucceedsWithoutACommit) {
   auto s = this->OpenStore();
-  EXPECT_TRUE(s->Apply({}).ok());
+  EXPECT_OK(s->Apply({}));
   EXPECT_EQ(s->GetStats()->commits, 0u);
 }
 
@@ -210,7 +211,7 @@ TYPED_TEST_P(StoreContractTest, EmptyOrOversizedKeysAreRejectedWithInvalidArgume
   EXPECT_EQ(s->Get("t", AsBytes(big)).status().code(), Code::kInvalidArgument);
   // 511 bytes fits a record without expiry but not one with an expiry (TTL key overhead).
   std::string max(511, 'k');
-  EXPECT_TRUE(s->Apply({Put(max, "v")}).ok());
+  EXPECT_OK(s->Apply({Put(max, "v")}));
   EXPECT_EQ(s->Apply({Put(max, "v", 100)}).code(), Code::kInvalidArgument);
   EXPECT_EQ(s->Apply({Put("k", "v", -1)}).code(), Code::kInvalidArgument);
   Mutation ins = Make(Op::kInsert, "t", "k", "v");
@@ -221,22 +222,22 @@ TYPED_TEST_P(StoreContractTest, EmptyOrOversizedKeysAreRejectedWithInvalidArgume
 TYPED_TEST_P(StoreContractTest, DataSurvivesCloseAndReopen) {
   {
     auto s = this->OpenStore();
-    ASSERT_TRUE(s->Apply({Put("k", "v"), Make(Op::kPut, "u", "k2", "v2", 50)}).ok());
+    ASSERT_OK(s->Apply({Put("k", "v"), Make(Op::kPut, "u", "k2", "v2", 50)}));
   }
   auto s = this->OpenStore();
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v");
   EXPECT_EQ(this->GetString(*s, "u", "k2"), "v2");
   EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
 }
 
 TYPED_TEST_P(StoreContractTest, ValuesAreCopiesThatOutliveTheStore) {
   std::optional<Bytes> value;
   {
     auto s = this->OpenStore();
-    ASSERT_TRUE(s->Apply({Put("k", std::string(10000, 'z'))}).ok());
+    ASSERT_OK(s->Apply({Put("k", std::string(10000, 'z'))}));
     auto r = s->Get("t", AsBytes("k"));
-    ASSERT_TRUE(r.ok());
+    ASSERT_OK(r);
     value = std::move(r).value();
   }  // environment closed and unmapped
   ASSERT_TRUE(value.has_value());
@@ -265,7 +266,7 @@ TYPED_TEST_P(StoreContractTest, ForEachVisitsKeysInOrderAndCanStop) {
 TYPED_TEST_P(StoreContractTest, GetInsideAForEachCallbackWorks) {
   // Needs read transactions that are not bound to the thread (MDB_NOTLS).
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("a", "1"), Make(Op::kPut, "u", "a", "other")}).ok());
+  ASSERT_OK(s->Apply({Put("a", "1"), Make(Op::kPut, "u", "a", "other")}));
   int visited = 0;
   ASSERT_TRUE(s->ForEach("t", [&](ByteView k, ByteView) {
                  auto r = s->Get("u", k);
@@ -289,7 +290,7 @@ TYPED_TEST_P(StoreContractTest, ApplyAsyncCompletesOnTheWriterThread) {
     done.set_value({st, nested});
   });
   auto [st, nested] = fut.get();
-  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_OK(st);
   EXPECT_EQ(nested.code(), Code::kInternal);
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v");
 
@@ -336,7 +337,7 @@ TYPED_TEST_P(StoreContractTest, ConcurrentAppliesAllSucceedAndShareCommits) {
   }
   EXPECT_EQ(failures.load(), 0);
   auto stats = s->GetStats();
-  ASSERT_TRUE(stats.ok());
+  ASSERT_OK(stats);
   EXPECT_EQ(stats->batches, uint64_t{kThreads * kBatches});
   EXPECT_LT(stats->commits, stats->batches);
   EXPECT_EQ(stats->tables["t"].entries, uint64_t{kThreads * kBatches});
@@ -348,7 +349,7 @@ TYPED_TEST_P(StoreContractTest, ConcurrentAppliesAllSucceedAndShareCommits) {
 
 TYPED_TEST_P(StoreContractTest, AFailingBatchInAGroupDoesNotAffectTheOthers) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("taken", "0")}).ok());
+  ASSERT_OK(s->Apply({Put("taken", "0")}));
   constexpr int kThreads = 12;
   constexpr int kBatches = 60;
   std::atomic<int> good_failures{0};
@@ -392,7 +393,7 @@ TYPED_TEST_P(StoreContractTest, PurgeDeletesRecordsWhoseExpiryHasPassed) {
                   .ok());
   EXPECT_EQ(s->GetStats()->ttl_entries, 4u);
   auto n = s->PurgeExpired(500, 100);
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_OK(n);
   EXPECT_EQ(*n, 3u);
   EXPECT_EQ(this->GetString(*s, "t", "old1"), std::nullopt);
   EXPECT_EQ(this->GetString(*s, "t", "old2"), std::nullopt);
@@ -411,7 +412,7 @@ TYPED_TEST_P(StoreContractTest, PurgeStopsAtTheMaximum) {
   for (int i = 0; i < 10; ++i) {
     batch.push_back(Put("k" + std::to_string(i), "v", 10 + i));
   }
-  ASSERT_TRUE(s->Apply(batch).ok());
+  ASSERT_OK(s->Apply(batch));
   EXPECT_EQ(*s->PurgeExpired(100, 4), 4u);
   EXPECT_EQ(s->GetStats()->tables["t"].entries, 6u);
   EXPECT_EQ(this->GetString(*s, "t", "k3"), std::nullopt);  // the earliest go first
@@ -422,8 +423,8 @@ TYPED_TEST_P(StoreContractTest, PurgeStopsAtTheMaximum) {
 
 TYPED_TEST_P(StoreContractTest, ARecordRePutWithoutExpiryIsNotPurged) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k", "v1", 100)}).ok());
-  ASSERT_TRUE(s->Apply({Put("k", "v2", 0)}).ok());
+  ASSERT_OK(s->Apply({Put("k", "v1", 100)}));
+  ASSERT_OK(s->Apply({Put("k", "v2", 0)}));
   EXPECT_EQ(s->GetStats()->ttl_entries, 0u);
   EXPECT_EQ(*s->PurgeExpired(1000, 100), 0u);
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v2");
@@ -431,32 +432,32 @@ TYPED_TEST_P(StoreContractTest, ARecordRePutWithoutExpiryIsNotPurged) {
 
 TYPED_TEST_P(StoreContractTest, ReplacingTheExpiryMovesTheTtlEntry) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k", "v1", 100)}).ok());
-  ASSERT_TRUE(s->Apply({Make(Op::kUpdate, "t", "k", "v2", 1000)}).ok());
+  ASSERT_OK(s->Apply({Put("k", "v1", 100)}));
+  ASSERT_OK(s->Apply({Make(Op::kUpdate, "t", "k", "v2", 1000)}));
   EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
   EXPECT_EQ(*s->PurgeExpired(500, 100), 0u);  // the old expiry no longer applies
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v2");
   // Moving it earlier takes effect as well.
-  ASSERT_TRUE(s->Apply({Put("k", "v3", 300)}).ok());
+  ASSERT_OK(s->Apply({Put("k", "v3", 300)}));
   EXPECT_EQ(*s->PurgeExpired(500, 100), 1u);
   EXPECT_EQ(this->GetString(*s, "t", "k"), std::nullopt);
 }
 
 TYPED_TEST_P(StoreContractTest, DeletingARecordRemovesItsTtlEntry) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("a", "v", 100), Put("b", "v", 100)}).ok());
-  ASSERT_TRUE(s->Apply({Make(Op::kDelete, "t", "a"), Make(Op::kErase, "t", "b")}).ok());
+  ASSERT_OK(s->Apply({Put("a", "v", 100), Put("b", "v", 100)}));
+  ASSERT_OK(s->Apply({Make(Op::kDelete, "t", "a"), Make(Op::kErase, "t", "b")}));
   EXPECT_EQ(s->GetStats()->ttl_entries, 0u);
   // A new record under the same key without expiry is not touched by the old TTL.
-  ASSERT_TRUE(s->Apply({Put("a", "new")}).ok());
+  ASSERT_OK(s->Apply({Put("a", "new")}));
   EXPECT_EQ(*s->PurgeExpired(1000, 100), 0u);
   EXPECT_EQ(this->GetString(*s, "t", "a"), "new");
 }
 
 TYPED_TEST_P(StoreContractTest, MoveReKeysTheRecordAndItsExpiry) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("a", "va", 100), Put("b", "vb"), Put("taken", "x")}).ok());
-  ASSERT_TRUE(s->Apply({Move("a", "a2"), Move("b", "b2")}).ok());
+  ASSERT_OK(s->Apply({Put("a", "va", 100), Put("b", "vb"), Put("taken", "x")}));
+  ASSERT_OK(s->Apply({Move("a", "a2"), Move("b", "b2")}));
   EXPECT_EQ(this->GetString(*s, "t", "a"), std::nullopt);
   EXPECT_EQ(this->GetString(*s, "t", "a2"), "va");
   EXPECT_EQ(this->GetString(*s, "t", "b2"), "vb");
@@ -475,22 +476,22 @@ TYPED_TEST_P(StoreContractTest, MoveReKeysTheRecordAndItsExpiry) {
   EXPECT_EQ(this->GetString(*s, "t", "b2"), "vb");
   EXPECT_EQ(this->GetString(*s, "t", "taken"), "x");
   cas.expect = ToBytes("vb");
-  ASSERT_TRUE(s->Apply({cas}).ok());
+  ASSERT_OK(s->Apply({cas}));
   EXPECT_EQ(this->GetString(*s, "t", "b3"), "vb");
 }
 
 TYPED_TEST_P(StoreContractTest, AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("k", "v1", 100)}).ok());
+  ASSERT_OK(s->Apply({Put("k", "v1", 100)}));
   Mutation m = Make(Op::kUpdate, "t", "k", "v2");
   m.keep_expiry = true;
   m.expect = ToBytes("v1");
-  ASSERT_TRUE(s->Apply({m}).ok());
+  ASSERT_OK(s->Apply({m}));
   EXPECT_EQ(this->GetString(*s, "t", "k"), "v2");
   EXPECT_EQ(s->GetStats()->ttl_entries, 1u);
   EXPECT_EQ(*s->ExpiryOf("t", ToBytes("k")), 100);
   EXPECT_EQ(*s->ExpiryOf("t", ToBytes("absent")), 0);
-  ASSERT_TRUE(s->Apply({Put("forever", "v")}).ok());
+  ASSERT_OK(s->Apply({Put("forever", "v")}));
   EXPECT_EQ(*s->ExpiryOf("t", ToBytes("forever")), 0);
   EXPECT_EQ(*s->PurgeExpired(500, 100), 1u);
   EXPECT_EQ(this->GetString(*s, "t", "k"), std::nullopt);
@@ -498,16 +499,16 @@ TYPED_TEST_P(StoreContractTest, AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry) {
 
 TYPED_TEST_P(StoreContractTest, StatsReportTablesCommitsAndTtlEntries) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("a", "1"), Put("b", "2", 100)}).ok());
+  ASSERT_OK(s->Apply({Put("a", "1"), Put("b", "2", 100)}));
   auto st = s->GetStats();
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  ASSERT_OK(st);
   EXPECT_EQ(st->tables["t"].entries, 2u);
   EXPECT_GT(st->tables["t"].bytes, 0u);
   EXPECT_EQ(st->tables["u"].entries, 0u);
   EXPECT_EQ(st->commits, 1u);
   EXPECT_EQ(st->batches, 1u);
   EXPECT_EQ(st->ttl_entries, 1u);
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
 }
 
 // A scan sees one consistent snapshot: writers insert and delete records in pairs (one batch

@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "store/lmdb_store.h"
 #include "tests/support/temp_dir.h"
+#include "common/testing/status_matchers.h"
 
 // Fault injection for the one write LMDB cannot take back: the meta page. While set, pwrite()
 // of the first two pages (both meta pages; data pages come after them) fails with EIO, as a
@@ -56,6 +57,9 @@ extern "C" ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) {
 
 namespace otd::store {
 namespace {
+
+using ::testing::Not;
+using ::otd::testing::IsOk;
 
 namespace fs = std::filesystem;
 
@@ -274,7 +278,7 @@ class StoreFaultsTest : public ::testing::Test {
 
   std::unique_ptr<LmdbStore> OpenStore(const std::string& path) {
     auto r = LmdbStore::Open(MakeOptions(path), &log_);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     return r.ok() ? std::move(r).value() : nullptr;
   }
 
@@ -310,7 +314,7 @@ class StoreFaultsTest : public ::testing::Test {
 
   bool Exists(const Store& s, const std::string& key) {
     auto r = s.Get("t", AsBytes(key));
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r);
     return r.ok() && r->has_value();
   }
 
@@ -319,7 +323,7 @@ class StoreFaultsTest : public ::testing::Test {
     const std::string a = tag + "-batch-a";
     const std::string b = tag + "-batch-b";
     Status st = s.Apply({Put(a, "small"), Put(b, ValueFor(b, size))});
-    EXPECT_FALSE(st.ok()) << "a write went through during the fault";
+    EXPECT_THAT(st, Not(IsOk())) << "a write went through during the fault";
     EXPECT_FALSE(Exists(s, a)) << "half of a failed batch is visible";
     EXPECT_FALSE(Exists(s, b));
   }
@@ -347,7 +351,7 @@ TEST_F(StoreFaultsTest, DiskFullFailsWritesCleanlyAndRecoversWhenSpaceIsFreed) {
   ASSERT_GT(WriteBallast(mnt->Sub("ballast"), avail - (1 << 20)), 0u);
 
   Status full = FillUntilFailure(*s, "k", 8000, 100000);
-  ASSERT_FALSE(full.ok()) << "the disk never filled up";
+  ASSERT_THAT(full, Not(IsOk())) << "the disk never filled up";
   ASSERT_GT(acked_.size(), 10u);
   std::printf("[ info ] disk full after %zu records of 8000 bytes: %s\n", acked_.size(),
               full.ToString().c_str());
@@ -355,7 +359,7 @@ TEST_F(StoreFaultsTest, DiskFullFailsWritesCleanlyAndRecoversWhenSpaceIsFreed) {
   EXPECT_TRUE(full.code() == Code::kUnavailable || full.code() == Code::kResourceExhausted)
       << full.ToString();
   EXPECT_EQ(full.message().find("panicked"), std::string::npos) << full.ToString();
-  EXPECT_TRUE(s->Health().ok()) << s->Health().ToString();
+  EXPECT_OK(s->Health());
   // Later writes keep failing the same way (nothing wedged), reads keep working.
   for (int i = 0; i < 3; ++i) {
     Status again = s->Apply({Put("again" + std::to_string(i), ValueFor("x", 8000))});
@@ -367,7 +371,7 @@ TEST_F(StoreFaultsTest, DiskFullFailsWritesCleanlyAndRecoversWhenSpaceIsFreed) {
   // Space freed: the same store writes again, without a reopen.
   ASSERT_EQ(::unlink(mnt->Sub("ballast").c_str()), 0);
   Status after = FillUntilFailure(*s, "after", 8000, 20);
-  EXPECT_TRUE(after.ok()) << "writes still fail after space was freed: " << after.ToString();
+  EXPECT_OK(after) << "writes still fail after space was freed: " << after.ToString();
   ExpectAllAcknowledgedReadable(*s);
 
   // Nothing half-written: after a reopen every acknowledged record is there, nothing else.
@@ -428,7 +432,7 @@ TEST_F(StoreFaultsTest, ConcurrentWritersIntoAFullDiskEachGetTheirOwnResult) {
   std::printf("[ info ] full disk, %d writers: %zu ok, %zu failed\n", kThreads, ok, failed);
   EXPECT_GT(ok, 0u);
   EXPECT_GT(failed, 0u) << "the 2 MiB tmpfs never filled up";
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
   ExpectAllAcknowledgedReadable(*s);
   s.reset();
   s = OpenStore(mnt->Sub("db"));
@@ -448,28 +452,28 @@ TEST_F(StoreFaultsTest, UnwritableDataFileFailsWritesAndRecoversWhenWritableAgai
   const std::string db = dir.Sub("db");
   auto s = OpenStore(db);
   ASSERT_NE(s, nullptr);
-  ASSERT_TRUE(FillUntilFailure(*s, "before", 3000, 50).ok());
+  ASSERT_OK(FillUntilFailure(*s, "before", 3000, 50));
   // Only data.mdb: lock.mdb is a shared writable mapping (the reader table), which the kernel
   // cannot refuse without killing the process.
-  ASSERT_TRUE(SetImmutable(db + "/data.mdb", true).ok());
+  ASSERT_OK(SetImmutable(db + "/data.mdb", true));
   struct Unset {
     std::string path;
     ~Unset() { (void)SetImmutable(path, false); }
   } unset{db + "/data.mdb"};
 
   Status st = s->Apply({Put("during", ValueFor("during", 3000))});
-  ASSERT_FALSE(st.ok()) << "a write to an immutable data file succeeded";
+  ASSERT_THAT(st, Not(IsOk())) << "a write to an immutable data file succeeded";
   std::printf("[ info ] immutable data file: %s\n", st.ToString().c_str());
   EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   EXPECT_EQ(st.message().find("panicked"), std::string::npos) << st.ToString();
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
   EXPECT_FALSE(Exists(*s, "during"));
   ExpectFailedBatchInvisible(*s, "immutable", 3000);
   ExpectAllAcknowledgedReadable(*s);
 
-  ASSERT_TRUE(SetImmutable(db + "/data.mdb", false).ok());
+  ASSERT_OK(SetImmutable(db + "/data.mdb", false));
   Status after = FillUntilFailure(*s, "after", 3000, 10);
-  EXPECT_TRUE(after.ok()) << "writes still fail once the file is writable: " << after.ToString();
+  EXPECT_OK(after) << "writes still fail once the file is writable: " << after.ToString();
   s.reset();
   s = OpenStore(db);
   ASSERT_NE(s, nullptr);
@@ -488,18 +492,18 @@ TEST_F(StoreFaultsTest, FilesystemTurningReadOnlyFailsWritesAndKeepsReads) {
   }
   auto s = OpenStore(mnt->Sub("db"));
   ASSERT_NE(s, nullptr);
-  ASSERT_TRUE(FillUntilFailure(*s, "before", 3000, 50).ok());
+  ASSERT_OK(FillUntilFailure(*s, "before", 3000, 50));
   // `mount -o remount,ro` refuses (EBUSY) while the store holds its files open for writing; a
   // filesystem goes read-only under a running daemon when the kernel sees an error.
   if (!mnt->TriggerEmergencyReadOnly(&why)) {
     GTEST_SKIP() << "cannot make ext4 read-only under open files here: " << why;
   }
   Status st = s->Apply({Put("during", ValueFor("during", 3000))});
-  ASSERT_FALSE(st.ok()) << "a write on a read-only filesystem succeeded";
+  ASSERT_THAT(st, Not(IsOk())) << "a write on a read-only filesystem succeeded";
   std::printf("[ info ] read-only filesystem: %s\n", st.ToString().c_str());
   EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   EXPECT_EQ(st.message().find("panicked"), std::string::npos) << st.ToString();
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(s->Apply({Put("again" + std::to_string(i), "x")}).code(), Code::kUnavailable);
   }
@@ -514,7 +518,7 @@ TEST_F(StoreFaultsTest, FilesystemTurningReadOnlyFailsWritesAndKeepsReads) {
   ExpectAllAcknowledgedReadable(*s);
   EXPECT_FALSE(Exists(*s, "during"));
   Status after = FillUntilFailure(*s, "after", 3000, 10);
-  EXPECT_TRUE(after.ok()) << after.ToString();
+  EXPECT_OK(after);
   EXPECT_EQ(s->GetStats()->tables["t"].entries, acked_.size());
 }
 
@@ -529,23 +533,23 @@ TEST_F(StoreFaultsTest, AFailedMetaPageWritePanicsUntilReopenedAndLosesNothing) 
   const std::string db = dir.Sub("db");
   auto s = OpenStore(db);
   ASSERT_NE(s, nullptr);
-  ASSERT_TRUE(FillUntilFailure(*s, "before", 3000, 20).ok());
+  ASSERT_OK(FillUntilFailure(*s, "before", 3000, 20));
 
   g_fail_meta_page_writes = true;
   Status st = s->Apply({Put("during", ValueFor("during", 3000))});
   g_fail_meta_page_writes = false;
-  ASSERT_FALSE(st.ok()) << "the meta page write was not intercepted";
+  ASSERT_THAT(st, Not(IsOk())) << "the meta page write was not intercepted";
   std::printf("[ info ] failed meta page write: %s\n", st.ToString().c_str());
   EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   // Health (and the daemon) must know at once, not only after the next transaction tripped over
   // MDB_PANIC.
-  EXPECT_FALSE(s->Health().ok()) << "Health() does not see the panic until the next transaction";
+  EXPECT_THAT(s->Health(), Not(IsOk())) << "Health() does not see the panic until the next transaction";
 
   // The environment is now unusable: writes report the panic, health says so, the log has it.
   Status next = s->Apply({Put("next", "x")});
   EXPECT_EQ(next.code(), Code::kUnavailable) << next.ToString();
   EXPECT_NE(next.message().find("restart required"), std::string::npos) << next.ToString();
-  EXPECT_FALSE(s->Health().ok());
+  EXPECT_THAT(s->Health(), Not(IsOk()));
   EXPECT_NE(log_out_.str().find("store_panic"), std::string::npos);
   auto read = s->Get("t", AsBytes(acked_.front().first));
   std::printf("[ info ] read after the panic: %s\n",
@@ -558,9 +562,9 @@ TEST_F(StoreFaultsTest, AFailedMetaPageWritePanicsUntilReopenedAndLosesNothing) 
   ExpectAllAcknowledgedReadable(*s);
   EXPECT_FALSE(Exists(*s, "during")) << "the commit that reported failure is visible";
   EXPECT_FALSE(Exists(*s, "next"));
-  EXPECT_TRUE(s->Health().ok());
+  EXPECT_OK(s->Health());
   Status after = FillUntilFailure(*s, "after", 3000, 10);
-  EXPECT_TRUE(after.ok()) << after.ToString();
+  EXPECT_OK(after);
   EXPECT_EQ(s->GetStats()->tables["t"].entries, acked_.size());
 }
 
@@ -578,7 +582,7 @@ TEST_F(StoreFaultsTest, AFailedCommitLogsItsCause) {
   auto s = OpenStore(mnt->Sub("db"));
   ASSERT_NE(s, nullptr);
   Status full = FillUntilFailure(*s, "secretkey", 8000, 100000);
-  ASSERT_FALSE(full.ok());
+  ASSERT_THAT(full, Not(IsOk()));
   const std::string log = log_out_.str();
   // The line: warn or error level, an event starting with "store_", and the system's reason.
   bool found = false;

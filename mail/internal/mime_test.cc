@@ -1,4 +1,5 @@
 #include "mail/internal/mime.h"
+#include "common/testing/status_matchers.h"
 
 #include <gtest/gtest.h>
 
@@ -140,7 +141,7 @@ TEST(HeaderTextTest, SplitsLongValuesIntoFoldedWordsOnCharacterBoundaries) {
 }
 
 TEST(AddressTest, AcceptsBareAddressesOnly) {
-  EXPECT_TRUE(ValidateAddress("recipient", "user.name+tag@example.org").ok());
+  EXPECT_OK(ValidateAddress("recipient", "user.name+tag@example.org"));
   for (const char* bad : {"", "user", "@example.org", "user@", "a@b@c", "User <u@example.org>",
                           "u@example.org, v@example.org", "u @example.org", "u@ex\xc3\xa9.org",
                           "u@example.org\r\nBcc: x@y"}) {
