@@ -1,6 +1,8 @@
 // Access code pairs (seeds/000): create (the secret is shown once), list (no secrets), revoke.
 // A login session or a bearer with the accessCodes scopes.
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
@@ -15,6 +17,15 @@ namespace {
 using nlohmann::json;
 
 std::string AccountPath(const std::string& id) { return "/account/" + id; }
+
+// An access code pair as listed: never its secret.
+json ItemJson(const std::string& account, const service::AccessCodeInfo& i) {
+  return {{"code", i.code},
+          {"description", i.description},
+          {"created", IsoUtc(i.created_at, true)},
+          {"expires", IsoUtc(i.expires_at, true)},
+          {"href", AccountPath(account) + "/accessCode/" + i.code}};
+}
 
 Reply Create(Call& call) {
   const std::string& id = call.param("id");
@@ -53,11 +64,7 @@ Reply List(Call& call) {
   }
   json items = json::array();
   for (const auto& i : *list) {
-    items.push_back({{"code", i.code},
-                     {"description", i.description},
-                     {"created", IsoUtc(i.created_at, true)},
-                     {"expires", IsoUtc(i.expires_at, true)},
-                     {"href", AccountPath(id) + "/accessCode/" + i.code}});
+    items.push_back(ItemJson(id, i));
   }
   Response res = JsonResponse(call.req, 200,
                               json{{"items", items}, {"count", list->size()}}.dump(),
@@ -66,6 +73,26 @@ Reply List(Call& call) {
   AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
   // Each item carries its own `href`: one Link header per pair (up to 100) would exceed the
   // header limits of common clients.
+  return res;
+}
+
+Reply Get(Call& call) {
+  const std::string& id = call.param("id");
+  auto list = call.s().access_codes.List(id);
+  if (!list.ok()) {
+    return call.Error(list.status());
+  }
+  const std::string& code = call.param("code");
+  auto it = std::find_if(list->begin(), list->end(),
+                         [&](const service::AccessCodeInfo& i) { return i.code == code; });
+  if (it == list->end()) {
+    return call.Error(NotFound("no such access code"));
+  }
+  const std::string self = AccountPath(id) + "/accessCode/" + code;
+  Response res = JsonResponse(call.req, 200, ItemJson(id, *it).dump(), "application/json");
+  AddStandardLinks(res, self);
+  AddLink(res, {.href = AccountPath(id) + "/accessCode", .rel = "up",
+                .title = "account-accessCode"});
   return res;
 }
 
@@ -101,6 +128,11 @@ std::vector<RouteSpec> AccessCodeRoutes(const Services&) {
                .auth = {.scope = "accessCodes.read"},
                .audit = AuditSpec::None(),
                .handler = List});
+  r.push_back({.method = http::verb::get,
+               .pattern = "/account/{id}/accessCode/{code}",
+               .auth = {.scope = "accessCodes.read"},
+               .audit = AuditSpec::None(),
+               .handler = Get});
   r.push_back({.method = http::verb::delete_,
                .pattern = "/account/{id}/accessCode/{code}",
                .auth = {.scope = "accessCodes.delete"},

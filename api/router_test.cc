@@ -61,5 +61,15 @@ TEST(RouterTest, QueryStringIsNotPartOfThePath) {
   EXPECT_EQ(Send(r, http::verb::post, "/account/A1/token?public=true").result_int(), 200);
 }
 
+TEST(RouterDeathTest, ARouteWithoutAnAuditDecisionIsRefused) {
+  Router r;
+  RouteSpec undecided = Spec(http::verb::get, "/x");
+  undecided.audit = {};
+  EXPECT_DEATH(r.Add(std::move(undecided)), "invariant_failed");
+  RouteSpec no_credentials = Spec(http::verb::get, "/y");
+  no_credentials.auth = {};
+  EXPECT_DEATH(r.Add(std::move(no_credentials)), "invariant_failed");
+}
+
 }  // namespace
 }  // namespace otd::api

@@ -1,0 +1,95 @@
+// The API's route table as built for the daemon: every route has an audit decision, the security
+// events are the documented ones (docs/api-notes.md "Audit trail"), and the discovery links are
+// the table's.
+
+#include "api/routes.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "service/testing/service_env.h"
+
+namespace otd::api {
+namespace {
+
+class RoutesTest : public ::testing::Test, public service::ServiceEnv {
+ protected:
+  std::unique_ptr<SchemaValidator> schemas_ = std::move(SchemaValidator::Create()).value();
+  service::MailRequestQueue queue_{*vault_, *store_, clock_, log_};
+  service::Accounts accounts_{*vault_, *store_, *mailer_, clock_, log_, {}};
+  service::AccessCodes codes_{*vault_, *token_, *store_, clock_, log_, {}};
+  service::Tokens tokens_{*vault_, *store_, clock_, log_, {}};
+  service::AccessTokens access_tokens_{*vault_, *store_, *mailer_, queue_, clock_, log_, {}};
+  Services services_{.vault = *vault_,
+                     .accounts = accounts_,
+                     .access_codes = codes_,
+                     .tokens = tokens_,
+                     .access_tokens = access_tokens_,
+                     .schemas = *schemas_,
+                     .clock = clock_,
+                     .log = log_};
+};
+
+TEST_F(RoutesTest, EveryRouteHasAnAuditDecisionAndTheEventsAreTheDocumentedOnes) {
+  std::unique_ptr<Router> router = BuildApiRouter(services_);
+  std::map<std::string, std::string> events;  // "METHOD pattern" -> event
+  std::set<std::string> routes;
+  for (const RouteSpec* r : router->Routes()) {
+    const std::string key = std::string(http::to_string(r->method)) + " " + r->pattern;
+    EXPECT_TRUE(routes.insert(key).second) << "declared twice: " << key;
+    ASSERT_NE(r->audit.kind, AuditSpec::Kind::kUndecided) << key;
+    if (r->audit.kind == AuditSpec::Kind::kEvent) {
+      events[key] = std::string(r->audit.event);
+    }
+  }
+  const std::map<std::string, std::string> documented = {
+      {"POST /registration", "registration_started"},
+      {"POST /registration/{id}", "registration_secured"},
+      {"GET /registration/{id}/confirm/{code}", "registration_confirmed"},
+      {"POST /account/{id}/login", "login"},
+      {"GET /account/{id}/logout", "logout"},
+      {"POST /account/{id}/logout", "logout"},
+      {"POST /account/{id}/accessCode", "access_code_created"},
+      {"DELETE /account/{id}/accessCode/{code}", "access_code_revoked"},
+      {"POST /account/{id}/token", "tokenize"},
+      {"GET /account/{id}/token/{tokenId}", "detokenize"},
+      {"DELETE /account/{id}/token/{tokenId}", "token_deleted"},
+      {"POST /access-tokens", "access_token_created"},
+      {"PATCH /access-tokens/{accessTokenId}", "access_token_updated"},
+      {"DELETE /access-tokens/{accessTokenId}", "access_token_revoked"},
+      {"POST /v1/access_tokens", "access_token_mailed"},
+      {"POST /v1/access_tokens/delete", "access_token_deletion_code_mailed"},
+      {"DELETE /v1/access_tokens", "access_token_mail_revoked"},
+  };
+  EXPECT_EQ(events, documented);
+  // Only detokenize fails closed.
+  for (const RouteSpec* r : router->Routes()) {
+    EXPECT_EQ(r->audit.fail_closed, r->pattern == "/account/{id}/token/{tokenId}" &&
+                                        r->method == http::verb::get)
+        << r->pattern;
+  }
+}
+
+TEST_F(RoutesTest, DiscoveryAdvertisesTheTablesServiceLinks) {
+  std::unique_ptr<Router> router = BuildApiRouter(services_);
+  std::set<std::string> titles;
+  for (const Link& l : router->AdvertisedLinks(Advertised::Where::kDiscovery)) {
+    titles.insert(l.title);
+  }
+  EXPECT_EQ(titles, (std::set<std::string>{"health-check", "registration-register",
+                                           "account-login", "account-token-create",
+                                           "account-accessTokens", "access-tokens-email",
+                                           "access-tokens-email-delete"}));
+  std::set<std::string> account;
+  for (const Link& l : router->AdvertisedLinks(Advertised::Where::kAccount)) {
+    account.insert(l.title);
+  }
+  EXPECT_EQ(account, (std::set<std::string>{"account-accessCode", "account-logout",
+                                            "account-accessTokens", "account-token-create"}));
+}
+
+}  // namespace
+}  // namespace otd::api
