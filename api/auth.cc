@@ -45,7 +45,9 @@ Result<Caller> ResolveSessionOrBearer(const Services& s, const Request& req) {
     }
     std::string_view token = req[http::field::authorization].substr(7);
     OTD_ASSIGN_OR_RETURN(service::AccessTokenInfo info, s.access_tokens.Authenticate(token));
-    Caller c{.account_id = info.account_id, .bearer = std::move(info)};
+    Caller c;
+    c.account_id = info.account_id;
+    c.bearer = std::move(info);
     return c;
   }
   if (!cookie || cookie->empty() || cookie->size() > 64) {

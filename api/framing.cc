@@ -4,6 +4,8 @@
 #include <cctype>
 #include <string_view>
 
+#include "common/bytes.h"
+
 namespace otd::api {
 
 namespace http = boost::beast::http;
@@ -97,7 +99,7 @@ std::optional<FramingError> CheckFraming(const http::request_header<>& header, b
     if (name.empty()) {
       return Bad("empty header name");
     }
-    for (unsigned char c : value) {
+    for (uint8_t c : AsBytes(value)) {
       if (c == '\r' || c == '\n' || c == 0) {
         return Bad("header value contains a line break or NUL");
       }
@@ -155,7 +157,7 @@ std::optional<FramingError> CheckFraming(const http::request_header<>& header, b
     if (host_value.empty() || host_value.size() > 255) {
       return Bad("malformed Host");
     }
-    for (unsigned char c : host_value) {
+    for (uint8_t c : AsBytes(host_value)) {
       if (c <= 0x20 || c >= 0x7f || c == '@' || c == '/' || c == '\\' || c == ',') {
         return Bad("malformed Host");
       }
@@ -168,7 +170,7 @@ std::optional<FramingError> CheckFraming(const http::request_header<>& header, b
   if (target.empty() || target.front() != '/') {
     return Bad("request target must be in origin form");
   }
-  for (unsigned char c : target) {
+  for (uint8_t c : AsBytes(target)) {
     if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '#') {
       return Bad("request target contains a forbidden character");
     }

@@ -208,7 +208,7 @@ Response Pipeline::Finish(const RouteSpec& route, const Request& req, RequestCon
     }
     ctx.deferred = Deferred{
         .start = std::move(reply.write->start),
-        .finish = [audit, ids, object, dialect, &route, &req, &ctx](Status s, Response prepared) {
+        .finish = [audit, ids, object, dialect, &route, &req, &ctx](const Status& s, Response prepared) {
           Response out = s.ok() ? std::move(prepared)
                                 : DialectErrorFromStatus(dialect, req, ctx, s);
           if (ids) {
@@ -235,7 +235,7 @@ Response Pipeline::Finish(const RouteSpec& route, const Request& req, RequestCon
         .start = [audit, event](std::function<void(Status)> done) {
           audit->RecordThen(event->view(), std::move(done));
         },
-        .finish = [dialect, &req, &ctx](Status s, Response out) {
+        .finish = [dialect, &req, &ctx](const Status& s, Response out) {
           if (s.ok()) {
             return out;
           }

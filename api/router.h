@@ -39,7 +39,7 @@ class Router {
     RouteSpec spec;
     std::vector<std::string> segments;
   };
-  static bool Match(const Entry& e, const std::vector<std::string>& path_segments,
+  static bool Match(const Entry& e, const std::vector<std::string>& segs,
                     std::map<std::string, std::string>& params);
   Pipeline pipeline_;
   std::vector<Entry> routes_;

@@ -832,7 +832,7 @@ awaitable<std::optional<Request>> HttpServer::Impl::ReadRequest(
                     started);
     co_return std::nullopt;
   }
-  if (header_parser.get()[http::field::expect].size() > 0 && !header_parser.is_done()) {
+  if (!header_parser.get()[http::field::expect].empty() && !header_parser.is_done()) {
     http::response<http::empty_body> cont{http::status::continue_, 11};
     co_await http::async_write(stream, cont, net::redirect_error(use_awaitable, ec));
     if (ec) {

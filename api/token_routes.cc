@@ -10,6 +10,7 @@
 #include "api/links.h"
 #include "api/routes.h"
 #include "common/dates.h"
+#include "common/bytes.h"
 
 namespace otd::api {
 
@@ -21,7 +22,7 @@ bool IsPrintableHeaderValue(std::string_view v) {
   if (v.empty() || v.size() > 256) {
     return false;
   }
-  for (unsigned char c : v) {
+  for (uint8_t c : AsBytes(v)) {
     if (c < 0x20 || c >= 0x7f) {
       return false;
     }

@@ -26,7 +26,8 @@ namespace otd::api {
 
 using nlohmann::json;
 
-struct SchemaValidator::Entry {
+// Built once at start-up (an exception there is a start-up failure, never a request's).
+struct SchemaValidator::Entry {  // NOLINT(bugprone-exception-escape)
   json doc;           // $refs canonical, every keyword: what our own walks read
   json valijson_doc;  // the same without `format` (valijson 1.0 throws on non-string instances)
   std::unique_ptr<valijson::Schema> schema;

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <ostream>
 
+#include "common/bytes.h"
+
 namespace otd {
 
 namespace {
@@ -26,7 +28,7 @@ std::string Timestamp() {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+  (void)std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
@@ -36,7 +38,7 @@ std::string Timestamp() {
 std::string JsonEscape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  for (unsigned char c : s) {
+  for (uint8_t c : AsBytes(s)) {
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -47,7 +49,7 @@ std::string JsonEscape(std::string_view s) {
         if (c < 0x20 || c >= 0x7f) {
           // Non-ASCII bytes are escaped one by one, so a log line is always valid ASCII JSON.
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          (void)std::snprintf(buf, sizeof buf, "\\u%04x", c);
           out += buf;
         } else {
           out += static_cast<char>(c);

@@ -228,8 +228,8 @@ std::vector<double> HsmSecondsBuckets() {
 
 std::vector<double> PowersOfTwo(double max) {
   std::vector<double> out;
-  for (double b = 1; b <= max; b *= 2) {
-    out.push_back(b);
+  for (int i = 0; std::ldexp(1.0, i) <= max; ++i) {
+    out.push_back(std::ldexp(1.0, i));
   }
   return out;
 }
@@ -393,7 +393,7 @@ Result<HistogramFamily*> Registry::AddHistogram(std::string name, std::string he
                                                 std::vector<double> bounds) {
   OTD_RETURN_IF_ERROR(CheckBounds(bounds));
   return Add<Histogram>(std::move(name), std::move(help), Type::kHistogram, std::move(labels),
-                        bounds);
+                        std::move(bounds));
 }
 
 CollectorHandle Registry::AddCollector(std::function<void()> collect) {

@@ -92,12 +92,15 @@ class [[nodiscard]] Result {
     }                                          \
   } while (0)
 
+// `tmp` is a name and `lhs` a declaration or an lvalue: neither can be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define OTD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                               \
   if (!tmp.ok()) {                                 \
     return tmp.status();                           \
   }                                                \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 // OTD_ASSIGN_OR_RETURN(auto x, Foo());
 #define OTD_ASSIGN_OR_RETURN(lhs, expr) \

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes.h"
+
 namespace otd {
 
 namespace {
@@ -13,7 +15,7 @@ struct Reject {
 };
 
 bool HasControlChar(const std::string& s) {
-  for (unsigned char c : s) {
+  for (uint8_t c : AsBytes(s)) {
     if (c < 0x20) {
       return true;
     }

@@ -538,21 +538,40 @@ int Main(int argc, char** argv) {
   if (!rt.ok()) {
     return Fail(rt.status());
   }
-  if (command == "init") return Init(**rt, *config, new_store);
-  if (command == "verify") return Verify(**rt);
-  if (command == "purge-expired") return PurgeExpired(**rt);
-  if (command == "backup") return Backup(**rt, dir);
+  if (command == "init") {
+    return Init(**rt, *config, new_store);
+  }
+  if (command == "verify") {
+    return Verify(**rt);
+  }
+  if (command == "purge-expired") {
+    return PurgeExpired(**rt);
+  }
+  if (command == "backup") {
+    return Backup(**rt, dir);
+  }
   if (command == "rotate-keys" || command == "rewrap") {
     if (Status s = CheckStoreIdentity(**rt, *config); !s.ok()) {
       return Fail(s);
     }
     return command == "rewrap" ? RewrapCommand(**rt) : RotateKeys(**rt, rewrap);
   }
-  if (command == "audit-verify") return AuditVerify(**rt, *config, std::move(files), partial);
+  if (command == "audit-verify") {
+    return AuditVerify(**rt, *config, std::move(files), partial);
+  }
   return StatusCommand(**rt, *config);
 }
 
 }  // namespace
 }  // namespace otd::daemon
 
-int main(int argc, char** argv) { return otd::daemon::Main(argc, argv); }
+int main(int argc, char** argv) {
+  try {
+    return otd::daemon::Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug: nothing may throw across a module boundary
+    std::cerr << "opentoken-admin: unexpected exception: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "opentoken-admin: unexpected exception\n";
+  }
+  return otd::daemon::kExitSoftware;
+}

@@ -78,7 +78,7 @@ class ObjectReader {
     for (const auto& a : allowed) {
       names += (names.empty() ? "" : ", ") + a;
     }
-    const Status bad = InvalidArgument(Path(key) + ": must be a non-empty array of distinct values from: " + names);
+    Status bad = InvalidArgument(Path(key) + ": must be a non-empty array of distinct values from: " + names);
     if (!v.is_array() || v.empty()) {
       return bad;
     }

@@ -1,6 +1,5 @@
 #include "daemon/daemon.h"
 
-#include <pthread.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -322,11 +321,14 @@ void Daemon::Stop() {
 }
 
 int Daemon::Run(const sigset_t& signals) {
-  std::thread signal_thread([this, &signals] {
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) {
-        continue;
+  // Waits for the signals in short ticks, so that it also ends when Run ends for another reason.
+  std::atomic<bool> signals_done{false};
+  std::thread signal_thread([this, &signals, &signals_done] {
+    const timespec tick{.tv_sec = 0, .tv_nsec = 200'000'000};
+    while (!signals_done.load()) {
+      const int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig < 0) {
+        continue;  // the tick (EAGAIN) or EINTR
       }
       if (sig == SIGHUP) {
         Reload();
@@ -374,8 +376,7 @@ int Daemon::Run(const sigset_t& signals) {
   }
   purge_cv.notify_all();
   purge_thread.join();
-  // Run() returns after Stop(); wake the signal thread if Run ended for another reason.
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signals_done = true;
   signal_thread.join();
   log_.Info("stopped");
   return store_panicked_ ? kExitUnavailable : kExitOk;

@@ -13,7 +13,7 @@
 // Thread safety: Build and Run on the main thread; Run starts the signal, purge, metrics and mail
 // threads and joins them before it returns.
 
-#include <signal.h>
+#include <csignal>
 
 #include <atomic>
 #include <memory>

@@ -2,7 +2,7 @@
 // are built by Daemon::Build (daemon/daemon.h). Exit codes: 0 clean stop, 78 bad configuration,
 // 69 HSM/store unusable. Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads and goes on.
 
-#include <signal.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <iostream>
@@ -25,9 +25,15 @@ void Usage() {
 }
 
 LogLevel ParseLevel(const std::string& s) {
-  if (s == "debug") return LogLevel::kDebug;
-  if (s == "warn") return LogLevel::kWarn;
-  if (s == "error") return LogLevel::kError;
+  if (s == "debug") {
+    return LogLevel::kDebug;
+  }
+  if (s == "warn") {
+    return LogLevel::kWarn;
+  }
+  if (s == "error") {
+    return LogLevel::kError;
+  }
   return LogLevel::kInfo;
 }
 
@@ -95,12 +101,12 @@ int Main(int argc, char** argv) {
   // SIGHUP's default action would end the daemon without a drain (and systemd's
   // Restart=on-failure does not restart a daemon killed by SIGHUP): it reloads instead.
   sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
+  (void)sigemptyset(&signals);
+  (void)sigaddset(&signals, SIGTERM);
+  (void)sigaddset(&signals, SIGINT);
+  (void)sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  (void)::signal(SIGPIPE, SIG_IGN);
 
   // Outlives everything measured into it (declared before the daemon).
   metrics::Registry registry;
@@ -126,4 +132,13 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace otd::daemon
 
-int main(int argc, char** argv) { return otd::daemon::Main(argc, argv); }
+int main(int argc, char** argv) {
+  try {
+    return otd::daemon::Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug: nothing may throw across a module boundary
+    std::cerr << "opentokend: unexpected exception: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "opentokend: unexpected exception\n";
+  }
+  return otd::daemon::kExitSoftware;
+}

@@ -29,7 +29,7 @@ Result<SecretBytes> ReadPin(const Config& config) {
     ::close(fd);
     return InvalidArgument(what + ": " + path + " is not a regular file");
   }
-  if ((st.st_mode & 0077) != 0 && config.hsm_pin_file.size() > 0) {
+  if ((st.st_mode & 0077) != 0 && !config.hsm_pin_file.empty()) {
     ::close(fd);
     return InvalidArgument(what + ": " + path + " must not be readable by group or others (chmod 600)");
   }

@@ -10,7 +10,6 @@
 
 namespace otd::hsm {
 
-using internal::CkrCode;
 using internal::CkrName;
 using internal::CkrStatus;
 using internal::PaddedField;

@@ -1,5 +1,4 @@
 #include <curl/curl.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -7,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -43,11 +43,17 @@ constexpr const char* kRejectedDir = "rejected";
 constexpr milliseconds kIdleRescan{60 * 1000};
 
 bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
+  if (s.size() < prefix.size()) {
+    return false;
+  }
   for (size_t i = 0; i < prefix.size(); ++i) {
     char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i]) return false;
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+    if (c != prefix[i]) {
+      return false;
+    }
   }
   return true;
 }
@@ -76,7 +82,9 @@ Status ValidateSmtpUrl(std::string_view url) {
 // Replaces every occurrence of `secret` in `text` (curl error texts should never contain the
 // recipient, but a log line must not depend on that).
 std::string Scrub(std::string text, const std::string& secret) {
-  if (secret.empty()) return text;
+  if (secret.empty()) {
+    return text;
+  }
   for (size_t pos = text.find(secret); pos != std::string::npos;
        pos = text.find(secret, pos)) {
     text.replace(pos, secret.size(), "[redacted]");
@@ -106,14 +114,20 @@ void ParseNameTime(QueuedFile& f) {
   int64_t sec = 0;
   int64_t nsec = 0;
   auto r = std::from_chars(p, end, sec);
-  if (r.ec != std::errc() || r.ptr == p) return;
+  if (r.ec != std::errc() || r.ptr == p) {
+    return;
+  }
   p = r.ptr;
   if (p != end && *p == '.') {
     auto r2 = std::from_chars(p + 1, end, nsec);
-    if (r2.ec != std::errc() || r2.ptr == p + 1) return;
+    if (r2.ec != std::errc() || r2.ptr == p + 1) {
+      return;
+    }
     p = r2.ptr;
   }
-  if (p == end || *p != '-') return;
+  if (p == end || *p != '-') {
+    return;
+  }
   f.name_sec = sec;
   f.name_nsec = nsec;
 }
@@ -149,7 +163,9 @@ class SmtpMailer::Impl {
       stopping_ = true;
     }
     work_cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
   }
 
   void Start() {
@@ -184,7 +200,9 @@ class SmtpMailer::Impl {
       lock.unlock();
       bool empty = ListQueued().empty();
       lock.lock();
-      if (empty) return Status::Ok();
+      if (empty) {
+        return Status::Ok();
+      }
       auto now = std::chrono::steady_clock::now();
       if (now >= deadline) {
         return Unavailable("mail outbox still holds messages after the flush timeout");
@@ -201,16 +219,22 @@ class SmtpMailer::Impl {
     for (fs::directory_iterator it(writer_.path(), ec), end; !ec && it != end;
          it.increment(ec)) {
       std::string name = it->path().filename().string();
-      if (name.size() <= 4 || name.front() == '.' || !name.ends_with(".eml")) continue;
+      if (name.size() <= 4 || name.front() == '.' || !name.ends_with(".eml")) {
+        continue;
+      }
       std::error_code ec2;
-      if (!it->is_regular_file(ec2)) continue;
+      if (!it->is_regular_file(ec2)) {
+        continue;
+      }
       QueuedFile f;
       f.name = name;
       f.mtime = it->last_write_time(ec2);
       ParseNameTime(f);
       {
         std::lock_guard lock(mu_);
-        if (undeletable_.count(f.name)) continue;
+        if (undeletable_.count(f.name)) {
+          continue;
+        }
       }
       out.push_back(std::move(f));
     }
@@ -232,14 +256,18 @@ class SmtpMailer::Impl {
       std::vector<QueuedFile> files = ListQueued();
       bool backoff = false;
       for (const QueuedFile& f : files) {
-        if (stopping_) break;
+        if (stopping_) {
+          break;
+        }
         if (f.id() != head_id) {
           head_id = f.id();
           attempts = 0;
         }
         ++attempts;
         Outcome o = Deliver(f, attempts, delay);
-        if (o == Outcome::kAborted) break;
+        if (o == Outcome::kAborted) {
+          break;
+        }
         if (o == Outcome::kRetry) {
           backoff = true;
           break;
@@ -248,7 +276,9 @@ class SmtpMailer::Impl {
         progress_cv_.notify_all();
       }
       lock.lock();
-      if (stopping_) break;
+      if (stopping_) {
+        break;
+      }
       if (backoff) {
         work_cv_.wait_for(lock, delay, [this] { return stopping_.load(); });
         delay = std::min(delay * 2, options_.max_retry_delay);
@@ -269,7 +299,9 @@ class SmtpMailer::Impl {
       ~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
     } wipe_content{content};
     if (Status s = ReadQueued(f.name, &content); !s.ok()) {
-      if (s.code() == Code::kNotFound) return Outcome::kGone;
+      if (s.code() == Code::kNotFound) {
+        return Outcome::kGone;
+      }
       if (s.code() == Code::kResourceExhausted) {
         return Reject(f, "mail_outbox_file_invalid", 0, s.message());
       }
@@ -334,7 +366,9 @@ class SmtpMailer::Impl {
     }
     internal::UniqueFd rejected(
         ::openat(writer_.dir_fd(), kRejectedDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (rejected.valid()) ::fsync(rejected.get());
+    if (rejected.valid()) {
+      ::fsync(rejected.get());
+    }
     (void)writer_.SyncDirectory();
     log_.Error(event, {{"message_id", id},
                        {"smtp_code", static_cast<int64_t>(smtp_code)},
@@ -347,21 +381,31 @@ class SmtpMailer::Impl {
     internal::UniqueFd fd(
         ::openat(writer_.dir_fd(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.valid()) {
-      if (errno == ENOENT) return NotFound("queued file vanished");
+      if (errno == ENOENT) {
+        return NotFound("queued file vanished");
+      }
       return internal::ErrnoStatus("open queued file", errno);
     }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return internal::ErrnoStatus("stat queued file", errno);
-    if (st.st_size > kMaxOutboxFileBytes) return ResourceExhausted("queued file over 16 MiB");
+    if (::fstat(fd.get(), &st) != 0) {
+      return internal::ErrnoStatus("stat queued file", errno);
+    }
+    if (st.st_size > kMaxOutboxFileBytes) {
+      return ResourceExhausted("queued file over 16 MiB");
+    }
     out->resize(static_cast<size_t>(st.st_size));
     size_t off = 0;
     while (off < out->size()) {
       ssize_t n = ::read(fd.get(), out->data() + off, out->size() - off);
       if (n < 0) {
-        if (errno == EINTR) continue;
+        if (errno == EINTR) {
+          continue;
+        }
         return internal::ErrnoStatus("read queued file", errno);
       }
-      if (n == 0) break;
+      if (n == 0) {
+        break;
+      }
       off += static_cast<size_t>(n);
     }
     out->resize(off);
@@ -391,7 +435,9 @@ class SmtpMailer::Impl {
     ReadCursor cursor{content, 0};
     CURLcode rc = CURLE_OK;
     auto set = [&](CURLoption opt, auto value) {
-      if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, value);
+      if (rc == CURLE_OK) {
+        rc = curl_easy_setopt(h, opt, value);
+      }
     };
     set(CURLOPT_ERRORBUFFER, errbuf);
     set(CURLOPT_URL, options_.smtp_url.c_str());
@@ -399,7 +445,9 @@ class SmtpMailer::Impl {
     set(CURLOPT_NOSIGNAL, 1L);
     set(CURLOPT_USE_SSL,
         static_cast<long>(options_.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
-    if (!options_.ca_file.empty()) set(CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (!options_.ca_file.empty()) {
+      set(CURLOPT_CAINFO, options_.ca_file.c_str());
+    }
     set(CURLOPT_SSL_VERIFYPEER, 1L);
     set(CURLOPT_SSL_VERIFYHOST, 2L);
     set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
@@ -421,7 +469,9 @@ class SmtpMailer::Impl {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, smtp_code);
     if (rc != CURLE_OK) {
       *error = curl_easy_strerror(rc);
-      if (errbuf[0] != '\0') *error += std::string(": ") + errbuf;
+      if (errbuf[0] != '\0') {
+        *error += std::string(": ") + errbuf;
+      }
     }
     return rc;
   }

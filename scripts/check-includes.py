@@ -32,7 +32,7 @@ INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 def is_test(path):
     name = os.path.basename(path)
-    return name.endswith("_test.cc") or "/testing/" in path
+    return name.endswith(("_test.cc", "_test.h")) or "/testing/" in path
 
 
 def check(root):

@@ -141,7 +141,7 @@ void AccessCodes::MoveSecretToCurrentKek(std::string_view account_id, std::strin
   batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccessCodes), .key = record_key,
                    .value = std::move(moved).value(), .expect = current_record,
                    .keep_expiry = true});
-  store_.ApplyAsync(std::move(batch), [](Status) {});
+  store_.ApplyAsync(std::move(batch), [](const Status&) {});
 }
 
 Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::string_view description) {
@@ -237,7 +237,7 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature) {
-  const Status denied = Unauthenticated("signature verification failed");
+  Status denied = Unauthenticated("signature verification failed");
   OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const std::optional<Bytes>& value = found.value;
   if (!value) {

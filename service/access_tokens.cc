@@ -739,7 +739,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
                        .value = std::move(sealed), .expect = raw,
                        .expires_at = static_cast<int64_t>(expires)});
     }
-    store_.ApplyAsync(std::move(batch), [](Status) {});
+    store_.ApplyAsync(std::move(batch), [](const Status&) {});
     return fail();
   }
   Bytes current = raw;  // the code record as last read

@@ -14,7 +14,6 @@ namespace {
 
 using internal::kAccountKeysTable;
 using internal::kHmacBytes;
-using internal::kMetaIdentity;
 using internal::kMetaIndexMinVersion;
 using internal::kMetaIndexVersion;
 using internal::kMetaKekVersion;

@@ -32,10 +32,10 @@ Result<std::pair<uint32_t, uint64_t>> DecodeUsage(ByteView b) {
   }
   uint32_t version = 0;
   uint64_t reserved = 0;
-  for (int i = 0; i < 4; ++i) {
+  for (size_t i = 0; i < 4; ++i) {
     version = (version << 8) | b[i];
   }
-  for (int i = 4; i < 12; ++i) {
+  for (size_t i = 4; i < 12; ++i) {
     reserved = (reserved << 8) | b[i];
   }
   if (version == 0) {
@@ -66,7 +66,7 @@ Status LeaseGate::Wait() {
   return *outcome_;
 }
 
-void LeaseGate::Settle(Status outcome) {
+void LeaseGate::Settle(const Status& outcome) {
   std::vector<std::function<void(Status)>> waiting;
   {
     std::lock_guard lock(mu_);
@@ -236,11 +236,11 @@ Status NonceBudget::StartLease(const std::string& owner, bool roll) {
     u.preparing = false;
   }
   cv_.notify_all();
-  store_.ApplyAsync({plan->Mutation()}, [this, plan](Status s) { OnCommitted(plan, s); });
+  store_.ApplyAsync({plan->Mutation()}, [this, plan](Status s) { OnCommitted(plan, std::move(s)); });
   return Status::Ok();
 }
 
-void NonceBudget::OnCommitted(std::shared_ptr<Plan> plan, Status s) {
+void NonceBudget::OnCommitted(const std::shared_ptr<Plan>& plan, Status s) {
   if (IsLostRace(s) && plan->attempts < kMaxCommitAttempts) {
     // Another process (or a shredding) changed the counter since it was read. Read it again
     // (a store read is allowed on the writer thread; no token call is needed) and try once more,
@@ -287,7 +287,7 @@ void NonceBudget::Finish(const std::shared_ptr<Plan>& plan, Status s) {
       s = Unavailable("a data key's usage counter kept changing; try again");
     }
   }
-  plan->gate->Settle(std::move(s));
+  plan->gate->Settle(s);
 }
 
 Result<uint32_t> NonceBudget::CurrentVersion(std::string_view owner) {

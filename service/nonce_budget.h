@@ -53,7 +53,7 @@ class LeaseGate {
   // Never call it on the store's writer thread.
   Status Wait();
   // Called once, by the budget.
-  void Settle(Status outcome);
+  void Settle(const Status& outcome);
 
  private:
   std::mutex mu_;
@@ -103,7 +103,7 @@ class NonceBudget {
   // `preparing`.
   Status StartLease(const std::string& owner, bool roll);
   // The writer's completion of a lease commit; retries a lost race on fresh data.
-  void OnCommitted(std::shared_ptr<Plan> plan, Status s);
+  void OnCommitted(const std::shared_ptr<Plan>& plan, Status s);
   void Finish(const std::shared_ptr<Plan>& plan, Status s);
 
   KeyHierarchy& keys_;

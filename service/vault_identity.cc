@@ -52,21 +52,26 @@ Result<VaultIdentity> DecodeIdentity(ByteView b) {
     return bad;
   }
   VaultIdentity id;
-  size_t at = 1;
-  id.vault_id.assign(b.begin() + at, b.begin() + at + kVaultIdBytes);
-  at += kVaultIdBytes;
-  OTD_ASSIGN_OR_RETURN(id.fingerprint_version, ParseU32(Bytes(b.begin() + at, b.begin() + at + 4)));
-  at += 4;
-  id.fingerprint.assign(b.begin() + at, b.begin() + at + kHmacBytes);
-  at += kHmacBytes;
+  ByteView rest = b.subspan(1);
+  auto take = [&rest](size_t n) {
+    ByteView out = rest.first(n);
+    rest = rest.subspan(n);
+    return out;
+  };
+  ByteView vault_id = take(kVaultIdBytes);
+  id.vault_id.assign(vault_id.begin(), vault_id.end());
+  OTD_ASSIGN_OR_RETURN(id.fingerprint_version, ParseU32(take(4)));
+  ByteView fingerprint = take(kHmacBytes);
+  id.fingerprint.assign(fingerprint.begin(), fingerprint.end());
   for (std::string* s : {&id.token_serial, &id.token_label}) {
-    if (at >= b.size() || b.size() - at - 1 < b[at]) {
+    if (rest.empty() || rest.size() - 1 < rest[0]) {
       return bad;
     }
-    const size_t n = b[at++];
-    s->assign(b.begin() + at, b.begin() + at + n);
-    at += n;
+    const size_t n = take(1)[0];
+    ByteView text = take(n);
+    s->assign(text.begin(), text.end());
   }
+  const size_t at = b.size() - rest.size();
   if (at != b.size() || id.fingerprint_version == 0) {
     return bad;
   }

@@ -122,10 +122,10 @@ std::string CkrName(CK_RV rv) {
   }
   char buf[48];
   if (rv >= CKR_VENDOR_DEFINED) {
-    std::snprintf(buf, sizeof buf, "CKR_VENDOR_DEFINED+0x%lx",
+    (void)std::snprintf(buf, sizeof buf, "CKR_VENDOR_DEFINED+0x%lx",
                   static_cast<unsigned long>(rv - CKR_VENDOR_DEFINED));
   } else {
-    std::snprintf(buf, sizeof buf, "CKR 0x%08lx", static_cast<unsigned long>(rv));
+    (void)std::snprintf(buf, sizeof buf, "CKR 0x%08lx", static_cast<unsigned long>(rv));
   }
   return buf;
 }

@@ -18,9 +18,15 @@ bool IsLineBreakAt(std::string_view in, size_t i) { return in[i] == '\r' || in[i
 
 // Length in bytes of the UTF-8 sequence starting with `lead` (valid input assumed), 1 otherwise.
 size_t Utf8SeqLen(unsigned char lead) {
-  if (lead >= 0xF0) return 4;
-  if (lead >= 0xE0) return 3;
-  if (lead >= 0xC0) return 2;
+  if (lead >= 0xF0) {
+    return 4;
+  }
+  if (lead >= 0xE0) {
+    return 3;
+  }
+  if (lead >= 0xC0) {
+    return 2;
+  }
   return 1;
 }
 
@@ -41,7 +47,9 @@ std::string Base64(std::string_view in) {
   }
   if (size_t rest = in.size() - i; rest > 0) {
     uint32_t v = uint32_t{static_cast<unsigned char>(in[i])} << 16;
-    if (rest == 2) v |= uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
+    if (rest == 2) {
+      v |= uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
+    }
     out += kB64[(v >> 18) & 63];
     out += kB64[(v >> 12) & 63];
     out += rest == 2 ? kB64[(v >> 6) & 63] : '=';
@@ -81,10 +89,14 @@ bool IsValidUtf8(std::string_view s) {
     } else {
       return false;
     }
-    if (i + n > s.size()) return false;
+    if (i + n > s.size()) {
+      return false;
+    }
     for (size_t k = 1; k < n; ++k) {
       auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
+      if ((cc & 0xC0) != 0x80) {
+        return false;
+      }
       cp = (cp << 6) | (cc & 0x3F);
     }
     // Overlong forms, surrogates, beyond U+10FFFF.
@@ -144,7 +156,9 @@ std::string EncodeQuotedPrintable(std::string_view in) {
   for (size_t i = 0; i < in.size(); ++i) {
     auto c = static_cast<unsigned char>(in[i]);
     if (c == '\r' || c == '\n') {
-      if (c == '\r' && i + 1 < in.size() && in[i + 1] == '\n') ++i;
+      if (c == '\r' && i + 1 < in.size() && in[i + 1] == '\n') {
+        ++i;
+      }
       out += "\r\n";
       line_len = 0;
       continue;
@@ -178,7 +192,9 @@ std::string EncodeHeaderText(std::string_view value, size_t name_len) {
                value.find("=?") == std::string_view::npos;
   for (char ch : value) {
     auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7F) plain = false;
+    if (c < 0x20 || c >= 0x7F) {
+      plain = false;
+    }
   }
   if (plain) {
     return std::string(value);
@@ -191,11 +207,17 @@ std::string EncodeHeaderText(std::string_view value, size_t name_len) {
     size_t end = i;
     while (end < value.size()) {
       size_t n = Utf8SeqLen(static_cast<unsigned char>(value[end]));
-      if (end + n - i > kMaxChunk) break;
+      if (end + n - i > kMaxChunk) {
+        break;
+      }
       end += n;
     }
-    if (end == i) end = std::min(value.size(), i + 1);  // cannot happen with valid UTF-8
-    if (!out.empty()) out += "\r\n ";
+    if (end == i) {
+      end = std::min(value.size(), i + 1);  // cannot happen with valid UTF-8
+    }
+    if (!out.empty()) {
+      out += "\r\n ";
+    }
     out += "=?utf-8?B?";
     out += Base64(value.substr(i, end - i));
     out += "?=";
@@ -212,7 +234,7 @@ std::string FormatDate(int64_t unix_seconds) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
+  (void)std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
                 tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                 tm.tm_sec);
   return buf;
@@ -230,7 +252,9 @@ std::string RenderMessage(const Message& m, const RenderParams& p) {
   out += "MIME-Version: 1.0\r\n";
   if (m.html.empty()) {
     AppendPart(out, "text/plain", m.text);
-    if (!out.ends_with("\r\n")) out += "\r\n";  // SMTP needs the last line ended
+    if (!out.ends_with("\r\n")) {
+      out += "\r\n";  // SMTP needs the last line ended
+    }
     return out;
   }
   out += "Content-Type: multipart/alternative;\r\n boundary=\"" + p.boundary + "\"\r\n";

@@ -1,7 +1,8 @@
 #include "mail/internal/queue.h"
 
 #include <openssl/crypto.h>
-#include <time.h>
+
+#include <ctime>
 
 #include "mail/internal/mime.h"
 

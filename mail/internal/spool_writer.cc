@@ -1,27 +1,33 @@
 #include "mail/internal/spool_writer.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>  // renameat2, RENAME_NOREPLACE
-#include <string.h>
+#include <stdio.h>  // NOLINT(modernize-deprecated-headers): renameat2, RENAME_NOREPLACE
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+
+#include "common/bytes.h"
 
 namespace otd::mail::internal {
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
   if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
     fd_ = std::exchange(o.fd_, -1);
   }
   return *this;
 }
 
 UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
 }
 
 Status UniqueFd::Close() {
@@ -44,7 +50,9 @@ Result<std::string> RandomHex(size_t bytes) {
   while (got < bytes) {
     ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       return ErrnoStatus("getrandom", errno);
     }
     got += static_cast<size_t>(n);
@@ -52,7 +60,7 @@ Result<std::string> RandomHex(size_t bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(bytes * 2);
-  for (unsigned char c : raw) {
+  for (uint8_t c : AsBytes(raw)) {
     out += kHex[c >> 4];
     out += kHex[c & 15];
   }
@@ -64,7 +72,9 @@ Status EnsureDirectory(const std::string& path) {
     return InvalidArgument("directory path is empty");
   }
   for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
+    if (pos != path.size() && path[pos] != '/') {
+      continue;
+    }
     std::string prefix = path.substr(0, pos);
     if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
       return ErrnoStatus("mkdir " + prefix, errno);
@@ -92,7 +102,7 @@ Result<SpoolWriter> SpoolWriter::Open(const std::string& dir) {
 Result<std::string> SpoolWriter::NewId(int64_t unix_seconds, int64_t nanoseconds) {
   OTD_ASSIGN_OR_RETURN(std::string random, RandomHex(8));
   char frac[16];
-  std::snprintf(frac, sizeof frac, ".%09lld-", static_cast<long long>(nanoseconds % 1000000000));
+  (void)std::snprintf(frac, sizeof frac, ".%09lld-", static_cast<long long>(nanoseconds % 1000000000));
   return std::to_string(unix_seconds) + frac + random;
 }
 
@@ -124,7 +134,9 @@ Status SpoolWriter::Write(std::string_view id, std::string_view content) const {
   while (off < content.size()) {
     ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       return fail("write spool file", errno);
     }
     off += static_cast<size_t>(n);
