@@ -41,12 +41,12 @@ Reply Create(Call& call) {
     return call.Error(created.status());
   }
   // The secret is shown this once; the reply is built without reallocation copies.
-  Response res = JsonResponse(
-      call.req, 201,
-      ConcatExact({R"({"code":")", created->code, R"(","expires":")",
-                   IsoUtc(created->expires_at, true), R"(","secret":")",
-                   created->secret.RevealString(SecretAccess::Grant()), R"("})"}),
-      "application/json");
+  Response res =
+      JsonResponse(call.req, 201,
+                   ConcatExact({R"({"code":")", created->code, R"(","expires":")",
+                                IsoUtc(created->expires_at, true), R"(","secret":")",
+                                created->secret.RevealString(SecretAccess::Grant()), R"("})"}),
+                   "application/json");
   const std::string self = AccountPath(id) + "/accessCode/" + created->code;
   AddStandardLinks(res, self);
   AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
@@ -66,8 +66,7 @@ Reply List(Call& call) {
   for (const auto& i : *list) {
     items.push_back(ItemJson(id, i));
   }
-  Response res = JsonResponse(call.req, 200,
-                              json{{"items", items}, {"count", list->size()}}.dump(),
+  Response res = JsonResponse(call.req, 200, json{{"items", items}, {"count", list->size()}}.dump(),
                               "application/json");
   AddStandardLinks(res, AccountPath(id) + "/accessCode");
   AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
@@ -91,8 +90,8 @@ Reply Get(Call& call) {
   const std::string self = AccountPath(id) + "/accessCode/" + code;
   Response res = JsonResponse(call.req, 200, ItemJson(id, *it).dump(), "application/json");
   AddStandardLinks(res, self);
-  AddLink(res, {.href = AccountPath(id) + "/accessCode", .rel = "up",
-                .title = "account-accessCode"});
+  AddLink(res,
+          {.href = AccountPath(id) + "/accessCode", .rel = "up", .title = "account-accessCode"});
   return res;
 }
 
@@ -103,8 +102,8 @@ Reply Revoke(Call& call) {
   }
   Response res{http::status::no_content, call.req.version()};
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
-  AddLink(res, {.href = AccountPath(id) + "/accessCode", .rel = "up",
-                .title = "account-accessCode"});
+  AddLink(res,
+          {.href = AccountPath(id) + "/accessCode", .rel = "up", .title = "account-accessCode"});
   return res;
 }
 

@@ -62,7 +62,8 @@ std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 Response TokenReply(const Call& call, unsigned status, const json& body, const std::string& id) {
   Response res = JsonResponse(call.req, status, Dump(body), "application/json");
   AddStandardLinks(res, TokenPath(id));
-  AddLink(res, {.href = std::string(kCollectionPath), .rel = "up", .title = "account-accessTokens"});
+  AddLink(res,
+          {.href = std::string(kCollectionPath), .rel = "up", .title = "account-accessTokens"});
   return res;
 }
 
@@ -115,8 +116,8 @@ Reply Create(Call& call) {
     }
     spec.expires_at = *t;
   }
-  auto created = call.s().access_tokens.Create(call.caller->account_id, spec,
-                                               call.caller->BearerOrNull());
+  auto created =
+      call.s().access_tokens.Create(call.caller->account_id, spec, call.caller->BearerOrNull());
   if (!created.ok()) {
     return call.Error(created.status());
   }
@@ -177,7 +178,8 @@ Reply Delete(Call& call) {
   }
   Response res = JsonResponse(call.req, 200, R"({"success":true})", "application/json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
-  AddLink(res, {.href = std::string(kCollectionPath), .rel = "up", .title = "account-accessTokens"});
+  AddLink(res,
+          {.href = std::string(kCollectionPath), .rel = "up", .title = "account-accessTokens"});
   return res;
 }
 

@@ -20,12 +20,9 @@ using nlohmann::json;
 std::string AccountPath(const std::string& id) { return "/account/" + id; }
 
 json PasswordHashConfig(const std::string& salt) {
-  return {{"algorithm", "sha512"},
-          {"derivedLength", service::kPasswordDerivedLength},
-          {"encoding", "base64"},
-          {"iterations", service::kPasswordIterations},
-          {"salt", salt},
-          {"type", "pbkdf2"}};
+  return {{"algorithm", "sha512"}, {"derivedLength", service::kPasswordDerivedLength},
+          {"encoding", "base64"},  {"iterations", service::kPasswordIterations},
+          {"salt", salt},          {"type", "pbkdf2"}};
 }
 
 std::string CookieHeader(const RequestContext& ctx, const std::string& value, int64_t max_age) {
@@ -38,8 +35,7 @@ std::string CookieHeader(const RequestContext& ctx, const std::string& value, in
 }
 
 Response TooManyLogins(const Call& call, int64_t wait) {
-  Response res =
-      call.Error(429, "too-many-requests", "too many failed logins; try again later");
+  Response res = call.Error(429, "too-many-requests", "too many failed logins; try again later");
   res.set(http::field::retry_after, std::to_string(std::max<int64_t>(1, wait)));
   return res;
 }
@@ -50,11 +46,10 @@ Reply Challenge(Call& call) {
   if (!challenge.ok()) {
     return call.Error(challenge.status());
   }
-  json body = {{"challengeHashConfig",
-                {{"algorithm", "sha512"},
-                 {"encoding", "hex"},
-                 {"salt", challenge->challenge_salt}}},
-               {"passwordHashConfig", PasswordHashConfig(challenge->password_salt)}};
+  json body = {
+      {"challengeHashConfig",
+       {{"algorithm", "sha512"}, {"encoding", "hex"}, {"salt", challenge->challenge_salt}}},
+      {"passwordHashConfig", PasswordHashConfig(challenge->password_salt)}};
   Response res = JsonResponse(call.req, 200, body.dump(), "application/json");
   AddStandardLinks(res, AccountPath(id) + "/login");
   AddLink(res, {.href = AccountPath(id) + "/login",
@@ -84,9 +79,8 @@ Reply Login(Call& call) {
     }
     return call.Error(session.status());
   }
-  Response res = JsonResponse(call.req, 200,
-                              ConcatExact({R"({"sessionId":")", session->id, R"("})"}),
-                              "application/json");
+  Response res = JsonResponse(
+      call.req, 200, ConcatExact({R"({"sessionId":")", session->id, R"("})"}), "application/json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
   AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
   res.set(http::field::set_cookie,

@@ -60,7 +60,7 @@ Result<Caller> ResolveSessionOrBearer(const Services& s, const Request& req) {
   auto session = s.accounts.GetSession(*cookie);
   if (!session.ok()) {
     return session.status().code() == Code::kNotFound ? Unauthenticated("login required")
-                                                       : session.status();
+                                                      : session.status();
   }
   return Caller{.account_id = session->account_id, .bearer = std::nullopt};
 }
@@ -89,8 +89,8 @@ Authenticated SessionOrBearer(const AuthSpec& spec, Dialect dialect, const Servi
     return out;
   }
   if (spec.account_in_path && caller->account_id != ctx.params.at("id")) {
-    out.error =
-        DialectError(dialect, req, ctx, 403, ForbiddenCode(dialect), "not allowed for this account");
+    out.error = DialectError(dialect, req, ctx, 403, ForbiddenCode(dialect),
+                             "not allowed for this account");
     return out;
   }
   if (!caller->Allows(spec.scope)) {

@@ -59,8 +59,9 @@ bool IsStateChanging(http::verb v) {
 bool IsInlineSafeMediaType(std::string_view content_type) {
   const std::string type = MediaType(content_type);
   static constexpr std::array<std::string_view, 10> kExact = {
-      "text/plain", "text/csv",   "application/json", "application/octet-stream", "image/png",
-      "image/jpeg", "image/gif",  "image/webp",       "image/avif",               "image/bmp"};
+      "text/plain", "text/csv",   "application/json", "application/octet-stream",
+      "image/png",  "image/jpeg", "image/gif",        "image/webp",
+      "image/avif", "image/bmp"};
   if (std::find(kExact.begin(), kExact.end(), type) != kExact.end()) {
     return true;
   }

@@ -11,13 +11,28 @@ TEST(BrowserPolicyTest, OnlyPassiveMediaTypesAreInline) {
                         "image/jpeg", "audio/ogg", "video/mp4", "text/csv"}) {
     EXPECT_TRUE(IsInlineSafeMediaType(t)) << t;
   }
-  for (const char* t :
-       {"text/html", "TEXT/HTML; charset=utf-8", "application/xhtml+xml", "image/svg+xml",
-        "text/xml", "application/xml", "application/rss+xml", "text/javascript",
-        "application/javascript", "application/ecmascript", "text/css", "application/pdf",
-        "text/xsl", "multipart/x-mixed-replace", "application/x-shockwave-flash", "",
-        "text/plain, text/html", "nonsense", "audio/", "audio/x, text/html",
-        "application/x+json, text/html", "image/svg"}) {
+  for (const char* t : {"text/html",
+                        "TEXT/HTML; charset=utf-8",
+                        "application/xhtml+xml",
+                        "image/svg+xml",
+                        "text/xml",
+                        "application/xml",
+                        "application/rss+xml",
+                        "text/javascript",
+                        "application/javascript",
+                        "application/ecmascript",
+                        "text/css",
+                        "application/pdf",
+                        "text/xsl",
+                        "multipart/x-mixed-replace",
+                        "application/x-shockwave-flash",
+                        "",
+                        "text/plain, text/html",
+                        "nonsense",
+                        "audio/",
+                        "audio/x, text/html",
+                        "application/x+json, text/html",
+                        "image/svg"}) {
     EXPECT_FALSE(IsInlineSafeMediaType(t)) << t;
   }
 }
@@ -64,9 +79,9 @@ TEST(BrowserPolicyTest, CrossSiteStateChangesAreRefused) {
   EXPECT_TRUE(CrossSiteRefusal(Req(http::verb::post, {{"Origin", "https://vault.example"},
                                                       {"Origin", "https://vault.example"}}),
                                pub));
-  EXPECT_TRUE(CrossSiteRefusal(
-      Req(http::verb::post, {{"Sec-Fetch-Site", "cross-site"}, {"Origin", "https://vault.example"}}),
-      pub));
+  EXPECT_TRUE(CrossSiteRefusal(Req(http::verb::post, {{"Sec-Fetch-Site", "cross-site"},
+                                                      {"Origin", "https://vault.example"}}),
+                               pub));
   // Reads are not state changes (the cookie is SameSite=Strict anyway).
   EXPECT_FALSE(CrossSiteRefusal(Req(http::verb::get, {{"Origin", "https://evil.example"}}), pub));
 }

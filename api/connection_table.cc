@@ -30,8 +30,7 @@ bool TrackedConn::MarkBusy() {
 
 void TrackedConn::MarkWaiting(int64_t now) {
   int64_t s = state_.load();
-  while (s != kEvicted && !state_.compare_exchange_weak(s, std::max<int64_t>(0, now))) {
-  }
+  while (s != kEvicted && !state_.compare_exchange_weak(s, std::max<int64_t>(0, now))) {}
 }
 
 bool TrackedConn::TryEvict(int64_t observed) {
@@ -39,8 +38,7 @@ bool TrackedConn::TryEvict(int64_t observed) {
          state_.compare_exchange_strong(observed, kEvicted);
 }
 
-ConnectionTable::ConnectionTable(size_t max_connections, size_t max_per_peer,
-                                 int64_t peer_min_wait)
+ConnectionTable::ConnectionTable(size_t max_connections, size_t max_per_peer, int64_t peer_min_wait)
     : max_connections_(std::max<size_t>(1, max_connections)),
       max_per_peer_(std::clamp<size_t>(max_per_peer, 1, std::max<size_t>(1, max_connections))),
       peer_min_wait_(std::max<int64_t>(0, peer_min_wait)) {}
@@ -92,8 +90,7 @@ std::shared_ptr<TrackedConn> ConnectionTable::EvictOldest(
   return nullptr;
 }
 
-ConnectionTable::Result ConnectionTable::Admit(const std::shared_ptr<TrackedConn>& c,
-                                               int64_t now) {
+ConnectionTable::Result ConnectionTable::Admit(const std::shared_ptr<TrackedConn>& c, int64_t now) {
   Result r;
   auto it = peers_.find(c->peer());
   if (it != peers_.end() && it->second.size() >= max_per_peer_) {

@@ -79,13 +79,13 @@ std::vector<RouteSpec> DiscoveryRoutes(const Services&, const Router& table) {
                .auth = anyone,
                .audit = AuditSpec::None(),
                .handler = [&table](Call& c) { return Discovery(c, table); }});
-  r.push_back({.method = http::verb::get,
-               .pattern = "/healthCheck",
-               .auth = anyone,
-               .audit = AuditSpec::None(),
-               .links = {{.link = {.href = "/healthCheck", .rel = "service",
-                                   .title = "health-check"}}},
-               .handler = HealthCheck});
+  r.push_back(
+      {.method = http::verb::get,
+       .pattern = "/healthCheck",
+       .auth = anyone,
+       .audit = AuditSpec::None(),
+       .links = {{.link = {.href = "/healthCheck", .rel = "service", .title = "health-check"}}},
+       .handler = HealthCheck});
   r.push_back({.method = http::verb::get,
                .pattern = "/schema/**",
                .auth = anyone,

@@ -17,9 +17,9 @@ constexpr std::string_view kEmailPath = "/v1/access_tokens";
 
 Response TooMany(const Call& call, int64_t wait) {
   wait = std::max<int64_t>(1, wait);
-  Response res = call.Error(
-      429, "error_too_many_requests",
-      "Too many requests. Please try again in " + std::to_string(wait) + " seconds.");
+  Response res =
+      call.Error(429, "error_too_many_requests",
+                 "Too many requests. Please try again in " + std::to_string(wait) + " seconds.");
   res.set(http::field::retry_after, std::to_string(wait));
   return res;
 }

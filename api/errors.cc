@@ -44,9 +44,8 @@ std::string_view CodeSlug(Code code) {
 
 Response VndError(const Request& req, const RequestContext& ctx, unsigned status,
                   std::string_view code, std::string_view message) {
-  nlohmann::json body = {{"code", std::string(code)},
-                         {"logref", ctx.request_id},
-                         {"message", std::string(message)}};
+  nlohmann::json body = {
+      {"code", std::string(code)}, {"logref", ctx.request_id}, {"message", std::string(message)}};
   Response res{static_cast<http::status>(status), req.version()};
   res.set(http::field::content_type, "application/vnd.error+json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
@@ -80,9 +79,9 @@ Response JsonResponse(const Request& req, unsigned status, std::string body,
 Response LosantError(const Request& req, unsigned status, std::string_view type,
                      std::string_view message) {
   nlohmann::json body = {{"type", std::string(type)}, {"message", std::string(message)}};
-  Response res = JsonResponse(
-      req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-      "application/json");
+  Response res =
+      JsonResponse(req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   "application/json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
   if (status == 401) {
     res.set(http::field::www_authenticate, R"(Bearer realm="opentokend", error="invalid_token")");
@@ -111,9 +110,9 @@ Response PkmnError(const Request& req, unsigned status, std::string_view id,
                           {{"id", std::string(id)},
                            {"type", "errors"},
                            {"attributes", {{"message", std::string(message)}}}}}};
-  Response res = JsonResponse(
-      req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-      "application/json");
+  Response res =
+      JsonResponse(req, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                   "application/json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
   return res;
 }

@@ -13,8 +13,7 @@ namespace http = boost::beast::http;
 namespace {
 
 bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -72,10 +71,8 @@ bool IsServedMethod(http::verb v) {
     case http::verb::post:
     case http::verb::put:
     case http::verb::patch:
-    case http::verb::delete_:
-      return true;
-    default:
-      return false;
+    case http::verb::delete_: return true;
+    default: return false;
   }
 }
 

@@ -38,7 +38,7 @@ std::optional<FramingError> CheckRawHeader(std::string_view raw, bool complete =
 // The methods the API serves (everything else is 501 before routing).
 bool IsServedMethod(boost::beast::http::verb v);
 
-std::optional<FramingError> CheckFraming(
-    const boost::beast::http::request_header<>& header, bool is_tcp, const Limits& limits);
+std::optional<FramingError> CheckFraming(const boost::beast::http::request_header<>& header,
+                                         bool is_tcp, const Limits& limits);
 
 }  // namespace otd::api

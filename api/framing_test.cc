@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/beast/http.hpp>
 #include <string>
+#include <boost/beast/http.hpp>
 
 namespace otd::api {
 namespace {
@@ -39,10 +39,14 @@ TEST(FramingTest, AcceptsOrdinaryRequests) {
 }
 
 TEST(FramingTest, RejectsTransferEncodingTricksThatBeastAccepts) {
-  EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"), 400);
+  EXPECT_EQ(
+      Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"),
+      400);
   EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
   EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n"), 400);
-  EXPECT_NE(Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+  EXPECT_NE(Check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n"),
+            0);
   EXPECT_EQ(Check("POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
 }
 
@@ -71,8 +75,10 @@ TEST(FramingTest, RejectsNonCanonicalTargets) {
 }
 
 TEST(FramingTest, RejectsUnknownExpectations) {
-  EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"), 0);
-  EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 200-ok\r\n\r\n"), 417);
+  EXPECT_EQ(
+      Check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"), 0);
+  EXPECT_EQ(Check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 200-ok\r\n\r\n"),
+            417);
 }
 
 TEST(FramingTest, RejectsObsoleteLineFolding) {

@@ -34,10 +34,10 @@ struct Deferred {
 struct RequestContext {
   std::string request_id;
   Transport transport = Transport::kUnix;
-  std::string peer;                           // "uid:<n>" (Unix socket) or the IP (TLS); rate limits
-  std::string path;                           // raw path of the target, without the query
-  std::string query;                          // raw query string, without '?'
-  std::string route;                          // matched route pattern (safe to log; no ids)
+  std::string peer;   // "uid:<n>" (Unix socket) or the IP (TLS); rate limits
+  std::string path;   // raw path of the target, without the query
+  std::string query;  // raw query string, without '?'
+  std::string route;  // matched route pattern (safe to log; no ids)
   std::map<std::string, std::string> params;  // route parameters ({id} -> value)
   std::optional<Deferred> deferred;           // see Deferred; empty for most routes
 };

@@ -10,8 +10,8 @@ namespace otd::api {
 
 struct Limits {
   uint64_t max_header_bytes = 8 * 1024;
-  uint64_t max_body_bytes = 1024 * 1024;       // largest body of any route (token payloads)
-  uint64_t max_json_body_bytes = 64 * 1024;    // bodies of JSON routes
+  uint64_t max_body_bytes = 1024 * 1024;              // largest body of any route (token payloads)
+  uint64_t max_json_body_bytes = 64 * 1024;           // bodies of JSON routes
   std::chrono::milliseconds request_timeout{10'000};  // total time to read one request
   // Keep-alive: how long the next request's first byte may take; from that byte on, the whole
   // request has request_timeout.

@@ -8,12 +8,13 @@ namespace {
 TEST(LinksTest, FormatsLikeTheDocumentation) {
   EXPECT_EQ(FormatLink({.href = "/", .rel = "up", .title = "self-discovery"}),
             R"(</>; rel="up"; title="self-discovery")");
-  EXPECT_EQ(FormatLink({.href = "/account/{accountId}/login",
-                        .rel = "service",
-                        .title = "account-login",
-                        .profile = "/schema/account/login-request.json",
-                        .templated = true}),
-            R"(</account/{accountId}/login>; rel="service"; profile="/schema/account/login-request.json"; templated="true"; title="account-login")");
+  EXPECT_EQ(
+      FormatLink({.href = "/account/{accountId}/login",
+                  .rel = "service",
+                  .title = "account-login",
+                  .profile = "/schema/account/login-request.json",
+                  .templated = true}),
+      R"(</account/{accountId}/login>; rel="service"; profile="/schema/account/login-request.json"; templated="true"; title="account-login")");
 }
 
 TEST(LinksTest, EveryResponseGetsUpAndSelf) {

@@ -43,9 +43,7 @@ bool IsTchar(char c) {
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
-bool IsToken(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar);
-}
+bool IsToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar); }
 
 bool IsAccessCodeChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -210,9 +208,8 @@ Result<Authorization> ParseAuthorization(std::string_view header_value) {
 }
 
 Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestView& request) {
-  if (!IsToken(request.method) ||
-      std::any_of(request.method.begin(), request.method.end(),
-                  [](char c) { return c >= 'a' && c <= 'z'; })) {
+  if (!IsToken(request.method) || std::any_of(request.method.begin(), request.method.end(),
+                                              [](char c) { return c >= 'a' && c <= 'z'; })) {
     return Fail("method is not an upper-case token");
   }
   if (request.target.empty() || request.target.front() != '/' ||
@@ -234,8 +231,8 @@ Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestVie
   for (const std::string& name : auth.signed_headers) {
     // Authorization normally comes from ParseAuthorization, but the contract here does not
     // depend on it: a name that could break the line format is refused.
-    if (!IsToken(name) || std::any_of(name.begin(), name.end(),
-                                      [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    if (!IsToken(name) ||
+        std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
       return Fail("signed header name is not a lower-case token");
     }
     const std::string_view* found = nullptr;

@@ -25,7 +25,7 @@ namespace otd::api::ot1 {
 inline constexpr std::string_view kScheme = "OT1-HMAC-SHA256-HEX";
 inline constexpr size_t kMaxAuthorizationBytes = 2048;  // whole header value
 inline constexpr size_t kMaxAccessCodeBytes = 128;
-inline constexpr size_t kSignatureBytes = 32;          // HMAC-SHA256
+inline constexpr size_t kSignatureBytes = 32;  // HMAC-SHA256
 // Headers every signature must cover (doc: "The three listed are mandatory").
 inline constexpr std::string_view kMandatorySignedHeaders[] = {"host", "content-type",
                                                                "x-opentoken-date"};

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/testing/status_matchers.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::api::ot1 {
 namespace {
@@ -34,7 +34,9 @@ std::string ReplaceAll(std::string s, std::string_view from, std::string_view to
   return s;
 }
 
-std::string Reveal(const SecretBytes& s) { return std::string(s.RevealString(SecretAccess::Grant())); }
+std::string Reveal(const SecretBytes& s) {
+  return std::string(s.RevealString(SecretAccess::Grant()));
+}
 
 std::string ValidHeader(std::string_view code = kDocAccessCode,
                         std::string_view headers = kMandatory,
@@ -98,8 +100,8 @@ TEST(Ot1VectorTest, DocumentedRequestCanonicalisesToTheHexDumpAndItsSignature) {
   ASSERT_OK(content);
   EXPECT_EQ(Reveal(*content), AsString(*expected));
 
-  Result<Bytes> mac = crypto::HmacSha256(SecretBytes::CopyFrom(kDocSecret),
-                                         content->Reveal(SecretAccess::Grant()));
+  Result<Bytes> mac =
+      crypto::HmacSha256(SecretBytes::CopyFrom(kDocSecret), content->Reveal(SecretAccess::Grant()));
   ASSERT_OK(mac);
   EXPECT_EQ(crypto::HexEncode(*mac), kDocSignature);
   EXPECT_EQ(*mac, auth->signature);
@@ -135,9 +137,10 @@ TEST(Ot1VectorTest, TokensDocumentationHeadersParse) {
        {"759c568001d7628ff88e921c363eb5d85afeda56f37672e11f51b6c9f214d900",
         "bc381a2957f6e1366d3f3cb1acf5e8f8714832d0892924c0c8430ec3e804181d",
         "870212a7aa5f198048e4bf2f53c57afd179ad6ff73b9e751c1f819fee9a431b0"}) {
-    std::string header = "OT1-HMAC-SHA256-HEX; access-code=LTyPtAMrYarpdgPxHnIB-aXb5BXIxnf8; "
-                         "signed-headers=host content-type x-opentoken-date; signature=" +
-                         std::string(signature);
+    std::string header =
+        "OT1-HMAC-SHA256-HEX; access-code=LTyPtAMrYarpdgPxHnIB-aXb5BXIxnf8; "
+        "signed-headers=host content-type x-opentoken-date; signature=" +
+        std::string(signature);
     Result<Authorization> auth = ParseAuthorization(header);
     ASSERT_OK(auth);
     EXPECT_EQ(auth->access_code, kDocAccessCode);
@@ -229,15 +232,17 @@ TEST(Ot1AuthorizationTest, MalformedHeadersAreRejected) {
       {"trailing ';'", scheme + "; " + code + "; " + headers + "; " + sig + ";"},
       {"quoted value",
        scheme + "; access-code=\"" + std::string(kDocAccessCode) + "\"; " + headers + "; " + sig},
-      {"upper-case hex", ValidHeader(kDocAccessCode, kMandatory,
-                                     "FC16D5946385BA3F3E65D944F8D519008421681D9F6029698666ABC90E52AF5E")},
+      {"upper-case hex",
+       ValidHeader(kDocAccessCode, kMandatory,
+                   "FC16D5946385BA3F3E65D944F8D519008421681D9F6029698666ABC90E52AF5E")},
       {"one upper-case hex digit",
        ValidHeader(kDocAccessCode, kMandatory,
                    "fc16d5946385ba3f3e65d944f8d519008421681d9f6029698666abc90e52af5E")},
       {"short signature", ValidHeader(kDocAccessCode, kMandatory, kDocSignature.substr(0, 62))},
       {"odd-length signature",
        ValidHeader(kDocAccessCode, kMandatory, kDocSignature.substr(0, 63))},
-      {"long signature", ValidHeader(kDocAccessCode, kMandatory, std::string(kDocSignature) + "00")},
+      {"long signature",
+       ValidHeader(kDocAccessCode, kMandatory, std::string(kDocSignature) + "00")},
       {"empty signature", ValidHeader(kDocAccessCode, kMandatory, "")},
       {"non-hex signature",
        ValidHeader(kDocAccessCode, kMandatory,
@@ -262,7 +267,8 @@ TEST(Ot1AuthorizationTest, MalformedHeadersAreRejected) {
        ValidHeader(kDocAccessCode, "host content-type x-opentoken-date host")},
       {"duplicate signed header differing in case",
        ValidHeader(kDocAccessCode, "host content-type x-opentoken-date HOST")},
-      {"signed header name with ':'", ValidHeader(kDocAccessCode, "host: content-type x-opentoken-date")},
+      {"signed header name with ':'",
+       ValidHeader(kDocAccessCode, "host: content-type x-opentoken-date")},
       {"comma-separated signed headers",
        ValidHeader(kDocAccessCode, "host,content-type,x-opentoken-date")},
       {"NUL inside", ValidHeader() + std::string(1, '\0')},
@@ -338,25 +344,39 @@ TEST(Ot1CanonicalContentTest, CanonicalisationTable) {
       {"only the first '?' splits path and query", kBasicSigned, "GET", "/t?a=?b", kBasicHeaders,
        "", "GET\n/t\na=?b\n" + lines + "\n"},
       {"path case and percent-encoding are preserved", kBasicSigned, "GET",
-       "/Account/AbC%2Fx/Token", kBasicHeaders, "", "GET\n/Account/AbC%2Fx/Token\n\n" + lines + "\n"},
-      {"header values are trimmed of spaces and tabs but inner whitespace stays", kBasicSigned,
-       "POST", "/t",
+       "/Account/AbC%2Fx/Token", kBasicHeaders, "",
+       "GET\n/Account/AbC%2Fx/Token\n\n" + lines + "\n"},
+      {"header values are trimmed of spaces and tabs but inner whitespace stays",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"Host", " \tapi.opentoken.io\t "},
         {"Content-Type", "  text/plain;  charset=utf-8\t"},
         {"X-OpenToken-Date", "\t2016-10-11T22:30:55Z "}},
        "x",
        "POST\n/t\n\nhost:api.opentoken.io\ncontent-type:text/plain;  charset=utf-8\n"
        "x-opentoken-date:2016-10-11T22:30:55Z\n\nx"},
-      {"header names match in any case and are written lower-case", kBasicSigned, "POST", "/t",
+      {"header names match in any case and are written lower-case",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"HOST", "api.opentoken.io"},
         {"content-TYPE", "text/plain"},
         {"x-opentoken-date", "2016-10-11T22:30:55Z"}},
-       "", "POST\n/t\n\n" + lines + "\n"},
+       "",
+       "POST\n/t\n\n" + lines + "\n"},
       {"signed header order decides the line order",
-       {"x-opentoken-date", "content-type", "host"}, "POST", "/t", kBasicHeaders, "",
+       {"x-opentoken-date", "content-type", "host"},
+       "POST",
+       "/t",
+       kBasicHeaders,
+       "",
        "POST\n/t\n\nx-opentoken-date:2016-10-11T22:30:55Z\ncontent-type:text/plain\n"
        "host:api.opentoken.io\n\n"},
-      {"unsigned headers are ignored", kBasicSigned, "POST", "/t",
+      {"unsigned headers are ignored",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"Accept", "*/*"},
         {"Host", "api.opentoken.io"},
         {"X-Forwarded-For", "10.0.0.1"},
@@ -365,26 +385,38 @@ TEST(Ot1CanonicalContentTest, CanonicalisationTable) {
         {"Content-Length", "0"},
         {"X-Extra", "a"},
         {"X-Extra", "b"}},
-       "", "POST\n/t\n\n" + lines + "\n"},
-      {"extra signed headers are included", {"host", "content-type", "x-opentoken-date", "x-extra"},
-       "POST", "/t",
+       "",
+       "POST\n/t\n\n" + lines + "\n"},
+      {"extra signed headers are included",
+       {"host", "content-type", "x-opentoken-date", "x-extra"},
+       "POST",
+       "/t",
        {{"X-Extra", " Some Value "},
         {"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", "POST\n/t\n\n" + lines + "x-extra:Some Value\n\n"},
-      {"Host is lower-cased but other values keep their case", kBasicSigned, "POST", "/t",
+       "",
+       "POST\n/t\n\n" + lines + "x-extra:Some Value\n\n"},
+      {"Host is lower-cased but other values keep their case",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"Host", "API.OpenToken.IO:8443"},
         {"Content-Type", "Text/Plain; Charset=UTF-8"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", "POST\n/t\n\nhost:api.opentoken.io:8443\ncontent-type:Text/Plain; Charset=UTF-8\n"
-           "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
-      {"an empty signed value gives an empty line value", kBasicSigned, "POST", "/t",
+       "",
+       "POST\n/t\n\nhost:api.opentoken.io:8443\ncontent-type:Text/Plain; Charset=UTF-8\n"
+       "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
+      {"an empty signed value gives an empty line value",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", "  "},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", "POST\n/t\n\nhost:api.opentoken.io\ncontent-type:\n"
-           "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
+       "",
+       "POST\n/t\n\nhost:api.opentoken.io\ncontent-type:\n"
+       "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
       {"empty body adds nothing", kBasicSigned, "DELETE", "/t", kBasicHeaders, "",
        "DELETE\n/t\n\n" + lines + "\n"},
       {"binary body is copied verbatim", kBasicSigned, "PUT", "/t", kBasicHeaders,
@@ -392,12 +424,16 @@ TEST(Ot1CanonicalContentTest, CanonicalisationTable) {
        "PUT\n/t\n\n" + lines + "\n" + std::string{'\0', '\xff', '\n', '\r', 'a', '\0'}},
       {"body trailing newlines are kept and none are added", kBasicSigned, "POST", "/t",
        kBasicHeaders, "x\n\n", "POST\n/t\n\n" + lines + "\nx\n\n"},
-      {"obs-text in a value is kept", kBasicSigned, "POST", "/t",
+      {"obs-text in a value is kept",
+       kBasicSigned,
+       "POST",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain; x=\xc3\xa9"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", "POST\n/t\n\nhost:api.opentoken.io\ncontent-type:text/plain; x=\xc3\xa9\n"
-           "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
+       "",
+       "POST\n/t\n\nhost:api.opentoken.io\ncontent-type:text/plain; x=\xc3\xa9\n"
+       "x-opentoken-date:2016-10-11T22:30:55Z\n\n"},
   };
   for (const CanonCase& c : cases) {
     SCOPED_TRACE(c.what);
@@ -426,39 +462,64 @@ TEST(Ot1CanonicalContentTest, BadRequestsAreRejected) {
       {"method with a space", kBasicSigned, "PO ST", "/t", kBasicHeaders, "", ""},
       {"method with a newline", kBasicSigned, "POST\n/x", "/t", kBasicHeaders, "", ""},
       {"empty target", kBasicSigned, "GET", "", kBasicHeaders, "", ""},
-      {"absolute-form target", kBasicSigned, "GET", "https://api.opentoken.io/t", kBasicHeaders,
-       "", ""},
+      {"absolute-form target", kBasicSigned, "GET", "https://api.opentoken.io/t", kBasicHeaders, "",
+       ""},
       {"asterisk target", kBasicSigned, "OPTIONS", "*", kBasicHeaders, "", ""},
       {"target with a newline", kBasicSigned, "GET", "/t\nx", kBasicHeaders, "", ""},
       {"signed header missing from the request",
-       {"host", "content-type", "x-opentoken-date", "x-extra"}, "GET", "/t", kBasicHeaders, "", ""},
-      {"signed header sent twice", kBasicSigned, "GET", "/t",
+       {"host", "content-type", "x-opentoken-date", "x-extra"},
+       "GET",
+       "/t",
+       kBasicHeaders,
+       "",
+       ""},
+      {"signed header sent twice",
+       kBasicSigned,
+       "GET",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain"},
         {"content-type", "text/html"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", ""},
-      {"signed header sent twice with the same value", kBasicSigned, "GET", "/t",
+       "",
+       ""},
+      {"signed header sent twice with the same value",
+       kBasicSigned,
+       "GET",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", ""},
-      {"signed value with an LF", kBasicSigned, "GET", "/t",
+       "",
+       ""},
+      {"signed value with an LF",
+       kBasicSigned,
+       "GET",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain\nx-extra:forged"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", ""},
-      {"signed value with a CR", kBasicSigned, "GET", "/t",
+       "",
+       ""},
+      {"signed value with a CR",
+       kBasicSigned,
+       "GET",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", "text/plain\r"},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", ""},
-      {"signed value with a NUL", kBasicSigned, "GET", "/t",
+       "",
+       ""},
+      {"signed value with a NUL",
+       kBasicSigned,
+       "GET",
+       "/t",
        {{"Host", "api.opentoken.io"},
         {"Content-Type", std::string("text/plain\0", 11)},
         {"X-OpenToken-Date", "2016-10-11T22:30:55Z"}},
-       "", ""},
+       "",
+       ""},
       {"no signed headers", {}, "GET", "/t", kBasicHeaders, "", ""},
       {"signed header name that is not lower-case", {"Host"}, "GET", "/t", kBasicHeaders, "", ""},
       {"signed header name with a newline", {"host\nx"}, "GET", "/t", kBasicHeaders, "", ""},
@@ -474,10 +535,14 @@ TEST(Ot1CanonicalContentTest, BadRequestsAreRejected) {
 
 TEST(Ot1DateTest, ValidDatesParseToUnixSeconds) {
   const std::pair<const char*, int64_t> cases[] = {
-      {"2016-11-17T20:01:00Z", 1479412860},  {"2016-11-17T19:53:23Z", 1479412403},
-      {"1970-01-01T00:00:00Z", 0},           {"1969-12-31T23:59:59Z", -1},
-      {"2000-02-29T12:00:00Z", 951825600},   {"2024-02-29T00:00:00Z", 1709164800},
-      {"9999-12-31T23:59:59Z", 253402300799}, {"2016-12-31T23:59:59Z", 1483228799},
+      {"2016-11-17T20:01:00Z", 1479412860},
+      {"2016-11-17T19:53:23Z", 1479412403},
+      {"1970-01-01T00:00:00Z", 0},
+      {"1969-12-31T23:59:59Z", -1},
+      {"2000-02-29T12:00:00Z", 951825600},
+      {"2024-02-29T00:00:00Z", 1709164800},
+      {"9999-12-31T23:59:59Z", 253402300799},
+      {"2016-12-31T23:59:59Z", 1483228799},
   };
   for (const auto& [text, seconds] : cases) {
     SCOPED_TRACE(text);
@@ -497,10 +562,10 @@ TEST(Ot1DateTest, OtherFormsAndImpossibleDatesAreRejected) {
            "2016-11-17T20:01:00+00:00",  // offset
            "2016-11-17T20:01:00+0000",
            "2016-11-17T21:01:00+01:00",
-           "2016-11-17T20:01:00.000Z",   // fractional seconds (JavaScript toISOString)
+           "2016-11-17T20:01:00.000Z",  // fractional seconds (JavaScript toISOString)
            "2016-11-17T20:01:00.5Z",
-           "2016-11-17T20:01Z",          // no seconds
-           "20161117T200100Z",           // basic format
+           "2016-11-17T20:01Z",  // no seconds
+           "20161117T200100Z",   // basic format
            "2016-11-17",
            "16-11-17T20:01:00Z",
            "+2016-11-17T20:01:00Z",

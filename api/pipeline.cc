@@ -95,8 +95,12 @@ struct OwnedEvent {
   std::string object;
   std::string detail;
   service::AuditEvent view() const {
-    return {.event = event, .outcome = outcome, .status = status, .account = account,
-            .object = object, .detail = detail};
+    return {.event = event,
+            .outcome = outcome,
+            .status = status,
+            .account = account,
+            .object = object,
+            .detail = detail};
   }
 };
 
@@ -206,22 +210,23 @@ Response Pipeline::Finish(const RouteSpec& route, const Request& req, RequestCon
       ids = std::make_shared<Result<service::AuditIds>>(
           audit->HashIds(planned.account, planned.object));
     }
-    ctx.deferred = Deferred{
-        .start = std::move(reply.write->start),
-        .finish = [audit, ids, object, dialect, &route, &req, &ctx](const Status& s, Response prepared) {
-          Response out = s.ok() ? std::move(prepared)
-                                : DialectErrorFromStatus(dialect, req, ctx, s);
-          if (ids) {
-            // A failed creation names no object.
-            const OwnedEvent e = EventFor(route, ctx, out, s.ok() ? object : std::string());
-            Result<service::AuditIds> hashed = *ids;
-            if (hashed.ok() && e.object.empty()) {
-              hashed->object.clear();
-            }
-            audit->RecordAsync(e.view(), hashed);
-          }
-          return out;
-        }};
+    ctx.deferred = Deferred{.start = std::move(reply.write->start),
+                            .finish = [audit, ids, object, dialect, &route, &req, &ctx](
+                                          const Status& s, Response prepared) {
+                              Response out = s.ok() ? std::move(prepared)
+                                                    : DialectErrorFromStatus(dialect, req, ctx, s);
+                              if (ids) {
+                                // A failed creation names no object.
+                                const OwnedEvent e =
+                                    EventFor(route, ctx, out, s.ok() ? object : std::string());
+                                Result<service::AuditIds> hashed = *ids;
+                                if (hashed.ok() && e.object.empty()) {
+                                  hashed->object.clear();
+                                }
+                                audit->RecordAsync(e.view(), hashed);
+                              }
+                              return out;
+                            }};
     return std::move(reply.response);
   }
   if (!audited) {
@@ -231,18 +236,20 @@ Response Pipeline::Finish(const RouteSpec& route, const Request& req, RequestCon
   if (route.audit.fail_closed && reply.response.result_int() == 200) {
     // Fail closed: the data never leaves without its durable audit line. The worker does not
     // wait for the audit batch; the answer goes out when it is written.
-    ctx.deferred = Deferred{
-        .start = [audit, event](std::function<void(Status)> done) {
-          audit->RecordThen(event->view(), std::move(done));
-        },
-        .finish = [dialect, &req, &ctx](const Status& s, Response out) {
-          if (s.ok()) {
-            return out;
-          }
-          OPENSSL_cleanse(out.body().data(), out.body().size());
-          return DialectError(dialect, req, ctx, 503, "service-unavailable",
-                              "the audit trail is unavailable; try again later");
-        }};
+    ctx.deferred =
+        Deferred{.start =
+                     [audit, event](std::function<void(Status)> done) {
+                       audit->RecordThen(event->view(), std::move(done));
+                     },
+                 .finish =
+                     [dialect, &req, &ctx](const Status& s, Response out) {
+                       if (s.ok()) {
+                         return out;
+                       }
+                       OPENSSL_cleanse(out.body().data(), out.body().size());
+                       return DialectError(dialect, req, ctx, 503, "service-unavailable",
+                                           "the audit trail is unavailable; try again later");
+                     }};
     return std::move(reply.response);
   }
   audit->RecordAsync(event->view());

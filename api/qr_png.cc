@@ -1,8 +1,8 @@
 #include "api/qr_png.h"
 
-#include <openssl/crypto.h>
 #include <png.h>
 #include <qrencode.h>
+#include <openssl/crypto.h>
 
 #include <cerrno>
 #include <cstdint>

@@ -25,13 +25,15 @@ const std::string kOtpauth =
 uint32_t BigEndian32(const std::string& s, size_t pos) {
   return (uint32_t{static_cast<uint8_t>(s[pos])} << 24) |
          (uint32_t{static_cast<uint8_t>(s[pos + 1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(s[pos + 2])} << 8) | uint32_t{static_cast<uint8_t>(s[pos + 3])};
+         (uint32_t{static_cast<uint8_t>(s[pos + 2])} << 8) |
+         uint32_t{static_cast<uint8_t>(s[pos + 3])};
 }
 
 // The symbol width libqrencode picks for `text` with the settings QrCodePng uses.
 int QrWidth(const std::string& text) {
-  QRcode* qr = QRcode_encodeData(static_cast<int>(text.size()),
-                                 reinterpret_cast<const unsigned char*>(text.data()), 0, QR_ECLEVEL_M);
+  QRcode* qr =
+      QRcode_encodeData(static_cast<int>(text.size()),
+                        reinterpret_cast<const unsigned char*>(text.data()), 0, QR_ECLEVEL_M);
   if (qr == nullptr) {
     return -1;
   }

@@ -33,8 +33,8 @@ Response RegistrationResponse(const Call& call, const service::Registration& r) 
   const std::string& issuer = call.s().accounts.options().totp_issuer;
   auto base32 = crypto::Base32EncodeSecret(r.totp_seed, crypto::Base32Padding::kUnpadded);
   auto hex = crypto::HexEncodeSecret(r.totp_seed);
-  auto uri = crypto::OtpauthUriSecret(issuer, r.email.RevealString(SecretAccess::Grant()),
-                                      r.totp_seed);
+  auto uri =
+      crypto::OtpauthUriSecret(issuer, r.email.RevealString(SecretAccess::Grant()), r.totp_seed);
   if (!base32.ok() || !hex.ok() || !uri.ok()) {
     return call.Error(Internal("cannot encode the TOTP key"));
   }
@@ -50,9 +50,8 @@ Response RegistrationResponse(const Call& call, const service::Registration& r) 
                             std::to_string(service::kPasswordDerivedLength),
                             R"(,"encoding":"base64","iterations":)",
                             std::to_string(service::kPasswordIterations), R"(,"salt":")",
-                            r.password_salt,
-                            R"(","type":"pbkdf2"},"mfa":{"totp":{"keyBase32":")", b32,
-                            R"(","keyHex":")", hx, R"(","keyUri":")", u, R"("}}})"});
+                            r.password_salt, R"(","type":"pbkdf2"},"mfa":{"totp":{"keyBase32":")",
+                            b32, R"(","keyHex":")", hx, R"(","keyUri":")", u, R"("}}})"});
   res.prepare_payload();
   AddRegistrationLinks(res, r.id);
   res.set(http::field::location, RegistrationPath(r.id));
@@ -111,9 +110,9 @@ Reply RegistrationQr(Call& call) {
   if (!reg.ok()) {
     return call.Error(reg.status());
   }
-  auto uri = crypto::OtpauthUriSecret(accounts.options().totp_issuer,
-                                      reg->email.RevealString(SecretAccess::Grant()),
-                                      reg->totp_seed);
+  auto uri =
+      crypto::OtpauthUriSecret(accounts.options().totp_issuer,
+                               reg->email.RevealString(SecretAccess::Grant()), reg->totp_seed);
   if (!uri.ok()) {
     return call.Error(uri.status());
   }
@@ -154,9 +153,8 @@ Reply Confirm(Call& call) {
     return call.Error(account.status());
   }
   const std::string path = "/account/" + *account;
-  Response res =
-      JsonResponse(call.req, 201, nlohmann::json{{"accountId", *account}}.dump(),
-                   "application/json");
+  Response res = JsonResponse(call.req, 201, nlohmann::json{{"accountId", *account}}.dump(),
+                              "application/json");
   AddStandardLinks(res, path);
   AddLink(res, {.href = path + "/login",
                 .rel = "login",

@@ -38,7 +38,8 @@ bool IsPlainJsonText(std::string_view s);
 
 std::optional<std::string> CookieValue(const Request& req, std::string_view name);
 
-// Media type without parameters, lower-cased ("application/json; charset=utf-8" -> "application/json").
+// Media type without parameters, lower-cased ("application/json; charset=utf-8" ->
+// "application/json").
 std::string MediaType(std::string_view content_type);
 
 }  // namespace otd::api

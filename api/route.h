@@ -85,8 +85,8 @@ struct AuditSpec {
     return {.kind = Kind::kEvent, .event = event, .object_param = object_param};
   }
   static AuditSpec FailClosed(std::string_view event, std::string_view object_param) {
-    return {.kind = Kind::kEvent, .event = event, .object_param = object_param,
-            .fail_closed = true};
+    return {
+        .kind = Kind::kEvent, .event = event, .object_param = object_param, .fail_closed = true};
   }
 };
 
@@ -121,8 +121,8 @@ struct Call {
   const Services* services;  // null only on the metrics listener
   Dialect dialect;
   std::optional<Caller> caller;
-  std::optional<nlohmann::json> body;         // kJson/kOptionalJson: the validated document
-  std::map<std::string, std::string> query;   // only the declared names, each at most once
+  std::optional<nlohmann::json> body;        // kJson/kOptionalJson: the validated document
+  std::map<std::string, std::string> query;  // only the declared names, each at most once
 
   const Services& s() const;  // the services (a broken invariant where there are none)
   const std::string& param(const std::string& name) const { return ctx.params.at(name); }

@@ -67,8 +67,8 @@ TEST_F(RoutesTest, EveryRouteHasAnAuditDecisionAndTheEventsAreTheDocumentedOnes)
   EXPECT_EQ(events, documented);
   // Only detokenize fails closed.
   for (const RouteSpec* r : router->Routes()) {
-    EXPECT_EQ(r->audit.fail_closed, r->pattern == "/account/{id}/token/{tokenId}" &&
-                                        r->method == http::verb::get)
+    EXPECT_EQ(r->audit.fail_closed,
+              r->pattern == "/account/{id}/token/{tokenId}" && r->method == http::verb::get)
         << r->pattern;
   }
 }
@@ -79,10 +79,9 @@ TEST_F(RoutesTest, DiscoveryAdvertisesTheTablesServiceLinks) {
   for (const Link& l : router->AdvertisedLinks(Advertised::Where::kDiscovery)) {
     titles.insert(l.title);
   }
-  EXPECT_EQ(titles, (std::set<std::string>{"health-check", "registration-register",
-                                           "account-login", "account-token-create",
-                                           "account-accessTokens", "access-tokens-email",
-                                           "access-tokens-email-delete"}));
+  EXPECT_EQ(titles, (std::set<std::string>{"health-check", "registration-register", "account-login",
+                                           "account-token-create", "account-accessTokens",
+                                           "access-tokens-email", "access-tokens-email-delete"}));
   std::set<std::string> account;
   for (const Link& l : router->AdvertisedLinks(Advertised::Where::kAccount)) {
     account.insert(l.title);

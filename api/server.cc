@@ -1,16 +1,24 @@
 #include "api/server.h"
 
-#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
@@ -20,14 +28,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
-#include <array>
-#include <charconv>
-#include <chrono>
-#include <limits>
-#include <mutex>
-#include <set>
-#include <thread>
-#include <vector>
 
 #include "api/browser_policy.h"
 #include "api/connection_table.h"
@@ -93,7 +93,7 @@ class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Str
   // The keep-alive wait for the next request's first byte (AwaitNextRequest); on the strand.
   net::steady_timer idle_timer;
   uint64_t idle_wait = 0;  // which wait idle_timer belongs to
-  std::string peer;  // "uid:<n>" or "ip:<address>"; for rate limiting (not logged)
+  std::string peer;        // "uid:<n>" or "ip:<address>"; for rate limiting (not logged)
   bool idle = true;  // waiting for a request header (Stop closes it); only touched on the strand
 };
 
@@ -210,9 +210,9 @@ Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
                                       "Time from a complete request header to the response "
                                       "written, by route pattern and method.",
                                       {"route", "method"}, metrics::RequestSecondsBuckets()));
-  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * open,
-                       r.AddGauge("opentokend_http_connections_open",
-                                  "Open client connections.", {"transport"}));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * open,
+      r.AddGauge("opentokend_http_connections_open", "Open client connections.", {"transport"}));
   OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * accepted,
                        r.AddCounter("opentokend_http_connections_accepted_total",
                                     "Client connections accepted.", {"transport"}));
@@ -364,8 +364,8 @@ Result<std::shared_ptr<ssl::context>> HttpServer::Impl::MakeTlsContext() const {
                               "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256") != 1) {
     return Internal("cannot restrict TLS versions/ciphers");
   }
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                               SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   context->use_certificate_chain_file(opt_.tls_listener->certificate_file, ec);
   if (ec) {
     return InvalidArgument("listen.tls.certificate: cannot load " +
@@ -374,7 +374,8 @@ Result<std::shared_ptr<ssl::context>> HttpServer::Impl::MakeTlsContext() const {
   context->use_private_key_file(opt_.tls_listener->private_key_file, ssl::context::pem, ec);
   if (ec || SSL_CTX_check_private_key(ctx) != 1) {
     return InvalidArgument("listen.tls.private_key: cannot load " +
-                           opt_.tls_listener->private_key_file + " or it does not match the certificate");
+                           opt_.tls_listener->private_key_file +
+                           " or it does not match the certificate");
   }
   return context;
 }
@@ -593,15 +594,15 @@ void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
     case Admission::kEvictedForTable:
       if (metrics_) {
         (a == Admission::kEvictedForPeer ? metrics_->evicted_for_peer
-                                         : metrics_->evicted_for_table)[ti]->Inc();
+                                         : metrics_->evicted_for_table)[ti]
+            ->Inc();
       }
       if (int64_t n = evicted_log_[ti].Count(); n > 0) {
         log_.Warn("connection_evicted",
                   {{"transport", name}, {"reason", ReasonOf(a)}, {"count", n}});
       }
       break;
-    case Admission::kAdmitted:
-      break;
+    case Admission::kAdmitted: break;
   }
   if (metrics_) {
     metrics_->accepted[ti]->Inc();
@@ -661,7 +662,8 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
           Deferred d = std::move(*ctx.deferred);
           ctx.deferred.reset();
           auto prepared = std::make_shared<Response>(std::move(res));
-          auto finish = std::make_shared<std::function<Response(Status, Response)>>(std::move(d.finish));
+          auto finish =
+              std::make_shared<std::function<Response(Status, Response)>>(std::move(d.finish));
           // Runs on the connection's strand, while the request and its context are still alive.
           auto complete = [this, &req, &ctx, prepared, finish](Status s) -> Response {
             try {
@@ -898,8 +900,7 @@ awaitable<bool> HttpServer::Impl::Answer(Conn<Stream>& conn, Request& req, Reque
     // Write timeout or the peer went away: the stream is closed, so nothing more can be
     // answered. Pipelined requests already buffered must not run (a DELETE would take effect
     // without its answer).
-    log_.Info("http_write_failed",
-              {{"request_id", ctx.request_id}, {"transport", transport_name}});
+    log_.Info("http_write_failed", {{"request_id", ctx.request_id}, {"transport", transport_name}});
   }
   co_return !close && written;
 }

@@ -64,7 +64,7 @@ class HttpServer {
  public:
   // Binds the listeners (so errors surface before READY). kUnavailable/kInvalidArgument on failure.
   static Result<std::unique_ptr<HttpServer>> Create(ServerOptions options, const Router& router,
-                                                     Logger& log);
+                                                    Logger& log);
   ~HttpServer();
 
   // Serves until Stop() has drained every connection.

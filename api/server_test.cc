@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "api/errors.h"
-#include "tests/support/temp_dir.h"
 #include "common/testing/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace otd::api {
 namespace {
@@ -67,29 +67,28 @@ class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // The server's own contract (RequestContext::deferred), set by the handler directly.
-    router_.Add({.method = http::verb::post,
-                 .pattern = "/slow",
-                 .auth = {.anonymous = true},
-                 .audit = AuditSpec::None(),
-                 .handler = [this](Call& call) -> Reply {
-                   const Request& req = call.req;
-                   RequestContext& ctx = call.ctx;
-                   Response res{http::status::created, req.version()};
-                   res.body() = "prepared:" + req.body();
-                   ctx.deferred = Deferred{
-                       .start = [this](std::function<void(Status)> done) {
-                         slot_.Put(std::move(done));
-                       },
-                       .finish = [&req, &ctx](Status s, Response prepared) {
-                         if (!s.ok()) {
-                           return VndError(req, ctx, 503, "service-unavailable",
-                                           "the write failed");
-                         }
-                         prepared.body() += " finished";
-                         return prepared;
-                       }};
-                   return res;
-                 }});
+    router_.Add(
+        {.method = http::verb::post,
+         .pattern = "/slow",
+         .auth = {.anonymous = true},
+         .audit = AuditSpec::None(),
+         .handler = [this](Call& call) -> Reply {
+           const Request& req = call.req;
+           RequestContext& ctx = call.ctx;
+           Response res{http::status::created, req.version()};
+           res.body() = "prepared:" + req.body();
+           ctx.deferred = Deferred{
+               .start = [this](std::function<void(Status)> done) { slot_.Put(std::move(done)); },
+               .finish =
+                   [&req, &ctx](Status s, Response prepared) {
+                     if (!s.ok()) {
+                       return VndError(req, ctx, 503, "service-unavailable", "the write failed");
+                     }
+                     prepared.body() += " finished";
+                     return prepared;
+                   }};
+           return res;
+         }});
     router_.Add({.method = http::verb::get,
                  .pattern = "/fast",
                  .auth = {.anonymous = true},

@@ -1,10 +1,10 @@
 // HttpServer::ReloadTls (SIGHUP): a real TLS listener on 127.0.0.1, pairs made by the openssl
 // command, an Asio TLS client that compares the certificate it was shown.
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 
 #include <gtest/gtest.h>
 
@@ -23,8 +23,8 @@
 #include <thread>
 
 #include "api/server.h"
-#include "tests/support/temp_dir.h"
 #include "common/testing/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace otd::api {
 namespace {
@@ -96,8 +96,9 @@ class ServerTlsTest : public ::testing::Test {
     for (const char* name : {"a", "b"}) {
       const std::string cmd =
           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-          "-subj /CN=localhost -keyout " + dir_.Sub(std::string(name) + ".key") + " -out " +
-          dir_.Sub(std::string(name) + ".pem") + " >/dev/null 2>&1";
+          "-subj /CN=localhost -keyout " +
+          dir_.Sub(std::string(name) + ".key") + " -out " + dir_.Sub(std::string(name) + ".pem") +
+          " >/dev/null 2>&1";
       ASSERT_EQ(std::system(cmd.c_str()), 0);
     }
     Install("a.pem", "a.key");
@@ -111,7 +112,8 @@ class ServerTlsTest : public ::testing::Test {
                    return res;
                  }});
     ServerOptions o;
-    o.tls_listener = TlsListener{.address = "127.0.0.1", .port = 0,
+    o.tls_listener = TlsListener{.address = "127.0.0.1",
+                                 .port = 0,
                                  .certificate_file = dir_.Sub("cert.pem"),
                                  .private_key_file = dir_.Sub("key.pem")};
     o.io_threads = 1;

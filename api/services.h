@@ -31,7 +31,8 @@ struct Services {
   int64_t signature_past_seconds = 300;   // X-OpenToken-Date may be this old
   int64_t signature_future_seconds = 60;  // or this far ahead
   // The configured `public_url` (scheme://host[:port], no trailing slash), empty when not set:
-  // the base of absolute URLs in answers and the origin cookie-authenticated requests may come from.
+  // the base of absolute URLs in answers and the origin cookie-authenticated requests may come
+  // from.
   std::string public_url;
   // The audit trail (service/audit.h); null: no audit (unit tests only).
   service::AuditLog* audit = nullptr;

@@ -9,8 +9,8 @@
 #include "api/errors.h"
 #include "api/links.h"
 #include "api/routes.h"
-#include "common/dates.h"
 #include "common/bytes.h"
+#include "common/dates.h"
 
 namespace otd::api {
 
@@ -56,8 +56,8 @@ Reply Tokenize(Call& call) {
     return call.Error(400, "bad-request",
                       "Content-Type: must be a printable value of at most 256 bytes");
   }
-  auto token = call.s().tokens.Prepare(id, content_type, AsBytes(call.req.body()), is_public,
-                                       expires);
+  auto token =
+      call.s().tokens.Prepare(id, content_type, AsBytes(call.req.body()), is_public, expires);
   if (!token.ok()) {
     return call.Error(token.status());
   }

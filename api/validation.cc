@@ -28,7 +28,7 @@ using nlohmann::json;
 
 // Built once at start-up (an exception there is a start-up failure, never a request's).
 struct SchemaValidator::Entry {  // NOLINT(bugprone-exception-escape)
-  json doc;           // $refs canonical, every keyword: what our own walks read
+  json doc;                      // $refs canonical, every keyword: what our own walks read
   json valijson_doc;  // the same without `format` (valijson 1.0 throws on non-string instances)
   std::unique_ptr<valijson::Schema> schema;
 };
@@ -42,13 +42,37 @@ constexpr size_t kMaxRefHops = 32;
 constexpr size_t kMaxWalkDepth = 64;
 constexpr size_t kMaxSchemaDepth = 32;
 
-constexpr std::array<std::string_view, 31> kKnownKeywords = {
-    "$schema",   "$comment",  "title",       "description", "examples",         "default",
-    "$ref",      "type",      "enum",        "const",       "properties",       "required",
-    "additionalProperties",   "items",       "minItems",    "maxItems",         "uniqueItems",
-    "minLength", "maxLength", "pattern",     "format",      "minimum",          "maximum",
-    "exclusiveMinimum",       "exclusiveMaximum",           "multipleOf",       "minProperties",
-    "maxProperties",          "allOf",       "definitions", "$defs"};
+constexpr std::array<std::string_view, 31> kKnownKeywords = {"$schema",
+                                                             "$comment",
+                                                             "title",
+                                                             "description",
+                                                             "examples",
+                                                             "default",
+                                                             "$ref",
+                                                             "type",
+                                                             "enum",
+                                                             "const",
+                                                             "properties",
+                                                             "required",
+                                                             "additionalProperties",
+                                                             "items",
+                                                             "minItems",
+                                                             "maxItems",
+                                                             "uniqueItems",
+                                                             "minLength",
+                                                             "maxLength",
+                                                             "pattern",
+                                                             "format",
+                                                             "minimum",
+                                                             "maximum",
+                                                             "exclusiveMinimum",
+                                                             "exclusiveMaximum",
+                                                             "multipleOf",
+                                                             "minProperties",
+                                                             "maxProperties",
+                                                             "allOf",
+                                                             "definitions",
+                                                             "$defs"};
 
 using RefMap = std::map<std::string, const json*, std::less<>>;
 
@@ -116,8 +140,8 @@ Status ForEachSubschema(json& node, const std::string& pointer, size_t depth,
     }
     for (auto& [name, sub] : it->items()) {
       OTD_RETURN_IF_ERROR(ForEachSubschema(
-          sub, pointer + "/" + std::string(map_keyword) + "/" + EscapePointerToken(name),
-          depth + 1, fn));
+          sub, pointer + "/" + std::string(map_keyword) + "/" + EscapePointerToken(name), depth + 1,
+          fn));
     }
   }
   for (std::string_view keyword : {"items", "additionalProperties"}) {
@@ -352,8 +376,8 @@ class Walker {
         children = additional;
       }
       size_t len = pointer.size();
-      pointer += "/" + (listed || IsPrintableName(name) ? EscapePointerToken(name)
-                                                        : std::string("*"));
+      pointer +=
+          "/" + (listed || IsPrintableName(name) ? EscapePointerToken(name) : std::string("*"));
       OTD_RETURN_IF_ERROR(Walk(value, children, pointer, depth + 1));
       pointer.resize(len);
     }
@@ -483,8 +507,8 @@ Result<std::unique_ptr<SchemaValidator>> SchemaValidator::CreateFrom(
     }
     auto entry = std::make_unique<Entry>();
     entry->doc = std::move(parsed).value();
-    Status s = ForEachSubschema(
-        entry->doc, "", 0, [&](json& node, const std::string& pointer) -> Status {
+    Status s =
+        ForEachSubschema(entry->doc, "", 0, [&](json& node, const std::string& pointer) -> Status {
           for (const auto& [keyword, value] : node.items()) {
             if (std::find(kKnownKeywords.begin(), kKnownKeywords.end(), keyword) ==
                 kKnownKeywords.end()) {
@@ -558,8 +582,8 @@ Result<std::unique_ptr<SchemaValidator>> SchemaValidator::CreateFrom(
     const json* n = node;
     for (size_t hops = 0; n->is_object() && n->contains("$ref"); ++hops) {
       const json& next = n->at("$ref");
-      auto it = next.is_string() ? index.refs.find(next.get_ref<const std::string&>())
-                                 : index.refs.end();
+      auto it =
+          next.is_string() ? index.refs.find(next.get_ref<const std::string&>()) : index.refs.end();
       if (it == index.refs.end()) {
         return Internal("$ref " + ref + " leads to a node that is not a schema");
       }

@@ -48,8 +48,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/status.h"
 #include "api/schemas.h"
+#include "common/status.h"
 #include "common/strict_json.h"
 
 namespace valijson {

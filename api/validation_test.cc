@@ -12,8 +12,8 @@
 namespace otd::api {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 using nlohmann::json;
 
@@ -59,7 +59,9 @@ class ValidationTest : public ::testing::Test {
   static json Login(const json& challenge, const json& totp) {
     return {{"challengeHash", challenge}, {"mfa", {{"totp", totp}}}};
   }
-  static json Secure(const json& totp) { return {{"passwordHash", kHash}, {"mfa", {{"totp", totp}}}}; }
+  static json Secure(const json& totp) {
+    return {{"passwordHash", kHash}, {"mfa", {{"totp", totp}}}};
+  }
 
   static SchemaValidator* validator_;
 };
@@ -141,7 +143,8 @@ TEST_F(ValidationTest, LoginChallengeHashFollowsThePasswordHashPatternThroughAll
 }
 
 TEST_F(ValidationTest, LoginRequiresChallengeHashMfaAndTotp) {
-  EXPECT_EQ(Check(kLogin, {{"mfa", {{"totp", "123456"}}}}).message(), "/challengeHash: is required");
+  EXPECT_EQ(Check(kLogin, {{"mfa", {{"totp", "123456"}}}}).message(),
+            "/challengeHash: is required");
   EXPECT_EQ(Check(kLogin, {{"challengeHash", kHash}}).message(), "/mfa: is required");
   EXPECT_EQ(Check(kLogin, {{"challengeHash", kHash}, {"mfa", json::object()}}).message(),
             "/mfa/totp: is required");
@@ -317,7 +320,8 @@ TEST(SchemaSetTest, AllOfCyclesThroughPropertiesTerminate) {
   EXPECT_TRUE((*v)->Validate("tree.json", doc).ok());
   EXPECT_OK(RejectUnknownFields(doc, "tree.json", **v));
   doc["child"]["child"]["extra"] = 1;
-  EXPECT_EQ(RejectUnknownFields(doc, "tree.json", **v).message(), "/child/child/extra: unknown field");
+  EXPECT_EQ(RejectUnknownFields(doc, "tree.json", **v).message(),
+            "/child/child/extra: unknown field");
   doc["child"]["child"].erase("extra");
   doc["child"]["name"] = 7;
   EXPECT_EQ((*v)->Validate("tree.json", doc).message(), "/child/name: wrong type");
@@ -341,7 +345,8 @@ TEST(SchemaSetTest, ArrayItemsAreWalkedWithTheirIndex) {
       "items":{"type":"object","properties":{"name":{"type":"string","pattern":"^[a-z.]+$"}}}}}})"}});
   ASSERT_OK(v);
   json doc = {{"scope", {{{"name", "account.read"}}, {{"name", "X"}}}}};
-  EXPECT_EQ((*v)->Validate("l.json", doc).message(), "/scope/1/name: does not match the required pattern");
+  EXPECT_EQ((*v)->Validate("l.json", doc).message(),
+            "/scope/1/name: does not match the required pattern");
   doc = {{"scope", {{{"name", "a"}}, {{"name", "b"}, {"nope", 1}}}}};
   EXPECT_EQ(RejectUnknownFields(doc, "l.json", **v).message(), "/scope/1/nope: unknown field");
   doc = {{"scope", {{{"name", std::string(5000, 'a')}}}}};

@@ -22,19 +22,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include <utility>  // before Boost 1.74 awaitable.hpp, which uses std::exchange without it
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
@@ -49,7 +38,18 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>  // before Boost 1.74 awaitable.hpp, which uses std::exchange without it
 #include <vector>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -91,7 +91,8 @@ Options ParseArgs(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) Die("missing value for " + a);
+      if (i + 1 >= argc)
+        Die("missing value for " + a);
       return argv[++i];
     };
     if (a == "--unix") {
@@ -99,7 +100,8 @@ Options ParseArgs(int argc, char** argv) {
     } else if (a == "--tls") {
       std::string hp = next();
       auto c = hp.rfind(':');
-      if (c == std::string::npos) Die("--tls wants HOST:PORT");
+      if (c == std::string::npos)
+        Die("--tls wants HOST:PORT");
       o.tls_host = hp.substr(0, c);
       o.tls_port = hp.substr(c + 1);
     } else if (a == "--cacert") {
@@ -134,12 +136,17 @@ Options ParseArgs(int argc, char** argv) {
                                                      {"detok-public", Mode::kDetokPublic},
                                                      {"mixed", Mode::kMixed}};
   auto it = kModes.find(o.mode_name);
-  if (it == kModes.end()) Die("unknown mode " + o.mode_name);
+  if (it == kModes.end())
+    Die("unknown mode " + o.mode_name);
   o.mode = it->second;
-  if (o.unix_path.empty() == o.tls_host.empty()) Die("give exactly one of --unix and --tls");
-  if (!o.tls_host.empty() && o.cacert.empty()) Die("--tls needs --cacert");
-  if (o.account.empty() || o.code.empty() || o.secret.empty()) Die("--account, --code, --secret are required");
-  if (o.connections < 1 || o.threads < 1 || o.duration <= 0) Die("bad numbers");
+  if (o.unix_path.empty() == o.tls_host.empty())
+    Die("give exactly one of --unix and --tls");
+  if (!o.tls_host.empty() && o.cacert.empty())
+    Die("--tls needs --cacert");
+  if (o.account.empty() || o.code.empty() || o.secret.empty())
+    Die("--account, --code, --secret are required");
+  if (o.connections < 1 || o.threads < 1 || o.duration <= 0)
+    Die("bad numbers");
   return o;
 }
 
@@ -183,7 +190,8 @@ struct Signer {
     std::string_view target = req.target();
     auto q = target.find('?');
     std::string_view path = target.substr(0, q);
-    std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    std::string_view query =
+        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
     std::string canonical;
     canonical.reserve(128 + req.body().size());
     canonical.append(req.method_string()).append("\n");
@@ -197,8 +205,9 @@ struct Signer {
     unsigned int len = 0;
     HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
          reinterpret_cast<const unsigned char*>(canonical.data()), canonical.size(), mac, &len);
-    std::string auth = "OT1-HMAC-SHA256-HEX; access-code=" + code +
-                       "; signed-headers=host content-type x-opentoken-date; signature=" + Hex(mac, len);
+    std::string auth =
+        "OT1-HMAC-SHA256-HEX; access-code=" + code +
+        "; signed-headers=host content-type x-opentoken-date; signature=" + Hex(mac, len);
     req.set(http::field::authorization, auth);
   }
 };
@@ -234,7 +243,8 @@ struct Shared {
 
 enum class Kind { kTokenize64, kTokenize4k, kTokenizePublic, kGetPrivate, kGetPublic };
 
-void Build(const Shared& sh, Kind kind, std::mt19937_64& rng, http::request<http::string_body>& req) {
+void Build(const Shared& sh, Kind kind, std::mt19937_64& rng,
+           http::request<http::string_body>& req) {
   req = {};
   req.version(11);
   req.keep_alive(true);
@@ -276,7 +286,9 @@ Kind PickKind(Mode m, std::mt19937_64& rng) {
   return Kind::kTokenize64;
 }
 
-bool IsWrite(Kind k) { return k == Kind::kTokenize64 || k == Kind::kTokenize4k || k == Kind::kTokenizePublic; }
+bool IsWrite(Kind k) {
+  return k == Kind::kTokenize64 || k == Kind::kTokenize4k || k == Kind::kTokenizePublic;
+}
 
 // --- transports ------------------------------------------------------------------------------
 
@@ -345,7 +357,8 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
   st.latencies_us.reserve(static_cast<size_t>(sh.opt->duration * 2000));
   for (;;) {
     auto t0 = Clock::now();
-    if (t0 >= sh.phase.measure_end) break;
+    if (t0 >= sh.phase.measure_end)
+      break;
     Kind kind = PickKind(sh.opt->mode, rng);
     std::string err;
     int status = 0;
@@ -372,16 +385,20 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
       connected = false;
     }
     auto t1 = Clock::now();
-    if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end) continue;  // warm-up / tail
+    if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end)
+      continue;  // warm-up / tail
     const int want = IsWrite(kind) ? 201 : 200;
     if (!err.empty() || status != want) {
       ++st.errors;
       std::lock_guard lock(sh.mu);
       if (sh.first_error.empty()) {
-        sh.first_error = !err.empty() ? err : "status " + std::to_string(status) + ": " + res.body().substr(0, 200);
+        sh.first_error =
+            !err.empty() ? err
+                         : "status " + std::to_string(status) + ": " + res.body().substr(0, 200);
       }
     }
-    if (status != 0) ++st.statuses[status];
+    if (status != 0)
+      ++st.statuses[status];
     (IsWrite(kind) ? st.writes : st.reads)++;
     st.latencies_us.push_back(static_cast<uint32_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count()));
@@ -398,41 +415,50 @@ void RunAll(Shared& sh, Make make) {
     net::io_context io;
     auto c = make(io);
     bool failed = false;
-    net::co_spawn(io, [&]() -> awaitable<void> {
-      try {
-        co_await c->Connect(o);
-        if (o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) {
-          co_await Prepare(*c, sh, Kind::kTokenize64, o.tokens, sh.private_ids);
-        }
-        if (o.mode == Mode::kDetokPublic) {
-          co_await Prepare(*c, sh, Kind::kTokenizePublic, o.tokens, sh.public_ids);
-        }
-      } catch (const std::exception& e) {
-        std::cerr << "otd-loadgen: prepare failed: " << e.what() << "\n";
-        failed = true;
-      }
-    }, net::detached);
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          try {
+            co_await c->Connect(o);
+            if (o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) {
+              co_await Prepare(*c, sh, Kind::kTokenize64, o.tokens, sh.private_ids);
+            }
+            if (o.mode == Mode::kDetokPublic) {
+              co_await Prepare(*c, sh, Kind::kTokenizePublic, o.tokens, sh.public_ids);
+            }
+          } catch (const std::exception& e) {
+            std::cerr << "otd-loadgen: prepare failed: " << e.what() << "\n";
+            failed = true;
+          }
+        },
+        net::detached);
     io.run();
-    if (failed) std::exit(1);
+    if (failed)
+      std::exit(1);
   }
   auto now = Clock::now();
   sh.phase.measure_start = now + std::chrono::microseconds(static_cast<int64_t>(o.warmup * 1e6));
-  sh.phase.measure_end = sh.phase.measure_start + std::chrono::microseconds(static_cast<int64_t>(o.duration * 1e6));
+  sh.phase.measure_end =
+      sh.phase.measure_start + std::chrono::microseconds(static_cast<int64_t>(o.duration * 1e6));
   std::vector<std::unique_ptr<net::io_context>> ios;
-  for (int t = 0; t < o.threads; ++t) ios.push_back(std::make_unique<net::io_context>(1));
+  for (int t = 0; t < o.threads; ++t)
+    ios.push_back(std::make_unique<net::io_context>(1));
   for (int i = 0; i < o.connections; ++i) {
     auto& io = *ios[static_cast<size_t>(i % o.threads)];
     net::co_spawn(io, Worker<Conn>(make(io), sh, i), net::detached);
   }
   std::vector<std::thread> threads;
-  for (int t = 1; t < o.threads; ++t) threads.emplace_back([&, t] { ios[static_cast<size_t>(t)]->run(); });
+  for (int t = 1; t < o.threads; ++t)
+    threads.emplace_back([&, t] { ios[static_cast<size_t>(t)]->run(); });
   ios[0]->run();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
 }
 
 double Percentile(const std::vector<uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t idx = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size()))) ;
+  if (sorted.empty())
+    return 0;
+  size_t idx = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
   idx = std::min(sorted.size() - 1, idx == 0 ? 0 : idx - 1);
   return sorted[idx] / 1000.0;
 }
@@ -446,13 +472,15 @@ int main(int argc, char** argv) {
   sh.signer.code = o.code;
   sh.signer.secret = o.secret;
   sh.signer.host = o.unix_path.empty() ? o.tls_host + ":" + o.tls_port : "localhost";
-  for (auto& ch : sh.signer.host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (auto& ch : sh.signer.host)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   sh.token_base = "/account/" + o.account + "/token";
   // 64 B of text and 4 KiB of random binary, as a real payload would be.
   sh.body64 = std::string("4111-1111-1111-1111 exp 12/30 name ALICE EXAMPLE cvv 123 ref 0001");
   sh.body64.resize(64, '.');
   sh.body4k.resize(4096);
-  RAND_bytes(reinterpret_cast<unsigned char*>(sh.body4k.data()), static_cast<int>(sh.body4k.size()));
+  RAND_bytes(reinterpret_cast<unsigned char*>(sh.body4k.data()),
+             static_cast<int>(sh.body4k.size()));
 
   if (!o.unix_path.empty()) {
     RunAll<UnixConn>(sh, [](net::io_context& io) { return std::make_shared<UnixConn>(io); });
@@ -470,23 +498,29 @@ int main(int argc, char** argv) {
     errors += r.errors;
     reads += r.reads;
     writes += r.writes;
-    for (auto [k, v] : r.statuses) statuses[k] += v;
+    for (auto [k, v] : r.statuses)
+      statuses[k] += v;
   }
   std::sort(all.begin(), all.end());
   std::string st = "{";
   for (auto [k, v] : statuses) {
-    if (st.size() > 1) st += ",";
+    if (st.size() > 1)
+      st += ",";
     st += "\"" + std::to_string(k) + "\":" + std::to_string(v);
   }
   st += "}";
   std::printf(
-      "{\"mode\":\"%s\",\"transport\":\"%s\",\"connections\":%d,\"warmup_s\":%.1f,\"duration_s\":%.1f,"
-      "\"requests\":%zu,\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
-      "\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"statuses\":%s}\n",
-      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup, o.duration,
-      all.size(), static_cast<double>(all.size()) / o.duration, Percentile(all, 0.50), Percentile(all, 0.90),
-      Percentile(all, 0.99), Percentile(all, 0.999), all.empty() ? 0.0 : all.back() / 1000.0, errors, reads,
-      writes, st.c_str());
-  if (!sh.first_error.empty()) std::fprintf(stderr, "otd-loadgen: first error: %s\n", sh.first_error.c_str());
+      "{\"mode\":\"%s\",\"transport\":\"%s\",\"connections\":%d,\"warmup_s\":%.1f,\"duration_s\":%."
+      "1f,"
+      "\"requests\":%zu,\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%."
+      "3f,"
+      "\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
+      ",\"statuses\":%s}\n",
+      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup,
+      o.duration, all.size(), static_cast<double>(all.size()) / o.duration, Percentile(all, 0.50),
+      Percentile(all, 0.90), Percentile(all, 0.99), Percentile(all, 0.999),
+      all.empty() ? 0.0 : all.back() / 1000.0, errors, reads, writes, st.c_str());
+  if (!sh.first_error.empty())
+    std::fprintf(stderr, "otd-loadgen: first error: %s\n", sh.first_error.c_str());
   return 0;
 }

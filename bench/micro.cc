@@ -41,12 +41,14 @@ using otd::ByteView;
 
 template <class T>
 T Must(otd::Result<T> r, const char* what) {
-  if (!r.ok()) Die(what, r.status());
+  if (!r.ok())
+    Die(what, r.status());
   return std::move(r).value();
 }
 
 void Must(const otd::Status& s, const char* what) {
-  if (!s.ok()) Die(what, s);
+  if (!s.ok())
+    Die(what, s);
 }
 
 std::ofstream g_null("/dev/null");
@@ -55,8 +57,8 @@ otd::Logger g_log(g_null, otd::LogLevel::kError);
 struct HsmEnv {
   std::unique_ptr<otd::testing::TempToken> temp;
   std::unique_ptr<otd::hsm::Token> token;
-  Bytes wrapped_data_key;  // AES-256 data key wrapped by the KEK (like account_keys)
-  Bytes wrapped_hmac_key;  // access-code secret wrapped by the KEK
+  Bytes wrapped_data_key;    // AES-256 data key wrapped by the KEK (like account_keys)
+  Bytes wrapped_hmac_key;    // access-code secret wrapped by the KEK
   Bytes access_code_record;  // an access-code record's ciphertext (~ size of the real one)
   Bytes token_record;        // a 64 B token's ciphertext
   static constexpr const char* kKek = "otd-kek-v1";
@@ -72,10 +74,10 @@ struct StoreEnv {
 StoreEnv* g_store = nullptr;
 
 const std::array<uint8_t, 12> kIv = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-const Bytes kAad(64, 0x41);  // ~ SealedAssociatedData(table, account, id, version)
+const Bytes kAad(64, 0x41);           // ~ SealedAssociatedData(table, account, id, version)
 const Bytes kPayload(64 + 40, 0x42);  // 64 B payload + field framing (content type, flags, times)
-const Bytes kIndexMsg(80, 0x43);  // "otd-idx-v1" + table + account id + token id
-const Bytes kCanonical(220, 0x44);  // OT1 canonical content of a 64 B tokenize
+const Bytes kIndexMsg(80, 0x43);      // "otd-idx-v1" + table + account id + token id
+const Bytes kCanonical(220, 0x44);    // OT1 canonical content of a 64 B tokenize
 
 otd::hsm::KeyRef Kek() { return otd::hsm::KeyRef::Persistent(HsmEnv::kKek); }
 otd::hsm::KeyRef Index() { return otd::hsm::KeyRef::Persistent(HsmEnv::kIndex); }
@@ -85,24 +87,31 @@ void SetUpHsm() {
   g_hsm->temp = std::make_unique<otd::testing::TempToken>("otd-bench");
   g_hsm->token = Must(otd::hsm::Token::Open(g_hsm->temp->Config(8), &g_log), "Token::Open");
   auto s = Must(g_hsm->token->Acquire(), "Acquire");
-  Must(s.GenerateKey(HsmEnv::kKek, otd::hsm::KeyType::kAes256, otd::hsm::KeyUsage::kWrap), "GenerateKey kek");
-  Must(s.GenerateKey(HsmEnv::kIndex, otd::hsm::KeyType::kHmacSha256, otd::hsm::KeyUsage::kSign), "GenerateKey index");
-  g_hsm->wrapped_data_key = Must(s.GenerateWrapped(Kek(), otd::hsm::KeyType::kAes256), "GenerateWrapped");
-  g_hsm->wrapped_hmac_key = Must(
-      s.ImportWrapped(Kek(), otd::hsm::KeyType::kHmacSha256, otd::SecretBytes::CopyFrom(std::string(43, 's'))),
-      "ImportWrapped");
-  auto dk = Must(s.Unwrap(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256, otd::hsm::KeyUsage::kEncrypt),
+  Must(s.GenerateKey(HsmEnv::kKek, otd::hsm::KeyType::kAes256, otd::hsm::KeyUsage::kWrap),
+       "GenerateKey kek");
+  Must(s.GenerateKey(HsmEnv::kIndex, otd::hsm::KeyType::kHmacSha256, otd::hsm::KeyUsage::kSign),
+       "GenerateKey index");
+  g_hsm->wrapped_data_key =
+      Must(s.GenerateWrapped(Kek(), otd::hsm::KeyType::kAes256), "GenerateWrapped");
+  g_hsm->wrapped_hmac_key = Must(s.ImportWrapped(Kek(), otd::hsm::KeyType::kHmacSha256,
+                                                 otd::SecretBytes::CopyFrom(std::string(43, 's'))),
+                                 "ImportWrapped");
+  auto dk = Must(s.Unwrap(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256,
+                          otd::hsm::KeyUsage::kEncrypt),
                  "Unwrap");
-  g_hsm->access_code_record = Must(s.EncryptGcm(dk.ref(), kIv, kAad, Bytes(120, 0x45)), "EncryptGcm");
+  g_hsm->access_code_record =
+      Must(s.EncryptGcm(dk.ref(), kIv, kAad, Bytes(120, 0x45)), "EncryptGcm");
   g_hsm->token_record = Must(s.EncryptGcm(dk.ref(), kIv, kAad, kPayload), "EncryptGcm");
 }
 
 otd::hsm::SessionKey UnwrapData(otd::hsm::Session& s) {
-  return Must(s.Unwrap(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256, otd::hsm::KeyUsage::kEncrypt),
+  return Must(s.Unwrap(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256,
+                       otd::hsm::KeyUsage::kEncrypt),
               "Unwrap data key");
 }
 otd::hsm::SessionKey UnwrapHmac(otd::hsm::Session& s) {
-  return Must(s.Unwrap(Kek(), g_hsm->wrapped_hmac_key, otd::hsm::KeyType::kHmacSha256, otd::hsm::KeyUsage::kSign),
+  return Must(s.Unwrap(Kek(), g_hsm->wrapped_hmac_key, otd::hsm::KeyType::kHmacSha256,
+                       otd::hsm::KeyUsage::kSign),
               "Unwrap hmac key");
 }
 
@@ -146,7 +155,8 @@ void BM_HsmHmacVerify(benchmark::State& state) {
     auto key = UnwrapHmac(s);
     const Bytes mac = Must(s.Sign(key.ref(), kCanonical), "Sign");
     for (auto _ : state) {
-      if (!Must(s.Verify(key.ref(), kCanonical, mac), "Verify")) state.SkipWithError("verify false");
+      if (!Must(s.Verify(key.ref(), kCanonical, mac), "Verify"))
+        state.SkipWithError("verify false");
     }
   }
   state.SetItemsProcessed(state.iterations());
@@ -173,8 +183,8 @@ void BM_HsmAcquire(benchmark::State& state) {
 // --- the PKCS#11 call sequence of one request, as the daemon makes it --------------------------
 // Counted from the daemon's own metrics (opentokend_hsm_operations_total per request in steady
 // state; tests/integration/test_hsm_budget.py fails when the daemon's counts change):
-//   tokenize:            1 C_Verify + 1 C_Decrypt + 1 C_Encrypt + 2 C_Sign + 1 C_Sign per audit batch
-//   detokenize private:  1 C_Verify + 2 C_Decrypt + 2 C_Sign + 1 C_Sign per audit batch
+//   tokenize:            1 C_Verify + 1 C_Decrypt + 1 C_Encrypt + 2 C_Sign + 1 C_Sign per audit
+//   batch detokenize private:  1 C_Verify + 2 C_Decrypt + 2 C_Sign + 1 C_Sign per audit batch
 //   detokenize public:   1 C_Decrypt + 2 C_Sign + 1 C_Sign per audit batch
 // The verify and the GCM operations use keys from the pooled session's cache of unwrapped keys
 // (warm: no C_UnwrapKey in steady state). The signs use persistent keys: the record's store key
@@ -191,21 +201,24 @@ void SignPersistent() {
 void VerifyAccessCode() {
   auto s = Must(g_hsm->token->Acquire(), "Acquire");
   auto hk = Must(s.UnwrapCached(Kek(), g_hsm->wrapped_hmac_key, otd::hsm::KeyType::kHmacSha256,
-                                otd::hsm::KeyUsage::kSign), "UnwrapCached");
+                                otd::hsm::KeyUsage::kSign),
+                 "UnwrapCached");
   benchmark::DoNotOptimize(Must(s.Verify(hk, kCanonical, Bytes(32, 0)), "Verify"));
 }
 
 void OpenRecord(const Bytes& record) {
   auto s = Must(g_hsm->token->Acquire(), "Acquire");
   auto dk = Must(s.UnwrapCached(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256,
-                                otd::hsm::KeyUsage::kEncrypt), "UnwrapCached");
+                                otd::hsm::KeyUsage::kEncrypt),
+                 "UnwrapCached");
   benchmark::DoNotOptimize(Must(s.DecryptGcm(dk, kIv, kAad, record), "DecryptGcm"));
 }
 
 void SealRecord() {
   auto s = Must(g_hsm->token->Acquire(), "Acquire");
   auto dk = Must(s.UnwrapCached(Kek(), g_hsm->wrapped_data_key, otd::hsm::KeyType::kAes256,
-                                otd::hsm::KeyUsage::kEncrypt), "UnwrapCached");
+                                otd::hsm::KeyUsage::kEncrypt),
+                 "UnwrapCached");
   benchmark::DoNotOptimize(Must(s.EncryptGcm(dk, kIv, kAad, kPayload), "EncryptGcm"));
 }
 
@@ -214,7 +227,8 @@ void BM_HsmSeqTokenize(benchmark::State& state) {
     VerifyAccessCode();
     OpenRecord(g_hsm->access_code_record);
     SealRecord();
-    for (int i = 0; i < 2; ++i) SignPersistent();
+    for (int i = 0; i < 2; ++i)
+      SignPersistent();
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -224,7 +238,8 @@ void BM_HsmSeqDetokPrivate(benchmark::State& state) {
     VerifyAccessCode();
     OpenRecord(g_hsm->access_code_record);
     OpenRecord(g_hsm->token_record);
-    for (int i = 0; i < 2; ++i) SignPersistent();
+    for (int i = 0; i < 2; ++i)
+      SignPersistent();
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -232,7 +247,8 @@ void BM_HsmSeqDetokPrivate(benchmark::State& state) {
 void BM_HsmSeqDetokPublic(benchmark::State& state) {
   for (auto _ : state) {
     OpenRecord(g_hsm->token_record);
-    for (int i = 0; i < 2; ++i) SignPersistent();
+    for (int i = 0; i < 2; ++i)
+      SignPersistent();
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -253,9 +269,13 @@ OTD_HSM_BENCH(BM_HsmSeqDetokPublic);
 otd::store::Mutation TokenMutation() {
   uint64_t n = g_store->next.fetch_add(1);
   Bytes key(32, 0);
-  for (int i = 0; i < 8; ++i) key[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
-  for (size_t i = 8; i < 32; ++i) key[i] = static_cast<uint8_t>((n * 2654435761u) >> (i % 24));
-  return otd::store::Mutation{.op = otd::store::Op::kInsert, .table = "tokens", .key = std::move(key),
+  for (int i = 0; i < 8; ++i)
+    key[static_cast<size_t>(i)] = static_cast<uint8_t>(n >> (8 * i));
+  for (size_t i = 8; i < 32; ++i)
+    key[i] = static_cast<uint8_t>((n * 2654435761u) >> (i % 24));
+  return otd::store::Mutation{.op = otd::store::Op::kInsert,
+                              .table = "tokens",
+                              .key = std::move(key),
                               .value = Bytes(1 + 4 + 12 + 104 + 16, 0x5a)};
 }
 
@@ -263,7 +283,8 @@ void BM_StoreCommit(benchmark::State& state) {
   const auto batch_size = static_cast<size_t>(state.range(0));
   for (auto _ : state) {
     std::vector<otd::store::Mutation> batch;
-    for (size_t i = 0; i < batch_size; ++i) batch.push_back(TokenMutation());
+    for (size_t i = 0; i < batch_size; ++i)
+      batch.push_back(TokenMutation());
     Must(g_store->store->Apply(std::move(batch)), "Apply");
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch_size));
@@ -271,7 +292,12 @@ void BM_StoreCommit(benchmark::State& state) {
 // One record per durable commit, and a batch of 64 per commit (single caller).
 BENCHMARK(BM_StoreCommit)->Arg(1)->Arg(64)->UseRealTime();
 // Group commit: every thread applies one record at a time; the writer merges them.
-BENCHMARK(BM_StoreCommit)->Name("BM_StoreGroupCommit")->Arg(1)->UseRealTime()->Threads(4)->Threads(32);
+BENCHMARK(BM_StoreCommit)
+    ->Name("BM_StoreGroupCommit")
+    ->Arg(1)
+    ->UseRealTime()
+    ->Threads(4)
+    ->Threads(32);
 
 void BM_StoreGet(benchmark::State& state) {
   auto m = TokenMutation();
@@ -279,7 +305,8 @@ void BM_StoreGet(benchmark::State& state) {
   std::vector<otd::store::Mutation> b;
   b.push_back(std::move(m));
   Must(g_store->store->Apply(std::move(b)), "Apply");
-  for (auto _ : state) benchmark::DoNotOptimize(Must(g_store->store->Get("tokens", key), "Get"));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(Must(g_store->store->Get("tokens", key), "Get"));
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_StoreGet);
@@ -305,7 +332,8 @@ otd::api::ot1::RequestView View() {
 }
 
 void BM_Ot1ParseAuthorization(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(Must(otd::api::ot1::ParseAuthorization(kAuth), "parse"));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(Must(otd::api::ot1::ParseAuthorization(kAuth), "parse"));
 }
 BENCHMARK(BM_Ot1ParseAuthorization);
 
@@ -332,7 +360,8 @@ BENCHMARK(BM_Ot1ParseAndCanonical);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  if (benchmark::ReportUnrecognizedArguments(argc, argv))
+    return 1;
   SetUpHsm();
   g_store = new StoreEnv;
   g_store->dir = std::make_unique<otd::testing::TempDir>();

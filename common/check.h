@@ -12,9 +12,9 @@ namespace otd::internal {
 [[noreturn]] void CheckFailed(const char* condition, const char* file, int line) noexcept;
 }  // namespace otd::internal
 
-#define OTD_CHECK(cond)                                             \
-  do {                                                              \
-    if (!(cond)) [[unlikely]] {                                     \
-      ::otd::internal::CheckFailed(#cond, __FILE__, __LINE__);      \
-    }                                                               \
+#define OTD_CHECK(cond)                                        \
+  do {                                                         \
+    if (!(cond)) [[unlikely]] {                                \
+      ::otd::internal::CheckFailed(#cond, __FILE__, __LINE__); \
+    }                                                          \
   } while (false)

@@ -17,7 +17,8 @@ inline std::string IsoUtc(int64_t seconds, bool millis = false) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[40];
-  (void)std::strftime(buf, sizeof buf, millis ? "%Y-%m-%dT%H:%M:%S.000Z" : "%Y-%m-%dT%H:%M:%SZ", &tm);
+  (void)std::strftime(buf, sizeof buf, millis ? "%Y-%m-%dT%H:%M:%S.000Z" : "%Y-%m-%dT%H:%M:%SZ",
+                      &tm);
   return buf;
 }
 

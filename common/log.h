@@ -33,10 +33,18 @@ class Logger {
   // Writes to `out` (not owned; must outlive the logger).
   explicit Logger(std::ostream& out, LogLevel min = LogLevel::kInfo) : out_(out), min_(min) {}
   void Log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields = {});
-  void Debug(std::string_view event, std::initializer_list<LogField> f = {}) { Log(LogLevel::kDebug, event, f); }
-  void Info(std::string_view event, std::initializer_list<LogField> f = {}) { Log(LogLevel::kInfo, event, f); }
-  void Warn(std::string_view event, std::initializer_list<LogField> f = {}) { Log(LogLevel::kWarn, event, f); }
-  void Error(std::string_view event, std::initializer_list<LogField> f = {}) { Log(LogLevel::kError, event, f); }
+  void Debug(std::string_view event, std::initializer_list<LogField> f = {}) {
+    Log(LogLevel::kDebug, event, f);
+  }
+  void Info(std::string_view event, std::initializer_list<LogField> f = {}) {
+    Log(LogLevel::kInfo, event, f);
+  }
+  void Warn(std::string_view event, std::initializer_list<LogField> f = {}) {
+    Log(LogLevel::kWarn, event, f);
+  }
+  void Error(std::string_view event, std::initializer_list<LogField> f = {}) {
+    Log(LogLevel::kError, event, f);
+  }
 
  private:
   std::ostream& out_;

@@ -20,12 +20,8 @@ namespace otd::metrics {
 
 namespace {
 
-bool IsNameStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-bool IsNameChar(char c) {
-  return IsNameStart(c) || (c >= '0' && c <= '9');
-}
+bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool IsNameChar(char c) { return IsNameStart(c) || (c >= '0' && c <= '9'); }
 
 bool ValidMetricName(std::string_view n) {
   if (n.empty() || !(IsNameStart(n[0]) || n[0] == ':')) {
@@ -441,9 +437,7 @@ CollectorHandle& CollectorHandle::operator=(CollectorHandle&& o) noexcept {
   return *this;
 }
 
-CollectorHandle::~CollectorHandle() {
-  Reset();
-}
+CollectorHandle::~CollectorHandle() { Reset(); }
 
 void CollectorHandle::Reset() {
   if (registry_ != nullptr) {

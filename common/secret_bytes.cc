@@ -41,8 +41,8 @@ SecretBytes SecretBytes::CopyFrom(std::span<const uint8_t> bytes) {
 }
 
 SecretBytes SecretBytes::CopyFrom(std::string_view bytes) {
-  return CopyFrom(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                           bytes.size()));
+  return CopyFrom(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 SecretBytes::SecretBytes(SecretBytes&& o) noexcept
@@ -72,9 +72,7 @@ void SecretBytes::Release() noexcept {
   capacity_ = 0;
 }
 
-SecretBytes SecretBytes::Clone() const {
-  return CopyFrom(std::span<const uint8_t>(data_, size_));
-}
+SecretBytes SecretBytes::Clone() const { return CopyFrom(std::span<const uint8_t>(data_, size_)); }
 
 bool SecretBytes::IsOnSecureHeap() const {
   return data_ != nullptr && CRYPTO_secure_allocated(data_) == 1;

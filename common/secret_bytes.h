@@ -32,7 +32,7 @@ class SecretAccess {
 class SecretBytes {
  public:
   SecretBytes() = default;
-  explicit SecretBytes(size_t n);                   // n zero bytes
+  explicit SecretBytes(size_t n);  // n zero bytes
   static SecretBytes CopyFrom(std::span<const uint8_t> bytes);
   static SecretBytes CopyFrom(std::string_view bytes);
   SecretBytes(SecretBytes&& o) noexcept;

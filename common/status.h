@@ -12,16 +12,16 @@ namespace otd {
 
 enum class Code {
   kOk = 0,
-  kInvalidArgument,    // bad input from a caller (HTTP 400)
-  kUnauthenticated,    // missing or wrong credentials (401)
-  kPermissionDenied,   // authenticated but not allowed (403)
-  kNotFound,           // 404
-  kAlreadyExists,      // 409
-  kFailedPrecondition, // state does not allow the operation (409/412)
-  kResourceExhausted,  // limits, rate limits, map full (413/429/503/507)
-  kUnavailable,        // HSM or store not usable right now (503); may recover
-  kDataLoss,           // a record does not authenticate or decode (treated as not found by APIs)
-  kInternal,           // a broken invariant (500, no detail)
+  kInvalidArgument,     // bad input from a caller (HTTP 400)
+  kUnauthenticated,     // missing or wrong credentials (401)
+  kPermissionDenied,    // authenticated but not allowed (403)
+  kNotFound,            // 404
+  kAlreadyExists,       // 409
+  kFailedPrecondition,  // state does not allow the operation (409/412)
+  kResourceExhausted,   // limits, rate limits, map full (413/429/503/507)
+  kUnavailable,         // HSM or store not usable right now (503); may recover
+  kDataLoss,            // a record does not authenticate or decode (treated as not found by APIs)
+  kInternal,            // a broken invariant (500, no detail)
 };
 
 const char* CodeName(Code c);
@@ -47,7 +47,9 @@ inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, s
 inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
 inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
+inline Status FailedPrecondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
 inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {Code::kDataLoss, std::move(m)}; }
@@ -57,7 +59,7 @@ inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; 
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}  // NOLINT: implicit by design
+  Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}      // NOLINT: implicit by design
   Result(Status s) : v_(std::in_place_index<1>, std::move(s)) {  // NOLINT
     assert(!std::get<1>(v_).ok() && "Result built from an ok Status");
     if (std::get<1>(v_).ok()) {
@@ -85,11 +87,11 @@ class [[nodiscard]] Result {
 #define OTD_CONCAT_INNER_(a, b) a##b
 #define OTD_CONCAT_(a, b) OTD_CONCAT_INNER_(a, b)
 
-#define OTD_RETURN_IF_ERROR(expr)              \
-  do {                                         \
+#define OTD_RETURN_IF_ERROR(expr)                      \
+  do {                                                 \
     if (::otd::Status otd_s_ = (expr); !otd_s_.ok()) { \
-      return otd_s_;                           \
-    }                                          \
+      return otd_s_;                                   \
+    }                                                  \
   } while (0)
 
 // `tmp` is a name and `lhs` a declaration or an lvalue: neither can be parenthesised.

@@ -8,8 +8,8 @@
 namespace otd {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 Result<int> Half(int x) {
   if (x % 2 != 0) {

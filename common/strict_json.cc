@@ -45,9 +45,7 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
       throw Reject{"JSON nesting is deeper than " + std::to_string(limits.max_depth)};
     }
     switch (event) {
-      case E::object_start:
-        keys.emplace_back();
-        break;
+      case E::object_start: keys.emplace_back(); break;
       case E::object_end:
         if (!keys.empty()) {
           keys.pop_back();
@@ -74,8 +72,7 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
           }
         }
         break;
-      default:
-        break;
+      default: break;
     }
     return true;
   };

@@ -8,8 +8,8 @@
 namespace otd {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 TEST(StrictJsonTest, AcceptsPlainObject) {
   auto r = ParseStrictJson(R"({"email":"a@example.com","n":[1,2,{"x":true}]})");

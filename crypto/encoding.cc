@@ -22,14 +22,24 @@ struct Codec {
 };
 
 constexpr Codec kHex{"hex", "0123456789abcdef", 4, 2, 1u << 0, true};
-constexpr Codec kBase64{
-    "base64", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 6, 4,
-    (1u << 0) | (1u << 2) | (1u << 3), false};
-constexpr Codec kBase64Url{
-    "base64url", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 6, 4,
-    (1u << 0) | (1u << 2) | (1u << 3), false};
-constexpr Codec kBase32{"base32", "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 5, 8,
-                        (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 7), true};
+constexpr Codec kBase64{"base64",
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                        6,
+                        4,
+                        (1u << 0) | (1u << 2) | (1u << 3),
+                        false};
+constexpr Codec kBase64Url{"base64url",
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                           6,
+                           4,
+                           (1u << 0) | (1u << 2) | (1u << 3),
+                           false};
+constexpr Codec kBase32{"base32",
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+                        5,
+                        8,
+                        (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 7),
+                        true};
 
 constexpr uint8_t kInvalid = 0xff;
 using DecodeTable = std::array<uint8_t, 256>;
@@ -79,8 +89,8 @@ size_t EncodedSize(const Codec& codec, size_t n, bool pad) {
   // ceil(8n / k), computed per block so it cannot overflow.
   const size_t tail_bytes = n % block_bytes;
   const size_t full = (n / block_bytes) * codec.block_chars;
-  return full + (tail_bytes * 8 + static_cast<size_t>(codec.bits) - 1) /
-                    static_cast<size_t>(codec.bits);
+  return full +
+         (tail_bytes * 8 + static_cast<size_t>(codec.bits) - 1) / static_cast<size_t>(codec.bits);
 }
 
 // Writes exactly EncodedSize(codec, in.size(), pad) characters to out.
@@ -200,8 +210,8 @@ Result<SecretBytes> DecodeToSecret(const Codec& codec, const DecodeTable& table,
   OTD_ASSIGN_OR_RETURN(size_t data_len, DataLength(codec, text, pad));
   // On failure `out` is destroyed, which wipes whatever was decoded so far.
   SecretBytes out(DecodedSize(codec, data_len));
-  OTD_RETURN_IF_ERROR(DecodeInto(codec, table, text.substr(0, data_len),
-                                 out.MutableReveal(SecretAccess::Grant())));
+  OTD_RETURN_IF_ERROR(
+      DecodeInto(codec, table, text.substr(0, data_len), out.MutableReveal(SecretAccess::Grant())));
   return out;
 }
 

@@ -12,11 +12,12 @@
 namespace otd::crypto {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 // RFC 4648 §10.
-constexpr std::array<std::string_view, 7> kPlain = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+constexpr std::array<std::string_view, 7> kPlain = {"",     "f",     "fo",    "foo",
+                                                    "foob", "fooba", "foobar"};
 
 std::string DecodedString(const Result<Bytes>& r) {
   EXPECT_OK(r);
@@ -76,20 +77,20 @@ TEST(EncodingTest, Base64UrlMatchesRfc4648VectorsWithoutPadding) {
 
 TEST(EncodingTest, Base64DecodeRejectsMalformedInput) {
   for (const char* bad : {
-           "Zg",         // missing padding
-           "Zg=",        // short padding
-           "Zg===",      // too much padding
-           "Z===",       // a single data character in the last block
-           "====",       // padding only
-           "Zg==Zg==",   // padding inside the data
-           "Zm9v\nYmFy", // line break
-           "Zm9v YmFy",  // space
-           "Zm9-",       // base64url character
-           "Zm9_",       // base64url character
-           "Zh==",       // non-zero unused bits ("f" is "Zg==")
-           "Zm9=",       // non-zero unused bits ("fo" is "Zm8=")
-           "Zm9vY",      // impossible length
-           "Zm9\x80",    // non-ASCII byte
+           "Zg",          // missing padding
+           "Zg=",         // short padding
+           "Zg===",       // too much padding
+           "Z===",        // a single data character in the last block
+           "====",        // padding only
+           "Zg==Zg==",    // padding inside the data
+           "Zm9v\nYmFy",  // line break
+           "Zm9v YmFy",   // space
+           "Zm9-",        // base64url character
+           "Zm9_",        // base64url character
+           "Zh==",        // non-zero unused bits ("f" is "Zg==")
+           "Zm9=",        // non-zero unused bits ("fo" is "Zm8=")
+           "Zm9vY",       // impossible length
+           "Zm9\x80",     // non-ASCII byte
        }) {
     Result<Bytes> r = Base64Decode(bad);
     EXPECT_THAT(r, Not(IsOk())) << bad;
@@ -107,8 +108,8 @@ TEST(EncodingTest, Base64UrlDecodeRejectsPaddingAndStandardAlphabetCharacters) {
 }
 
 TEST(EncodingTest, Base32MatchesRfc4648VectorsWithPadding) {
-  const std::vector<std::string> want = {"",         "MY======", "MZXQ====",        "MZXW6===",
-                                         "MZXW6YQ=", "MZXW6YTB", "MZXW6YTBOI======"};
+  const std::vector<std::string> want = {
+      "", "MY======", "MZXQ====", "MZXW6===", "MZXW6YQ=", "MZXW6YTB", "MZXW6YTBOI======"};
   for (size_t i = 0; i < kPlain.size(); ++i) {
     EXPECT_EQ(Base32Encode(AsBytes(kPlain[i])), want[i]);
     EXPECT_EQ(DecodedString(Base32Decode(want[i])), kPlain[i]);
@@ -116,8 +117,8 @@ TEST(EncodingTest, Base32MatchesRfc4648VectorsWithPadding) {
 }
 
 TEST(EncodingTest, Base32UnpaddedVariantDropsPadding) {
-  const std::vector<std::string> want = {"", "MY", "MZXQ", "MZXW6", "MZXW6YQ", "MZXW6YTB",
-                                         "MZXW6YTBOI"};
+  const std::vector<std::string> want = {"",        "MY",       "MZXQ",      "MZXW6",
+                                         "MZXW6YQ", "MZXW6YTB", "MZXW6YTBOI"};
   for (size_t i = 0; i < kPlain.size(); ++i) {
     EXPECT_EQ(Base32Encode(AsBytes(kPlain[i]), Base32Padding::kUnpadded), want[i]);
     EXPECT_EQ(DecodedString(Base32Decode(want[i], Base32Padding::kUnpadded)), kPlain[i]);
@@ -131,17 +132,17 @@ TEST(EncodingTest, Base32DecodeIsCaseInsensitive) {
 
 TEST(EncodingTest, Base32DecodeRejectsMalformedInput) {
   for (const char* bad : {
-           "MY",                 // missing padding
-           "MY=====",            // short padding
-           "MY=======",          // too much padding
-           "M=======",           // impossible length of data
-           "MZX=====",           // impossible length of data
-           "========",           // padding only
-           "MY======MY======",   // padding inside the data
-           "MZXW6YT1",           // '1' is not in the alphabet
-           "MZXW6YT8",           // '8' is not in the alphabet
-           "MZXW 6YTB",          // space
-           "MZ======",           // non-zero unused bits ("f" is "MY======")
+           "MY",                // missing padding
+           "MY=====",           // short padding
+           "MY=======",         // too much padding
+           "M=======",          // impossible length of data
+           "MZX=====",          // impossible length of data
+           "========",          // padding only
+           "MY======MY======",  // padding inside the data
+           "MZXW6YT1",          // '1' is not in the alphabet
+           "MZXW6YT8",          // '8' is not in the alphabet
+           "MZXW 6YTB",         // space
+           "MZ======",          // non-zero unused bits ("f" is "MY======")
        }) {
     Result<Bytes> r = Base32Decode(bad);
     EXPECT_THAT(r, Not(IsOk())) << bad;
@@ -175,9 +176,8 @@ TEST(EncodingTest, SecretVariantsMatchThePlainEncoders) {
   Result<SecretBytes> b32 = Base32EncodeSecret(seed);
   ASSERT_OK(b32);
   EXPECT_EQ(b32->RevealString(SecretAccess::Grant()), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
-  Result<SecretBytes> b32_unpadded =
-      Base32EncodeSecret(SecretBytes::CopyFrom(std::string_view("foobar")),
-                         Base32Padding::kUnpadded);
+  Result<SecretBytes> b32_unpadded = Base32EncodeSecret(
+      SecretBytes::CopyFrom(std::string_view("foobar")), Base32Padding::kUnpadded);
   ASSERT_OK(b32_unpadded);
   EXPECT_EQ(b32_unpadded->RevealString(SecretAccess::Grant()), "MZXW6YTBOI");
 

@@ -107,10 +107,10 @@ Result<SecretBytes> Pbkdf2Sha512(const SecretBytes& password, ByteView salt, uin
   std::span<uint8_t> dst = out.MutableReveal(SecretAccess::Grant());
   // PKCS5_PBKDF2_HMAC runs the KDF in PKCS#5 mode (no SP 800-132 lower-bound checks), so the
   // published small test vectors work; the caller chooses real parameters.
-  if (PKCS5_PBKDF2_HMAC(reinterpret_cast<const char*>(DataOrEmpty(pw)),
-                        static_cast<int>(pw.size()), DataOrEmpty(salt),
-                        static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha512(),
-                        static_cast<int>(dst.size()), dst.data()) != 1) {
+  if (PKCS5_PBKDF2_HMAC(reinterpret_cast<const char*>(DataOrEmpty(pw)), static_cast<int>(pw.size()),
+                        DataOrEmpty(salt), static_cast<int>(salt.size()),
+                        static_cast<int>(iterations), EVP_sha512(), static_cast<int>(dst.size()),
+                        dst.data()) != 1) {
     return OpenSslFailure("pbkdf2: derive");  // `out` is wiped on destruction
   }
   return out;

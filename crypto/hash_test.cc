@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "crypto/encoding.h"
 #include "common/testing/status_matchers.h"
+#include "crypto/encoding.h"
 
 namespace otd::crypto {
 namespace {
@@ -123,8 +123,7 @@ TEST(HashTest, Pbkdf2AcceptsAnEmptyPassword) {
 TEST(HashTest, Pbkdf2RejectsZeroIterationsAndBadLengths) {
   EXPECT_EQ(Pbkdf2Sha512(Key("pw"), AsBytes("salt"), 0, 64).status().code(),
             Code::kInvalidArgument);
-  EXPECT_EQ(Pbkdf2Sha512(Key("pw"), AsBytes("salt"), 1, 0).status().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(Pbkdf2Sha512(Key("pw"), AsBytes("salt"), 1, 0).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(Pbkdf2Sha512(Key("pw"), AsBytes("salt"), 1, kPbkdf2MaxOutputBytes + 1).status().code(),
             Code::kInvalidArgument);
   EXPECT_EQ(Pbkdf2Sha512(Key("pw"), AsBytes("salt"), 0x80000000u, 64).status().code(),

@@ -83,8 +83,7 @@ TEST(RandomTest, UrlSafeSecretHasTheRequestedLengthAndAlphabet) {
 
 TEST(RandomTest, UrlSafeStringRejectsZeroAndHugeLengths) {
   EXPECT_EQ(RandomUrlSafeString(0).status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(RandomUrlSafeString(kMaxRandomStringChars + 1).status().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(RandomUrlSafeString(kMaxRandomStringChars + 1).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(RandomUrlSafeSecret(0).status().code(), Code::kInvalidArgument);
 }
 

@@ -12,12 +12,11 @@ namespace otd::crypto {
 
 namespace {
 
-constexpr uint32_t kPowersOfTen[] = {1,      10,      100,      1000,      10000,
-                                     100000, 1000000, 10000000, 100000000};
+constexpr uint32_t kPowersOfTen[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
 
 bool IsUnreserved(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_' || c == '~';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 std::string PercentEncode(std::string_view s) {
@@ -102,8 +101,7 @@ bool TotpCodeEquals(std::string_view a, std::string_view b) {
 
 std::string OtpauthUri(std::string_view issuer, std::string_view account,
                        std::string_view base32_key) {
-  return UriPrefix(issuer, account) + PercentEncode(StripPadding(base32_key)) +
-         UriSuffix(issuer);
+  return UriPrefix(issuer, account) + PercentEncode(StripPadding(base32_key)) + UriSuffix(issuer);
 }
 
 Result<SecretBytes> OtpauthUriSecret(std::string_view issuer, std::string_view account,

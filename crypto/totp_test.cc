@@ -7,13 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "crypto/encoding.h"
 #include "common/testing/status_matchers.h"
+#include "crypto/encoding.h"
 
 namespace otd::crypto {
 namespace {
 
-SecretBytes Rfc6238Seed() { return SecretBytes::CopyFrom(std::string_view("12345678901234567890")); }
+SecretBytes Rfc6238Seed() {
+  return SecretBytes::CopyFrom(std::string_view("12345678901234567890"));
+}
 
 std::string CodeOf(const Result<std::string>& r) {
   EXPECT_OK(r);
@@ -27,8 +29,12 @@ struct TotpVector {
 
 // RFC 6238 Appendix B, SHA1 rows.
 constexpr std::array<TotpVector, 6> kRfc6238Sha1 = {{
-    {59, "94287082"},         {1111111109, "07081804"}, {1111111111, "14050471"},
-    {1234567890, "89005924"}, {2000000000, "69279037"}, {20000000000, "65353130"},
+    {59, "94287082"},
+    {1111111109, "07081804"},
+    {1111111111, "14050471"},
+    {1234567890, "89005924"},
+    {2000000000, "69279037"},
+    {20000000000, "65353130"},
 }};
 
 TEST(TotpTest, MatchesRfc6238AppendixBSha1VectorsWithEightDigits) {
@@ -111,8 +117,7 @@ TEST(TotpTest, OtpauthUriSecretBuildsTheSameUriFromTheRawKey) {
   const std::string_view secret = text.substr(begin, text.find("&issuer=") - begin);
   EXPECT_EQ(secret.size(), 52u);  // 32 bytes -> 52 base32 characters + 4 '=' left out
   EXPECT_EQ(secret.find('='), std::string_view::npos);
-  EXPECT_EQ(OtpauthUriSecret("I", "a", SecretBytes()).status().code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(OtpauthUriSecret("I", "a", SecretBytes()).status().code(), Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,16 +2,16 @@
 // 78 bad configuration, 1 the command ran and found a problem.
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <openssl/evp.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <nlohmann/json.hpp>
 
 #include "common/log.h"
 #include "daemon/config.h"
@@ -94,15 +94,17 @@ const CommandInfo* FindCommand(const std::string& name) {
 }
 
 std::string Usage() {
-  std::string out = "usage: opentoken-admin COMMAND [ARGS] --config FILE\n"
-                    "       opentoken-admin COMMAND --help\n\ncommands:\n";
+  std::string out =
+      "usage: opentoken-admin COMMAND [ARGS] --config FILE\n"
+      "       opentoken-admin COMMAND --help\n\ncommands:\n";
   for (const auto& c : kCommands) {
     std::string head = std::string(c.name) + (c.operand[0] ? std::string(" ") + c.operand : "");
     head.resize(std::max<size_t>(head.size() + 1, 16), ' ');
     out += "  " + head + c.summary + "\n";
   }
-  out += "\nexit codes: 0 ok, 1 the command found a problem, 64 usage, 69 HSM or store unusable,\n"
-         "78 bad configuration\n";
+  out +=
+      "\nexit codes: 0 ok, 1 the command found a problem, 64 usage, 69 HSM or store unusable,\n"
+      "78 bad configuration\n";
   return out;
 }
 
@@ -206,7 +208,8 @@ int Fail(const Status& s) {
 }
 
 int Init(Runtime& rt, const Config& config, bool new_store) {
-  auto report = rt.vault->keys().InitKeys({.store_path = config.storage_path, .new_store = new_store});
+  auto report =
+      rt.vault->keys().InitKeys({.store_path = config.storage_path, .new_store = new_store});
   if (!report.ok()) {
     return Fail(report.status());
   }
@@ -216,7 +219,7 @@ int Init(Runtime& rt, const Config& config, bool new_store) {
             << (report->created_index ? "created" : "already present") << "\n";
   if (auto id = rt.vault->keys().ReadIdentity(); id.ok() && id->has_value()) {
     std::cout << "store " << config.storage_path << ": "
-              << (report->created_store      ? "created, "
+              << (report->created_store       ? "created, "
                   : report->recorded_identity ? "identity recorded, "
                                               : "")
               << (*id)->ToString() << "\n";
@@ -244,9 +247,8 @@ void PrintVersionCounts(const service::VersionCounts& c) {
 
 int RewrapCommand(Runtime& rt) {
   Progress bar("rewrap");
-  auto p = rt.vault->keys().RewrapDataKeys([&](const service::RewrapProgress& now) {
-    bar.Update(now.done + now.skipped, now.total);
-  });
+  auto p = rt.vault->keys().RewrapDataKeys(
+      [&](const service::RewrapProgress& now) { bar.Update(now.done + now.skipped, now.total); });
   if (!p.ok()) {
     return Fail(p.status());
   }
@@ -350,8 +352,8 @@ int StatusCommand(Runtime& rt, const Config& config) {
 
 int Verify(Runtime& rt) {
   Progress bar("verify");
-  auto report = service::VerifyStore(*rt.vault, *rt.store,
-                                     [&](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  auto report = service::VerifyStore(
+      *rt.vault, *rt.store, [&](uint64_t done, uint64_t total) { bar.Update(done, total); });
   if (!report.ok()) {
     return Fail(report.status());
   }
@@ -459,7 +461,8 @@ int Restore(const Config& config, const std::string& dir) {
     std::cerr << "opentoken-admin: cannot copy the backup: " << ec.message() << "\n";
     return kExitUnavailable;
   }
-  std::filesystem::permissions(target, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+  std::filesystem::permissions(
+      target, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   int fd = ::open(target.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);

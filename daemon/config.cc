@@ -23,7 +23,9 @@ class ObjectReader {
  public:
   ObjectReader(const json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
 
-  std::string Path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  std::string Path(const std::string& key) const {
+    return prefix_.empty() ? key : prefix_ + "." + key;
+  }
   bool Has(const std::string& key) const { return obj_.contains(key); }
 
   Status String(const std::string& key, std::string& out, bool required) {
@@ -78,13 +80,15 @@ class ObjectReader {
     for (const auto& a : allowed) {
       names += (names.empty() ? "" : ", ") + a;
     }
-    Status bad = InvalidArgument(Path(key) + ": must be a non-empty array of distinct values from: " + names);
+    Status bad = InvalidArgument(Path(key) +
+                                 ": must be a non-empty array of distinct values from: " + names);
     if (!v.is_array() || v.empty()) {
       return bad;
     }
     std::vector<std::string> list;
     for (const auto& e : v) {
-      if (!e.is_string() || std::find(allowed.begin(), allowed.end(), e.get<std::string>()) == allowed.end() ||
+      if (!e.is_string() ||
+          std::find(allowed.begin(), allowed.end(), e.get<std::string>()) == allowed.end() ||
           std::find(list.begin(), list.end(), e.get<std::string>()) != list.end()) {
         return bad;
       }
@@ -254,7 +258,8 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.String("token_serial", c.hsm_token_serial, false));
     OTD_RETURN_IF_ERROR(r.String("pin_file", c.hsm_pin_file, false));
     OTD_RETURN_IF_ERROR(r.Integer("max_sessions", c.hsm_max_sessions, 1, 256));
-    OTD_RETURN_IF_ERROR(r.Integer("reinitialize_after_ms", c.hsm_reinitialize_after_ms, 0, 3'600'000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("reinitialize_after_ms", c.hsm_reinitialize_after_ms, 0, 3'600'000));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (c.hsm_token_label.empty() && c.hsm_token_serial.empty()) {
       return InvalidArgument("hsm.token_label: is required (unless hsm.token_serial is set)");
@@ -301,19 +306,23 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (accounts != nullptr) {
     ObjectReader r(*accounts, "accounts");
     auto& a = c.accounts;
-    OTD_RETURN_IF_ERROR(r.Integer("registration_lifetime_seconds", a.registration_lifetime_seconds, 60, 30 * 86'400));
-    OTD_RETURN_IF_ERROR(r.Integer("challenge_lifetime_seconds", a.challenge_lifetime_seconds, 10, 3600));
-    OTD_RETURN_IF_ERROR(r.Integer("session_lifetime_seconds", a.session_lifetime_seconds, 60, 86'400));
+    OTD_RETURN_IF_ERROR(r.Integer("registration_lifetime_seconds", a.registration_lifetime_seconds,
+                                  60, 30 * 86'400));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("challenge_lifetime_seconds", a.challenge_lifetime_seconds, 10, 3600));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("session_lifetime_seconds", a.session_lifetime_seconds, 60, 86'400));
     OTD_RETURN_IF_ERROR(r.String("totp_issuer", a.totp_issuer, false));
     OTD_RETURN_IF_ERROR(r.Integer("login_free_failures", a.login_free_failures, 1, 1000));
     OTD_RETURN_IF_ERROR(r.Integer("login_base_delay_seconds", a.login_base_delay_seconds, 1, 3600));
     OTD_RETURN_IF_ERROR(r.Integer("login_max_delay_seconds", a.login_max_delay_seconds, 1, 86'400));
-    OTD_RETURN_IF_ERROR(r.Integer("login_peer_free_failures", a.login_peer_free_failures, 1, 100'000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("login_peer_free_failures", a.login_peer_free_failures, 1, 100'000));
     OTD_RETURN_IF_ERROR(
         r.Integer("registrations_per_address", a.registrations_per_address, 1, 1000));
     OTD_RETURN_IF_ERROR(r.Integer("registrations_per_peer", a.registrations_per_peer, 1, 100'000));
-    OTD_RETURN_IF_ERROR(r.Integer("max_pending_registrations", a.max_pending_registrations, 1,
-                                  10'000'000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("max_pending_registrations", a.max_pending_registrations, 1, 10'000'000));
     OTD_RETURN_IF_ERROR(r.Integer("max_pending_registrations_per_peer",
                                   a.max_pending_registrations_per_peer, 1, 1'000'000));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
@@ -324,7 +333,8 @@ Result<Config> ParseConfig(std::string_view json_text) {
 
   OTD_RETURN_IF_ERROR(root.String("public_url", c.public_url, false));
   if (!c.public_url.empty()) {
-    bool scheme_ok = c.public_url.rfind("https://", 0) == 0 || c.public_url.rfind("http://", 0) == 0;
+    bool scheme_ok =
+        c.public_url.rfind("https://", 0) == 0 || c.public_url.rfind("http://", 0) == 0;
     if (!scheme_ok || c.public_url.back() == '/') {
       return InvalidArgument("public_url: must be an http(s) URL without a trailing slash");
     }
@@ -346,13 +356,15 @@ Result<Config> ParseConfig(std::string_view json_text) {
   OTD_ASSIGN_OR_RETURN(const json* access_codes, root.Object("access_codes", false));
   if (access_codes != nullptr) {
     ObjectReader r(*access_codes, "access_codes");
-    OTD_RETURN_IF_ERROR(r.Integer("lifetime_seconds", c.access_code_lifetime_seconds, 60, 10ull * 365 * 86'400));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("lifetime_seconds", c.access_code_lifetime_seconds, 60, 10ull * 365 * 86'400));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
   OTD_ASSIGN_OR_RETURN(const json* tokens, root.Object("tokens", false));
   if (tokens != nullptr) {
     ObjectReader r(*tokens, "tokens");
-    OTD_RETURN_IF_ERROR(r.Integer("max_lifetime_seconds", c.token_max_lifetime_seconds, 0, 100ull * 365 * 86'400));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("max_lifetime_seconds", c.token_max_lifetime_seconds, 0, 100ull * 365 * 86'400));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
 
@@ -361,22 +373,29 @@ Result<Config> ParseConfig(std::string_view json_text) {
     ObjectReader r(*access_tokens, "access_tokens");
     auto& a = c.access_tokens;
     constexpr uint64_t kYear = 366 * 86'400;
-    OTD_RETURN_IF_ERROR(r.Integer("default_lifetime_seconds", a.default_lifetime_seconds, 60, 10 * kYear));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("default_lifetime_seconds", a.default_lifetime_seconds, 60, 10 * kYear));
     OTD_RETURN_IF_ERROR(r.Integer("max_lifetime_seconds", a.max_lifetime_seconds, 60, 10 * kYear));
-    OTD_RETURN_IF_ERROR(r.Integer("email_lifetime_seconds", a.email_lifetime_seconds, 60, 10 * kYear));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("email_lifetime_seconds", a.email_lifetime_seconds, 60, 10 * kYear));
     // Never a scope that mints or changes credentials (accessCodes.create mints a
     // detokenize-capable secret): a mailbox is a weaker proof than a login.
-    OTD_RETURN_IF_ERROR(r.StringSet("email_scope", a.email_scope,
-                                    {"account", "account.read", "accessCodes.read", "accessTokens.read",
-                                     "accessTokens.delete", "tokens", "tokens.create"}));
-    OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_address", a.email_requests_per_address, 1, 1000));
-    OTD_RETURN_IF_ERROR(r.Integer("email_requests_per_peer", a.email_requests_per_peer, 1, 100'000));
+    OTD_RETURN_IF_ERROR(
+        r.StringSet("email_scope", a.email_scope,
+                    {"account", "account.read", "accessCodes.read", "accessTokens.read",
+                     "accessTokens.delete", "tokens", "tokens.create"}));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("email_requests_per_address", a.email_requests_per_address, 1, 1000));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("email_requests_per_peer", a.email_requests_per_peer, 1, 100'000));
     // At most the per-account token limit (service::AccessTokensOptions::max_per_account).
     OTD_RETURN_IF_ERROR(r.Integer("email_tokens_per_account", a.email_tokens_per_account, 1, 100));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
-    if (a.default_lifetime_seconds > a.max_lifetime_seconds || a.email_lifetime_seconds > a.max_lifetime_seconds) {
-      return InvalidArgument("access_tokens.default_lifetime_seconds: default and e-mail lifetimes must not "
-                             "exceed access_tokens.max_lifetime_seconds");
+    if (a.default_lifetime_seconds > a.max_lifetime_seconds ||
+        a.email_lifetime_seconds > a.max_lifetime_seconds) {
+      return InvalidArgument(
+          "access_tokens.default_lifetime_seconds: default and e-mail lifetimes must not "
+          "exceed access_tokens.max_lifetime_seconds");
     }
   }
 

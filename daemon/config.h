@@ -35,13 +35,13 @@ struct MetricsConfig {
 
 struct LimitsConfig {
   uint64_t max_header_bytes = 8 * 1024;
-  uint64_t max_body_bytes = 1024 * 1024;   // token payload limit (issue 4: default 1 MiB)
+  uint64_t max_body_bytes = 1024 * 1024;  // token payload limit (issue 4: default 1 MiB)
   uint64_t max_json_body_bytes = 64 * 1024;
-  uint32_t request_timeout_ms = 10'000;    // total deadline for reading one request
-  uint32_t idle_timeout_ms = 30'000;       // keep-alive: until the next request's first byte
+  uint32_t request_timeout_ms = 10'000;  // total deadline for reading one request
+  uint32_t idle_timeout_ms = 30'000;     // keep-alive: until the next request's first byte
   uint32_t write_timeout_ms = 10'000;
-  uint32_t handshake_timeout_ms = 3'000;   // TLS handshake
-  uint32_t max_connections = 512;          // per listener
+  uint32_t handshake_timeout_ms = 3'000;  // TLS handshake
+  uint32_t max_connections = 512;         // per listener
   // Per listener and peer (uid; IP, IPv6 by /64). Absent: max(1, max_connections / 2). A reverse
   // proxy is one peer: set it to max_connections behind one.
   uint32_t max_connections_per_peer = 256;
@@ -71,7 +71,8 @@ struct AccessTokensConfig {
   int64_t default_lifetime_seconds = 183 * 86'400;
   int64_t max_lifetime_seconds = 366 * 86'400;
   int64_t email_lifetime_seconds = 183 * 86'400;
-  std::vector<std::string> email_scope = {"account.read", "accessTokens.read", "accessTokens.delete"};
+  std::vector<std::string> email_scope = {"account.read", "accessTokens.read",
+                                          "accessTokens.delete"};
   uint32_t email_requests_per_address = 5;  // before the address has to wait
   uint32_t email_requests_per_peer = 50;
   uint32_t email_tokens_per_account = 5;  // unexpired e-mailed tokens side by side
@@ -90,7 +91,7 @@ struct Config {
   // refused (exit 69); hsm.token_serial picks one of several tokens with the same label.
   std::string hsm_token_label;
   std::string hsm_token_serial;
-  std::string hsm_pin_file;   // empty: read the systemd credential `pin`
+  std::string hsm_pin_file;  // empty: read the systemd credential `pin`
   uint32_t hsm_max_sessions = 8;
   // After the token's storage vanished: re-initialise the PKCS#11 module at most this often until
   // it is back (hsm::TokenConfig::reinitialize_after_ms); 0 = never (a restart is needed).
@@ -98,19 +99,20 @@ struct Config {
   std::string mail_spool_dir;
   std::string mail_smtp_url;
   std::string mail_from = "opentokend@localhost";
-  std::string mail_outbox_dir;  // SMTP mode: queue before delivery; default <storage.path>/mail-outbox
+  std::string
+      mail_outbox_dir;  // SMTP mode: queue before delivery; default <storage.path>/mail-outbox
   bool mail_require_tls = false;
   std::string mail_ca_file;
   std::string public_url;
-  uint32_t workers = 0;       // 0: max(8, 4 x cores)
+  uint32_t workers = 0;  // 0: max(8, 4 x cores)
   std::string log_level = "info";
   LimitsConfig limits;
   MetricsConfig metrics;
   // audit.path: the audit trail (JSON lines, service/audit.h); default <storage.path>/audit.log.
   std::string audit_path;
   AccountsConfig accounts;
-  int64_t signature_past_seconds = 300;    // OT1: how old X-OpenToken-Date may be
-  int64_t signature_future_seconds = 60;   // OT1: how far ahead (clock skew)
+  int64_t signature_past_seconds = 300;   // OT1: how old X-OpenToken-Date may be
+  int64_t signature_future_seconds = 60;  // OT1: how far ahead (clock skew)
   int64_t access_code_lifetime_seconds = 183 * 86'400;
   int64_t token_max_lifetime_seconds = 0;  // 0: tokens live until deleted (or their own expiry)
   AccessTokensConfig access_tokens;

@@ -9,8 +9,8 @@
 namespace otd::daemon {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 const char* kMinimal = R"({
   "listen": {"unix": {"path": "/run/x.sock"}},
@@ -103,8 +103,9 @@ TEST(ConfigTest, UnknownKeysAreNamed) {
 
 TEST(ConfigTest, BadValuesAreNamed) {
   auto tls = [](const std::string& port) {
-    return Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})",
-                   R"({"tls": {"port": )" + port + R"(, "certificate": "/c", "private_key": "/k"}})");
+    return Without(
+        kMinimal, R"({"unix": {"path": "/run/x.sock"}})",
+        R"({"tls": {"port": )" + port + R"(, "certificate": "/c", "private_key": "/k"}})");
   };
   EXPECT_NE(ErrorOf(tls("0")).find("listen.tls.port"), std::string::npos);
   EXPECT_NE(ErrorOf(tls("70000")).find("listen.tls.port"), std::string::npos);
@@ -116,32 +117,33 @@ TEST(ConfigTest, BadValuesAreNamed) {
   EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", R"("token_label": "")"))
                 .find("hsm.token_label"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "max_sessions": 0)"))
-                .find("hsm.max_sessions"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "max_sessions": 0)"))
+          .find("hsm.max_sessions"),
+      std::string::npos);
 }
 
 TEST(ConfigTest, TokenSerialSelectsTheTokenAndMakesTheLabelOptional) {
   auto c = ParseConfig(kMinimal);
   ASSERT_OK(c);
   EXPECT_TRUE(c->hsm_token_serial.empty());  // default: by label only
-  auto both = ParseConfig(
-      Without(kMinimal, R"("token_label": "opentokend")",
-              R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
+  auto both =
+      ParseConfig(Without(kMinimal, R"("token_label": "opentokend")",
+                          R"("token_label": "opentokend", "token_serial": "6c6de8a782f574e3")"));
   ASSERT_OK(both);
   EXPECT_EQ(both->hsm_token_serial, "6c6de8a782f574e3");
   EXPECT_EQ(both->hsm_token_label, "opentokend");
-  auto serial_only = ParseConfig(Without(kMinimal, R"("token_label": "opentokend")",
-                                         R"("token_serial": "0123456789abcdef")"));
+  auto serial_only = ParseConfig(
+      Without(kMinimal, R"("token_label": "opentokend")", R"("token_serial": "0123456789abcdef")"));
   ASSERT_OK(serial_only);
   EXPECT_TRUE(serial_only->hsm_token_label.empty());
   EXPECT_EQ(ErrorOf(Without(kMinimal, R"("token_label": "opentokend",)", "")),
             "hsm.token_label: is required (unless hsm.token_serial is set)");
   for (const char* bad : {R"("")", R"("0123456789abcdef0")", R"("12 34")", "17"}) {
     const std::string with = std::string(R"("token_label": "opentokend", "token_serial": )") + bad;
-    EXPECT_NE(ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", with))
-                  .find("hsm.token_serial"),
-              std::string::npos)
+    EXPECT_NE(
+        ErrorOf(Without(kMinimal, R"("token_label": "opentokend")", with)).find("hsm.token_serial"),
+        std::string::npos)
         << bad;
   }
 }
@@ -167,23 +169,31 @@ TEST(ConfigTest, MailNeedsExactlyOneTransport) {
   auto mail = [](const std::string& m) {
     return Without(kMinimal, R"("mail": {"spool_dir": "/var/mail/x"})", "\"mail\": " + m);
   };
-  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "smtp_url": "smtp://h:25"})")).find("mail"), std::string::npos);
-  EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "http://h"})")).find("mail.smtp_url"), std::string::npos);
-  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "from": "nobody"})")).find("mail.from"), std::string::npos);
-  EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "smtp://h", "require_tls": "yes"})")).find("mail.require_tls"),
+  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "smtp_url": "smtp://h:25"})")).find("mail"),
             std::string::npos);
-  EXPECT_OK(ParseConfig(mail(R"({"smtp_url": "smtp://h:2525", "from": "v@example.com", "require_tls": true})")));
+  EXPECT_NE(ErrorOf(mail(R"({"smtp_url": "http://h"})")).find("mail.smtp_url"), std::string::npos);
+  EXPECT_NE(ErrorOf(mail(R"({"spool_dir": "/m", "from": "nobody"})")).find("mail.from"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(mail(R"({"smtp_url": "smtp://h", "require_tls": "yes"})")).find("mail.require_tls"),
+      std::string::npos);
+  EXPECT_OK(ParseConfig(
+      mail(R"({"smtp_url": "smtp://h:2525", "from": "v@example.com", "require_tls": true})")));
 }
 
 TEST(ConfigTest, AccountsSectionIsBoundedAndNamed) {
-  auto with = [](const std::string& a) { return Without(kMinimal, "\"listen\"", "\"accounts\": " + a + ", \"listen\""); };
+  auto with = [](const std::string& a) {
+    return Without(kMinimal, "\"listen\"", "\"accounts\": " + a + ", \"listen\"");
+  };
   auto c = ParseConfig(with(R"({"session_lifetime_seconds": 900, "totp_issuer": "Vault"})"));
   ASSERT_OK(c);
   EXPECT_EQ(c->accounts.session_lifetime_seconds, 900);
   EXPECT_EQ(c->accounts.registration_lifetime_seconds, 86400);
-  EXPECT_NE(ErrorOf(with(R"({"session_lifetime_seconds": 5})")).find("accounts.session_lifetime_seconds"),
+  EXPECT_NE(
+      ErrorOf(with(R"({"session_lifetime_seconds": 5})")).find("accounts.session_lifetime_seconds"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(with(R"({"totp_issuer": "a:b"})")).find("accounts.totp_issuer"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(with(R"({"totp_issuer": "a:b"})")).find("accounts.totp_issuer"), std::string::npos);
   EXPECT_NE(ErrorOf(with(R"({"lockout": 1})")).find("accounts.lockout"), std::string::npos);
 }
 
@@ -255,17 +265,21 @@ TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
   EXPECT_EQ(c->access_tokens.email_scope, std::vector<std::string>{"account.read"});
   EXPECT_EQ(c->access_tokens.email_requests_per_address, 2u);
   // Scopes that mint or change credentials are never mailed.
-  for (const char* scope : {"accessCodes.create", "accessCodes", "accessTokens", "accessTokens.create",
-                            "accessTokens.update", "devices"}) {
-    EXPECT_NE(ErrorOf(with(std::string(R"({"email_scope": [")") + scope + "\"]}")).find("access_tokens.email_scope"),
+  for (const char* scope : {"accessCodes.create", "accessCodes", "accessTokens",
+                            "accessTokens.create", "accessTokens.update", "devices"}) {
+    EXPECT_NE(ErrorOf(with(std::string(R"({"email_scope": [")") + scope + "\"]}"))
+                  .find("access_tokens.email_scope"),
               std::string::npos)
         << scope;
   }
-  EXPECT_NE(ErrorOf(with(R"({"email_scope": []})")).find("access_tokens.email_scope"), std::string::npos);
-  EXPECT_NE(ErrorOf(with(R"({"email_scope": ["account", "account"]})")).find("access_tokens.email_scope"),
+  EXPECT_NE(ErrorOf(with(R"({"email_scope": []})")).find("access_tokens.email_scope"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(with(R"({"max_lifetime_seconds": 10})")).find("access_tokens.max_lifetime_seconds"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(with(R"({"email_scope": ["account", "account"]})")).find("access_tokens.email_scope"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(with(R"({"max_lifetime_seconds": 10})")).find("access_tokens.max_lifetime_seconds"),
+      std::string::npos);
   EXPECT_NE(ErrorOf(with(R"({"default_lifetime_seconds": 7200, "max_lifetime_seconds": 3600})"))
                 .find("access_tokens.default_lifetime_seconds"),
             std::string::npos);
@@ -326,28 +340,33 @@ TEST(ConfigTest, MetricsSectionIsStrictAndNamed) {
             "metrics.unix.owner: unknown configuration key");
   EXPECT_EQ(ErrorOf(with(R"({"enabled": "yes"})")), "metrics.enabled: must be true or false");
   EXPECT_EQ(ErrorOf(with(R"({"unix": []})")), "metrics.unix: must be an object");
-  EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": ""}})")), "metrics.unix.path: must be a non-empty string");
+  EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": ""}})")),
+            "metrics.unix.path: must be a non-empty string");
   // Scraping is for the service user (and a chosen group) only: no access for others.
   for (const char* mode : {"0606", "0644", "0666", "0x60", "1777", "06000"}) {
-    EXPECT_NE(ErrorOf(with(std::string(R"({"unix": {"mode": ")") + mode + "\"}}")).find("metrics.unix.mode"),
+    EXPECT_NE(ErrorOf(with(std::string(R"({"unix": {"mode": ")") + mode + "\"}}"))
+                  .find("metrics.unix.mode"),
               std::string::npos)
         << mode;
   }
   EXPECT_EQ(ErrorOf(with(R"({"unix": {"path": "/run/x.sock"}})")),
             "metrics.unix.path: must differ from listen.unix.path");
-  EXPECT_NE(ErrorOf(with(R"({"unix": {"path": "/)" + std::string(100, 'm') + R"("}})")).find("metrics.unix.path"),
+  EXPECT_NE(ErrorOf(with(R"({"unix": {"path": "/)" + std::string(100, 'm') + R"("}})"))
+                .find("metrics.unix.path"),
             std::string::npos);
   // A default that would be too long is reported under the metrics key too.
   const std::string deep = "/" + std::string(80, 'd') + "/api.sock";
-  EXPECT_NE(ErrorOf(Without(kMinimal, "\"/run/x.sock\"", "\"" + deep + "\"")).find("metrics.unix.path"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(Without(kMinimal, "\"/run/x.sock\"", "\"" + deep + "\"")).find("metrics.unix.path"),
+      std::string::npos);
 }
 
 TEST(ConfigTest, MetricsWithoutAUnixListenerNeedAnExplicitPath) {
   const std::string tls_only = Without(kMinimal, R"({"unix": {"path": "/run/x.sock"}})",
                                        R"({"tls": {"certificate": "/c", "private_key": "/k"}})");
   EXPECT_EQ(ErrorOf(tls_only),
-            "metrics.unix.path: is required when there is no listen.unix (or set metrics.enabled to false)");
+            "metrics.unix.path: is required when there is no listen.unix (or set metrics.enabled "
+            "to false)");
   auto with = [&](const std::string& m) {
     return Without(tls_only, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
   };

@@ -1,7 +1,7 @@
 #include "daemon/daemon.h"
 
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,20 +20,20 @@ namespace {
 // Scrape-time gauges read from the runtime: records per table and map use (Store::GetStats), the
 // current key versions (Vault::CurrentVersions). The handle must die before the runtime.
 Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, Runtime& rt) {
-  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * records,
-                       registry.AddGauge("opentokend_store_records",
-                                         "Records per store table (sealed records, keyed hashes).",
-                                         {"table"}));
-  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * map_size,
-                       registry.AddGauge("opentokend_store_map_size_bytes",
-                                         "LMDB map size (storage.map_size_mb)."));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * records,
+      registry.AddGauge("opentokend_store_records",
+                        "Records per store table (sealed records, keyed hashes).", {"table"}));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * map_size,
+      registry.AddGauge("opentokend_store_map_size_bytes", "LMDB map size (storage.map_size_mb)."));
   OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * used,
                        registry.AddGauge("opentokend_store_used_bytes",
                                          "Bytes of the LMDB map in use (last page)."));
-  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * versions,
-                       registry.AddGauge("opentokend_key_version",
-                                         "Current version of the token keys (kek, index).",
-                                         {"key"}));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * versions,
+      registry.AddGauge("opentokend_key_version", "Current version of the token keys (kek, index).",
+                        {"key"}));
   OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * errors,
                        registry.AddCounter("opentokend_metrics_collect_errors_total",
                                            "Scrapes where the store or the vault could not be read "
@@ -41,24 +41,24 @@ Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, 
                                            {"source"}));
   metrics::Counter* store_errors = &errors->With({"store"});
   metrics::Counter* vault_errors = &errors->With({"vault"});
-  return registry.AddCollector([&rt, records, map_size, used, versions, store_errors,
-                                vault_errors] {
-    if (auto stats = rt.store->GetStats(); stats.ok()) {
-      for (const auto& [table, s] : stats->tables) {
-        records->With({table}).Set(static_cast<double>(s.entries));
-      }
-      map_size->Get().Set(static_cast<double>(stats->map_size));
-      used->Get().Set(static_cast<double>(stats->used_bytes));
-    } else {
-      store_errors->Inc();
-    }
-    if (auto v = rt.vault->keys().CurrentVersions(); v.ok()) {
-      versions->With({"kek"}).Set(v->kek);
-      versions->With({"index"}).Set(v->index);
-    } else {
-      vault_errors->Inc();
-    }
-  });
+  return registry.AddCollector(
+      [&rt, records, map_size, used, versions, store_errors, vault_errors] {
+        if (auto stats = rt.store->GetStats(); stats.ok()) {
+          for (const auto& [table, s] : stats->tables) {
+            records->With({table}).Set(static_cast<double>(s.entries));
+          }
+          map_size->Get().Set(static_cast<double>(stats->map_size));
+          used->Get().Set(static_cast<double>(stats->used_bytes));
+        } else {
+          store_errors->Inc();
+        }
+        if (auto v = rt.vault->keys().CurrentVersions(); v.ok()) {
+          versions->With({"kek"}).Set(v->kek);
+          versions->With({"index"}).Set(v->index);
+        } else {
+          vault_errors->Inc();
+        }
+      });
 }
 
 service::AccessTokensOptions AccessTokensOptionsFrom(const Config& config) {
@@ -140,8 +140,9 @@ void FitConnectionsToFileLimit(Config& config, Logger& log) {
                 {"needed", static_cast<int64_t>(needed)},
                 {"max_connections", static_cast<int64_t>(l.max_connections)},
                 {"max_connections_per_peer", static_cast<int64_t>(l.max_connections_per_peer)},
-                {"reason", "connection budgets lowered to fit; raise LimitNOFILE (the hard "
-                           "limit) or lower limits.max_connections"}});
+                {"reason",
+                 "connection budgets lowered to fit; raise LimitNOFILE (the hard "
+                 "limit) or lower limits.max_connections"}});
     }
   } else {
     log.Warn("open_file_limit_unknown", {{"reason", files.status().message()}});
@@ -178,9 +179,8 @@ Status Daemon::BuildParts() {
     ::kill(::getpid(), SIGTERM);
   });
   // The audit trail (service/audit.h): separate from the log, chained with the token's audit key.
-  const std::string audit_path = config_.audit_path.empty()
-                                     ? config_.storage_path + "/audit.log"
-                                     : config_.audit_path;
+  const std::string audit_path =
+      config_.audit_path.empty() ? config_.storage_path + "/audit.log" : config_.audit_path;
   auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_);
   if (!audit.ok()) {
     return StepFailed("audit log", audit.status());
@@ -193,10 +193,10 @@ Status Daemon::BuildParts() {
     audit_->RecordAsync({.event = "daemon_started", .outcome = "ok", .detail = versions});
   }
   r.vault->keys().SetVersionsObserver([a = audit_.get()](const service::KeyVersions& now) {
-    a->RecordAsync({.event = "key_rotation",
-                    .outcome = "ok",
-                    .detail = "kek=" + std::to_string(now.kek) +
-                              " index=" + std::to_string(now.index)});
+    a->RecordAsync(
+        {.event = "key_rotation",
+         .outcome = "ok",
+         .detail = "kek=" + std::to_string(now.kek) + " index=" + std::to_string(now.index)});
   });
 
   accounts_ = std::make_unique<service::Accounts>(*r.vault, *r.store, *mailer_, r.clock, log_,
@@ -210,9 +210,9 @@ Status Daemon::BuildParts() {
   // The e-mail endpoints only queue their requests (the same work for every address); the
   // worker mails.
   mail_requests_ = std::make_unique<service::MailRequestQueue>(*r.vault, *r.store, r.clock, log_);
-  access_tokens_ = std::make_unique<service::AccessTokens>(*r.vault, *r.store, *mailer_,
-                                                           *mail_requests_, r.clock, log_,
-                                                           AccessTokensOptionsFrom(config_));
+  access_tokens_ =
+      std::make_unique<service::AccessTokens>(*r.vault, *r.store, *mailer_, *mail_requests_,
+                                              r.clock, log_, AccessTokensOptionsFrom(config_));
   mail_worker_ = std::make_unique<service::MailRequestWorker>(
       *mail_requests_,
       [tokens = access_tokens_.get()](const service::MailRequest& request, store::Mutation done) {
@@ -222,20 +222,20 @@ Status Daemon::BuildParts() {
 
   api::ServerOptions server_options = ServerOptionsFrom(config_);
   server_options.metrics = metrics_;
-  services_ = std::make_unique<api::Services>(api::Services{
-      .vault = *r.vault,
-      .accounts = *accounts_,
-      .access_codes = *access_codes_,
-      .tokens = *tokens_,
-      .access_tokens = *access_tokens_,
-      .schemas = *schemas_,
-      .clock = r.clock,
-      .log = log_,
-      .limits = server_options.limits,
-      .signature_past_seconds = config_.signature_past_seconds,
-      .signature_future_seconds = config_.signature_future_seconds,
-      .public_url = config_.public_url,
-      .audit = audit_.get()});
+  services_ = std::make_unique<api::Services>(
+      api::Services{.vault = *r.vault,
+                    .accounts = *accounts_,
+                    .access_codes = *access_codes_,
+                    .tokens = *tokens_,
+                    .access_tokens = *access_tokens_,
+                    .schemas = *schemas_,
+                    .clock = r.clock,
+                    .log = log_,
+                    .limits = server_options.limits,
+                    .signature_past_seconds = config_.signature_past_seconds,
+                    .signature_future_seconds = config_.signature_future_seconds,
+                    .public_url = config_.public_url,
+                    .audit = audit_.get()});
   router_ = api::BuildApiRouter(*services_);
   OTD_ASSIGN_OR_RETURN(server_, api::HttpServer::Create(server_options, *router_, log_));
   if (metrics_ != nullptr) {
@@ -274,9 +274,8 @@ Status Daemon::BuildMetricsListener() {
     return StepFailed("metrics.unix.path", ms.status());
   }
   metrics_server_ = std::move(ms).value();
-  log_.Info("listening", {{"transport", "unix"},
-                          {"path", config_.metrics.unix_path},
-                          {"purpose", "metrics"}});
+  log_.Info("listening",
+            {{"transport", "unix"}, {"path", config_.metrics.unix_path}, {"purpose", "metrics"}});
   return Status::Ok();
 }
 

@@ -1,13 +1,15 @@
 #include "daemon/hardening.h"
 
-#include <openssl/crypto.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <openssl/crypto.h>
 
 namespace otd::daemon {
 
 Status DisableCoreDumps() {
-  struct rlimit none {0, 0};
+  struct rlimit none {
+    0, 0
+  };
   if (::setrlimit(RLIMIT_CORE, &none) != 0) {
     return Unavailable("cannot set RLIMIT_CORE to 0");
   }

@@ -2,8 +2,8 @@
 // are built by Daemon::Build (daemon/daemon.h). Exit codes: 0 clean stop, 78 bad configuration,
 // 69 HSM/store unusable. Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads and goes on.
 
-#include <csignal>
 #include <unistd.h>
+#include <csignal>
 
 #include <iostream>
 #include <optional>
@@ -85,8 +85,9 @@ int Main(int argc, char** argv) {
   Logger log(std::cout, ParseLevel(config->log_level));
   if (::geteuid() == 0) {
     if (!args->allow_root) {
-      log.Error("startup_failed", {{"reason", "refusing to run as root; use a dedicated user "
-                                              "(or --allow-root for a local trial)"}});
+      log.Error("startup_failed", {{"reason",
+                                    "refusing to run as root; use a dedicated user "
+                                    "(or --allow-root for a local trial)"}});
       return kExitConfig;
     }
     log.Warn("running_as_root", {{"reason", "--allow-root given"}});

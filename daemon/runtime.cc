@@ -31,7 +31,8 @@ Result<SecretBytes> ReadPin(const Config& config) {
   }
   if ((st.st_mode & 0077) != 0 && !config.hsm_pin_file.empty()) {
     ::close(fd);
-    return InvalidArgument(what + ": " + path + " must not be readable by group or others (chmod 600)");
+    return InvalidArgument(what + ": " + path +
+                           " must not be readable by group or others (chmod 600)");
   }
   SecretBytes pin(256);
   size_t got = 0;

@@ -1,9 +1,9 @@
 #include "daemon/runtime.h"
 #include "common/testing/status_matchers.h"
 
-#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,8 +11,8 @@
 namespace otd::daemon {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 

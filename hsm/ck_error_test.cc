@@ -6,8 +6,8 @@
 namespace otd::hsm::internal {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 TEST(CkErrorTest, NamesCommonReturnValuesAndShowsUnknownOnesAsHex) {
   EXPECT_EQ(CkrName(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
@@ -23,8 +23,8 @@ TEST(CkErrorTest, MapsReturnValuesToCodesAsDocumentedInTheHeader) {
     EXPECT_EQ(CkrCode(rv), Code::kUnavailable) << CkrName(rv);
     EXPECT_TRUE(IsTokenLost(rv)) << CkrName(rv);
   }
-  for (CK_RV rv : {CKR_ENCRYPTED_DATA_INVALID, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_WRAPPED_KEY_INVALID,
-                   CKR_WRAPPED_KEY_LEN_RANGE, CKR_SIGNATURE_INVALID}) {
+  for (CK_RV rv : {CKR_ENCRYPTED_DATA_INVALID, CKR_ENCRYPTED_DATA_LEN_RANGE,
+                   CKR_WRAPPED_KEY_INVALID, CKR_WRAPPED_KEY_LEN_RANGE, CKR_SIGNATURE_INVALID}) {
     EXPECT_EQ(CkrCode(rv), Code::kDataLoss) << CkrName(rv);
   }
   for (CK_RV rv : {CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_EXPIRED, CKR_PIN_LOCKED}) {

@@ -13,10 +13,11 @@
 //    sensitive and non-extractable, destroyed when their SessionKey owner dies.
 //
 // Errors: every CK_RV other than CKR_OK becomes a Status whose message names the function and
-// the CKR_ constant. Mapping: CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SESSION_HANDLE_INVALID,
-// CKR_SESSION_CLOSED, CKR_DEVICE_ERROR, CKR_USER_NOT_LOGGED_IN -> kUnavailable (the session is
-// dropped and the next Acquire() re-opens the token: slot lookup, session, login);
-// CKR_ENCRYPTED_DATA_INVALID / _LEN_RANGE, CKR_WRAPPED_KEY_INVALID / _LEN_RANGE, CKR_SIGNATURE_INVALID
+// the CKR_ constant. Mapping: CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
+// CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_ERROR, CKR_USER_NOT_LOGGED_IN ->
+// kUnavailable (the session is dropped and the next Acquire() re-opens the token: slot lookup,
+// session, login); CKR_ENCRYPTED_DATA_INVALID / _LEN_RANGE, CKR_WRAPPED_KEY_INVALID / _LEN_RANGE,
+// CKR_SIGNATURE_INVALID
 // -> kDataLoss; CKR_PIN_INCORRECT / CKR_PIN_LEN_RANGE / CKR_PIN_EXPIRED / CKR_PIN_LOCKED ->
 // kPermissionDenied; a missing key label -> kNotFound; others -> kInternal.
 // SoftHSM 2.6 reports a GCM tag mismatch (C_Decrypt) and an RFC 5649 integrity failure
@@ -270,7 +271,8 @@ class Token {
   // most 200 ms for a session; all sessions busy counts as healthy.
   TokenHealth Health();
   // Module and token description for `opentoken-admin status` (manufacturer, model, label, serial),
-  // one line: module=PATH library="..." manufacturer="..." model="..." label="..." serial="..." slot=N
+  // one line: module=PATH library="..." manufacturer="..." model="..." label="..." serial="..."
+  // slot=N
   std::string Describe() const;
   // Module, label, serial and slot of the token in use.
   TokenIdentity Identity() const;

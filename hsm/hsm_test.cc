@@ -4,10 +4,10 @@
 
 #include "hsm/hsm.h"
 
+#include <stdlib.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -29,8 +29,8 @@
 namespace otd::hsm {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 
@@ -55,7 +55,9 @@ std::string ModulePath() {
 
 Bytes Iv(uint8_t fill) { return Bytes(12, fill); }
 
-std::string Plain(const SecretBytes& s) { return std::string(s.RevealString(SecretAccess::Grant())); }
+std::string Plain(const SecretBytes& s) {
+  return std::string(s.RevealString(SecretAccess::Grant()));
+}
 
 class HsmTest : public ::testing::Test {
  protected:
@@ -109,7 +111,8 @@ class HsmTest : public ::testing::Test {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
                            {CKA_LABEL, const_cast<char*>(label.data()), label.size()}};
-    if (f->C_FindObjectsInit(h, tmpl, 2) != CKR_OK) return CK_INVALID_HANDLE;
+    if (f->C_FindObjectsInit(h, tmpl, 2) != CKR_OK)
+      return CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
     CK_ULONG n = 0;
     f->C_FindObjects(h, &o, 1, &n);
@@ -334,8 +337,8 @@ TEST_F(HsmTest, AReopenFindsTheSameTokenEvenWhenAnotherOneTakesItsLabel) {
   std::string padded(kLabel);
   padded.resize(32, ' ');
   std::string so_pin(kSoPin);
-  ASSERT_EQ(f->C_InitToken(*free_slot, reinterpret_cast<CK_UTF8CHAR*>(so_pin.data()),
-                           so_pin.size(), reinterpret_cast<CK_UTF8CHAR*>(padded.data())),
+  ASSERT_EQ(f->C_InitToken(*free_slot, reinterpret_cast<CK_UTF8CHAR*>(so_pin.data()), so_pin.size(),
+                           reinterpret_cast<CK_UTF8CHAR*>(padded.data())),
             CKR_OK);
   ASSERT_EQ(SerialsLabelled(kLabel).size(), 2u);
   ASSERT_EQ(TokenTestPeer::CloseAllSessions(*t), CKR_OK);
@@ -404,8 +407,8 @@ TEST_F(HsmTest, GeneratedKeysAreSensitiveNeverExtractableAndValueIsNotReadable) 
     char id[16] = {};
     CK_KEY_TYPE kt = 0;
     CK_ULONG len = 0;
-    CK_ATTRIBUTE q[] = {{CKA_ID, id, sizeof id}, {CKA_KEY_TYPE, &kt, sizeof kt},
-                        {CKA_VALUE_LEN, &len, sizeof len}};
+    CK_ATTRIBUTE q[] = {
+        {CKA_ID, id, sizeof id}, {CKA_KEY_TYPE, &kt, sizeof kt}, {CKA_VALUE_LEN, &len, sizeof len}};
     ASSERT_EQ(TokenTestPeer::Functions(*t)->C_GetAttributeValue(TokenTestPeer::Handle(*s), o, q, 3),
               CKR_OK);
     EXPECT_EQ(std::string(id, q[0].ulValueLen), c.label);
@@ -455,8 +458,8 @@ TEST_F(HsmTest, KeyLabelsListsPersistentKeysByPrefix) {
   // A session object (an unwrapped data key) is not a persistent key.
   auto wrapped = s->GenerateWrapped(KeyRef::Persistent("otd-kek-v1"), KeyType::kAes256);
   ASSERT_OK(wrapped);
-  auto dk = s->Unwrap(KeyRef::Persistent("otd-kek-v1"), *wrapped, KeyType::kAes256,
-                      KeyUsage::kEncrypt);
+  auto dk =
+      s->Unwrap(KeyRef::Persistent("otd-kek-v1"), *wrapped, KeyType::kAes256, KeyUsage::kEncrypt);
   ASSERT_OK(dk);
   auto labels = s->KeyLabels("otd-");
   ASSERT_OK(labels);
@@ -608,7 +611,8 @@ TEST_F(HsmTest, HmacSha256OfAnImportedKeyMatchesOpenSsl) {
   ASSERT_OK(s);
   ASSERT_OK(s->GenerateKey("kek", KeyType::kAes256, KeyUsage::kWrap));
   uint8_t raw[32];
-  for (int i = 0; i < 32; ++i) raw[i] = static_cast<uint8_t>(i * 7 + 3);
+  for (int i = 0; i < 32; ++i)
+    raw[i] = static_cast<uint8_t>(i * 7 + 3);
   SecretBytes key = SecretBytes::CopyFrom(std::span<const uint8_t>(raw, 32));
   auto wrapped = s->ImportWrapped(KeyRef::Persistent("kek"), KeyType::kHmacSha256, key);
   ASSERT_OK(wrapped);
@@ -678,13 +682,15 @@ TEST_F(HsmTest, ShortHmacKeysImportButSoftHsmRefusesToSignWithThem) {
             Code::kInvalidArgument);
   EXPECT_EQ(CodeOf(s->ImportWrapped(kek, KeyType::kAes256, SecretBytes(16))),
             Code::kInvalidArgument);
-  auto w128 = s->ImportWrapped(kek, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(128, 'k')));
+  auto w128 =
+      s->ImportWrapped(kek, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(128, 'k')));
   ASSERT_OK(w128);
   auto k128 = s->Unwrap(kek, *w128, KeyType::kHmacSha256, KeyUsage::kSign);
   ASSERT_OK(k128);
   EXPECT_OK(s->Sign(k128->ref(), AsBytes("x")));
 
-  auto w16 = s->ImportWrapped(kek, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(16, 'k')));
+  auto w16 =
+      s->ImportWrapped(kek, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(16, 'k')));
   ASSERT_OK(w16);
   auto k16 = s->Unwrap(kek, *w16, KeyType::kHmacSha256, KeyUsage::kSign);
   ASSERT_OK(k16);
@@ -827,7 +833,7 @@ TEST_F(HsmTest, UnwrappedKeyIsSensitiveNotExtractableAndDestroyedWithItsOwner) {
     uint8_t buf[64];
     CK_ULONG n = sizeof buf;
     EXPECT_EQ(TokenTestPeer::Functions(*t)->C_WrapKey(TokenTestPeer::Handle(*s), &mech,
-                                                       FindRaw(*t, *s, "kek"), object, buf, &n),
+                                                      FindRaw(*t, *s, "kek"), object, buf, &n),
               CKR_KEY_UNEXTRACTABLE);
     // Moving the owner keeps one owner.
     SessionKey moved = std::move(*dk);
@@ -849,9 +855,9 @@ TEST_F(HsmTest, BlobWrappedUnderOneKekDoesNotUnwrapUnderAnother) {
   EXPECT_EQ(CodeOf(r), Code::kDataLoss) << r.status().ToString();
   Bytes corrupt = *w;
   corrupt[10] ^= 1;
-  EXPECT_EQ(CodeOf(s->Unwrap(KeyRef::Persistent("kek1"), corrupt, KeyType::kAes256,
-                             KeyUsage::kEncrypt)),
-            Code::kDataLoss);
+  EXPECT_EQ(
+      CodeOf(s->Unwrap(KeyRef::Persistent("kek1"), corrupt, KeyType::kAes256, KeyUsage::kEncrypt)),
+      Code::kDataLoss);
   EXPECT_EQ(CodeOf(s->Unwrap(KeyRef::Persistent("kek1"), ByteView(w->data(), 8), KeyType::kAes256,
                              KeyUsage::kEncrypt)),
             Code::kDataLoss);
@@ -896,7 +902,8 @@ TEST_F(HsmTest, RewrapMovesAKeyToAnotherKekInsideTheToken) {
   }
   EXPECT_EQ(CodeOf(s->Unwrap(kek1, *w2, KeyType::kAes256, KeyUsage::kEncrypt)), Code::kDataLoss);
   // HMAC keys (access-code secrets) rewrap too and keep their value.
-  auto wh = s->ImportWrapped(kek1, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(32, 0x5a)));
+  auto wh =
+      s->ImportWrapped(kek1, KeyType::kHmacSha256, SecretBytes::CopyFrom(std::string(32, 0x5a)));
   ASSERT_OK(wh);
   auto wh2 = s->Rewrap(kek1, kek2, *wh, KeyType::kHmacSha256);
   ASSERT_OK(wh2);
@@ -995,7 +1002,8 @@ TEST_F(HsmTest, PoolServesEightThreadsDoingTwoHundredOperationsEach) {
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(done.load(), 1600);
   EXPECT_LE(TokenTestPeer::OpenSessions(*t), 4u);
@@ -1151,7 +1159,8 @@ TEST_F(HsmTest, APinRefusedAtReopenIsTriedOnceThenRefusedUntilRestart) {
   uint8_t byte = 0;
   for (int i = 0; i < 3; ++i) {
     auto s = (*t)->Acquire();
-    if (s.ok()) (void)s->Random(std::span<uint8_t>(&byte, 1));
+    if (s.ok())
+      (void)s->Random(std::span<uint8_t>(&byte, 1));
   }
   EXPECT_EQ(failed.Value(), 1u) << "C_Login was retried with a refused PIN";
   EXPECT_FALSE((*t)->Health().ok);
@@ -1328,11 +1337,11 @@ TEST_F(HsmTest, NoReinitialisationWhileASessionIsLeased) {
   bool recovered = false;
   for (int i = 0; i < 50 && !recovered; ++i) {
     recovered = (*t)->Health().ok;
-    if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!recovered)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_TRUE(recovered) << log_out_.str();
 }
 
 }  // namespace
 }  // namespace otd::hsm
-

@@ -28,9 +28,7 @@ constexpr size_t kHmacImportMax = 128;
 // Some modules reject a NULL data pointer even with length 0.
 uint8_t kEmpty[1] = {0};
 
-CK_BYTE_PTR In(ByteView b) {
-  return b.empty() ? kEmpty : const_cast<CK_BYTE_PTR>(b.data());
-}
+CK_BYTE_PTR In(ByteView b) { return b.empty() ? kEmpty : const_cast<CK_BYTE_PTR>(b.data()); }
 
 // An attribute template whose values live in the object itself: not copyable or movable,
 // because the CK_ATTRIBUTEs point into it.
@@ -40,9 +38,7 @@ class Template {
   Template(const Template&) = delete;
   Template& operator=(const Template&) = delete;
 
-  void Bool(CK_ATTRIBUTE_TYPE type, bool v) {
-    Add(type, v ? &true_ : &false_, sizeof(CK_BBOOL));
-  }
+  void Bool(CK_ATTRIBUTE_TYPE type, bool v) { Add(type, v ? &true_ : &false_, sizeof(CK_BBOOL)); }
   void Class(CK_OBJECT_CLASS c) {
     class_ = c;
     Add(CKA_CLASS, &class_, sizeof class_);
@@ -86,9 +82,7 @@ class Template {
   std::vector<CK_ATTRIBUTE> attrs_;
 };
 
-CK_KEY_TYPE CkKeyType(KeyType t) {
-  return t == KeyType::kAes256 ? CKK_AES : CKK_GENERIC_SECRET;
-}
+CK_KEY_TYPE CkKeyType(KeyType t) { return t == KeyType::kAes256 ? CKK_AES : CKK_GENERIC_SECRET; }
 
 CK_MECHANISM_TYPE KeyGenMechanism(KeyType t) {
   return t == KeyType::kAes256 ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN;
@@ -214,7 +208,8 @@ Status Session::Usable() {
   }
   if (generation_ != token_->generation()) {
     broken_ = true;
-    return Unavailable("PKCS#11 token was re-opened since this session was leased; acquire a new one");
+    return Unavailable(
+        "PKCS#11 token was re-opened since this session was leased; acquire a new one");
   }
   return Status::Ok();
 }
@@ -678,7 +673,7 @@ Result<Bytes> Session::ImportWrapped(const KeyRef& kek, KeyType type, const Secr
 }
 
 Result<uint64_t> Session::UnwrapObject(const KeyRef& kek, ByteView wrapped, KeyType type,
-                                        std::optional<KeyUsage> usage) {
+                                       std::optional<KeyUsage> usage) {
   if (wrapped.empty()) {
     return DataLoss("empty wrapped key");
   }

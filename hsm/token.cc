@@ -96,11 +96,12 @@ Result<std::unique_ptr<TokenImpl>> TokenImpl::Open(TokenConfig config, Logger* l
   OTD_RETURN_IF_ERROR(t->CheckMechanisms(t->slot()));
   if (t->log_ != nullptr) {
     const TokenIdentity id = t->Identity();
-    t->log_->Info("hsm_token_opened", {{"module", t->config_.module_path},
-                                       {"token", id.label},
-                                       {"serial", id.serial},
-                                       {"slot", static_cast<uint64_t>(id.slot)},
-                                       {"max_sessions", static_cast<uint64_t>(t->config_.max_sessions)}});
+    t->log_->Info("hsm_token_opened",
+                  {{"module", t->config_.module_path},
+                   {"token", id.label},
+                   {"serial", id.serial},
+                   {"slot", static_cast<uint64_t>(id.slot)},
+                   {"max_sessions", static_cast<uint64_t>(t->config_.max_sessions)}});
   }
   return t;
 }
@@ -144,9 +145,9 @@ Status TokenImpl::SetUpMetrics(metrics::Registry& registry) {
   OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * open,
                        registry.AddGauge("opentokend_hsm_sessions_open",
                                          "PKCS#11 sessions open (idle and leased)."));
-  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * in_use,
-                       registry.AddGauge("opentokend_hsm_sessions_in_use",
-                                         "PKCS#11 sessions leased to a request."));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * in_use,
+      registry.AddGauge("opentokend_hsm_sessions_in_use", "PKCS#11 sessions leased to a request."));
   OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * max,
                        registry.AddGauge("opentokend_hsm_sessions_max",
                                          "PKCS#11 session pool size (hsm.max_sessions)."));
@@ -312,7 +313,8 @@ Status TokenImpl::ReopenOrReinitialiseLocked() {
   if (!r.ok()) {
     if (!reinit_failing_) {
       Warn("hsm_module_reinitialise_failed",
-           {{"token", config_.token_label}, {"error", r.message()},
+           {{"token", config_.token_label},
+            {"error", r.message()},
             {"retry_ms", static_cast<uint64_t>(config_.reinitialize_after_ms)}});
       reinit_failing_ = true;
     }
@@ -397,7 +399,8 @@ Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
         login_refused_ = "the token refused the PIN (" + s.message() +
                          "); no further login is attempted: fix the PIN and restart the daemon";
         if (log_ != nullptr) {
-          log_->Error("hsm_login_refused", {{"token", config_.token_label}, {"error", s.message()}});
+          log_->Error("hsm_login_refused",
+                      {{"token", config_.token_label}, {"error", s.message()}});
         }
         return Unavailable(*login_refused_);
       }
@@ -405,8 +408,8 @@ Result<Session> TokenImpl::AcquireFor(std::chrono::milliseconds timeout) {
         return s;
       }
       if (log_ != nullptr) {
-        log_->Info("hsm_token_reopened", {{"token", config_.token_label},
-                                          {"slot", static_cast<uint64_t>(slot_)}});
+        log_->Info("hsm_token_reopened",
+                   {{"token", config_.token_label}, {"slot", static_cast<uint64_t>(slot_)}});
       }
     }
     const uint64_t gen = generation();
@@ -469,7 +472,8 @@ void TokenImpl::DropUnwrapCache(CK_SESSION_HANDLE h) noexcept {
   unwrap_caches_.erase(h);
 }
 
-std::optional<CK_OBJECT_HANDLE> TokenImpl::UnwrapCacheGet(CK_SESSION_HANDLE h, const std::string& key,
+std::optional<CK_OBJECT_HANDLE> TokenImpl::UnwrapCacheGet(CK_SESSION_HANDLE h,
+                                                          const std::string& key,
                                                           std::optional<CK_OBJECT_HANDLE>* stale) {
   std::lock_guard<std::mutex> lk(unwrap_mu_);
   auto c = unwrap_caches_.find(h);

@@ -74,7 +74,7 @@ struct MailOptions {
   std::string ca_file;  // PEM bundle to verify the SMTP server with; empty: system default
   std::chrono::milliseconds initial_retry_delay{1000};
   std::chrono::milliseconds max_retry_delay{5 * 60 * 1000};
-  std::chrono::milliseconds connect_timeout{10 * 1000};  // per delivery attempt
+  std::chrono::milliseconds connect_timeout{10 * 1000};   // per delivery attempt
   std::chrono::milliseconds transfer_timeout{10 * 1000};  // whole SMTP transaction
 };
 

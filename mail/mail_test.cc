@@ -1,7 +1,6 @@
 #include "mail/mail.h"
 
 #include <fcntl.h>
-#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,13 +18,13 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <streambuf>
 #include <string>
 #include <thread>
 #include <vector>
+#include <nlohmann/json.hpp>
 
 #include "common/log.h"
 #include "common/testing/status_matchers.h"
@@ -34,8 +34,8 @@ extern char** environ;
 namespace otd::mail {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -93,13 +93,15 @@ class TestLog {
   size_t Count(std::string_view needle) {
     std::string t = Text();
     size_t n = 0;
-    for (size_t p = t.find(needle); p != std::string::npos; p = t.find(needle, p + 1)) ++n;
+    for (size_t p = t.find(needle); p != std::string::npos; p = t.find(needle, p + 1))
+      ++n;
     return n;
   }
   bool WaitFor(std::string_view needle, size_t times, std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (Count(needle) < times) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (std::chrono::steady_clock::now() > deadline)
+        return false;
       std::this_thread::sleep_for(10ms);
     }
     return true;
@@ -122,7 +124,8 @@ std::string ReadFile(const std::string& path) {
 std::vector<std::string> ListNames(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    out.push_back(e.path().filename());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -130,15 +133,18 @@ std::vector<std::string> ListNames(const std::string& dir) {
 std::vector<std::string> ListEml(const std::string& dir) {
   std::vector<std::string> out;
   for (auto& n : ListNames(dir)) {
-    if (n.ends_with(".eml")) out.push_back(n);
+    if (n.ends_with(".eml"))
+      out.push_back(n);
   }
   return out;
 }
 
 bool OnlyCrlfLineEndings(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) return false;
-    if (s[i] == '\r' && (i + 1 == s.size() || s[i + 1] != '\n')) return false;
+    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+      return false;
+    if (s[i] == '\r' && (i + 1 == s.size() || s[i + 1] != '\n'))
+      return false;
   }
   return true;
 }
@@ -147,7 +153,8 @@ std::string Crlf(std::string_view in) {
   std::string out;
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '\r' || in[i] == '\n') {
-      if (in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n') ++i;
+      if (in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n')
+        ++i;
       out += "\r\n";
     } else {
       out += in[i];
@@ -179,7 +186,8 @@ std::string Base64Decode(std::string_view in) {
   uint32_t acc = 0;
   int bits = 0;
   for (char c : in) {
-    if (c == '=') break;
+    if (c == '=')
+      break;
     acc = (acc << 6) | static_cast<uint32_t>(kB64.find(c));
     bits += 6;
     if (bits >= 8) {
@@ -192,7 +200,8 @@ std::string Base64Decode(std::string_view in) {
 
 // Decodes a header value made of `=?utf-8?B?…?=` words separated by folding white space.
 std::string DecodeHeader(std::string value) {
-  if (value.rfind("=?", 0) != 0) return value;
+  if (value.rfind("=?", 0) != 0)
+    return value;
   std::string out;
   size_t pos = 0;
   while ((pos = value.find("=?utf-8?B?", pos)) != std::string::npos) {
@@ -231,7 +240,8 @@ Entity ParseEntity(std::string_view raw) {
   }
   std::istringstream lines(unfolded);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
     size_t colon = line.find(':');
     EXPECT_NE(colon, std::string::npos) << line;
     std::string name = line.substr(0, colon);
@@ -243,7 +253,8 @@ Entity ParseEntity(std::string_view raw) {
 
 std::string BoundaryOf(const std::string& content_type) {
   size_t p = content_type.find("boundary=\"");
-  if (p == std::string::npos) return {};
+  if (p == std::string::npos)
+    return {};
   size_t start = p + 10;
   return content_type.substr(start, content_type.find('"', start) - start);
 }
@@ -260,7 +271,8 @@ std::vector<std::string> SplitMultipart(const std::string& body, const std::stri
   for (;;) {
     size_t end = body.find(next, pos);
     EXPECT_NE(end, std::string::npos);
-    if (end == std::string::npos) break;
+    if (end == std::string::npos)
+      break;
     parts.push_back(body.substr(pos, end - pos));
     size_t after = end + next.size();
     if (body.compare(after, 4, "--\r\n") == 0) {
@@ -294,8 +306,10 @@ Decoded Decode(const std::string& raw) {
       Entity e = ParseEntity(p);
       EXPECT_EQ(e.Header("content-transfer-encoding"), "quoted-printable");
       std::string pct = e.Header("content-type");
-      if (pct == "text/plain; charset=utf-8") d.text = QpDecode(e.body);
-      if (pct == "text/html; charset=utf-8") d.html = QpDecode(e.body);
+      if (pct == "text/plain; charset=utf-8")
+        d.text = QpDecode(e.body);
+      if (pct == "text/html; charset=utf-8")
+        d.html = QpDecode(e.body);
     }
   } else {
     EXPECT_EQ(ct, "text/plain; charset=utf-8");
@@ -318,8 +332,10 @@ Message SampleMessage(std::string subject = "Confirm your e-mail address") {
       "..starts with dots\n"
       "From the team = ok, caf\xc3\xa9 \xe2\x82\xac\n" +
       std::string(120, 'x') + "\n\ttabbed\tline\t\n";
-  m.html = "<html><body><p>Hello Alice,</p><p style=\"color:red\">Your code is <b>123456</b>."
-           "</p>\n<p>caf\xc3\xa9 " + std::string(90, 'y') + "</p></body></html>\n";
+  m.html =
+      "<html><body><p>Hello Alice,</p><p style=\"color:red\">Your code is <b>123456</b>."
+      "</p>\n<p>caf\xc3\xa9 " +
+      std::string(90, 'y') + "</p></body></html>\n";
   return m;
 }
 
@@ -343,15 +359,18 @@ class ChildProcess {
       posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
     }
     std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = -1;
     int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
-    if (capture) ::close(fds[1]);
+    if (capture)
+      ::close(fds[1]);
     EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
     if (rc != 0) {
-      if (capture) ::close(fds[0]);
+      if (capture)
+        ::close(fds[0]);
       return nullptr;
     }
     return std::unique_ptr<ChildProcess>(new ChildProcess(pid, capture ? fds[0] : -1));
@@ -359,7 +378,8 @@ class ChildProcess {
 
   ~ChildProcess() {
     Stop();
-    if (out_ >= 0) ::close(out_);
+    if (out_ >= 0)
+      ::close(out_);
   }
 
   // One line of the child's stdout (without the newline); empty on timeout or EOF.
@@ -369,12 +389,16 @@ class ChildProcess {
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return {};
+      if (left.count() <= 0)
+        return {};
       pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        return {};
       char c;
-      if (::read(out_, &c, 1) != 1) return {};
-      if (c == '\n') return line;
+      if (::read(out_, &c, 1) != 1)
+        return {};
+      if (c == '\n')
+        return line;
       line += c;
     }
   }
@@ -411,23 +435,28 @@ class SmtpPeer {
  public:
   static std::unique_ptr<SmtpPeer> Start(const std::string& dir,
                                          std::vector<std::string> extra = {}, int port = 0) {
-    std::vector<std::string> argv = {"python3", SourceDir() + "/tests/integration/smtp_peer.py",
-                                     "--dir", dir, "--print-port", "--port",
+    std::vector<std::string> argv = {"python3",
+                                     SourceDir() + "/tests/integration/smtp_peer.py",
+                                     "--dir",
+                                     dir,
+                                     "--print-port",
+                                     "--port",
                                      std::to_string(port)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto child = ChildProcess::Spawn(argv, true);
-    if (!child) return nullptr;
+    if (!child)
+      return nullptr;
     std::string line = child->ReadLine(10s);
     EXPECT_FALSE(line.empty()) << "smtp_peer.py did not print its port";
-    if (line.empty()) return nullptr;
+    if (line.empty())
+      return nullptr;
     return std::unique_ptr<SmtpPeer>(new SmtpPeer(std::move(child), std::stoi(line)));
   }
   int port() const { return port_; }
   std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
 
  private:
-  SmtpPeer(std::unique_ptr<ChildProcess> child, int port)
-      : child_(std::move(child)), port_(port) {}
+  SmtpPeer(std::unique_ptr<ChildProcess> child, int port) : child_(std::move(child)), port_(port) {}
   std::unique_ptr<ChildProcess> child_;
   int port_;
 };
@@ -504,8 +533,7 @@ TEST_F(SpoolMailerTest, WritesOneParseableMultipartMessageAsAPrivateFile) {
   EXPECT_EQ(d.top.Header("to"), m.to);
   EXPECT_EQ(d.subject, m.subject);
   EXPECT_EQ(d.top.Header("mime-version"), "1.0");
-  EXPECT_EQ(d.top.Header("message-id"),
-            "<" + name.substr(0, name.size() - 4) + "@example.net>");
+  EXPECT_EQ(d.top.Header("message-id"), "<" + name.substr(0, name.size() - 4) + "@example.net>");
   EXPECT_EQ(d.top.headers.count("date"), 1u);
   EXPECT_NE(d.top.Header("date").find(" +0000"), std::string::npos);
   EXPECT_EQ(d.top.Header("date")[3], ',');
@@ -538,14 +566,16 @@ TEST_F(SpoolMailerTest, UsesDistinctBoundariesAndIdsForEachMessage) {
 TEST_F(SpoolMailerTest, EncodesANonAsciiSubjectAsEncodedWords) {
   auto mailer = Make();
   ASSERT_NE(mailer, nullptr);
-  std::string subject = "Best\xc3\xa4tigen Sie Ihre E-Mail-Adresse \xe2\x80\x94 "
-                        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x94\x91 and a long tail";
+  std::string subject =
+      "Best\xc3\xa4tigen Sie Ihre E-Mail-Adresse \xe2\x80\x94 "
+      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x94\x91 and a long tail";
   ASSERT_OK(mailer->Send(SampleMessage(subject)));
   auto names = ListEml(spool_);
   ASSERT_EQ(names.size(), 1u);
   std::string raw = ReadFile(spool_ + "/" + names[0]);
   std::string head = raw.substr(0, raw.find("\r\n\r\n"));
-  for (unsigned char c : head) EXPECT_LT(c, 0x80) << "headers are 7-bit";
+  for (unsigned char c : head)
+    EXPECT_LT(c, 0x80) << "headers are 7-bit";
   EXPECT_NE(head.find("Subject: =?utf-8?B?"), std::string::npos);
   EXPECT_EQ(Decode(raw).subject, subject);
 }
@@ -608,11 +638,13 @@ TEST_F(SpoolMailerTest, ConcurrentSendsProduceDistinctCompleteFiles) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         Message m = SampleMessage("message " + std::to_string(t * kPerThread + i));
-        if (!mailer->Send(m).ok()) ++failures;
+        if (!mailer->Send(m).ok())
+          ++failures;
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(failures.load(), 0);
   auto names = ListNames(spool_);
   ASSERT_EQ(names.size(), static_cast<size_t>(kThreads * kPerThread)) << "no temp files left";
@@ -769,7 +801,8 @@ TEST_F(SmtpMailerTest, DeliversMessagesQueuedWhileThePeerWasDownAfterARestart) {
     }
     ASSERT_TRUE(log_.WaitFor("\"event\":\"mail_delivery_failed\"", 2, 5s)) << log_.Text();
     EXPECT_EQ(mailer->Flush(50ms).code(), Code::kUnavailable);
-    for (const auto& n : ListEml(outbox_)) queued[n] = ReadFile(outbox_ + "/" + n);
+    for (const auto& n : ListEml(outbox_))
+      queued[n] = ReadFile(outbox_ + "/" + n);
   }  // "process" stops with the messages still queued
   ASSERT_EQ(queued.size(), 3u);
   EXPECT_EQ(ListEml(outbox_).size(), 3u);
@@ -887,8 +920,7 @@ class SmtpTlsTest : public SmtpMailerTest {
 };
 
 TEST_F(SmtpTlsTest, UpgradesWithStarttlsWhenTheServerOffersIt) {
-  auto peer = SmtpPeer::Start(received_,
-                              {"--tls-cert", cert_, "--tls-key", key_, "--require-tls"});
+  auto peer = SmtpPeer::Start(received_, {"--tls-cert", cert_, "--tls-key", key_, "--require-tls"});
   ASSERT_NE(peer, nullptr);
   MailOptions o = Options(peer->url());
   o.ca_file = cert_;

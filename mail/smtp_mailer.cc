@@ -1,8 +1,8 @@
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <curl/curl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -85,8 +85,7 @@ std::string Scrub(std::string text, const std::string& secret) {
   if (secret.empty()) {
     return text;
   }
-  for (size_t pos = text.find(secret); pos != std::string::npos;
-       pos = text.find(secret, pos)) {
+  for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
     text.replace(pos, secret.size(), "[redacted]");
     pos += 10;
   }
@@ -216,8 +215,7 @@ class SmtpMailer::Impl {
   std::vector<QueuedFile> ListQueued() {
     std::vector<QueuedFile> out;
     std::error_code ec;
-    for (fs::directory_iterator it(writer_.path(), ec), end; !ec && it != end;
-         it.increment(ec)) {
+    for (fs::directory_iterator it(writer_.path(), ec), end; !ec && it != end; it.increment(ec)) {
       std::string name = it->path().filename().string();
       if (name.size() <= 4 || name.front() == '.' || !name.ends_with(".eml")) {
         continue;
@@ -443,8 +441,7 @@ class SmtpMailer::Impl {
     set(CURLOPT_URL, options_.smtp_url.c_str());
     set(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     set(CURLOPT_NOSIGNAL, 1L);
-    set(CURLOPT_USE_SSL,
-        static_cast<long>(options_.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    set(CURLOPT_USE_SSL, static_cast<long>(options_.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
     if (!options_.ca_file.empty()) {
       set(CURLOPT_CAINFO, options_.ca_file.c_str());
     }
@@ -490,8 +487,7 @@ class SmtpMailer::Impl {
   std::thread thread_;
 };
 
-Result<std::unique_ptr<SmtpMailer>> SmtpMailer::Create(const MailOptions& options,
-                                                       Logger& log) {
+Result<std::unique_ptr<SmtpMailer>> SmtpMailer::Create(const MailOptions& options, Logger& log) {
   OTD_RETURN_IF_ERROR(ValidateSmtpUrl(options.smtp_url));
   if (options.from.empty()) {
     return InvalidArgument("mail.from is required with mail.smtp_url");
@@ -513,8 +509,8 @@ Result<std::unique_ptr<SmtpMailer>> SmtpMailer::Create(const MailOptions& option
   OTD_RETURN_IF_ERROR(internal::InitCurlOnce());
   OTD_ASSIGN_OR_RETURN(auto writer, internal::SpoolWriter::Open(options.outbox_dir));
 
-  internal::UniqueFd lock(::openat(writer.dir_fd(), ".lock",
-                                   O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  internal::UniqueFd lock(
+      ::openat(writer.dir_fd(), ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock.valid()) {
     return internal::ErrnoStatus("open mail outbox lock", errno);
   }
@@ -526,8 +522,7 @@ Result<std::unique_ptr<SmtpMailer>> SmtpMailer::Create(const MailOptions& option
   }
   // Temp files left by a crash mid-Send were never acknowledged: remove them.
   std::error_code ec;
-  for (fs::directory_iterator it(options.outbox_dir, ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (fs::directory_iterator it(options.outbox_dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
     if (name.size() > 5 && name.front() == '.' && name.ends_with(".tmp")) {
       ::unlinkat(writer.dir_fd(), name.c_str(), 0);

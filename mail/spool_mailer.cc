@@ -32,13 +32,11 @@ class SpoolMailer::Impl {
   Logger& log_;
 };
 
-Result<std::unique_ptr<SpoolMailer>> SpoolMailer::Create(const MailOptions& options,
-                                                         Logger& log) {
+Result<std::unique_ptr<SpoolMailer>> SpoolMailer::Create(const MailOptions& options, Logger& log) {
   if (options.spool_dir.empty()) {
     return InvalidArgument("mail.spool_dir is empty");
   }
-  std::string from = options.from.empty() ? std::string(internal::kDefaultSpoolFrom)
-                                          : options.from;
+  std::string from = options.from.empty() ? std::string(internal::kDefaultSpoolFrom) : options.from;
   OTD_RETURN_IF_ERROR(internal::ValidateAddress("mail.from", from));
   OTD_ASSIGN_OR_RETURN(auto writer, internal::SpoolWriter::Open(options.spool_dir));
   return std::unique_ptr<SpoolMailer>(

@@ -14,8 +14,8 @@ namespace otd::service {
 
 namespace {
 
-using tables::kAccessCodes;
 using tables::kAccessCodeIndex;
+using tables::kAccessCodes;
 
 enum : uint8_t {
   kTagWrappedSecret = 1,
@@ -30,8 +30,8 @@ enum : uint8_t {
 std::string FormatIndex(const std::vector<AccessCodeInfo>& list) {
   std::string out;
   for (const auto& i : list) {
-    out += i.code + "\t" + std::to_string(i.created_at) + "\t" + std::to_string(i.expires_at) + "\t" +
-           crypto::Base64UrlEncode(AsBytes(i.description)) + "\n";
+    out += i.code + "\t" + std::to_string(i.created_at) + "\t" + std::to_string(i.expires_at) +
+           "\t" + crypto::Base64UrlEncode(AsBytes(i.description)) + "\n";
   }
   return out;
 }
@@ -64,13 +64,15 @@ Result<std::vector<AccessCodeInfo>> ParseIndex(const std::string& text) {
 
 Result<std::vector<AccessCodeInfo>> AccessCodes::LoadIndex(std::string_view account_id, Bytes* key,
                                                            std::optional<Bytes>* raw) {
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodeIndex, account_id, "", Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located found,
+                       vault_.keys().Find(kAccessCodeIndex, account_id, "", Vault::Ids::kPublic));
   *key = std::move(found.key);
   *raw = std::move(found.value);
   if (!raw->has_value()) {
     return std::vector<AccessCodeInfo>{};
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kAccessCodeIndex, account_id, "index", **raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                       vault_.sealer().Open(kAccessCodeIndex, account_id, "index", **raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagIndex));
   return ParseIndex(text);
@@ -82,9 +84,11 @@ Result<store::Mutation> AccessCodes::IndexMutation(std::string_view account_id, 
   std::string text = FormatIndex(list);
   SecretBytes plain = FieldWriter().Add(kTagIndex, text).Finish();
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kAccessCodeIndex, account_id, "index",
-                                                 plain.Reveal(SecretAccess::Grant())));
+                                                          plain.Reveal(SecretAccess::Grant())));
   store::Mutation m{.op = raw ? store::Op::kUpdate : store::Op::kInsert,
-                    .table = std::string(kAccessCodeIndex), .key = key, .value = std::move(sealed)};
+                    .table = std::string(kAccessCodeIndex),
+                    .key = key,
+                    .value = std::move(sealed)};
   if (raw) {
     m.expect = *raw;
   }
@@ -131,20 +135,24 @@ void AccessCodes::MoveSecretToCurrentKek(std::string_view account_id, std::strin
                              hsm::KeyRef::Persistent(KekLabel(v.kek)), AsBytes(wrapped),
                              hsm::KeyType::kHmacSha256)));
     }
-    return SealCode(account_id, code, rewrapped, v.kek, description,
-                    static_cast<int64_t>(created), static_cast<int64_t>(expires));
+    return SealCode(account_id, code, rewrapped, v.kek, description, static_cast<int64_t>(created),
+                    static_cast<int64_t>(expires));
   }();
   if (!moved.ok()) {
     return;
   }
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccessCodes), .key = record_key,
-                   .value = std::move(moved).value(), .expect = current_record,
+  batch.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kAccessCodes),
+                   .key = record_key,
+                   .value = std::move(moved).value(),
+                   .expect = current_record,
                    .keep_expiry = true});
   store_.ApplyAsync(std::move(batch), [](const Status&) {});
 }
 
-Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::string_view description) {
+Result<NewAccessCode> AccessCodes::Create(std::string_view account_id,
+                                          std::string_view description) {
   const int64_t now = clock_.NowSeconds();
   NewAccessCode out;
   OTD_ASSIGN_OR_RETURN(out.code, crypto::RandomUrlSafeString(options_.code_chars));
@@ -155,12 +163,14 @@ Result<NewAccessCode> AccessCodes::Create(std::string_view account_id, std::stri
   Bytes wrapped;
   {
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-    OTD_ASSIGN_OR_RETURN(wrapped, FromToken(s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
-                                                            hsm::KeyType::kHmacSha256, out.secret)));
+    OTD_ASSIGN_OR_RETURN(wrapped,
+                         FromToken(s.ImportWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
+                                                   hsm::KeyType::kHmacSha256, out.secret)));
   }
   OTD_ASSIGN_OR_RETURN(Bytes sealed, SealCode(account_id, out.code, wrapped, v.kek, description,
                                               now, out.expires_at));
-  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.keys().LookupKey(kAccessCodes, account_id, out.code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Bytes record_key, vault_.keys().LookupKey(kAccessCodes, account_id, out.code,
+                                                                 Vault::Ids::kPublic));
 
   return RetryOnConflict<Result<NewAccessCode>>(
       "this account's access codes", [&]() -> Attempt<Result<NewAccessCode>> {
@@ -206,7 +216,8 @@ Result<std::vector<AccessCodeInfo>> AccessCodes::List(std::string_view account_i
 }
 
 Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
-  OTD_ASSIGN_OR_RETURN(Located record, vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located record,
+                       vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const Bytes& record_key = record.key;
   return RetryOnConflict<Status>("this account's access codes", [&]() -> Attempt<Status> {
     Bytes index_key;
@@ -238,7 +249,8 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature) {
   Status denied = Unauthenticated("signature verification failed");
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located found,
+                       vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return denied;
@@ -256,10 +268,10 @@ Status AccessCodes::Verify(std::string_view account_id, std::string_view code, B
   OTD_ASSIGN_OR_RETURN(std::string wrapped, r.Text(kTagWrappedSecret));
   {
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-    OTD_ASSIGN_OR_RETURN(
-        hsm::KeyRef key,
-        FromToken(s.UnwrapCached(hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
-                                 AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
+    OTD_ASSIGN_OR_RETURN(hsm::KeyRef key,
+                         FromToken(s.UnwrapCached(
+                             hsm::KeyRef::Persistent(KekLabel(static_cast<uint32_t>(kek_version))),
+                             AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
     OTD_ASSIGN_OR_RETURN(bool ok, FromToken(s.Verify(key, canonical, signature)));
     if (!ok) {
       return denied;

@@ -33,7 +33,8 @@ namespace otd::service {
 struct AccessCodesOptions {
   int64_t lifetime_seconds = 183 * 86'400;  // about six months (reference config: 6 months)
   size_t code_chars = 32;
-  size_t secret_chars = 32;  // at least 32: HMAC-SHA256 keys shorter than that do not sign in SoftHSM
+  size_t secret_chars =
+      32;  // at least 32: HMAC-SHA256 keys shorter than that do not sign in SoftHSM
   size_t max_per_account = 100;
 };
 

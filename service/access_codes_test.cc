@@ -5,9 +5,9 @@
 #include <chrono>
 #include <thread>
 
+#include "common/testing/status_matchers.h"
 #include "crypto/hash.h"
 #include "service/testing/service_env.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -37,10 +37,13 @@ TEST_F(AccessCodesTest, VerifiesInsideTheTokenAndOnlyForItsAccount) {
   EXPECT_EQ(pair->secret.size(), 32u);
   Bytes mac = Mac(pair->secret, "canonical");
   EXPECT_TRUE(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).ok());
-  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonicaL"), mac).code(), Code::kUnauthenticated);
-  EXPECT_EQ(codes_.Verify("acct-b", pair->code, AsBytes("canonical"), mac).code(), Code::kUnauthenticated);
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonicaL"), mac).code(),
+            Code::kUnauthenticated);
+  EXPECT_EQ(codes_.Verify("acct-b", pair->code, AsBytes("canonical"), mac).code(),
+            Code::kUnauthenticated);
   mac[0] ^= 1;
-  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).code(), Code::kUnauthenticated);
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).code(),
+            Code::kUnauthenticated);
 }
 
 TEST_F(AccessCodesTest, ExpiredCodesStopSigningAndLeaveTheList) {
@@ -101,10 +104,10 @@ TEST_F(AccessCodesTest, AfterRotationACodeStillSignsAndItsSecretMovesToTheNewKek
   EXPECT_EQ((*codes_.List("acct-a"))[0].description, "before rotation");
   // Revocation still removes it for good.
   EXPECT_OK(codes_.Revoke("acct-a", pair->code));
-  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"),
-                          Mac(pair->secret, "canonical"))
-                .code(),
-            Code::kUnauthenticated);
+  EXPECT_EQ(
+      codes_.Verify("acct-a", pair->code, AsBytes("canonical"), Mac(pair->secret, "canonical"))
+          .code(),
+      Code::kUnauthenticated);
 }
 
 }  // namespace

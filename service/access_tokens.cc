@@ -45,7 +45,6 @@ const Status& Denied() {
   return s;
 }
 
-
 // Every verb a scope grants (a family grants all of its verbs).
 std::vector<std::string> Expand(std::string_view scope) {
   std::vector<std::string> out;
@@ -73,11 +72,19 @@ bool ScopeWithin(const std::vector<std::string>& scope, const AccessTokenInfo& h
 }  // namespace
 
 const std::vector<std::string>& KnownAccessTokenScopes() {
-  static const std::vector<std::string> kScopes = {
-      "account",         "account.read",        "accessCodes",         "accessCodes.read",
-      "accessCodes.create", "accessCodes.delete", "accessTokens",      "accessTokens.read",
-      "accessTokens.create", "accessTokens.update", "accessTokens.delete", "tokens",
-      "tokens.create"};
+  static const std::vector<std::string> kScopes = {"account",
+                                                   "account.read",
+                                                   "accessCodes",
+                                                   "accessCodes.read",
+                                                   "accessCodes.create",
+                                                   "accessCodes.delete",
+                                                   "accessTokens",
+                                                   "accessTokens.read",
+                                                   "accessTokens.create",
+                                                   "accessTokens.update",
+                                                   "accessTokens.delete",
+                                                   "tokens",
+                                                   "tokens.create"};
   return kScopes;
 }
 
@@ -92,8 +99,9 @@ bool LooksLikeAccessToken(std::string_view text) {
       text.substr(0, kAccessTokenPrefix.size()) != kAccessTokenPrefix) {
     return false;
   }
-  return std::all_of(text.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()), text.end(),
-                     [](char c) { return crypto::kUrlSafeAlphabet.find(c) != std::string_view::npos; });
+  return std::all_of(
+      text.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()), text.end(),
+      [](char c) { return crypto::kUrlSafeAlphabet.find(c) != std::string_view::npos; });
 }
 
 struct AccessTokens::Collection {
@@ -109,10 +117,17 @@ struct AccessTokens::Collection {
     json list = json::array();
     for (const auto& e : entries) {
       const auto& i = e.info;
-      list.push_back({{"id", i.id}, {"name", i.name}, {"description", i.description},
-                      {"scope", i.scope}, {"active", i.active}, {"created", i.created_at},
-                      {"updated", i.updated_at}, {"expires", i.expires_at},
-                      {"lastUsed", i.last_used}, {"source", i.source}, {"lookup", e.lookup_hex}});
+      list.push_back({{"id", i.id},
+                      {"name", i.name},
+                      {"description", i.description},
+                      {"scope", i.scope},
+                      {"active", i.active},
+                      {"created", i.created_at},
+                      {"updated", i.updated_at},
+                      {"expires", i.expires_at},
+                      {"lastUsed", i.last_used},
+                      {"source", i.source},
+                      {"lookup", e.lookup_hex}});
     }
     return list.dump(-1, ' ', false, json::error_handler_t::replace);
   }
@@ -147,7 +162,8 @@ struct AccessTokens::Collection {
   }
 
   Entry* Find(std::string_view id) {
-    auto it = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.info.id == id; });
+    auto it = std::find_if(entries.begin(), entries.end(),
+                           [&](const Entry& e) { return e.info.id == id; });
     return it == entries.end() ? nullptr : &*it;
   }
 };
@@ -172,7 +188,8 @@ Result<AccessTokens::Collection> AccessTokens::Load(std::string_view account_id)
   c.key = std::move(found.key);
   c.raw = std::move(found.value);
   if (c.raw) {
-    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kCollections, account_id, "collection", *c.raw));
+    OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                         vault_.sealer().Open(kCollections, account_id, "collection", *c.raw));
     OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
     OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagCollection));
     OTD_RETURN_IF_ERROR(c.Decode(account_id, text));
@@ -185,9 +202,11 @@ Result<store::Mutation> AccessTokens::Store(std::string_view account_id, const C
   SecretBytes plain = FieldWriter().Add(kTagCollection, text).Finish();
   OPENSSL_cleanse(text.data(), text.size());
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kCollections, account_id, "collection",
-                                                 plain.Reveal(SecretAccess::Grant())));
+                                                          plain.Reveal(SecretAccess::Grant())));
   store::Mutation m{.op = c.raw ? store::Op::kUpdate : store::Op::kInsert,
-                    .table = std::string(kCollections), .key = c.key, .value = std::move(sealed)};
+                    .table = std::string(kCollections),
+                    .key = c.key,
+                    .value = std::move(sealed)};
   if (c.raw) {
     m.expect = *c.raw;
   }
@@ -197,17 +216,20 @@ Result<store::Mutation> AccessTokens::Store(std::string_view account_id, const C
 namespace {
 
 // The erase mutations of the lookup records of `entries`.
-Status EraseLookups(const std::vector<std::string>& lookup_hex, std::vector<store::Mutation>& batch) {
+Status EraseLookups(const std::vector<std::string>& lookup_hex,
+                    std::vector<store::Mutation>& batch) {
   for (const auto& h : lookup_hex) {
     OTD_ASSIGN_OR_RETURN(Bytes key, crypto::HexDecode(h));
-    batch.push_back({.op = store::Op::kErase, .table = std::string(kLookup), .key = std::move(key)});
+    batch.push_back(
+        {.op = store::Op::kErase, .table = std::string(kLookup), .key = std::move(key)});
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<NewAccessToken> AccessTokens::Create(std::string_view account_id, const AccessTokenSpec& spec,
+Result<NewAccessToken> AccessTokens::Create(std::string_view account_id,
+                                            const AccessTokenSpec& spec,
                                             const AccessTokenInfo* creator) {
   const int64_t now = clock_.NowSeconds();
   std::vector<std::string> scope;
@@ -268,21 +290,22 @@ Result<NewAccessToken> AccessTokens::NewToken(AccessTokenInfo info) {
   auto dst = out.token.MutableReveal(SecretAccess::Grant());
   auto src = random.Reveal(SecretAccess::Grant());
   std::copy(kAccessTokenPrefix.begin(), kAccessTokenPrefix.end(), dst.begin());
-  std::copy(src.begin(), src.end(), dst.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()));
+  std::copy(src.begin(), src.end(),
+            dst.begin() + static_cast<std::ptrdiff_t>(kAccessTokenPrefix.size()));
   return out;
 }
 
 Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutation> also,
                             size_t email_cap) {
   const std::string& account_id = t.info.account_id;
-  OTD_ASSIGN_OR_RETURN(Bytes lookup_key,
-                       vault_.keys().LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
-  SecretBytes lookup_plain = FieldWriter()
-                                 .Add(kTagAccountId, account_id)
-                                 .Add(kTagTokenId, t.info.id)
-                                 .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_lookup,
-                       vault_.sealer().SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(
+      Bytes lookup_key,
+      vault_.keys().LookupKey(kLookup, "", t.token.RevealString(SecretAccess::Grant())));
+  SecretBytes lookup_plain =
+      FieldWriter().Add(kTagAccountId, account_id).Add(kTagTokenId, t.info.id).Finish();
+  OTD_ASSIGN_OR_RETURN(
+      Bytes sealed_lookup,
+      vault_.sealer().SealSystem(kLookup, "lookup", lookup_plain.Reveal(SecretAccess::Grant())));
   return RetryOnConflict<Status>(kContended, [&]() -> Attempt<Status> {
     OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
     const int64_t now = clock_.NowSeconds();
@@ -307,8 +330,11 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
     c.entries.push_back({t.info, crypto::HexEncode(lookup_key)});
     std::vector<store::Mutation> batch;
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
-    batch.push_back({.op = store::Op::kInsert, .table = std::string(kLookup), .key = lookup_key,
-                     .value = sealed_lookup, .expires_at = t.info.expires_at});
+    batch.push_back({.op = store::Op::kInsert,
+                     .table = std::string(kLookup),
+                     .key = lookup_key,
+                     .value = sealed_lookup,
+                     .expires_at = t.info.expires_at});
     OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
     batch.push_back(std::move(m));
     if (also) {
@@ -328,7 +354,6 @@ Status AccessTokens::Commit(const NewAccessToken& t, std::optional<store::Mutati
     return kRetry;
   });
 }
-
 
 Result<std::vector<AccessTokenInfo>> AccessTokens::List(std::string_view account_id) {
   OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
@@ -357,46 +382,47 @@ Result<AccessTokenInfo> AccessTokens::Update(std::string_view account_id, std::s
                                              const AccessTokenInfo* caller) {
   return RetryOnConflict<Result<AccessTokenInfo>>(
       kContended, [&]() -> Attempt<Result<AccessTokenInfo>> {
-    OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
-    const int64_t now = clock_.NowSeconds();
-    Collection::Entry* e = c.Find(id);
-    if (e == nullptr || e->info.expires_at <= now) {
-      return NotFound("no such access token");
-    }
-    // The subset rule of Create: a bearer manages only tokens it could have created itself, so
-    // it cannot re-activate (or rename) a wider or longer-lived token that was disabled.
-    if (caller != nullptr) {
-      if (!ScopeWithin(e->info.scope, *caller)) {
-        return PermissionDenied("a token can only change tokens whose scopes it has itself");
-      }
-      if (e->info.expires_at > caller->expires_at) {
-        return PermissionDenied("a token can only change tokens that expire no later than itself");
-      }
-    }
-    if (!name && !active) {
-      return e->info;
-    }
-    if (name) {
-      e->info.name = *name;
-    }
-    if (active) {
-      e->info.active = *active;
-    }
-    e->info.updated_at = now;
-    AccessTokenInfo result = e->info;
-    OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
-    std::vector<store::Mutation> batch;
-    batch.push_back(std::move(m));
-    Status s = store_.Apply(std::move(batch));
-    if (IsLostRace(s)) {
-      return kRetry;
-    }
-    if (!s.ok()) {
-      return s;
-    }
-    log_.Info("access_token_updated");
-    return result;
-  });
+        OTD_ASSIGN_OR_RETURN(Collection c, Load(account_id));
+        const int64_t now = clock_.NowSeconds();
+        Collection::Entry* e = c.Find(id);
+        if (e == nullptr || e->info.expires_at <= now) {
+          return NotFound("no such access token");
+        }
+        // The subset rule of Create: a bearer manages only tokens it could have created itself, so
+        // it cannot re-activate (or rename) a wider or longer-lived token that was disabled.
+        if (caller != nullptr) {
+          if (!ScopeWithin(e->info.scope, *caller)) {
+            return PermissionDenied("a token can only change tokens whose scopes it has itself");
+          }
+          if (e->info.expires_at > caller->expires_at) {
+            return PermissionDenied(
+                "a token can only change tokens that expire no later than itself");
+          }
+        }
+        if (!name && !active) {
+          return e->info;
+        }
+        if (name) {
+          e->info.name = *name;
+        }
+        if (active) {
+          e->info.active = *active;
+        }
+        e->info.updated_at = now;
+        AccessTokenInfo result = e->info;
+        OTD_ASSIGN_OR_RETURN(store::Mutation m, Store(account_id, c));
+        std::vector<store::Mutation> batch;
+        batch.push_back(std::move(m));
+        Status s = store_.Apply(std::move(batch));
+        if (IsLostRace(s)) {
+          return kRetry;
+        }
+        if (!s.ok()) {
+          return s;
+        }
+        log_.Info("access_token_updated");
+        return result;
+      });
 }
 
 Status AccessTokens::Delete(std::string_view account_id, std::string_view id) {
@@ -466,7 +492,8 @@ Result<AccessTokenInfo> AccessTokens::Authenticate(std::string_view token) {
 int64_t AccessTokens::EmailRetryAfter(std::string_view email, std::string_view peer) {
   const std::string lower = LowerAscii(email);
   auto digest = crypto::Sha256(AsBytes(lower));
-  const int64_t by_address = digest.ok() ? address_limiter_.RetryAfter(crypto::HexEncode(*digest)) : 0;
+  const int64_t by_address =
+      digest.ok() ? address_limiter_.RetryAfter(crypto::HexEncode(*digest)) : 0;
   return std::max(by_address, peer_limiter_.RetryAfter(peer));
 }
 
@@ -584,8 +611,9 @@ Status AccessTokens::MailToken(const std::string& address, const std::string& ac
   std::string text = "This is your opentokend access token:\r\n\r\n" +
                      std::string(t.token.RevealString(SecretAccess::Grant())) +
                      "\r\n\r\nSend it as `Authorization: Bearer <token>`. Tokens mailed to this "
-                     "address before keep working: up to " + std::to_string(cap) +
-                     " live side by side, and while there are " + std::to_string(cap) +
+                     "address before keep working: up to " +
+                     std::to_string(cap) + " live side by side, and while there are " +
+                     std::to_string(cap) +
                      " no new one is mailed.\r\nIf you did not ask for it, revoke the tokens "
                      "mailed to this address with POST /v1/access_tokens/delete.\r\n";
   OTD_RETURN_IF_ERROR(SendMail(address, "Your opentokend access token", std::move(text)));
@@ -621,20 +649,25 @@ Status AccessTokens::MailDeletionCode(const std::string& address, const std::str
                           .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                           .AddU64(kTagAttempts, 0)
                           .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
-                                                       plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes sealed,
+                       vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
+                                                  plain.Reveal(SecretAccess::Grant())));
   // The mail first, like a token: the code becomes valid only once the mail is queued.
-  std::string text = "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
-                     "Deletion code (valid for one hour, single use):\r\n\r\n" +
-                     std::string(code.RevealString(SecretAccess::Grant())) +
-                     "\r\n\r\nSend it with DELETE /v1/access_tokens: it revokes every token mailed "
-                     "to this address (nothing else). If you did not ask for this, ignore this "
-                     "message: nothing changes without the code.\r\n";
+  std::string text =
+      "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
+      "Deletion code (valid for one hour, single use):\r\n\r\n" +
+      std::string(code.RevealString(SecretAccess::Grant())) +
+      "\r\n\r\nSend it with DELETE /v1/access_tokens: it revokes every token mailed "
+      "to this address (nothing else). If you did not ask for this, ignore this "
+      "message: nothing changes without the code.\r\n";
   OTD_RETURN_IF_ERROR(SendMail(address, "Revoke your opentokend access token", std::move(text)));
   std::vector<store::Mutation> batch;
   // A new code replaces any pending one.
-  batch.push_back({.op = store::Op::kPut, .table = std::string(kDeletionCodes), .key = *key,
-                   .value = std::move(sealed), .expires_at = expires});
+  batch.push_back({.op = store::Op::kPut,
+                   .table = std::string(kDeletionCodes),
+                   .key = *key,
+                   .value = std::move(sealed),
+                   .expires_at = expires});
   batch.push_back(std::move(done));
   Status committed = store_.Apply(std::move(batch));
   if (!committed.ok()) {
@@ -698,9 +731,10 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
                                .AddU64(kTagAttempts, 0)
                                .Finish();
     OTD_ASSIGN_OR_RETURN(raw, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
-                                                stand_in.Reveal(SecretAccess::Grant())));
+                                                         stand_in.Reveal(SecretAccess::Grant())));
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kDeletionCodes, "deletion-code", raw));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                       vault_.sealer().OpenSystem(kDeletionCodes, "deletion-code", raw));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   OTD_ASSIGN_OR_RETURN(std::string stored_hash, r.Text(kTagCodeHash));
@@ -714,8 +748,8 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
   const std::string code_id = std::string(AsString(key)) + stored_hash;  // this code, not the next
   const int64_t now = clock_.NowSeconds();
   const uint64_t tries = std::max(attempts, CodeFailures(code_id, now));
-  const bool usable = static_cast<int64_t>(expires) > now &&
-                      tries < options_.deletion_code_max_attempts;
+  const bool usable =
+      static_cast<int64_t>(expires) > now && tries < options_.deletion_code_max_attempts;
   if (!usable || !matches) {
     // Count the try; the last allowed try (or a try on a dead code) destroys the code. The count
     // is kept here at once and written to the record without waiting (a write that loses a race
@@ -728,15 +762,21 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
                            .AddU64(kTagExpiresAt, expires)
                            .AddU64(kTagAttempts, counted)
                            .Finish();
-    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
-                                                         next.Reveal(SecretAccess::Grant())));
+    OTD_ASSIGN_OR_RETURN(Bytes sealed,
+                         vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
+                                                    next.Reveal(SecretAccess::Grant())));
     std::vector<store::Mutation> batch;
     if (!usable || counted >= options_.deletion_code_max_attempts) {
-      batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
+      batch.push_back({.op = store::Op::kDelete,
+                       .table = std::string(kDeletionCodes),
+                       .key = key,
                        .expect = raw});
     } else {
-      batch.push_back({.op = store::Op::kUpdate, .table = std::string(kDeletionCodes), .key = key,
-                       .value = std::move(sealed), .expect = raw,
+      batch.push_back({.op = store::Op::kUpdate,
+                       .table = std::string(kDeletionCodes),
+                       .key = key,
+                       .value = std::move(sealed),
+                       .expect = raw,
                        .expires_at = static_cast<int64_t>(expires)});
     }
     store_.ApplyAsync(std::move(batch), [](const Status&) {});
@@ -755,7 +795,9 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     });
     std::vector<store::Mutation> batch;
     // Single use: the code record must still be the one we checked.
-    batch.push_back({.op = store::Op::kDelete, .table = std::string(kDeletionCodes), .key = key,
+    batch.push_back({.op = store::Op::kDelete,
+                     .table = std::string(kDeletionCodes),
+                     .key = key,
                      .expect = current});
     OTD_RETURN_IF_ERROR(EraseLookups(dropped, batch));
     if (c.raw) {

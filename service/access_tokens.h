@@ -71,17 +71,22 @@ struct AccessTokensOptions {
   size_t max_per_account = 100;
   int64_t last_used_granularity_seconds = 60;
   // E-mail surface (/v1/access_tokens).
-  std::vector<std::string> email_scope = {"account.read", "accessTokens.read", "accessTokens.delete"};
+  std::vector<std::string> email_scope = {"account.read", "accessTokens.read",
+                                          "accessTokens.delete"};
   int64_t email_lifetime_seconds = 183 * 86'400;
   size_t email_tokens_per_account = 5;  // unexpired e-mailed tokens side by side
   int64_t deletion_code_lifetime_seconds = 3600;
   uint32_t deletion_code_max_attempts = 5;
   // An address is forgotten only after a day without requests: waiting an hour must not buy a
   // fresh allowance to mail it again.
-  RateLimitOptions address_rate_limit{.free_failures = 5, .base_delay_seconds = 60,
-                                      .max_delay_seconds = 3600, .forget_after_seconds = 86'400};
-  RateLimitOptions peer_rate_limit{.free_failures = 50, .base_delay_seconds = 60,
-                                   .max_delay_seconds = 3600, .forget_after_seconds = 3600};
+  RateLimitOptions address_rate_limit{.free_failures = 5,
+                                      .base_delay_seconds = 60,
+                                      .max_delay_seconds = 3600,
+                                      .forget_after_seconds = 86'400};
+  RateLimitOptions peer_rate_limit{.free_failures = 50,
+                                   .base_delay_seconds = 60,
+                                   .max_delay_seconds = 3600,
+                                   .forget_after_seconds = 3600};
 };
 
 struct AccessTokenInfo {
@@ -125,8 +130,8 @@ class AccessTokens {
   // `caller` is the bearer making the call, or nullptr for a login session. A bearer may change
   // only tokens within its own scope and lifetime (kPermissionDenied otherwise).
   Result<AccessTokenInfo> Update(std::string_view account_id, std::string_view id,
-                                 const std::optional<std::string>& name,
-                                 std::optional<bool> active, const AccessTokenInfo* caller);
+                                 const std::optional<std::string>& name, std::optional<bool> active,
+                                 const AccessTokenInfo* caller);
   Status Delete(std::string_view account_id, std::string_view id);
   // The token's record if it is known, active and unexpired (kUnauthenticated otherwise).
   // Updates lastUsed at most once per last_used_granularity_seconds.
@@ -163,8 +168,7 @@ class AccessTokens {
   Result<std::optional<std::string>> AccountForEmail(std::string_view email_lower);
   Status CheckEmailRate(std::string_view email_lower, std::string_view peer);
   Status RequestMail(MailRequestKind kind, std::string_view email, std::string_view peer);
-  Status MailToken(const std::string& address, const std::string& account_id,
-                   store::Mutation done);
+  Status MailToken(const std::string& address, const std::string& account_id, store::Mutation done);
   Status MailDeletionCode(const std::string& address, const std::string& account_id,
                           store::Mutation done);
   // Applies `done` alone (a request that needs no other write).

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "common/testing/status_matchers.h"
 #include "service/email_index.h"
 #include "service/mail_requests.h"
 #include "service/testing/service_env.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
@@ -193,18 +193,19 @@ TEST_F(AccessTokensMailTest, FiveWrongTriesInARowDestroyTheCode) {
 }
 
 TEST_F(AccessTokensMailTest, ABearerChangesOnlyTokensItCouldHaveCreated) {
-  auto wide = tokens_.Create("acct-1", {.name = "wide", .scope = {"accessTokens", "account"},
-                                        .active = false}, nullptr);
-  auto narrow = tokens_.Create("acct-1", {.name = "narrow", .scope = {"account.read"},
-                                          .active = false}, nullptr);
-  auto updater = tokens_.Create("acct-1", {.name = "u", .scope = {"accessTokens.update",
-                                                                  "account.read"}}, nullptr);
+  auto wide = tokens_.Create(
+      "acct-1", {.name = "wide", .scope = {"accessTokens", "account"}, .active = false}, nullptr);
+  auto narrow = tokens_.Create(
+      "acct-1", {.name = "narrow", .scope = {"account.read"}, .active = false}, nullptr);
+  auto updater = tokens_.Create(
+      "acct-1", {.name = "u", .scope = {"accessTokens.update", "account.read"}}, nullptr);
   ASSERT_TRUE(wide.ok() && narrow.ok() && updater.ok());
   const AccessTokenInfo& caller = updater->info;
   auto denied = tokens_.Update("acct-1", wide->info.id, std::nullopt, true, &caller);
   EXPECT_EQ(denied.status().code(), Code::kPermissionDenied);
   EXPECT_EQ(tokens_.Update("acct-1", wide->info.id, std::string("x"), std::nullopt, &caller)
-                .status().code(),
+                .status()
+                .code(),
             Code::kPermissionDenied);
   EXPECT_FALSE(tokens_.Get("acct-1", wide->info.id)->active);
   auto ok = tokens_.Update("acct-1", narrow->info.id, std::nullopt, true, &caller);
@@ -213,9 +214,9 @@ TEST_F(AccessTokensMailTest, ABearerChangesOnlyTokensItCouldHaveCreated) {
   // Longer-lived than the bearer: out of reach as well.
   AccessTokenInfo short_lived = caller;
   short_lived.expires_at = clock_.NowSeconds() + 60;
-  EXPECT_EQ(tokens_.Update("acct-1", narrow->info.id, std::nullopt, false, &short_lived)
-                .status().code(),
-            Code::kPermissionDenied);
+  EXPECT_EQ(
+      tokens_.Update("acct-1", narrow->info.id, std::nullopt, false, &short_lived).status().code(),
+      Code::kPermissionDenied);
   // A login session changes anything.
   EXPECT_TRUE(tokens_.Update("acct-1", wide->info.id, std::nullopt, true, nullptr).ok());
 }

@@ -46,7 +46,6 @@ constexpr int64_t kTotpPeriod = 30;
 
 std::string RegistrationOwner(std::string_view id) { return "reg:" + std::string(id); }
 
-
 Status TotpMatches(const SecretBytes& seed, std::string_view code, int64_t step) {
   OTD_ASSIGN_OR_RETURN(std::string expected, crypto::TotpCode(seed, step * kTotpPeriod));
   if (!crypto::TotpCodeEquals(expected, code)) {
@@ -187,7 +186,8 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
 
   // The registration's own data key first (sealing needs it in the store); it expires with the
   // registration, so an abandoned registration is shredded by the purge job.
-  OTD_ASSIGN_OR_RETURN(store::Mutation key_mutation, vault_.keys().NewAccountKeyMutation(owner, expires));
+  OTD_ASSIGN_OR_RETURN(store::Mutation key_mutation,
+                       vault_.keys().NewAccountKeyMutation(owner, expires));
   std::vector<store::Mutation> key_batch;
   key_batch.push_back(std::move(key_mutation));
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(key_batch)));
@@ -200,11 +200,14 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
   rec.expires_at = expires;
   SecretBytes plain = rec.Encode();
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kRegistrations, owner, "registration",
-                                                 plain.Reveal(SecretAccess::Grant())));
+                                                          plain.Reveal(SecretAccess::Grant())));
   OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kRegistrations, "", id));
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kRegistrations), .key = key,
-                   .value = std::move(sealed), .expires_at = expires});
+  batch.push_back({.op = store::Op::kInsert,
+                   .table = std::string(kRegistrations),
+                   .key = key,
+                   .value = std::move(sealed),
+                   .expires_at = expires});
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
   slot.Keep();
   log_.Info("registration_started");
@@ -271,26 +274,35 @@ Status Accounts::SecureRegistration(std::string_view id, const SecretBytes& pass
   rec.password_hash = password_hash.Clone();
   rec.confirm_hash = std::move(code_hash);
   SecretBytes plain = rec.Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kRegistrations, RegistrationOwner(id),
-                                                 "registration", plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes sealed,
+                       vault_.sealer().Seal(kRegistrations, RegistrationOwner(id), "registration",
+                                            plain.Reveal(SecretAccess::Grant())));
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kRegistrations), .key = key,
-                   .value = std::move(sealed), .expect = raw, .expires_at = rec.expires_at});
+  batch.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kRegistrations),
+                   .key = key,
+                   .value = std::move(sealed),
+                   .expect = raw,
+                   .expires_at = rec.expires_at});
   Status applied = store_.Apply(std::move(batch));
   if (applied.code() == Code::kFailedPrecondition) {
     return FailedPrecondition("the registration changed meanwhile; retry");
   }
   OTD_RETURN_IF_ERROR(applied);
 
-  const std::string link = options_.public_url + "/registration/" + std::string(id) + "/confirm/" + code;
+  const std::string link =
+      options_.public_url + "/registration/" + std::string(id) + "/confirm/" + code;
   mail::Message m;
   m.to = std::string(rec.email.RevealString(SecretAccess::Grant()));
   m.subject = "Confirm your opentokend account";
   m.text = "Welcome to opentokend.\r\n\r\nConfirm your registration by opening this link:\r\n\r\n" +
            link + "\r\n\r\nIf you did not ask for an account, ignore this message.\r\n";
-  m.html = "<p>Welcome to opentokend.</p><p>Confirm your registration by opening this link:</p>"
-           "<p><a href=\"" + link + "\">" + link + "</a></p>"
-           "<p>If you did not ask for an account, ignore this message.</p>";
+  m.html =
+      "<p>Welcome to opentokend.</p><p>Confirm your registration by opening this link:</p>"
+      "<p><a href=\"" +
+      link + "\">" + link +
+      "</a></p>"
+      "<p>If you did not ask for an account, ignore this message.</p>";
   Status sent = mailer_.Send(m);
   OPENSSL_cleanse(m.to.data(), m.to.size());
   if (!sent.ok()) {
@@ -311,7 +323,8 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   }
   const int64_t now = clock_.NowSeconds();
   OTD_ASSIGN_OR_RETURN(std::string account_id, crypto::RandomUrlSafeString(kIdChars));
-  OTD_ASSIGN_OR_RETURN(store::Mutation account_key, vault_.keys().NewAccountKeyMutation(account_id));
+  OTD_ASSIGN_OR_RETURN(store::Mutation account_key,
+                       vault_.keys().NewAccountKeyMutation(account_id));
   {
     std::vector<store::Mutation> b;
     b.push_back(std::move(account_key));
@@ -324,21 +337,25 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
   acct.totp_seed = rec.totp_seed.Clone();
   acct.created_at = now;
   SecretBytes plain = acct.Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.sealer().Seal(kAccounts, account_id, "account",
-                                                         plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(
+      Bytes sealed_account,
+      vault_.sealer().Seal(kAccounts, account_id, "account", plain.Reveal(SecretAccess::Grant())));
   OTD_ASSIGN_OR_RETURN(Bytes account_key_hash, vault_.keys().LookupKey(kAccounts, account_id, ""));
-  OTD_ASSIGN_OR_RETURN(store::Mutation email_index,
-                       EmailIndexInsert(vault_, rec.email.RevealString(SecretAccess::Grant()), account_id));
+  OTD_ASSIGN_OR_RETURN(
+      store::Mutation email_index,
+      EmailIndexInsert(vault_, rec.email.RevealString(SecretAccess::Grant()), account_id));
   OTD_ASSIGN_OR_RETURN(std::vector<store::Mutation> shred_registration_key,
                        vault_.DeleteAccountKeyMutations(RegistrationOwner(id)));
 
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kAccounts),
-                   .key = account_key_hash, .value = std::move(sealed_account)});
+  batch.push_back({.op = store::Op::kInsert,
+                   .table = std::string(kAccounts),
+                   .key = account_key_hash,
+                   .value = std::move(sealed_account)});
   batch.push_back(std::move(email_index));
   // Exactly once: the registration must still be the one we read.
-  batch.push_back({.op = store::Op::kDelete, .table = std::string(kRegistrations), .key = key,
-                   .expect = raw});
+  batch.push_back(
+      {.op = store::Op::kDelete, .table = std::string(kRegistrations), .key = key, .expect = raw});
   for (auto& m : shred_registration_key) {
     batch.push_back(std::move(m));
   }
@@ -366,7 +383,8 @@ Result<Accounts::AccountRecord> Accounts::LoadAccount(std::string_view account_i
     return NotFound("account not found");
   }
   *raw = *value;
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().Open(kAccounts, account_id, "account", *value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                       vault_.sealer().Open(kAccounts, account_id, "account", *value));
   return AccountRecord::Decode(plain);
 }
 
@@ -387,7 +405,8 @@ Result<std::string> Accounts::FakeSalt(std::string_view account_id) {
 }
 
 Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
-  OTD_ASSIGN_OR_RETURN(std::string challenge_salt, crypto::RandomUrlSafeString(kChallengeSaltChars));
+  OTD_ASSIGN_OR_RETURN(std::string challenge_salt,
+                       crypto::RandomUrlSafeString(kChallengeSaltChars));
   Bytes key, raw;
   auto acct = LoadAccount(account_id, &key, &raw);
   if (!acct.ok()) {
@@ -401,48 +420,51 @@ Result<LoginChallenge> Accounts::IssueChallenge(std::string_view account_id) {
   const int64_t now = clock_.NowSeconds();
   return RetryOnConflict<Result<LoginChallenge>>(
       "this account's challenges", [&]() -> Attempt<Result<LoginChallenge>> {
-    OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kChallenges, account_id, ""));
-    const Bytes& ckey = found.key;
-    const std::optional<Bytes>& existing = found.value;
-    std::vector<std::pair<std::string, int64_t>> list;
-    if (existing) {
-      auto plain = vault_.sealer().OpenSystem(kChallenges, account_id, *existing);
-      if (plain.ok()) {
-        auto r = FieldReader::Parse(*plain);
-        if (r.ok()) {
-          auto text = r->Text(kTagChallenges);
-          if (text.ok()) {
-            list = ParseChallenges(*text);
+        OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kChallenges, account_id, ""));
+        const Bytes& ckey = found.key;
+        const std::optional<Bytes>& existing = found.value;
+        std::vector<std::pair<std::string, int64_t>> list;
+        if (existing) {
+          auto plain = vault_.sealer().OpenSystem(kChallenges, account_id, *existing);
+          if (plain.ok()) {
+            auto r = FieldReader::Parse(*plain);
+            if (r.ok()) {
+              auto text = r->Text(kTagChallenges);
+              if (text.ok()) {
+                list = ParseChallenges(*text);
+              }
+            }
           }
         }
-      }
-    }
-    std::erase_if(list, [now](const auto& c) { return c.second <= now; });
-    list.emplace_back(challenge_salt, now + options_.challenge_lifetime_seconds);
-    while (list.size() > kMaxOutstandingChallenges) {
-      list.erase(list.begin());
-    }
-    std::string text = FormatChallenges(list);
-    SecretBytes plain = FieldWriter().Add(kTagChallenges, text).Finish();
-    OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().SealSystem(kChallenges, account_id,
-                                                         plain.Reveal(SecretAccess::Grant())));
-    store::Mutation m{.op = existing ? store::Op::kUpdate : store::Op::kInsert,
-                      .table = std::string(kChallenges), .key = ckey, .value = std::move(sealed),
-                      .expires_at = now + options_.challenge_lifetime_seconds};
-    if (existing) {
-      m.expect = *existing;
-    }
-    std::vector<store::Mutation> batch;
-    batch.push_back(std::move(m));
-    Status s = store_.Apply(std::move(batch));
-    if (IsLostRace(s)) {
-      return kRetry;
-    }
-    if (!s.ok()) {
-      return s;
-    }
-    return LoginChallenge{challenge_salt, acct->password_salt};
-  });
+        std::erase_if(list, [now](const auto& c) { return c.second <= now; });
+        list.emplace_back(challenge_salt, now + options_.challenge_lifetime_seconds);
+        while (list.size() > kMaxOutstandingChallenges) {
+          list.erase(list.begin());
+        }
+        std::string text = FormatChallenges(list);
+        SecretBytes plain = FieldWriter().Add(kTagChallenges, text).Finish();
+        OTD_ASSIGN_OR_RETURN(Bytes sealed,
+                             vault_.sealer().SealSystem(kChallenges, account_id,
+                                                        plain.Reveal(SecretAccess::Grant())));
+        store::Mutation m{.op = existing ? store::Op::kUpdate : store::Op::kInsert,
+                          .table = std::string(kChallenges),
+                          .key = ckey,
+                          .value = std::move(sealed),
+                          .expires_at = now + options_.challenge_lifetime_seconds};
+        if (existing) {
+          m.expect = *existing;
+        }
+        std::vector<store::Mutation> batch;
+        batch.push_back(std::move(m));
+        Status s = store_.Apply(std::move(batch));
+        if (IsLostRace(s)) {
+          return kRetry;
+        }
+        if (!s.ok()) {
+          return s;
+        }
+        return LoginChallenge{challenge_salt, acct->password_salt};
+      });
 }
 
 int64_t Accounts::LoginRetryAfter(std::string_view account_id, std::string_view peer) {
@@ -477,14 +499,17 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
   }
   std::vector<std::pair<std::string, int64_t>> list;
   {
-    OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kChallenges, account_id, *challenges_raw));
+    OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                         vault_.sealer().OpenSystem(kChallenges, account_id, *challenges_raw));
     OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
     OTD_ASSIGN_OR_RETURN(std::string text, r.Text(kTagChallenges));
     list = ParseChallenges(text);
   }
   // Every attempt uses up the outstanding challenges, whatever its outcome.
   std::vector<store::Mutation> consume;
-  consume.push_back({.op = store::Op::kDelete, .table = std::string(kChallenges), .key = ckey,
+  consume.push_back({.op = store::Op::kDelete,
+                     .table = std::string(kChallenges),
+                     .key = ckey,
                      .expect = *challenges_raw});
 
   // challengeHash = hex(SHA-512(passwordHash ‖ challenge salt)); compare in constant time.
@@ -523,20 +548,28 @@ Result<Session> Accounts::Login(std::string_view account_id, std::string_view ch
   const int64_t expires = now + options_.session_lifetime_seconds;
   acct->last_totp_step = accepted_step;
   SecretBytes acct_plain = acct->Encode();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_account, vault_.sealer().Seal(kAccounts, account_id, "account",
-                                                         acct_plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_account,
+                       vault_.sealer().Seal(kAccounts, account_id, "account",
+                                            acct_plain.Reveal(SecretAccess::Grant())));
   SecretBytes session_plain = FieldWriter()
                                   .Add(kTagAccountId, account_id)
                                   .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires))
                                   .Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed_session, vault_.sealer().SealSystem(kSessions, session_id,
-                                                               session_plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Bytes sealed_session,
+                       vault_.sealer().SealSystem(kSessions, session_id,
+                                                  session_plain.Reveal(SecretAccess::Grant())));
   OTD_ASSIGN_OR_RETURN(Bytes skey, vault_.keys().LookupKey(kSessions, "", session_id));
   std::vector<store::Mutation> batch = std::move(consume);
-  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccounts), .key = akey,
-                   .value = std::move(sealed_account), .expect = araw});
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kSessions), .key = skey,
-                   .value = std::move(sealed_session), .expires_at = expires});
+  batch.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kAccounts),
+                   .key = akey,
+                   .value = std::move(sealed_account),
+                   .expect = araw});
+  batch.push_back({.op = store::Op::kInsert,
+                   .table = std::string(kSessions),
+                   .key = skey,
+                   .value = std::move(sealed_session),
+                   .expires_at = expires});
   Status applied = store_.Apply(std::move(batch));
   if (applied.code() == Code::kFailedPrecondition) {
     return fail();  // a concurrent login used the same challenge or TOTP step
@@ -557,7 +590,8 @@ Result<Session> Accounts::GetSession(std::string_view session_id) {
   }
   auto plain = vault_.sealer().OpenSystem(kSessions, session_id, *value);
   if (!plain.ok()) {
-    return plain.status().code() == Code::kUnavailable ? plain.status() : NotFound("no such session");
+    return plain.status().code() == Code::kUnavailable ? plain.status()
+                                                       : NotFound("no such session");
   }
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(*plain));
   Session s;

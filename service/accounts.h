@@ -80,8 +80,8 @@ struct Session {
 
 class Accounts {
  public:
-  Accounts(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock,
-           Logger& log, AccountsOptions options);
+  Accounts(Vault& vault, store::Store& store, mail::Mailer& mailer, const Clock& clock, Logger& log,
+           AccountsOptions options);
 
   // Seconds `peer` must wait before its next registration step (0 = may try now). Counts
   // nothing: a cheap check before a request body is parsed.

@@ -5,18 +5,19 @@
 
 #include <regex>
 
+#include "common/testing/status_matchers.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "crypto/totp.h"
 #include "service/testing/service_env.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
 
 class AccountsTest : public ::testing::Test {
  protected:
-  AccountsTest() : accounts_(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, Options()) {}
+  AccountsTest()
+      : accounts_(*env_.vault_, *env_.store_, *env_.mailer_, env_.clock_, env_.log_, Options()) {}
   static AccountsOptions Options() {
     AccountsOptions o;
     o.registration_lifetime_seconds = 3600;
@@ -30,7 +31,9 @@ class AccountsTest : public ::testing::Test {
   std::string Code(const SecretBytes& seed, int64_t step_offset = 0) {
     return *crypto::TotpCode(seed, env_.clock_.NowSeconds() + 30 * step_offset);
   }
-  SecretBytes PasswordHash() { return SecretBytes::CopyFrom(std::string_view("cGFzc3dvcmQtaGFzaC1vZi00OC1ieXRlcy1iYXNlNjQ=")); }
+  SecretBytes PasswordHash() {
+    return SecretBytes::CopyFrom(std::string_view("cGFzc3dvcmQtaGFzaC1vZi00OC1ieXRlcy1iYXNlNjQ="));
+  }
 
   static Result<Registration> RegisterOn(Accounts& accounts, std::string_view address,
                                          std::string_view peer, int64_t* wait) {
@@ -106,7 +109,8 @@ TEST_F(AccountsTest, ASecondAccountForTheSameAddressIsRefused) {
   std::smatch m;
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
-  EXPECT_EQ(accounts_.ConfirmRegistration(reg->id, m[1].str()).status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(accounts_.ConfirmRegistration(reg->id, m[1].str()).status().code(),
+            Code::kAlreadyExists);
   // Nothing changed: the registration can still be read.
   EXPECT_OK(accounts_.GetRegistration(reg->id));
 }
@@ -116,8 +120,9 @@ TEST_F(AccountsTest, ChallengesExpireAndSessionsExpire) {
   auto challenge = accounts_.IssueChallenge(account);
   ASSERT_OK(challenge);
   env_.clock_.Advance(301);
-  EXPECT_EQ(accounts_.Login(account, ChallengeHash(*challenge), Code(seed_), "peer").status().code(),
-            Code::kUnauthenticated);
+  EXPECT_EQ(
+      accounts_.Login(account, ChallengeHash(*challenge), Code(seed_), "peer").status().code(),
+      Code::kUnauthenticated);
   challenge = accounts_.IssueChallenge(account);
   auto session = accounts_.Login(account, ChallengeHash(*challenge), Code(seed_), "peer");
   ASSERT_OK(session);
@@ -183,8 +188,10 @@ TEST_F(AccountsTest, APeerAtItsPendingCapIsRefusedUntilOneIsConfirmed) {
   EXPECT_EQ(wait, 3600);  // until the first pending registration expires (lifetime 1 h here)
   EXPECT_OK(RegisterOn(accounts, "three@example.com", "uid:8", &wait));
   // Confirming one gives its place back.
-  ASSERT_TRUE(accounts.SecureRegistration(first->id, PasswordHash(), Code(first->totp_seed),
-                                          Code(first->totp_seed, -1), "uid:7", &wait).ok());
+  ASSERT_TRUE(accounts
+                  .SecureRegistration(first->id, PasswordHash(), Code(first->totp_seed),
+                                      Code(first->totp_seed, -1), "uid:7", &wait)
+                  .ok());
   std::smatch m;
   std::string mail = env_.Mails().back();
   ASSERT_TRUE(std::regex_search(mail, m, std::regex("/confirm/([A-Za-z0-9_-]+)")));
@@ -203,8 +210,10 @@ TEST_F(AccountsTest, AtTheGlobalCapRegistrationIsUnavailableButSecuringStillWork
   auto c = RegisterOn(accounts, "c@example.com", "p3", &wait);
   EXPECT_EQ(c.status().code(), Code::kUnavailable);
   EXPECT_EQ(wait, 300);
-  EXPECT_TRUE(accounts.SecureRegistration(a->id, PasswordHash(), Code(a->totp_seed),
-                                          Code(a->totp_seed, -1), "p1", &wait).ok());
+  EXPECT_TRUE(accounts
+                  .SecureRegistration(a->id, PasswordHash(), Code(a->totp_seed),
+                                      Code(a->totp_seed, -1), "p1", &wait)
+                  .ok());
   // Expired and purged registrations free the places.
   env_.clock_.Advance(3601);
   ASSERT_TRUE(env_.store_->PurgeExpired(env_.clock_.NowSeconds(), 100).ok());

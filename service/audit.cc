@@ -51,7 +51,8 @@ std::string SafeText(std::string_view s) {
   std::string out;
   for (char c : s.substr(0, 200)) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == ' ' || c == '_' || c == '.' || c == ':' || c == '=' || c == '/' || c == '-';
+                    c == ' ' || c == '_' || c == '.' || c == ':' || c == '=' || c == '/' ||
+                    c == '-';
     out += ok ? c : '?';
   }
   return out;
@@ -118,7 +119,11 @@ struct AuditLog::Entry {
 };
 
 AuditLog::AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log)
-    : path_(std::move(path)), fd_(fd), token_(token), clock_(clock), log_(log),
+    : path_(std::move(path)),
+      fd_(fd),
+      token_(token),
+      clock_(clock),
+      log_(log),
       prev_mac_(kZeroMac) {}
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
@@ -136,7 +141,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
     return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
   }
   std::unique_ptr<AuditLog> a(new AuditLog(path, fd, token, clock, log));
-  struct stat st{};
+  struct stat st {};
   uint64_t cut = 0;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
     // Continue the chain from the last MAC'd line. What follows it was never acknowledged and is
@@ -149,7 +154,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
       return Unavailable("cannot read the audit log " + path);
     }
     // Walk complete lines backwards from the end to the last MAC'd one.
-    size_t end = tail.rfind('\n');  // end of the last complete line
+    size_t end = tail.rfind('\n');       // end of the last complete line
     std::optional<size_t> keep_in_tail;  // bytes of `tail` to keep
     while (end != std::string::npos) {
       const size_t start = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
@@ -195,7 +200,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
   a->writer_ = std::thread([p = a.get()] { p->WriterLoop(); });
   if (cut > 0) {
     log.Warn("audit_log_recovered", {{"torn_bytes_cut", static_cast<int64_t>(cut)}});
-    a->RecordAsync({.event = "audit_log_recovered", .outcome = "ok",
+    a->RecordAsync({.event = "audit_log_recovered",
+                    .outcome = "ok",
                     .detail = "torn_bytes_cut=" + std::to_string(cut)});
   }
   return a;
@@ -220,11 +226,11 @@ uint64_t AuditLog::last_seq() const {
 
 Result<bool> AuditLog::Reopen() {
   std::lock_guard one_at_a_time(reopen_mu_);
-  struct stat at_path{};
+  struct stat at_path {};
   const bool exists = ::stat(path_.c_str(), &at_path) == 0;
   {
     std::lock_guard fl(file_mu_);
-    struct stat current{};
+    struct stat current {};
     if (exists && ::fstat(fd_, &current) == 0 && current.st_dev == at_path.st_dev &&
         current.st_ino == at_path.st_ino) {
       return false;  // not rotated
@@ -235,7 +241,7 @@ Result<bool> AuditLog::Reopen() {
     return Unavailable("cannot open the new audit log " + path_ + ": " + std::strerror(errno) +
                        "; the trail goes on in the old file");
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0) {
     ::close(fd);
     return FailedPrecondition("a non-empty file (or not a regular file) is at " + path_ +
@@ -256,7 +262,8 @@ Result<bool> AuditLog::Reopen() {
   ::close(fd);  // the old file: every batch written to it was fdatasync'd
   const uint64_t seq = last_seq();
   log_.Info("audit_log_reopened", {{"path", path_}, {"continues_from_seq", seq}});
-  RecordAsync({.event = "audit_log_reopened", .outcome = "ok",
+  RecordAsync({.event = "audit_log_reopened",
+               .outcome = "ok",
                .detail = "continues_from_seq=" + std::to_string(seq)});
   return true;
 }
@@ -436,7 +443,7 @@ void AuditLog::WriterLoop() {
     }
     if (result.ok()) {
       std::lock_guard fl(file_mu_);  // Reopen() swaps the file only between batches
-      struct stat st{};
+      struct stat st {};
       const bool sized = ::fstat(fd_, &st) == 0;  // the end of the last durable line
       result = WriteAll(fd_, lines);
       if (result.ok() && ::fdatasync(fd_) != 0) {
@@ -474,8 +481,7 @@ void AuditLog::WriterLoop() {
   }
 }
 
-Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
-                                          hsm::Token& token,
+Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths, hsm::Token& token,
                                           const std::function<void(uint64_t, uint64_t)>& progress,
                                           bool partial) {
   if (paths.empty()) {
@@ -506,11 +512,11 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
       report.problem = what;
     };
     auto covered = [&] {
-      return run_start == line_no
-                 ? std::string(" (the line was edited)")
-                 : " (it covers lines " + std::to_string(run_start) + ".." +
-                       std::to_string(line_no) + ": one of them was edited, inserted, removed "
-                       "or re-ordered)";
+      return run_start == line_no ? std::string(" (the line was edited)")
+                                  : " (it covers lines " + std::to_string(run_start) + ".." +
+                                        std::to_string(line_no) +
+                                        ": one of them was edited, inserted, removed "
+                                        "or re-ordered)";
     };
     while (std::getline(in, line)) {
       ++line_no;

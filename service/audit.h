@@ -49,9 +49,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
@@ -160,7 +160,7 @@ struct AuditVerifyReport {
   std::string bad_file;         // the file holding first_bad_line
   std::string problem;          // what is wrong at first_bad_line
   std::string last_mac;
-  uint64_t first_seq = 0;       // sequence numbers checked: first_seq..last_seq
+  uint64_t first_seq = 0;  // sequence numbers checked: first_seq..last_seq
   uint64_t last_seq = 0;
   bool ok() const { return first_bad_line == 0; }
 };

@@ -17,16 +17,16 @@
 #include <thread>
 #include <vector>
 
+#include "common/testing/status_matchers.h"
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
 #include "service/testing/service_env.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 class AuditTest : public ::testing::Test, protected ServiceEnv {
  protected:
@@ -64,9 +64,11 @@ class AuditTest : public ::testing::Test, protected ServiceEnv {
     auto a = OpenLog();
     ASSERT_NE(a, nullptr);
     for (int i = 0; i < 5; ++i) {
-      ASSERT_TRUE(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
-                             .account = "acct-CLEAR-ID", .object = "token-CLEAR-ID-" +
-                                                                   std::to_string(i)})
+      ASSERT_TRUE(a->Record({.event = "detokenize",
+                             .outcome = "ok",
+                             .status = 200,
+                             .account = "acct-CLEAR-ID",
+                             .object = "token-CLEAR-ID-" + std::to_string(i)})
                       .ok());
     }
   }
@@ -145,9 +147,10 @@ TEST_F(AuditTest, ReopeningContinuesTheChainAndCutsATornTail) {
   {
     auto a = OpenLog();
     ASSERT_NE(a, nullptr);
-    EXPECT_TRUE(a->Record({.event = "login", .outcome = "denied", .status = 401,
-                           .account = "acct-CLEAR-ID"})
-                    .ok());
+    EXPECT_TRUE(
+        a->Record(
+             {.event = "login", .outcome = "denied", .status = 401, .account = "acct-CLEAR-ID"})
+            .ok());
   }
   auto lines = Lines();
   ASSERT_EQ(lines.size(), 7u);
@@ -246,7 +249,9 @@ TEST_F(AuditTest, ConcurrentWritersShareOneIntactChain) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 40; ++i) {
         if (i % 2 == 0) {
-          EXPECT_TRUE(a->Record({.event = "tokenize", .outcome = "ok", .status = 201,
+          EXPECT_TRUE(a->Record({.event = "tokenize",
+                                 .outcome = "ok",
+                                 .status = 201,
                                  .account = "a" + std::to_string(t)})
                           .ok());
         } else {
@@ -285,7 +290,8 @@ class AuditBatchTest : public AuditTest {
   std::vector<std::string> WriteBatches() {
     for (int round = 0; round < 20; ++round) {
       auto a = OpenLog();
-      if (a == nullptr) return {};
+      if (a == nullptr)
+        return {};
       std::vector<std::thread> threads;
       for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&] {
@@ -294,10 +300,12 @@ class AuditBatchTest : public AuditTest {
           }
         });
       }
-      for (auto& t : threads) t.join();
+      for (auto& t : threads)
+        t.join();
       a.reset();
       auto lines = Lines();
-      if (std::any_of(lines.begin(), lines.end(), IsSha)) return lines;
+      if (std::any_of(lines.begin(), lines.end(), IsSha))
+        return lines;
     }
     ADD_FAILURE() << "no batch of more than one line was ever written";
     return {};
@@ -319,12 +327,15 @@ TEST_F(AuditBatchTest, AnEditInsideABatchIsCaughtEvenWithTheHashesRecomputed) {
   auto lines = WriteBatches();
   ASSERT_FALSE(lines.empty());
   size_t k = 0;
-  while (!IsSha(lines[k])) ++k;
+  while (!IsSha(lines[k]))
+    ++k;
   // The batch runs from just after the previous MAC'd line to the next MAC'd line.
   size_t first = k;
-  while (first > 0 && IsSha(lines[first - 1])) --first;
+  while (first > 0 && IsSha(lines[first - 1]))
+    --first;
   size_t m = k;
-  while (IsSha(lines[m])) ++m;
+  while (IsSha(lines[m]))
+    ++m;
 
   // A naive edit: the line's own hash gives it away, at that line.
   auto naive = lines;
@@ -354,8 +365,9 @@ TEST_F(AuditBatchTest, AnEditInsideABatchIsCaughtEvenWithTheHashesRecomputed) {
   r = Verify();
   EXPECT_EQ(r.first_bad_line, first + 1) << r.problem;  // the first line the MAC vouches for
   EXPECT_NE(r.problem.find("does not verify"), std::string::npos) << r.problem;
-  EXPECT_NE(r.problem.find("covers lines " + std::to_string(first + 1) + ".." + std::to_string(m + 1)),
-            std::string::npos)
+  EXPECT_NE(
+      r.problem.find("covers lines " + std::to_string(first + 1) + ".." + std::to_string(m + 1)),
+      std::string::npos)
       << r.problem;
 }
 
@@ -363,14 +375,16 @@ TEST_F(AuditBatchTest, AFileCutInsideABatchIsReportedAndCutBackAtOpen) {
   auto lines = WriteBatches();
   ASSERT_FALSE(lines.empty());
   size_t k = 0;
-  while (!IsSha(lines[k])) ++k;
+  while (!IsSha(lines[k]))
+    ++k;
   lines.resize(k + 1);  // ends with a SHA-linked line: its batch's MAC is missing
   WriteLines(lines);
   auto r = Verify();
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.problem.find("not covered by a MAC"), std::string::npos) << r.problem;
   size_t last_mac = k;
-  while (last_mac > 0 && IsSha(lines[last_mac - 1])) --last_mac;
+  while (last_mac > 0 && IsSha(lines[last_mac - 1]))
+    --last_mac;
   // last_mac = number of lines up to and including the last MAC'd one.
   {
     auto a = OpenLog();  // cuts the unacknowledged lines and continues the chain
@@ -390,14 +404,14 @@ TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
   // A real write failure on a regular file: RLIMIT_FSIZE makes write() stop at the limit (a
   // partial line) and then fail with EFBIG, as a full disk would.
   const auto size = std::filesystem::file_size(path_);
-  struct rlimit old{};
+  struct rlimit old {};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
   auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
   struct rlimit tight = old;
   tight.rlim_cur = size + 40;
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tight), 0);
-  Status failed = a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
-                             .account = "acct-CLEAR-ID"});
+  Status failed = a->Record(
+      {.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct-CLEAR-ID"});
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
   std::signal(SIGXFSZ, old_handler);
   EXPECT_EQ(failed.code(), Code::kUnavailable);
@@ -414,15 +428,18 @@ TEST_F(AuditTest, AFailedBatchIsCutBackAndTheLogWorksAgainWhenTheDiskDoes) {
 TEST_F(AuditTest, AnUnusableTokenFailsEntriesWithOneRateLimitedLogLine) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
-  ASSERT_OK(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
-                         .account = "acct"}));
+  ASSERT_OK(a->Record({.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct"}));
   // The token's files vanish: every entry fails (fail closed), and the operational log gets one
   // line for the burst, not one per entry (regression: 6,000 lines in 2 s under load).
   const std::string tokens = token_dir_.dir() + "/tokens";
   std::filesystem::rename(tokens, tokens + ".away");
   for (int i = 0; i < 50; ++i) {
-    EXPECT_EQ(a->Record({.event = "detokenize", .outcome = "ok", .status = 200,
-                         .account = "acct", .object = "o" + std::to_string(i)}).code(),
+    EXPECT_EQ(a->Record({.event = "detokenize",
+                         .outcome = "ok",
+                         .status = 200,
+                         .account = "acct",
+                         .object = "o" + std::to_string(i)})
+                  .code(),
               Code::kUnavailable);
   }
   std::filesystem::rename(tokens + ".away", tokens);
@@ -459,7 +476,10 @@ TEST_F(AuditTest, RecordThenCallsBackOnceWithTheDurableResultWithoutBlockingTheC
   std::vector<std::thread::id> threads;
   constexpr int kEntries = 20;
   for (int i = 0; i < kEntries; ++i) {
-    a->RecordThen({.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct",
+    a->RecordThen({.event = "detokenize",
+                   .outcome = "ok",
+                   .status = 200,
+                   .account = "acct",
                    .object = "o" + std::to_string(i)},
                   [&](Status s) {
                     std::lock_guard lock(mu);
@@ -470,7 +490,8 @@ TEST_F(AuditTest, RecordThenCallsBackOnceWithTheDurableResultWithoutBlockingTheC
   }
   {
     std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == kEntries; }));
+    ASSERT_TRUE(
+        cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == kEntries; }));
   }
   for (const auto& s : results) {
     EXPECT_OK(s) << s.message();
@@ -500,15 +521,22 @@ TEST_F(AuditTest, RecordThenReportsAFailedWriteToItsCallback) {
 TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
   auto a = OpenLog();
   ASSERT_NE(a, nullptr);
-  ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok", .status = 201, .account = "acct-X",
-                         .object = "token-Y"}));
+  ASSERT_OK(a->Record({.event = "tokenize",
+                       .outcome = "ok",
+                       .status = 201,
+                       .account = "acct-X",
+                       .object = "token-Y"}));
   auto ids = a->HashIds("acct-X", "token-Y");
   ASSERT_OK(ids);
   EXPECT_EQ(ids->account.size(), 32u);
   EXPECT_EQ(ids->object.size(), 32u);
   // The clear ids in the event are not used: only the hashed ones reach the line.
-  a->RecordAsync({.event = "tokenize", .outcome = "ok", .status = 201, .account = "ignored",
-                  .object = "ignored"}, ids);
+  a->RecordAsync({.event = "tokenize",
+                  .outcome = "ok",
+                  .status = 201,
+                  .account = "ignored",
+                  .object = "ignored"},
+                 ids);
   a.reset();  // drains
   auto lines = Lines();
   ASSERT_EQ(lines.size(), 2u);
@@ -524,7 +552,8 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
   // A failed hashing is logged like a failed entry and writes nothing.
   auto b = OpenLog();
   ASSERT_NE(b, nullptr);
-  b->RecordAsync({.event = "tokenize", .outcome = "ok"}, Result<AuditIds>(Unavailable("token gone")));
+  b->RecordAsync({.event = "tokenize", .outcome = "ok"},
+                 Result<AuditIds>(Unavailable("token gone")));
   b.reset();
   EXPECT_EQ(Lines().size(), 2u);
   EXPECT_NE(log_sink_.str().find("\"audit_entry_failed\""), std::string::npos);

@@ -42,10 +42,13 @@ Result<store::Mutation> EmailIndexInsert(Vault& vault, std::string_view email,
   }
   Bytes key = std::move(found.key);
   SecretBytes plain = FieldWriter().Add(kTagAccountId, account_id).Finish();
-  OTD_ASSIGN_OR_RETURN(Bytes sealed,
-                       vault.sealer().SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
-  return store::Mutation{.op = store::Op::kInsert, .table = std::string(kAccountEmails),
-                         .key = std::move(key), .value = std::move(sealed)};
+  OTD_ASSIGN_OR_RETURN(
+      Bytes sealed,
+      vault.sealer().SealSystem(kAccountEmails, kRecordId, plain.Reveal(SecretAccess::Grant())));
+  return store::Mutation{.op = store::Op::kInsert,
+                         .table = std::string(kAccountEmails),
+                         .key = std::move(key),
+                         .value = std::move(sealed)};
 }
 
 Result<std::optional<std::string>> AccountIdForEmail(Vault& vault, const store::Store& store,
@@ -56,7 +59,8 @@ Result<std::optional<std::string>> AccountIdForEmail(Vault& vault, const store::
   if (!value) {
     return std::optional<std::string>();
   }
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault.sealer().OpenSystem(kAccountEmails, kRecordId, *value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                       vault.sealer().OpenSystem(kAccountEmails, kRecordId, *value));
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(plain));
   OTD_ASSIGN_OR_RETURN(std::string account_id, r.Text(kTagAccountId));
   return std::optional<std::string>(std::move(account_id));

@@ -6,8 +6,8 @@
 namespace otd::service {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 TEST(FieldsTest, RoundTripsSecretsTextAndNumbers) {
   SecretBytes email = SecretBytes::CopyFrom(std::string_view("user@example.com"));
@@ -37,7 +37,8 @@ TEST(FieldsTest, RejectsTruncationOverrunAndRepeatedTags) {
     SecretBytes cut = SecretBytes::CopyFrom(bytes.subspan(0, n));
     EXPECT_THAT(FieldReader::Parse(cut), Not(IsOk())) << n;
   }
-  SecretBytes twice = FieldWriter().Add(1, std::string_view("a")).Add(1, std::string_view("b")).Finish();
+  SecretBytes twice =
+      FieldWriter().Add(1, std::string_view("a")).Add(1, std::string_view("b")).Finish();
   EXPECT_THAT(FieldReader::Parse(twice), Not(IsOk()));
   SecretBytes empty;
   EXPECT_OK(FieldReader::Parse(empty));

@@ -1,11 +1,10 @@
 #include "service/key_hierarchy.h"
 
-
 #include "crypto/encoding.h"
 #include "crypto/random.h"
 #include "service/audit.h"
-#include "service/record.h"
 #include "service/internal/meta.h"
+#include "service/record.h"
 #include "service/tables.h"
 
 namespace otd::service {
@@ -36,7 +35,6 @@ Status CheckKeyAttributes(const std::string& label, const hsm::KeyAttributes& a)
   return Status::Ok();
 }
 
-
 }  // namespace
 
 std::string DataKeyId(uint32_t version) { return "data-key-v" + std::to_string(version); }
@@ -47,10 +45,8 @@ Status TokenFailure(const Status& s) {
     case Code::kDataLoss:
     case Code::kInvalidArgument:
     case Code::kResourceExhausted:
-    case Code::kUnavailable:
-      return s;
-    default:
-      return Unavailable("HSM: " + s.message());
+    case Code::kUnavailable: return s;
+    default: return Unavailable("HSM: " + s.message());
   }
 }
 
@@ -100,8 +96,8 @@ Result<KeyVersions> KeyHierarchy::CurrentVersions() const {
   return v;
 }
 
-Status KeyHierarchy::EnsureTokenKeys(uint32_t kek_version, uint32_t index_version, bool* created_kek,
-                              bool* created_index) {
+Status KeyHierarchy::EnsureTokenKeys(uint32_t kek_version, uint32_t index_version,
+                                     bool* created_kek, bool* created_index) {
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   const std::string kek = KekLabel(kek_version);
   const std::string index = IndexKeyLabel(index_version);
@@ -150,11 +146,15 @@ Result<RotateReport> KeyHierarchy::RotateKeys() {
                                       &report.created_index));
   // Both versions move in one commit, and only from the versions read above.
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kMetaTable),
-                   .key = ToBytes(kMetaKekVersion), .value = U32Bytes(report.after.kek),
+  batch.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kMetaTable),
+                   .key = ToBytes(kMetaKekVersion),
+                   .value = U32Bytes(report.after.kek),
                    .expect = U32Bytes(report.before.kek)});
-  batch.push_back({.op = store::Op::kUpdate, .table = std::string(kMetaTable),
-                   .key = ToBytes(kMetaIndexVersion), .value = U32Bytes(report.after.index),
+  batch.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kMetaTable),
+                   .key = ToBytes(kMetaIndexVersion),
+                   .value = U32Bytes(report.after.index),
                    .expect = U32Bytes(report.before.index)});
   Status applied = store_.Apply(std::move(batch));
   if (applied.code() == Code::kFailedPrecondition) {
@@ -195,15 +195,19 @@ Result<RewrapProgress> KeyHierarchy::RewrapDataKeys(
     Bytes moved;
     {
       OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-      OTD_ASSIGN_OR_RETURN(moved, FromToken(s.Rewrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)),
-                                                     to, rec.wrapped, hsm::KeyType::kAes256)));
+      OTD_ASSIGN_OR_RETURN(
+          moved, FromToken(s.Rewrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)), to,
+                                    rec.wrapped, hsm::KeyType::kAes256)));
     }
     // kPut with the old value expected: a key deleted (shredded) or changed meanwhile is left
     // alone. The expiry must be carried over: a registration's key expires with it.
     std::vector<store::Mutation> batch;
-    batch.push_back({.op = store::Op::kUpdate, .table = std::string(kAccountKeysTable),
-                     .key = key, .value = EncodeWrappedKey({v.kek, std::move(moved)}),
-                     .expect = value, .keep_expiry = true});
+    batch.push_back({.op = store::Op::kUpdate,
+                     .table = std::string(kAccountKeysTable),
+                     .key = key,
+                     .value = EncodeWrappedKey({v.kek, std::move(moved)}),
+                     .expect = value,
+                     .keep_expiry = true});
     Status applied = store_.Apply(std::move(batch));
     if (applied.code() == Code::kFailedPrecondition) {
       ++p.skipped;
@@ -234,7 +238,6 @@ uint32_t KeyHierarchy::IndexVersionOfKey(ByteView store_key) {
   }
   return 0;
 }
-
 
 Status KeyHierarchy::CheckKeys() {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
@@ -279,7 +282,7 @@ Result<std::vector<KeyReport>> KeyHierarchy::DescribeKeys() {
 }
 
 Result<Bytes> KeyHierarchy::KeyAt(uint32_t index_version, std::string_view table,
-                           std::string_view account, std::string_view id, Ids ids) {
+                                  std::string_view account, std::string_view id, Ids ids) {
   static constexpr std::string_view kDomain = "otd-idx-v1";
   Bytes msg(kDomain.begin(), kDomain.end());
   PutField(msg, table);
@@ -296,8 +299,8 @@ Result<Bytes> KeyHierarchy::KeyAt(uint32_t index_version, std::string_view table
     }
   }
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(Bytes mac,
-                       FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(index_version)), msg)));
+  OTD_ASSIGN_OR_RETURN(
+      Bytes mac, FromToken(s.Sign(hsm::KeyRef::Persistent(IndexKeyLabel(index_version)), msg)));
   Bytes key;
   if (index_version == 1) {
     key = std::move(mac);  // the original format: the bare HMAC
@@ -316,13 +319,13 @@ Result<Bytes> KeyHierarchy::KeyAt(uint32_t index_version, std::string_view table
 }
 
 Result<Bytes> KeyHierarchy::LookupKey(std::string_view table, std::string_view account,
-                               std::string_view id, Ids ids) {
+                                      std::string_view id, Ids ids) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   return KeyAt(v.index, table, account, id, ids);
 }
 
 Result<Located> KeyHierarchy::Find(std::string_view table, std::string_view account,
-                            std::string_view id, Ids ids) {
+                                   std::string_view id, Ids ids) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   Located current;
   for (uint32_t version = v.index; version >= v.index_min && version > 0; --version) {
@@ -339,15 +342,16 @@ Result<Located> KeyHierarchy::Find(std::string_view table, std::string_view acco
 }
 
 Result<Bytes> KeyHierarchy::StableKeyedHash(std::string_view table, std::string_view account,
-                                     std::string_view id) {
+                                            std::string_view id) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   return KeyAt(v.index_min, table, account, id);
 }
 
 Result<store::Mutation> KeyHierarchy::NewDataKeyMutation(std::string_view account, uint32_t version,
-                                                  int64_t expires_at) {
+                                                         int64_t expires_at) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
-  OTD_ASSIGN_OR_RETURN(Bytes key, LookupKey(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Bytes key,
+                       LookupKey(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(Bytes wrapped,
                        FromToken(s.GenerateWrapped(hsm::KeyRef::Persistent(KekLabel(v.kek)),
@@ -359,12 +363,13 @@ Result<store::Mutation> KeyHierarchy::NewDataKeyMutation(std::string_view accoun
                          .expires_at = expires_at};
 }
 
-Result<store::Mutation> KeyHierarchy::NewAccountKeyMutation(std::string_view account, int64_t expires_at) {
+Result<store::Mutation> KeyHierarchy::NewAccountKeyMutation(std::string_view account,
+                                                            int64_t expires_at) {
   return NewDataKeyMutation(account, 1, expires_at);
 }
 
 Result<Bytes> KeyHierarchy::LoadWrappedDataKey(std::string_view account, uint32_t version,
-                                        uint32_t* kek_version) {
+                                               uint32_t* kek_version) {
   const std::string cache_key = std::string(account) + '\0' + std::to_string(version);
   {
     std::lock_guard lock(cache_mu_);
@@ -391,9 +396,9 @@ Result<Bytes> KeyHierarchy::LoadWrappedDataKey(std::string_view account, uint32_
 Status KeyHierarchy::CheckWrappedKey(ByteView value) {
   OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(value));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
-  OTD_ASSIGN_OR_RETURN(hsm::SessionKey key, s.Unwrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)),
-                                                    rec.wrapped, hsm::KeyType::kAes256,
-                                                    hsm::KeyUsage::kEncrypt));
+  OTD_ASSIGN_OR_RETURN(hsm::SessionKey key,
+                       s.Unwrap(hsm::KeyRef::Persistent(KekLabel(rec.kek_version)), rec.wrapped,
+                                hsm::KeyType::kAes256, hsm::KeyUsage::kEncrypt));
   return Status::Ok();
 }
 
@@ -416,7 +421,7 @@ VaultHealth KeyHierarchy::Health() {
 }
 
 Result<std::vector<store::Mutation>> KeyHierarchy::EraseDataKeyMutations(std::string_view account,
-                                                                          uint32_t newest) {
+                                                                         uint32_t newest) {
   std::vector<store::Mutation> out;
   for (uint32_t version = 1; version <= newest; ++version) {
     OTD_ASSIGN_OR_RETURN(Located found,

@@ -43,7 +43,7 @@ struct KeyVersions {
 struct RotateReport {
   KeyVersions before;
   KeyVersions after;
-  bool created_kek = false;    // false when resuming a rotation whose keys were already made
+  bool created_kek = false;  // false when resuming a rotation whose keys were already made
   bool created_index = false;
 };
 
@@ -57,9 +57,9 @@ struct Located {
 
 // Progress of a rewrap pass (KEK-wrapped data keys moved to the current KEK).
 struct RewrapProgress {
-  uint64_t total = 0;      // wrapped keys under an older KEK when the pass started
-  uint64_t done = 0;       // moved forward
-  uint64_t skipped = 0;    // changed or deleted meanwhile (a later pass picks up what is left)
+  uint64_t total = 0;    // wrapped keys under an older KEK when the pass started
+  uint64_t done = 0;     // moved forward
+  uint64_t skipped = 0;  // changed or deleted meanwhile (a later pass picks up what is left)
 };
 
 struct InitReport {
@@ -85,7 +85,7 @@ struct VaultIdentity {
   Bytes fingerprint;                 // 32 bytes
   std::string token_serial;          // the token at init or adoption (informative)
   std::string token_label;
-  std::string ToString() const;      // vault=<hex> token label="..." serial="..."
+  std::string ToString() const;  // vault=<hex> token label="..." serial="..."
 };
 
 struct InitOptions {
@@ -220,6 +220,7 @@ class KeyHierarchy {
   // Unwraps a stored wrapped-key record under its KEK version (and destroys the result at once):
   // proves the record is intact and its KEK is present. kDataLoss otherwise.
   Status CheckWrappedKey(ByteView value);
+
  private:
   Status CreateTokenKeys(InitReport& report);
   Status EnsureAuditKey();

@@ -76,11 +76,13 @@ Result<Bytes> MailRequestQueue::Seal(const Record& r) {
                           .AddU64(kTagNotBefore, static_cast<uint64_t>(r.not_before))
                           .AddU64(kTagSequence, r.sequence)
                           .Finish();
-  return vault_.sealer().SealSystem(kMailRequestsTable, kRecordId, plain.Reveal(SecretAccess::Grant()));
+  return vault_.sealer().SealSystem(kMailRequestsTable, kRecordId,
+                                    plain.Reveal(SecretAccess::Grant()));
 }
 
 Result<MailRequestQueue::Record> MailRequestQueue::Open(ByteView value) {
-  OTD_ASSIGN_OR_RETURN(SecretBytes plain, vault_.sealer().OpenSystem(kMailRequestsTable, kRecordId, value));
+  OTD_ASSIGN_OR_RETURN(SecretBytes plain,
+                       vault_.sealer().OpenSystem(kMailRequestsTable, kRecordId, value));
   OTD_ASSIGN_OR_RETURN(FieldReader f, FieldReader::Parse(plain));
   Record r;
   OTD_ASSIGN_OR_RETURN(uint64_t kind, f.U64(kTagKind));
@@ -104,7 +106,8 @@ Result<MailRequestQueue::Record> MailRequestQueue::Open(ByteView value) {
 Status MailRequestQueue::Enqueue(MailRequestKind kind, std::string_view address) {
   Bytes id(16);
   OTD_RETURN_IF_ERROR(crypto::RandomBytes(id));
-  OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kMailRequestsTable, "", crypto::HexEncode(id)));
+  OTD_ASSIGN_OR_RETURN(Bytes key,
+                       vault_.keys().LookupKey(kMailRequestsTable, "", crypto::HexEncode(id)));
   Record r;
   r.kind = kind;
   r.address = std::string(address);
@@ -114,8 +117,10 @@ Status MailRequestQueue::Enqueue(MailRequestKind kind, std::string_view address)
   r.sequence = sequence_.fetch_add(1);
   OTD_ASSIGN_OR_RETURN(Bytes sealed, Seal(r));
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kMailRequestsTable),
-                   .key = std::move(key), .value = std::move(sealed),
+  batch.push_back({.op = store::Op::kInsert,
+                   .table = std::string(kMailRequestsTable),
+                   .key = std::move(key),
+                   .value = std::move(sealed),
                    .expires_at = r.expires_at + options_.purge_grace_seconds});
   OTD_RETURN_IF_ERROR(store_.Apply(std::move(batch)));
   std::lock_guard lock(listener_mu_);
@@ -128,7 +133,8 @@ Status MailRequestQueue::Enqueue(MailRequestKind kind, std::string_view address)
 void MailRequestQueue::Drop(ByteView key, ByteView value, std::string_view reason,
                             uint64_t attempts) {
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kDelete, .table = std::string(kMailRequestsTable),
+  batch.push_back({.op = store::Op::kDelete,
+                   .table = std::string(kMailRequestsTable),
                    .key = Bytes(key.begin(), key.end()),
                    .expect = Bytes(value.begin(), value.end())});
   Status s = store_.Apply(std::move(batch));
@@ -166,8 +172,8 @@ int64_t MailRequestQueue::ProcessDue(const MailRequestHandler& handler,
   for (auto& [key, value] : records) {
     // A value already seen and not yet due is not opened again (no token work per scan).
     const std::string id(AsString(key));
-    if (auto it = seen_.find(id); it != seen_.end() && it->second.value == value &&
-                                  it->second.due_at > now) {
+    if (auto it = seen_.find(id);
+        it != seen_.end() && it->second.value == value && it->second.due_at > now) {
       wake_at(it->second.due_at);
       seen.insert(seen_.extract(it));
       continue;
@@ -224,8 +230,12 @@ int64_t MailRequestQueue::ProcessOne(const Bytes& key, const Bytes& value, const
     return now + options_.retry_base_seconds;
   }
   std::vector<store::Mutation> claim;
-  claim.push_back({.op = store::Op::kUpdate, .table = std::string(kMailRequestsTable), .key = key,
-                   .value = *sealed, .expect = value, .keep_expiry = true});
+  claim.push_back({.op = store::Op::kUpdate,
+                   .table = std::string(kMailRequestsTable),
+                   .key = key,
+                   .value = *sealed,
+                   .expect = value,
+                   .keep_expiry = true});
   Status claimed_ok = store_.Apply(std::move(claim));
   if (claimed_ok.code() == Code::kFailedPrecondition) {
     return 0;  // another worker changed it; the next scan sees its state
@@ -238,10 +248,12 @@ int64_t MailRequestQueue::ProcessOne(const Bytes& key, const Bytes& value, const
   const std::string id(AsString(key));
   seen_[id] = Seen{*sealed, due_at};
 
-  MailRequest request{.kind = claimed.kind, .address = claimed.address,
-                      .attempt = claimed.attempts};
-  store::Mutation done{.op = store::Op::kDelete, .table = std::string(kMailRequestsTable),
-                       .key = key, .expect = *sealed};
+  MailRequest request{
+      .kind = claimed.kind, .address = claimed.address, .attempt = claimed.attempts};
+  store::Mutation done{.op = store::Op::kDelete,
+                       .table = std::string(kMailRequestsTable),
+                       .key = key,
+                       .expect = *sealed};
   Status result = handler(request, std::move(done));
   Wipe(request.address);
   if (result.ok() || result.code() == Code::kFailedPrecondition) {
@@ -315,8 +327,8 @@ void MailRequestWorker::Run() {
     auto wait = scan_interval_;
     if (next > 0) {
       const int64_t in = next - queue_.clock().NowSeconds();
-      wait = std::min<std::chrono::milliseconds>(
-          wait, std::chrono::seconds(std::max<int64_t>(1, in)));
+      wait =
+          std::min<std::chrono::milliseconds>(wait, std::chrono::seconds(std::max<int64_t>(1, in)));
     }
     lock.lock();
     cv_.wait_for(lock, wait, [this] { return stop_.load() || wake_; });

@@ -55,9 +55,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "service/tables.h"
 #include "service/vault.h"
 #include "store/store.h"
-#include "service/tables.h"
 
 namespace otd::service {
 
@@ -70,7 +70,7 @@ enum class MailRequestKind : uint8_t {
 
 struct MailRequest {
   MailRequestKind kind = MailRequestKind::kToken;
-  std::string address;  // as typed by the client (wiped by the queue after the handler returns)
+  std::string address;   // as typed by the client (wiped by the queue after the handler returns)
   uint64_t attempt = 1;  // 1 for the first try
 };
 
@@ -80,8 +80,8 @@ struct MailRequest {
 using MailRequestHandler = std::function<Status(const MailRequest& request, store::Mutation done)>;
 
 struct MailRequestOptions {
-  int64_t lifetime_seconds = 3600;   // a request not done by then is dropped
-  int64_t retry_base_seconds = 5;    // delay after the first attempt; doubles per attempt
+  int64_t lifetime_seconds = 3600;  // a request not done by then is dropped
+  int64_t retry_base_seconds = 5;   // delay after the first attempt; doubles per attempt
   int64_t retry_max_seconds = 300;
   int64_t purge_grace_seconds = 600;  // store TTL = expiry + this (the purge job is a backstop)
 };
@@ -131,7 +131,7 @@ class MailRequestQueue {
   const MailRequestOptions options_;
   std::mutex listener_mu_;
   std::function<void()> listener_;
-  std::atomic<uint64_t> sequence_{0};  // ties within a second of queueing
+  std::atomic<uint64_t> sequence_{0};           // ties within a second of queueing
   std::unordered_map<std::string, Seen> seen_;  // by store key bytes; ProcessDue only
 };
 

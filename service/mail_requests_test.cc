@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "service/testing/service_env.h"
 #include "common/testing/status_matchers.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {
@@ -22,10 +22,14 @@ class MailRequestsTest : public ::testing::Test, protected ServiceEnv {
  protected:
   std::vector<std::pair<Bytes, Bytes>> Stored() {
     std::vector<std::pair<Bytes, Bytes>> out;
-    EXPECT_TRUE(store_->ForEach(kMailRequestsTable, [&](ByteView k, ByteView v) {
-                  out.emplace_back(Bytes(k.begin(), k.end()), Bytes(v.begin(), v.end()));
-                  return true;
-                }).ok());
+    EXPECT_TRUE(store_
+                    ->ForEach(kMailRequestsTable,
+                              [&](ByteView k, ByteView v) {
+                                out.emplace_back(Bytes(k.begin(), k.end()),
+                                                 Bytes(v.begin(), v.end()));
+                                return true;
+                              })
+                    .ok());
     return out;
   }
 

@@ -21,9 +21,9 @@ namespace otd::service {
 
 // How many stored things refer to each key version: what keeps an old version alive.
 struct VersionCounts {
-  std::map<uint32_t, uint64_t> keys_per_kek_version;           // wrapped data keys
-  std::map<uint32_t, uint64_t> records_per_index_version;      // store keys, every table
-  std::map<uint32_t, uint64_t> records_per_data_key_version;   // sealed records
+  std::map<uint32_t, uint64_t> keys_per_kek_version;          // wrapped data keys
+  std::map<uint32_t, uint64_t> records_per_index_version;     // store keys, every table
+  std::map<uint32_t, uint64_t> records_per_data_key_version;  // sealed records
 };
 
 struct VerifyReport {

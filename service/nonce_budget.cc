@@ -92,8 +92,8 @@ struct NonceBudget::Plan {
   Bytes key;                    // the usage record's store key
   std::optional<Bytes> expect;  // its value as read; nullopt: the owner's first lease (insert)
   uint32_t version = 1;
-  uint64_t end = 0;             // the reserved total after this lease
-  int64_t expires_at = 0;       // the counter lives (and expires) with the owner's data key
+  uint64_t end = 0;        // the reserved total after this lease
+  int64_t expires_at = 0;  // the counter lives (and expires) with the owner's data key
   std::shared_ptr<LeaseGate> gate;
   int attempts = 1;
 
@@ -222,7 +222,8 @@ Status NonceBudget::StartLease(const std::string& owner, bool roll) {
       Usage& u = usage_[owner];
       u.version = plan->version;
       u.durable = options_.lease;
-      log_.Info("data_key_rolled_over", {{"data_key_version", static_cast<int64_t>(plan->version)}});
+      log_.Info("data_key_rolled_over",
+                {{"data_key_version", static_cast<int64_t>(plan->version)}});
     }
     return done_preparing(s);
   }
@@ -236,7 +237,8 @@ Status NonceBudget::StartLease(const std::string& owner, bool roll) {
     u.preparing = false;
   }
   cv_.notify_all();
-  store_.ApplyAsync({plan->Mutation()}, [this, plan](Status s) { OnCommitted(plan, std::move(s)); });
+  store_.ApplyAsync({plan->Mutation()},
+                    [this, plan](Status s) { OnCommitted(plan, std::move(s)); });
   return Status::Ok();
 }
 
@@ -253,9 +255,8 @@ void NonceBudget::OnCommitted(const std::shared_ptr<Plan>& plan, Status s) {
         plan->expect = std::move(**current);
         plan->end = u->second + options_.lease;
         ++plan->attempts;
-        store_.ApplyAsync({plan->Mutation()}, [this, plan](Status again) {
-          OnCommitted(plan, std::move(again));
-        });
+        store_.ApplyAsync({plan->Mutation()},
+                          [this, plan](Status again) { OnCommitted(plan, std::move(again)); });
         return;
       }
     }
@@ -314,9 +315,8 @@ Result<store::Mutation> NonceBudget::EraseMutation(std::string_view owner, uint3
       usage_.erase(it);
     }
   }
-  return store::Mutation{.op = store::Op::kErase,
-                         .table = std::string(kKeyUsageTable),
-                         .key = std::move(usage.key)};
+  return store::Mutation{
+      .op = store::Op::kErase, .table = std::string(kKeyUsageTable), .key = std::move(usage.key)};
 }
 
 }  // namespace otd::service

@@ -91,9 +91,9 @@ class NonceBudget {
   // A lease being committed: enough to try again on fresh data when it lost a race.
   struct Plan;
   struct Usage {
-    uint32_t version = 0;             // data key version of `durable` (0: no lease yet)
-    uint64_t durable = 0;             // encryptions left under durable leases
-    uint64_t pending = 0;             // encryptions left under the lease being committed
+    uint32_t version = 0;  // data key version of `durable` (0: no lease yet)
+    uint64_t durable = 0;  // encryptions left under durable leases
+    uint64_t pending = 0;  // encryptions left under the lease being committed
     uint32_t pending_version = 0;
     std::shared_ptr<LeaseGate> gate;  // the lease being committed, or null
     bool preparing = false;           // a thread is reading the counter to start a lease
@@ -111,7 +111,7 @@ class NonceBudget {
   Logger& log_;
   const NonceBudgetOptions options_;
   std::mutex mu_;
-  std::condition_variable cv_;                     // a `preparing` flag was cleared
+  std::condition_variable cv_;                    // a `preparing` flag was cleared
   std::unordered_map<std::string, Usage> usage_;  // guarded by mu_
 };
 

@@ -56,9 +56,9 @@ void RateLimiter::EvictIfFull(int64_t now) {
     }
   }
   while (entries_.size() >= options_.max_entries) {
-    auto oldest = std::min_element(entries_.begin(), entries_.end(), [](const auto& a, const auto& b) {
-      return a.second.last_failure < b.second.last_failure;
-    });
+    auto oldest = std::min_element(
+        entries_.begin(), entries_.end(),
+        [](const auto& a, const auto& b) { return a.second.last_failure < b.second.last_failure; });
     entries_.erase(oldest);
   }
 }

@@ -12,8 +12,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <unordered_map>
+#include <utility>
 
 #include "common/clock.h"
 

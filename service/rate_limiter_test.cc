@@ -27,7 +27,8 @@ TEST(RateLimiterTest, FreeFailuresThenGrowingDelays) {
 
 TEST(RateLimiterTest, SuccessAndTimeForget) {
   FakeClock clock(1000);
-  RateLimiter rl(clock, {.free_failures = 0, .base_delay_seconds = 10, .forget_after_seconds = 100});
+  RateLimiter rl(clock,
+                 {.free_failures = 0, .base_delay_seconds = 10, .forget_after_seconds = 100});
   rl.RecordFailure("a");
   EXPECT_EQ(rl.RetryAfter("a"), 10);
   rl.RecordSuccess("a");
@@ -51,19 +52,23 @@ TEST(RateLimiterTest, TableStaysBounded) {
 // waited as long as Retry-After said was refused again, every time, with a doubled wait.
 TEST(StepLimiterTest, TheAllowancePassesAndAClientThatWaitsPassesOnce) {
   FakeClock clock(1000);
-  StepLimiter address(clock, {.free_failures = 3, .base_delay_seconds = 60,
-                              .max_delay_seconds = 3600, .forget_after_seconds = 86'400});
-  StepLimiter peer(clock, {.free_failures = 50, .base_delay_seconds = 60,
-                           .max_delay_seconds = 3600, .forget_after_seconds = 3600});
+  StepLimiter address(clock, {.free_failures = 3,
+                              .base_delay_seconds = 60,
+                              .max_delay_seconds = 3600,
+                              .forget_after_seconds = 86'400});
+  StepLimiter peer(clock, {.free_failures = 50,
+                           .base_delay_seconds = 60,
+                           .max_delay_seconds = 3600,
+                           .forget_after_seconds = 3600});
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(Step({{&address, "a"}, {&peer, "p"}}), 0) << i;
   }
   const int64_t wait = Step({{&address, "a"}, {&peer, "p"}});
-  EXPECT_EQ(wait, 60);                                  // the third step started the wait
+  EXPECT_EQ(wait, 60);                                   // the third step started the wait
   EXPECT_EQ(Step({{&address, "a"}, {&peer, "p"}}), 60);  // refused steps do not count
   EXPECT_EQ(Step({{&address, "b"}, {&peer, "p"}}), 0);   // another address is not held up
   clock.Advance(wait);
-  EXPECT_EQ(Step({{&address, "a"}, {&peer, "p"}}), 0);   // waited as told: passes once
+  EXPECT_EQ(Step({{&address, "a"}, {&peer, "p"}}), 0);    // waited as told: passes once
   EXPECT_EQ(Step({{&address, "a"}, {&peer, "p"}}), 120);  // then the wait doubles
   clock.Advance(3600);
   // An hour later the address is not forgotten: the step passes, and the wait keeps doubling

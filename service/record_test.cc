@@ -6,8 +6,8 @@
 namespace otd::service {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 SealedRecord Sample() {
   SealedRecord r;

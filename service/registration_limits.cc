@@ -86,9 +86,9 @@ Status RegistrationLimits::CountStep(std::string_view email, std::string_view pe
 }
 
 Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_view peer_view,
-                                                                   std::string_view id,
-                                                                   int64_t expires_at,
-                                                                   int64_t* retry_after_seconds) {
+                                                                  std::string_view id,
+                                                                  int64_t expires_at,
+                                                                  int64_t* retry_after_seconds) {
   *retry_after_seconds = 0;
   OTD_ASSIGN_OR_RETURN(uint64_t tag, TagOf(id));
   const std::string peer(peer_view);

@@ -50,10 +50,14 @@ namespace otd::service {
 struct RegistrationLimitsOptions {
   // An address is forgotten only after a day without steps (the e-mail routes: an hour), so a
   // sender cannot wait an hour and bomb it with a fresh allowance every hour.
-  RateLimitOptions address_rate_limit{.free_failures = 4, .base_delay_seconds = 60,
-                                      .max_delay_seconds = 3600, .forget_after_seconds = 86'400};
-  RateLimitOptions peer_rate_limit{.free_failures = 20, .base_delay_seconds = 60,
-                                   .max_delay_seconds = 3600, .forget_after_seconds = 3600};
+  RateLimitOptions address_rate_limit{.free_failures = 4,
+                                      .base_delay_seconds = 60,
+                                      .max_delay_seconds = 3600,
+                                      .forget_after_seconds = 86'400};
+  RateLimitOptions peer_rate_limit{.free_failures = 20,
+                                   .base_delay_seconds = 60,
+                                   .max_delay_seconds = 3600,
+                                   .forget_after_seconds = 3600};
   uint64_t max_pending = 10'000;
   uint32_t max_pending_per_peer = 10;
   uint32_t max_map_percent = 90;           // 1..99: the rest of the map is kept for other writes
@@ -118,10 +122,10 @@ class RegistrationLimits {
   StepLimiter peer_limiter_;
 
   std::mutex mu_;
-  std::unordered_map<uint64_t, Pending> by_tag_;                        // guarded by mu_
-  std::unordered_map<std::string, std::vector<uint64_t>> by_peer_;      // guarded by mu_
-  uint64_t in_flight_ = 0;                                              // guarded by mu_
-  int64_t last_full_log_ = 0;                                           // guarded by mu_
+  std::unordered_map<uint64_t, Pending> by_tag_;                    // guarded by mu_
+  std::unordered_map<std::string, std::vector<uint64_t>> by_peer_;  // guarded by mu_
+  uint64_t in_flight_ = 0;                                          // guarded by mu_
+  int64_t last_full_log_ = 0;                                       // guarded by mu_
 };
 
 }  // namespace otd::service

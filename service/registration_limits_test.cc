@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "service/testing/service_env.h"
 #include "common/testing/status_matchers.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {
@@ -32,16 +32,18 @@ class RegistrationLimitsTest : public ::testing::Test {
   void Fill(const std::string& table, const std::string& prefix, int n, size_t size) {
     std::vector<store::Mutation> batch;
     for (int i = 0; i < n; ++i) {
-      batch.push_back({.op = store::Op::kPut, .table = table,
-                       .key = ToBytes(prefix + std::to_string(i)), .value = Bytes(size, 0x5a)});
+      batch.push_back({.op = store::Op::kPut,
+                       .table = table,
+                       .key = ToBytes(prefix + std::to_string(i)),
+                       .value = Bytes(size, 0x5a)});
     }
     ASSERT_OK(env_.store_->Apply(std::move(batch)));
   }
   void Erase(const std::string& table, const std::string& prefix, int n) {
     std::vector<store::Mutation> batch;
     for (int i = 0; i < n; ++i) {
-      batch.push_back({.op = store::Op::kErase, .table = table,
-                       .key = ToBytes(prefix + std::to_string(i))});
+      batch.push_back(
+          {.op = store::Op::kErase, .table = table, .key = ToBytes(prefix + std::to_string(i))});
     }
     ASSERT_OK(env_.store_->Apply(std::move(batch)));
   }

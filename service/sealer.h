@@ -39,8 +39,8 @@ class Sealer {
                      ByteView plaintext);
   // The same without waiting for the lease: for writes that complete asynchronously
   // (tokenize), which chain their commit behind Sealed::gate.
-  Result<Sealed> SealDeferred(std::string_view table, std::string_view account,
-                              std::string_view id, ByteView plaintext);
+  Result<Sealed> SealDeferred(std::string_view table, std::string_view account, std::string_view id,
+                              ByteView plaintext);
   // Opens a sealed record. kDataLoss when it does not authenticate (moved, swapped, tampered),
   // kNotFound when the account has no data key.
   Result<SecretBytes> Open(std::string_view table, std::string_view account, std::string_view id,

@@ -11,35 +11,34 @@
 
 namespace otd::service::tables {
 
-inline constexpr std::string_view kMeta = "meta";                    // Vault: key versions, identity
-inline constexpr std::string_view kAccountKeys = "account_keys";     // Vault: wrapped data keys
-inline constexpr std::string_view kKeyUsage = "key_usage";           // Vault: GCM nonce budgets
-inline constexpr std::string_view kRecords = "records";              // reserved (tests seal into it)
-inline constexpr std::string_view kRegistrations = "registrations";  // Accounts
-inline constexpr std::string_view kAccounts = "accounts";            // Accounts
-inline constexpr std::string_view kAccountEmails = "account_emails";  // e-mail index
-inline constexpr std::string_view kSessions = "sessions";            // Accounts
-inline constexpr std::string_view kChallenges = "challenges";        // Accounts
-inline constexpr std::string_view kAccessCodes = "access_codes";     // AccessCodes
-inline constexpr std::string_view kAccessCodeIndex = "access_code_index";  // AccessCodes
-inline constexpr std::string_view kTokens = "tokens";                // Tokens
-inline constexpr std::string_view kAccessTokens = "access_tokens";   // AccessTokens
+inline constexpr std::string_view kMeta = "meta";                 // Vault: key versions, identity
+inline constexpr std::string_view kAccountKeys = "account_keys";  // Vault: wrapped data keys
+inline constexpr std::string_view kKeyUsage = "key_usage";        // Vault: GCM nonce budgets
+inline constexpr std::string_view kRecords = "records";           // reserved (tests seal into it)
+inline constexpr std::string_view kRegistrations = "registrations";            // Accounts
+inline constexpr std::string_view kAccounts = "accounts";                      // Accounts
+inline constexpr std::string_view kAccountEmails = "account_emails";           // e-mail index
+inline constexpr std::string_view kSessions = "sessions";                      // Accounts
+inline constexpr std::string_view kChallenges = "challenges";                  // Accounts
+inline constexpr std::string_view kAccessCodes = "access_codes";               // AccessCodes
+inline constexpr std::string_view kAccessCodeIndex = "access_code_index";      // AccessCodes
+inline constexpr std::string_view kTokens = "tokens";                          // Tokens
+inline constexpr std::string_view kAccessTokens = "access_tokens";             // AccessTokens
 inline constexpr std::string_view kAccessTokenLookup = "access_token_lookup";  // AccessTokens
-inline constexpr std::string_view kMailTokens = "mail_tokens";       // AccessTokens: deletion codes
-inline constexpr std::string_view kMailRequests = "mail_requests";   // MailRequestQueue
+inline constexpr std::string_view kMailTokens = "mail_tokens";      // AccessTokens: deletion codes
+inline constexpr std::string_view kMailRequests = "mail_requests";  // MailRequestQueue
 
-inline constexpr std::array kAll = {kMeta,           kAccountKeys, kRecords,       kRegistrations,
-                                    kAccounts,       kAccountEmails, kSessions,    kChallenges,
-                                    kAccessCodes,    kAccessCodeIndex, kTokens,    kAccessTokens,
-                                    kAccessTokenLookup, kMailTokens, kMailRequests, kKeyUsage};
+inline constexpr std::array kAll = {
+    kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
+    kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
+    kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
+    kKeyUsage};
 
 }  // namespace otd::service::tables
 
 namespace otd::service {
 
 // Every table, for store::LmdbOptions::tables (and the PostgreSQL schema).
-inline std::vector<std::string> AllTables() {
-  return {tables::kAll.begin(), tables::kAll.end()};
-}
+inline std::vector<std::string> AllTables() { return {tables::kAll.begin(), tables::kAll.end()}; }
 
 }  // namespace otd::service

@@ -42,9 +42,9 @@ Result<PreparedToken> Tokens::Prepare(std::string_view account_id, std::string_v
                           .Add(kTagPayload, payload)
                           .Finish();
   // The worker never waits for the nonce lease's commit: Commit chains the write behind it.
-  OTD_ASSIGN_OR_RETURN(Sealed sealed, vault_.sealer().SealDeferred(
-                                          kTokens, account_id, t.id,
-                                          plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(
+      Sealed sealed,
+      vault_.sealer().SealDeferred(kTokens, account_id, t.id, plain.Reveal(SecretAccess::Grant())));
   OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kTokens, account_id, t.id));
   t.batch.push_back({.op = store::Op::kInsert,
                      .table = std::string(kTokens),
@@ -64,13 +64,12 @@ void Tokens::Commit(PreparedToken token, std::function<void(Status)> done) {
       done(std::move(lease));  // the encryption's lease did not become durable: store nothing
       return;
     }
-    store_.ApplyAsync(std::move(batch),
-                      [this, bytes, is_public, done = std::move(done)](Status s) {
-                        if (s.ok()) {
-                          log_.Info("tokenized", {{"bytes", bytes}, {"public", is_public}});
-                        }
-                        done(std::move(s));
-                      });
+    store_.ApplyAsync(std::move(batch), [this, bytes, is_public, done = std::move(done)](Status s) {
+      if (s.ok()) {
+        log_.Info("tokenized", {{"bytes", bytes}, {"public", is_public}});
+      }
+      done(std::move(s));
+    });
   };
   if (token.lease) {
     token.lease->Then(std::move(write));  // on the writer thread, once the lease is durable

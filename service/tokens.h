@@ -29,8 +29,8 @@
 namespace otd::service {
 
 struct TokensOptions {
-  size_t id_chars = 32;               // 192 bits, URL-safe
-  int64_t max_lifetime_seconds = 0;   // 0: tokens without `expires` never expire
+  size_t id_chars = 32;              // 192 bits, URL-safe
+  int64_t max_lifetime_seconds = 0;  // 0: tokens without `expires` never expire
 };
 
 struct StoredToken {
@@ -39,7 +39,7 @@ struct StoredToken {
   int64_t created_at = 0;
   int64_t expires_at = 0;  // 0: none
   SecretBytes payload;
-  std::string etag;        // derived from the sealed record, reveals nothing
+  std::string etag;  // derived from the sealed record, reveals nothing
 };
 
 // A sealed token record that is not stored yet (Tokens::Prepare → Tokens::Commit). Holds only

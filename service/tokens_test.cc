@@ -9,8 +9,8 @@
 #include <string>
 #include <thread>
 
-#include "service/testing/service_env.h"
 #include "common/testing/status_matchers.h"
+#include "service/testing/service_env.h"
 
 namespace otd::service {
 namespace {
@@ -38,7 +38,8 @@ TEST_F(TokensTest, APreparedTokenIsStoredOnlyByCommitWhichAnswersFromTheWriterTh
   EXPECT_EQ(tokens_.Get("acct-1", id).status().code(), Code::kNotFound);
   ASSERT_EQ(prepared->batch.size(), 1u);
   const Bytes& value = prepared->batch[0].value;
-  EXPECT_EQ(std::search(value.begin(), value.end(), payload.begin(), payload.begin() + 4), value.end());
+  EXPECT_EQ(std::search(value.begin(), value.end(), payload.begin(), payload.begin() + 4),
+            value.end());
   const Bytes& key = prepared->batch[0].key;
   EXPECT_EQ(std::search(key.begin(), key.end(), id.begin(), id.end()), key.end());
 
@@ -71,7 +72,9 @@ TEST_F(TokensTest, APublicTokenReadsBackAsPublicAndAPastExpiryIsRefused) {
   auto got = tokens_.Get("acct-1", id);
   ASSERT_OK(got);
   EXPECT_TRUE(got->is_public);
-  EXPECT_EQ(tokens_.Prepare("acct-1", "text/plain", payload, false, clock_.NowSeconds() - 1).status().code(),
+  EXPECT_EQ(tokens_.Prepare("acct-1", "text/plain", payload, false, clock_.NowSeconds() - 1)
+                .status()
+                .code(),
             Code::kInvalidArgument);
 }
 

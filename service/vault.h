@@ -24,7 +24,9 @@ class Vault {
   using Ids = KeyHierarchy::Ids;
 
   Vault(hsm::Token& token, store::Store& store, Logger& log, NonceBudgetOptions budget = {})
-      : keys_(token, store, log), budget_(keys_, store, log, budget), sealer_(token, keys_, budget_) {}
+      : keys_(token, store, log),
+        budget_(keys_, store, log, budget),
+        sealer_(token, keys_, budget_) {}
   Vault(const Vault&) = delete;
   Vault& operator=(const Vault&) = delete;
 

@@ -15,9 +15,9 @@ namespace {
 
 using internal::kAccountKeysTable;
 using internal::kHmacBytes;
+using internal::kMetaIdentity;
 using internal::kMetaIndexVersion;
 using internal::kMetaKekVersion;
-using internal::kMetaIdentity;
 using internal::kMetaTable;
 using internal::ParseU32;
 using internal::U32Bytes;
@@ -172,8 +172,9 @@ Result<std::string> KeyHierarchy::SystemKeyMismatch(const KeyVersions& v) {
       return false;
     }));
     if (sealed) {
-      return std::string("the store's data keys are keyed by another index key than the token's "
-                         "(the system data key is not found with it)");
+      return std::string(
+          "the store's data keys are keyed by another index key than the token's "
+          "(the system data key is not found with it)");
     }
     return std::string();  // nothing sealed yet: nothing the token could fail to open
   }
@@ -227,16 +228,20 @@ Status KeyHierarchy::VerifyStoreIdentity(const std::string& store_path, bool ado
     }
     if (id->token_serial != token.serial) {
       log_.Warn("store_token_serial_changed",
-                {{"recorded_serial", id->token_serial}, {"token_serial", token.serial},
-                 {"reason", "the token holds the store's keys (fingerprint matches): restored "
-                            "or cloned; `opentoken-admin init` records the new serial"}});
+                {{"recorded_serial", id->token_serial},
+                 {"token_serial", token.serial},
+                 {"reason",
+                  "the token holds the store's keys (fingerprint matches): restored "
+                  "or cloned; `opentoken-admin init` records the new serial"}});
       if (adopt) {
         VaultIdentity updated = *id;
         updated.token_serial = token.serial;
         updated.token_label = token.label;
         std::vector<store::Mutation> batch;
-        batch.push_back({.op = store::Op::kUpdate, .table = std::string(kMetaTable),
-                         .key = ToBytes(kMetaIdentity), .value = EncodeIdentity(updated),
+        batch.push_back({.op = store::Op::kUpdate,
+                         .table = std::string(kMetaTable),
+                         .key = ToBytes(kMetaIdentity),
+                         .value = EncodeIdentity(updated),
                          .expect = EncodeIdentity(*id)});
         Status s = store_.Apply(std::move(batch));
         if (!s.ok() && s.code() != Code::kFailedPrecondition) {
@@ -261,8 +266,10 @@ Status KeyHierarchy::VerifyStoreIdentity(const std::string& store_path, bool ado
   }
   OTD_ASSIGN_OR_RETURN(VaultIdentity fresh, NewIdentity(versions->index_min));
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kInsert, .table = std::string(kMetaTable),
-                   .key = ToBytes(kMetaIdentity), .value = EncodeIdentity(fresh)});
+  batch.push_back({.op = store::Op::kInsert,
+                   .table = std::string(kMetaTable),
+                   .key = ToBytes(kMetaIdentity),
+                   .value = EncodeIdentity(fresh)});
   Status s = store_.Apply(std::move(batch));
   if (s.code() == Code::kAlreadyExists) {
     return VerifyStoreIdentity(store_path, /*adopt=*/false);  // another process recorded it
@@ -271,8 +278,8 @@ Status KeyHierarchy::VerifyStoreIdentity(const std::string& store_path, bool ado
   if (adopted != nullptr) {
     *adopted = true;
   }
-  log_.Info("store_identity_recorded", {{"vault", crypto::HexEncode(fresh.vault_id)},
-                                        {"token_serial", fresh.token_serial}});
+  log_.Info("store_identity_recorded",
+            {{"vault", crypto::HexEncode(fresh.vault_id)}, {"token_serial", fresh.token_serial}});
   return Status::Ok();
 }
 
@@ -312,14 +319,19 @@ Result<InitReport> KeyHierarchy::InitKeys(const InitOptions& options) {
     OTD_ASSIGN_OR_RETURN(VaultIdentity id, NewIdentity(1));
     std::vector<store::Mutation> batch;
     for (auto key : {kMetaKekVersion, kMetaIndexVersion}) {
-      batch.push_back({.op = store::Op::kInsert, .table = std::string(kMetaTable),
-                       .key = ToBytes(key), .value = U32Bytes(1)});
+      batch.push_back({.op = store::Op::kInsert,
+                       .table = std::string(kMetaTable),
+                       .key = ToBytes(key),
+                       .value = U32Bytes(1)});
     }
-    batch.push_back({.op = store::Op::kInsert, .table = std::string(kMetaTable),
-                     .key = ToBytes(kMetaIdentity), .value = EncodeIdentity(id)});
+    batch.push_back({.op = store::Op::kInsert,
+                     .table = std::string(kMetaTable),
+                     .key = ToBytes(kMetaIdentity),
+                     .value = EncodeIdentity(id)});
     Status applied = store_.Apply(std::move(batch));
     if (applied.code() == Code::kAlreadyExists) {
-      return FailedPrecondition(where + ": another `init` created this store at the same time; "
+      return FailedPrecondition(where +
+                                ": another `init` created this store at the same time; "
                                 "run init again");
     }
     OTD_RETURN_IF_ERROR(applied);
@@ -329,13 +341,14 @@ Result<InitReport> KeyHierarchy::InitKeys(const InitOptions& options) {
                                 {"new_store", options.new_store}});
   } else {
     if (options.new_store) {
-      return FailedPrecondition(where + " already holds a vault; --new-store only starts an "
+      return FailedPrecondition(where +
+                                " already holds a vault; --new-store only starts an "
                                 "empty store (leave it out to check and complete this one)");
     }
     // The token must hold this store's keys before anything is created in it: keys made for a
     // store that belongs to another token would leave all of its records unreadable.
-    OTD_RETURN_IF_ERROR(VerifyStoreIdentity(options.store_path, /*adopt=*/true,
-                                            &report.recorded_identity));
+    OTD_RETURN_IF_ERROR(
+        VerifyStoreIdentity(options.store_path, /*adopt=*/true, &report.recorded_identity));
     OTD_RETURN_IF_ERROR(EnsureAuditKey());  // upgrades: stores from before the audit trail
   }
   OTD_ASSIGN_OR_RETURN(report.versions, CurrentVersions());

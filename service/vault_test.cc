@@ -12,17 +12,17 @@
 #include <sstream>
 
 #include "common/metrics.h"
+#include "common/testing/status_matchers.h"
 #include "service/email_index.h"
 #include "service/maintenance.h"
 #include "service/record.h"
 #include "service/testing/service_env.h"
-#include "common/testing/status_matchers.h"
 
 namespace otd::service {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 // The real stack (service/testing/service_env.h), without the keys initialised.
 class VaultTest : public ::testing::Test, protected ServiceEnv {
@@ -95,10 +95,14 @@ TEST_F(VaultTest, RecordMovedToAnotherIdTableOrAccountFailsToOpen) {
   Bytes payload = ToBytes("4111111111111111");
   auto sealed = vault_->sealer().Seal("records", "acct-1", "rec-1", payload);
   ASSERT_OK(sealed);
-  EXPECT_EQ(vault_->sealer().Open("records", "acct-1", "rec-2", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->sealer().Open("tokens", "acct-1", "rec-1", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->sealer().Open("records", "acct-2", "rec-1", *sealed).status().code(), Code::kDataLoss);
-  EXPECT_EQ(vault_->sealer().Open("records", "acct-9", "rec-1", *sealed).status().code(), Code::kNotFound);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-1", "rec-2", *sealed).status().code(),
+            Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("tokens", "acct-1", "rec-1", *sealed).status().code(),
+            Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-2", "rec-1", *sealed).status().code(),
+            Code::kDataLoss);
+  EXPECT_EQ(vault_->sealer().Open("records", "acct-9", "rec-1", *sealed).status().code(),
+            Code::kNotFound);
   // A flipped bit anywhere after the header, or a changed key version, fails too.
   for (size_t i = 0; i < sealed->size(); ++i) {
     Bytes t = *sealed;
@@ -192,8 +196,8 @@ TEST_F(VaultTest, DataSurvivesRestartAndStoreHoldsNoPlaintext) {
 // --- key rotation ------------------------------------------------------------------------
 
 // Stores a sealed record for (records, account, id) under the current index key.
-void PutRecord(Vault& vault, store::Store& store, const std::string& account,
-               const std::string& id, const std::string& text) {
+void PutRecord(Vault& vault, store::Store& store, const std::string& account, const std::string& id,
+               const std::string& text) {
   auto key = vault.keys().LookupKey("records", account, id);
   auto sealed = vault.sealer().Seal("records", account, id, AsBytes(text));
   ASSERT_TRUE(key.ok() && sealed.ok());
@@ -288,7 +292,8 @@ TEST_F(VaultTest, RotationMakesNewVersionsCurrentAndOldRecordsStayReadable) {
 
 TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   InitAndCreateAccount("acct-1");
-  auto expiring = vault_->keys().NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
+  auto expiring =
+      vault_->keys().NewAccountKeyMutation("reg:1", /*expires_at=*/clock_.NowSeconds() + 60);
   ASSERT_OK(expiring);
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(expiring).value());
@@ -300,7 +305,8 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   size_t keys = 0;
   EXPECT_EQ(KekVersionOfDataKey(*store_, &keys), 1u);
   std::vector<uint64_t> seen;
-  auto p = vault_->keys().RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
+  auto p =
+      vault_->keys().RewrapDataKeys([&](const RewrapProgress& now) { seen.push_back(now.done); });
   ASSERT_OK(p);
   EXPECT_EQ(p->total, keys);  // acct-1, reg:1 and the system key
   EXPECT_EQ(p->done, keys);
@@ -325,10 +331,12 @@ TEST_F(VaultTest, RewrapMovesEveryDataKeyToTheCurrentKekAndKeepsExpiries) {
   Close();
   Open();
   EXPECT_EQ(ReadRecord(*vault_, "acct-1", "r"), "sealed before rotation");
-  EXPECT_TRUE(vault_->keys().CheckWrappedKey(*store_->Get("account_keys",
-                                                   vault_->keys().Find("account_keys", "acct-1",
-                                                                "data-key-v1")->key)
-                                            .value())
+  EXPECT_TRUE(vault_->keys()
+                  .CheckWrappedKey(
+                      *store_
+                           ->Get("account_keys",
+                                 vault_->keys().Find("account_keys", "acct-1", "data-key-v1")->key)
+                           .value())
                   .ok());
   // The expiring key is still purged on time.
   EXPECT_GE(*store_->PurgeExpired(clock_.NowSeconds() + 61, 100), 1u);
@@ -513,9 +521,8 @@ TEST_F(VaultIdentityTest, AnEmptyStoreOnATokenThatHoldsAVaultIsRefusedUnlessNewS
   ASSERT_THAT(r, Not(IsOk()));
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
   const std::string m = r.status().message();
-  for (const std::string& want : {std::string("storage.path /srv/typo"), token.serial,
-                                  token.module, std::string("otd-kek-v1"),
-                                  std::string("--new-store")}) {
+  for (const std::string& want : {std::string("storage.path /srv/typo"), token.serial, token.module,
+                                  std::string("otd-kek-v1"), std::string("--new-store")}) {
     EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
   }
   EXPECT_EQ(store_->GetStats()->tables["meta"].entries, 0u);  // nothing written
@@ -547,8 +554,8 @@ TEST_F(VaultIdentityTest, AStoreOfAnotherTokenIsRefusedAndNoKeysAreMadeForIt) {
   const std::string other_serial = token_->Identity().serial;
   Status s = vault_->keys().VerifyStoreIdentity("/srv/a");
   EXPECT_EQ(s.code(), Code::kFailedPrecondition);
-  for (const std::string& want : {std::string("storage.path /srv/a"), recorded_serial,
-                                  other_serial, std::string("has no otd-index-v1")}) {
+  for (const std::string& want : {std::string("storage.path /srv/a"), recorded_serial, other_serial,
+                                  std::string("has no otd-index-v1")}) {
     EXPECT_NE(s.message().find(want), std::string::npos) << want << " in " << s.message();
   }
   auto init = vault_->keys().InitKeys({.store_path = "/srv/a"});
@@ -615,8 +622,8 @@ TEST_F(VaultIdentityTest, ASerialChangeWithTheSameKeysIsAcceptedAndRecorded) {
     changed[serial_at + 1 + i] = '0';
   }
   std::vector<store::Mutation> batch;
-  batch.push_back({.op = store::Op::kPut, .table = "meta", .key = ToBytes("vault_identity"),
-                   .value = changed});
+  batch.push_back(
+      {.op = store::Op::kPut, .table = "meta", .key = ToBytes("vault_identity"), .value = changed});
   ASSERT_OK(store_->Apply(std::move(batch)));
   ASSERT_NE((*vault_->keys().ReadIdentity())->token_serial, token_->Identity().serial);
   EXPECT_OK(vault_->keys().VerifyStoreIdentity("/srv/a"));

@@ -41,9 +41,7 @@ Result<Stats> LmdbStore::GetStats() const {
   return s;
 }
 Status LmdbStore::Health() const { return env_->Health(); }
-void LmdbStore::SetPanicHandler(std::function<void()> fn) {
-  env_->SetPanicHandler(std::move(fn));
-}
+void LmdbStore::SetPanicHandler(std::function<void()> fn) { env_->SetPanicHandler(std::move(fn)); }
 Status LmdbStore::CopyTo(const std::string& dir) const { return env_->CopyTo(dir); }
 
 unsigned internal::StoreTestPeer::EnvFlags(const LmdbStore& store) {

@@ -38,11 +38,11 @@ struct StoreTestPeer;  // store/internal/store_test_peer.h: lets tests inspect t
 }  // namespace internal
 
 struct LmdbOptions {
-  std::string path;                       // directory; created (0700) if missing
-  uint64_t map_size_bytes = 1ull << 30;   // LMDB map size
+  std::string path;                      // directory; created (0700) if missing
+  uint64_t map_size_bytes = 1ull << 30;  // LMDB map size
   unsigned max_readers = 256;
-  size_t max_batch_mutations = 4096;      // group-commit cap per LMDB transaction
-  std::vector<std::string> tables;        // named tables to create/open
+  size_t max_batch_mutations = 4096;  // group-commit cap per LMDB transaction
+  std::vector<std::string> tables;    // named tables to create/open
   // Optional (null: not measured): write transaction duration and size
   // (opentokend_store_commit_duration_seconds, opentokend_store_batch_mutations,
   // opentokend_store_commits_total). Must outlive the store.

@@ -1,12 +1,12 @@
 #include "store/lmdb_store.h"
 
-#include <gtest/gtest.h>
 #include <lmdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,14 +26,14 @@
 #include "store/internal/ttl.h"
 #include "store/store_contract_test.h"
 
-#include "tests/support/temp_dir.h"
 #include "common/testing/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace otd::store {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 using testing::Make;
@@ -47,8 +47,7 @@ class TempDir : public otd::testing::TempDir {
 
 size_t CountLines(const std::string& text, std::string_view needle) {
   size_t n = 0;
-  for (size_t pos = text.find(needle); pos != std::string::npos;
-       pos = text.find(needle, pos + 1)) {
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
     ++n;
   }
   return n;
@@ -113,10 +112,9 @@ class StoreTest : public ::testing::Test {
 // --- basic operations --------------------------------------------------------------------------
 
 TEST_F(StoreTest, ReservedDuplicateOrEmptyTableNamesAreRejectedAtOpen) {
-  for (std::vector<std::string> tables : {std::vector<std::string>{"__mine"},
-                                          std::vector<std::string>{"a", "a"},
-                                          std::vector<std::string>{""},
-                                          std::vector<std::string>{std::string(256, 'x')}}) {
+  for (std::vector<std::string> tables :
+       {std::vector<std::string>{"__mine"}, std::vector<std::string>{"a", "a"},
+        std::vector<std::string>{""}, std::vector<std::string>{std::string(256, 'x')}}) {
     LmdbOptions o = MakeOptions();
     o.tables = tables;
     EXPECT_EQ(LmdbStore::Open(o, &log_).status().code(), Code::kInvalidArgument);
@@ -234,7 +232,8 @@ TEST_F(StoreTest, ConcurrentWritersIntoAFullMapEachGetTheirOwnCorrectResult) {
       for (int i = 0; i < kBatches; ++i) {
         std::string k = std::to_string(t) + "-" + std::to_string(i);
         // Mixed sizes, so some batches fit where others do not.
-        std::string v(static_cast<size_t>(100 + (t * 977 + i * 331) % 9000), static_cast<char>('a' + t));
+        std::string v(static_cast<size_t>(100 + (t * 977 + i * 331) % 9000),
+                      static_cast<char>('a' + t));
         Status st = s->Apply({Make(Op::kInsert, "t", k, v), Make(Op::kInsert, "u", k, k)});
         results[t].emplace_back(k, st.code());
       }
@@ -265,8 +264,8 @@ TEST_F(StoreTest, ConcurrentWritersIntoAFullMapEachGetTheirOwnCorrectResult) {
   EXPECT_EQ(stats->batches, static_cast<uint64_t>(ok));
   EXPECT_EQ(stats->tables["t"].entries, static_cast<uint64_t>(ok));
   EXPECT_OK(s->Apply({Put("after", "x")}));
-  std::printf("[ info ] full map: %d ok, %d exhausted, %llu commits, groups split: %zu\n", ok,
-              full, static_cast<unsigned long long>(stats->commits),
+  std::printf("[ info ] full map: %d ok, %d exhausted, %llu commits, groups split: %zu\n", ok, full,
+              static_cast<unsigned long long>(stats->commits),
               CountLines(log_out_.str(), "store_group_split"));
 }
 
@@ -315,7 +314,7 @@ TEST_F(StoreTest, CopyToProducesADirectoryThatOpensWithTheSameData) {
     ASSERT_OK(s->Apply({Put("a", "1"), Make(Op::kPut, "u", "b", "2", 77)}));
     Status st = s->CopyTo(backup);
     ASSERT_OK(st);
-    ASSERT_OK(s->Apply({Put("after", "x")}));  // not in the copy
+    ASSERT_OK(s->Apply({Put("after", "x")}));                        // not in the copy
     EXPECT_EQ(s->CopyTo(backup).code(), Code::kFailedPrecondition);  // not empty any more
     EXPECT_THAT(s->CopyTo(dir_.Sub("missing")), Not(IsOk()));
   }
@@ -360,8 +359,8 @@ TEST_F(StoreTest, OpenLogsWithoutKeysOrValues) {
   for (int w = 0; w < 4; ++w) {
     writers.emplace_back([&s, round, w, fd] {
       for (int i = 0;; ++i) {
-        std::string k = "r" + std::to_string(round) + "w" + std::to_string(w) + "i" +
-                        std::to_string(i);
+        std::string k =
+            "r" + std::to_string(round) + "w" + std::to_string(w) + "i" + std::to_string(i);
         if (!s.Apply({Make(Op::kInsert, "t", k, k + "-value")}).ok()) {
           ::_exit(4);
         }
@@ -453,11 +452,11 @@ TEST(StoreCrashTest, EveryAcknowledgedCommitSurvivesSigkill) {
   // Every record present is intact and the environment is writable after the crashes.
   size_t bad = 0;
   ASSERT_OK(s.ForEach("t", [&](ByteView k, ByteView v) {
-                 if (AsString(v) != std::string(AsString(k)) + "-value") {
-                   ++bad;
-                 }
-                 return true;
-               }));
+    if (AsString(v) != std::string(AsString(k)) + "-value") {
+      ++bad;
+    }
+    return true;
+  }));
   EXPECT_EQ(bad, 0u);
   EXPECT_OK(s.Apply({Make(Op::kInsert, "t", "after-crash", "x")}));
   std::printf("[ info ] crash test: %zu acknowledged, %llu present after 10 SIGKILLs\n",

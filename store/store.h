@@ -64,15 +64,15 @@ inline constexpr size_t kMaxKeyBytes = 511;
 struct Mutation {
   Op op = Op::kPut;
   std::string table;
-  Bytes key;                     // 1..511 bytes; with expires_at > 0, table + key <= 502 bytes
-  Bytes value;                   // ignored for kDelete/kErase
-  std::optional<Bytes> expect;   // if set, the current value must equal it (compare-and-swap);
-                                 // a missing key never matches; not allowed with kInsert
-  int64_t expires_at = 0;        // > 0: Unix seconds after which PurgeExpired() may delete it;
-                                 // 0: no expiry (any earlier TTL entry for the key is removed)
-  Bytes new_key;                 // kMove only: the key the record moves to (same rules as key)
-  bool keep_expiry = false;      // kUpdate/kPut: leave the record's TTL entry as it is
-                                 // (expires_at is ignored then)
+  Bytes key;                    // 1..511 bytes; with expires_at > 0, table + key <= 502 bytes
+  Bytes value;                  // ignored for kDelete/kErase
+  std::optional<Bytes> expect;  // if set, the current value must equal it (compare-and-swap);
+                                // a missing key never matches; not allowed with kInsert
+  int64_t expires_at = 0;       // > 0: Unix seconds after which PurgeExpired() may delete it;
+                                // 0: no expiry (any earlier TTL entry for the key is removed)
+  Bytes new_key;                // kMove only: the key the record moves to (same rules as key)
+  bool keep_expiry = false;     // kUpdate/kPut: leave the record's TTL entry as it is
+                                // (expires_at is ignored then)
 };
 
 struct TableStats {
@@ -82,13 +82,13 @@ struct TableStats {
 
 struct Stats {
   std::map<std::string, TableStats> tables;
-  uint64_t map_size = 0;     // capacity, where the backend has one (LMDB map size); 0: none
-  uint64_t used_bytes = 0;   // LMDB: last page number * page size (a high-water mark: LMDB never
-                             // gives pages back, it reuses freed ones)
-  uint64_t free_bytes = 0;   // LMDB: pages on the free list * page size (reusable, some only once
-                             // older readers finish); in use = used_bytes - free_bytes
-  uint64_t commits = 0;      // write transactions committed since open
-  uint64_t batches = 0;      // Apply() batches committed since open
+  uint64_t map_size = 0;    // capacity, where the backend has one (LMDB map size); 0: none
+  uint64_t used_bytes = 0;  // LMDB: last page number * page size (a high-water mark: LMDB never
+                            // gives pages back, it reuses freed ones)
+  uint64_t free_bytes = 0;  // LMDB: pages on the free list * page size (reusable, some only once
+                            // older readers finish); in use = used_bytes - free_bytes
+  uint64_t commits = 0;     // write transactions committed since open
+  uint64_t batches = 0;     // Apply() batches committed since open
   uint64_t ttl_entries = 0;
 };
 

@@ -30,8 +30,8 @@
 #include <thread>
 #include <vector>
 
-#include "store/store.h"
 #include "common/testing/status_matchers.h"
+#include "store/store.h"
 
 namespace otd::store::testing {
 
@@ -88,7 +88,7 @@ TYPED_TEST_P(StoreContractTest, PutThenGetReturnsTheValue) {
   ASSERT_OK(s->Apply({Put("k1", "v1")}));
   EXPECT_EQ(this->GetString(*s, "t", "k1"), "v1");
   EXPECT_EQ(this->GetString(*s, "u", "k1"), std::nullopt);  // tables are separate
-  ASSERT_OK(s->Apply({Put("k1", "v2")}));      // kPut overwrites
+  ASSERT_OK(s->Apply({Put("k1", "v2")}));                   // kPut overwrites
   EXPECT_EQ(this->GetString(*s, "t", "k1"), "v2");
 }
 
@@ -173,9 +173,9 @@ TYPED_TEST_P(StoreContractTest, ABatchIsAtomic) {
   auto s = this->OpenStore();
   ASSERT_OK(s->Apply({Put("x", "0")}));
   // Fails on the last mutation: nothing of it is visible.
-  EXPECT_EQ(s->Apply({Put("a", "1"), Make(Op::kErase, "t", "x"), Make(Op::kInsert, "t", "a", "")})
-                .code(),
-            Code::kAlreadyExists);  // the batch's own first put makes the insert fail
+  EXPECT_EQ(
+      s->Apply({Put("a", "1"), Make(Op::kErase, "t", "x"), Make(Op::kInsert, "t", "a", "")}).code(),
+      Code::kAlreadyExists);  // the batch's own first put makes the insert fail
   EXPECT_EQ(this->GetString(*s, "t", "a"), std::nullopt);
   EXPECT_EQ(this->GetString(*s, "t", "x"), "0");
   // Succeeds: everything is visible, later mutations see earlier ones of the same batch.
@@ -246,9 +246,8 @@ TYPED_TEST_P(StoreContractTest, ValuesAreCopiesThatOutliveTheStore) {
 
 TYPED_TEST_P(StoreContractTest, ForEachVisitsKeysInOrderAndCanStop) {
   auto s = this->OpenStore();
-  ASSERT_TRUE(s->Apply({Put("b", "2"), Put("a", "1"), Put("c", "3"),
-                        Make(Op::kPut, "u", "z", "x")})
-                  .ok());
+  ASSERT_TRUE(
+      s->Apply({Put("b", "2"), Put("a", "1"), Put("c", "3"), Make(Op::kPut, "u", "z", "x")}).ok());
   std::vector<std::string> seen;
   ASSERT_TRUE(s->ForEach("t", [&](ByteView k, ByteView v) {
                  seen.push_back(std::string(AsString(k)) + "=" + std::string(AsString(v)));
@@ -593,38 +592,22 @@ TYPED_TEST_P(StoreContractTest, AcknowledgedAsyncWritesAreDurable) {
   EXPECT_EQ(s->GetStats()->tables["u"].entries, 180u);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(StoreContractTest,
-    PutThenGetReturnsTheValue,
-    GetOfAMissingKeyReturnsNothing,
-    EmptyValuesAreStoredAndDistinctFromAbsence,
-    InsertOfAnExistingKeyFailsWithAlreadyExists,
-    UpdateOfAMissingKeyFailsWithFailedPrecondition,
-    DeleteOfAMissingKeyFailsWithFailedPrecondition,
-    EraseOfAMissingKeySucceeds,
-    MatchingExpectReplacesTheValue,
-    ExpectOnAMissingKeyFailsWithFailedPrecondition,
-    ExpectMismatchFailsAndWritesNothingOfTheBatch,
-    ABatchIsAtomic,
-    EmptyBatchSucceedsWithoutACommit,
-    UnknownTableIsRejectedWithInvalidArgument,
-    EmptyOrOversizedKeysAreRejectedWithInvalidArgument,
-    DataSurvivesCloseAndReopen,
-    ValuesAreCopiesThatOutliveTheStore,
-    ForEachVisitsKeysInOrderAndCanStop,
-    GetInsideAForEachCallbackWorks,
-    ApplyAsyncCompletesOnTheWriterThread,
-    DestructorDrainsQueuedAsyncWrites,
-    ConcurrentAppliesAllSucceedAndShareCommits,
-    AFailingBatchInAGroupDoesNotAffectTheOthers,
-    PurgeDeletesRecordsWhoseExpiryHasPassed,
-    PurgeStopsAtTheMaximum,
-    ARecordRePutWithoutExpiryIsNotPurged,
-    ReplacingTheExpiryMovesTheTtlEntry,
-    DeletingARecordRemovesItsTtlEntry,
-    MoveReKeysTheRecordAndItsExpiry,
-    AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry,
-    StatsReportTablesCommitsAndTtlEntries,
-    ScansSeeConsistentSnapshotsUnderConcurrentWrites,
+REGISTER_TYPED_TEST_SUITE_P(
+    StoreContractTest, PutThenGetReturnsTheValue, GetOfAMissingKeyReturnsNothing,
+    EmptyValuesAreStoredAndDistinctFromAbsence, InsertOfAnExistingKeyFailsWithAlreadyExists,
+    UpdateOfAMissingKeyFailsWithFailedPrecondition, DeleteOfAMissingKeyFailsWithFailedPrecondition,
+    EraseOfAMissingKeySucceeds, MatchingExpectReplacesTheValue,
+    ExpectOnAMissingKeyFailsWithFailedPrecondition, ExpectMismatchFailsAndWritesNothingOfTheBatch,
+    ABatchIsAtomic, EmptyBatchSucceedsWithoutACommit, UnknownTableIsRejectedWithInvalidArgument,
+    EmptyOrOversizedKeysAreRejectedWithInvalidArgument, DataSurvivesCloseAndReopen,
+    ValuesAreCopiesThatOutliveTheStore, ForEachVisitsKeysInOrderAndCanStop,
+    GetInsideAForEachCallbackWorks, ApplyAsyncCompletesOnTheWriterThread,
+    DestructorDrainsQueuedAsyncWrites, ConcurrentAppliesAllSucceedAndShareCommits,
+    AFailingBatchInAGroupDoesNotAffectTheOthers, PurgeDeletesRecordsWhoseExpiryHasPassed,
+    PurgeStopsAtTheMaximum, ARecordRePutWithoutExpiryIsNotPurged,
+    ReplacingTheExpiryMovesTheTtlEntry, DeletingARecordRemovesItsTtlEntry,
+    MoveReKeysTheRecordAndItsExpiry, AnUpdateThatKeepsTheExpiryLeavesTheTtlEntry,
+    StatsReportTablesCommitsAndTtlEntries, ScansSeeConsistentSnapshotsUnderConcurrentWrites,
     AcknowledgedAsyncWritesAreDurable);
 
 }  // namespace otd::store::testing

@@ -35,9 +35,9 @@
 #include <gtest/gtest.h>
 
 #include "common/log.h"
+#include "common/testing/status_matchers.h"
 #include "store/lmdb_store.h"
 #include "tests/support/temp_dir.h"
-#include "common/testing/status_matchers.h"
 
 // Fault injection for the one write LMDB cannot take back: the meta page. While set, pwrite()
 // of the first two pages (both meta pages; data pages come after them) fails with EIO, as a
@@ -58,8 +58,8 @@ extern "C" ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) {
 namespace otd::store {
 namespace {
 
-using ::testing::Not;
 using ::otd::testing::IsOk;
+using ::testing::Not;
 
 namespace fs = std::filesystem;
 
@@ -77,8 +77,8 @@ bool Run(const std::string& cmd) {
 }
 
 // A small filesystem of our own, mounted on a fresh directory (never the shared disk): a tmpfs of
-// a given size, or an ext4 image on a loop device mounted with errors=remount-ro. Unmounted (lazily,
-// so a failed test cannot leave it busy) when destroyed.
+// a given size, or an ext4 image on a loop device mounted with errors=remount-ro. Unmounted
+// (lazily, so a failed test cannot leave it busy) when destroyed.
 class ScratchMount {
  public:
   static std::unique_ptr<ScratchMount> Tmpfs(const TempDir& dir, size_t bytes, std::string* why) {
@@ -163,9 +163,7 @@ class ScratchMount {
   }
 
  private:
-  explicit ScratchMount(std::string path) : path_(std::move(path)) {
-    ::mkdir(path_.c_str(), 0700);
-  }
+  explicit ScratchMount(std::string path) : path_(std::move(path)) { ::mkdir(path_.c_str(), 0700); }
   bool MountImage() {
     mounted_ = Run("mount -o loop,errors=remount-ro " + image_ + " " + path_);
     return mounted_;
@@ -208,13 +206,16 @@ bool ImmutableBlocksOpenWriters(const std::string& dir, std::string* why) {
   }
   bool blocks = false;
   if (Status s = SetImmutable(probe, true); !s.ok()) {
-    *why = "the immutable flag cannot be set here (needs root / CAP_LINUX_IMMUTABLE and ext4, "
-           "xfs or btrfs): " + s.message();
+    *why =
+        "the immutable flag cannot be set here (needs root / CAP_LINUX_IMMUTABLE and ext4, "
+        "xfs or btrfs): " +
+        s.message();
   } else {
     blocks = ::pwrite(fd, "x", 1, 0) < 0;
     if (!blocks) {
-      *why = "this filesystem does not refuse writes to an immutable file through an open "
-             "descriptor";
+      *why =
+          "this filesystem does not refuse writes to an immutable file through an open "
+          "descriptor";
     }
     (void)SetImmutable(probe, false);
   }
@@ -543,7 +544,8 @@ TEST_F(StoreFaultsTest, AFailedMetaPageWritePanicsUntilReopenedAndLosesNothing) 
   EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   // Health (and the daemon) must know at once, not only after the next transaction tripped over
   // MDB_PANIC.
-  EXPECT_THAT(s->Health(), Not(IsOk())) << "Health() does not see the panic until the next transaction";
+  EXPECT_THAT(s->Health(), Not(IsOk()))
+      << "Health() does not see the panic until the next transaction";
 
   // The environment is now unusable: writes report the panic, health says so, the log has it.
   Status next = s->Apply({Put("next", "x")});

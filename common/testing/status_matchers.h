@@ -62,9 +62,10 @@ MATCHER_P2(StatusIs, code, message_matcher,
 }
 
 MATCHER_P(IsOkAndHolds, value_matcher,
-          std::string(negation ? "is not OK or holds a value that " : "is OK and holds a value that ") +
-              ::testing::DescribeMatcher<
-                  std::decay_t<decltype(*std::declval<const arg_type&>())>>(value_matcher, negation)) {
+          std::string(negation ? "is not OK or holds a value that "
+                               : "is OK and holds a value that ") +
+              ::testing::DescribeMatcher<std::decay_t<decltype(*std::declval<const arg_type&>())>>(
+                  value_matcher, negation)) {
   if (!arg.ok()) {
     *result_listener << arg.status().ToString();
     return false;
@@ -83,7 +84,7 @@ MATCHER_P(IsOkAndHolds, value_matcher,
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::otd::testing::IsOk())
 
 // Declares `lhs` from a Result that must be OK (fatal otherwise).
-#define OTD_ASSERT_OK_AND_ASSIGN(lhs, expr)                                          \
-  auto OTD_STATUS_MACROS_CONCAT(otd_result_, __LINE__) = (expr);                     \
-  ASSERT_OK(OTD_STATUS_MACROS_CONCAT(otd_result_, __LINE__));                        \
+#define OTD_ASSERT_OK_AND_ASSIGN(lhs, expr)                      \
+  auto OTD_STATUS_MACROS_CONCAT(otd_result_, __LINE__) = (expr); \
+  ASSERT_OK(OTD_STATUS_MACROS_CONCAT(otd_result_, __LINE__));    \
   lhs = std::move(OTD_STATUS_MACROS_CONCAT(otd_result_, __LINE__)).value()

@@ -10,9 +10,9 @@ namespace otd {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::IsOk;
 using testing::IsOkAndHolds;
+using ::testing::Not;
 using testing::StatusIs;
 
 TEST(StatusMatchersTest, MatchStatusesAndResults) {

@@ -11,7 +11,8 @@ struct CkrEntry {
   const char* name;
 };
 
-#define OTD_CKR_ENTRY(x) CkrEntry{x, #x}
+#define OTD_CKR_ENTRY(x) \
+  CkrEntry { x, #x }
 
 constexpr CkrEntry kCkrNames[] = {
     OTD_CKR_ENTRY(CKR_OK),
@@ -123,7 +124,7 @@ std::string CkrName(CK_RV rv) {
   char buf[48];
   if (rv >= CKR_VENDOR_DEFINED) {
     (void)std::snprintf(buf, sizeof buf, "CKR_VENDOR_DEFINED+0x%lx",
-                  static_cast<unsigned long>(rv - CKR_VENDOR_DEFINED));
+                        static_cast<unsigned long>(rv - CKR_VENDOR_DEFINED));
   } else {
     (void)std::snprintf(buf, sizeof buf, "CKR 0x%08lx", static_cast<unsigned long>(rv));
   }
@@ -137,10 +138,8 @@ bool IsTokenLost(CK_RV rv) {
     case CKR_SESSION_HANDLE_INVALID:
     case CKR_SESSION_CLOSED:
     case CKR_DEVICE_ERROR:
-    case CKR_USER_NOT_LOGGED_IN:
-      return true;
-    default:
-      return false;
+    case CKR_USER_NOT_LOGGED_IN: return true;
+    default: return false;
   }
 }
 
@@ -149,10 +148,8 @@ bool IsSessionHandleDead(CK_RV rv) {
     case CKR_DEVICE_REMOVED:
     case CKR_TOKEN_NOT_PRESENT:
     case CKR_SESSION_HANDLE_INVALID:
-    case CKR_SESSION_CLOSED:
-      return true;
-    default:
-      return false;
+    case CKR_SESSION_CLOSED: return true;
+    default: return false;
   }
 }
 
@@ -169,15 +166,12 @@ Code CkrCode(CK_RV rv) {
     case CKR_WRAPPED_KEY_INVALID:
     case CKR_WRAPPED_KEY_LEN_RANGE:
     case CKR_SIGNATURE_INVALID:
-    case CKR_SIGNATURE_LEN_RANGE:
-      return Code::kDataLoss;
+    case CKR_SIGNATURE_LEN_RANGE: return Code::kDataLoss;
     case CKR_PIN_INCORRECT:
     case CKR_PIN_LEN_RANGE:
     case CKR_PIN_EXPIRED:
-    case CKR_PIN_LOCKED:
-      return Code::kPermissionDenied;
-    default:
-      return Code::kInternal;
+    case CKR_PIN_LOCKED: return Code::kPermissionDenied;
+    default: return Code::kInternal;
   }
 }
 

@@ -61,8 +61,8 @@ Result<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(const std::string& path
   CK_INFO info{};
   if (fn->C_GetInfo(&info) == CKR_OK) {
     m->library_info_ = PaddedField(info.manufacturerID, sizeof info.manufacturerID) + " " +
-                       PaddedField(info.libraryDescription, sizeof info.libraryDescription) +
-                       " " + std::to_string(info.libraryVersion.major) + "." +
+                       PaddedField(info.libraryDescription, sizeof info.libraryDescription) + " " +
+                       std::to_string(info.libraryVersion.major) + "." +
                        std::to_string(info.libraryVersion.minor);
   }
   return m;

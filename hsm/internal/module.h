@@ -49,9 +49,9 @@ class Pkcs11Module {
       : path_(std::move(path)), lib_(std::move(lib)), fn_(fn) {}
 
   std::string path_;
-  DlHandle lib_;                 // destroyed last: dlclose after C_Finalize
+  DlHandle lib_;  // destroyed last: dlclose after C_Finalize
   CK_FUNCTION_LIST* fn_ = nullptr;
-  bool initialized_ = false;     // we called C_Initialize successfully: C_Finalize in ~
+  bool initialized_ = false;  // we called C_Initialize successfully: C_Finalize in ~
   std::string library_info_;
 };
 

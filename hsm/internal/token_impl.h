@@ -108,7 +108,8 @@ class TokenImpl {
   std::mutex& generate_mutex() { return generate_mu_; }
   // SessionKey bookkeeping: live session objects per session handle.
   void SessionKeyCreated(CK_SESSION_HANDLE h);
-  void DestroySessionKey(CK_SESSION_HANDLE h, uint64_t generation, CK_OBJECT_HANDLE object) noexcept;
+  void DestroySessionKey(CK_SESSION_HANDLE h, uint64_t generation,
+                         CK_OBJECT_HANDLE object) noexcept;
   // The SessionKey's object was handed to the unwrap cache: stop counting it as live.
   void ForgetSessionKey(CK_SESSION_HANDLE h) noexcept;
   Logger* log() const { return log_; }

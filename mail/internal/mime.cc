@@ -31,8 +31,7 @@ size_t Utf8SeqLen(unsigned char lead) {
 }
 
 std::string Base64(std::string_view in) {
-  static constexpr char kB64[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
   size_t i = 0;
@@ -188,8 +187,8 @@ std::string EncodeQuotedPrintable(std::string_view in) {
 }
 
 std::string EncodeHeaderText(std::string_view value, size_t name_len) {
-  bool plain = name_len + value.size() <= kHeaderLineMax &&
-               value.find("=?") == std::string_view::npos;
+  bool plain =
+      name_len + value.size() <= kHeaderLineMax && value.find("=?") == std::string_view::npos;
   for (char ch : value) {
     auto c = static_cast<unsigned char>(ch);
     if (c < 0x20 || c >= 0x7F) {
@@ -234,9 +233,9 @@ std::string FormatDate(int64_t unix_seconds) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  (void)std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
-                tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                tm.tm_sec);
+  (void)std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+                      kDays[tm.tm_wday % 7], tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;
 }
 

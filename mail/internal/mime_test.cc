@@ -12,8 +12,10 @@ namespace {
 // Independent decoder (RFC 2045 §6.7) used to check the encoder.
 std::string QpDecode(std::string_view in) {
   auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'A' && c <= 'F')
+      return c - 'A' + 10;
     return -1;
   };
   std::string out;
@@ -40,7 +42,8 @@ std::string Crlf(std::string_view in) {
   std::string out;
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '\r' || in[i] == '\n') {
-      if (in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n') ++i;
+      if (in[i] == '\r' && i + 1 < in.size() && in[i + 1] == '\n')
+        ++i;
       out += "\r\n";
     } else {
       out += in[i];
@@ -53,8 +56,8 @@ void ExpectWellFormedQp(const std::string& qp) {
   size_t start = 0;
   while (start <= qp.size()) {
     size_t eol = qp.find("\r\n", start);
-    std::string_view line = std::string_view(qp).substr(
-        start, (eol == std::string::npos ? qp.size() : eol) - start);
+    std::string_view line =
+        std::string_view(qp).substr(start, (eol == std::string::npos ? qp.size() : eol) - start);
     EXPECT_LE(line.size(), 76u) << line;
     EXPECT_EQ(line.find_first_of("\r\n"), std::string_view::npos);
     if (!line.empty()) {
@@ -65,7 +68,8 @@ void ExpectWellFormedQp(const std::string& qp) {
     for (unsigned char c : line) {
       EXPECT_TRUE((c >= 33 && c <= 126) || c == ' ' || c == '\t') << int{c};
     }
-    if (eol == std::string::npos) break;
+    if (eol == std::string::npos)
+      break;
     start = eol + 2;
   }
   EXPECT_EQ(qp.find("=_"), std::string::npos);
@@ -123,18 +127,20 @@ TEST(HeaderTextTest, LeavesShortAsciiAloneAndEncodesEverythingElse) {
 
 TEST(HeaderTextTest, SplitsLongValuesIntoFoldedWordsOnCharacterBoundaries) {
   std::string subject;
-  for (int i = 0; i < 40; ++i) subject += "\xe2\x82\xac";  // 40 x EURO SIGN, 120 bytes
+  for (int i = 0; i < 40; ++i)
+    subject += "\xe2\x82\xac";  // 40 x EURO SIGN, 120 bytes
   std::string encoded = EncodeHeaderText(subject, 9);
   size_t words = 0;
   size_t start = 0;
   for (;;) {
     size_t eol = encoded.find("\r\n ", start);
-    std::string word = encoded.substr(start, eol == std::string::npos ? std::string::npos
-                                                                      : eol - start);
+    std::string word =
+        encoded.substr(start, eol == std::string::npos ? std::string::npos : eol - start);
     EXPECT_LE(word.size(), 75u);
     EXPECT_EQ(word.rfind("=?utf-8?B?", 0), 0u);
     ++words;
-    if (eol == std::string::npos) break;
+    if (eol == std::string::npos)
+      break;
     start = eol + 3;
   }
   EXPECT_EQ(words, 3u);  // 45-byte chunks: 15 euro signs each

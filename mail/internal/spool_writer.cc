@@ -102,7 +102,8 @@ Result<SpoolWriter> SpoolWriter::Open(const std::string& dir) {
 Result<std::string> SpoolWriter::NewId(int64_t unix_seconds, int64_t nanoseconds) {
   OTD_ASSIGN_OR_RETURN(std::string random, RandomHex(8));
   char frac[16];
-  (void)std::snprintf(frac, sizeof frac, ".%09lld-", static_cast<long long>(nanoseconds % 1000000000));
+  (void)std::snprintf(frac, sizeof frac, ".%09lld-",
+                      static_cast<long long>(nanoseconds % 1000000000));
   return std::to_string(unix_seconds) + frac + random;
 }
 
@@ -148,8 +149,8 @@ Status SpoolWriter::Write(std::string_view id, std::string_view content) const {
     ::unlinkat(dir_.get(), tmp_name.c_str(), 0);
     return s;
   }
-  if (::renameat2(dir_.get(), tmp_name.c_str(), dir_.get(), final_name.c_str(),
-                  RENAME_NOREPLACE) != 0) {
+  if (::renameat2(dir_.get(), tmp_name.c_str(), dir_.get(), final_name.c_str(), RENAME_NOREPLACE) !=
+      0) {
     int err = errno;
     if (err == EEXIST) {
       ::unlinkat(dir_.get(), tmp_name.c_str(), 0);

@@ -29,8 +29,7 @@ inline Result<uint32_t> ParseU32(ByteView b) {
   if (b.size() != 4) {
     return DataLoss("meta value has the wrong length");
   }
-  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) |
-         uint32_t{b[3]};
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
 }
 
 }  // namespace otd::service::internal

@@ -110,8 +110,7 @@ Status Env::Init() {
   }
   std::set<std::string_view> seen;
   for (const std::string& t : options_.tables) {
-    if (t.empty() || t.size() > kMaxTableNameBytes ||
-        t.find('\0') != std::string::npos) {
+    if (t.empty() || t.size() > kMaxTableNameBytes || t.find('\0') != std::string::npos) {
       return InvalidArgument("store table name must be 1-255 bytes without NUL");
     }
     if (t.rfind("__", 0) == 0) {
@@ -133,8 +132,7 @@ Status Env::Init() {
   {
     std::lock_guard lk(Registry().mu);
     if (!Registry().open.insert({st.st_dev, st.st_ino}).second) {
-      return FailedPrecondition("store environment already open in this process: " +
-                                options_.path);
+      return FailedPrecondition("store environment already open in this process: " + options_.path);
     }
     registered_ = std::make_pair(st.st_dev, st.st_ino);
   }
@@ -147,8 +145,8 @@ Status Env::Init() {
   env_.reset(raw);
   if ((rc = mdb_env_set_mapsize(env_.get(), options_.map_size_bytes)) != 0 ||
       (rc = mdb_env_set_maxreaders(env_.get(), options_.max_readers)) != 0 ||
-      (rc = mdb_env_set_maxdbs(env_.get(),
-                               static_cast<MDB_dbi>(options_.tables.size() + 2))) != 0) {
+      (rc = mdb_env_set_maxdbs(env_.get(), static_cast<MDB_dbi>(options_.tables.size() + 2))) !=
+          0) {
     return LmdbError(rc, "env configure", options_.map_size_bytes);
   }
   if ((rc = mdb_env_open(env_.get(), options_.path.c_str(), kEnvFlags, 0600)) != 0) {
@@ -344,7 +342,7 @@ Result<int64_t> Env::ExpiryOf(std::string_view table, ByteView key) const {
 }
 
 Status Env::ForEach(std::string_view table,
-                            const std::function<bool(ByteView, ByteView)>& fn) const {
+                    const std::function<bool(ByteView, ByteView)>& fn) const {
   OTD_ASSIGN_OR_RETURN(MDB_dbi dbi, TableDbi(table));
   Txn txn;
   int rc = Txn::Begin(env_.get(), nullptr, MDB_RDONLY, &txn);
@@ -381,9 +379,9 @@ Result<Stats> Env::GetStats() const {
     int r = mdb_stat(txn.get(), dbi, &st);
     if (r == 0) {
       ts->entries = st.ms_entries;
-      ts->bytes = static_cast<uint64_t>(st.ms_branch_pages + st.ms_leaf_pages +
-                                        st.ms_overflow_pages) *
-                  st.ms_psize;
+      ts->bytes =
+          static_cast<uint64_t>(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) *
+          st.ms_psize;
     }
     return r;
   };

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 
+#include <sys/types.h>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -15,7 +16,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 #include <utility>
 
 #include "store/internal/lmdb_handles.h"
@@ -47,8 +47,7 @@ class Env {
 
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const;
   Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const;
-  Status ForEach(std::string_view table,
-                 const std::function<bool(ByteView, ByteView)>& fn) const;
+  Status ForEach(std::string_view table, const std::function<bool(ByteView, ByteView)>& fn) const;
   // Table entries and sizes, map use; `commits`/`batches` are the writer's and left 0 here.
   Result<Stats> GetStats() const;
   Status Health() const;

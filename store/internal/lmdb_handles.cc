@@ -46,17 +46,14 @@ Status LmdbError(int rc, std::string_view what, uint64_t map_size) {
       return ResourceExhausted("store map is full (map_size " + std::to_string(map_size) +
                                " bytes) during " + where + "; raise the map size");
     case MDB_TXN_FULL:
-      return ResourceExhausted("store transaction too large during " + where +
-                               "; split the batch");
-    case MDB_READERS_FULL:
-      return ResourceExhausted("store reader table is full during " + where);
+      return ResourceExhausted("store transaction too large during " + where + "; split the batch");
+    case MDB_READERS_FULL: return ResourceExhausted("store reader table is full during " + where);
     case MDB_BAD_VALSIZE:
       return InvalidArgument("store key or value size not supported during " + where);
     case MDB_PANIC:
       return Unavailable("store environment panicked (fatal I/O error) during " + where +
                          "; restart required");
-    default:
-      return Unavailable("store " + where + " failed: " + mdb_strerror(rc));
+    default: return Unavailable("store " + where + " failed: " + mdb_strerror(rc));
   }
 }
 

@@ -71,15 +71,13 @@ Status ApplyMutation(const Env& env, MDB_txn* txn, const Mutation& m, MDB_dbi db
   }
   bool remove = false;
   switch (m.op) {
-    case Op::kMove:
-      break;  // handled above
+    case Op::kMove: break;  // handled above
     case Op::kInsert:
       if (exists) {
         return AlreadyExists(where("key already exists"));
       }
       break;
-    case Op::kPut:
-      break;
+    case Op::kPut: break;
     case Op::kUpdate:
       if (!exists) {
         return FailedPrecondition(where("update of a missing key"));

@@ -61,7 +61,6 @@ Result<int64_t> ExpiryIn(const Env& env, MDB_txn* txn, std::string_view table, B
 // Deletes up to `max` records whose expiry <= now, oldest expiry first; *purged counts them.
 // Stale TTL entries (the record got another expiry or is gone) are dropped on the way. LMDB
 // failures set *rc and return env.Fail(...).
-Status PurgeExpired(const Env& env, MDB_txn* txn, int64_t now, size_t max, size_t* purged,
-                    int* rc);
+Status PurgeExpired(const Env& env, MDB_txn* txn, int64_t now, size_t max, size_t* purged, int* rc);
 
 }  // namespace otd::store::internal

@@ -21,8 +21,8 @@ struct Request {
   std::vector<MDB_dbi> dbis;  // parallel to `batch`
   int64_t purge_now = 0;
   size_t purge_max = 0;
-  size_t cost = 1;      // counts against LmdbOptions::max_batch_mutations
-  bool skip = false;    // `result` is already final (validation failed, or nothing to do)
+  size_t cost = 1;    // counts against LmdbOptions::max_batch_mutations
+  bool skip = false;  // `result` is already final (validation failed, or nothing to do)
   std::function<void(Status, size_t)> done;
   Status result;
   size_t purged = 0;
@@ -50,9 +50,9 @@ Result<std::unique_ptr<WriterMetrics>> MakeWriterMetrics(metrics::Registry& regi
                             "Mutations (and purged records) committed by one LMDB write "
                             "transaction (group commit batch size).",
                             {}, metrics::PowersOfTwo(4096)));
-  OTD_ASSIGN_OR_RETURN(metrics::CounterFamily * commits,
-                       registry.AddCounter("opentokend_store_commits_total",
-                                           "LMDB write transactions committed."));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * commits,
+      registry.AddCounter("opentokend_store_commits_total", "LMDB write transactions committed."));
   m->commit_seconds = &seconds->Get();
   m->batch_mutations = &size->Get();
   m->commits = &commits->Get();

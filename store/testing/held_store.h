@@ -68,9 +68,7 @@ class HeldStore final : public Store {
   }
   Result<Stats> GetStats() const override { return inner_.GetStats(); }
   Status Health() const override { return inner_.Health(); }
-  void SetPanicHandler(std::function<void()> fn) override {
-    inner_.SetPanicHandler(std::move(fn));
-  }
+  void SetPanicHandler(std::function<void()> fn) override { inner_.SetPanicHandler(std::move(fn)); }
 
  private:
   using Queued = std::pair<std::vector<Mutation>, std::function<void(Status)>>;

@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto again = otd::daemon::ParseConfig(text);
   Require(c.ok() == again.ok(), "ParseConfig is not deterministic");
   if (!c.ok()) {
-    Require(c.status().code() == otd::Code::kInvalidArgument, "config error is not kInvalidArgument");
+    Require(c.status().code() == otd::Code::kInvalidArgument,
+            "config error is not kInvalidArgument");
     Require(c.status().message() == again.status().message(), "config error message varies");
     Require(!c.status().message().empty(), "empty config error message");
     return 0;
@@ -47,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (c->tls_listen) {
     Require(c->tls_listen->port >= 1, "tls port");
-    Require(!c->tls_listen->certificate.empty() && !c->tls_listen->private_key.empty(), "tls files");
+    Require(!c->tls_listen->certificate.empty() && !c->tls_listen->private_key.empty(),
+            "tls files");
   }
   Require(!c->storage_path.empty(), "storage path");
   Require(In(c->storage_map_size_mb, 1, 1024ull * 1024), "map size");

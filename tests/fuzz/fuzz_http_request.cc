@@ -115,10 +115,8 @@ size_t OneRequest(std::string_view in, bool is_tcp, const otd::api::Limits& lim)
     case http::verb::post:
     case http::verb::put:
     case http::verb::patch:
-    case http::verb::delete_:
-      break;
-    default:
-      Require(false, "accepted a method outside the allowed set");
+    case http::verb::delete_: break;
+    default: Require(false, "accepted a method outside the allowed set");
   }
   const bool chunked = header_parser.chunked();
   const bool has_cl = h.count(http::field::content_length) > 0;

@@ -26,15 +26,24 @@
 namespace {
 
 constexpr std::string_view kSchemas[] = {
-    "registration/register-request.json", "registration/secure-request.json",
-    "account/login-request.json",         "account/logout-request.json",
-    "account/access-code-request.json",   "account/token-create-request.json",
-    "meta/challenge-hash.json",           "meta/date-string.json",
-    "meta/email.json",                    "meta/encoding-method.json",
-    "meta/encryption-method.json",        "meta/hash-config.json",
-    "meta/hash-derivation.json",          "meta/hash-method.json",
-    "meta/mfa-totp-code.json",            "meta/password-hash.json",
-    "meta/secure-hash-config.json",       "meta/totp-code.json",
+    "registration/register-request.json",
+    "registration/secure-request.json",
+    "account/login-request.json",
+    "account/logout-request.json",
+    "account/access-code-request.json",
+    "account/token-create-request.json",
+    "meta/challenge-hash.json",
+    "meta/date-string.json",
+    "meta/email.json",
+    "meta/encoding-method.json",
+    "meta/encryption-method.json",
+    "meta/hash-config.json",
+    "meta/hash-derivation.json",
+    "meta/hash-method.json",
+    "meta/mfa-totp-code.json",
+    "meta/password-hash.json",
+    "meta/secure-hash-config.json",
+    "meta/totp-code.json",
 };
 
 void Require(bool ok, const char* what) {
@@ -45,9 +54,11 @@ void Require(bool ok, const char* what) {
 }
 
 bool Clean(const std::string& s, const otd::JsonLimits& lim) {
-  if (s.size() > lim.max_string_bytes) return false;
+  if (s.size() > lim.max_string_bytes)
+    return false;
   for (unsigned char c : s) {
-    if (c < 0x20) return false;
+    if (c < 0x20)
+      return false;
   }
   return true;
 }
@@ -64,7 +75,8 @@ void Walk(const nlohmann::json& j, size_t depth, const otd::JsonLimits& lim) {
       Walk(v, depth + 1, lim);
     }
   } else if (j.is_array()) {
-    for (const auto& v : j) Walk(v, depth + 1, lim);
+    for (const auto& v : j)
+      Walk(v, depth + 1, lim);
   }
 }
 
@@ -80,7 +92,8 @@ const otd::api::SchemaValidator& Validator() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
+  if (size == 0)
+    return 0;
   const otd::api::SchemaValidator& validator = Validator();
   std::string_view schema = kSchemas[data[0] % std::size(kSchemas)];
   std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
@@ -91,7 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto doc = otd::ParseStrictJson(body, lim);
   auto combined = otd::api::ParseAndValidate(body, schema, validator, lim);
   if (!doc.ok()) {
-    Require(doc.status().code() == otd::Code::kInvalidArgument, "parse error is not kInvalidArgument");
+    Require(doc.status().code() == otd::Code::kInvalidArgument,
+            "parse error is not kInvalidArgument");
     Require(!combined.ok() && combined.status().message() == doc.status().message(),
             "ParseAndValidate disagrees with ParseStrictJson");
     return 0;

@@ -16,8 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <ctime>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -51,14 +51,17 @@ std::vector<std::string_view> Split(std::string_view in, char sep) {
 
 bool IsOws(char c) { return c == ' ' || c == '\t'; }
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsOws(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsOws(s.back())) s.remove_suffix(1);
+  while (!s.empty() && IsOws(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && IsOws(s.back()))
+    s.remove_suffix(1);
   return s;
 }
 std::string Lower(std::string_view s) {
   std::string o(s);
   for (char& c : o) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
   }
   return o;
 }
@@ -104,7 +107,8 @@ std::optional<std::string> Reference(const ot1::Authorization& a, const ot1::Req
   size_t q = r.target.find('?');
   out += r.target.substr(0, q);
   out += '\n';
-  if (q != std::string_view::npos) out += r.target.substr(q + 1);
+  if (q != std::string_view::npos)
+    out += r.target.substr(q + 1);
   out += '\n';
   for (const auto& name : a.signed_headers) {
     int count = 0;
@@ -115,9 +119,11 @@ std::optional<std::string> Reference(const ot1::Authorization& a, const ot1::Req
         value = v;
       }
     }
-    if (count != 1) return std::nullopt;
+    if (count != 1)
+      return std::nullopt;
     std::string v(Trim(value));
-    if (name == "host") v = Lower(v);
+    if (name == "host")
+      v = Lower(v);
     out += name;
     out += ':';
     out += v;
@@ -133,7 +139,8 @@ std::optional<std::string> Reference(const ot1::Authorization& a, const ot1::Req
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto parts = Split(in, '\0');
-  while (parts.size() < 5) parts.emplace_back();
+  while (parts.size() < 5)
+    parts.emplace_back();
   std::string_view auth_value = parts[0];
 
   // --- ParseAuthorization -----------------------------------------------------------------
@@ -146,8 +153,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Require(u == '\t' || (u >= 0x20 && u != 0x7f), "control character accepted");
     }
     CheckAuthorization(*parsed);
-    std::string again = std::string(ot1::kScheme) + "; access-code=" + parsed->access_code +
-                        "; signed-headers=";
+    std::string again =
+        std::string(ot1::kScheme) + "; access-code=" + parsed->access_code + "; signed-headers=";
     for (size_t i = 0; i < parsed->signed_headers.size(); ++i) {
       again += (i ? " " : "") + parsed->signed_headers[i];
     }
@@ -177,9 +184,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> storage;
   for (size_t i = 5; i < parts.size(); ++i) {
     size_t colon = parts[i].find(':');
-    req.headers.emplace_back(parts[i].substr(0, colon),
-                             colon == std::string_view::npos ? std::string_view()
-                                                             : parts[i].substr(colon + 1));
+    req.headers.emplace_back(parts[i].substr(0, colon), colon == std::string_view::npos
+                                                            ? std::string_view()
+                                                            : parts[i].substr(colon + 1));
   }
   auto content = ot1::CanonicalContent(auth, req);
   if (content.ok()) {
@@ -205,7 +212,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     char buf[32];
     int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    Require(n == 20 && std::string_view(buf, 20) == parts[3], "date does not round-trip through gmtime");
+    Require(n == 20 && std::string_view(buf, 20) == parts[3],
+            "date does not round-trip through gmtime");
   }
   if (in.size() >= 24) {
     int64_t v[3];

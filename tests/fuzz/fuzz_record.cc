@@ -25,8 +25,8 @@
 #include "service/record.h"
 
 namespace svc = otd::service;
-using otd::ByteView;
 using otd::Bytes;
+using otd::ByteView;
 
 namespace {
 
@@ -46,12 +46,14 @@ std::optional<std::vector<std::pair<uint8_t, ByteView>>> ReferenceFields(ByteVie
   bool seen[256] = {};
   size_t at = 0;
   while (at < b.size()) {
-    if (b.size() - at < 5) return std::nullopt;
+    if (b.size() - at < 5)
+      return std::nullopt;
     uint8_t tag = b[at];
     uint64_t n = (uint64_t{b[at + 1]} << 24) | (uint64_t{b[at + 2]} << 16) |
                  (uint64_t{b[at + 3]} << 8) | uint64_t{b[at + 4]};
     at += 5;
-    if (n > b.size() - at || seen[tag]) return std::nullopt;
+    if (n > b.size() - at || seen[tag])
+      return std::nullopt;
     seen[tag] = true;
     out.emplace_back(tag, b.subspan(at, static_cast<size_t>(n)));
     at += static_cast<size_t>(n);
@@ -129,8 +131,10 @@ void Fields(ByteView in) {
 }
 
 void Aad(ByteView in) {
-  if (in.size() < 6) return;
-  uint32_t version = (uint32_t{in[0]} << 24) | (uint32_t{in[1]} << 16) | (uint32_t{in[2]} << 8) | in[3];
+  if (in.size() < 6)
+    return;
+  uint32_t version =
+      (uint32_t{in[0]} << 24) | (uint32_t{in[1]} << 16) | (uint32_t{in[2]} << 8) | in[3];
   size_t a = in[4] % (in.size() - 5 + 1);
   size_t b = in[5] % (in.size() - 6 + 1);
   std::string_view rest(reinterpret_cast<const char*>(in.data()) + 6, in.size() - 6);
@@ -140,8 +144,8 @@ void Aad(ByteView in) {
   Bytes aad = svc::SealedAssociatedData(table, account, id, version);
   // Read it back: "otd-aad-v1" | u16 | table | u16 | account | u16 | id | 0x01 | u32.
   size_t at = 10;
-  Require(aad.size() >= at && std::string_view(reinterpret_cast<const char*>(aad.data()), 10) ==
-                                  "otd-aad-v1",
+  Require(aad.size() >= at &&
+              std::string_view(reinterpret_cast<const char*>(aad.data()), 10) == "otd-aad-v1",
           "AAD domain");
   for (std::string_view want : {table, account, id}) {
     Require(aad.size() - at >= 2, "AAD truncated");
@@ -158,11 +162,18 @@ void Aad(ByteView in) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
+  if (size == 0)
+    return 0;
   ByteView in(data + 1, size - 1);
   switch (data[0] % 4) {
-    case 0: Sealed(in); Wrapped(in); break;
-    case 1: Wrapped(in); Sealed(in); break;
+    case 0:
+      Sealed(in);
+      Wrapped(in);
+      break;
+    case 1:
+      Wrapped(in);
+      Sealed(in);
+      break;
     case 2: Fields(in); break;
     default: Aad(in); break;
   }

@@ -99,36 +99,68 @@ static struct {
 
 /* --- CKR names -------------------------------------------------------------------------------- */
 
-#define CKR_ENTRY(x) {x, #x}
+#define CKR_ENTRY(x) \
+  { x, #x }
 static const struct {
   CK_RV rv;
   const char* name;
 } kCkrNames[] = {
-    CKR_ENTRY(CKR_OK), CKR_ENTRY(CKR_CANCEL), CKR_ENTRY(CKR_HOST_MEMORY),
-    CKR_ENTRY(CKR_SLOT_ID_INVALID), CKR_ENTRY(CKR_GENERAL_ERROR), CKR_ENTRY(CKR_FUNCTION_FAILED),
-    CKR_ENTRY(CKR_ARGUMENTS_BAD), CKR_ENTRY(CKR_CANT_LOCK), CKR_ENTRY(CKR_ATTRIBUTE_SENSITIVE),
-    CKR_ENTRY(CKR_ATTRIBUTE_VALUE_INVALID), CKR_ENTRY(CKR_DATA_INVALID),
-    CKR_ENTRY(CKR_DATA_LEN_RANGE), CKR_ENTRY(CKR_DEVICE_ERROR), CKR_ENTRY(CKR_DEVICE_MEMORY),
-    CKR_ENTRY(CKR_DEVICE_REMOVED), CKR_ENTRY(CKR_ENCRYPTED_DATA_INVALID),
-    CKR_ENTRY(CKR_ENCRYPTED_DATA_LEN_RANGE), CKR_ENTRY(CKR_FUNCTION_CANCELED),
-    CKR_ENTRY(CKR_FUNCTION_NOT_SUPPORTED), CKR_ENTRY(CKR_KEY_HANDLE_INVALID),
-    CKR_ENTRY(CKR_KEY_SIZE_RANGE), CKR_ENTRY(CKR_KEY_TYPE_INCONSISTENT),
-    CKR_ENTRY(CKR_KEY_FUNCTION_NOT_PERMITTED), CKR_ENTRY(CKR_MECHANISM_INVALID),
-    CKR_ENTRY(CKR_MECHANISM_PARAM_INVALID), CKR_ENTRY(CKR_OBJECT_HANDLE_INVALID),
-    CKR_ENTRY(CKR_OPERATION_ACTIVE), CKR_ENTRY(CKR_OPERATION_NOT_INITIALIZED),
-    CKR_ENTRY(CKR_PIN_INCORRECT), CKR_ENTRY(CKR_PIN_INVALID), CKR_ENTRY(CKR_PIN_LEN_RANGE),
-    CKR_ENTRY(CKR_PIN_EXPIRED), CKR_ENTRY(CKR_PIN_LOCKED), CKR_ENTRY(CKR_SESSION_CLOSED),
-    CKR_ENTRY(CKR_SESSION_COUNT), CKR_ENTRY(CKR_SESSION_HANDLE_INVALID),
-    CKR_ENTRY(CKR_SESSION_READ_ONLY), CKR_ENTRY(CKR_SIGNATURE_INVALID),
-    CKR_ENTRY(CKR_SIGNATURE_LEN_RANGE), CKR_ENTRY(CKR_TEMPLATE_INCOMPLETE),
-    CKR_ENTRY(CKR_TEMPLATE_INCONSISTENT), CKR_ENTRY(CKR_TOKEN_NOT_PRESENT),
-    CKR_ENTRY(CKR_TOKEN_NOT_RECOGNIZED), CKR_ENTRY(CKR_TOKEN_WRITE_PROTECTED),
-    CKR_ENTRY(CKR_UNWRAPPING_KEY_HANDLE_INVALID), CKR_ENTRY(CKR_USER_ALREADY_LOGGED_IN),
-    CKR_ENTRY(CKR_USER_NOT_LOGGED_IN), CKR_ENTRY(CKR_USER_PIN_NOT_INITIALIZED),
-    CKR_ENTRY(CKR_WRAPPED_KEY_INVALID), CKR_ENTRY(CKR_WRAPPED_KEY_LEN_RANGE),
-    CKR_ENTRY(CKR_WRAPPING_KEY_HANDLE_INVALID), CKR_ENTRY(CKR_RANDOM_NO_RNG),
-    CKR_ENTRY(CKR_BUFFER_TOO_SMALL), CKR_ENTRY(CKR_CRYPTOKI_NOT_INITIALIZED),
-    CKR_ENTRY(CKR_CRYPTOKI_ALREADY_INITIALIZED), CKR_ENTRY(CKR_FUNCTION_REJECTED),
+    CKR_ENTRY(CKR_OK),
+    CKR_ENTRY(CKR_CANCEL),
+    CKR_ENTRY(CKR_HOST_MEMORY),
+    CKR_ENTRY(CKR_SLOT_ID_INVALID),
+    CKR_ENTRY(CKR_GENERAL_ERROR),
+    CKR_ENTRY(CKR_FUNCTION_FAILED),
+    CKR_ENTRY(CKR_ARGUMENTS_BAD),
+    CKR_ENTRY(CKR_CANT_LOCK),
+    CKR_ENTRY(CKR_ATTRIBUTE_SENSITIVE),
+    CKR_ENTRY(CKR_ATTRIBUTE_VALUE_INVALID),
+    CKR_ENTRY(CKR_DATA_INVALID),
+    CKR_ENTRY(CKR_DATA_LEN_RANGE),
+    CKR_ENTRY(CKR_DEVICE_ERROR),
+    CKR_ENTRY(CKR_DEVICE_MEMORY),
+    CKR_ENTRY(CKR_DEVICE_REMOVED),
+    CKR_ENTRY(CKR_ENCRYPTED_DATA_INVALID),
+    CKR_ENTRY(CKR_ENCRYPTED_DATA_LEN_RANGE),
+    CKR_ENTRY(CKR_FUNCTION_CANCELED),
+    CKR_ENTRY(CKR_FUNCTION_NOT_SUPPORTED),
+    CKR_ENTRY(CKR_KEY_HANDLE_INVALID),
+    CKR_ENTRY(CKR_KEY_SIZE_RANGE),
+    CKR_ENTRY(CKR_KEY_TYPE_INCONSISTENT),
+    CKR_ENTRY(CKR_KEY_FUNCTION_NOT_PERMITTED),
+    CKR_ENTRY(CKR_MECHANISM_INVALID),
+    CKR_ENTRY(CKR_MECHANISM_PARAM_INVALID),
+    CKR_ENTRY(CKR_OBJECT_HANDLE_INVALID),
+    CKR_ENTRY(CKR_OPERATION_ACTIVE),
+    CKR_ENTRY(CKR_OPERATION_NOT_INITIALIZED),
+    CKR_ENTRY(CKR_PIN_INCORRECT),
+    CKR_ENTRY(CKR_PIN_INVALID),
+    CKR_ENTRY(CKR_PIN_LEN_RANGE),
+    CKR_ENTRY(CKR_PIN_EXPIRED),
+    CKR_ENTRY(CKR_PIN_LOCKED),
+    CKR_ENTRY(CKR_SESSION_CLOSED),
+    CKR_ENTRY(CKR_SESSION_COUNT),
+    CKR_ENTRY(CKR_SESSION_HANDLE_INVALID),
+    CKR_ENTRY(CKR_SESSION_READ_ONLY),
+    CKR_ENTRY(CKR_SIGNATURE_INVALID),
+    CKR_ENTRY(CKR_SIGNATURE_LEN_RANGE),
+    CKR_ENTRY(CKR_TEMPLATE_INCOMPLETE),
+    CKR_ENTRY(CKR_TEMPLATE_INCONSISTENT),
+    CKR_ENTRY(CKR_TOKEN_NOT_PRESENT),
+    CKR_ENTRY(CKR_TOKEN_NOT_RECOGNIZED),
+    CKR_ENTRY(CKR_TOKEN_WRITE_PROTECTED),
+    CKR_ENTRY(CKR_UNWRAPPING_KEY_HANDLE_INVALID),
+    CKR_ENTRY(CKR_USER_ALREADY_LOGGED_IN),
+    CKR_ENTRY(CKR_USER_NOT_LOGGED_IN),
+    CKR_ENTRY(CKR_USER_PIN_NOT_INITIALIZED),
+    CKR_ENTRY(CKR_WRAPPED_KEY_INVALID),
+    CKR_ENTRY(CKR_WRAPPED_KEY_LEN_RANGE),
+    CKR_ENTRY(CKR_WRAPPING_KEY_HANDLE_INVALID),
+    CKR_ENTRY(CKR_RANDOM_NO_RNG),
+    CKR_ENTRY(CKR_BUFFER_TOO_SMALL),
+    CKR_ENTRY(CKR_CRYPTOKI_NOT_INITIALIZED),
+    CKR_ENTRY(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+    CKR_ENTRY(CKR_FUNCTION_REJECTED),
 };
 
 static const char* ckr_name(CK_RV rv, char* buf, size_t n) {
@@ -385,13 +417,13 @@ static void end_verify(CK_SESSION_HANDLE s) {
 /* --- wrappers --------------------------------------------------------------------------------- */
 
 /* shim_<name>: the fault, if any (after running `end`), else the real function. */
-#define SHIM_END(name, params, args, end)                                   \
-  static CK_RV shim_##name params {                                         \
-    CK_RV fault_rv;                                                         \
-    if (fault_for(#name, &fault_rv)) {                                      \
-      end;                                                                  \
-      return fault_rv;                                                      \
-    }                                                                       \
+#define SHIM_END(name, params, args, end)                                         \
+  static CK_RV shim_##name params {                                               \
+    CK_RV fault_rv;                                                               \
+    if (fault_for(#name, &fault_rv)) {                                            \
+      end;                                                                        \
+      return fault_rv;                                                            \
+    }                                                                             \
     return g_real->name != NULL ? g_real->name args : CKR_FUNCTION_NOT_SUPPORTED; \
   }
 #define SHIM(name, params, args) SHIM_END(name, params, args, (void)0)
@@ -453,8 +485,8 @@ SHIM_END(C_DigestKey, (S s, O k), (s, k), end_final(g_real->C_DigestFinal, s))
 SHIM_END(C_DigestFinal, (S s, CK_BYTE_PTR o, CK_ULONG_PTR on), (s, o, on),
          end_final(g_real->C_DigestFinal, s))
 SHIM(C_SignInit, (S s, CK_MECHANISM_PTR m, O k), (s, m, k))
-SHIM_END(C_Sign, (S s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on),
-         (s, d, n, o, on), end_single(g_real->C_Sign, s, d, n))
+SHIM_END(C_Sign, (S s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on), (s, d, n, o, on),
+         end_single(g_real->C_Sign, s, d, n))
 SHIM_END(C_SignUpdate, (S s, CK_BYTE_PTR d, CK_ULONG n), (s, d, n),
          end_final(g_real->C_SignFinal, s))
 SHIM_END(C_SignFinal, (S s, CK_BYTE_PTR o, CK_ULONG_PTR on), (s, o, on),
@@ -479,7 +511,8 @@ SHIM(C_SignEncryptUpdate, (S s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULO
      (s, d, n, o, on))
 SHIM(C_DecryptVerifyUpdate, (S s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on),
      (s, d, n, o, on))
-SHIM(C_GenerateKey, (S s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k),
+SHIM(C_GenerateKey,
+     (S s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR k),
      (s, m, t, n, k))
 SHIM(C_GenerateKeyPair,
      (S s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn, CK_ATTRIBUTE_PTR vt, CK_ULONG vn,
@@ -503,25 +536,35 @@ SHIM(C_WaitForSlotEvent, (CK_FLAGS f, CK_SLOT_ID_PTR s, CK_VOID_PTR r), (f, s, r
 static CK_RV shim_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
 
 /* Every entry of the v2.40 list (the compiler checks each wrapper's type against the member). */
-#define SHIM_FUNCTIONS(X)                                                                       \
-  X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList)              \
-  X(C_GetSlotInfo) X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo) X(C_InitToken) \
-  X(C_InitPIN) X(C_SetPIN) X(C_OpenSession) X(C_CloseSession) X(C_CloseAllSessions)             \
-  X(C_GetSessionInfo) X(C_GetOperationState) X(C_SetOperationState) X(C_Login) X(C_Logout)      \
-  X(C_CreateObject) X(C_CopyObject) X(C_DestroyObject) X(C_GetObjectSize)                       \
-  X(C_GetAttributeValue) X(C_SetAttributeValue) X(C_FindObjectsInit) X(C_FindObjects)           \
-  X(C_FindObjectsFinal) X(C_EncryptInit) X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal)      \
-  X(C_DecryptInit) X(C_Decrypt) X(C_DecryptUpdate) X(C_DecryptFinal) X(C_DigestInit)            \
-  X(C_Digest) X(C_DigestUpdate) X(C_DigestKey) X(C_DigestFinal) X(C_SignInit) X(C_Sign)         \
-  X(C_SignUpdate) X(C_SignFinal) X(C_SignRecoverInit) X(C_SignRecover) X(C_VerifyInit)          \
-  X(C_Verify) X(C_VerifyUpdate) X(C_VerifyFinal) X(C_VerifyRecoverInit) X(C_VerifyRecover)      \
-  X(C_DigestEncryptUpdate) X(C_DecryptDigestUpdate) X(C_SignEncryptUpdate)                      \
-  X(C_DecryptVerifyUpdate) X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey) X(C_UnwrapKey)    \
-  X(C_DeriveKey) X(C_SeedRandom) X(C_GenerateRandom) X(C_GetFunctionStatus)                     \
-  X(C_CancelFunction) X(C_WaitForSlotEvent)
+/* One X-macro list, laid out by hand. */
+/* clang-format off */
+#define SHIM_FUNCTIONS(X)                                                                         \
+  X(C_Initialize)                                                                                 \
+  X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList) X(C_GetSlotInfo) X(            \
+      C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo) X(C_InitToken) X(C_InitPIN)     \
+      X(C_SetPIN) X(C_OpenSession) X(C_CloseSession) X(C_CloseAllSessions) X(C_GetSessionInfo) X( \
+          C_GetOperationState) X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject)    \
+          X(C_CopyObject) X(C_DestroyObject) X(C_GetObjectSize) X(C_GetAttributeValue) X(         \
+              C_SetAttributeValue) X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal)    \
+              X(C_EncryptInit) X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal) X(C_DecryptInit) \
+                  X(C_Decrypt) X(C_DecryptUpdate) X(C_DecryptFinal) X(C_DigestInit) X(C_Digest)   \
+                      X(C_DigestUpdate) X(C_DigestKey) X(C_DigestFinal) X(C_SignInit) X(C_Sign)   \
+                          X(C_SignUpdate) X(C_SignFinal) X(C_SignRecoverInit) X(C_SignRecover)    \
+                              X(C_VerifyInit) X(C_Verify) X(C_VerifyUpdate) X(C_VerifyFinal)      \
+                                  X(C_VerifyRecoverInit) X(C_VerifyRecover)                       \
+                                      X(C_DigestEncryptUpdate) X(C_DecryptDigestUpdate)           \
+                                          X(C_SignEncryptUpdate) X(C_DecryptVerifyUpdate)         \
+                                              X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey)  \
+                                                  X(C_UnwrapKey) X(C_DeriveKey) X(C_SeedRandom)   \
+                                                      X(C_GenerateRandom) X(C_GetFunctionStatus)  \
+                                                          X(C_CancelFunction)                     \
+                                                              X(C_WaitForSlotEvent)
+/* clang-format on */
 
 static int known_function(const char* name) {
-#define SHIM_KNOWN(f) if (strcmp(name, #f) == 0) return 1;
+#define SHIM_KNOWN(f)        \
+  if (strcmp(name, #f) == 0) \
+    return 1;
   SHIM_FUNCTIONS(SHIM_KNOWN)
 #undef SHIM_KNOWN
   return 0;

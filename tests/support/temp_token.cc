@@ -23,11 +23,12 @@ TempToken::TempToken(std::string label) : label_(std::move(label)) {
   std::string tokens = dir_.path() + "/tokens";
   std::filesystem::create_directories(tokens);
   std::string conf = dir_.path() + "/softhsm2.conf";
-  std::ofstream(conf) << "directories.tokendir = " << tokens
-                      << "\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n";
+  std::ofstream(conf)
+      << "directories.tokendir = " << tokens
+      << "\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n";
   ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
-  std::string cmd = "softhsm2-util --init-token --free --label '" + label_ + "' --so-pin " + kSoPin +
-                    " --pin " + kPin + " >/dev/null";
+  std::string cmd = "softhsm2-util --init-token --free --label '" + label_ + "' --so-pin " +
+                    kSoPin + " --pin " + kPin + " >/dev/null";
   if (std::system(cmd.c_str()) != 0) {
     throw std::runtime_error("softhsm2-util --init-token failed");
   }
