@@ -70,6 +70,31 @@ Result<int> SchemaVersion(PGconn* c) {
 
 }  // namespace
 
+Status PgCheckConninfo(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (opts == nullptr) {
+    // err may quote the string: not repeated (it could hold a password).
+    if (err != nullptr) {
+      PQfreemem(err);
+    }
+    return InvalidArgument("is not a valid libpq connection string");
+  }
+  bool has_password = false;
+  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && o->val[0] != 0) {
+      has_password = true;
+    }
+  }
+  PQconninfoFree(opts);
+  if (has_password) {
+    return InvalidArgument(
+        "must not contain a password (use storage.postgresql.password_file or the systemd "
+        "credential pgpassword)");
+  }
+  return Status::Ok();
+}
+
 Result<int> PgMigrate(const PgOptions& options, const std::string& grant_role) {
   OTD_ASSIGN_OR_RETURN(internal::PgConnPtr conn, internal::PgConnect(SettingsOf(options)));
   PGconn* c = conn.get();

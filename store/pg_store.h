@@ -67,6 +67,10 @@ struct PgOptions {
   std::vector<std::string> tables;    // the tables the caller uses
 };
 
+// kInvalidArgument when `conninfo` does not parse (keywords or URI) or carries a password (the
+// password comes from a file or a credential, never from the configuration).
+Status PgCheckConninfo(const std::string& conninfo);
+
 // The schema version this build creates and accepts.
 inline constexpr int kPgSchemaVersion = 1;
 
