@@ -199,6 +199,13 @@ TEST_F(PgStoreTest, ServerStopIsUnavailableAndRestartRecoversWithoutReopening) {
   ASSERT_OK(v);
   EXPECT_EQ(AsString(**v), "1");
   EXPECT_EQ(*s->Get("t", AsBytes("during")), std::nullopt);
+
+  // A restart nobody noticed (no request during the outage): the idle connections the server
+  // closed are replaced before use, and the first write after it is not lost to a dead one.
+  ASSERT_TRUE(g_server->Stop("fast"));
+  ASSERT_TRUE(g_server->Start());
+  EXPECT_OK(s->Apply({Put("unnoticed", "4")}));
+  EXPECT_OK(s->Get("t", AsBytes("unnoticed")));
 }
 
 // A connection killed while the write waits (here on a row lock, before COMMIT) is kUnavailable,

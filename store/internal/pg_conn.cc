@@ -93,17 +93,11 @@ bool PgStillUsable(PGconn* c) {
     return false;
   }
   int n = ::poll(&p, 1, 0);
-  if (n == 0) {
-    return true;  // nothing pending: the server has not closed it
-  }
-  // Something arrived while idle: a FATAL before the close, or EOF.
-  if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
-    return false;
-  }
-  while (PGnotify* note = PQnotifies(c)) {
-    PQfreemem(note);
-  }
-  return PQstatus(c) == CONNECTION_OK;
+  // Nothing may arrive on an idle connection of ours (no LISTEN): data there is the server's
+  // FATAL before it closed the connection (shutdown, terminate, failover) or the close itself.
+  // libpq may read the FATAL without seeing the EOF behind it yet and still report
+  // CONNECTION_OK, so any data at all means: open a new one.
+  return n == 0;
 }
 
 void PgParams::Add(const void* data, size_t n) {
