@@ -103,15 +103,16 @@ Result<int> PgMigrate(const PgOptions& options, const std::string& grant_role) {
   OTD_RETURN_IF_ERROR(Exec(c, "BEGIN", "begin"));
   // Serialises concurrent `init` runs (the key is arbitrary but fixed: "otdschm").
   OTD_RETURN_IF_ERROR(Exec(c, "SELECT pg_advisory_xact_lock(7310522212205421)", "lock"));
-  OTD_RETURN_IF_ERROR(Exec(c,
-                           "CREATE TABLE IF NOT EXISTS otd_schema_version ("
-                           "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                           "create otd_schema_version"));
+  OTD_RETURN_IF_ERROR(
+      Exec(c,
+           "CREATE TABLE IF NOT EXISTS otd_schema_version ("
+           "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+           "create otd_schema_version"));
   OTD_ASSIGN_OR_RETURN(int before, SchemaVersion(c));
   if (before > kPgSchemaVersion) {
     return FailedPrecondition("store: the PostgreSQL schema is version " + std::to_string(before) +
-                              ", newer than this build knows (" +
-                              std::to_string(kPgSchemaVersion) + ")");
+                              ", newer than this build knows (" + std::to_string(kPgSchemaVersion) +
+                              ")");
   }
   for (const internal::PgMigration& m : internal::PgMigrations()) {
     if (m.version <= before) {
@@ -137,7 +138,8 @@ Result<int> PgMigrate(const PgOptions& options, const std::string& grant_role) {
         "REVOKE ALL ON FUNCTION otd_apply(int4[], int4[], text[], bytea[], bytea[], bytea[], "
         "int8[], bytea[], bool[]) FROM PUBLIC",
         "GRANT EXECUTE ON FUNCTION otd_apply(int4[], int4[], text[], bytea[], bytea[], bytea[], "
-        "int8[], bytea[], bool[]) TO " + role,
+        "int8[], bytea[], bool[]) TO " +
+            role,
     };
     for (const std::string& g : grants) {
       OTD_RETURN_IF_ERROR(Exec(c, g.c_str(), "grant"));
@@ -233,8 +235,8 @@ Result<int64_t> PgStore::ExpiryOf(std::string_view table, ByteView key) const {
     PgParams p;
     p.Text(table);
     p.Bytea(key);
-    PgResultPtr r = PgExec(
-        c, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p);
+    PgResultPtr r =
+        PgExec(c, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
     if (PQntuples(r.get()) == 0) {
       return int64_t{0};
@@ -296,7 +298,8 @@ Status PgStore::ForEach(std::string_view table,
     p.Int8(first ? 1 : 0);
     static const std::string kSql =
         "SELECT key, value FROM otd_records WHERE tbl = $1::text AND "
-        "($3::int8 = 1 OR key > $2::bytea) ORDER BY key LIMIT " + std::to_string(kForEachPage);
+        "($3::int8 = 1 OR key > $2::bytea) ORDER BY key LIMIT " +
+        std::to_string(kForEachPage);
     PgResultPtr r = PgExec(c, kSql.c_str(), p);
     st = PgCheck(c, r.get(), "scan");
     if (!st.ok()) {

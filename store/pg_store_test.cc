@@ -160,8 +160,8 @@ TEST_F(PgStoreTest, LeastPrivilegeRoleCanServeButNotAlterTheSchema) {
   ASSERT_TRUE(g_server->Sql(db_, "CREATE ROLE otd_daemon LOGIN"));
   ASSERT_OK(PgMigrate(OptionsFor(conninfo_), "otd_daemon"));
   PgOptions o = OptionsFor(conninfo_);
-  o.conninfo = g_server->ConnInfo(db_).replace(g_server->ConnInfo(db_).find("user=postgres"),
-                                               13, "user=otd_daemon");
+  o.conninfo = g_server->ConnInfo(db_).replace(g_server->ConnInfo(db_).find("user=postgres"), 13,
+                                               "user=otd_daemon");
   const std::string daemon_conninfo = o.conninfo;
   auto s = PgStore::Open(std::move(o), &log_);
   ASSERT_OK(s);

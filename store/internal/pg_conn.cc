@@ -84,8 +84,7 @@ Result<PgConnPtr> PgConnect(const PgConnSettings& s) {
 }
 
 bool PgStillUsable(PGconn* c) {
-  if (c == nullptr || PQstatus(c) != CONNECTION_OK ||
-      PQtransactionStatus(c) != PQTRANS_IDLE) {
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
     return false;
   }
   pollfd p{.fd = PQsocket(c), .events = POLLIN, .revents = 0};
@@ -172,8 +171,8 @@ Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
 }
 
 PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, bool binary) {
-  return PgResultPtr(PQexecParams(c, sql, params.size(), nullptr, params.values(),
-                                  params.lengths(), params.formats(), binary ? 1 : 0));
+  return PgResultPtr(PQexecParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
+                                  params.formats(), binary ? 1 : 0));
 }
 
 ByteView PgBytes(const PGresult* r, int row, int col) {
@@ -214,15 +213,15 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   bool sent = true;
   for (int i = 0; i < 5 && sent; ++i) {
     const PgParams& p = (i == 2) ? params : none;
-    sent = PQsendQueryParams(c, steps[i], p.size(), nullptr, p.values(), p.lengths(),
-                             p.formats(), 1) == 1;
+    sent = PQsendQueryParams(c, steps[i], p.size(), nullptr, p.values(), p.lengths(), p.formats(),
+                             1) == 1;
   }
   sent = sent && PQpipelineSync(c) == 1;
   if (!sent) {
     // Nothing may have reached the server, or all of it: the outcome is unknown.
     out.kind = PgTxnOutcome::Kind::kUnknown;
-    out.error = Unavailable("store: PostgreSQL connection lost while sending a write: " +
-                            ConnError(c));
+    out.error =
+        Unavailable("store: PostgreSQL connection lost while sending a write: " + ConnError(c));
     return out;
   }
   std::optional<Status> failed;  // a statement before COMMIT was refused
@@ -270,10 +269,13 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
     out.kind = PgTxnOutcome::Kind::kUnknown;
     out.result.reset();
     out.error = *syncrep_cancelled
-                    ? Unavailable("store: the wait for the synchronous standby was cancelled; "
-                                  "the write is committed on the primary only (outcome unknown)")
-                    : Unavailable("store: PostgreSQL connection lost during a commit (outcome "
-                                  "unknown): " + ConnError(c));
+                    ? Unavailable(
+                          "store: the wait for the synchronous standby was cancelled; "
+                          "the write is committed on the primary only (outcome unknown)")
+                    : Unavailable(
+                          "store: PostgreSQL connection lost during a commit (outcome "
+                          "unknown): " +
+                          ConnError(c));
     return out;
   }
   if (failed.has_value()) {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstdlib>
+#include <charconv>
 #include <deque>
 #include <future>
 #include <optional>
@@ -78,7 +78,12 @@ std::optional<std::vector<int>> ParseCodes(std::string_view text) {
       if (cur.empty()) {
         break;
       }
-      out.push_back(std::atoi(cur.c_str()));
+      int v = 0;
+      auto [end, ec] = std::from_chars(cur.data(), cur.data() + cur.size(), v);
+      if (ec != std::errc() || end != cur.data() + cur.size()) {
+        return std::nullopt;
+      }
+      out.push_back(v);
       cur.clear();
     } else {
       cur.push_back(ch);
@@ -263,8 +268,7 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
   std::vector<std::optional<ByteView>> ends, ops, tbls, keys, vals, expects, exps, new_keys, keeps;
   auto keep = [&](std::string s) {
     scratch.push_back(std::move(s));
-    return ByteView(reinterpret_cast<const uint8_t*>(scratch.back().data()),
-                    scratch.back().size());
+    return ByteView(reinterpret_cast<const uint8_t*>(scratch.back().data()), scratch.back().size());
   };
   size_t end = 0;
   for (PgRequest* r : work) {

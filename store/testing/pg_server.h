@@ -13,11 +13,11 @@
 //
 // Needs root (for runuser) or to run as `postgres` itself.
 
-#include <libpq-fe.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <libpq-fe.h>
 
 #include <atomic>
 #include <cstdio>
