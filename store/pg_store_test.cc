@@ -208,6 +208,33 @@ TEST_F(PgStoreTest, ServerStopIsUnavailableAndRestartRecoversWithoutReopening) {
   EXPECT_OK(s->Get("t", AsBytes("unnoticed")));
 }
 
+// A server that stops answering without closing anything (SIGSTOP, a hung host): reads, writes
+// and Health() give kUnavailable after statement_timeout_ms + connect_timeout_ms instead of
+// hanging, and all recover when it answers again.
+TEST_F(PgStoreTest, AServerThatStopsAnsweringIsUnavailableNotAHang) {
+  PgOptions o = OptionsFor(conninfo_);
+  o.statement_timeout_ms = 300;
+  o.connect_timeout_ms = 1000;
+  auto opened = PgStore::Open(std::move(o), &log_);
+  ASSERT_OK(opened);
+  std::unique_ptr<PgStore> s = std::move(opened).value();
+  ASSERT_OK(s->Apply({Put("k", "v")}));
+  ASSERT_OK(s->Get("t", AsBytes("k")));
+  ASSERT_TRUE(g_server->Freeze(true));
+  struct Thaw {
+    ~Thaw() { g_server->Freeze(false); }
+  } thaw;
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_EQ(s->Get("t", AsBytes("k")).status().code(), Code::kUnavailable);
+  EXPECT_EQ(s->Apply({Put("k", "w")}).code(), Code::kUnavailable);
+  EXPECT_EQ(s->Health().code(), Code::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(20));
+  ASSERT_TRUE(g_server->Freeze(false));
+  EXPECT_OK(s->Health());
+  EXPECT_OK(s->Apply({Put("k2", "v2")}));
+  EXPECT_OK(s->Get("t", AsBytes("k2")));
+}
+
 // A connection killed while the write waits (here on a row lock, before COMMIT) is kUnavailable,
 // and the next write reconnects.
 TEST_F(PgStoreTest, ConnectionKilledDuringAWriteIsUnavailable) {

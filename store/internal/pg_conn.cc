@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <utility>
@@ -48,6 +49,30 @@ void OnNotice(void* arg, const PGresult* r) {
   };
   if (has(message, "synchronous replication") || has(detail, "committed locally")) {
     *static_cast<bool*>(arg) = true;
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until PQgetResult would not block, up to `deadline` (none when timeout_ms <= 0). False on
+// timeout; true also for a broken connection (PQgetResult then reports it).
+bool WaitForAnswer(PGconn* c, Clock::time_point deadline, int timeout_ms) {
+  for (;;) {
+    if (PQconsumeInput(c) == 0 || !PQisBusy(c)) {
+      return true;
+    }
+    int wait_ms = -1;
+    if (timeout_ms > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        return false;
+      }
+      wait_ms = static_cast<int>(left.count());
+    }
+    pollfd p{.fd = PQsocket(c), .events = POLLIN, .revents = 0};
+    if (p.fd < 0 || (::poll(&p, 1, wait_ms) < 0 && errno != EINTR)) {
+      return true;
+    }
   }
 }
 
@@ -155,6 +180,9 @@ std::string PgSqlState(const PGresult* r) {
 }
 
 Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
+  if (r == nullptr && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_ACTIVE) {
+    return Unavailable("store: PostgreSQL " + std::string(what) + ": no answer in time");
+  }
   if (r != nullptr) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -170,9 +198,27 @@ Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
   return Unavailable("store: PostgreSQL " + std::string(what) + " failed: " + ConnError(c));
 }
 
-PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, bool binary) {
-  return PgResultPtr(PQexecParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
-                                  params.formats(), binary ? 1 : 0));
+PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
+                   bool binary) {
+  if (PQsendQueryParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
+                        params.formats(), binary ? 1 : 0) != 1) {
+    return nullptr;
+  }
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  PgResultPtr last;
+  for (;;) {
+    if (!WaitForAnswer(c, deadline, timeout_ms)) {
+      return nullptr;  // still busy: PQtransactionStatus is PQTRANS_ACTIVE
+    }
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) {
+      return last;
+    }
+    last.reset(r);
+    if (PQstatus(c) == CONNECTION_BAD) {
+      return last;
+    }
+  }
 }
 
 ByteView PgBytes(const PGresult* r, int row, int col) {
@@ -195,8 +241,10 @@ int64_t PgInt8(const PGresult* r, int row, int col) {
 void PgWatchNotices(PGconn* c, bool* flag) { PQsetNoticeReceiver(c, OnNotice, flag); }
 
 PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
-                           const PgParams& params, bool* syncrep_cancelled) {
+                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms) {
   PgTxnOutcome out;
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool timed_out = false;
   *syncrep_cancelled = false;
   if (PQenterPipelineMode(c) != 1) {
     out.kind = PgTxnOutcome::Kind::kNotCommitted;
@@ -229,7 +277,15 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   bool lost = false;
   for (int i = 0; i < 5 && !lost; ++i) {
     bool any = false;
-    while (PGresult* raw = PQgetResult(c)) {
+    for (;;) {
+      if (!WaitForAnswer(c, deadline, timeout_ms)) {
+        timed_out = lost = true;
+        break;
+      }
+      PGresult* raw = PQgetResult(c);
+      if (raw == nullptr) {
+        break;
+      }
       any = true;
       PgResultPtr r(raw);
       ExecStatusType st = PQresultStatus(r.get());
@@ -259,6 +315,11 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   }
   if (!lost) {
     // The sync marker ends the pipeline.
+    if (!WaitForAnswer(c, deadline, timeout_ms)) {
+      timed_out = lost = true;
+    }
+  }
+  if (!lost) {
     PgResultPtr sync(PQgetResult(c));
     if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
       lost = PQstatus(c) == CONNECTION_BAD;
@@ -268,14 +329,17 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   if (lost || *syncrep_cancelled) {
     out.kind = PgTxnOutcome::Kind::kUnknown;
     out.result.reset();
-    out.error = *syncrep_cancelled
-                    ? Unavailable(
-                          "store: the wait for the synchronous standby was cancelled; "
-                          "the write is committed on the primary only (outcome unknown)")
-                    : Unavailable(
-                          "store: PostgreSQL connection lost during a commit (outcome "
-                          "unknown): " +
-                          ConnError(c));
+    if (*syncrep_cancelled) {
+      out.error = Unavailable(
+          "store: the wait for the synchronous standby was cancelled; the write is committed on "
+          "the primary only (outcome unknown)");
+    } else if (timed_out) {
+      out.error =
+          Unavailable("store: PostgreSQL did not answer a commit in time (outcome unknown)");
+    } else {
+      out.error = Unavailable(
+          "store: PostgreSQL connection lost during a commit (outcome unknown): " + ConnError(c));
+    }
     return out;
   }
   if (failed.has_value()) {

@@ -304,7 +304,7 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
   // array is turned into text by the statement itself.
   static const std::string kSql = std::string("SELECT (") + kApplySql + ")::text";
   PgTxnOutcome out = PgRunWriteTxn(conn_.get(), settings_.statement_timeout_ms, kSql.c_str(),
-                                   params, &syncrep_cancelled_);
+                                   params, &syncrep_cancelled_, settings_.client_timeout_ms());
   if (out.kind != PgTxnOutcome::Kind::kCommitted) {
     fail_all(out.error);
     // A deadlock or serialization failure rolled everything back: safe to try again.

@@ -101,6 +101,14 @@ class PgTestServer {
     return ok;
   }
 
+  // SIGSTOP / SIGCONT to every process of the cluster (a server that hangs without closing its
+  // connections).
+  bool Freeze(bool on) {
+    const std::string sig = on ? "STOP" : "CONT";
+    return Run("pid=$(head -1 " + data() + "/postmaster.pid) && kill -" + sig +
+               " $pid $(pgrep -P $pid)");
+  }
+
   // A new, empty database; returns its conninfo.
   std::string CreateDatabase() {
     std::string name = "otd_test_" + std::to_string(++counter_);
