@@ -1,5 +1,6 @@
 #include "store/pg_store.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -21,6 +22,8 @@ using internal::PgPool;
 using internal::PgResultPtr;
 
 constexpr int kForEachPage = 512;  // rows fetched per round trip by ForEach()
+// GetStats(): tables the planner estimates at this many rows or more are not counted exactly.
+constexpr uint64_t kExactBelow = 100000;
 
 PgConnSettings SettingsOf(const PgOptions& o) {
   PgConnSettings s;
@@ -336,11 +339,45 @@ Result<Stats> PgStore::GetStats() const {
   }
   Status st = WithConnection(*pool_, [&](PGconn* c) -> Status {
     const int timeout = pool_->settings().client_timeout_ms();
-    PgResultPtr r = PgExec(c,
-                           "SELECT tbl, count(*), coalesce(sum(octet_length(key) + "
-                           "octet_length(value)), 0), count(*) FILTER (WHERE expires_at > 0) "
-                           "FROM otd_records GROUP BY tbl",
-                           PgParams(), timeout, /*binary=*/false);
+    // 1. The planner's statistics (after ANALYZE; none before): rows and bytes per table, from
+    //    the share of each table name among the rows. Tables estimated at kExactBelow rows or
+    //    more keep these estimates: counting them exactly would read the whole table on every
+    //    call (the registration cap calls this per registration).
+    PgResultPtr r =
+        PgExec(c,
+               "SELECT u.tbl, (u.freq * greatest(c.reltuples, 0))::int8, "
+               "(u.freq * pg_total_relation_size(c.oid))::int8 "
+               "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+               "AND s.attname = 'tbl', "
+               "unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS u(tbl, freq) "
+               "WHERE c.oid = 'otd_records'::regclass",
+               PgParams(), timeout, /*binary=*/false);
+    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
+    std::set<std::string> estimated;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const uint64_t rows = std::stoull(PQgetvalue(r.get(), i, 1));
+      auto it = stats.tables.find(PQgetvalue(r.get(), i, 0));
+      if (it != stats.tables.end() && rows >= kExactBelow) {
+        it->second.entries = rows;
+        it->second.bytes = std::stoull(PQgetvalue(r.get(), i, 2));
+        estimated.insert(it->first);
+      }
+    }
+    // 2. Exact counts for the others (an index range scan each).
+    std::vector<std::optional<ByteView>> exact;
+    for (const auto& [name, ts] : stats.tables) {
+      if (!estimated.contains(name)) {
+        exact.emplace_back(AsBytes(name));
+      }
+    }
+    PgParams p;
+    p.Array(25, exact);
+    r = PgExec(c,
+               "SELECT tbl, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0), "
+               "count(*) FILTER (WHERE expires_at > 0) FROM otd_records "
+               "WHERE tbl = ANY($1::text[]) GROUP BY tbl",
+               p, timeout, /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       TableStats& ts = stats.tables[PQgetvalue(r.get(), i, 0)];
@@ -348,10 +385,19 @@ Result<Stats> PgStore::GetStats() const {
       ts.bytes = std::stoull(PQgetvalue(r.get(), i, 2));
       stats.ttl_entries += std::stoull(PQgetvalue(r.get(), i, 3));
     }
-    r = PgExec(c, "SELECT pg_total_relation_size('otd_records')", PgParams(), timeout,
-               /*binary=*/false);
+    // 3. The relation's size; with estimated tables, the TTL index's estimated size instead of
+    //    exact TTL counts.
+    r = PgExec(c,
+               "SELECT pg_total_relation_size('otd_records'), "
+               "greatest((SELECT reltuples FROM pg_class WHERE oid = "
+               "'otd_records_expiry'::regclass), 0)::int8",
+               PgParams(), timeout, /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
     stats.used_bytes = std::stoull(PQgetvalue(r.get(), 0, 0));
+    if (!estimated.empty()) {
+      stats.ttl_entries =
+          std::max<uint64_t>(stats.ttl_entries, std::stoull(PQgetvalue(r.get(), 0, 1)));
+    }
     return Status::Ok();
   });
   OTD_RETURN_IF_ERROR(st);

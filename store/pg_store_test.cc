@@ -342,6 +342,26 @@ TEST_F(PgStoreTest, AGroupOfBatchesCommitsInOneTransactionWithIsolatedPreconditi
   EXPECT_EQ(stats->tables["t"].entries, 2u + kBatches - kBatches / 3);
 }
 
+// GetStats() counts small tables exactly and estimates large ones from the planner's statistics
+// (an exact count would read the whole table on every call).
+TEST_F(PgStoreTest, StatsEstimateLargeTablesAndCountSmallOnesExactly) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Make(Op::kPut, "u", "a", "1"), Make(Op::kPut, "u", "b", "22", 50)}));
+  ASSERT_TRUE(g_server->Sql(db_,
+                            "INSERT INTO otd_records SELECT 't', int4send(g), '\\x00ff'::bytea, 0 "
+                            "FROM generate_series(1, 150000) g"));
+  ASSERT_TRUE(g_server->Sql(db_, "ANALYZE otd_records"));
+  auto stats = s->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_GT(stats->tables["t"].entries, 120000u);
+  EXPECT_LT(stats->tables["t"].entries, 180000u);
+  EXPECT_GT(stats->tables["t"].bytes, 0u);
+  EXPECT_EQ(stats->tables["u"].entries, 2u);
+  EXPECT_EQ(stats->tables["u"].bytes, 5u);  // keys and values: 1 + 1 + 1 + 2
+  EXPECT_GE(stats->ttl_entries, 1u);
+  EXPECT_GT(stats->used_bytes, 150000u * 8);
+}
+
 // Two stores on one database (two daemons): purges with SKIP LOCKED do not collide, and each
 // sees the other's writes at once.
 TEST_F(PgStoreTest, TwoStoresShareTheDatabaseAndPurgeWithoutALeader) {
