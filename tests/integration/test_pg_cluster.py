@@ -9,6 +9,7 @@ No PostgreSQL process is left behind.
 """
 
 import os
+import select
 import stat
 import subprocess
 import threading
@@ -124,8 +125,8 @@ class PgClusterTest(unittest.TestCase):
         try:
             w.stdin.write("insert into acked values (1) returning id;\n")
             w.stdin.flush()
-            time.sleep(2)
-            self.assertIsNone(w.poll())
+            readable, _, _ = select.select([w.stdout], [], [], 2)
+            self.assertEqual(readable, [], "the commit returned without any standby")
             waiting = p.psql("select count(*) from pg_stat_activity where wait_event = 'SyncRep'")
             self.assertEqual(waiting, "1", "the commit is not waiting for a synchronous standby")
             # One standby back is enough for ANY 1: the commit returns.
