@@ -326,14 +326,39 @@ class PgCluster:
         if not ok:
             raise RuntimeError(why)
         if self.initialised():
+            self._fence_stale_primaries()
             for n in self.live():
                 if not n.running():
                     n.start()
+            # Standbys that still follow a failed primary follow the current one.
+            p = self.primary()
+            if p is not None:
+                for s in self.standbys():
+                    self.repoint(s, p)
         else:
             self._create()
         self._save()
         self.wait_sync(timeout=timeout)
         return self
+
+    def _fence_stale_primaries(self):
+        """Before a restart: of the instances that would start as primaries (no standby.signal),
+        only the one on the newest timeline may; the others (an old primary killed by hand, not
+        through kill_primary()) are marked failed rather than started as a second primary."""
+        prims = [n for n in self.live()
+                 if not os.path.exists(os.path.join(n.data, "standby.signal"))]
+        if len(prims) <= 1:
+            return
+        def timeline(n):
+            hist = [f for f in os.listdir(os.path.join(n.data, "pg_wal")) if f.endswith(".history")]
+            return max([int(f[:8], 16) for f in hist] or [1])
+        prims.sort(key=timeline)
+        if timeline(prims[-1]) == timeline(prims[-2]):
+            raise RuntimeError("two primaries on the same timeline: "
+                               + ", ".join(n.name for n in prims))
+        for n in prims[:-1]:
+            self.failed.add(n.name)
+        self._save()
 
     def _create(self):
         ids = _pg_ids()
@@ -544,8 +569,34 @@ Node.in_recovery_safe = _in_recovery_safe
 
 
 # --- command line: used by scripts/serve --cluster ------------------------------------------------
+def reachable_base(path):
+    """`path`, or when running as root and the postgres user cannot enter path's parent (a state
+    dir under /root, or made with umask 077), a directory in the postgres user's home that
+    `path` becomes a symbolic link to. Returns the real directory to use."""
+    path = os.path.abspath(path)
+    ids = _pg_ids()
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    if ids is None or os.path.isdir(path):
+        return path
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    if as_pg(["test", "-x", parent], check=False).returncode == 0:
+        return path
+    import hashlib
+    home = pwd.getpwnam(PG_USER).pw_dir
+    target = os.path.join(home, "otd-cluster-" +
+                          hashlib.sha256(path.encode()).hexdigest()[:12])
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    os.chown(target, ids[0], ids[1])
+    os.symlink(target, path)
+    print(f"pg_cluster: the postgres user cannot enter {parent}; the cluster lives in "
+          f"{target} ({path} links to it)", flush=True)
+    return target
+
+
 def _cmd_serve(a):
-    c = PgCluster(base=a.dir, standbys=a.standbys, db=a.db, role=a.role)
+    c = PgCluster(base=reachable_base(a.dir), standbys=a.standbys, db=a.db, role=a.role)
     stopping = threading.Event()
 
     def on_signal(signum, frame):

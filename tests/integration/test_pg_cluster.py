@@ -202,6 +202,26 @@ class PgClusterTest(unittest.TestCase):
                          sorted(n.name for n in again.nodes if n.name != new.name))
         again.stop()
 
+    def test_restart_after_a_failover_by_hand_starts_no_second_primary(self):
+        # The operator kills the primary and promotes pg1 with plain commands (not through the
+        # helpers, so cluster.json does not know): a restart must fence pg0 by its timeline and
+        # make pg2 follow pg1.
+        p = self.c.primary()
+        p.psql("insert into acked values (1)")
+        p.kill()
+        self.c.node("pg1").psql("select pg_promote()")
+        self.c.stop()
+        again = PgCluster(base=self.c.base)
+        again.start()
+        self.assertFalse(again.node("pg0").running())
+        self.assertIn("pg0", again.failed)
+        self.assertEqual(again.primary().name, "pg1")
+        rows = again.wait_sync(expected=["pg2"])
+        self.assertEqual([r[0] for r in rows], ["pg2"])
+        again.primary().psql("insert into acked values (2)")
+        self.assertEqual(self.ids_on(again.node("pg2")), {1, 2})
+        again.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
