@@ -583,6 +583,14 @@ def reachable_base(path):
     os.makedirs(parent, exist_ok=True)
     if as_pg(["test", "-x", parent], check=False).returncode == 0:
         return path
+    grand = os.path.dirname(parent)
+    if (as_pg(["test", "-x", grand], check=False).returncode == 0 and
+            os.stat(parent).st_uid == os.geteuid()):
+        # A state dir made with umask 077: let others traverse it (search only, no listing;
+        # what it holds keeps its own 0700/0600 modes) so that postgres reaches its subdir.
+        os.chmod(parent, os.stat(parent).st_mode | 0o001)
+        print(f"pg_cluster: {parent} made traversable (o+x) for the postgres user", flush=True)
+        return path
     import hashlib
     home = pwd.getpwnam(PG_USER).pw_dir
     target = os.path.join(home, "otd-cluster-" +
@@ -602,7 +610,10 @@ def _cmd_serve(a):
     def on_signal(signum, frame):
         stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
+    # Started in the background by a script, SIGINT is ignored: the script stops the daemons
+    # first and then sends SIGTERM here. Run by hand, Ctrl-C stops the cluster.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         c.start()
