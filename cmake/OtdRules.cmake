@@ -45,9 +45,11 @@ function(otd_library)
   target_link_libraries(otd_${A_NAME} PUBLIC ${A_PUBLIC_DEPS} PRIVATE ${A_DEPS})
 endfunction()
 
-# otd_test(NAME n SRCS ... DEPS ... [LABELS ...] [TIMEOUT s])
+# otd_test(NAME n SRCS ... DEPS ... [LABELS ...] [TIMEOUT s] [WHOLE_BINARY])
+# WHOLE_BINARY: the binary is one ctest test (for suites sharing an expensive fixture, e.g. a
+# PostgreSQL server started once per binary) instead of one ctest test per gtest case.
 function(otd_test)
-  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "WHOLE_BINARY" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 120)
   endif()
@@ -60,6 +62,12 @@ function(otd_test)
   target_compile_options(${A_NAME} PRIVATE ${OTD_WARNINGS})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
   set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(A_WHOLE_BINARY)
+    add_test(NAME ${A_NAME} COMMAND ${A_NAME})
+    set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT "${A_TIMEOUT}"
+      ENVIRONMENT "OTD_SOURCE_DIR=${CMAKE_SOURCE_DIR};OTD_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
+    return()
+  endif()
   gtest_discover_tests(${A_NAME}
     PROPERTIES LABELS "${A_LABELS}" TIMEOUT "${A_TIMEOUT}"
     ENVIRONMENT "OTD_PKCS11_MODULE=${OTD_TEST_PKCS11_MODULE};OTD_SOURCE_DIR=${CMAKE_SOURCE_DIR};OTD_BIN_DIR=${CMAKE_BINARY_DIR}/bin"

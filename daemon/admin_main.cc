@@ -19,6 +19,7 @@
 #include "daemon/runtime.h"
 #include "service/audit.h"
 #include "service/maintenance.h"
+#include "store/pg_store.h"
 
 namespace otd::daemon {
 namespace {
@@ -39,7 +40,11 @@ constexpr CommandInfo kCommands[] = {
      "Refuses (exit 69, naming storage.path and the token) to create keys for a store whose\n"
      "keys the token does not hold (the wrong token: its records would stay unreadable), and to\n"
      "start an empty store when the token already holds the keys of a vault (storage.path is\n"
-     "probably wrong); --new-store starts a second, separate store on those keys anyway.\n"},
+     "probably wrong); --new-store starts a second, separate store on those keys anyway.\n"
+     "With storage.backend \"postgresql\" it first creates or upgrades the database schema\n"
+     "(versioned migrations, idempotent; run it as the schema owner's role); --grant-to ROLE\n"
+     "then gives ROLE (the daemon's role) only SELECT/INSERT/UPDATE/DELETE on the records and\n"
+     "EXECUTE on the group-commit function.\n"},
     {"status", "", "token, key versions and attributes, records per table and per key version",
      "Shows the token (module, label, serial), health, the current key versions and their\n"
      "attributes (sensitive, non-extractable), the store's tables, and how many stored things\n"
@@ -205,6 +210,27 @@ bool StorageEmptyOrAbsent(const std::string& dir) {
 int Fail(const Status& s) {
   std::cerr << "opentoken-admin: " << s.message() << "\n";
   return ExitCodeFor(s);
+}
+
+// The PostgreSQL schema: created or upgraded before the store is opened (Open refuses a missing
+// or older schema).
+int MigratePg(const Config& config, const std::string& grant_to) {
+  auto options = PgOptionsFrom(config);
+  if (!options.ok()) {
+    return Fail(options.status());
+  }
+  auto before = store::PgMigrate(*options, grant_to);
+  if (!before.ok()) {
+    return Fail(before.status());
+  }
+  const int now = store::kPgSchemaVersion;
+  std::cout << "PostgreSQL schema: "
+            << (*before == 0     ? "created, version " + std::to_string(now)
+                : *before < now ? "upgraded from version " + std::to_string(*before) + " to " +
+                                      std::to_string(now)
+                                : "up to date, version " + std::to_string(now))
+            << (grant_to.empty() ? "" : "; privileges granted to " + grant_to) << "\n";
+  return kExitOk;
 }
 
 int Init(Runtime& rt, const Config& config, bool new_store) {
@@ -490,6 +516,7 @@ int Main(int argc, char** argv) {
   bool rewrap = true;
   bool new_store = false;
   bool partial = false;
+  std::string grant_to;            // init, PostgreSQL: the daemon's role
   std::vector<std::string> files;  // audit-verify
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
@@ -504,6 +531,8 @@ int Main(int argc, char** argv) {
       rewrap = false;
     } else if (command == "init" && args[i] == "--new-store") {
       new_store = true;
+    } else if (command == "init" && args[i] == "--grant-to" && i + 1 < args.size()) {
+      grant_to = args[++i];
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
     } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
@@ -533,8 +562,23 @@ int Main(int argc, char** argv) {
   if (!config.ok()) {
     return Fail(config.status());
   }
+  if (config->storage_backend == "postgresql" && (command == "backup" || command == "restore")) {
+    std::cerr << "opentoken-admin: " << command
+              << " copies the embedded LMDB store only; with storage.backend \"postgresql\" back "
+                 "up the database with pg_basebackup and WAL archiving (they hold ciphertext "
+                 "only)\n";
+    return kExitUsage;
+  }
   if (command == "restore") {
     return Restore(*config, dir);
+  }
+  if (command == "init" && config->storage_backend == "postgresql") {
+    if (int rc = MigratePg(*config, grant_to); rc != kExitOk) {
+      return rc;
+    }
+  } else if (!grant_to.empty()) {
+    std::cerr << "opentoken-admin: --grant-to needs storage.backend \"postgresql\"\n";
+    return kExitUsage;
   }
   Logger log(std::cerr, LogLevel::kWarn);
   auto rt = OpenRuntime(*config, log);

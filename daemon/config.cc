@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/strict_json.h"
+#include "store/pg_store.h"
 
 namespace otd::daemon {
 
@@ -247,7 +248,28 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.Integer("map_size_mb", c.storage_map_size_mb, 1, 1024ull * 1024));
     OTD_RETURN_IF_ERROR(r.Integer("unauthenticated_write_limit_percent",
                                   c.storage_unauthenticated_write_limit_percent, 1, 99));
+    OTD_RETURN_IF_ERROR(r.String("backend", c.storage_backend, false));
+    if (c.storage_backend != "lmdb" && c.storage_backend != "postgresql") {
+      return InvalidArgument("storage.backend: must be \"lmdb\" or \"postgresql\"");
+    }
+    OTD_ASSIGN_OR_RETURN(const json* pg, r.Object("postgresql", false));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (pg != nullptr) {
+      ObjectReader p(*pg, "storage.postgresql");
+      OTD_RETURN_IF_ERROR(p.String("conninfo", c.storage_pg_conninfo, true));
+      if (Status s = store::PgCheckConninfo(c.storage_pg_conninfo); !s.ok()) {
+        return InvalidArgument("storage.postgresql.conninfo: " + s.message());
+      }
+      OTD_RETURN_IF_ERROR(p.String("password_file", c.storage_pg_password_file, false));
+      OTD_RETURN_IF_ERROR(p.Integer("pool_size", c.storage_pg_pool_size, 1, 256));
+      OTD_RETURN_IF_ERROR(
+          p.Integer("statement_timeout_ms", c.storage_pg_statement_timeout_ms, 100, 600000));
+      OTD_RETURN_IF_ERROR(
+          p.Integer("connect_timeout_ms", c.storage_pg_connect_timeout_ms, 1000, 600000));
+      OTD_RETURN_IF_ERROR(p.NoUnknownKeys());
+    } else if (c.storage_backend == "postgresql") {
+      return InvalidArgument("storage.postgresql: is required with storage.backend \"postgresql\"");
+    }
   }
 
   OTD_ASSIGN_OR_RETURN(const json* hsm, root.Object("hsm", true));

@@ -81,7 +81,15 @@ struct AccessTokensConfig {
 struct Config {
   std::optional<UnixListenConfig> unix_listen;
   std::optional<TlsListenConfig> tls_listen;
-  std::string storage_path;
+  std::string storage_path;  // local state (audit trail, outbox); the LMDB store with "lmdb"
+  std::string storage_backend = "lmdb";  // "lmdb" | "postgresql" (store/pg_store.h)
+  // storage.postgresql.*: a libpq conninfo (no password in it), the password file (empty: the
+  // systemd credential `pgpassword` if present, else none), pool and timeouts.
+  std::string storage_pg_conninfo;
+  std::string storage_pg_password_file;
+  uint32_t storage_pg_pool_size = 8;
+  uint32_t storage_pg_statement_timeout_ms = 5000;
+  uint32_t storage_pg_connect_timeout_ms = 5000;
   uint64_t storage_map_size_mb = 1024;
   // Writes anyone can cause without an account (new registrations) are refused while more than
   // this share of the map is in use; authenticated writes (tokenize, ...) may fill all of it.

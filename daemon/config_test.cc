@@ -249,6 +249,68 @@ TEST(ConfigTest, RegistrationLimitsHaveDefaultsAndBoundsNamingTheKey) {
   }
 }
 
+TEST(ConfigTest, StorageBackendAndPostgresqlKeys) {
+  auto storage = [](const std::string& extra) {
+    return Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                   R"("storage": {"path": "/var/lib/x", )" + extra + "}");
+  };
+  auto d = ParseConfig(kMinimal);
+  ASSERT_OK(d);
+  EXPECT_EQ(d->storage_backend, "lmdb");
+  EXPECT_EQ(d->storage_pg_pool_size, 8u);
+  EXPECT_EQ(d->storage_pg_statement_timeout_ms, 5000u);
+  EXPECT_EQ(d->storage_pg_connect_timeout_ms, 5000u);
+
+  auto pg = ParseConfig(storage(
+      R"("backend": "postgresql", "postgresql": {"conninfo": "host=a,b dbname=otd )"
+      R"(target_session_attrs=read-write", "password_file": "/etc/otd/pgpw", "pool_size": 16, )"
+      R"("statement_timeout_ms": 2000, "connect_timeout_ms": 3000})"));
+  ASSERT_OK(pg);
+  EXPECT_EQ(pg->storage_backend, "postgresql");
+  EXPECT_EQ(pg->storage_pg_conninfo, "host=a,b dbname=otd target_session_attrs=read-write");
+  EXPECT_EQ(pg->storage_pg_password_file, "/etc/otd/pgpw");
+  EXPECT_EQ(pg->storage_pg_pool_size, 16u);
+  EXPECT_EQ(pg->storage_pg_statement_timeout_ms, 2000u);
+  EXPECT_EQ(pg->storage_pg_connect_timeout_ms, 3000u);
+  EXPECT_OK(ParseConfig(storage(R"("backend": "postgresql", "postgresql": )"
+                                R"({"conninfo": "postgresql:///otd?host=/run/postgresql"})")));
+
+  EXPECT_EQ(ErrorOf(storage(R"("backend": "sqlite")")),
+            R"(storage.backend: must be "lmdb" or "postgresql")");
+  EXPECT_EQ(ErrorOf(storage(R"("backend": "postgresql")")),
+            R"(storage.postgresql: is required with storage.backend "postgresql")");
+  EXPECT_EQ(ErrorOf(storage(R"("postgresql": {"pool_size": 2})")),
+            "storage.postgresql.conninfo: is required");
+  // No password in the config, in either conninfo form; the message does not repeat it.
+  for (const char* bad : {"host=h password=hunter2", "host=h password = 'hunter2'",
+                          "postgresql://u:hunter2@h/db"}) {
+    std::string e = ErrorOf(storage(R"("postgresql": {"conninfo": ")" + std::string(bad) +
+                                    R"("})"));
+    EXPECT_NE(e.find("storage.postgresql.conninfo: must not contain a password"),
+              std::string::npos)
+        << bad << ": " << e;
+    EXPECT_EQ(e.find("hunter2"), std::string::npos);
+  }
+  EXPECT_NE(ErrorOf(storage(R"("postgresql": {"conninfo": "host='unterminated"})"))
+                .find("storage.postgresql.conninfo: is not a valid libpq connection string"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(storage(R"("postgresql": {"conninfo": "dbname=otd", "tls": true})")),
+            "storage.postgresql.tls: unknown configuration key");
+  auto with = [&](const std::string& key, const std::string& v) {
+    return ErrorOf(storage(R"("postgresql": {"conninfo": "dbname=otd", ")" + key + "\": " + v +
+                           "}"));
+  };
+  EXPECT_EQ(with("pool_size", "0"), "storage.postgresql.pool_size: must be an integer between 1 "
+                                    "and 256");
+  EXPECT_EQ(with("pool_size", "257").find("storage.postgresql.pool_size"), 0u);
+  EXPECT_EQ(with("statement_timeout_ms", "99"),
+            "storage.postgresql.statement_timeout_ms: must be an integer between 100 and 600000");
+  EXPECT_EQ(with("connect_timeout_ms", "999"),
+            "storage.postgresql.connect_timeout_ms: must be an integer between 1000 and 600000");
+  EXPECT_EQ(with("password_file", "\"\""),
+            "storage.postgresql.password_file: must be a non-empty string");
+}
+
 TEST(ConfigTest, AccessTokensSectionIsBoundedAndTheEmailScopeCapped) {
   auto with = [](const std::string& a) {
     return Without(kMinimal, "\"listen\"", "\"access_tokens\": " + a + ", \"listen\"");

@@ -8,17 +8,30 @@
 
 namespace otd::daemon {
 
-Result<SecretBytes> ReadPin(const Config& config) {
-  std::string path = config.hsm_pin_file;
-  std::string what = "hsm.pin_file";
+namespace {
+
+// A secret from `file` (the config key `key`; group/other may not read it), or else from the
+// systemd credential `credential` in $CREDENTIALS_DIRECTORY. With `optional`, neither being
+// there gives an empty secret. Trailing newlines are removed; at most 255 bytes.
+Result<SecretBytes> ReadSecret(const std::string& file, const std::string& key,
+                               const std::string& credential, bool optional) {
+  std::string path = file;
+  std::string what = key;
   if (path.empty()) {
     const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
     if (dir == nullptr || *dir == '\0') {
-      return InvalidArgument(
-          "hsm.pin_file: not set, and no systemd credential `pin` ($CREDENTIALS_DIRECTORY unset)");
+      if (optional) {
+        return SecretBytes();
+      }
+      return InvalidArgument(key + ": not set, and no systemd credential `" + credential +
+                             "` ($CREDENTIALS_DIRECTORY unset)");
     }
-    path = std::string(dir) + "/pin";
-    what = "systemd credential pin";
+    path = std::string(dir) + "/" + credential;
+    what = "systemd credential " + credential;
+    struct stat probe {};
+    if (optional && ::stat(path.c_str(), &probe) != 0) {
+      return SecretBytes();
+    }
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
@@ -29,7 +42,7 @@ Result<SecretBytes> ReadPin(const Config& config) {
     ::close(fd);
     return InvalidArgument(what + ": " + path + " is not a regular file");
   }
-  if ((st.st_mode & 0077) != 0 && !config.hsm_pin_file.empty()) {
+  if ((st.st_mode & 0077) != 0 && !file.empty()) {
     ::close(fd);
     return InvalidArgument(what + ": " + path +
                            " must not be readable by group or others (chmod 600)");
@@ -62,6 +75,25 @@ Result<SecretBytes> ReadPin(const Config& config) {
   return pin;
 }
 
+}  // namespace
+
+Result<SecretBytes> ReadPin(const Config& config) {
+  return ReadSecret(config.hsm_pin_file, "hsm.pin_file", "pin", /*optional=*/false);
+}
+
+Result<store::PgOptions> PgOptionsFrom(const Config& config) {
+  store::PgOptions o;
+  o.conninfo = config.storage_pg_conninfo;
+  OTD_ASSIGN_OR_RETURN(o.password, ReadSecret(config.storage_pg_password_file,
+                                              "storage.postgresql.password_file", "pgpassword",
+                                              /*optional=*/true));
+  o.pool_size = config.storage_pg_pool_size;
+  o.statement_timeout_ms = static_cast<int>(config.storage_pg_statement_timeout_ms);
+  o.connect_timeout_ms = static_cast<int>(config.storage_pg_connect_timeout_ms);
+  o.tables = service::AllTables();
+  return o;
+}
+
 Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
                                              metrics::Registry* metrics) {
   OTD_ASSIGN_OR_RETURN(SecretBytes pin, ReadPin(config));
@@ -75,6 +107,13 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   tc.reinitialize_after_ms = static_cast<int>(config.hsm_reinitialize_after_ms);
   tc.metrics = metrics;
   OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
+  if (config.storage_backend == "postgresql") {
+    // rt->lmdb stays null: backups are PostgreSQL's (pg_basebackup, WAL archiving).
+    OTD_ASSIGN_OR_RETURN(store::PgOptions po, PgOptionsFrom(config));
+    OTD_ASSIGN_OR_RETURN(rt->store, store::PgStore::Open(std::move(po), &log));
+    rt->vault = std::make_unique<service::Vault>(*rt->token, *rt->store, log);
+    return rt;
+  }
   store::LmdbOptions so;
   so.path = config.storage_path;
   so.map_size_bytes = config.storage_map_size_mb * 1024 * 1024;

@@ -13,6 +13,7 @@
 #include "service/accounts.h"
 #include "service/vault.h"
 #include "store/lmdb_store.h"
+#include "store/pg_store.h"
 #include "store/store.h"
 
 namespace otd::daemon {
@@ -29,6 +30,11 @@ inline constexpr int kExitConfig = 78;
 // when missing, empty, or readable by others.
 Result<SecretBytes> ReadPin(const Config& config);
 
+// The PostgreSQL store options the config describes; the password from
+// storage.postgresql.password_file, else the systemd credential `pgpassword` when present, else
+// none. kInvalidArgument for an unreadable or group/other-readable password file.
+Result<store::PgOptions> PgOptionsFrom(const Config& config);
+
 struct Runtime {
   SystemClock clock;
   std::unique_ptr<hsm::Token> token;
@@ -37,7 +43,7 @@ struct Runtime {
   std::unique_ptr<service::Vault> vault;
 };
 
-// Opens token and store. Config-type problems come back as kInvalidArgument, everything else
+// Opens token and store (storage.backend: LMDB, or PostgreSQL whose schema must exist). Config-type problems come back as kInvalidArgument, everything else
 // (module missing, token absent, wrong PIN, store unusable) as kUnavailable/kPermissionDenied.
 // With `metrics`, the token and the store are measured into it (it must outlive the runtime).
 Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,

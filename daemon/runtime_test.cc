@@ -68,6 +68,37 @@ TEST_F(PinTest, FallsBackToTheSystemdCredential) {
   EXPECT_THAT(ReadPin(c), Not(IsOk()));  // neither file nor credential
 }
 
+TEST_F(PinTest, PostgresPasswordFromFileOrCredentialOrNone) {
+  Config c;
+  c.storage_backend = "postgresql";
+  c.storage_pg_conninfo = "host=/run/postgresql dbname=otd";
+  c.storage_pg_pool_size = 3;
+  auto none = PgOptionsFrom(c);  // no file, no credential: no password (peer/trust auth)
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->password.empty());
+  EXPECT_EQ(none->pool_size, 3u);
+  EXPECT_EQ(none->conninfo, "host=/run/postgresql dbname=otd");
+
+  Write("pgpassword", "cred-pw\n", 0400);
+  ::setenv("CREDENTIALS_DIRECTORY", dir_.c_str(), 1);
+  auto cred = PgOptionsFrom(c);
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  ASSERT_OK(cred);
+  EXPECT_EQ(cred->password.RevealString(SecretAccess::Grant()), "cred-pw");
+
+  c.storage_pg_password_file = Write("pw", "file-pw", 0600);
+  auto file = PgOptionsFrom(c);
+  ASSERT_OK(file);
+  EXPECT_EQ(file->password.RevealString(SecretAccess::Grant()), "file-pw");
+
+  c.storage_pg_password_file = Write("pw2", "x", 0644);
+  auto loose = PgOptionsFrom(c);
+  ASSERT_THAT(loose, Not(IsOk()));
+  EXPECT_NE(loose.status().message().find("storage.postgresql.password_file"), std::string::npos);
+  c.storage_pg_password_file = dir_ + "/absent";
+  EXPECT_THAT(PgOptionsFrom(c), Not(IsOk()));  // a named file must exist
+}
+
 TEST(AccountsOptionsTest, RegistrationLimitsComeFromTheConfig) {
   Config c;
   c.accounts.registrations_per_address = 2;

@@ -117,8 +117,9 @@ Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_vi
     return Unavailable("too many pending registrations");
   }
   const uint64_t in_use = stats.used_bytes - std::min(stats.free_bytes, stats.used_bytes);
-  // in_use / map_size > max_map_percent / 100, without overflow for any map up to 1 TiB.
-  if (in_use * 100 > stats.map_size * options_.max_map_percent) {
+  // in_use / map_size > max_map_percent / 100, without overflow for any map up to 1 TiB. A
+  // backend without a fixed capacity (PostgreSQL: map_size 0) has no reserve to keep.
+  if (stats.map_size > 0 && in_use * 100 > stats.map_size * options_.max_map_percent) {
     LogFullLocked("map_reserve", now);
     *retry_after_seconds = options_.full_retry_after_seconds;
     return Unavailable("the store keeps its remaining room for authenticated writes");

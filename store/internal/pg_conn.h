@@ -1,0 +1,156 @@
+#pragma once
+// libpq plumbing for PgStore (store/pg_store.h), private to store/: RAII owners for PGconn and
+// PGresult, connecting (password passed as a parameter, never through the conninfo string),
+// binary parameters, the one place where libpq results become Status values, the pipelined
+// write transaction with its unknown-outcome rules, and the connection pool.
+//
+// Error messages carry the SQLSTATE and the server's primary message only (never DETAIL, which
+// may quote key values).
+
+#include <libpq-fe.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/secret_bytes.h"
+#include "common/status.h"
+
+namespace otd::store::internal {
+
+struct PgConnCloser {
+  void operator()(PGconn* c) const noexcept {
+    if (c != nullptr) {
+      PQfinish(c);
+    }
+  }
+};
+using PgConnPtr = std::unique_ptr<PGconn, PgConnCloser>;
+
+struct PgResultClearer {
+  void operator()(PGresult* r) const noexcept {
+    if (r != nullptr) {
+      PQclear(r);
+    }
+  }
+};
+using PgResultPtr = std::unique_ptr<PGresult, PgResultClearer>;
+
+struct PgConnSettings {
+  std::string conninfo;
+  std::shared_ptr<const SecretBytes> password;  // may be null or empty
+  int statement_timeout_ms = 5000;
+  int connect_timeout_ms = 5000;
+};
+
+// A connection with statement_timeout set. kUnavailable when the server cannot be reached.
+Result<PgConnPtr> PgConnect(const PgConnSettings& s);
+
+// False when the server has closed the connection (restart, failover, terminate) while it was
+// idle: checked without a round trip (poll of the socket, then PQconsumeInput).
+bool PgStillUsable(PGconn* c);
+
+// Parameters of one statement, all in binary format. The views must outlive the statement.
+class PgParams {
+ public:
+  void Bytea(ByteView b);
+  void Text(std::string_view s);
+  void Int8(int64_t v);
+  // A one-dimensional array in binary array format; nullopt elements are SQL NULL.
+  // `elem_oid`: 17 bytea, 25 text, 20 int8, 23 int4, 16 bool.
+  void Array(uint32_t elem_oid, const std::vector<std::optional<ByteView>>& elems);
+  int size() const { return static_cast<int>(values_.size()); }
+  const char* const* values() const { return values_.data(); }
+  const int* lengths() const { return lengths_.data(); }
+  const int* formats() const { return formats_.data(); }
+
+ private:
+  void Add(const void* data, size_t n);
+  std::vector<std::unique_ptr<std::string>> owned_;
+  std::vector<const char*> values_;
+  std::vector<int> lengths_;
+  std::vector<int> formats_;
+};
+
+// Ok for PGRES_COMMAND_OK / PGRES_TUPLES_OK; otherwise kUnavailable naming `what`, the SQLSTATE
+// and the server's primary message (or libpq's connection error).
+Status PgCheck(PGconn* c, const PGresult* r, std::string_view what);
+std::string PgSqlState(const PGresult* r);
+
+// One statement; binary results when `binary`.
+PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, bool binary = true);
+
+// Binary column value helpers.
+ByteView PgBytes(const PGresult* r, int row, int col);
+int64_t PgInt8(const PGresult* r, int row, int col);
+
+// One write transaction in one round trip: a pipeline of BEGIN, SET LOCAL statement_timeout,
+// the statement, SET LOCAL statement_timeout = 0, COMMIT, sync.
+struct PgTxnOutcome {
+  enum class Kind {
+    kCommitted,     // COMMIT answered COMMIT, no warning: `result` holds the statement's result
+    kNotCommitted,  // the server refused a statement before COMMIT (nothing was written)
+    kUnknown,       // the connection broke after sending, or the sync-standby wait was cancelled
+  };
+  Kind kind = Kind::kUnknown;
+  Status error;          // not ok unless kCommitted
+  std::string sqlstate;  // kNotCommitted: the failing statement's SQLSTATE
+  PgResultPtr result;
+};
+// `syncrep_cancelled` is the flag the connection's notice receiver sets (PgWatchNotices); it is
+// cleared before the pipeline is sent.
+PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
+                           const PgParams& params, bool* syncrep_cancelled);
+// Installs a notice receiver that sets *flag when the server warns that the wait for
+// synchronous replication was cancelled (the transaction is then committed locally only).
+void PgWatchNotices(PGconn* c, bool* flag);
+
+// A fixed number of lazily opened connections.
+class PgPool {
+ public:
+  PgPool(PgConnSettings settings, size_t size);
+  ~PgPool();
+  PgPool(const PgPool&) = delete;
+  PgPool& operator=(const PgPool&) = delete;
+
+  class Lease {
+   public:
+    Lease(Lease&& o) noexcept;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+    PGconn* get() const;
+    // The connection is closed on return (after an error that may have left it unusable).
+    void Discard() { discard_ = true; }
+
+   private:
+    friend class PgPool;
+    Lease(PgPool* pool, size_t slot) : pool_(pool), slot_(slot) {}
+    PgPool* pool_;
+    size_t slot_;
+    bool discard_ = false;
+  };
+
+  // A usable connection (reopened if needed). kUnavailable when the server cannot be reached or
+  // every connection stays busy for connect_timeout_ms.
+  Result<Lease> Acquire();
+  const PgConnSettings& settings() const { return settings_; }
+
+ private:
+  void Release(size_t slot, bool discard);
+
+  const PgConnSettings settings_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PgConnPtr> conns_;  // slot -> connection (null: not open)
+  std::vector<size_t> free_;      // guarded by mu_
+};
+
+}  // namespace otd::store::internal

@@ -1,0 +1,339 @@
+#include "store/pg_store.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/testing/status_matchers.h"
+#include "store/store_contract_test.h"
+#include "store/testing/pg_server.h"
+
+namespace otd::store {
+namespace {
+
+using testing::Make;
+using testing::Put;
+
+// One PostgreSQL server for the whole binary (ctest runs the binary as one test), a fresh
+// database per test.
+testing::PgTestServer* g_server = nullptr;
+std::string g_skip;
+
+class PgEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server_ = std::make_unique<testing::PgTestServer>();
+    g_skip = server_->Unavailable();
+    if (!g_skip.empty()) {
+      return;
+    }
+    if (!server_->Init()) {
+      g_skip = "could not start PostgreSQL (see " + server_->dir() + "/server.log)";
+      return;
+    }
+    g_server = server_.get();
+  }
+  void TearDown() override {
+    g_server = nullptr;
+    server_.reset();
+  }
+
+ private:
+  std::unique_ptr<testing::PgTestServer> server_;
+};
+
+[[maybe_unused]] ::testing::Environment* const kEnv =
+    ::testing::AddGlobalTestEnvironment(new PgEnvironment);
+
+PgOptions OptionsFor(const std::string& conninfo) {
+  PgOptions o;
+  o.conninfo = conninfo;
+  o.pool_size = 4;
+  o.statement_timeout_ms = 5000;
+  o.connect_timeout_ms = 2000;
+  o.tables = {"t", "u"};
+  return o;
+}
+
+// The store contract (store/store_contract_test.h) on PostgreSQL: a fresh database per test.
+struct PgBackend {
+  void SetUp() {
+    if (g_server == nullptr) {
+      GTEST_SKIP() << g_skip;
+    }
+    conninfo = g_server->CreateDatabase();
+    ASSERT_FALSE(conninfo.empty());
+    auto v = PgMigrate(OptionsFor(conninfo));
+    ASSERT_OK(v);
+    EXPECT_EQ(*v, 0);
+  }
+  void TearDown() {}
+  std::unique_ptr<Store> Open() {
+    auto r = PgStore::Open(OptionsFor(conninfo), &log);
+    EXPECT_OK(r);
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  std::string conninfo;
+  std::ostringstream log_out;
+  Logger log{log_out, LogLevel::kDebug};
+};
+
+}  // namespace
+namespace testing {
+INSTANTIATE_TYPED_TEST_SUITE_P(Pg, StoreContractTest, ::testing::Types<PgBackend>);
+}  // namespace testing
+namespace {
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (g_server == nullptr) {
+      GTEST_SKIP() << g_skip;
+    }
+    conninfo_ = g_server->CreateDatabase();
+    ASSERT_FALSE(conninfo_.empty());
+    db_ = conninfo_.substr(conninfo_.rfind('=') + 1);
+    ASSERT_OK(PgMigrate(OptionsFor(conninfo_)));
+  }
+  std::unique_ptr<PgStore> OpenStore(int statement_timeout_ms = 5000) {
+    PgOptions o = OptionsFor(conninfo_);
+    o.statement_timeout_ms = statement_timeout_ms;
+    auto r = PgStore::Open(std::move(o), &log_);
+    EXPECT_OK(r);
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  // The pid of this database's backend that waits on `wait_event` ("" when none yet).
+  std::string BackendWaitingOn(const std::string& wait_event) {
+    return g_server->Query(db_, "SELECT pid FROM pg_stat_activity WHERE datname = '" + db_ +
+                                    "' AND wait_event = '" + wait_event + "' LIMIT 1");
+  }
+  std::string WaitForBackend(const std::string& wait_event) {
+    for (int i = 0; i < 200; ++i) {
+      std::string pid = BackendWaitingOn(wait_event);
+      if (!pid.empty()) {
+        return pid;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return "";
+  }
+
+  std::string conninfo_;
+  std::string db_;
+  std::ostringstream log_out_;
+  Logger log_{log_out_, LogLevel::kDebug};
+};
+
+TEST_F(PgStoreTest, OpenRefusesAMissingOrNewerSchemaAndMigrateIsIdempotent) {
+  std::string other = g_server->CreateDatabase();
+  auto missing = PgStore::Open(OptionsFor(other), &log_);
+  EXPECT_EQ(missing.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(missing.status().ToString().find("opentoken-admin init"), std::string::npos);
+
+  auto again = PgMigrate(OptionsFor(conninfo_));
+  ASSERT_OK(again);
+  EXPECT_EQ(*again, kPgSchemaVersion);
+  EXPECT_OK(PgStore::Open(OptionsFor(conninfo_), &log_));
+
+  ASSERT_TRUE(g_server->Sql(db_, "INSERT INTO otd_schema_version (version) VALUES (99)"));
+  auto newer = PgStore::Open(OptionsFor(conninfo_), &log_);
+  EXPECT_EQ(newer.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(newer.status().ToString().find("newer"), std::string::npos);
+  EXPECT_EQ(PgMigrate(OptionsFor(conninfo_)).status().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(PgStoreTest, UnreachableServerIsUnavailableAtOpen) {
+  PgOptions o = OptionsFor("host=" + g_server->dir() + " port=1 user=postgres dbname=x");
+  EXPECT_EQ(PgStore::Open(std::move(o), &log_).status().code(), Code::kUnavailable);
+}
+
+TEST_F(PgStoreTest, LeastPrivilegeRoleCanServeButNotAlterTheSchema) {
+  ASSERT_TRUE(g_server->Sql(db_, "CREATE ROLE otd_daemon LOGIN"));
+  ASSERT_OK(PgMigrate(OptionsFor(conninfo_), "otd_daemon"));
+  PgOptions o = OptionsFor(conninfo_);
+  o.conninfo = g_server->ConnInfo(db_).replace(g_server->ConnInfo(db_).find("user=postgres"),
+                                               13, "user=otd_daemon");
+  const std::string daemon_conninfo = o.conninfo;
+  auto s = PgStore::Open(std::move(o), &log_);
+  ASSERT_OK(s);
+  ASSERT_OK((*s)->Apply({Put("k", "v", 10)}));
+  EXPECT_EQ(*(*s)->PurgeExpired(100, 10), 1u);
+  EXPECT_OK((*s)->Health());
+  // The daemon's role cannot change the schema.
+  PGconn* c = PQconnectdb(daemon_conninfo.c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK);
+  PGresult* r = PQexec(c, "DROP TABLE otd_records");
+  EXPECT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR);
+  PQclear(r);
+  PQfinish(c);
+  (*s).reset();
+  g_server->Sql("postgres", "DROP DATABASE " + db_ + " WITH (FORCE)");
+  g_server->Sql("postgres", "DROP ROLE otd_daemon");
+}
+
+// The server goes away and comes back: writes and reads fail with kUnavailable meanwhile, and
+// the same store object recovers by itself.
+TEST_F(PgStoreTest, ServerStopIsUnavailableAndRestartRecoversWithoutReopening) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Put("before", "1")}));
+  ASSERT_OK(s->Get("t", AsBytes("before")));
+  ASSERT_TRUE(g_server->Stop("fast"));
+  EXPECT_EQ(s->Apply({Put("during", "2")}).code(), Code::kUnavailable);
+  EXPECT_EQ(s->Get("t", AsBytes("before")).status().code(), Code::kUnavailable);
+  EXPECT_EQ(s->Health().code(), Code::kUnavailable);
+  ASSERT_TRUE(g_server->Start());
+  // The first attempts after the restart already work: closed connections are noticed before
+  // use (no write is sent on a dead connection, which would make its outcome unknown).
+  EXPECT_OK(s->Health());
+  EXPECT_OK(s->Apply({Put("after", "3")}));
+  auto v = s->Get("t", AsBytes("before"));
+  ASSERT_OK(v);
+  EXPECT_EQ(AsString(**v), "1");
+  EXPECT_EQ(*s->Get("t", AsBytes("during")), std::nullopt);
+}
+
+// A connection killed while the write waits (here on a row lock, before COMMIT) is kUnavailable,
+// and the next write reconnects.
+TEST_F(PgStoreTest, ConnectionKilledDuringAWriteIsUnavailable) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Put("k", "v0")}));
+  PGconn* locker = PQconnectdb(conninfo_.c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PQclear(PQexec(locker, "BEGIN"));
+  PQclear(PQexec(locker, "SELECT * FROM otd_records WHERE key = 'k'::bytea FOR UPDATE"));
+  std::promise<Status> done;
+  s->ApplyAsync({Put("k", "v1")}, [&](Status st) { done.set_value(st); });
+  std::string pid = WaitForBackend("transactionid");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(g_server->Query(db_, "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  Status st = done.get_future().get();
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  PQclear(PQexec(locker, "ROLLBACK"));
+  PQfinish(locker);
+  EXPECT_EQ(AsString(**s->Get("t", AsBytes("k"))), "v0");
+  EXPECT_OK(s->Apply({Put("k", "v2")}));
+}
+
+// A COMMIT waiting for a synchronous standby: never cancelled by statement_timeout; when the
+// wait is cancelled (the write is then committed on the primary only) or the connection is
+// killed, the answer is kUnavailable, never Ok.
+TEST_F(PgStoreTest, CommitWaitingForASyncStandbyIsNeverAcknowledgedWhenCutShort) {
+  auto s = OpenStore(/*statement_timeout_ms=*/300);
+  ASSERT_OK(s->Apply({Put("warm", "up")}));  // the writer's connection is open
+  // A synchronous standby that never connects: every COMMIT waits for it (server-wide setting,
+  // restored at the end of the test).
+  ASSERT_TRUE(g_server->Sql(db_, "ALTER SYSTEM SET synchronous_standby_names = 'ghost'"));
+  struct Reset {
+    ~Reset() {
+      g_server->Sql("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+      g_server->Sql("postgres", "SELECT pg_reload_conf()");
+    }
+  } reset;
+  ASSERT_TRUE(g_server->Sql(db_, "SELECT pg_reload_conf()"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  s.reset();  // the setting applies to new sessions
+  s = OpenStore(/*statement_timeout_ms=*/300);
+
+  // 1. Cancelled wait: PostgreSQL answers COMMIT with a WARNING only.
+  std::promise<Status> first;
+  s->ApplyAsync({Put("a", "1")}, [&](Status st) { first.set_value(st); });
+  std::string pid = WaitForBackend("SyncRep");
+  ASSERT_FALSE(pid.empty());
+  auto fut = first.get_future();
+  // Three times the statement timeout: still waiting (the timeout does not cancel the commit).
+  EXPECT_EQ(fut.wait_for(std::chrono::milliseconds(900)), std::future_status::timeout);
+  ASSERT_EQ(g_server->Query(db_, "SELECT pg_cancel_backend(" + pid + ")"), "t");
+  Status st = fut.get();
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  // It is committed locally indeed: the unknown outcome was real.
+  EXPECT_EQ(g_server->Query(db_, "SELECT count(*) FROM otd_records WHERE key = 'a'::bytea"), "1");
+
+  // 2. Killed connection during the wait.
+  std::promise<Status> second;
+  s->ApplyAsync({Put("b", "2")}, [&](Status x) { second.set_value(x); });
+  pid = WaitForBackend("SyncRep");
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(g_server->Query(db_, "SELECT pg_terminate_backend(" + pid + ")"), "t");
+  st = second.get_future().get();
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+}
+
+// Many callers' batches queued behind one blocked group commit in ONE transaction afterwards,
+// each with its own precondition result.
+TEST_F(PgStoreTest, AGroupOfBatchesCommitsInOneTransactionWithIsolatedPreconditions) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Put("taken", "0"), Put("blocker", "0")}));
+  const uint64_t commits_before = s->GetStats()->commits;
+  PGconn* locker = PQconnectdb(conninfo_.c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PQclear(PQexec(locker, "BEGIN"));
+  PQclear(PQexec(locker, "SELECT * FROM otd_records WHERE key = 'blocker'::bytea FOR UPDATE"));
+  std::promise<Status> blocked;
+  s->ApplyAsync({Put("blocker", "1")}, [&](Status st) { blocked.set_value(st); });
+  ASSERT_FALSE(WaitForBackend("transactionid").empty());  // the writer waits inside its group
+
+  constexpr int kBatches = 300;
+  std::vector<std::promise<Status>> results(kBatches);
+  for (int i = 0; i < kBatches; ++i) {
+    std::vector<Mutation> batch = {Put("k" + std::to_string(i), "v")};
+    if (i % 3 == 0) {
+      batch.push_back(Make(Op::kInsert, "t", "taken", "x"));  // fails: the whole batch vanishes
+    }
+    s->ApplyAsync(std::move(batch), [&, i](Status st) { results[i].set_value(st); });
+  }
+  PQclear(PQexec(locker, "COMMIT"));
+  PQfinish(locker);
+  EXPECT_OK(blocked.get_future().get());
+  for (int i = 0; i < kBatches; ++i) {
+    Status st = results[i].get_future().get();
+    if (i % 3 == 0) {
+      EXPECT_EQ(st.code(), Code::kAlreadyExists) << i;
+      EXPECT_EQ(*s->Get("t", AsBytes("k" + std::to_string(i))), std::nullopt);
+    } else {
+      EXPECT_OK(st);
+    }
+  }
+  auto stats = s->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->commits - commits_before, 2u);  // the blocked group, then all 300 at once
+  EXPECT_EQ(stats->tables["t"].entries, 2u + kBatches - kBatches / 3);
+}
+
+// Two stores on one database (two daemons): purges with SKIP LOCKED do not collide, and each
+// sees the other's writes at once.
+TEST_F(PgStoreTest, TwoStoresShareTheDatabaseAndPurgeWithoutALeader) {
+  auto a = OpenStore();
+  auto b = OpenStore();
+  std::vector<Mutation> batch;
+  for (int i = 0; i < 400; ++i) {
+    batch.push_back(Put("e" + std::to_string(i), "v", 10));
+  }
+  ASSERT_OK(a->Apply(batch));
+  EXPECT_EQ(AsString(**b->Get("t", AsBytes("e7"))), "v");
+  std::atomic<size_t> purged{0};
+  auto purge = [&](Store* s) {
+    for (int i = 0; i < 20; ++i) {
+      auto n = s->PurgeExpired(100, 25);
+      ASSERT_OK(n);
+      purged += *n;
+    }
+  };
+  std::thread ta(purge, a.get());
+  std::thread tb(purge, b.get());
+  ta.join();
+  tb.join();
+  EXPECT_EQ(purged.load(), 400u);
+  EXPECT_EQ(a->GetStats()->tables["t"].entries, 0u);
+}
+
+}  // namespace
+}  // namespace otd::store
