@@ -8,8 +8,9 @@ refuses to run as root):
   BASE/sock/           private (0700) Unix socket directory shared by the instances
   BASE/pgK/data/       data directory of instance K (pg0 is the first primary)
   BASE/pgK/log         server log of instance K
-  BASE/vault.password  the vault role's password (0600, owner of the caller; for
+  BASE/vault.password  the daemon role's password (0600, owned by the caller; for
                        storage.postgresql.password_file)
+  BASE/owner.password  the schema owner role's password (for `opentoken-admin init`)
   BASE/cluster.json    ports, names and roles: lets another process (the failover command)
                        act on a cluster started elsewhere
 Each instance listens on its own free TCP port on 127.0.0.1 and on the private socket dir.
@@ -30,8 +31,11 @@ failover must promote the standby that received the most WAL (promote_best() com
 pg_last_wal_receive_lsn()). FIRST 1 does not spare that comparison either: when the first
 standby drops out, the second becomes the synchronous one.
 
-Vault access: a database and a login role (both named by the caller, default "opentoken"),
-password authentication over TCP only (scram-sha-256), e.g. conninfo():
+Vault access: a database owned by the role ROLE_owner (runs `opentoken-admin init`, which creates
+the schema and grants the daemon role least privilege with --grant-to ROLE) and the daemon's
+login role ROLE (CONNECT on the database and nothing else until init grants it), both named by
+the caller (default "opentoken"); password authentication over TCP only (scram-sha-256), e.g.
+conninfo():
   host=127.0.0.1,127.0.0.1,127.0.0.1 port=P0,P1,P2 target_session_attrs=read-write
   dbname=opentoken user=opentoken
 """
@@ -263,6 +267,7 @@ class PgCluster:
         self.method = method
         self.state_file = os.path.join(self.base, "cluster.json")
         self.password_file = os.path.join(self.base, "vault.password")
+        self.owner_password_file = os.path.join(self.base, "owner.password")
         self.sockdir = os.path.join(self.base, "sock")
         if os.path.exists(self.state_file):
             with open(self.state_file) as f:
@@ -283,7 +288,9 @@ class PgCluster:
         st = {"nodes": [{"name": n.name, "port": n.port} for n in self.nodes],
               "failed": sorted(self.failed), "num_sync": self.num_sync, "method": self.method,
               "db": self.db, "role": self.role, "sockdir": self.sockdir,
-              "password_file": self.password_file, "conninfo": self.conninfo()}
+              "password_file": self.password_file, "conninfo": self.conninfo(),
+              "owner": self.owner(), "owner_password_file": self.owner_password_file,
+              "owner_conninfo": self.conninfo(user=self.owner())}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
             json.dump(st, f, indent=2)
@@ -299,6 +306,9 @@ class PgCluster:
         ports = ",".join(str(n.port) for n in self.nodes)
         return (f"host={hosts} port={ports} target_session_attrs=read-write "
                 f"dbname={db or self.db} user={user or self.role}")
+
+    def owner(self):
+        return self.role + "_owner"
 
     def password(self):
         with open(self.password_file) as f:
@@ -426,17 +436,23 @@ log_connections = off
         return (f"# written by tests/integration/pg_cluster.py\n"
                 f"local all postgres peer\n"
                 f"local replication postgres peer\n"
-                f"host {self.db} {self.role} 127.0.0.1/32 scram-sha-256\n")
+                f"host {self.db} {self.role},{self.owner()} 127.0.0.1/32 scram-sha-256\n")
 
     def _make_vault_role(self, p):
-        pw = secrets.token_urlsafe(24)
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(pw + "\n")
+        def new_password(path):
+            pw = secrets.token_urlsafe(24)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pw + "\n")
+            return pw
+
+        owner, daemon = self.owner(), self.role
         # No standby exists yet: these commits must not wait for one.
-        p.psql(f"create role {self.role} login password {_lit(pw)}", local=True)
-        p.psql(f"create database {self.db} owner {self.role}", local=True)
+        for name, path in ((owner, self.owner_password_file), (daemon, self.password_file)):
+            p.psql(f"create role {name} login password {_lit(new_password(path))}", local=True)
+        p.psql(f"create database {self.db} owner {owner}", local=True)
         p.psql(f"revoke all on database {self.db} from public", local=True)
+        p.psql(f"grant connect on database {self.db} to {daemon}", local=True)
 
     def _clone(self, source, standby):
         """A fresh standby of `source`: base backup with -R and a replication slot on source."""
@@ -619,7 +635,9 @@ def _cmd_serve(a):
         c.start()
         if a.ready_file:
             with open(a.ready_file + ".tmp", "w") as f:
-                json.dump({"conninfo": c.conninfo(), "password_file": c.password_file}, f)
+                json.dump({"conninfo": c.conninfo(), "password_file": c.password_file,
+                           "role": c.role, "owner_conninfo": c.conninfo(user=c.owner()),
+                           "owner_password_file": c.owner_password_file}, f)
             os.replace(a.ready_file + ".tmp", a.ready_file)
         p = c.primary()
         print(f"pg_cluster: primary {p.name} on port {p.port}; standbys "

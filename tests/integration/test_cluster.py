@@ -54,13 +54,14 @@ def backend_missing():
     return _probe[0]
 
 
-def storage_config(cluster, node_dir):
+def storage_config(cluster, node_dir, owner=False):
+    """A node's storage config; owner=True: as the schema owner (for opentoken-admin init)."""
     return {
         "backend": "postgresql",
         "path": os.path.join(node_dir, "data"),
         "postgresql": {
-            "conninfo": cluster.conninfo(),
-            "password_file": cluster.password_file,
+            "conninfo": cluster.conninfo(user=cluster.owner() if owner else None),
+            "password_file": cluster.owner_password_file if owner else cluster.password_file,
             "pool_size": 4,
             "statement_timeout_ms": 5000,
             "connect_timeout_ms": 2000,
@@ -81,18 +82,18 @@ class Vault:
             self.cluster.start()
             n1 = Daemon(init_keys=False)
             self.nodes.append(n1)
-            n1.extra_config = {"storage": storage_config(self.cluster, n1.dir),
-                               "audit": {"path": os.path.join(n1.dir, "data", "audit.log")}}
+            # Schema and keys: init as the schema owner, granting the daemons' role least
+            # privilege; the daemons then run as that role.
+            n1.extra_config = {"storage": storage_config(self.cluster, n1.dir, owner=True)}
             n1.write_config()
-            r = n1.admin("init")
+            r = n1.admin("init", "--grant-to", self.cluster.role)
             assert r.returncode == 0, f"opentoken-admin init on PostgreSQL failed: {r.stderr}"
+            n1.extra_config = {"storage": storage_config(self.cluster, n1.dir)}
+            n1.write_config()
             n2 = Daemon(init_keys=False, hsm_from=n1)
             self.nodes.append(n2)
-            n2.extra_config = {"storage": storage_config(self.cluster, n2.dir),
-                               "audit": {"path": os.path.join(n2.dir, "data", "audit.log")}}
+            n2.extra_config = {"storage": storage_config(self.cluster, n2.dir)}
             n2.write_config()
-            # init on the second node finds the keys and the schema: nothing to do.
-            n2.admin("init", check=True)
             for n in self.nodes:
                 n.start()
         except BaseException:

@@ -22,10 +22,16 @@ from pg_cluster import PgCluster
 OK, WHY = pg_cluster.available()
 
 
-def vault_psql(cluster, sql, password=None, conninfo=None, timeout=30):
-    """psql as the vault role over TCP (scram), through the multi-host conninfo."""
+def vault_psql(cluster, sql, password=None, conninfo=None, owner=False, timeout=30):
+    """psql as the daemon role (or the schema owner) over TCP (scram), through the multi-host
+    conninfo."""
     env = dict(os.environ)
-    env["PGPASSWORD"] = cluster.password() if password is None else password
+    if password is None:
+        with open(cluster.owner_password_file if owner else cluster.password_file) as f:
+            password = f.read().strip()
+    if owner and conninfo is None:
+        conninfo = cluster.conninfo(user=cluster.owner())
+    env["PGPASSWORD"] = password
     env["PGCONNECT_TIMEOUT"] = "5"
     return subprocess.run([pg_cluster.PSQL, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
                            "-d", conninfo or cluster.conninfo(), "-c", sql],
@@ -92,7 +98,7 @@ class PgClusterTest(unittest.TestCase):
         out = node.psql("select id from acked order by id")
         return {int(x) for x in out.split()} if out else set()
 
-    def test_standbys_stream_synchronously_and_vault_role_uses_tcp_password(self):
+    def test_standbys_stream_synchronously_and_roles_use_tcp_passwords(self):
         p = self.c.primary()
         self.assertEqual(p.name, "pg0")
         rows = self.c.wait_sync()
@@ -100,12 +106,18 @@ class PgClusterTest(unittest.TestCase):
                          [("pg1", "streaming", "quorum"), ("pg2", "streaming", "quorum")])
         self.assertEqual(p.psql("show synchronous_standby_names"), "ANY 1 (pg0, pg1, pg2)")
         self.assertEqual(p.psql("show synchronous_commit"), "on")
-        mode = os.stat(self.c.password_file).st_mode
-        self.assertEqual(stat.S_IMODE(mode), 0o600)
+        for f in (self.c.password_file, self.c.owner_password_file):
+            self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o600)
         r = vault_psql(self.c, "create table t (v text); insert into t values ('x');"
-                               " select current_user, inet_server_port()")
+                               " grant select on t to opentoken;"
+                               " select current_user, inet_server_port()", owner=True)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), f"opentoken|{p.port}")
+        self.assertEqual(r.stdout.strip(), f"opentoken_owner|{p.port}")
+        # The daemon's role logs in but owns nothing and may create nothing.
+        r = vault_psql(self.c, "select current_user")
+        self.assertEqual(r.stdout.strip(), "opentoken", r.stderr)
+        r = vault_psql(self.c, "create table u (v int)")
+        self.assertIn("permission denied", r.stderr)
         r = vault_psql(self.c, "select 1", password="wrong")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("password authentication failed", r.stderr)
