@@ -92,6 +92,7 @@ def as_pg(argv, check=True, timeout=120, input=None, capture=True):
     if ids:
         kw = {"user": ids[0], "group": ids[1], "extra_groups": []}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
+           "PGCONNECT_TIMEOUT": "5",
            "HOME": "/tmp" if ids else os.environ.get("HOME", "/tmp")}
     r = subprocess.run(argv, env=env, cwd="/", input=input, text=True, timeout=timeout,
                        stdout=subprocess.PIPE if capture else None,
@@ -216,7 +217,10 @@ class Node:
             bufsize=1, cwd="/", env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}, **kw)
 
     def in_recovery(self):
-        return self.psql("select pg_is_in_recovery()") == "t"
+        """True on a standby, False on a primary, None when it does not answer (starting,
+        stopping, dead)."""
+        v = self.psql("select pg_is_in_recovery()", check=False, timeout=10)
+        return {"t": True, "f": False}.get(v)
 
     def receive_lsn(self):
         """Bytes of WAL this standby received and flushed (0 when it received none)."""
@@ -320,12 +324,12 @@ class PgCluster:
     def primary(self):
         """The running instance that is not in recovery (None when there is none)."""
         for n in self.live():
-            if n.running() and not n.in_recovery():
+            if n.running() and n.in_recovery() is False:
                 return n
         return None
 
     def standbys(self):
-        return [n for n in self.live() if n.running() and n.in_recovery()]
+        return [n for n in self.live() if n.running() and n.in_recovery() is True]
 
     def node(self, name):
         return next(n for n in self.nodes if n.name == name)
@@ -509,7 +513,7 @@ log_connections = off
         node = node or self.best_standby()
         node.psql(f"select pg_promote(true, {int(timeout)})")
         deadline = time.time() + timeout
-        while node.in_recovery():
+        while node.in_recovery() is not False:
             if time.time() > deadline:
                 raise TimeoutError(f"{node.name} not promoted")
             time.sleep(0.05)
@@ -555,8 +559,7 @@ log_connections = off
 
     def stop(self):
         """Stops every instance (fast shutdown, then kill -9 what remains), standbys first."""
-        order = sorted(self.nodes, key=lambda n: 0 if n.running() and n.in_recovery_safe()
-                       else 1)
+        order = sorted(self.nodes, key=lambda n: 0 if n.running() and n.in_recovery() else 1)
         for n in order:
             n.stop()
         for n in self.nodes:
@@ -572,16 +575,6 @@ log_connections = off
 
     def __exit__(self, *exc):
         self.cleanup()
-
-
-def _in_recovery_safe(self):
-    try:
-        return self.psql("select pg_is_in_recovery()", check=False, timeout=5) == "t"
-    except Exception:  # noqa: BLE001 - only an ordering hint
-        return False
-
-
-Node.in_recovery_safe = _in_recovery_safe
 
 
 # --- command line: used by scripts/serve --cluster ------------------------------------------------
@@ -660,7 +653,7 @@ def _cmd_status(a):
         elif not n.running():
             state = "stopped"
         else:
-            state = "standby" if n.in_recovery() else "primary"
+            state = {True: "standby", False: "primary"}.get(n.in_recovery(), "not answering")
         print(f"{n.name}  port {n.port}  {state}")
     if p is not None:
         print(p.psql("select application_name, state, sync_state from pg_stat_replication"))
