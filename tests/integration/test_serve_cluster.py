@@ -71,17 +71,20 @@ class Serve:
     def ctrl_c(self, timeout=120):
         os.killpg(self.proc.pid, signal.SIGINT)
         code = self.proc.wait(timeout=timeout)
-        self.reader.join(timeout=10)
-        self.proc.stdout.close()
+        self._close()
         return code
+
+    def _close(self):
+        # The pipe ends when every process that inherited it is gone; closing it while the
+        # reader still waits on it would block on the reader's lock.
+        self.reader.join(timeout=10)
+        if not self.reader.is_alive() and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
     def kill(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=120)
-        self.reader.join(timeout=10)
-        if not self.proc.stdout.closed:
-            self.proc.stdout.close()
 
 
 def processes_under(state):
@@ -116,6 +119,12 @@ class ServeClusterTest(unittest.TestCase):
     def cleanup(self):
         if self.serve:
             self.serve.kill()
+        # Whatever a broken script left running (the temp dir names only this test's processes).
+        for pid in processes_under(self.state):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         pg = os.path.join(self.state, "pg")
         if os.path.exists(os.path.join(pg, "cluster.json")):
             PgCluster(base=os.path.realpath(pg)).stop()
