@@ -274,6 +274,9 @@ class ClusterFailoverTest(unittest.TestCase):
             while load.acked() < 40 and time.time() < deadline:
                 time.sleep(0.05)
             self.assertGreaterEqual(load.acked(), 40, load.statuses)
+            # A revocation acknowledged under load, just before the primary dies.
+            revoked, revoked_href = self.alice.new_pair()
+            self.assertEqual(self.alice.c.req("DELETE", revoked_href).status, 204)
             t_kill = time.time()
             old = c.kill_primary()
             # No writable primary: both nodes say so, writes get 503.
@@ -309,6 +312,9 @@ class ClusterFailoverTest(unittest.TestCase):
             for loc in load.deleted:
                 self.assertEqual(self.alice.signer(n).request("GET", loc).status, 404,
                                  f"acknowledged delete of {loc} undone")
+        for n in (self.n1, self.n2):
+            r = self.alice.signer(n, revoked).request("POST", self.alice.token_url(), b"x")
+            self.assertEqual(r.status, 401, "acknowledged revocation undone")
         # The surviving standby streams from the new primary.
         self.assertEqual(len(c.standbys()), 1)
 
