@@ -225,7 +225,7 @@ int MigratePg(const Config& config, const std::string& grant_to) {
   }
   const int now = store::kPgSchemaVersion;
   std::cout << "PostgreSQL schema: "
-            << (*before == 0     ? "created, version " + std::to_string(now)
+            << (*before == 0    ? "created, version " + std::to_string(now)
                 : *before < now ? "upgraded from version " + std::to_string(*before) + " to " +
                                       std::to_string(now)
                                 : "up to date, version " + std::to_string(now))

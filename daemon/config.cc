@@ -261,7 +261,7 @@ Result<Config> ParseConfig(std::string_view json_text) {
         return InvalidArgument("storage.postgresql.conninfo: " + s.message());
       }
       OTD_RETURN_IF_ERROR(p.String("password_file", c.storage_pg_password_file, false));
-      OTD_RETURN_IF_ERROR(p.Integer("pool_size", c.storage_pg_pool_size, 1, 256));
+      OTD_RETURN_IF_ERROR(p.Integer("pool_size", c.storage_pg_pool_size, 2, 256));
       OTD_RETURN_IF_ERROR(
           p.Integer("statement_timeout_ms", c.storage_pg_statement_timeout_ms, 100, 600000));
       OTD_RETURN_IF_ERROR(

@@ -87,7 +87,7 @@ struct Config {
   // systemd credential `pgpassword` if present, else none), pool and timeouts.
   std::string storage_pg_conninfo;
   std::string storage_pg_password_file;
-  uint32_t storage_pg_pool_size = 8;
+  uint32_t storage_pg_pool_size = 8;  // >= 2: ForEach holds one while its callback reads
   uint32_t storage_pg_statement_timeout_ms = 5000;
   uint32_t storage_pg_connect_timeout_ms = 5000;
   uint64_t storage_map_size_mb = 1024;

@@ -43,9 +43,10 @@ struct Runtime {
   std::unique_ptr<service::Vault> vault;
 };
 
-// Opens token and store (storage.backend: LMDB, or PostgreSQL whose schema must exist). Config-type problems come back as kInvalidArgument, everything else
-// (module missing, token absent, wrong PIN, store unusable) as kUnavailable/kPermissionDenied.
-// With `metrics`, the token and the store are measured into it (it must outlive the runtime).
+// Opens token and store (storage.backend: LMDB, or PostgreSQL whose schema must exist). Config-type
+// problems come back as kInvalidArgument, everything else (module missing, token absent, wrong PIN,
+// store unusable) as kUnavailable/kPermissionDenied. With `metrics`, the token and the store are
+// measured into it (it must outlive the runtime).
 Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
                                              metrics::Registry* metrics = nullptr);
 

@@ -1,5 +1,6 @@
 #include "store/pg_store.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -21,6 +22,8 @@ using internal::PgPool;
 using internal::PgResultPtr;
 
 constexpr int kForEachPage = 512;  // rows fetched per round trip by ForEach()
+// GetStats(): tables the planner estimates at this many rows or more are not counted exactly.
+constexpr uint64_t kExactBelow = 100000;
 
 PgConnSettings SettingsOf(const PgOptions& o) {
   PgConnSettings s;
@@ -31,8 +34,9 @@ PgConnSettings SettingsOf(const PgOptions& o) {
   return s;
 }
 
-Status Exec(PGconn* c, const char* sql, std::string_view what) {
-  PgResultPtr r(PQexec(c, sql));
+// timeout_ms 0: wait as long as it takes (schema changes).
+Status Exec(PGconn* c, const char* sql, std::string_view what, int timeout_ms) {
+  PgResultPtr r = PgExec(c, sql, PgParams(), timeout_ms, /*binary=*/false);
   return PgCheck(c, r.get(), what);
 }
 
@@ -57,13 +61,15 @@ auto WithConnection(PgPool& pool, Fn fn) -> decltype(fn(static_cast<PGconn*>(nul
   }
 }
 
-Result<int> SchemaVersion(PGconn* c) {
-  PgResultPtr r(PQexec(c, "SELECT to_regclass('otd_schema_version') IS NOT NULL"));
+Result<int> SchemaVersion(PGconn* c, int timeout_ms) {
+  PgResultPtr r = PgExec(c, "SELECT to_regclass('otd_schema_version') IS NOT NULL", PgParams(),
+                         timeout_ms, /*binary=*/false);
   OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "schema check"));
   if (std::string_view(PQgetvalue(r.get(), 0, 0)) != "t") {
     return 0;
   }
-  r.reset(PQexec(c, "SELECT coalesce(max(version), 0) FROM otd_schema_version"));
+  r = PgExec(c, "SELECT coalesce(max(version), 0) FROM otd_schema_version", PgParams(), timeout_ms,
+             /*binary=*/false);
   OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "schema version"));
   return std::stoi(PQgetvalue(r.get(), 0, 0));
 }
@@ -99,30 +105,31 @@ Result<int> PgMigrate(const PgOptions& options, const std::string& grant_role) {
   OTD_ASSIGN_OR_RETURN(internal::PgConnPtr conn, internal::PgConnect(SettingsOf(options)));
   PGconn* c = conn.get();
   // DDL may wait for locks longer than a request would.
-  OTD_RETURN_IF_ERROR(Exec(c, "SET statement_timeout = 0", "set statement_timeout"));
-  OTD_RETURN_IF_ERROR(Exec(c, "BEGIN", "begin"));
+  OTD_RETURN_IF_ERROR(Exec(c, "SET statement_timeout = 0", "set statement_timeout", 0));
+  OTD_RETURN_IF_ERROR(Exec(c, "BEGIN", "begin", 0));
   // Serialises concurrent `init` runs (the key is arbitrary but fixed: "otdschm").
-  OTD_RETURN_IF_ERROR(Exec(c, "SELECT pg_advisory_xact_lock(7310522212205421)", "lock"));
-  OTD_RETURN_IF_ERROR(Exec(c,
-                           "CREATE TABLE IF NOT EXISTS otd_schema_version ("
-                           "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                           "create otd_schema_version"));
-  OTD_ASSIGN_OR_RETURN(int before, SchemaVersion(c));
+  OTD_RETURN_IF_ERROR(Exec(c, "SELECT pg_advisory_xact_lock(7310522212205421)", "lock", 0));
+  OTD_RETURN_IF_ERROR(
+      Exec(c,
+           "CREATE TABLE IF NOT EXISTS otd_schema_version ("
+           "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+           "create otd_schema_version", 0));
+  OTD_ASSIGN_OR_RETURN(int before, SchemaVersion(c, 0));
   if (before > kPgSchemaVersion) {
     return FailedPrecondition("store: the PostgreSQL schema is version " + std::to_string(before) +
-                              ", newer than this build knows (" +
-                              std::to_string(kPgSchemaVersion) + ")");
+                              ", newer than this build knows (" + std::to_string(kPgSchemaVersion) +
+                              ")");
   }
   for (const internal::PgMigration& m : internal::PgMigrations()) {
     if (m.version <= before) {
       continue;
     }
     for (const std::string& sql : m.statements) {
-      OTD_RETURN_IF_ERROR(Exec(c, sql.c_str(), "migration " + std::to_string(m.version)));
+      OTD_RETURN_IF_ERROR(Exec(c, sql.c_str(), "migration " + std::to_string(m.version), 0));
     }
     const std::string mark =
         "INSERT INTO otd_schema_version (version) VALUES (" + std::to_string(m.version) + ")";
-    OTD_RETURN_IF_ERROR(Exec(c, mark.c_str(), "migration mark"));
+    OTD_RETURN_IF_ERROR(Exec(c, mark.c_str(), "migration mark", 0));
   }
   if (!grant_role.empty()) {
     char* quoted = PQescapeIdentifier(c, grant_role.data(), grant_role.size());
@@ -137,13 +144,14 @@ Result<int> PgMigrate(const PgOptions& options, const std::string& grant_role) {
         "REVOKE ALL ON FUNCTION otd_apply(int4[], int4[], text[], bytea[], bytea[], bytea[], "
         "int8[], bytea[], bool[]) FROM PUBLIC",
         "GRANT EXECUTE ON FUNCTION otd_apply(int4[], int4[], text[], bytea[], bytea[], bytea[], "
-        "int8[], bytea[], bool[]) TO " + role,
+        "int8[], bytea[], bool[]) TO " +
+            role,
     };
     for (const std::string& g : grants) {
-      OTD_RETURN_IF_ERROR(Exec(c, g.c_str(), "grant"));
+      OTD_RETURN_IF_ERROR(Exec(c, g.c_str(), "grant", 0));
     }
   }
-  OTD_RETURN_IF_ERROR(Exec(c, "COMMIT", "commit"));
+  OTD_RETURN_IF_ERROR(Exec(c, "COMMIT", "commit", 0));
   return before;
 }
 
@@ -156,7 +164,7 @@ Result<std::unique_ptr<PgStore>> PgStore::Open(PgOptions options, Logger* log) {
   auto pool = std::make_unique<PgPool>(settings, options.pool_size);
   {
     OTD_ASSIGN_OR_RETURN(PgPool::Lease lease, pool->Acquire());
-    OTD_ASSIGN_OR_RETURN(int version, SchemaVersion(lease.get()));
+    OTD_ASSIGN_OR_RETURN(int version, SchemaVersion(lease.get(), settings.client_timeout_ms()));
     if (version == 0) {
       return FailedPrecondition(
           "store: the PostgreSQL database has no opentokend schema: run `opentoken-admin init`");
@@ -216,7 +224,8 @@ Result<std::optional<Bytes>> PgStore::Get(std::string_view table, ByteView key) 
     p.Text(table);
     p.Bytea(key);
     PgResultPtr r =
-        PgExec(c, "SELECT value FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p);
+        PgExec(c, "SELECT value FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p,
+               pool_->settings().client_timeout_ms());
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
     if (PQntuples(r.get()) == 0) {
       return std::optional<Bytes>();
@@ -233,8 +242,9 @@ Result<int64_t> PgStore::ExpiryOf(std::string_view table, ByteView key) const {
     PgParams p;
     p.Text(table);
     p.Bytea(key);
-    PgResultPtr r = PgExec(
-        c, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p);
+    PgResultPtr r =
+        PgExec(c, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p,
+               pool_->settings().client_timeout_ms());
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
     if (PQntuples(r.get()) == 0) {
       return int64_t{0};
@@ -269,7 +279,7 @@ Result<size_t> PgStore::PurgeExpired(int64_t now, size_t max) {
       "WITH doomed AS (SELECT tbl, key FROM otd_records WHERE expires_at > 0 AND expires_at <= "
       "$1::int8 ORDER BY expires_at LIMIT $2::int8 FOR UPDATE SKIP LOCKED) "
       "DELETE FROM otd_records r USING doomed d WHERE r.tbl = d.tbl AND r.key = d.key",
-      p, &cancelled);
+      p, &cancelled, pool_->settings().client_timeout_ms());
   internal::PgWatchNotices(lease.get(), nullptr);
   if (out.kind != internal::PgTxnOutcome::Kind::kCommitted) {
     lease.Discard();
@@ -284,7 +294,8 @@ Status PgStore::ForEach(std::string_view table,
   OTD_RETURN_IF_ERROR(CheckTable(table));
   OTD_ASSIGN_OR_RETURN(PgPool::Lease lease, pool_->Acquire());
   PGconn* c = lease.get();
-  Status st = Exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin snapshot");
+  const int timeout = pool_->settings().client_timeout_ms();
+  Status st = Exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin snapshot", timeout);
   // Keyset pagination inside one snapshot: every page sees the same state of the table.
   Bytes last;
   bool first = true;
@@ -296,8 +307,9 @@ Status PgStore::ForEach(std::string_view table,
     p.Int8(first ? 1 : 0);
     static const std::string kSql =
         "SELECT key, value FROM otd_records WHERE tbl = $1::text AND "
-        "($3::int8 = 1 OR key > $2::bytea) ORDER BY key LIMIT " + std::to_string(kForEachPage);
-    PgResultPtr r = PgExec(c, kSql.c_str(), p);
+        "($3::int8 = 1 OR key > $2::bytea) ORDER BY key LIMIT " +
+        std::to_string(kForEachPage);
+    PgResultPtr r = PgExec(c, kSql.c_str(), p, timeout);
     st = PgCheck(c, r.get(), "scan");
     if (!st.ok()) {
       break;
@@ -313,7 +325,7 @@ Status PgStore::ForEach(std::string_view table,
     last.assign(k.begin(), k.end());
     first = false;
   }
-  Status end = Exec(c, st.ok() ? "COMMIT" : "ROLLBACK", "end snapshot");
+  Status end = Exec(c, st.ok() ? "COMMIT" : "ROLLBACK", "end snapshot", timeout);
   if (!end.ok()) {
     lease.Discard();
   }
@@ -326,10 +338,46 @@ Result<Stats> PgStore::GetStats() const {
     stats.tables[t] = TableStats{};
   }
   Status st = WithConnection(*pool_, [&](PGconn* c) -> Status {
-    PgResultPtr r(PQexec(c,
-                         "SELECT tbl, count(*), coalesce(sum(octet_length(key) + "
-                         "octet_length(value)), 0), count(*) FILTER (WHERE expires_at > 0) "
-                         "FROM otd_records GROUP BY tbl"));
+    const int timeout = pool_->settings().client_timeout_ms();
+    // 1. The planner's statistics (after ANALYZE; none before): rows and bytes per table, from
+    //    the share of each table name among the rows. Tables estimated at kExactBelow rows or
+    //    more keep these estimates: counting them exactly would read the whole table on every
+    //    call (the registration cap calls this per registration).
+    PgResultPtr r =
+        PgExec(c,
+               "SELECT u.tbl, (u.freq * greatest(c.reltuples, 0))::int8, "
+               "(u.freq * pg_total_relation_size(c.oid))::int8 "
+               "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+               "AND s.attname = 'tbl', "
+               "unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS u(tbl, freq) "
+               "WHERE c.oid = 'otd_records'::regclass",
+               PgParams(), timeout, /*binary=*/false);
+    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
+    std::set<std::string> estimated;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      const uint64_t rows = std::stoull(PQgetvalue(r.get(), i, 1));
+      auto it = stats.tables.find(PQgetvalue(r.get(), i, 0));
+      if (it != stats.tables.end() && rows >= kExactBelow) {
+        it->second.entries = rows;
+        it->second.bytes = std::stoull(PQgetvalue(r.get(), i, 2));
+        estimated.insert(it->first);
+      }
+    }
+    // 2. Exact counts for the others (an index range scan each).
+    std::vector<std::optional<ByteView>> exact;
+    for (const auto& [name, ts] : stats.tables) {
+      if (!estimated.contains(name)) {
+        exact.emplace_back(AsBytes(name));
+      }
+    }
+    PgParams p;
+    p.Array(25, exact);
+    r = PgExec(c,
+               "SELECT tbl, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0), "
+               "count(*) FILTER (WHERE expires_at > 0) FROM otd_records "
+               "WHERE tbl = ANY($1::text[]) GROUP BY tbl",
+               p, timeout, /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
     for (int i = 0; i < PQntuples(r.get()); ++i) {
       TableStats& ts = stats.tables[PQgetvalue(r.get(), i, 0)];
@@ -337,9 +385,19 @@ Result<Stats> PgStore::GetStats() const {
       ts.bytes = std::stoull(PQgetvalue(r.get(), i, 2));
       stats.ttl_entries += std::stoull(PQgetvalue(r.get(), i, 3));
     }
-    r.reset(PQexec(c, "SELECT pg_total_relation_size('otd_records')"));
+    // 3. The relation's size; with estimated tables, the TTL index's estimated size instead of
+    //    exact TTL counts.
+    r = PgExec(c,
+               "SELECT pg_total_relation_size('otd_records'), "
+               "greatest((SELECT reltuples FROM pg_class WHERE oid = "
+               "'otd_records_expiry'::regclass), 0)::int8",
+               PgParams(), timeout, /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
     stats.used_bytes = std::stoull(PQgetvalue(r.get(), 0, 0));
+    if (!estimated.empty()) {
+      stats.ttl_entries =
+          std::max<uint64_t>(stats.ttl_entries, std::stoull(PQgetvalue(r.get(), 0, 1)));
+    }
     return Status::Ok();
   });
   OTD_RETURN_IF_ERROR(st);
@@ -350,7 +408,8 @@ Result<Stats> PgStore::GetStats() const {
 
 Status PgStore::Health() const {
   return WithConnection(*pool_, [&](PGconn* c) -> Status {
-    PgResultPtr r(PQexec(c, "SELECT pg_is_in_recovery()"));
+    PgResultPtr r = PgExec(c, "SELECT pg_is_in_recovery()", PgParams(),
+                           pool_->settings().client_timeout_ms(), /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "health check"));
     if (std::string_view(PQgetvalue(r.get(), 0, 0)) != "f") {
       return Unavailable("store: the PostgreSQL server is a standby (not writable)");

@@ -31,9 +31,12 @@
 // writable primary answers.
 //
 // PurgeExpired() deletes the earliest expired records with FOR UPDATE SKIP LOCKED on a pooled
-// connection, so several daemons may purge at once without a leader. GetStats() counts exact
-// entries and key+value bytes per table (one scan of the table: an admin/metrics call, not a hot
-// path); used_bytes is pg_total_relation_size(otd_records); map_size and free_bytes are 0.
+// connection, so several daemons may purge at once without a leader. GetStats(): entries and
+// key+value bytes per table are exact for tables the planner's statistics put under 100000 rows
+// (an index range scan each) and estimates (pg_stats share of the table name x reltuples) for
+// larger ones, whose exact count would read them whole on every call; ttl_entries is exact
+// unless a table is estimated (then the TTL index's reltuples at least); used_bytes is
+// pg_total_relation_size(otd_records); map_size and free_bytes are 0 (no fixed capacity).
 //
 // Connections: pool_size + 1 (the writer). libpq types stay inside store/internal/.
 

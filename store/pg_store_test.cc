@@ -160,8 +160,8 @@ TEST_F(PgStoreTest, LeastPrivilegeRoleCanServeButNotAlterTheSchema) {
   ASSERT_TRUE(g_server->Sql(db_, "CREATE ROLE otd_daemon LOGIN"));
   ASSERT_OK(PgMigrate(OptionsFor(conninfo_), "otd_daemon"));
   PgOptions o = OptionsFor(conninfo_);
-  o.conninfo = g_server->ConnInfo(db_).replace(g_server->ConnInfo(db_).find("user=postgres"),
-                                               13, "user=otd_daemon");
+  o.conninfo = g_server->ConnInfo(db_).replace(g_server->ConnInfo(db_).find("user=postgres"), 13,
+                                               "user=otd_daemon");
   const std::string daemon_conninfo = o.conninfo;
   auto s = PgStore::Open(std::move(o), &log_);
   ASSERT_OK(s);
@@ -199,6 +199,40 @@ TEST_F(PgStoreTest, ServerStopIsUnavailableAndRestartRecoversWithoutReopening) {
   ASSERT_OK(v);
   EXPECT_EQ(AsString(**v), "1");
   EXPECT_EQ(*s->Get("t", AsBytes("during")), std::nullopt);
+
+  // A restart nobody noticed (no request during the outage): the idle connections the server
+  // closed are replaced before use, and the first write after it is not lost to a dead one.
+  ASSERT_TRUE(g_server->Stop("fast"));
+  ASSERT_TRUE(g_server->Start());
+  EXPECT_OK(s->Apply({Put("unnoticed", "4")}));
+  EXPECT_OK(s->Get("t", AsBytes("unnoticed")));
+}
+
+// A server that stops answering without closing anything (SIGSTOP, a hung host): reads, writes
+// and Health() give kUnavailable after statement_timeout_ms + connect_timeout_ms instead of
+// hanging, and all recover when it answers again.
+TEST_F(PgStoreTest, AServerThatStopsAnsweringIsUnavailableNotAHang) {
+  PgOptions o = OptionsFor(conninfo_);
+  o.statement_timeout_ms = 300;
+  o.connect_timeout_ms = 1000;
+  auto opened = PgStore::Open(std::move(o), &log_);
+  ASSERT_OK(opened);
+  std::unique_ptr<PgStore> s = std::move(opened).value();
+  ASSERT_OK(s->Apply({Put("k", "v")}));
+  ASSERT_OK(s->Get("t", AsBytes("k")));
+  ASSERT_TRUE(g_server->Freeze(true));
+  struct Thaw {
+    ~Thaw() { g_server->Freeze(false); }
+  } thaw;
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_EQ(s->Get("t", AsBytes("k")).status().code(), Code::kUnavailable);
+  EXPECT_EQ(s->Apply({Put("k", "w")}).code(), Code::kUnavailable);
+  EXPECT_EQ(s->Health().code(), Code::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(20));
+  ASSERT_TRUE(g_server->Freeze(false));
+  EXPECT_OK(s->Health());
+  EXPECT_OK(s->Apply({Put("k2", "v2")}));
+  EXPECT_OK(s->Get("t", AsBytes("k2")));
 }
 
 // A connection killed while the write waits (here on a row lock, before COMMIT) is kUnavailable,
@@ -306,6 +340,26 @@ TEST_F(PgStoreTest, AGroupOfBatchesCommitsInOneTransactionWithIsolatedPreconditi
   ASSERT_OK(stats);
   EXPECT_EQ(stats->commits - commits_before, 2u);  // the blocked group, then all 300 at once
   EXPECT_EQ(stats->tables["t"].entries, 2u + kBatches - kBatches / 3);
+}
+
+// GetStats() counts small tables exactly and estimates large ones from the planner's statistics
+// (an exact count would read the whole table on every call).
+TEST_F(PgStoreTest, StatsEstimateLargeTablesAndCountSmallOnesExactly) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Make(Op::kPut, "u", "a", "1"), Make(Op::kPut, "u", "b", "22", 50)}));
+  ASSERT_TRUE(g_server->Sql(db_,
+                            "INSERT INTO otd_records SELECT 't', int4send(g), '\\x00ff'::bytea, 0 "
+                            "FROM generate_series(1, 150000) g"));
+  ASSERT_TRUE(g_server->Sql(db_, "ANALYZE otd_records"));
+  auto stats = s->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_GT(stats->tables["t"].entries, 120000u);
+  EXPECT_LT(stats->tables["t"].entries, 180000u);
+  EXPECT_GT(stats->tables["t"].bytes, 0u);
+  EXPECT_EQ(stats->tables["u"].entries, 2u);
+  EXPECT_EQ(stats->tables["u"].bytes, 5u);  // keys and values: 1 + 1 + 1 + 2
+  EXPECT_GE(stats->ttl_entries, 1u);
+  EXPECT_GT(stats->used_bytes, 150000u * 8);
 }
 
 // Two stores on one database (two daemons): purges with SKIP LOCKED do not collide, and each

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <utility>
@@ -51,6 +52,30 @@ void OnNotice(void* arg, const PGresult* r) {
   }
 }
 
+using Clock = std::chrono::steady_clock;
+
+// Waits until PQgetResult would not block, up to `deadline` (none when timeout_ms <= 0). False on
+// timeout; true also for a broken connection (PQgetResult then reports it).
+bool WaitForAnswer(PGconn* c, Clock::time_point deadline, int timeout_ms) {
+  for (;;) {
+    if (PQconsumeInput(c) == 0 || !PQisBusy(c)) {
+      return true;
+    }
+    int wait_ms = -1;
+    if (timeout_ms > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        return false;
+      }
+      wait_ms = static_cast<int>(left.count());
+    }
+    pollfd p{.fd = PQsocket(c), .events = POLLIN, .revents = 0};
+    if (p.fd < 0 || (::poll(&p, 1, wait_ms) < 0 && errno != EINTR)) {
+      return true;
+    }
+  }
+}
+
 }  // namespace
 
 Result<PgConnPtr> PgConnect(const PgConnSettings& s) {
@@ -84,8 +109,7 @@ Result<PgConnPtr> PgConnect(const PgConnSettings& s) {
 }
 
 bool PgStillUsable(PGconn* c) {
-  if (c == nullptr || PQstatus(c) != CONNECTION_OK ||
-      PQtransactionStatus(c) != PQTRANS_IDLE) {
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
     return false;
   }
   pollfd p{.fd = PQsocket(c), .events = POLLIN, .revents = 0};
@@ -93,17 +117,11 @@ bool PgStillUsable(PGconn* c) {
     return false;
   }
   int n = ::poll(&p, 1, 0);
-  if (n == 0) {
-    return true;  // nothing pending: the server has not closed it
-  }
-  // Something arrived while idle: a FATAL before the close, or EOF.
-  if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
-    return false;
-  }
-  while (PGnotify* note = PQnotifies(c)) {
-    PQfreemem(note);
-  }
-  return PQstatus(c) == CONNECTION_OK;
+  // Nothing may arrive on an idle connection of ours (no LISTEN): data there is the server's
+  // FATAL before it closed the connection (shutdown, terminate, failover) or the close itself.
+  // libpq may read the FATAL without seeing the EOF behind it yet and still report
+  // CONNECTION_OK, so any data at all means: open a new one.
+  return n == 0;
 }
 
 void PgParams::Add(const void* data, size_t n) {
@@ -162,6 +180,9 @@ std::string PgSqlState(const PGresult* r) {
 }
 
 Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
+  if (r == nullptr && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_ACTIVE) {
+    return Unavailable("store: PostgreSQL " + std::string(what) + ": no answer in time");
+  }
   if (r != nullptr) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -177,9 +198,27 @@ Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
   return Unavailable("store: PostgreSQL " + std::string(what) + " failed: " + ConnError(c));
 }
 
-PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, bool binary) {
-  return PgResultPtr(PQexecParams(c, sql, params.size(), nullptr, params.values(),
-                                  params.lengths(), params.formats(), binary ? 1 : 0));
+PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
+                   bool binary) {
+  if (PQsendQueryParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
+                        params.formats(), binary ? 1 : 0) != 1) {
+    return nullptr;
+  }
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  PgResultPtr last;
+  for (;;) {
+    if (!WaitForAnswer(c, deadline, timeout_ms)) {
+      return nullptr;  // still busy: PQtransactionStatus is PQTRANS_ACTIVE
+    }
+    PGresult* r = PQgetResult(c);
+    if (r == nullptr) {
+      return last;
+    }
+    last.reset(r);
+    if (PQstatus(c) == CONNECTION_BAD) {
+      return last;
+    }
+  }
 }
 
 ByteView PgBytes(const PGresult* r, int row, int col) {
@@ -202,8 +241,10 @@ int64_t PgInt8(const PGresult* r, int row, int col) {
 void PgWatchNotices(PGconn* c, bool* flag) { PQsetNoticeReceiver(c, OnNotice, flag); }
 
 PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
-                           const PgParams& params, bool* syncrep_cancelled) {
+                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms) {
   PgTxnOutcome out;
+  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool timed_out = false;
   *syncrep_cancelled = false;
   if (PQenterPipelineMode(c) != 1) {
     out.kind = PgTxnOutcome::Kind::kNotCommitted;
@@ -220,15 +261,15 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   bool sent = true;
   for (int i = 0; i < 5 && sent; ++i) {
     const PgParams& p = (i == 2) ? params : none;
-    sent = PQsendQueryParams(c, steps[i], p.size(), nullptr, p.values(), p.lengths(),
-                             p.formats(), 1) == 1;
+    sent = PQsendQueryParams(c, steps[i], p.size(), nullptr, p.values(), p.lengths(), p.formats(),
+                             1) == 1;
   }
   sent = sent && PQpipelineSync(c) == 1;
   if (!sent) {
     // Nothing may have reached the server, or all of it: the outcome is unknown.
     out.kind = PgTxnOutcome::Kind::kUnknown;
-    out.error = Unavailable("store: PostgreSQL connection lost while sending a write: " +
-                            ConnError(c));
+    out.error =
+        Unavailable("store: PostgreSQL connection lost while sending a write: " + ConnError(c));
     return out;
   }
   std::optional<Status> failed;  // a statement before COMMIT was refused
@@ -236,7 +277,15 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   bool lost = false;
   for (int i = 0; i < 5 && !lost; ++i) {
     bool any = false;
-    while (PGresult* raw = PQgetResult(c)) {
+    for (;;) {
+      if (!WaitForAnswer(c, deadline, timeout_ms)) {
+        timed_out = lost = true;
+        break;
+      }
+      PGresult* raw = PQgetResult(c);
+      if (raw == nullptr) {
+        break;
+      }
       any = true;
       PgResultPtr r(raw);
       ExecStatusType st = PQresultStatus(r.get());
@@ -266,6 +315,11 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   }
   if (!lost) {
     // The sync marker ends the pipeline.
+    if (!WaitForAnswer(c, deadline, timeout_ms)) {
+      timed_out = lost = true;
+    }
+  }
+  if (!lost) {
     PgResultPtr sync(PQgetResult(c));
     if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) {
       lost = PQstatus(c) == CONNECTION_BAD;
@@ -275,11 +329,17 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   if (lost || *syncrep_cancelled) {
     out.kind = PgTxnOutcome::Kind::kUnknown;
     out.result.reset();
-    out.error = *syncrep_cancelled
-                    ? Unavailable("store: the wait for the synchronous standby was cancelled; "
-                                  "the write is committed on the primary only (outcome unknown)")
-                    : Unavailable("store: PostgreSQL connection lost during a commit (outcome "
-                                  "unknown): " + ConnError(c));
+    if (*syncrep_cancelled) {
+      out.error = Unavailable(
+          "store: the wait for the synchronous standby was cancelled; the write is committed on "
+          "the primary only (outcome unknown)");
+    } else if (timed_out) {
+      out.error =
+          Unavailable("store: PostgreSQL did not answer a commit in time (outcome unknown)");
+    } else {
+      out.error = Unavailable(
+          "store: PostgreSQL connection lost during a commit (outcome unknown): " + ConnError(c));
+    }
     return out;
   }
   if (failed.has_value()) {

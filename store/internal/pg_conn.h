@@ -47,6 +47,9 @@ struct PgConnSettings {
   std::shared_ptr<const SecretBytes> password;  // may be null or empty
   int statement_timeout_ms = 5000;
   int connect_timeout_ms = 5000;
+  // How long the client waits for any answer: statement_timeout_ms + connect_timeout_ms (the
+  // server's own timeout fires first while the server works; this catches one that does not).
+  int client_timeout_ms() const { return statement_timeout_ms + connect_timeout_ms; }
 };
 
 // A connection with statement_timeout set. kUnavailable when the server cannot be reached.
@@ -83,8 +86,12 @@ class PgParams {
 Status PgCheck(PGconn* c, const PGresult* r, std::string_view what);
 std::string PgSqlState(const PGresult* r);
 
-// One statement; binary results when `binary`.
-PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, bool binary = true);
+// One statement; binary results when `binary`. With timeout_ms > 0, waits at most that long for
+// the answer (a server that stopped answering, e.g. SIGSTOP'd or cut off, does not hold the
+// caller forever): then returns null and the connection is left mid-statement (PgCheck reports
+// it; the pool discards such a connection).
+PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
+                   bool binary = true);
 
 // Binary column value helpers.
 ByteView PgBytes(const PGresult* r, int row, int col);
@@ -105,8 +112,10 @@ struct PgTxnOutcome {
 };
 // `syncrep_cancelled` is the flag the connection's notice receiver sets (PgWatchNotices); it is
 // cleared before the pipeline is sent.
+// With timeout_ms > 0, an answer that takes longer makes the outcome kUnknown (the connection must
+// then be closed; a COMMIT waiting for its standby is not cancelled, the client stops waiting).
 PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
-                           const PgParams& params, bool* syncrep_cancelled);
+                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms);
 // Installs a notice receiver that sets *flag when the server warns that the wait for
 // synchronous replication was cancelled (the transaction is then committed locally only).
 void PgWatchNotices(PGconn* c, bool* flag);

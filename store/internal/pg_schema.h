@@ -14,7 +14,14 @@
 
 namespace otd::store::internal {
 
-enum class PgOpCode : int { kInsert = 0, kPut = 1, kUpdate = 2, kDelete = 3, kErase = 4, kMove = 5 };
+enum class PgOpCode : int {
+  kInsert = 0,
+  kPut = 1,
+  kUpdate = 2,
+  kDelete = 3,
+  kErase = 4,
+  kMove = 5
+};
 
 enum class PgFailure : int {
   kExists = 1,          // kInsert on an existing key

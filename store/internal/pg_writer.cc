@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstdlib>
+#include <charconv>
 #include <deque>
 #include <future>
 #include <optional>
@@ -78,7 +78,12 @@ std::optional<std::vector<int>> ParseCodes(std::string_view text) {
       if (cur.empty()) {
         break;
       }
-      out.push_back(std::atoi(cur.c_str()));
+      int v = 0;
+      auto [end, ec] = std::from_chars(cur.data(), cur.data() + cur.size(), v);
+      if (ec != std::errc() || end != cur.data() + cur.size()) {
+        return std::nullopt;
+      }
+      out.push_back(v);
       cur.clear();
     } else {
       cur.push_back(ch);
@@ -263,8 +268,7 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
   std::vector<std::optional<ByteView>> ends, ops, tbls, keys, vals, expects, exps, new_keys, keeps;
   auto keep = [&](std::string s) {
     scratch.push_back(std::move(s));
-    return ByteView(reinterpret_cast<const uint8_t*>(scratch.back().data()),
-                    scratch.back().size());
+    return ByteView(reinterpret_cast<const uint8_t*>(scratch.back().data()), scratch.back().size());
   };
   size_t end = 0;
   for (PgRequest* r : work) {
@@ -300,7 +304,7 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
   // array is turned into text by the statement itself.
   static const std::string kSql = std::string("SELECT (") + kApplySql + ")::text";
   PgTxnOutcome out = PgRunWriteTxn(conn_.get(), settings_.statement_timeout_ms, kSql.c_str(),
-                                   params, &syncrep_cancelled_);
+                                   params, &syncrep_cancelled_, settings_.client_timeout_ms());
   if (out.kind != PgTxnOutcome::Kind::kCommitted) {
     fail_all(out.error);
     // A deadlock or serialization failure rolled everything back: safe to try again.

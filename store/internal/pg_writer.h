@@ -62,7 +62,7 @@ class PgWriter {
   const size_t max_batch_mutations_;
   Logger* const log_;
 
-  PgConnPtr conn_;                 // writer thread only
+  PgConnPtr conn_;                  // writer thread only
   bool syncrep_cancelled_ = false;  // set by conn_'s notice receiver
 
   std::mutex mu_;

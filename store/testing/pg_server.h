@@ -13,11 +13,11 @@
 //
 // Needs root (for runuser) or to run as `postgres` itself.
 
-#include <libpq-fe.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <libpq-fe.h>
 
 #include <atomic>
 #include <cstdio>
@@ -99,6 +99,14 @@ class PgTestServer {
                   " >/dev/null 2>&1");
     started_ = false;
     return ok;
+  }
+
+  // SIGSTOP / SIGCONT to every process of the cluster (a server that hangs without closing its
+  // connections).
+  bool Freeze(bool on) {
+    const std::string sig = on ? "STOP" : "CONT";
+    return Run("pid=$(head -1 " + data() + "/postmaster.pid) && kill -" + sig +
+               " $pid $(pgrep -P $pid)");
   }
 
   // A new, empty database; returns its conninfo.
