@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 
-PG_BIN = os.environ.get("OTD_PG_BIN", "/usr/lib/postgresql/15/bin")
+PG_BIN = os.environ.get("OTD_PG_BINDIR", "/usr/lib/postgresql/15/bin")  # as pg_server.py
 PG_USER = "postgres"
 PSQL = os.path.join(PG_BIN, "psql")
 
