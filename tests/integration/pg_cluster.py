@@ -559,11 +559,16 @@ log_connections = off
 
     def stop(self):
         """Stops every instance (fast shutdown, then kill -9 what remains), standbys first."""
-        order = sorted(self.nodes, key=lambda n: 0 if n.running() and n.in_recovery() else 1)
-        for n in order:
-            n.stop()
-        for n in self.nodes:
-            n.kill()
+        try:
+            order = sorted(self.nodes, key=lambda n: 0 if n.running() and n.in_recovery() else 1)
+            for n in order:
+                try:
+                    n.stop()
+                except (RuntimeError, subprocess.TimeoutExpired):
+                    pass  # killed below
+        finally:
+            for n in self.nodes:
+                n.kill()
 
     def cleanup(self):
         self.stop()

@@ -15,6 +15,8 @@ PostgreSQL store (the config parser does not know storage.backend).
 
 import os
 import random
+import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -101,11 +103,24 @@ class Vault:
             raise
 
     def close(self):
-        for n in self.nodes:
-            n.stop()
-        for n in reversed(self.nodes):
-            n.cleanup()
-        self.cluster.cleanup()
+        """Stops both daemons (SIGTERM; kill -9 after 30 s) and the cluster, whatever fails:
+        a daemon slow to stop must not leave PostgreSQL running."""
+        slow = []
+        try:
+            for n in self.nodes:
+                if n.proc is not None and n.proc.poll() is None:
+                    n.proc.send_signal(signal.SIGTERM)
+            for n in self.nodes:
+                try:
+                    if n.proc is not None:
+                        n.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    slow.append(os.path.basename(n.dir))
+            for n in reversed(self.nodes):
+                n.cleanup()
+        finally:
+            self.cluster.cleanup()
+        assert not slow, f"daemons not stopped 30 s after SIGTERM: {slow}"
 
 
 class User:
