@@ -44,8 +44,13 @@ def names_token_object(body):
     return "otd-" in json.dumps(doc)
 
 class Daemon:
-    def __init__(self, limits=None, init_keys=True, extra_config=None):
+    """hsm_from: another Daemon whose SoftHSM2 token (token dir, softhsm2.conf, PIN file) this
+    one shares instead of a fresh token of its own: the nodes of one vault (issue 16). The
+    storage config of a node is passed as extra_config={"storage": {...}}."""
+
+    def __init__(self, limits=None, init_keys=True, extra_config=None, hsm_from=None):
         self.dir = tempfile.mkdtemp(prefix="otd-it-")
+        self.hsm_from = hsm_from
         self.limits = limits or {}
         self.extra_config = extra_config or {}
         self.proc = None
@@ -60,17 +65,22 @@ class Daemon:
         d = self.dir
         for sub in ("hsm/tokens", "tls", "data", "mail", "run"):
             os.makedirs(os.path.join(d, sub), mode=0o700, exist_ok=True)
-        self.conf = os.path.join(d, "hsm", "softhsm2.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"directories.tokendir = {d}/hsm/tokens\nobjectstore.backend = file\n"
-                    "log.level = ERROR\nslots.removable = false\n")
-        self.pin = secrets.token_hex(8)
-        self.pin_file = os.path.join(d, "hsm", "pin")
-        with open(os.open(self.pin_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(self.pin + "\n")
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", LABEL,
-                        "--so-pin", "12345678", "--pin", self.pin],
-                       env=self.env(), check=True, stdout=subprocess.DEVNULL)
+        if self.hsm_from is not None:
+            self.conf = self.hsm_from.conf
+            self.pin = self.hsm_from.pin
+            self.pin_file = self.hsm_from.pin_file
+        else:
+            self.conf = os.path.join(d, "hsm", "softhsm2.conf")
+            with open(self.conf, "w") as f:
+                f.write(f"directories.tokendir = {d}/hsm/tokens\nobjectstore.backend = file\n"
+                        "log.level = ERROR\nslots.removable = false\n")
+            self.pin = secrets.token_hex(8)
+            self.pin_file = os.path.join(d, "hsm", "pin")
+            with open(os.open(self.pin_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(self.pin + "\n")
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", LABEL,
+                            "--so-pin", "12345678", "--pin", self.pin],
+                           env=self.env(), check=True, stdout=subprocess.DEVNULL)
         self.cert = os.path.join(d, "tls", "cert.pem")
         self.key = os.path.join(d, "tls", "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
