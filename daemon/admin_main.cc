@@ -207,14 +207,14 @@ bool EmptyOrAbsent(const std::string& dir) {
 }
 
 // storage.path may already hold the audit trail (it is not part of a backup and continues across
-// a restore); anything else makes it non-empty.
+// a restore) and the daemon's serve.lock (daemon/migrate.h); anything else makes it non-empty.
 bool StorageEmptyOrAbsent(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::exists(dir, ec)) {
     return true;
   }
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().filename() != "audit.log") {
+    if (e.path().filename() != "audit.log" && e.path().filename() != "serve.lock") {
       return false;
     }
   }
