@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <map>
-#include <filesystem>
 #include <vector>
 
 #include "daemon/runtime.h"
@@ -67,7 +67,8 @@ ServeLock::~ServeLock() { ::close(fd_); }
 Result<std::unique_ptr<store::Store>> OpenStoreOnly(const Config& config, Logger& log) {
   if (config.storage_backend == "postgresql") {
     OTD_ASSIGN_OR_RETURN(store::PgOptions po, PgOptionsFrom(config));
-    OTD_ASSIGN_OR_RETURN(std::unique_ptr<store::PgStore> pg, store::PgStore::Open(std::move(po), &log));
+    OTD_ASSIGN_OR_RETURN(std::unique_ptr<store::PgStore> pg,
+                         store::PgStore::Open(std::move(po), &log));
     return std::unique_ptr<store::Store>(std::move(pg));
   }
   store::LmdbOptions so;
@@ -99,8 +100,9 @@ Result<MigrateReport> MigrateStore(store::Store& source, store::Store& target,
   }
   OTD_ASSIGN_OR_RETURN(auto target_id, target.Get(service::tables::kMeta, View(kIdentityKey)));
   if (target_id.has_value() && *target_id != *source_id) {
-    return FailedPrecondition("the target store holds another vault (its identity record differs "
-                              "from the source's): refusing to mix two vaults");
+    return FailedPrecondition(
+        "the target store holds another vault (its identity record differs "
+        "from the source's): refusing to mix two vaults");
   }
   std::map<std::string, uint64_t> totals;
   uint64_t target_records = 0;
