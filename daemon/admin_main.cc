@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/hardening.h"
+#include "daemon/migrate.h"
 #include "daemon/runtime.h"
 #include "service/audit.h"
 #include "service/maintenance.h"
@@ -87,6 +88,17 @@ constexpr CommandInfo kCommands[] = {
      "Copies DIR/data.mdb into storage.path, which must be empty or absent, after checking it\n"
      "against DIR/manifest.json (SHA-256). Run `verify` with the same token afterwards. Exit 1\n"
      "when the target is not empty or the backup does not match its manifest.\n"},
+    {"migrate", "", "copy the vault into the store of another config (LMDB <-> PostgreSQL)",
+     "Copies every record of the store of --config into the store of --to-config NEW.json\n"
+     "(LMDB to PostgreSQL or back), byte for byte with its expiry: records stay sealed and are\n"
+     "never opened. Then verifies every (table, key, value, expiry) in the target. Both configs\n"
+     "must name the same token; the target must be empty (--allow-non-empty: overwrite what is\n"
+     "there) and must not hold another vault. Stop the daemon first: with LMDB it is detected\n"
+     "(<storage.path>/serve.lock); with PostgreSQL it is not (stop every node). For a\n"
+     "PostgreSQL target the schema is created when absent (run it as the schema owner; then\n"
+     "`opentoken-admin init --config NEW.json --grant-to ROLE` grants the daemon's role).\n"
+     "Exit 0 copied and verified; 1 refused or verify found mismatches; 64 usage; 69 a store\n"
+     "or the token unusable; 78 bad configuration.\n"},
 };
 
 const CommandInfo* FindCommand(const std::string& name) {
@@ -120,6 +132,8 @@ std::string CommandHelp(const CommandInfo& c) {
     out += " [--no-rewrap]";
   } else if (std::string(c.name) == "init") {
     out += " [--new-store]";
+  } else if (std::string(c.name) == "migrate") {
+    out += " --to-config NEW.json [--allow-non-empty]";
   } else if (std::string(c.name) == "audit-verify") {
     out += " [--partial] [FILE...]";
   }
@@ -193,14 +207,14 @@ bool EmptyOrAbsent(const std::string& dir) {
 }
 
 // storage.path may already hold the audit trail (it is not part of a backup and continues across
-// a restore); anything else makes it non-empty.
+// a restore) and the daemon's serve.lock (daemon/migrate.h); anything else makes it non-empty.
 bool StorageEmptyOrAbsent(const std::string& dir) {
   std::error_code ec;
   if (!std::filesystem::exists(dir, ec)) {
     return true;
   }
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().filename() != "audit.log") {
+    if (e.path().filename() != "audit.log" && e.path().filename() != "serve.lock") {
       return false;
     }
   }
@@ -518,6 +532,8 @@ int Main(int argc, char** argv) {
   bool partial = false;
   std::string grant_to;            // init, PostgreSQL: the daemon's role
   std::vector<std::string> files;  // audit-verify
+  std::string to_config;           // migrate
+  bool allow_non_empty = false;    // migrate
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       std::cout << CommandHelp(*info);
@@ -533,6 +549,10 @@ int Main(int argc, char** argv) {
       new_store = true;
     } else if (command == "init" && args[i] == "--grant-to" && i + 1 < args.size()) {
       grant_to = args[++i];
+    } else if (command == "migrate" && args[i] == "--to-config" && i + 1 < args.size()) {
+      to_config = args[++i];
+    } else if (command == "migrate" && args[i] == "--allow-non-empty") {
+      allow_non_empty = true;
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
     } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
@@ -580,6 +600,19 @@ int Main(int argc, char** argv) {
     std::cerr << "opentoken-admin: --grant-to needs storage.backend \"postgresql\"\n";
     return kExitUsage;
   }
+  if (command == "migrate" && to_config.empty()) {
+    std::cerr << "opentoken-admin: migrate needs --to-config NEW.json\n" << CommandHelp(*info);
+    return kExitUsage;
+  }
+  std::unique_ptr<ServeLock> serve_lock;  // migrate from LMDB: no daemon may serve the source
+  if (command == "migrate" && config->storage_backend == "lmdb") {
+    auto l = ServeLock::Acquire(config->storage_path, /*exclusive=*/true);
+    if (!l.ok()) {
+      std::cerr << "opentoken-admin migrate: " << l.status().message() << "\n";
+      return l.status().code() == Code::kFailedPrecondition ? 1 : kExitUnavailable;
+    }
+    serve_lock = std::move(l).value();
+  }
   Logger log(std::cerr, LogLevel::kWarn);
   auto rt = OpenRuntime(*config, log);
   if (!rt.ok()) {
@@ -602,6 +635,9 @@ int Main(int argc, char** argv) {
       return Fail(s);
     }
     return command == "rewrap" ? RewrapCommand(**rt) : RotateKeys(**rt, rewrap);
+  }
+  if (command == "migrate") {
+    return RunMigrate(**rt, *config, to_config, allow_non_empty, log);
   }
   if (command == "audit-verify") {
     return AuditVerify(**rt, *config, std::move(files), partial);

@@ -27,6 +27,7 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "daemon/config.h"
+#include "daemon/migrate.h"
 #include "daemon/runtime.h"
 #include "mail/mail.h"
 #include "service/access_codes.h"
@@ -78,6 +79,7 @@ class Daemon {
   metrics::Registry* const metrics_;
   std::atomic<bool> store_panicked_{false};
 
+  std::unique_ptr<ServeLock> serve_lock_;  // LMDB: held shared while serving (daemon/migrate.h)
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<mail::Mailer> mailer_;
   std::unique_ptr<api::SchemaValidator> schemas_;
