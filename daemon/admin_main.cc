@@ -331,8 +331,8 @@ int AuditVerifyNodes(const service::AuditTrailReport& t) {
   if (!t.ok()) {
     return 1;
   }
-  std::cout << "audit-verify: ok, " << t.chains.size() << " chains, " << t.anchors
-            << " anchors, " << t.heads_checked << " anchored heads match\n";
+  std::cout << "audit-verify: ok, " << t.chains.size() << " chains, " << t.anchors << " anchors, "
+            << t.heads_checked << " anchored heads match\n";
   return kExitOk;
 }
 

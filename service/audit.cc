@@ -9,11 +9,11 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
-#include <map>
-#include <set>
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "crypto/encoding.h"
@@ -186,8 +186,7 @@ Result<std::string> LoadOrCreateAuditNodeId(const std::string& dir) {
 }
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
-                                                 Clock& clock, Logger& log,
-                                                 AuditNodeOptions node) {
+                                                 Clock& clock, Logger& log, AuditNodeOptions node) {
   if (!node.node_id.empty() && !ValidAuditNodeId(node.node_id)) {
     return InvalidArgument("audit: the node id must be 1..64 characters of [A-Za-z0-9._-]");
   }
@@ -336,8 +335,7 @@ Result<Head> ParseHead(ByteView value) {
 
 Status AuditLog::ClaimNode() {
   const Bytes key = ToBytes(node_.node_id);
-  OTD_ASSIGN_OR_RETURN(std::optional<Bytes> row,
-                       node_.store->Get(tables::kAuditHeads, key));
+  OTD_ASSIGN_OR_RETURN(std::optional<Bytes> row, node_.store->Get(tables::kAuditHeads, key));
   if (row) {
     OTD_ASSIGN_OR_RETURN(Head h, ParseHead(*row));
     if (h.seq > seq_ || (h.seq == seq_ && h.hash != prev_mac_)) {
@@ -403,17 +401,31 @@ void AuditLog::IssuePublish(uint64_t seq, const std::string& hash) {
   }
   Bytes value = m.value;
   node_.store->ApplyAsync({std::move(m)}, [this, value = std::move(value)](Status s) {
+    // A write whose outcome was unknown (kUnavailable) may have landed: then the row holds it.
+    std::optional<Bytes> row;
+    if (s.code() == Code::kFailedPrecondition) {
+      auto got = node_.store->Get(tables::kAuditHeads, ToBytes(node_.node_id));
+      row = got.ok() ? *got : std::nullopt;
+    }
     std::unique_lock lock(publish_mu_);
     if (s.ok()) {
       published_ = value;
+      uncertain_.reset();
+    } else if (s.code() == Code::kFailedPrecondition && row && uncertain_ && *row == *uncertain_) {
+      published_ = std::move(row);  // our own earlier write; publish the latest head again
+      uncertain_.reset();
+      publish_dirty_ = true;
     } else if (s.code() == Code::kFailedPrecondition) {
       // Someone else rewrote this node's head: another daemon under the same node id.
       conflict_ = true;
       log_.Error("audit_node_id_conflict",
                  {{"node", node_.node_id},
-                  {"reason", "the published chain head changed under this daemon: another "
-                             "daemon uses the same audit.node_id"}});
-    }  // other errors (store unreachable): the next batch or anchor publishes again
+                  {"reason",
+                   "the published chain head changed under this daemon: another "
+                   "daemon uses the same audit.node_id"}});
+    } else {
+      uncertain_ = value;  // store unreachable: the next batch publishes again
+    }
     if (publish_dirty_ && !conflict_) {
       publish_dirty_ = false;
       lock.unlock();
@@ -922,14 +934,12 @@ std::pair<std::string, uint64_t> FirstLineOf(const std::string& path) {
 struct AnchorSeen {
   std::string node;  // the node that wrote the anchor
   uint64_t seq = 0;
-  std::string file;
   std::vector<Head> heads;
 };
 
 }  // namespace
 
-Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
-                                          hsm::Token& token,
+Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths, hsm::Token& token,
                                           const std::function<void(uint64_t, uint64_t)>& progress,
                                           bool partial) {
   std::vector<std::string> files;
@@ -983,7 +993,6 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
       chain.files.push_back(g.second);
     }
     auto& seqs = macs[node];
-    std::string current_file;
     auto visit = [&](uint64_t seq, std::string_view body, std::string_view link, bool mac) {
       if (mac) {
         seqs[seq] = std::string(link);
@@ -996,7 +1005,7 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
         if (j.value("event", std::string()) != "audit_anchor") {
           return;
         }
-        AnchorSeen a{node, seq, "", {}};
+        AnchorSeen a{node, seq, {}};
         for (const auto& h : j.at("heads")) {
           a.heads.push_back({h.at("node").get<std::string>(), h.at("seq").get<uint64_t>(),
                              h.at("hash").get<std::string>()});
@@ -1007,16 +1016,14 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
       }
     };
     const uint64_t base = before;
-    OTD_ASSIGN_OR_RETURN(
-        chain.report,
-        VerifyAuditLogs(
-            chain.files, token,
-            [&](uint64_t done, uint64_t) {
-              if (progress) {
-                progress(std::min(base + done, total), total);
-              }
-            },
-            partial, visit));
+    OTD_ASSIGN_OR_RETURN(chain.report, VerifyAuditLogs(
+                                           chain.files, token,
+                                           [&](uint64_t done, uint64_t) {
+                                             if (progress) {
+                                               progress(std::min(base + done, total), total);
+                                             }
+                                           },
+                                           partial, visit));
     for (const auto& f : chain.files) {
       std::error_code ec;
       const uint64_t size = std::filesystem::file_size(f, ec);
@@ -1051,10 +1058,10 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
       }
       if (h.seq > target->report.last_seq) {
         if (truncated.insert(h.node).second) {
-          out.problems.push_back(
-              "node " + h.node + " is truncated: its chain ends at seq " +
-              std::to_string(target->report.last_seq) + " (" + target->files.back() + "), but " +
-              by + " vouches for seq " + std::to_string(h.seq));
+          out.problems.push_back("node " + h.node + " is truncated: its chain ends at seq " +
+                                 std::to_string(target->report.last_seq) + " (" +
+                                 target->files.back() + "), but " + by + " vouches for seq " +
+                                 std::to_string(h.seq));
         }
         continue;
       }

@@ -98,8 +98,8 @@ struct AuditIds {
 
 // Several nodes on one store (see above). All optional: the defaults are a single node.
 struct AuditNodeOptions {
-  std::string node_id;           // [A-Za-z0-9._-]{1,64}; empty: lines carry no node
-  store::Store* store = nullptr;  // heads published here (needs node_id); not owned
+  std::string node_id;              // [A-Za-z0-9._-]{1,64}; empty: lines carry no node
+  store::Store* store = nullptr;    // heads published here (needs node_id); not owned
   int anchor_interval_seconds = 0;  // > 0 (needs store): an anchor line that often
 };
 
@@ -197,6 +197,7 @@ class AuditLog {
   bool publish_in_flight_ = false;
   bool publish_dirty_ = false;
   std::optional<Bytes> published_;  // the head row as last written (compare-and-swap)
+  std::optional<Bytes> uncertain_;  // a head write whose outcome is unknown
   bool conflict_ = false;           // another daemon writes heads under this node id
   std::thread writer_;
   std::thread anchor_;
@@ -242,8 +243,8 @@ struct AuditChainReport {
 };
 struct AuditTrailReport {
   std::vector<AuditChainReport> chains;
-  uint64_t anchors = 0;       // anchor lines read
-  uint64_t heads_checked = 0;  // anchor heads matched against a chain
+  uint64_t anchors = 0;               // anchor lines read
+  uint64_t heads_checked = 0;         // anchor heads matched against a chain
   std::vector<std::string> problems;  // cross-chain: truncated, missing, mismatching heads
   bool ok() const;
 };

@@ -67,8 +67,8 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
     for (int i = 0; i < 500; ++i) {
       auto row = store.Get(tables::kAuditHeads, ToBytes(node));
       ASSERT_OK(row);
-      if (*row && AsString(**row).find("\"seq\":" + std::to_string(seq) + "}") !=
-                      std::string::npos) {
+      if (*row &&
+          AsString(**row).find("\"seq\":" + std::to_string(seq) + "}") != std::string::npos) {
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -110,8 +110,7 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
     ASSERT_EQ(a_lines.size(), 4u);
     EXPECT_NE(a_lines[0].find("\"seq\":1,\"node\":\"node-a\""), std::string::npos) << a_lines[0];
     EXPECT_NE(a_lines[3].find("\"event\":\"audit_anchor\""), std::string::npos) << a_lines[3];
-    EXPECT_NE(a_lines[3].find("{\"node\":\"node-b\",\"seq\":3,"), std::string::npos)
-        << a_lines[3];
+    EXPECT_NE(a_lines[3].find("{\"node\":\"node-b\",\"seq\":3,"), std::string::npos) << a_lines[3];
 
     // Intact: both files, or the directory holding them.
     for (const auto& paths :
@@ -205,8 +204,8 @@ TEST_F(AuditClusterTest, AnchorThreadWritesAnchors) {
 }
 
 TEST(AuditNodeId, CreatedOnceAndKept) {
-  const auto dir = std::filesystem::temp_directory_path() / ("otd-node-id-" + std::to_string(
-                                                                 ::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("otd-node-id-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto first = LoadOrCreateAuditNodeId(dir.string());
   ASSERT_OK(first);
