@@ -4,7 +4,8 @@ Two daemons share one SoftHSM2 token (the second one's configuration points at t
 token and PIN) and one database; each writes its own chain (audit.node_id n1, n2), publishes its
 chain head into the store and writes anchor lines every second. `opentoken-admin audit-verify`
 over both files passes; after n1's file is cut by its last lines (lines n2's anchors vouched for)
-it fails naming n1; with only n2's file it reports n1 as missing.
+it fails naming n1; with only n2's file it reports n1 as missing. A third daemon started with
+n1's node id is refused.
 """
 
 import json
@@ -56,6 +57,7 @@ class ClusterAuditTest(unittest.TestCase):
                                          "anchor_interval_seconds": ANCHOR_INTERVAL}}
         second.write_config()
         self.n1, self.n2 = first, second
+        self.storage = storage
 
     def tearDown(self):
         try:
@@ -77,6 +79,15 @@ class ClusterAuditTest(unittest.TestCase):
         time.sleep(2.5)  # anchors every second on both nodes
         logged_in_user(self.n1, os.path.join(self.n1.dir, "mail"), "late@example.com")
         time.sleep(2.5)  # n2 anchors n1's latest head
+        # A third daemon configured with n1's node id (its own, empty file) is refused at start.
+        twin = Daemon(init_keys=False)
+        self.daemons.append(twin)
+        twin.conf, twin.pin_file = self.n1.conf, self.n1.pin_file
+        twin.extra_config = {"storage": self.storage(twin), "audit": {"node_id": "n1"}}
+        twin.write_config()
+        twin.start(wait=False)
+        self.assertNotEqual(twin.proc.wait(timeout=30), 0)
+        self.assertIn("same audit.node_id", twin.read_log())
         self.assertEqual(self.n1.stop(), 0)
         self.assertEqual(self.n2.stop(), 0)
         p1, p2 = self.audit_path(self.n1), self.audit_path(self.n2)
