@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/strict_json.h"
+#include "service/audit.h"
 #include "store/pg_store.h"
 
 namespace otd::daemon {
@@ -425,7 +426,13 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (audit != nullptr) {
     ObjectReader r(*audit, "audit");
     OTD_RETURN_IF_ERROR(r.String("path", c.audit_path, false));
+    OTD_RETURN_IF_ERROR(r.String("node_id", c.audit_node_id, false));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("anchor_interval_seconds", c.audit_anchor_interval_seconds, 0, 86400));
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+    if (!c.audit_node_id.empty() && !service::ValidAuditNodeId(c.audit_node_id)) {
+      return InvalidArgument("audit.node_id: must be 1..64 characters of [A-Za-z0-9._-]");
+    }
     if (!c.audit_path.empty() && c.audit_path[0] != '/') {
       return InvalidArgument("audit.path: must be an absolute path");
     }

@@ -118,6 +118,13 @@ struct Config {
   MetricsConfig metrics;
   // audit.path: the audit trail (JSON lines, service/audit.h); default <storage.path>/audit.log.
   std::string audit_path;
+  // audit.node_id: this daemon's name in the audit trail (issue 16); default: with the PostgreSQL
+  // store, the id kept in <storage.path>/audit-node-id (created once as <hostname>-<8 hex>);
+  // with LMDB none (lines carry no node) unless set. [A-Za-z0-9._-]{1,64}.
+  std::string audit_node_id;
+  // audit.anchor_interval_seconds: with the PostgreSQL store, how often an anchor line listing
+  // every node's chain head is written (0: never; heads are still published). 0..86400.
+  int64_t audit_anchor_interval_seconds = 60;
   AccountsConfig accounts;
   int64_t signature_past_seconds = 300;   // OT1: how old X-OpenToken-Date may be
   int64_t signature_future_seconds = 60;  // OT1: how far ahead (clock skew)

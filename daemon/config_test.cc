@@ -447,5 +447,27 @@ TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {
             std::string::npos);
 }
 
+TEST(ConfigTest, AuditNodeKeys) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_EQ(c->audit_node_id, "");
+  EXPECT_EQ(c->audit_anchor_interval_seconds, 60);
+  auto audit = [](const std::string& body) {
+    return Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                   R"("storage": {"path": "/var/lib/x"}, "audit": {)" + body + "}");
+  };
+  auto set = ParseConfig(audit(R"("node_id": "db-1.a_b", "anchor_interval_seconds": 0)"));
+  ASSERT_OK(set);
+  EXPECT_EQ(set->audit_node_id, "db-1.a_b");
+  EXPECT_EQ(set->audit_anchor_interval_seconds, 0);
+  EXPECT_NE(ErrorOf(audit(R"("node_id": "a/b")")).find("audit.node_id"), std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("node_id": ")" + std::string(65, 'a') + "\"")).find("audit.node_id"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("anchor_interval_seconds": -1)")).find("anchor_interval_seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("anchor_interval_seconds": 86401)")).find("anchor_interval_seconds"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace otd::daemon

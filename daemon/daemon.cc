@@ -185,7 +185,22 @@ Status Daemon::BuildParts() {
   // The audit trail (service/audit.h): separate from the log, chained with the token's audit key.
   const std::string audit_path =
       config_.audit_path.empty() ? config_.storage_path + "/audit.log" : config_.audit_path;
-  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_);
+  // Several daemons on one PostgreSQL store: each has a node id and its own chain, publishes its
+  // chain head into the store and anchors every node's head in its chain (service/audit.h).
+  service::AuditNodeOptions node;
+  node.node_id = config_.audit_node_id;
+  if (config_.storage_backend == "postgresql") {
+    if (node.node_id.empty()) {
+      auto id = service::LoadOrCreateAuditNodeId(config_.storage_path);
+      if (!id.ok()) {
+        return StepFailed("audit node id", id.status());
+      }
+      node.node_id = *id;
+    }
+    node.store = r.store.get();
+    node.anchor_interval_seconds = static_cast<int>(config_.audit_anchor_interval_seconds);
+  }
+  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_, node);
   if (!audit.ok()) {
     return StepFailed("audit log", audit.status());
   }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -11,10 +12,14 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "crypto/encoding.h"
 #include "crypto/hash.h"
+#include "crypto/random.h"
+#include "service/tables.h"
 
 namespace otd::service {
 
@@ -118,16 +123,76 @@ struct AuditLog::Entry {
   std::function<void(Status)> done;  // may be empty (RecordAsync)
 };
 
-AuditLog::AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log)
+AuditLog::AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log,
+                   AuditNodeOptions node)
     : path_(std::move(path)),
       fd_(fd),
       token_(token),
       clock_(clock),
       log_(log),
-      prev_mac_(kZeroMac) {}
+      prev_mac_(kZeroMac),
+      node_(std::move(node)) {}
+
+bool ValidAuditNodeId(std::string_view id) {
+  if (id.empty() || id.size() > 64) {
+    return false;
+  }
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<std::string> LoadOrCreateAuditNodeId(const std::string& dir) {
+  const std::string path = dir + "/audit-node-id";
+  {
+    std::ifstream in(path);
+    std::string id;
+    if (in && std::getline(in, id)) {
+      if (!ValidAuditNodeId(id)) {
+        return FailedPrecondition(path + " does not hold a valid node id ([A-Za-z0-9._-]{1,64})");
+      }
+      return id;
+    }
+  }
+  char host[256] = {};
+  std::string prefix;
+  if (::gethostname(host, sizeof(host) - 1) == 0) {
+    for (char c : std::string_view(host).substr(0, 40)) {
+      prefix += ValidAuditNodeId(std::string_view(&c, 1)) ? c : '-';
+    }
+  }
+  uint8_t random[4];
+  OTD_RETURN_IF_ERROR(crypto::RandomBytes(random));
+  const std::string id =
+      (prefix.empty() ? std::string("node") : prefix) + "-" + crypto::HexEncode(random);
+  // Written to a temporary name and renamed: a crash never leaves a half-written id.
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Unavailable("cannot create " + tmp + ": " + std::strerror(errno));
+  }
+  Status w = WriteAll(fd, id + "\n");
+  const bool synced = w.ok() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Unavailable("cannot write " + path);
+  }
+  return id;
+}
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
-                                                 Clock& clock, Logger& log) {
+                                                 Clock& clock, Logger& log, AuditNodeOptions node) {
+  if (!node.node_id.empty() && !ValidAuditNodeId(node.node_id)) {
+    return InvalidArgument("audit: the node id must be 1..64 characters of [A-Za-z0-9._-]");
+  }
+  if (node.store != nullptr && node.node_id.empty()) {
+    return InvalidArgument("audit: publishing chain heads needs a node id");
+  }
   {
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
     OTD_ASSIGN_OR_RETURN(bool present, s.HasKey(kAuditKeyLabel));
@@ -140,7 +205,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
   if (fd < 0) {
     return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
   }
-  std::unique_ptr<AuditLog> a(new AuditLog(path, fd, token, clock, log));
+  std::unique_ptr<AuditLog> a(new AuditLog(path, fd, token, clock, log, std::move(node)));
   struct stat st {};
   uint64_t cut = 0;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
@@ -197,7 +262,13 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
       }
     }
   }
+  if (a->node_.store != nullptr) {
+    OTD_RETURN_IF_ERROR(a->ClaimNode());
+  }
   a->writer_ = std::thread([p = a.get()] { p->WriterLoop(); });
+  if (a->node_.store != nullptr && a->node_.anchor_interval_seconds > 0) {
+    a->anchor_ = std::thread([p = a.get()] { p->AnchorLoop(); });
+  }
   if (cut > 0) {
     log.Warn("audit_log_recovered", {{"torn_bytes_cut", static_cast<int64_t>(cut)}});
     a->RecordAsync({.event = "audit_log_recovered",
@@ -213,10 +284,216 @@ AuditLog::~AuditLog() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (anchor_.joinable()) {
+    anchor_.join();
+  }
   if (writer_.joinable()) {
     writer_.join();
   }
+  {
+    // A head write still in flight calls back into this object: wait for it.
+    std::unique_lock lock(publish_mu_);
+    publish_dirty_ = false;
+    publish_cv_.wait(lock, [&] { return !publish_in_flight_; });
+  }
   ::close(fd_);
+}
+
+namespace {
+
+Bytes HeadValue(const std::string& node, uint64_t seq, const std::string& hash) {
+  nlohmann::json j = {{"node", node}, {"seq", seq}, {"hash", hash}};
+  return ToBytes(j.dump());
+}
+
+struct Head {
+  std::string node;
+  uint64_t seq = 0;
+  std::string hash;
+};
+
+Result<Head> ParseHead(ByteView value) {
+  try {
+    auto j = nlohmann::json::parse(std::string(value.begin(), value.end()));
+    Head h{j.at("node").get<std::string>(), j.at("seq").get<uint64_t>(),
+           j.at("hash").get<std::string>()};
+    if (!ValidAuditNodeId(h.node) || h.hash.size() != kMacHexChars) {
+      return DataLoss("malformed audit head");
+    }
+    for (char c : h.hash) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+        return DataLoss("malformed audit head");
+      }
+    }
+    return h;
+  } catch (const std::exception&) {
+    return DataLoss("malformed audit head");
+  }
+}
+
+}  // namespace
+
+Status AuditLog::ClaimNode() {
+  const Bytes key = ToBytes(node_.node_id);
+  OTD_ASSIGN_OR_RETURN(std::optional<Bytes> row, node_.store->Get(tables::kAuditHeads, key));
+  if (row) {
+    OTD_ASSIGN_OR_RETURN(Head h, ParseHead(*row));
+    if (h.seq > seq_ || (h.seq == seq_ && h.hash != prev_mac_)) {
+      return FailedPrecondition(
+          "audit: node id " + node_.node_id + " has published its chain up to seq " +
+          std::to_string(h.seq) + " but " + path_ + " ends at seq " + std::to_string(seq_) +
+          ": another daemon on this store uses the same audit.node_id (give each its own), or "
+          "this audit file was cut or replaced (run `opentoken-admin audit-verify`)");
+    }
+  }
+  // Claim with a compare-and-swap: two daemons starting at once under one id cannot both win.
+  store::Mutation m;
+  m.op = row ? store::Op::kUpdate : store::Op::kInsert;
+  m.table = std::string(tables::kAuditHeads);
+  m.key = key;
+  m.value = HeadValue(node_.node_id, seq_, prev_mac_);
+  if (row) {
+    m.expect = *row;
+  }
+  Bytes value = m.value;
+  if (Status s = node_.store->Apply({std::move(m)}); !s.ok()) {
+    if (s.code() == Code::kAlreadyExists || s.code() == Code::kFailedPrecondition) {
+      return FailedPrecondition("audit: another daemon on this store claimed audit.node_id " +
+                                node_.node_id + " at the same time (give each its own)");
+    }
+    return s;
+  }
+  published_ = std::move(value);
+  return Status::Ok();
+}
+
+void AuditLog::PublishHead() {
+  uint64_t seq = 0;
+  std::string hash;
+  {
+    std::lock_guard lock(mu_);
+    seq = seq_;
+    hash = prev_mac_;
+  }
+  {
+    std::lock_guard lock(publish_mu_);
+    if (conflict_) {
+      return;
+    }
+    if (publish_in_flight_) {
+      publish_dirty_ = true;  // the write in flight re-publishes when it is done
+      return;
+    }
+    publish_in_flight_ = true;
+  }
+  IssuePublish(seq, hash);
+}
+
+void AuditLog::IssuePublish(uint64_t seq, const std::string& hash) {
+  store::Mutation m;
+  m.op = store::Op::kUpdate;
+  m.table = std::string(tables::kAuditHeads);
+  m.key = ToBytes(node_.node_id);
+  m.value = HeadValue(node_.node_id, seq, hash);
+  {
+    std::lock_guard lock(publish_mu_);
+    m.expect = published_;
+  }
+  Bytes value = m.value;
+  node_.store->ApplyAsync({std::move(m)}, [this, value = std::move(value)](Status s) {
+    // A write whose outcome was unknown (kUnavailable) may have landed: then the row holds it.
+    std::optional<Bytes> row;
+    if (s.code() == Code::kFailedPrecondition) {
+      auto got = node_.store->Get(tables::kAuditHeads, ToBytes(node_.node_id));
+      row = got.ok() ? *got : std::nullopt;
+    }
+    std::unique_lock lock(publish_mu_);
+    if (s.ok()) {
+      published_ = value;
+      uncertain_.reset();
+    } else if (s.code() == Code::kFailedPrecondition && row && uncertain_ && *row == *uncertain_) {
+      published_ = std::move(row);  // our own earlier write; publish the latest head again
+      uncertain_.reset();
+      publish_dirty_ = true;
+    } else if (s.code() == Code::kFailedPrecondition) {
+      // Someone else rewrote this node's head: another daemon under the same node id.
+      conflict_ = true;
+      log_.Error("audit_node_id_conflict",
+                 {{"node", node_.node_id},
+                  {"reason",
+                   "the published chain head changed under this daemon: another "
+                   "daemon uses the same audit.node_id"}});
+    } else {
+      uncertain_ = value;  // store unreachable: the next batch publishes again
+    }
+    if (publish_dirty_ && !conflict_) {
+      publish_dirty_ = false;
+      lock.unlock();
+      uint64_t next_seq = 0;
+      std::string next_hash;
+      {
+        std::lock_guard l(mu_);
+        next_seq = seq_;
+        next_hash = prev_mac_;
+      }
+      IssuePublish(next_seq, next_hash);
+      return;
+    }
+    publish_in_flight_ = false;
+    publish_cv_.notify_all();
+  });
+}
+
+Result<std::unique_ptr<AuditLog::Entry>> AuditLog::BuildAnchor() {
+  if (node_.store == nullptr) {
+    return FailedPrecondition("audit anchors need a store");
+  }
+  std::vector<Head> heads;
+  OTD_RETURN_IF_ERROR(node_.store->ForEach(tables::kAuditHeads, [&](ByteView, ByteView value) {
+    if (auto h = ParseHead(value); h.ok()) {
+      heads.push_back(std::move(h).value());
+    }
+    return true;
+  }));
+  auto entry = std::make_unique<Entry>();
+  entry->time = clock_.NowSeconds();
+  std::string& f = entry->fields;
+  f = "\"event\":\"audit_anchor\",\"outcome\":\"ok\",\"heads\":[";
+  for (size_t i = 0; i < heads.size(); ++i) {
+    // Node ids and hashes were checked by ParseHead: nothing in them needs escaping.
+    f += (i == 0 ? "" : ",");
+    f += "{\"node\":\"" + heads[i].node + "\",\"seq\":" + std::to_string(heads[i].seq) +
+         ",\"hash\":\"" + heads[i].hash + "\"}";
+  }
+  f += "]";
+  return entry;
+}
+
+Status AuditLog::WriteAnchor() {
+  OTD_ASSIGN_OR_RETURN(std::unique_ptr<Entry> entry, BuildAnchor());
+  std::promise<Status> promise;
+  std::future<Status> result = promise.get_future();
+  entry->done = [&promise](Status s) { promise.set_value(std::move(s)); };
+  Enqueue(std::move(entry));
+  return result.get();
+}
+
+void AuditLog::AnchorLoop() {
+  const auto interval = std::chrono::seconds(node_.anchor_interval_seconds);
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, interval, [&] { return stopping_; })) {
+        return;
+      }
+    }
+    auto entry = BuildAnchor();
+    if (!entry.ok()) {
+      log_.Warn("audit_anchor_failed", {{"reason", entry.status().message()}});
+      continue;
+    }
+    Enqueue(std::move(entry).value());
+  }
 }
 
 uint64_t AuditLog::last_seq() const {
@@ -353,7 +630,7 @@ void AuditLog::Enqueue(std::unique_ptr<Entry> entry) {
     std::lock_guard lock(mu_);
     if (!stopping_) {
       queue_.push_back(std::move(entry));
-      cv_.notify_one();
+      cv_.notify_all();  // the anchor thread waits on it too
       return;
     }
   }
@@ -417,12 +694,14 @@ void AuditLog::WriterLoop() {
       result = Unavailable("the audit log failed earlier; restart the daemon");
     }
     std::string lines;
+    const std::string node_field =
+        node_.node_id.empty() ? std::string() : ",\"node\":\"" + node_.node_id + "\"";
     uint64_t seq = seq_;
     std::string prev = prev_mac_;
     if (result.ok()) {
       for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
         const auto& entry = batch[i];
-        std::string body = "{\"seq\":" + std::to_string(seq + 1) + ",\"time\":\"" +
+        std::string body = "{\"seq\":" + std::to_string(seq + 1) + node_field + ",\"time\":\"" +
                            IsoUtc(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
                            "\"";
         // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256,
@@ -460,9 +739,14 @@ void AuditLog::WriterLoop() {
       }
     }
     if (result.ok()) {
-      std::lock_guard lock(mu_);
-      seq_ = seq;
-      prev_mac_ = prev;
+      {
+        std::lock_guard lock(mu_);
+        seq_ = seq;
+        prev_mac_ = prev;
+      }
+      if (node_.store != nullptr) {
+        PublishHead();
+      }
     } else {
       // At most one line per 10 s: a full disk under load would otherwise flood the journal.
       const auto now = std::chrono::steady_clock::now();
@@ -483,7 +767,7 @@ void AuditLog::WriterLoop() {
 
 Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths, hsm::Token& token,
                                           const std::function<void(uint64_t, uint64_t)>& progress,
-                                          bool partial) {
+                                          bool partial, const AuditLineVisitor& visit) {
   if (paths.empty()) {
     return InvalidArgument("no audit log to verify");
   }
@@ -595,6 +879,9 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
       }
       last_link = std::string(split->link);
       report.last_seq = head->seq;
+      if (visit) {
+        visit(head->seq, split->body, split->link, split->mac);
+      }
     }
     if (report.ok() && run_start != 0) {
       bad(run_start, "lines " + std::to_string(run_start) + ".." + std::to_string(line_no) +
@@ -609,6 +896,192 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
     progress(total, total);
   }
   return report;
+}
+
+bool AuditTrailReport::ok() const {
+  if (!problems.empty()) {
+    return false;
+  }
+  for (const auto& c : chains) {
+    if (!c.report.ok()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// The node and seq a file's first line names ("" / 0 when it has none or cannot be read).
+std::pair<std::string, uint64_t> FirstLineOf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return {"", 0};
+  }
+  auto split = SplitLine(line);
+  if (!split.ok()) {
+    return {"", 0};
+  }
+  try {
+    auto j = nlohmann::json::parse(std::string(split->body) + "}");
+    return {j.value("node", std::string()), j.value("seq", uint64_t{0})};
+  } catch (const std::exception&) {
+    return {"", 0};
+  }
+}
+
+struct AnchorSeen {
+  std::string node;  // the node that wrote the anchor
+  uint64_t seq = 0;
+  std::vector<Head> heads;
+};
+
+}  // namespace
+
+Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths, hsm::Token& token,
+                                          const std::function<void(uint64_t, uint64_t)>& progress,
+                                          bool partial) {
+  std::vector<std::string> files;
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(p, ec)) {
+      std::vector<std::string> in_dir;
+      for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
+        if (e.is_regular_file(ec)) {
+          in_dir.push_back(e.path().string());
+        }
+      }
+      std::sort(in_dir.begin(), in_dir.end());
+      files.insert(files.end(), in_dir.begin(), in_dir.end());
+    } else {
+      files.push_back(p);
+    }
+  }
+  if (files.empty()) {
+    return InvalidArgument("no audit log to verify");
+  }
+  // Group by node, in the order the nodes first appear; a node's files by their first seq.
+  AuditTrailReport out;
+  std::map<std::string, std::vector<std::pair<uint64_t, std::string>>> by_node;
+  std::vector<std::string> order;
+  for (const std::string& f : files) {
+    auto [node, seq] = FirstLineOf(f);
+    if (!by_node.contains(node)) {
+      order.push_back(node);
+    }
+    by_node[node].emplace_back(seq, f);
+  }
+  uint64_t total = 0;
+  for (const std::string& f : files) {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(f, ec);
+    total += ec ? 0 : size;
+  }
+  uint64_t before = 0;
+  std::vector<AnchorSeen> anchors;
+  std::map<std::string, std::map<uint64_t, std::string>> macs;  // node -> seq -> MAC'd link
+  for (const std::string& node : order) {
+    auto& group = by_node[node];
+    if (!node.empty()) {
+      std::stable_sort(group.begin(), group.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+    }
+    AuditChainReport chain;
+    chain.node = node;
+    for (const auto& g : group) {
+      chain.files.push_back(g.second);
+    }
+    auto& seqs = macs[node];
+    auto visit = [&](uint64_t seq, std::string_view body, std::string_view link, bool mac) {
+      if (mac) {
+        seqs[seq] = std::string(link);
+      }
+      if (body.find("\"event\":\"audit_anchor\"") == std::string_view::npos) {
+        return;
+      }
+      try {
+        auto j = nlohmann::json::parse(std::string(body) + "}");
+        if (j.value("event", std::string()) != "audit_anchor") {
+          return;
+        }
+        AnchorSeen a{node, seq, {}};
+        for (const auto& h : j.at("heads")) {
+          a.heads.push_back({h.at("node").get<std::string>(), h.at("seq").get<uint64_t>(),
+                             h.at("hash").get<std::string>()});
+        }
+        anchors.push_back(std::move(a));
+      } catch (const std::exception&) {
+        // A MAC'd line the daemon wrote is well-formed; a malformed one fails its MAC anyway.
+      }
+    };
+    const uint64_t base = before;
+    OTD_ASSIGN_OR_RETURN(chain.report, VerifyAuditLogs(
+                                           chain.files, token,
+                                           [&](uint64_t done, uint64_t) {
+                                             if (progress) {
+                                               progress(std::min(base + done, total), total);
+                                             }
+                                           },
+                                           partial, visit));
+    for (const auto& f : chain.files) {
+      std::error_code ec;
+      const uint64_t size = std::filesystem::file_size(f, ec);
+      before += ec ? 0 : size;
+    }
+    out.chains.push_back(std::move(chain));
+  }
+  out.anchors = anchors.size();
+  // Only anchors from intact chains vouch for anything (a broken chain is reported already).
+  std::set<std::string> missing;
+  std::set<std::string> truncated;
+  for (const AnchorSeen& a : anchors) {
+    const auto chain = std::find_if(out.chains.begin(), out.chains.end(),
+                                    [&](const auto& c) { return c.node == a.node; });
+    if (chain == out.chains.end() || !chain->report.ok()) {
+      continue;
+    }
+    for (const Head& h : a.heads) {
+      const auto target = std::find_if(out.chains.begin(), out.chains.end(),
+                                       [&](const auto& c) { return c.node == h.node; });
+      const std::string by = "the anchor at node " + a.node + " seq " + std::to_string(a.seq);
+      if (target == out.chains.end()) {
+        if (missing.insert(h.node).second) {
+          out.problems.push_back("node " + h.node + " is missing: " + by +
+                                 " vouches for its chain up to seq " + std::to_string(h.seq) +
+                                 " but no file of it was given");
+        }
+        continue;
+      }
+      if (!target->report.ok()) {
+        continue;
+      }
+      if (h.seq > target->report.last_seq) {
+        if (truncated.insert(h.node).second) {
+          out.problems.push_back("node " + h.node + " is truncated: its chain ends at seq " +
+                                 std::to_string(target->report.last_seq) + " (" +
+                                 target->files.back() + "), but " + by + " vouches for seq " +
+                                 std::to_string(h.seq));
+        }
+        continue;
+      }
+      if (h.seq < target->report.first_seq) {
+        continue;  // before the files given (--partial): cannot be checked
+      }
+      ++out.heads_checked;
+      const auto& seqs = macs[h.node];
+      auto it = seqs.find(h.seq);
+      if (it == seqs.end() || it->second != h.hash) {
+        out.problems.push_back("node " + h.node + " seq " + std::to_string(h.seq) +
+                               " does not match " + by +
+                               " (the chain was replaced or rewritten after it was anchored)");
+      }
+    }
+  }
+  if (progress) {
+    progress(total, total);
+  }
+  return out;
 }
 
 Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,

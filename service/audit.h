@@ -37,6 +37,22 @@
 // are not there to check. A restart with an empty file (the old one moved without a SIGHUP)
 // starts a new chain at sequence number 1 instead.
 //
+// Several nodes (issue 16): daemons sharing one store each keep their own chain in their own
+// file; with a node id every line carries `"node":"<id>"` right after its seq. With a store, a
+// node publishes its chain head (seq and MAC of its last durable line) into tables::kAuditHeads
+// after its batches (asynchronously: one write in flight at a time, never on a request's path),
+// and every anchor interval it writes an anchor line into its own chain,
+//
+//   {"seq":N,"node":"a","time":...,"event":"audit_anchor","outcome":"ok",
+//    "heads":[{"node":"a","seq":41,"hash":"<mac>"},{"node":"b","seq":17,"hash":"<mac>"}],...}
+//
+// MAC'd like every line. An anchor vouches that each node named had written its chain up to that
+// line; VerifyAuditTrail() checks every chain, then every anchor against the chains, so a node's
+// file cut short after another node anchored its head, or a node's file left out, is reported.
+// At Open() a node claims its id in the store (compare-and-swap on its head row): a head already
+// published beyond this file's end means another daemon writes under this id (or this file was
+// cut), and Open() refuses to start.
+//
 // Thread safety: thread safe.
 
 #include <chrono>
@@ -58,6 +74,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "hsm/hsm.h"
+#include "store/store.h"
 
 namespace otd::service {
 
@@ -79,12 +96,27 @@ struct AuditIds {
   std::string object;
 };
 
+// Several nodes on one store (see above). All optional: the defaults are a single node.
+struct AuditNodeOptions {
+  std::string node_id;              // [A-Za-z0-9._-]{1,64}; empty: lines carry no node
+  store::Store* store = nullptr;    // heads published here (needs node_id); not owned
+  int anchor_interval_seconds = 0;  // > 0 (needs store): an anchor line that often
+};
+
+// True when `id` is a valid node id ([A-Za-z0-9._-], 1..64 characters).
+bool ValidAuditNodeId(std::string_view id);
+// The node id kept in `dir`/audit-node-id, created (0600) on first use as
+// "<hostname>-<8 random hex digits>": stable across restarts, distinct for two daemons on one
+// machine (their state directories differ).
+Result<std::string> LoadOrCreateAuditNodeId(const std::string& dir);
+
 class AuditLog {
  public:
   // Opens (creating 0600) the file at `path`, reads its last line to continue the chain (cutting a
   // torn tail), and starts the writer. kUnavailable when the file or the token key is unusable.
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& path, hsm::Token& token,
-                                                Clock& clock, Logger& log);
+                                                Clock& clock, Logger& log,
+                                                AuditNodeOptions node = {});
   ~AuditLog();  // drains the queue
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
@@ -106,6 +138,9 @@ class AuditLog {
   void RecordAsync(const AuditEvent& e, const Result<AuditIds>& ids);
 
   uint64_t last_seq() const;
+  // Writes an anchor line now (what the anchor thread does every interval); kFailedPrecondition
+  // without a store. Returns when the line is durable.
+  Status WriteAnchor();
 
   // Log rotation: when the file at the path is no longer the one written (moved away or deleted),
   // opens a new one there (0600) and continues the chain in it, starting with an
@@ -118,7 +153,13 @@ class AuditLog {
 
  private:
   struct Entry;
-  AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log);
+  AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log,
+           AuditNodeOptions node);
+  Status ClaimNode();
+  void PublishHead();  // called after a durable batch (writer thread)
+  void IssuePublish(uint64_t seq, const std::string& hash);
+  Result<std::unique_ptr<Entry>> BuildAnchor();
+  void AnchorLoop();
   Result<std::unique_ptr<Entry>> Prepare(const AuditEvent& e);
   std::unique_ptr<Entry> Build(const AuditEvent& e, const AuditIds& ids);
   void Enqueue(std::unique_ptr<Entry> entry);
@@ -150,7 +191,16 @@ class AuditLog {
   std::mutex prepare_failure_mu_;
   std::optional<std::chrono::steady_clock::time_point> last_prepare_failure_log_;
   uint64_t prepare_failures_ = 0;  // since the last line
+  const AuditNodeOptions node_;
+  std::mutex publish_mu_;
+  std::condition_variable publish_cv_;
+  bool publish_in_flight_ = false;
+  bool publish_dirty_ = false;
+  std::optional<Bytes> published_;  // the head row as last written (compare-and-swap)
+  std::optional<Bytes> uncertain_;  // a head write whose outcome is unknown
+  bool conflict_ = false;           // another daemon writes heads under this node id
   std::thread writer_;
+  std::thread anchor_;
 };
 
 // Result of checking audit files against the token's audit key.
@@ -172,9 +222,36 @@ struct AuditVerifyReport {
 // it cannot be checked; a removal of whole lines before that point is not detected.
 // `progress(bytes_read, total_bytes)` is called as the files are read. kNotFound when a file
 // cannot be read.
+// `line(seq, body, link, mac)`, when set, sees every line that passed its own checks.
+using AuditLineVisitor =
+    std::function<void(uint64_t seq, std::string_view body, std::string_view link, bool mac)>;
 Result<AuditVerifyReport> VerifyAuditLogs(
     const std::vector<std::string>& paths, hsm::Token& token,
+    const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false,
+    const AuditLineVisitor& line = nullptr);
+// Several nodes' trails (issue 16). `paths` are files or directories (every regular file in a
+// directory). Files are grouped by the node their first line names (files without a node form
+// one group, kept in the order given; a node's files are ordered by their first seq), each group
+// is verified as one chain (VerifyAuditLogs, `partial` applies to each), then every anchor head
+// is checked: the node's chain must hold a MAC'd line with that seq and hash. A chain ending
+// before a seq an anchor vouches for is reported as truncated, a node named by anchors but given
+// no file as missing.
+struct AuditChainReport {
+  std::string node;  // "" for lines without a node
+  std::vector<std::string> files;
+  AuditVerifyReport report;
+};
+struct AuditTrailReport {
+  std::vector<AuditChainReport> chains;
+  uint64_t anchors = 0;               // anchor lines read
+  uint64_t heads_checked = 0;         // anchor heads matched against a chain
+  std::vector<std::string> problems;  // cross-chain: truncated, missing, mismatching heads
+  bool ok() const;
+};
+Result<AuditTrailReport> VerifyAuditTrail(
+    const std::vector<std::string>& paths, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false);
+
 // One file, from the chain's start.
 Result<AuditVerifyReport> VerifyAuditLog(
     const std::string& path, hsm::Token& token,

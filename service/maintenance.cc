@@ -72,6 +72,9 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
       if (progress) {
         progress(++done, std::max(total, done));
       }
+      if (table == tables::kAuditHeads) {
+        continue;  // audit chain heads: plain JSON, not sealed records (service/audit.h)
+      }
       if (table == tables::kMeta) {
         if (k == ToBytes("vault_identity")) {
           // The store's identity record (Vault::ReadIdentity), not a version number.

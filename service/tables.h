@@ -27,12 +27,15 @@ inline constexpr std::string_view kAccessTokens = "access_tokens";             /
 inline constexpr std::string_view kAccessTokenLookup = "access_token_lookup";  // AccessTokens
 inline constexpr std::string_view kMailTokens = "mail_tokens";      // AccessTokens: deletion codes
 inline constexpr std::string_view kMailRequests = "mail_requests";  // MailRequestQueue
+// AuditLog: each node's audit chain head, key = node id, value = {"node","seq","hash"} JSON (not
+// sealed: a seq and a MAC that are in the node's audit file anyway; not secret).
+inline constexpr std::string_view kAuditHeads = "audit_heads";
 
 inline constexpr std::array kAll = {
     kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
     kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
     kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
-    kKeyUsage};
+    kKeyUsage,      kAuditHeads};
 
 }  // namespace otd::service::tables
 
