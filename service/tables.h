@@ -27,12 +27,13 @@ inline constexpr std::string_view kAccessTokens = "access_tokens";             /
 inline constexpr std::string_view kAccessTokenLookup = "access_token_lookup";  // AccessTokens
 inline constexpr std::string_view kMailTokens = "mail_tokens";      // AccessTokens: deletion codes
 inline constexpr std::string_view kMailRequests = "mail_requests";  // MailRequestQueue
+inline constexpr std::string_view kMailOutbox = "mail_outbox";      // StoreMailOutbox (SMTP)
 
 inline constexpr std::array kAll = {
     kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
     kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
     kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
-    kKeyUsage};
+    kKeyUsage,      kMailOutbox};
 
 }  // namespace otd::service::tables
 
