@@ -23,8 +23,9 @@
 namespace otd::service {
 namespace {
 
+// A node: its own store connections, vault and outbox (one token per process: PKCS#11 allows one
+// C_Initialize, so the two nodes share it as two daemons share the token's objects).
 struct Node {
-  std::unique_ptr<hsm::Token> token;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<Vault> vault;
   std::unique_ptr<StoreMailOutbox> outbox;
@@ -50,13 +51,15 @@ class MailOutboxPgTest : public ::testing::Test {
   }
   Node OpenNode(bool init_keys) {
     Node n;
-    auto token = hsm::Token::Open(token_dir_.Config(), &log_);
-    EXPECT_OK(token);
-    n.token = std::move(token).value();
+    if (token_ == nullptr) {
+      auto token = hsm::Token::Open(token_dir_.Config(), &log_);
+      EXPECT_OK(token);
+      token_ = std::move(token).value();
+    }
     auto st = store::PgStore::Open(Options(), &log_);
     EXPECT_OK(st);
     n.store = std::move(st).value();
-    n.vault = std::make_unique<Vault>(*n.token, *n.store, log_);
+    n.vault = std::make_unique<Vault>(*token_, *n.store, log_);
     if (init_keys) {
       EXPECT_OK(n.vault->keys().InitKeys());
     }
@@ -70,11 +73,13 @@ class MailOutboxPgTest : public ::testing::Test {
   Logger log_{log_sink_};
   FakeClock clock_{1'800'000'000};
   testing::TempToken token_dir_;
+  std::unique_ptr<hsm::Token> token_;  // declared last of the shared parts: nodes die first
 };
 
 TEST_F(MailOutboxPgTest, TwoNodesDeliverEachMessageOnceAndTakeOverADeadLease) {
   Node a = OpenNode(true);
   Node b = OpenNode(false);
+  ASSERT_NE(a.outbox, nullptr);
   constexpr int kMessages = 20;
   for (int i = 0; i < kMessages; ++i) {
     char id[64];
