@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -177,6 +178,20 @@ Status Daemon::BuildParts() {
         std::make_unique<service::StoreMailOutbox>(*r.vault, *r.store, r.clock, log_, outbox);
     OTD_ASSIGN_OR_RETURN(mailer_,
                          mail::OutboxSmtpMailer::Create(mail_options, *mail_outbox_, log_));
+    // Messages an earlier LMDB-backed run left in the directory are not sent from here.
+    std::error_code ec;
+    size_t left = 0;
+    for (std::filesystem::directory_iterator it(mail_options.outbox_dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      left += it->path().extension() == ".eml" ? 1 : 0;
+    }
+    if (left > 0) {
+      log_.Warn("mail_outbox_dir_ignored",
+                {{"queued", static_cast<uint64_t>(left)},
+                 {"reason",
+                  "storage.backend postgresql keeps the outbox in the database; "
+                  "these files are not delivered"}});
+    }
   } else {
     OTD_ASSIGN_OR_RETURN(mailer_, mail::MakeMailer(mail_options, log_));
   }

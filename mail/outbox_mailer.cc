@@ -135,8 +135,8 @@ class OutboxSmtpMailer::Impl {
     }
     long smtp_code = 0;
     std::string error;
-    CURLcode rc = internal::SmtpTransfer(options_, *rcpt, entry.content, stopping_, &smtp_code,
-                                         &error);
+    CURLcode rc =
+        internal::SmtpTransfer(options_, *rcpt, entry.content, stopping_, &smtp_code, &error);
     error = internal::Scrub(std::move(error), *rcpt);
     Wipe(*rcpt);
     if (rc == CURLE_OK) {
@@ -146,8 +146,8 @@ class OutboxSmtpMailer::Impl {
         // node took it over): it may be sent again (at least once).
         log_.Warn("mail_outbox_delete_failed", {{"message_id", entry.id}, {"error", s.message()}});
       }
-      log_.Info("mail_delivered", {{"message_id", entry.id},
-                                   {"attempts", static_cast<int64_t>(entry.attempt)}});
+      log_.Info("mail_delivered",
+                {{"message_id", entry.id}, {"attempts", static_cast<int64_t>(entry.attempt)}});
       return;
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK && stopping_) {

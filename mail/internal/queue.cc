@@ -35,8 +35,7 @@ Result<std::string> QueueMessage(const SpoolWriter& writer, const Message& messa
   }
 }
 
-Result<std::string> RenderQueued(const Message& message, const std::string& from,
-                                 std::string* id) {
+Result<std::string> RenderQueued(const Message& message, const std::string& from, std::string* id) {
   OTD_RETURN_IF_ERROR(ValidateMessage(message));
   struct timespec ts {};
   ::clock_gettime(CLOCK_REALTIME, &ts);

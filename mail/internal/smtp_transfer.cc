@@ -63,7 +63,6 @@ std::string Scrub(std::string text, const std::string& secret) {
   return text;
 }
 
-
 namespace {
 
 struct ReadCursor {
@@ -80,13 +79,13 @@ size_t ReadCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
 }
 
 int Progress(void* stop, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-return static_cast<const std::atomic<bool>*>(stop)->load() ? 1 : 0;
+  return static_cast<const std::atomic<bool>*>(stop)->load() ? 1 : 0;
 }
 
 }  // namespace
 
 CURLcode SmtpTransfer(const MailOptions& options, const std::string& rcpt, std::string_view content,
-                    const std::atomic<bool>& stop, long* smtp_code, std::string* error) {
+                      const std::atomic<bool>& stop, long* smtp_code, std::string* error) {
   internal::CurlEasy curl(curl_easy_init());
   if (!curl) {
     *error = "curl_easy_init failed";
@@ -143,7 +142,6 @@ CURLcode SmtpTransfer(const MailOptions& options, const std::string& rcpt, std::
   }
   return rc;
 }
-
 
 Status ValidateSmtpOptions(const MailOptions& options) {
   OTD_RETURN_IF_ERROR(ValidateSmtpUrl(options.smtp_url));
