@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -169,7 +170,35 @@ Status Daemon::BuildParts() {
   if (Status s = r.vault->keys().CheckKeys(); !s.ok()) {
     return Unavailable(s.message());
   }
-  OTD_ASSIGN_OR_RETURN(mailer_, mail::MakeMailer(MailOptionsFrom(config_), log_));
+  const mail::MailOptions mail_options = MailOptionsFrom(config_);
+  if (config_.storage_backend == "postgresql" && !mail_options.smtp_url.empty()) {
+    // Several daemons on one database: queued mail must survive a dead node, so the outbox is
+    // in the store (sealed) and any node delivers it; mail.outbox_dir is not used.
+    service::MailOutboxOptions outbox;
+    // A claim must outlast one SMTP attempt, or a slow delivery is taken over and sent twice.
+    outbox.lease_seconds =
+        (mail_options.connect_timeout + mail_options.transfer_timeout).count() / 1000 + 30;
+    mail_outbox_ =
+        std::make_unique<service::StoreMailOutbox>(*r.vault, *r.store, r.clock, log_, outbox);
+    OTD_ASSIGN_OR_RETURN(mailer_,
+                         mail::OutboxSmtpMailer::Create(mail_options, *mail_outbox_, log_));
+    // Messages an earlier LMDB-backed run left in the directory are not sent from here.
+    std::error_code ec;
+    size_t left = 0;
+    for (std::filesystem::directory_iterator it(mail_options.outbox_dir, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      left += it->path().extension() == ".eml" ? 1 : 0;
+    }
+    if (left > 0) {
+      log_.Warn("mail_outbox_dir_ignored",
+                {{"queued", static_cast<uint64_t>(left)},
+                 {"reason",
+                  "storage.backend postgresql keeps the outbox in the database; "
+                  "these files are not delivered"}});
+    }
+  } else {
+    OTD_ASSIGN_OR_RETURN(mailer_, mail::MakeMailer(mail_options, log_));
+  }
   auto schemas = api::SchemaValidator::Create();
   if (!schemas.ok()) {
     return Internal(schemas.status().message());

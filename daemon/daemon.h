@@ -30,10 +30,12 @@
 #include "daemon/migrate.h"
 #include "daemon/runtime.h"
 #include "mail/mail.h"
+#include "mail/outbox.h"
 #include "service/access_codes.h"
 #include "service/access_tokens.h"
 #include "service/accounts.h"
 #include "service/audit.h"
+#include "service/mail_outbox.h"
 #include "service/mail_requests.h"
 #include "service/tokens.h"
 
@@ -81,6 +83,9 @@ class Daemon {
 
   std::unique_ptr<ServeLock> serve_lock_;  // LMDB: held shared while serving (daemon/migrate.h)
   std::unique_ptr<Runtime> runtime_;
+  // SMTP on PostgreSQL: the outbox is in the store (shared by every daemon on the database);
+  // it outlives the mailer whose delivery thread uses it.
+  std::unique_ptr<service::StoreMailOutbox> mail_outbox_;
   std::unique_ptr<mail::Mailer> mailer_;
   std::unique_ptr<api::SchemaValidator> schemas_;
   std::unique_ptr<service::AuditLog> audit_;

@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "common/testing/status_matchers.h"
+#include "mail/outbox.h"
 
 extern char** environ;
 
@@ -972,6 +973,131 @@ TEST_F(SmtpTlsTest, RequiredTlsKeepsTheMessageQueuedWhenTheServerHasNoStarttls) 
   EXPECT_TRUE(ListEml(received_).empty());
   EXPECT_EQ(ListEml(outbox_).size(), 1u);
   ExpectNoSecretsIn(log_.Text(), SampleMessage());
+}
+
+// ---- OutboxSmtpMailer (mail/outbox.h) over an in-memory Outbox ---------------------------------
+// The store-backed outbox is tested in service/mail_outbox_test.cc; here the mailer's side of the
+// contract: what it calls for a delivery, a retry and a permanent rejection.
+
+class MemoryOutbox final : public Outbox {
+ public:
+  Status Put(std::string_view id, std::string_view content) override {
+    std::lock_guard lock(mu_);
+    items_[std::string(id)] =
+        Item{std::string(content), 0, false, std::chrono::steady_clock::now()};
+    return Status::Ok();
+  }
+  Result<std::optional<OutboxEntry>> Claim(std::chrono::milliseconds* next_due_in) override {
+    std::lock_guard lock(mu_);
+    if (next_due_in != nullptr) {
+      *next_due_in = 10ms;
+    }
+    for (auto& [id, item] : items_) {
+      if (!item.claimed && item.due <= std::chrono::steady_clock::now()) {
+        item.claimed = true;
+        ++item.attempts;
+        return std::optional<OutboxEntry>(OutboxEntry{id, item.content, item.attempts, id});
+      }
+    }
+    return std::optional<OutboxEntry>();
+  }
+  Status Delivered(const OutboxEntry& e) override {
+    std::lock_guard lock(mu_);
+    items_.erase(e.claim);
+    return Status::Ok();
+  }
+  Status Rejected(const OutboxEntry& e, long smtp_code) override {
+    std::lock_guard lock(mu_);
+    items_.erase(e.claim);
+    rejected_codes_.push_back(smtp_code);
+    return Status::Ok();
+  }
+  Status Retry(const OutboxEntry& e, std::chrono::milliseconds delay) override {
+    std::lock_guard lock(mu_);
+    Item& item = items_.at(e.claim);
+    item.claimed = false;
+    item.due = std::chrono::steady_clock::now() + delay;
+    return Status::Ok();
+  }
+  Result<size_t> Count() override {
+    std::lock_guard lock(mu_);
+    return items_.size();
+  }
+  std::vector<long> rejected_codes() {
+    std::lock_guard lock(mu_);
+    return rejected_codes_;
+  }
+
+ private:
+  struct Item {
+    std::string content;
+    uint64_t attempts = 0;
+    bool claimed = false;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::mutex mu_;
+  std::map<std::string, Item> items_;
+  std::vector<long> rejected_codes_;
+};
+
+class OutboxSmtpMailerTest : public SmtpMailerTest {
+ protected:
+  std::unique_ptr<OutboxSmtpMailer> MakeOutboxMailer(const std::string& url) {
+    auto m = OutboxSmtpMailer::Create(Options(url), outbox_store_, log_.logger(), 20ms);
+    EXPECT_OK(m);
+    return m.ok() ? std::move(m).value() : nullptr;
+  }
+  MemoryOutbox outbox_store_;
+};
+
+TEST_F(OutboxSmtpMailerTest, DeliversThroughTheOutboxAfterRetriesWithBackoff) {
+  auto peer = SmtpPeer::Start(received_, {"--fail-first", "2"});
+  ASSERT_NE(peer, nullptr);
+  auto mailer = MakeOutboxMailer(peer->url());
+  ASSERT_NE(mailer, nullptr);
+  Message m = SampleMessage();
+  ASSERT_OK(mailer->Send(m));
+  ASSERT_OK(mailer->Flush(10s));
+  auto got = ListEml(received_);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(ReadEnvelope(received_ + "/" + got[0])["transaction"], 3);
+  EXPECT_EQ(ReadEnvelope(received_ + "/" + got[0])["rcpt_to"], nlohmann::json::array({m.to}));
+  EXPECT_EQ(Decode(ReadFile(received_ + "/" + got[0])).text, Crlf(m.text));
+  EXPECT_TRUE(ListEml(outbox_).empty());  // the directory is not used
+  mailer.reset();
+  std::string log = log_.Text();
+  EXPECT_EQ(log_.Count("\"event\":\"mail_delivery_failed\""), 2u) << log;
+  EXPECT_NE(log.find("\"retry_in_ms\":50"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"retry_in_ms\":100"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"attempts\":3"), std::string::npos) << log;
+  ExpectNoSecretsIn(log, m);
+}
+
+TEST_F(OutboxSmtpMailerTest, APermanentRejectionIsDroppedOnceAndNeverRetried) {
+  auto peer = SmtpPeer::Start(received_, {"--fail-first", "1", "--fail-code", "550"});
+  ASSERT_NE(peer, nullptr);
+  auto mailer = MakeOutboxMailer(peer->url());
+  ASSERT_NE(mailer, nullptr);
+  ASSERT_OK(mailer->Send(SampleMessage("first")));
+  ASSERT_OK(mailer->Flush(10s));
+  ASSERT_OK(mailer->Send(SampleMessage("second")));
+  ASSERT_OK(mailer->Flush(10s));
+  auto got = ListEml(received_);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(Decode(ReadFile(received_ + "/" + got[0])).subject, "second");
+  EXPECT_EQ(ReadEnvelope(received_ + "/" + got[0])["transaction"], 2);
+  EXPECT_EQ(outbox_store_.rejected_codes(), std::vector<long>{550});
+  mailer.reset();
+  EXPECT_EQ(log_.Count("\"event\":\"mail_delivery_rejected\""), 1u) << log_.Text();
+}
+
+TEST_F(OutboxSmtpMailerTest, RejectsABadMessageWithoutQueueingIt) {
+  auto mailer = MakeOutboxMailer("smtp://127.0.0.1:" + std::to_string(UnusedPort()));
+  ASSERT_NE(mailer, nullptr);
+  Message m = SampleMessage();
+  m.to = "a@b.example\r\nBcc: x@y.example";
+  EXPECT_EQ(mailer->Send(m).code(), Code::kInvalidArgument);
+  EXPECT_EQ(*outbox_store_.Count(), 0u);
 }
 
 }  // namespace

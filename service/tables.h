@@ -30,12 +30,13 @@ inline constexpr std::string_view kMailRequests = "mail_requests";  // MailReque
 // AuditLog: each node's audit chain head, key = node id, value = {"node","seq","hash"} JSON (not
 // sealed: a seq and a MAC that are in the node's audit file anyway; not secret).
 inline constexpr std::string_view kAuditHeads = "audit_heads";
+inline constexpr std::string_view kMailOutbox = "mail_outbox";  // StoreMailOutbox (SMTP)
 
 inline constexpr std::array kAll = {
     kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
     kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
     kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
-    kKeyUsage,      kAuditHeads};
+    kKeyUsage,      kAuditHeads,   kMailOutbox};
 
 }  // namespace otd::service::tables
 

@@ -35,4 +35,18 @@ Result<std::string> QueueMessage(const SpoolWriter& writer, const Message& messa
   }
 }
 
+Result<std::string> RenderQueued(const Message& message, const std::string& from, std::string* id) {
+  OTD_RETURN_IF_ERROR(ValidateMessage(message));
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  OTD_ASSIGN_OR_RETURN(std::string boundary, RandomHex(16));
+  RenderParams params;
+  params.from = from;
+  params.boundary = "=_otd_" + boundary;
+  params.date = ts.tv_sec;
+  OTD_ASSIGN_OR_RETURN(params.message_id, SpoolWriter::NewId(ts.tv_sec, ts.tv_nsec));
+  *id = params.message_id;
+  return RenderMessage(message, params);
+}
+
 }  // namespace otd::mail::internal

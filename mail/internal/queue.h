@@ -19,4 +19,8 @@ inline constexpr std::string_view kDefaultSpoolFrom = "opentokend@localhost";
 Result<std::string> QueueMessage(const SpoolWriter& writer, const Message& message,
                                  const std::string& from);
 
+// Validates and renders a message for an outbox (no file): *id gets a new message id in the
+// same format. The caller wipes the result (it holds the recipient and possibly a credential).
+Result<std::string> RenderQueued(const Message& message, const std::string& from, std::string* id);
+
 }  // namespace otd::mail::internal
