@@ -62,6 +62,15 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 4
 MAX_LAG = 1024 * 1024
 
+# Patroni's DCS client. Default "etcd" (etcd's v2 API, which etcd 3.4 serves with --enable-v2):
+# Patroni renews the leader key there with a compare-and-swap on its own name, so a leader that
+# was frozen past the ttl cannot take the key back. "etcd3" (the v3 API) in Debian 12's Patroni
+# 3.0.2 is NOT safe against that: after its lease expired, a frozen leader that wakes up writes
+# the leader key unconditionally with a new lease, over the member that was promoted meanwhile,
+# which then demotes itself (patroni/patroni#2689, fixed in Patroni 3.0.3). --dcs etcd3 with
+# --faults stop-pg reproduces it.
+DCS = "etcd"
+
 
 def available():
     ok, why = pg_cluster.available()
@@ -132,7 +141,8 @@ class Member:
             "log": {"level": "INFO"},
             "restapi": {"listen": f"127.0.0.1:{self.api}",
                         "connect_address": f"127.0.0.1:{self.api}"},
-            "etcd3": {"hosts": [f"127.0.0.1:{etcd_port}"]},
+            # Which Patroni DCS client: see DCS below.
+            self.cluster.dcs: {"hosts": [f"127.0.0.1:{etcd_port}"]},
             "bootstrap": {
                 "dcs": {
                     "ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
@@ -182,7 +192,8 @@ class PatroniCluster:
     """etcd + 3 Patroni members; the interface of PgCluster that test_cluster.Vault uses
     (start, conninfo, owner, role, password files, cleanup)."""
 
-    def __init__(self, members=3, db="opentoken", role="opentoken"):
+    def __init__(self, members=3, db="opentoken", role="opentoken", dcs=None):
+        self.dcs = dcs or DCS
         self.base = tempfile.mkdtemp(prefix="otd-patroni-")
         self.db, self.role = db, role
         self.sockdir = os.path.join(self.base, "sock")
@@ -219,7 +230,7 @@ class PatroniCluster:
             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-cluster", f"e0=http://127.0.0.1:{self.etcd_peer}",
-            "--initial-cluster-state", "new", "--logger", "zap", "--log-outputs", "stderr"],
+            "--initial-cluster-state", "new", "--enable-v2=true", "--logger", "zap", "--log-outputs", "stderr"],
             os.path.join(self.base, "etcd.log"))
         self._wait(lambda: self._etcd_healthy(), 30, "etcd healthy")
         passwords = {k: secrets.token_urlsafe(24) for k in ("postgres", "replicator", "rewinder")}
@@ -607,10 +618,14 @@ class PatroniFailoverTest(unittest.TestCase):
 
 
 def main():
+    global DCS
     ap = argparse.ArgumentParser()
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help=f"comma-separated, in order, from {FAULTS}")
+    ap.add_argument("--dcs", choices=("etcd", "etcd3"), default=DCS,
+                    help="Patroni's etcd client: v2 API (default) or v3 (see DCS)")
     args = ap.parse_args()
+    DCS = args.dcs
     faults = [f for f in args.faults.split(",") if f]
     for f in faults:
         if f not in FAULTS:
