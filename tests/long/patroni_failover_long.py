@@ -488,6 +488,45 @@ class Load:
             w.join(timeout=30)
 
 
+class Probe:
+    """One thread per daemon, each POSTing a small token in a loop (10 s client timeout) and
+    recording (start, end, ok). recovery(t0): seconds from t0 until every daemon answered 201
+    to a probe started after its last failed one (0 when no probe failed after t0)."""
+
+    def __init__(self, test, nodes):
+        self.test, self.nodes = test, nodes
+        self.stop = threading.Event()
+        self.log = {i: [] for i in range(len(nodes))}
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(len(nodes))]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i):
+        while not self.stop.is_set():
+            t = time.time()
+            ok = self.test.post_ok(self.nodes[i])
+            self.log[i].append((t, time.time(), ok))
+            time.sleep(0.05)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def recovery(self, t0):
+        worst = 0.0
+        for entries in self.log.values():
+            after = [e for e in entries if e[1] >= t0]
+            failed = [e for e in after if not e[2]]
+            if not failed:
+                continue
+            last_fail = max(e[0] for e in failed)
+            oks = [e[1] for e in after if e[2] and e[0] > last_fail]
+            worst = max(worst, (min(oks) if oks else float("inf")) - t0)
+        return round(worst, 1)
+
+
 FAULTS = ("kill9-node", "stop-pg", "stop-node")
 
 
@@ -523,6 +562,7 @@ class PatroniFailoverTest(unittest.TestCase):
         old = c.leader()
         self.assertIsNotNone(old)
         load = Load(self.alice, [self.n1, self.n2]).start()
+        probe = Probe(self, [self.n1, self.n2])
         res = {"fault": fault, "old_leader": old.name}
         primaries_seen = []
         try:
@@ -571,13 +611,13 @@ class PatroniFailoverTest(unittest.TestCase):
             # Both daemons write again without a restart.
             c._wait(lambda: self.post_ok(self.n1) and self.post_ok(self.n2), 90,
                     "both daemons answering 201")
-            t_ok = time.time()
-            res["writes_ok_s"] = round(t_ok - t0, 1)
             c._wait(lambda: self.health(self.n1) == 200 and self.health(self.n2) == 200, 30,
                     "/healthCheck 200 on both daemons")
             if fault == "kill9-node":
                 # The crashed machine reboots: its Patroni starts and must rejoin as a replica
                 # (pg_rewind over the commits the others never saw), not as a second primary.
+                c.wait_healthy(120, want_members=[m.name for m in c.members if m is not old])
+                res["sync_standby_again_s"] = round(time.time() - t0, 1)
                 t_boot = time.time()
                 old.start()
                 c.wait_healthy(120)
@@ -585,9 +625,13 @@ class PatroniFailoverTest(unittest.TestCase):
                 self.assertEqual(c.primaries(), [new.name])
             else:
                 c.wait_healthy(120)
+                res["sync_standby_again_s"] = round(time.time() - t0, 1)
             time.sleep(1)
         finally:
+            probe.finish()
             load.finish()
+        # From the fault until both daemons answered 201 again, for good.
+        res["writes_ok_s"] = probe.recovery(t0)
         res["statuses"] = load.statuses
         res["acked"] = len(load.tokens)
         res["deleted"] = len(load.deleted)
