@@ -230,7 +230,8 @@ class PatroniCluster:
             "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer}",
             "--initial-cluster", f"e0=http://127.0.0.1:{self.etcd_peer}",
-            "--initial-cluster-state", "new", "--enable-v2=true", "--logger", "zap", "--log-outputs", "stderr"],
+            "--initial-cluster-state", "new", "--enable-v2=true",
+            "--logger", "zap", "--log-outputs", "stderr"],
             os.path.join(self.base, "etcd.log"))
         self._wait(lambda: self._etcd_healthy(), 30, "etcd healthy")
         passwords = {k: secrets.token_urlsafe(24) for k in ("postgres", "replicator", "rewinder")}
