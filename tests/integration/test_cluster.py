@@ -72,13 +72,15 @@ def storage_config(cluster, node_dir, owner=False):
 
 
 class Vault:
-    """A PgCluster and two daemons on it sharing node 1's token."""
+    """A PgCluster (or `cluster`: an object with PgCluster's start/conninfo/owner/role/
+    password-file/cleanup interface, e.g. tests/long's Patroni cluster) and two daemons on it
+    sharing node 1's token."""
 
-    def __init__(self):
+    def __init__(self, cluster=None):
         why = backend_missing()
         if why:
             raise unittest.SkipTest(why)
-        self.cluster = PgCluster(standbys=2)
+        self.cluster = cluster if cluster is not None else PgCluster(standbys=2)
         self.nodes = []
         try:
             self.cluster.start()
