@@ -13,10 +13,13 @@ Skipped, with the reason, when PostgreSQL 15 or this build's PostgreSQL store is
 
 import json
 import os
+import shutil
+import threading
 import time
 import unittest
 
 import pg_cluster
+from harness import Daemon
 from test_cluster import PG_OK, PG_WHY, User, Vault
 
 assert pg_cluster  # the fixture module, imported for its availability probe
@@ -114,6 +117,41 @@ class ClusterCacheCoherenceTest(unittest.TestCase):
             for n in (self.n1, self.n2):
                 g = self.detokenize(n, loc)
                 self.assertEqual((g.status, g.body), (200, body))
+
+
+class TokenFoundLateTest(unittest.TestCase):
+    """Two daemons starting at once on one SoftHSM2 token directory: one once saw no initialised
+    token. The daemon now keeps looking for its token for 5 s at start. (No PostgreSQL needed.)"""
+
+    def setUp(self):
+        self.d = Daemon()
+        self.addCleanup(self.d.cleanup)
+        self.tokens = os.path.join(self.d.dir, "hsm", "tokens")
+        self.aside = os.path.join(self.d.dir, "hsm", "aside")
+        shutil.move(self.tokens, self.aside)
+        os.mkdir(self.tokens)  # the token directory is there, the token is not (yet)
+
+    def put_back(self):
+        shutil.rmtree(self.tokens)
+        shutil.move(self.aside, self.tokens)
+
+    def test_a_token_that_appears_within_seconds_is_found(self):
+        t = threading.Timer(1.5, self.put_back)
+        t.start()
+        try:
+            self.d.start()
+        finally:
+            t.join()
+        self.assertEqual(self.d.request("GET", "/healthCheck").status, 200)
+        self.assertIn("hsm_token_not_found_retrying", self.d.read_log())
+        self.d.stop()
+
+    def test_a_token_that_never_appears_still_stops_the_daemon_soon(self):
+        t0 = time.time()
+        code, log = self.d.run_to_exit(timeout=30)
+        self.assertNotEqual(code, 0)
+        self.assertIn("no PKCS#11 token", log)
+        self.assertLess(time.time() - t0, 20)
 
 
 if __name__ == "__main__":
