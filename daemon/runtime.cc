@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace otd::daemon {
 
@@ -94,6 +96,49 @@ Result<store::PgOptions> PgOptionsFrom(const Config& config) {
   return o;
 }
 
+namespace {
+
+// How long a daemon keeps looking for its token at start when the module shows none matching:
+// two processes opening one SoftHSM2 token directory at the same moment have seen "no PKCS#11
+// token labelled ... (initialised tokens: none)" while the other was reading or writing it.
+constexpr auto kTokenFindWindow = std::chrono::seconds(5);
+constexpr auto kTokenFindPause = std::chrono::milliseconds(250);
+
+// hsm::Token::Open, retried for kTokenFindWindow while the token is not found (each attempt
+// loads the module afresh: a failed Open finalises it, so the next one re-reads the slots).
+// Other failures (wrong PIN, several matching tokens, no module) are returned at once.
+Result<std::unique_ptr<hsm::Token>> OpenTokenRetrying(const hsm::TokenConfig& tc, Logger& log) {
+  const auto deadline = std::chrono::steady_clock::now() + kTokenFindWindow;
+  bool warned = false;
+  while (true) {
+    hsm::TokenConfig attempt;
+    attempt.module_path = tc.module_path;
+    attempt.token_label = tc.token_label;
+    attempt.token_serial = tc.token_serial;
+    attempt.pin = tc.pin.Clone();
+    attempt.max_sessions = tc.max_sessions;
+    attempt.acquire_timeout_ms = tc.acquire_timeout_ms;
+    attempt.unwrap_cache_per_session = tc.unwrap_cache_per_session;
+    attempt.unwrap_cache_ttl_ms = tc.unwrap_cache_ttl_ms;
+    attempt.reinitialize_after_ms = tc.reinitialize_after_ms;
+    attempt.metrics = tc.metrics;
+    auto token = hsm::Token::Open(std::move(attempt), &log);
+    if (token.ok() || token.status().code() != Code::kUnavailable ||
+        token.status().message().rfind("no PKCS#11 token", 0) != 0 ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return token;
+    }
+    if (!warned) {
+      log.Warn("hsm_token_not_found_retrying",
+               {{"detail", token.status().message()}, {"window_ms", int64_t{5000}}});
+      warned = true;
+    }
+    std::this_thread::sleep_for(kTokenFindPause);
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
                                              metrics::Registry* metrics) {
   OTD_ASSIGN_OR_RETURN(SecretBytes pin, ReadPin(config));
@@ -106,7 +151,7 @@ Result<std::unique_ptr<Runtime>> OpenRuntime(const Config& config, Logger& log,
   tc.max_sessions = config.hsm_max_sessions;
   tc.reinitialize_after_ms = static_cast<int>(config.hsm_reinitialize_after_ms);
   tc.metrics = metrics;
-  OTD_ASSIGN_OR_RETURN(rt->token, hsm::Token::Open(std::move(tc), &log));
+  OTD_ASSIGN_OR_RETURN(rt->token, OpenTokenRetrying(tc, log));
   if (config.storage_backend == "postgresql") {
     // rt->lmdb stays null: backups are PostgreSQL's (pg_basebackup, WAL archiving).
     OTD_ASSIGN_OR_RETURN(store::PgOptions po, PgOptionsFrom(config));

@@ -75,13 +75,16 @@ Result<KeyVersions> KeyHierarchy::ReadVersions() const {
 }
 
 Result<KeyVersions> KeyHierarchy::CurrentVersions() const {
-  constexpr auto kVersionsTtl = std::chrono::seconds(5);
   {
     std::lock_guard lock(cache_mu_);
     if (versions_ && std::chrono::steady_clock::now() - versions_read_ < kVersionsTtl) {
       return *versions_;
     }
   }
+  return RefreshVersions();
+}
+
+Result<KeyVersions> KeyHierarchy::RefreshVersions() const {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, ReadVersions());
   bool changed = false;
   {
@@ -311,7 +314,7 @@ Result<Bytes> KeyHierarchy::KeyAt(uint32_t index_version, std::string_view table
   if (ids == Ids::kPublic) {
     std::lock_guard lock(cache_mu_);
     if (store_keys_.size() >= kMaxCachedStoreKeys) {
-      store_keys_.clear();  // crude bound, as for wrapped keys; refilled on demand
+      store_keys_.clear();  // crude bound; refilled on demand
     }
     store_keys_.emplace(std::move(cache_key), key);
   }
@@ -335,6 +338,24 @@ Result<Located> KeyHierarchy::Find(std::string_view table, std::string_view acco
       return Located{std::move(key), std::move(value), version};
     }
     if (version == v.index) {
+      current = Located{std::move(key), std::nullopt, version};
+    }
+  }
+  // A miss under cached versions: another process (a second daemon, `opentoken-admin
+  // rotate-keys`) may have made a newer index key current and keyed the record with it. Read the
+  // versions from the store (one Get) and try the newer ones, so a record made on another node is
+  // found at once, and a new record gets the truly current key.
+  OTD_ASSIGN_OR_RETURN(KeyVersions fresh, RefreshVersions());
+  if (fresh.index <= v.index) {
+    return current;
+  }
+  for (uint32_t version = fresh.index; version > v.index; --version) {
+    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(version, table, account, id, ids));
+    OTD_ASSIGN_OR_RETURN(auto value, store_.Get(table, key));
+    if (value) {
+      return Located{std::move(key), std::move(value), version};
+    }
+    if (version == fresh.index) {
       current = Located{std::move(key), std::nullopt, version};
     }
   }
@@ -370,14 +391,10 @@ Result<store::Mutation> KeyHierarchy::NewAccountKeyMutation(std::string_view acc
 
 Result<Bytes> KeyHierarchy::LoadWrappedDataKey(std::string_view account, uint32_t version,
                                                uint32_t* kek_version) {
-  const std::string cache_key = std::string(account) + '\0' + std::to_string(version);
-  {
-    std::lock_guard lock(cache_mu_);
-    if (auto it = wrapped_keys_.find(cache_key); it != wrapped_keys_.end()) {
-      *kek_version = it->second.first;
-      return it->second.second;
-    }
-  }
+  // Read from the store on every use, never cached: the record's presence is what makes the key
+  // usable, so a key erased (shredded) or purged by any process is refused by every process at
+  // once, and the token's cache of unwrapped keys (hsm::Session::UnwrapCached, keyed by this
+  // blob) is only reached with a blob the store still holds.
   OTD_ASSIGN_OR_RETURN(Located found,
                        Find(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
   if (!found.value) {
@@ -385,11 +402,6 @@ Result<Bytes> KeyHierarchy::LoadWrappedDataKey(std::string_view account, uint32_
   }
   OTD_ASSIGN_OR_RETURN(WrappedKeyRecord rec, DecodeWrappedKey(*found.value));
   *kek_version = rec.kek_version;
-  std::lock_guard lock(cache_mu_);
-  if (wrapped_keys_.size() >= kMaxCachedWrappedKeys) {
-    wrapped_keys_.clear();  // crude bound; refilled from the store on demand
-  }
-  wrapped_keys_[cache_key] = {rec.kek_version, rec.wrapped};
   return std::move(rec.wrapped);
 }
 
@@ -429,10 +441,6 @@ Result<std::vector<store::Mutation>> KeyHierarchy::EraseDataKeyMutations(std::st
     out.push_back({.op = store::Op::kErase,
                    .table = std::string(kAccountKeysTable),
                    .key = std::move(found.key)});
-  }
-  std::lock_guard lock(cache_mu_);
-  for (uint32_t version = 1; version <= newest; ++version) {
-    wrapped_keys_.erase(std::string(account) + '\0' + std::to_string(version));
   }
   return out;
 }

@@ -201,12 +201,12 @@ class KeyHierarchy {
   // The same for data key `version` (a rollover: service/nonce_budget.h).
   Result<store::Mutation> NewDataKeyMutation(std::string_view account, uint32_t version,
                                              int64_t expires_at);
-  // The mutations that erase data key versions 1..`newest` of `account` (crypto-shredding),
-  // and forgets their cached wrapped blobs.
+  // The mutations that erase data key versions 1..`newest` of `account` (crypto-shredding).
   Result<std::vector<store::Mutation>> EraseDataKeyMutations(std::string_view account,
                                                              uint32_t newest);
-  // The KEK-wrapped data key of `account` and `version` (cached: ciphertext only), and the KEK
-  // version that wraps it. kNotFound when the owner has no such key.
+  // The KEK-wrapped data key of `account` and `version`, and the KEK version that wraps it, read
+  // from the store on every call (never cached: an erased key is refused by every process at
+  // once). kNotFound when the owner has no such key.
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
                                    uint32_t* kek_version);
   VaultHealth Health();
@@ -245,14 +245,14 @@ class KeyHierarchy {
   store::Store& store_;
   Logger& log_;
 
-  // Caches of non-secret data read on every request: the current key versions (for a few
-  // seconds, so a rotation by another process is picked up) and each owner's KEK-wrapped data key
-  // (ciphertext; evicted when the key is deleted; bounded).
-  static constexpr size_t kMaxCachedWrappedKeys = 10'000;
+  // The current key versions, cached for kVersionsTtl (a rotation by another process is picked
+  // up by then; Find re-reads them at once on a miss, so a record keyed by a newer index key on
+  // another node is found by the very next lookup).
+  static constexpr auto kVersionsTtl = std::chrono::seconds(5);
+  Result<KeyVersions> RefreshVersions() const;  // read from the store, cache, notify the observer
   mutable std::mutex cache_mu_;
   mutable std::optional<KeyVersions> versions_;
   mutable std::chrono::steady_clock::time_point versions_read_;
-  std::unordered_map<std::string, std::pair<uint32_t, Bytes>> wrapped_keys_;
   // Store keys of Ids::kPublic lookups: (index version | HMAC input) -> store key. Bounded.
   static constexpr size_t kMaxCachedStoreKeys = 20'000;
   std::unordered_map<std::string, Bytes> store_keys_;

@@ -432,6 +432,51 @@ TEST_F(VaultTest, AnExpiringOwnersUsageCounterExpiresWithItsKey) {
   EXPECT_EQ(store_->GetStats()->tables["key_usage"].entries, before);
 }
 
+// --- coherence between processes sharing one store and token (issue 16) -------------------
+// `other` plays a second daemon: its own KeyHierarchy and caches on the same store and token.
+
+TEST_F(VaultTest, ADataKeyErasedByOneProcessIsRefusedAtOnceByAnotherThatUsedIt) {
+  InitAndCreateAccount("acct-1");
+  PutRecord(*vault_, *store_, "acct-1", "rec", "secret");
+  Vault other(*token_, *store_, log_);
+  ASSERT_EQ(ReadRecord(other, "acct-1", "rec"), "secret");  // warms every cache of `other`
+  ASSERT_EQ(ReadRecord(other, "acct-1", "rec"), "secret");
+  auto erase = vault_->DeleteAccountKeyMutations("acct-1");  // shredding, on the first process
+  ASSERT_OK(erase);
+  ASSERT_OK(store_->Apply(std::move(erase).value()));
+  EXPECT_EQ(ReadRecord(other, "acct-1", "rec"), "<unreadable>");
+  EXPECT_EQ(ReadRecord(*vault_, "acct-1", "rec"), "<unreadable>");
+}
+
+TEST_F(VaultTest, ADataKeyPurgedByExpiryIsRefusedAtOnceByAProcessThatUsedIt) {
+  ASSERT_OK(vault_->keys().InitKeys());
+  auto m = vault_->keys().NewAccountKeyMutation("reg:1", clock_.NowSeconds() + 60);
+  ASSERT_OK(m);
+  std::vector<store::Mutation> batch;
+  batch.push_back(std::move(m).value());
+  ASSERT_OK(store_->Apply(std::move(batch)));
+  PutRecord(*vault_, *store_, "reg:1", "rec", "secret");
+  ASSERT_EQ(ReadRecord(*vault_, "reg:1", "rec"), "secret");
+  ASSERT_OK(store_->PurgeExpired(clock_.NowSeconds() + 61, 100));
+  EXPECT_EQ(ReadRecord(*vault_, "reg:1", "rec"), "<unreadable>");
+}
+
+TEST_F(VaultTest, ARecordKeyedAfterARotationByOneProcessIsFoundAtOnceByAnother) {
+  InitAndCreateAccount("acct-1");
+  Vault other(*token_, *store_, log_);
+  ASSERT_OK(other.keys().CurrentVersions());  // `other` caches version 1
+  PutRecord(other, *store_, "acct-1", "before", "old record");
+  ASSERT_OK(vault_->keys().RotateKeys());
+  PutRecord(*vault_, *store_, "acct-1", "after", "new record");  // keyed by index key v2
+  EXPECT_EQ(ReadRecord(other, "acct-1", "after"), "new record");
+  EXPECT_EQ(ReadRecord(other, "acct-1", "before"), "old record");
+  EXPECT_EQ(other.keys().CurrentVersions()->index, 2u);
+  // And a record `other` makes now gets the current key.
+  auto miss = other.keys().Find("records", "acct-1", "next");
+  ASSERT_OK(miss);
+  EXPECT_EQ(KeyHierarchy::IndexVersionOfKey(miss->key), 2u);
+}
+
 // --- which token a store belongs to (issue 14) ---------------------------------------------
 
 // Two tokens in one SoftHSM2 token directory ("otd-test" from ServiceEnv and "otd-other") and
