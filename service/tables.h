@@ -27,12 +27,15 @@ inline constexpr std::string_view kAccessTokens = "access_tokens";             /
 inline constexpr std::string_view kAccessTokenLookup = "access_token_lookup";  // AccessTokens
 inline constexpr std::string_view kMailTokens = "mail_tokens";      // AccessTokens: deletion codes
 inline constexpr std::string_view kMailRequests = "mail_requests";  // MailRequestQueue
+// SharedLimits: login/registration/e-mail limiter counts of daemons sharing one database (values
+// are counts and times, not sealed: service/shared_limits.h). Empty on LMDB.
+inline constexpr std::string_view kLimits = "limits";
 
 inline constexpr std::array kAll = {
     kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
     kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
     kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
-    kKeyUsage};
+    kKeyUsage,      kLimits};
 
 }  // namespace otd::service::tables
 
