@@ -116,8 +116,8 @@ RateLimitOptions WaitAfterLastFreeStep(RateLimitOptions o) {
 }  // namespace
 
 StepLimiter::StepLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared,
-                         std::string name)
-    : limiter_(clock, WaitAfterLastFreeStep(options), shared, std::move(name)) {}
+                         std::string_view name)
+    : limiter_(clock, WaitAfterLastFreeStep(options), shared, name) {}
 
 int64_t StepLimiter::RetryAfter(std::string_view key) { return limiter_.RetryAfter(key); }
 

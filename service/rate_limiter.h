@@ -36,11 +36,11 @@ struct RateLimitOptions {
 
 class RateLimiter {
  public:
-  // `shared` (may be null: in memory only) must outlive the limiter; `name` tells this limiter's
-  // records from the others' (part of the keyed hash).
+  // `shared` (may be null: in memory only) must outlive the limiter; `name` (a string literal)
+  // tells this limiter's records from the others' (part of the keyed hash).
   RateLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared = nullptr,
-              std::string name = "")
-      : clock_(clock), options_(options), shared_(shared), name_(std::move(name)) {}
+              std::string_view name = "")
+      : clock_(clock), options_(options), shared_(shared), name_(name) {}
 
   // Seconds until `key` may try again; 0 when allowed now.
   int64_t RetryAfter(std::string_view key);
@@ -60,7 +60,7 @@ class RateLimiter {
   const Clock& clock_;
   RateLimitOptions options_;
   SharedLimits* shared_;
-  const std::string name_;
+  const std::string_view name_;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;
 };
@@ -76,7 +76,7 @@ class RateLimiter {
 class StepLimiter {
  public:
   StepLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared = nullptr,
-              std::string name = "");
+              std::string_view name = "");
   // Seconds until a step for `key` may pass; 0 now.
   int64_t RetryAfter(std::string_view key);
   void Count(std::string_view key);
