@@ -72,6 +72,8 @@ service::AccessTokensOptions AccessTokensOptionsFrom(const Config& config) {
   o.address_rate_limit.free_failures = a.email_requests_per_address;
   o.peer_rate_limit.free_failures = a.email_requests_per_peer;
   o.email_tokens_per_account = a.email_tokens_per_account;
+  // Several daemons may share a PostgreSQL database: they share the limits' counts (issue 16).
+  o.shared_limits = config.storage_backend == "postgresql";
   return o;
 }
 

@@ -214,6 +214,8 @@ service::AccountsOptions AccountsOptionsFrom(const Config& config) {
   r.max_pending = c.max_pending_registrations;
   r.max_pending_per_peer = c.max_pending_registrations_per_peer;
   r.max_map_percent = config.storage_unauthenticated_write_limit_percent;
+  // Several daemons may share a PostgreSQL database: they share the limits' counts (issue 16).
+  a.shared_limits = config.storage_backend == "postgresql";
   return a;
 }
 

@@ -119,6 +119,13 @@ TEST(AccountsOptionsTest, RegistrationLimitsComeFromTheConfig) {
   EXPECT_EQ(r.address_rate_limit.forget_after_seconds, 86'400);
 }
 
+TEST(AccountsOptionsTest, LimitsAreSharedOnPostgresqlOnly) {
+  Config c;
+  EXPECT_FALSE(AccountsOptionsFrom(c).shared_limits);  // LMDB: one process, counts in memory
+  c.storage_backend = "postgresql";
+  EXPECT_TRUE(AccountsOptionsFrom(c).shared_limits);
+}
+
 TEST(ExitCodeTest, ConfigProblemsMapTo78OthersTo69) {
   EXPECT_EQ(ExitCodeFor(InvalidArgument("x")), 78);
   EXPECT_EQ(ExitCodeFor(Unavailable("x")), 69);

@@ -178,9 +178,14 @@ AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mail
       clock_(clock),
       log_(log),
       options_(std::move(options)),
-      address_limiter_(clock, options_.address_rate_limit),
-      peer_limiter_(clock, options_.peer_rate_limit),
-      delete_peer_limiter_(clock, options_.peer_rate_limit) {}
+      shared_limits_(options_.shared_limits
+                         ? std::make_unique<SharedLimits>(
+                               store, SharedLimits::KeyedHashes(vault.keys()))
+                         : nullptr),
+      address_limiter_(clock, options_.address_rate_limit, shared_limits_.get(), "email-address"),
+      peer_limiter_(clock, options_.peer_rate_limit, shared_limits_.get(), "email-peer"),
+      delete_peer_limiter_(clock, options_.peer_rate_limit, shared_limits_.get(),
+                           "email-delete-peer") {}
 
 Result<AccessTokens::Collection> AccessTokens::Load(std::string_view account_id) {
   Collection c;
@@ -704,7 +709,7 @@ Status AccessTokens::DeleteEmailToken(std::string_view email, std::string_view c
     return ResourceExhausted("too many failed attempts; wait before trying again");
   }
   auto fail = [&]() -> Status {
-    delete_peer_limiter_.RecordFailure(peer);
+    delete_peer_limiter_.RecordFailureAsync(peer);  // counted at once, committed in the background
     log_.Info("access_token_deletion_refused");
     return InvalidArgument("Invalid or expired code");
   };

@@ -35,6 +35,7 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -87,6 +88,9 @@ struct AccessTokensOptions {
                                    .base_delay_seconds = 60,
                                    .max_delay_seconds = 3600,
                                    .forget_after_seconds = 3600};
+  // Keep the e-mail and deletion limiters' counts in the store as well (service/
+  // shared_limits.h): for daemons sharing one database (storage.backend "postgresql").
+  bool shared_limits = false;
 };
 
 struct AccessTokenInfo {
@@ -187,6 +191,7 @@ class AccessTokens {
   const Clock& clock_;
   Logger& log_;
   AccessTokensOptions options_;
+  std::unique_ptr<SharedLimits> shared_limits_;  // null: counts in memory only
   StepLimiter address_limiter_;
   StepLimiter peer_limiter_;
   RateLimiter delete_peer_limiter_;

@@ -27,6 +27,7 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -51,6 +52,9 @@ struct AccountsOptions {
   RateLimitOptions rate_limit;       // per account id
   RateLimitOptions peer_rate_limit;  // per peer (a proxy or a shared host carries many users)
   RegistrationLimitsOptions registration_limits;  // POST /registration and the secure step
+  // Keep the login and registration limiters' counts in the store as well (service/
+  // shared_limits.h): for daemons sharing one database (storage.backend "postgresql").
+  bool shared_limits = false;
 };
 
 // The fixed password hashing parameters clients must use (registration.md).
@@ -136,6 +140,7 @@ class Accounts {
   const Clock& clock_;
   Logger& log_;
   AccountsOptions options_;
+  std::unique_ptr<SharedLimits> shared_limits_;  // null: counts in memory only
   RateLimiter account_limiter_;
   RateLimiter peer_limiter_;
   RegistrationLimits registration_limits_;

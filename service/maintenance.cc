@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "service/record.h"
+#include "service/shared_limits.h"
 
 namespace otd::service {
 
@@ -74,6 +75,13 @@ Result<VerifyReport> VerifyStore(Vault& vault, store::Store& store,
       }
       if (table == tables::kAuditHeads) {
         continue;  // audit chain heads: plain JSON, not sealed records (service/audit.h)
+      }
+      if (table == tables::kLimits) {
+        // Limiter counts: a small versioned record, not sealed (service/shared_limits.h).
+        if (!SharedLimits::Decode(v)) {
+          problem(table, "a limiter record has an unknown format");
+        }
+        continue;
       }
       if (table == tables::kMeta) {
         if (k == ToBytes("vault_identity")) {

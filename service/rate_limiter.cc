@@ -4,43 +4,83 @@
 
 namespace otd::service {
 
-int64_t RateLimiter::RetryAfter(std::string_view key) {
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(std::string(key));
-  if (it == entries_.end()) {
+int64_t RateLimiter::Wait(const Entry& e, int64_t now) const {
+  if (e.failures == 0 || now - e.last_failure > options_.forget_after_seconds) {
     return 0;
   }
-  int64_t now = clock_.NowSeconds();
-  if (now - it->second.last_failure > options_.forget_after_seconds) {
-    entries_.erase(it);
-    return 0;
-  }
-  return std::max<int64_t>(0, it->second.blocked_until - now);
+  return std::max<int64_t>(0, e.blocked_until - now);
 }
 
-void RateLimiter::RecordFailure(std::string_view key) {
-  std::lock_guard lock(mu_);
-  int64_t now = clock_.NowSeconds();
-  EvictIfFull(now);
-  Entry& e = entries_[std::string(key)];
-  if (e.failures > 0 && now - e.last_failure > options_.forget_after_seconds) {
+int64_t RateLimiter::Fail(const RateLimitOptions& o, Entry& e, int64_t now) {
+  if (e.failures > 0 && now - e.last_failure > o.forget_after_seconds) {
     e = Entry{};
   }
   ++e.failures;
   e.last_failure = now;
-  if (e.failures > options_.free_failures) {
-    uint32_t over = e.failures - options_.free_failures - 1;
-    int64_t delay = options_.max_delay_seconds;
+  if (e.failures > o.free_failures) {
+    uint32_t over = e.failures - o.free_failures - 1;
+    int64_t delay = o.max_delay_seconds;
     if (over < 30) {
-      delay = std::min(options_.max_delay_seconds, options_.base_delay_seconds << over);
+      delay = std::min(o.max_delay_seconds, o.base_delay_seconds << over);
     }
     e.blocked_until = now + delay;
+  }
+  return now + o.forget_after_seconds + 1;
+}
+
+int64_t RateLimiter::RetryAfter(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  int64_t wait = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(std::string(key));
+    if (it != entries_.end()) {
+      if (now - it->second.last_failure > options_.forget_after_seconds) {
+        entries_.erase(it);
+      } else {
+        wait = Wait(it->second, now);
+      }
+    }
+  }
+  if (shared_ != nullptr) {
+    if (auto stored = shared_->Read(name_, key); stored.ok() && stored->has_value()) {
+      wait = std::max(wait, Wait(**stored, now));
+    }
+  }
+  return wait;
+}
+
+void RateLimiter::RecordLocal(std::string_view key, int64_t now) {
+  std::lock_guard lock(mu_);
+  EvictIfFull(now);
+  Fail(options_, entries_[std::string(key)], now);
+}
+
+void RateLimiter::RecordFailure(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  RecordLocal(key, now);
+  if (shared_ != nullptr) {
+    // An error leaves the in-memory count (the check takes the longer of both).
+    (void)shared_->Update(name_, key, [o = options_, now](Entry& e) { return Fail(o, e, now); });
+  }
+}
+
+void RateLimiter::RecordFailureAsync(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  RecordLocal(key, now);
+  if (shared_ != nullptr) {
+    shared_->UpdateAsync(name_, key, [o = options_, now](Entry& e) { return Fail(o, e, now); });
   }
 }
 
 void RateLimiter::RecordSuccess(std::string_view key) {
-  std::lock_guard lock(mu_);
-  entries_.erase(std::string(key));
+  {
+    std::lock_guard lock(mu_);
+    entries_.erase(std::string(key));
+  }
+  if (shared_ != nullptr) {
+    (void)shared_->Erase(name_, key);
+  }
 }
 
 void RateLimiter::EvictIfFull(int64_t now) {
@@ -75,8 +115,9 @@ RateLimitOptions WaitAfterLastFreeStep(RateLimitOptions o) {
 
 }  // namespace
 
-StepLimiter::StepLimiter(const Clock& clock, RateLimitOptions options)
-    : limiter_(clock, WaitAfterLastFreeStep(options)) {}
+StepLimiter::StepLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared,
+                         std::string_view name)
+    : limiter_(clock, WaitAfterLastFreeStep(options), shared, name) {}
 
 int64_t StepLimiter::RetryAfter(std::string_view key) { return limiter_.RetryAfter(key); }
 

@@ -5,6 +5,12 @@
 // count. Entries are forgotten `forget_after` seconds after the last failure, and the table is
 // bounded (oldest entries evicted first), so memory stays bounded under a flood of ids.
 //
+// Shared counts: given a SharedLimits (service/shared_limits.h: the daemons of one PostgreSQL
+// database) and a limiter name, every count also goes to the store under that name, and a check
+// answers the longer of the in-memory and the stored wait. The stored count includes this node's
+// steps, so it is never shorter; the in-memory one is what remains when the store is unreachable
+// (a store error never opens a limit). Without one (LMDB: one process) counts stay in memory.
+//
 // Thread safety: thread safe.
 
 #include <cstdint>
@@ -16,6 +22,7 @@
 #include <utility>
 
 #include "common/clock.h"
+#include "service/shared_limits.h"
 
 namespace otd::service {
 
@@ -29,22 +36,31 @@ struct RateLimitOptions {
 
 class RateLimiter {
  public:
-  RateLimiter(const Clock& clock, RateLimitOptions options) : clock_(clock), options_(options) {}
+  // `shared` (may be null: in memory only) must outlive the limiter; `name` (a string literal)
+  // tells this limiter's records from the others' (part of the keyed hash).
+  RateLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared = nullptr,
+              std::string_view name = "")
+      : clock_(clock), options_(options), shared_(shared), name_(name) {}
 
   // Seconds until `key` may try again; 0 when allowed now.
   int64_t RetryAfter(std::string_view key);
   void RecordFailure(std::string_view key);
+  // Counts at once in memory; the shared count is committed without waiting (for paths that
+  // must not wait for the disk).
+  void RecordFailureAsync(std::string_view key);
   void RecordSuccess(std::string_view key);
 
  private:
-  struct Entry {
-    uint32_t failures = 0;
-    int64_t last_failure = 0;
-    int64_t blocked_until = 0;
-  };
+  using Entry = LimitEntry;
+  // Adds a failure at `now` to `e`; returns when the entry is forgotten.
+  static int64_t Fail(const RateLimitOptions& o, Entry& e, int64_t now);
+  int64_t Wait(const Entry& e, int64_t now) const;
+  void RecordLocal(std::string_view key, int64_t now);
   void EvictIfFull(int64_t now);
   const Clock& clock_;
   RateLimitOptions options_;
+  SharedLimits* shared_;
+  const std::string_view name_;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;
 };
@@ -59,7 +75,8 @@ class RateLimiter {
 // may both pass the last free step).
 class StepLimiter {
  public:
-  StepLimiter(const Clock& clock, RateLimitOptions options);
+  StepLimiter(const Clock& clock, RateLimitOptions options, SharedLimits* shared = nullptr,
+              std::string_view name = "");
   // Seconds until a step for `key` may pass; 0 now.
   int64_t RetryAfter(std::string_view key);
   void Count(std::string_view key);

@@ -61,14 +61,14 @@ void RegistrationLimits::Slot::Keep() {
 
 RegistrationLimits::RegistrationLimits(store::Store& store, std::string pending_table,
                                        const Clock& clock, Logger& log,
-                                       RegistrationLimitsOptions options)
+                                       RegistrationLimitsOptions options, SharedLimits* shared)
     : store_(store),
       pending_table_(std::move(pending_table)),
       clock_(clock),
       log_(log),
       options_(options),
-      address_limiter_(clock, options.address_rate_limit),
-      peer_limiter_(clock, options.peer_rate_limit) {}
+      address_limiter_(clock, options.address_rate_limit, shared, "registration-address"),
+      peer_limiter_(clock, options.peer_rate_limit, shared, "registration-peer") {}
 
 int64_t RegistrationLimits::PeerRetryAfter(std::string_view peer) {
   return peer_limiter_.RetryAfter(peer);

@@ -33,6 +33,7 @@
 // Thread safety: thread safe.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -85,8 +86,10 @@ class RegistrationLimits {
   };
 
   // `pending_table` is the store table holding one record per pending registration.
+  // `shared` (may be null) keeps the rate counts in the store too (service/shared_limits.h).
   RegistrationLimits(store::Store& store, std::string pending_table, const Clock& clock,
-                     Logger& log, RegistrationLimitsOptions options);
+                     Logger& log, RegistrationLimitsOptions options,
+                     SharedLimits* shared = nullptr);
 
   // Seconds `peer` must wait before its next step; 0 when it may try now. Counts nothing.
   int64_t PeerRetryAfter(std::string_view peer);

@@ -31,12 +31,15 @@ inline constexpr std::string_view kMailRequests = "mail_requests";  // MailReque
 // sealed: a seq and a MAC that are in the node's audit file anyway; not secret).
 inline constexpr std::string_view kAuditHeads = "audit_heads";
 inline constexpr std::string_view kMailOutbox = "mail_outbox";  // StoreMailOutbox (SMTP)
+// SharedLimits: login/registration/e-mail limiter counts of daemons sharing one database (values
+// are counts and times, not sealed: service/shared_limits.h). Empty on LMDB.
+inline constexpr std::string_view kLimits = "limits";
 
 inline constexpr std::array kAll = {
     kMeta,          kAccountKeys,  kRecords,           kRegistrations, kAccounts,
     kAccountEmails, kSessions,     kChallenges,        kAccessCodes,   kAccessCodeIndex,
     kTokens,        kAccessTokens, kAccessTokenLookup, kMailTokens,    kMailRequests,
-    kKeyUsage,      kAuditHeads,   kMailOutbox};
+    kKeyUsage,      kAuditHeads,   kMailOutbox,        kLimits};
 
 }  // namespace otd::service::tables
 
