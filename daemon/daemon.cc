@@ -162,7 +162,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const Config& config, Logger& log,
 Status Daemon::BuildParts() {
   if (config_.storage_backend == "lmdb") {
     // opentoken-admin migrate holds it exclusive while it copies this store.
-    OTD_ASSIGN_OR_RETURN(serve_lock_, ServeLock::Acquire(config_.storage_path, /*exclusive=*/false));
+    OTD_ASSIGN_OR_RETURN(serve_lock_,
+                         ServeLock::Acquire(config_.storage_path, /*exclusive=*/false));
   }
   OTD_ASSIGN_OR_RETURN(runtime_, OpenRuntime(config_, log_, metrics_));
   Runtime& r = *runtime_;

@@ -178,10 +178,9 @@ AccessTokens::AccessTokens(Vault& vault, store::Store& store, mail::Mailer& mail
       clock_(clock),
       log_(log),
       options_(std::move(options)),
-      shared_limits_(options_.shared_limits
-                         ? std::make_unique<SharedLimits>(
-                               store, SharedLimits::KeyedHashes(vault.keys()))
-                         : nullptr),
+      shared_limits_(options_.shared_limits ? std::make_unique<SharedLimits>(
+                                                  store, SharedLimits::KeyedHashes(vault.keys()))
+                                            : nullptr),
       address_limiter_(clock, options_.address_rate_limit, shared_limits_.get(), "email-address"),
       peer_limiter_(clock, options_.peer_rate_limit, shared_limits_.get(), "email-peer"),
       delete_peer_limiter_(clock, options_.peer_rate_limit, shared_limits_.get(),

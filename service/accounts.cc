@@ -159,10 +159,9 @@ Accounts::Accounts(Vault& vault, store::Store& store, mail::Mailer& mailer, cons
       clock_(clock),
       log_(log),
       options_(std::move(options)),
-      shared_limits_(options_.shared_limits
-                         ? std::make_unique<SharedLimits>(
-                               store, SharedLimits::KeyedHashes(vault.keys()))
-                         : nullptr),
+      shared_limits_(options_.shared_limits ? std::make_unique<SharedLimits>(
+                                                  store, SharedLimits::KeyedHashes(vault.keys()))
+                                            : nullptr),
       account_limiter_(clock, options_.rate_limit, shared_limits_.get(), "login-account"),
       peer_limiter_(clock, options_.peer_rate_limit, shared_limits_.get(), "login-peer"),
       registration_limits_(store, std::string(kRegistrations), clock, log,

@@ -400,7 +400,7 @@ void AuditLog::IssuePublish(uint64_t seq, const std::string& hash) {
     m.expect = published_;
   }
   Bytes value = m.value;
-  node_.store->ApplyAsync({std::move(m)}, [this, value = std::move(value)](Status s) {
+  node_.store->ApplyAsync({std::move(m)}, [this, value = std::move(value)](const Status& s) {
     // A write whose outcome was unknown (kUnavailable) may have landed: then the row holds it.
     std::optional<Bytes> row;
     if (s.code() == Code::kFailedPrecondition) {

@@ -222,13 +222,13 @@ struct AuditVerifyReport {
 // it cannot be checked; a removal of whole lines before that point is not detected.
 // `progress(bytes_read, total_bytes)` is called as the files are read. kNotFound when a file
 // cannot be read.
-// `line(seq, body, link, mac)`, when set, sees every line that passed its own checks.
+// `visit(seq, body, link, mac)`, when set, sees every line that passed its own checks.
 using AuditLineVisitor =
     std::function<void(uint64_t seq, std::string_view body, std::string_view link, bool mac)>;
 Result<AuditVerifyReport> VerifyAuditLogs(
     const std::vector<std::string>& paths, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false,
-    const AuditLineVisitor& line = nullptr);
+    const AuditLineVisitor& visit = nullptr);
 // Several nodes' trails (issue 16). `paths` are files or directories (every regular file in a
 // directory). Files are grouped by the node their first line names (files without a node form
 // one group, kept in the order given; a node's files are ordered by their first seq), each group

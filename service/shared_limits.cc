@@ -30,9 +30,9 @@ std::minstd_rand& Rng() {
   return rng;
 }
 
-uint64_t GetBig(ByteView in, size_t at, int bytes) {
+uint64_t GetBig(ByteView in, size_t at, size_t bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) {
+  for (size_t i = 0; i < bytes; ++i) {
     v = (v << 8) | in[at + i];
   }
   return v;
@@ -97,8 +97,7 @@ Result<std::optional<LimitEntry>> SharedLimits::Read(std::string_view limiter,
   return Decode(*raw);  // an unreadable record counts as none (it is rewritten on the next step)
 }
 
-Status SharedLimits::Update(std::string_view limiter, std::string_view key,
-                            const Updater& update) {
+Status SharedLimits::Update(std::string_view limiter, std::string_view key, const Updater& update) {
   OTD_ASSIGN_OR_RETURN(Bytes k, StoreKey(limiter, key));
   int lost = 0;
   return RetryOnConflict<Status>("a rate limit", [&]() -> Attempt<Status> {
@@ -139,12 +138,13 @@ void SharedLimits::UpdateAsync(std::string_view limiter, std::string_view key, U
   if (!k.ok()) {
     return;
   }
-  AsyncAttempt(store_, std::move(*k), std::nullopt, LimitEntry{},
-               std::make_shared<Updater>(std::move(update)), 0);
+  AsyncAttempt(store_, *k, std::nullopt, LimitEntry{}, std::make_shared<Updater>(std::move(update)),
+               0);
 }
 
-void SharedLimits::AsyncAttempt(store::Store& store, Bytes store_key, std::optional<Bytes> expect, LimitEntry base,
-                                std::shared_ptr<Updater> update, int attempt) {
+void SharedLimits::AsyncAttempt(store::Store& store, const Bytes& store_key,
+                                std::optional<Bytes> expect, LimitEntry base,
+                                const std::shared_ptr<Updater>& update, int attempt) {
   int64_t forget = (*update)(base);
   store::Mutation m{.op = expect ? store::Op::kUpdate : store::Op::kInsert,
                     .table = std::string(tables::kLimits),
@@ -154,7 +154,7 @@ void SharedLimits::AsyncAttempt(store::Store& store, Bytes store_key, std::optio
   m.expect = std::move(expect);
   std::vector<store::Mutation> batch;
   batch.push_back(std::move(m));
-  store.ApplyAsync(std::move(batch), [&store, store_key, update, attempt](Status s) {
+  store.ApplyAsync(std::move(batch), [&store, store_key, update, attempt](const Status& s) {
     if (!IsLostRace(s) || attempt + 1 >= kMaxCommitAttempts) {
       return;
     }

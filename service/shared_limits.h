@@ -73,8 +73,8 @@ class SharedLimits {
  private:
   Result<Bytes> StoreKey(std::string_view limiter, std::string_view key);
   // Captures only the store (which outlives every pending commit), not this object.
-  static void AsyncAttempt(store::Store& store, Bytes store_key, std::optional<Bytes> expect,
-                           LimitEntry base, std::shared_ptr<Updater> update, int attempt);
+  static void AsyncAttempt(store::Store& store, const Bytes& store_key, std::optional<Bytes> expect,
+                           LimitEntry base, const std::shared_ptr<Updater>& update, int attempt);
 
   store::Store& store_;
   Hasher hasher_;
