@@ -8,6 +8,7 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -33,6 +34,7 @@
 #include "api/connection_table.h"
 #include "api/errors.h"
 #include "api/framing.h"
+#include "common/check.h"
 #include "crypto/random.h"
 
 namespace otd::api {
@@ -260,6 +262,7 @@ class HttpServer::Impl {
   Status SetUpMetrics();
   void Run();
   void Stop();
+  ~Impl();
   uint16_t tls_port() const { return tls_port_; }
   size_t connections() const { return connections_.load(); }
   Status ReloadTls();
@@ -347,6 +350,12 @@ class HttpServer::Impl {
   std::optional<HttpMetrics> metrics_;  // immutable after SetUpMetrics()
   // Keeps Run() alive until Stop() has drained the connections.
   net::executor_work_guard<net::io_context::executor_type> work_{ioc_.get_executor()};
+  // Deferred answers whose `done` (called on a store or audit writer thread) may still post to a
+  // connection's strand. ~Impl waits for them before the io_context goes (ASan: a tokenize's
+  // commit completed after the server was destroyed and posted to a freed strand).
+  std::mutex deferred_mu_;
+  std::condition_variable deferred_cv_;
+  size_t deferred_in_flight_ = 0;  // guarded by deferred_mu_
 };
 
 Result<std::shared_ptr<ssl::context>> HttpServer::Impl::MakeTlsContext() const {
@@ -672,10 +681,35 @@ auto HttpServer::Impl::HandleOnWorkers(Request& req, RequestContext& ctx, Comple
               return HandlerFailed(req, ctx);
             }
           };
+          // Counts this answer as in flight until `done` has been called (or every copy of it
+          // dropped uncalled).
+          {
+            std::lock_guard lock(deferred_mu_);
+            ++deferred_in_flight_;
+          }
+          struct Ticket {
+            explicit Ticket(Impl* i) : impl(i) {}
+            Ticket(const Ticket&) = delete;
+            Ticket& operator=(const Ticket&) = delete;
+            Impl* impl;
+            std::atomic<bool> released{false};
+            void Release() {
+              if (!released.exchange(true)) {
+                {
+                  std::lock_guard lock(impl->deferred_mu_);
+                  --impl->deferred_in_flight_;
+                }
+                impl->deferred_cv_.notify_all();
+              }
+            }
+            ~Ticket() { Release(); }
+          };
+          auto ticket = std::make_shared<Ticket>(this);
           try {
             // `done` runs on the writer's thread: it only hands the status to the connection.
-            d.start([deliver, complete](Status s) {
+            d.start([deliver, complete, ticket](Status s) {
               deliver([complete, s = std::move(s)]() mutable { return complete(std::move(s)); });
+              ticket->Release();
             });
           } catch (const std::exception&) {
             deliver([this, &req, &ctx] { return HandlerFailed(req, ctx); });
@@ -1054,6 +1088,19 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options, co
 }
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::Impl::~Impl() {
+  // No handler runs after this: the workers finish what they hold, then every deferred answer's
+  // completion must have been handed over (the writers that call them outlive the server), so
+  // nothing posts to a strand of the io_context destroyed below.
+  workers_.join();
+  std::unique_lock lock(deferred_mu_);
+  // 30 s is far beyond any commit or audit batch: more means a completion was lost, which would
+  // post to the freed io_context later.
+  bool drained = deferred_cv_.wait_for(lock, std::chrono::seconds(30),
+                                       [this] { return deferred_in_flight_ == 0; });
+  OTD_CHECK(drained);
+}
+
 HttpServer::~HttpServer() = default;
 void HttpServer::Run() { impl_->Run(); }
 void HttpServer::Stop() { impl_->Stop(); }

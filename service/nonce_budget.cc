@@ -235,11 +235,17 @@ Status NonceBudget::StartLease(const std::string& owner, bool roll) {
     u.pending = options_.lease;
     u.pending_version = plan->version;
     u.preparing = false;
+    ++commits_in_flight_;
   }
   cv_.notify_all();
   store_.ApplyAsync({plan->Mutation()},
                     [this, plan](Status s) { OnCommitted(plan, std::move(s)); });
   return Status::Ok();
+}
+
+NonceBudget::~NonceBudget() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return commits_in_flight_ == 0; });
 }
 
 void NonceBudget::OnCommitted(const std::shared_ptr<Plan>& plan, Status s) {
@@ -289,6 +295,11 @@ void NonceBudget::Finish(const std::shared_ptr<Plan>& plan, Status s) {
     }
   }
   plan->gate->Settle(s);
+  {
+    std::lock_guard lock(mu_);
+    --commits_in_flight_;
+  }
+  cv_.notify_all();
 }
 
 Result<uint32_t> NonceBudget::CurrentVersion(std::string_view owner) {

@@ -75,6 +75,9 @@ class NonceBudget {
       : keys_(keys), store_(store), log_(log), options_(options) {}
   NonceBudget(const NonceBudget&) = delete;
   NonceBudget& operator=(const NonceBudget&) = delete;
+  // Waits for the lease commits still in flight: their completions (on the store's writer) use
+  // this object. Never destroy it on the store's writer thread.
+  ~NonceBudget();
 
   // Reserves one encryption under `owner`'s current data key. kNotFound when the owner has no
   // data key; kUnavailable when the counter cannot be advanced (store, token, contention).
@@ -113,6 +116,7 @@ class NonceBudget {
   std::mutex mu_;
   std::condition_variable cv_;                    // a `preparing` flag was cleared
   std::unordered_map<std::string, Usage> usage_;  // guarded by mu_
+  size_t commits_in_flight_ = 0;                  // lease commits not yet finished; guarded by mu_
 };
 
 }  // namespace otd::service

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <string>
@@ -47,6 +49,27 @@ class NonceBudgetTest : public ::testing::Test, public ServiceEnv {
   store::testing::HeldStore held_{*store_};
   Vault held_vault_{*token_, held_, log_, {.rollover_after = 1'000'000, .lease = 8}};
 };
+
+// A vault destroyed while its lease commit is still in flight waits for the commit's completion,
+// which runs on the store's writer and uses the budget (TSan: the completion read the budget's
+// map while its destructor freed it). Without the wait the destructor returned at once.
+TEST_F(NonceBudgetTest, DestructionWaitsForALeaseCommitInFlight) {
+  auto vault = std::make_unique<Vault>(*token_, held_, log_,
+                                       NonceBudgetOptions{.rollover_after = 1'000'000, .lease = 8});
+  held_.Hold();
+  ASSERT_OK(vault->budget().Reserve("acct-1"));
+  ASSERT_EQ(held_.Held(), 1u);
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    vault.reset();
+    destroyed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(destroyed.load()) << "destroyed while its lease commit was in flight";
+  held_.Release();  // the writer completes the lease: the budget is still alive
+  destroyer.join();
+  EXPECT_TRUE(destroyed.load());
+}
 
 TEST_F(NonceBudgetTest, TheFirstEncryptionDoesNotWaitForItsLeasesCommit) {
   held_.Hold();
