@@ -295,10 +295,10 @@ void NonceBudget::Finish(const std::shared_ptr<Plan>& plan, Status s) {
     }
   }
   plan->gate->Settle(s);
-  {
-    std::lock_guard lock(mu_);
-    --commits_in_flight_;
-  }
+  // Notified under the lock: once the destructor sees 0 it destroys cv_ (TSan: a notify after
+  // the unlock raced with that).
+  std::lock_guard lock(mu_);
+  --commits_in_flight_;
   cv_.notify_all();
 }
 
