@@ -32,31 +32,8 @@ Result<Bytes> FakeKeyedHash(std::string_view limiter, std::string_view key) {
 store::testing::PgTestServer* g_server = nullptr;
 std::string g_skip;
 
-class PgEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<store::testing::PgTestServer>();
-    g_skip = server_->Unavailable();
-    if (!g_skip.empty()) {
-      return;
-    }
-    if (!server_->Init()) {
-      g_skip = "could not start PostgreSQL (see " + server_->dir() + "/server.log)";
-      return;
-    }
-    g_server = server_.get();
-  }
-  void TearDown() override {
-    g_server = nullptr;
-    server_.reset();
-  }
-
- private:
-  std::unique_ptr<store::testing::PgTestServer> server_;
-};
-
 [[maybe_unused]] ::testing::Environment* const kEnv =
-    ::testing::AddGlobalTestEnvironment(new PgEnvironment);
+    ::testing::AddGlobalTestEnvironment(new store::testing::PgTestEnvironment(&g_server, &g_skip));
 
 class SharedLimitsTest : public ::testing::TestWithParam<std::string> {
  protected:

@@ -17,12 +17,14 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <system_error>
 
@@ -178,6 +180,34 @@ class PgTestServer {
   std::string dir_;
   bool started_ = false;
   std::atomic<int> counter_{0};
+};
+
+// One PostgreSQL per test binary, as a gtest environment: SetUp() starts it and publishes it in
+// `*server` (null when it cannot run, with the reason in `*skip`); TearDown() stops it.
+class PgTestEnvironment : public ::testing::Environment {
+ public:
+  PgTestEnvironment(PgTestServer** server, std::string* skip) : out_(server), skip_(skip) {}
+  void SetUp() override {
+    server_ = std::make_unique<PgTestServer>();
+    *skip_ = server_->Unavailable();
+    if (!skip_->empty()) {
+      return;
+    }
+    if (!server_->Init()) {
+      *skip_ = "could not start PostgreSQL (see " + server_->dir() + "/server.log)";
+      return;
+    }
+    *out_ = server_.get();
+  }
+  void TearDown() override {
+    *out_ = nullptr;
+    server_.reset();
+  }
+
+ private:
+  PgTestServer** out_;
+  std::string* skip_;
+  std::unique_ptr<PgTestServer> server_;
 };
 
 }  // namespace otd::store::testing
