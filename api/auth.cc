@@ -103,7 +103,8 @@ Authenticated SessionOrBearer(const AuthSpec& spec, Dialect dialect, const Servi
 }
 
 // doc/api/signed-requests.md: an access code of the account in the path signed the request.
-Authenticated Signature(const Services& s, const Request& req, const RequestContext& ctx) {
+Authenticated Signature(const AuthSpec& spec, const Services& s, const Request& req,
+                        const RequestContext& ctx) {
   Authenticated out;
   const std::string& account_id = ctx.params.at("id");
   // The reasons are fixed texts (api/ot1.cc): never the secret, the signature or a header value.
@@ -142,8 +143,22 @@ Authenticated Signature(const Services& s, const Request& req, const RequestCont
       !w.ok()) {
     return reject(w.message());
   }
-  Status v = s.access_codes.Verify(account_id, auth->access_code,
-                                   canonical->Reveal(SecretAccess::Grant()), auth->signature);
+  std::optional<service::Vault::ReadAhead> ahead;
+  if (spec.read_ahead) {
+    const std::string no_token;
+    auto read = s.tokens.SignedReadAhead(account_id, auth->access_code,
+                                         spec.read_ahead_token.empty()
+                                             ? no_token
+                                             : ctx.params.at(std::string(spec.read_ahead_token)));
+    if (!read.ok()) {
+      out.error = VndErrorFromStatus(req, ctx, read.status());
+      return out;
+    }
+    ahead = std::move(read).value();
+  }
+  Status v =
+      s.access_codes.Verify(account_id, auth->access_code, canonical->Reveal(SecretAccess::Grant()),
+                            auth->signature, ahead ? &*ahead : nullptr);
   if (v.code() == Code::kUnauthenticated) {
     return reject("access code or signature");
   }
@@ -152,6 +167,7 @@ Authenticated Signature(const Services& s, const Request& req, const RequestCont
     return out;
   }
   out.caller = Caller{.account_id = account_id, .signed_request = true};
+  out.read_ahead = std::move(ahead);
   return out;
 }
 
@@ -194,7 +210,7 @@ Authenticated Authenticate(const AuthSpec& spec, Dialect dialect, const Services
       return {};
     }
     OTD_CHECK(dialect == Dialect::kOpenToken);
-    return Signature(s, req, ctx);
+    return Signature(spec, s, req, ctx);
   }
   if (!spec.scope.empty()) {
     return SessionOrBearer(spec, dialect, s, req, ctx);

@@ -27,6 +27,7 @@ namespace otd::api {
 struct Authenticated {
   std::optional<Caller> caller;
   std::optional<Response> error;
+  std::optional<service::Vault::ReadAhead> read_ahead;  // see AuthSpec::read_ahead_token
 };
 
 // Resolves the credential `spec` accepts for this request. An anonymous caller (spec.anonymous

@@ -174,6 +174,7 @@ Reply Pipeline::Admit(const RouteSpec& route, const Request& req, RequestContext
       return std::move(*a.error);
     }
     call.caller = std::move(a.caller);
+    call.read_ahead = std::move(a.read_ahead);
   } else {
     OTD_CHECK(route.auth.anonymous && route.auth.scope.empty() && !route.auth.signature);
   }

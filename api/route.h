@@ -26,6 +26,7 @@
 #include "api/links.h"
 #include "common/status.h"
 #include "service/access_tokens.h"
+#include "service/vault.h"
 
 namespace otd::api {
 
@@ -47,6 +48,11 @@ struct AuthSpec {
   bool anonymous = false;
   // Any Authorization header is refused with 403 (the e-mail API takes no credentials).
   bool refuse_authorization = false;
+  // With `signature`: read the signing access code's record together with the account's data key
+  // and, when `read_ahead_token` names a path parameter, that token's record (one store round
+  // trip: service::Tokens::SignedReadAhead); the handler finds them in Call::read_ahead.
+  bool read_ahead = false;
+  std::string_view read_ahead_token;
 };
 
 // The caller as the pipeline resolved it.
@@ -123,6 +129,7 @@ struct Call {
   std::optional<Caller> caller;
   std::optional<nlohmann::json> body;        // kJson/kOptionalJson: the validated document
   std::map<std::string, std::string> query;  // only the declared names, each at most once
+  std::optional<service::Vault::ReadAhead> read_ahead;  // AuthSpec::read_ahead_token, when signed
 
   const Services& s() const;  // the services (a broken invariant where there are none)
   const std::string& param(const std::string& name) const { return ctx.params.at(name); }

@@ -56,8 +56,8 @@ Reply Tokenize(Call& call) {
     return call.Error(400, "bad-request",
                       "Content-Type: must be a printable value of at most 256 bytes");
   }
-  auto token =
-      call.s().tokens.Prepare(id, content_type, AsBytes(call.req.body()), is_public, expires);
+  auto token = call.s().tokens.Prepare(id, content_type, AsBytes(call.req.body()), is_public,
+                                       expires, call.read_ahead ? &*call.read_ahead : nullptr);
   if (!token.ok()) {
     return call.Error(token.status());
   }
@@ -82,7 +82,7 @@ Reply Detokenize(Call& call) {
   const std::string& id = call.param("id");
   const std::string& token_id = call.param("tokenId");
   const bool is_signed = call.caller.has_value();
-  auto token = s.tokens.Get(id, token_id);
+  auto token = s.tokens.Get(id, token_id, call.read_ahead ? &*call.read_ahead : nullptr);
   if (!token.ok()) {
     if (!is_signed && token.status().code() != Code::kUnavailable) {
       return SignatureRequired(call.req, call.ctx);  // unsigned: unknown and private look alike
@@ -137,7 +137,7 @@ std::vector<RouteSpec> TokenRoutes(const Services&) {
   // signature (no scope detokenizes).
   r.push_back({.method = http::verb::post,
                .pattern = "/account/{id}/token",
-               .auth = {.scope = "tokens.create", .signature = true},
+               .auth = {.scope = "tokens.create", .signature = true, .read_ahead = true},
                .query = std::vector<std::string_view>{"public", "expires"},
                .body = {BodyKind::kRaw, {}},
                .audit = AuditSpec::Event("tokenize"),
@@ -146,7 +146,10 @@ std::vector<RouteSpec> TokenRoutes(const Services&) {
                .handler = Tokenize});
   r.push_back({.method = http::verb::get,
                .pattern = "/account/{id}/token/{tokenId}",
-               .auth = {.signature = true, .anonymous = true},
+               .auth = {.signature = true,
+                        .anonymous = true,
+                        .read_ahead = true,
+                        .read_ahead_token = "tokenId"},
                .audit = AuditSpec::FailClosed("detokenize", "tokenId"),
                .handler = Detokenize});
   r.push_back({.method = http::verb::delete_,

@@ -247,15 +247,15 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 }
 
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
-                           ByteView signature) {
+                           ByteView signature, const Vault::ReadAhead* ahead) {
   Status denied = Unauthenticated("signature verification failed");
-  OTD_ASSIGN_OR_RETURN(Located found,
-                       vault_.keys().Find(kAccessCodes, account_id, code, Vault::Ids::kPublic));
+  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodes, account_id, code,
+                                                         Vault::Ids::kPublic, ahead));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     return denied;
   }
-  auto plain = vault_.sealer().Open(kAccessCodes, account_id, code, *value);
+  auto plain = vault_.sealer().Open(kAccessCodes, account_id, code, *value, ahead);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : denied;
   }

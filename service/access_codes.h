@@ -61,8 +61,9 @@ class AccessCodes {
   Result<std::vector<AccessCodeInfo>> List(std::string_view account_id);
   Status Revoke(std::string_view account_id, std::string_view code);
   // Checks `signature` = HMAC-SHA256(secret of `code`, canonical) inside the token.
+  // `ahead`: the records of this request read in advance (Tokens::SignedReadAhead), or null.
   Status Verify(std::string_view account_id, std::string_view code, ByteView canonical,
-                ByteView signature);
+                ByteView signature, const Vault::ReadAhead* ahead = nullptr);
 
  private:
   Result<Bytes> SealCode(std::string_view account_id, std::string_view code,

@@ -1,5 +1,6 @@
 #include "service/key_hierarchy.h"
 
+#include "common/check.h"
 #include "crypto/encoding.h"
 #include "crypto/random.h"
 #include "service/audit.h"
@@ -327,13 +328,67 @@ Result<Bytes> KeyHierarchy::LookupKey(std::string_view table, std::string_view a
   return KeyAt(v.index, table, account, id, ids);
 }
 
+const KeyHierarchy::ReadAhead::Entry* KeyHierarchy::ReadAhead::Match(std::string_view table,
+                                                                     std::string_view account,
+                                                                     std::string_view id, Ids ids,
+                                                                     uint32_t version) const {
+  for (const Entry& e : entries_) {
+    if (e.version == version && e.ids == ids && e.table == table && e.account == account &&
+        e.id == id) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+KeyHierarchy::Wanted KeyHierarchy::DataKeyWanted(std::string_view account, uint32_t version,
+                                                 std::string& id_storage) {
+  id_storage = DataKeyId(version);
+  return {.table = kAccountKeysTable, .account = account, .id = id_storage, .ids = Ids::kPublic};
+}
+
+Result<KeyHierarchy::ReadAhead> KeyHierarchy::ReadTogether(const std::vector<Wanted>& wanted) {
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
+  ReadAhead ahead;
+  std::vector<store::ReadKey> keys;
+  ahead.entries_.reserve(wanted.size());
+  for (const Wanted& w : wanted) {
+    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(v.index, w.table, w.account, w.id, w.ids));
+    ahead.entries_.push_back({.table = std::string(w.table),
+                              .account = std::string(w.account),
+                              .id = std::string(w.id),
+                              .ids = w.ids,
+                              .version = v.index,
+                              .key = std::move(key),
+                              .value = std::nullopt});
+  }
+  for (const ReadAhead::Entry& e : ahead.entries_) {
+    keys.push_back({.table = e.table, .key = e.key});
+  }
+  OTD_ASSIGN_OR_RETURN(auto values, store_.GetMany(keys));
+  OTD_CHECK(values.size() == ahead.entries_.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ahead.entries_[i].value = std::move(values[i]);
+  }
+  return ahead;
+}
+
 Result<Located> KeyHierarchy::Find(std::string_view table, std::string_view account,
-                                   std::string_view id, Ids ids) {
+                                   std::string_view id, Ids ids, const ReadAhead* ahead) {
   OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   Located current;
   for (uint32_t version = v.index; version >= v.index_min && version > 0; --version) {
-    OTD_ASSIGN_OR_RETURN(Bytes key, KeyAt(version, table, account, id, ids));
-    OTD_ASSIGN_OR_RETURN(auto value, store_.Get(table, key));
+    const ReadAhead::Entry* read =
+        ahead != nullptr ? ahead->Match(table, account, id, ids, version) : nullptr;
+    Bytes key;
+    std::optional<Bytes> value;
+    if (read != nullptr) {
+      key = read->key;
+      value = read->value;
+    } else {
+      OTD_ASSIGN_OR_RETURN(key, KeyAt(version, table, account, id, ids));
+      OTD_ASSIGN_OR_RETURN(value, store_.Get(table, key));
+    }
     if (value) {
       return Located{std::move(key), std::move(value), version};
     }
@@ -390,13 +445,13 @@ Result<store::Mutation> KeyHierarchy::NewAccountKeyMutation(std::string_view acc
 }
 
 Result<Bytes> KeyHierarchy::LoadWrappedDataKey(std::string_view account, uint32_t version,
-                                               uint32_t* kek_version) {
+                                               uint32_t* kek_version, const ReadAhead* ahead) {
   // Read from the store on every use, never cached: the record's presence is what makes the key
   // usable, so a key erased (shredded) or purged by any process is refused by every process at
   // once, and the token's cache of unwrapped keys (hsm::Session::UnwrapCached, keyed by this
   // blob) is only reached with a blob the store still holds.
   OTD_ASSIGN_OR_RETURN(Located found,
-                       Find(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic));
+                       Find(kAccountKeysTable, account, DataKeyId(version), Ids::kPublic, ahead));
   if (!found.value) {
     return NotFound("account has no data key");
   }

@@ -185,10 +185,39 @@ class KeyHierarchy {
   // "otd-idx-v1" | table | account | id), prefixed with the version from version 2 on.
   Result<Bytes> LookupKey(std::string_view table, std::string_view account, std::string_view id,
                           Ids ids = Ids::kSecret);
+  // One record a request will look up (see ReadAhead).
+  struct Wanted {
+    std::string_view table;
+    std::string_view account;
+    std::string_view id;
+    Ids ids = Ids::kSecret;
+  };
+  // Records one request reads, fetched together under the current index-key version in ONE store
+  // round trip (Store::GetMany): a Find() given it takes the record's key and value from it
+  // instead of computing the key (an HMAC in the token for kSecret ids) and reading again. It is
+  // a snapshot of one request, never a cache: build it per request and drop it with the request.
+  class ReadAhead {
+   private:
+    friend class KeyHierarchy;
+    struct Entry {
+      std::string table, account, id;
+      Ids ids;
+      uint32_t version;
+      Bytes key;
+      std::optional<Bytes> value;
+    };
+    const Entry* Match(std::string_view table, std::string_view account, std::string_view id,
+                       Ids ids, uint32_t version) const;
+    std::vector<Entry> entries_;
+  };
+  Result<ReadAhead> ReadTogether(const std::vector<Wanted>& wanted);
+  // The Wanted of `account`'s data key record (LoadWrappedDataKey); `id_storage` keeps its id.
+  static Wanted DataKeyWanted(std::string_view account, uint32_t version, std::string& id_storage);
   // Finds an existing record under any live index-key version, newest first; when there is none,
   // returns the current-version key and no value. Use this for every read, update and delete.
+  // With `ahead`, a record it holds for the current version is not read again.
   Result<Located> Find(std::string_view table, std::string_view account, std::string_view id,
-                       Ids ids = Ids::kSecret);
+                       Ids ids = Ids::kSecret, const ReadAhead* ahead = nullptr);
   // A stable keyed hash that does not change with rotation (the oldest live index key), for
   // values that must stay the same across rotations (e.g. the fake salt of unknown accounts).
   Result<Bytes> StableKeyedHash(std::string_view table, std::string_view account,
@@ -207,8 +236,9 @@ class KeyHierarchy {
   // The KEK-wrapped data key of `account` and `version`, and the KEK version that wraps it, read
   // from the store on every call (never cached: an erased key is refused by every process at
   // once). kNotFound when the owner has no such key.
+  // `ahead`: this request's read-ahead (a snapshot of this request, so still never a cache).
   Result<Bytes> LoadWrappedDataKey(std::string_view account, uint32_t version,
-                                   uint32_t* kek_version);
+                                   uint32_t* kek_version, const ReadAhead* ahead = nullptr);
   VaultHealth Health();
 
   // Called (outside any lock) when the key versions read from the store change while running,

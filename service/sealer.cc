@@ -16,7 +16,8 @@ Result<hsm::KeyRef> Unwrap(hsm::Session& s, uint32_t kek_version, const Bytes& w
 }  // namespace
 
 Result<Sealed> Sealer::SealDeferred(std::string_view table, std::string_view account,
-                                    std::string_view id, ByteView plaintext) {
+                                    std::string_view id, ByteView plaintext,
+                                    const KeyHierarchy::ReadAhead* ahead) {
   OTD_ASSIGN_OR_RETURN(Reservation r, budget_.Reserve(account));
   SealedRecord rec;
   rec.key_version = r.version;
@@ -24,7 +25,8 @@ Result<Sealed> Sealer::SealDeferred(std::string_view table, std::string_view acc
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   // The wrapped key first: finding it may take a token session of its own.
   uint32_t kek_version = 0;
-  OTD_ASSIGN_OR_RETURN(Bytes wrapped, keys_.LoadWrappedDataKey(account, r.version, &kek_version));
+  OTD_ASSIGN_OR_RETURN(Bytes wrapped,
+                       keys_.LoadWrappedDataKey(account, r.version, &kek_version, ahead));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk, Unwrap(s, kek_version, wrapped));
   OTD_ASSIGN_OR_RETURN(rec.ciphertext_and_tag,
@@ -42,12 +44,13 @@ Result<Bytes> Sealer::Seal(std::string_view table, std::string_view account, std
 }
 
 Result<SecretBytes> Sealer::Open(std::string_view table, std::string_view account,
-                                 std::string_view id, ByteView record) {
+                                 std::string_view id, ByteView record,
+                                 const KeyHierarchy::ReadAhead* ahead) {
   OTD_ASSIGN_OR_RETURN(SealedRecord rec, DecodeSealed(record));
   Bytes aad = SealedAssociatedData(table, account, id, rec.key_version);
   uint32_t kek_version = 0;
   OTD_ASSIGN_OR_RETURN(Bytes wrapped,
-                       keys_.LoadWrappedDataKey(account, rec.key_version, &kek_version));
+                       keys_.LoadWrappedDataKey(account, rec.key_version, &kek_version, ahead));
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
   OTD_ASSIGN_OR_RETURN(hsm::KeyRef dk, Unwrap(s, kek_version, wrapped));
   return FromToken(s.DecryptGcm(dk, rec.nonce, aad, rec.ciphertext_and_tag));

@@ -39,12 +39,13 @@ class Sealer {
                      ByteView plaintext);
   // The same without waiting for the lease: for writes that complete asynchronously
   // (tokenize), which chain their commit behind Sealed::gate.
+  // `ahead` (both): this request's read-ahead, which may hold the account's data key record.
   Result<Sealed> SealDeferred(std::string_view table, std::string_view account, std::string_view id,
-                              ByteView plaintext);
+                              ByteView plaintext, const KeyHierarchy::ReadAhead* ahead = nullptr);
   // Opens a sealed record. kDataLoss when it does not authenticate (moved, swapped, tampered),
   // kNotFound when the account has no data key.
   Result<SecretBytes> Open(std::string_view table, std::string_view account, std::string_view id,
-                           ByteView record);
+                           ByteView record, const KeyHierarchy::ReadAhead* ahead = nullptr);
 
   // Seal/Open with the system owner's key.
   Result<Bytes> SealSystem(std::string_view table, std::string_view id, ByteView plaintext) {

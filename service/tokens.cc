@@ -23,7 +23,8 @@ enum : uint8_t {
 }  // namespace
 
 Result<PreparedToken> Tokens::Prepare(std::string_view account_id, std::string_view content_type,
-                                      ByteView payload, bool is_public, int64_t expires_at) {
+                                      ByteView payload, bool is_public, int64_t expires_at,
+                                      const Vault::ReadAhead* ahead) {
   const int64_t now = clock_.NowSeconds();
   if (expires_at != 0 && expires_at <= now) {
     return InvalidArgument("expires must be in the future");
@@ -42,9 +43,9 @@ Result<PreparedToken> Tokens::Prepare(std::string_view account_id, std::string_v
                           .Add(kTagPayload, payload)
                           .Finish();
   // The worker never waits for the nonce lease's commit: Commit chains the write behind it.
-  OTD_ASSIGN_OR_RETURN(
-      Sealed sealed,
-      vault_.sealer().SealDeferred(kTokens, account_id, t.id, plain.Reveal(SecretAccess::Grant())));
+  OTD_ASSIGN_OR_RETURN(Sealed sealed,
+                       vault_.sealer().SealDeferred(kTokens, account_id, t.id,
+                                                    plain.Reveal(SecretAccess::Grant()), ahead));
   OTD_ASSIGN_OR_RETURN(Bytes key, vault_.keys().LookupKey(kTokens, account_id, t.id));
   t.batch.push_back({.op = store::Op::kInsert,
                      .table = std::string(kTokens),
@@ -78,9 +79,27 @@ void Tokens::Commit(PreparedToken token, std::function<void(Status)> done) {
   }
 }
 
-Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view token_id) {
+Result<Vault::ReadAhead> Tokens::SignedReadAhead(std::string_view account_id,
+                                                 std::string_view access_code,
+                                                 std::string_view token_id) {
+  std::string data_key_id;
+  std::vector<KeyHierarchy::Wanted> wanted = {
+      {.table = tables::kAccessCodes,
+       .account = account_id,
+       .id = access_code,
+       .ids = Vault::Ids::kPublic},
+      KeyHierarchy::DataKeyWanted(account_id, 1, data_key_id)};
+  if (!token_id.empty()) {
+    wanted.push_back({.table = kTokens, .account = account_id, .id = token_id});
+  }
+  return vault_.keys().ReadTogether(wanted);
+}
+
+Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view token_id,
+                                const Vault::ReadAhead* ahead) {
   const Status not_found = NotFound("no such token");
-  OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kTokens, account_id, token_id));
+  OTD_ASSIGN_OR_RETURN(
+      Located found, vault_.keys().Find(kTokens, account_id, token_id, Vault::Ids::kSecret, ahead));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
     // Spend what a hit spends (an unwrap and a failing decryption) so that a miss cannot be told
@@ -94,7 +113,7 @@ Result<StoredToken> Tokens::Get(std::string_view account_id, std::string_view to
     (void)vault_.sealer().OpenSystem(kTokens, token_id, kDummy);
     return not_found;
   }
-  auto plain = vault_.sealer().Open(kTokens, account_id, token_id, *value);
+  auto plain = vault_.sealer().Open(kTokens, account_id, token_id, *value, ahead);
   if (!plain.ok()) {
     return plain.status().code() == Code::kUnavailable ? plain.status() : not_found;
   }

@@ -60,14 +60,24 @@ class Tokens {
       : vault_(vault), store_(store), clock_(clock), log_(log), options_(options) {}
 
   // Checks the input, draws the id and seals the record in the token; stores nothing.
+  // `ahead`: this request's read-ahead (SignedReadAhead), or null.
   Result<PreparedToken> Prepare(std::string_view account_id, std::string_view content_type,
-                                ByteView payload, bool is_public, int64_t expires_at);
+                                ByteView payload, bool is_public, int64_t expires_at,
+                                const Vault::ReadAhead* ahead = nullptr);
   // Stores the record durably and calls `done` with the result, without waiting: on the store's
   // writer thread (store.h: `done` must not call Store::Apply). The id is valid only if ok. When
   // the record's nonce lease is still being committed, the record is written after it (and not at
   // all if the lease fails: `done` gets that failure).
   void Commit(PreparedToken token, std::function<void(Status)> done);
-  Result<StoredToken> Get(std::string_view account_id, std::string_view token_id);
+  // `ahead`: the records of this request read in advance (SignedReadAhead), or null.
+  Result<StoredToken> Get(std::string_view account_id, std::string_view token_id,
+                          const Vault::ReadAhead* ahead = nullptr);
+  // What a signed tokenize or detokenize reads, in one store round trip: the record of the
+  // access code that signed it, the account's data key (version 1), and the token's record when
+  // `token_id` is not empty (on PostgreSQL this turns four round trips into one). Pass the result
+  // to AccessCodes::Verify, Get and Prepare of the same request; drop it with the request.
+  Result<Vault::ReadAhead> SignedReadAhead(std::string_view account_id,
+                                           std::string_view access_code, std::string_view token_id);
   Status Delete(std::string_view account_id, std::string_view token_id);
 
  private:

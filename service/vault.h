@@ -22,6 +22,7 @@ namespace otd::service {
 class Vault {
  public:
   using Ids = KeyHierarchy::Ids;
+  using ReadAhead = KeyHierarchy::ReadAhead;
 
   Vault(hsm::Token& token, store::Store& store, Logger& log, NonceBudgetOptions budget = {})
       : keys_(token, store, log),

@@ -20,6 +20,10 @@ LmdbStore::~LmdbStore() = default;
 Result<std::optional<Bytes>> LmdbStore::Get(std::string_view table, ByteView key) const {
   return env_->Get(table, key);
 }
+Result<std::vector<std::optional<Bytes>>> LmdbStore::GetMany(
+    const std::vector<ReadKey>& keys) const {
+  return env_->GetMany(keys);
+}
 Result<int64_t> LmdbStore::ExpiryOf(std::string_view table, ByteView key) const {
   return env_->ExpiryOf(table, key);
 }

@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "common/check.h"
 #include "store/internal/pg_conn.h"
 #include "store/internal/pg_schema.h"
 #include "store/internal/pg_writer.h"
@@ -232,6 +233,43 @@ Result<std::optional<Bytes>> PgStore::Get(std::string_view table, ByteView key) 
     }
     ByteView v = PgBytes(r.get(), 0, 0);
     return std::optional<Bytes>(Bytes(v.begin(), v.end()));
+  });
+}
+
+Result<std::vector<std::optional<Bytes>>> PgStore::GetMany(const std::vector<ReadKey>& keys) const {
+  if (keys.size() > kMaxGetMany) {
+    return InvalidArgument("store: more than " + std::to_string(kMaxGetMany) + " keys in a read");
+  }
+  std::vector<std::optional<ByteView>> tbls;
+  std::vector<std::optional<ByteView>> ks;
+  for (const ReadKey& k : keys) {
+    OTD_RETURN_IF_ERROR(CheckTable(k.table));
+    OTD_RETURN_IF_ERROR(CheckKey(k.key));
+    tbls.emplace_back(AsBytes(k.table));
+    ks.emplace_back(k.key);
+  }
+  std::vector<std::optional<Bytes>> out(keys.size());
+  if (keys.empty()) {
+    return out;
+  }
+  return WithConnection(*pool_, [&](PGconn* c) -> Result<std::vector<std::optional<Bytes>>> {
+    PgParams p;
+    p.Array(25, tbls);
+    p.Array(17, ks);
+    // One statement, so one snapshot (READ COMMITTED takes it per statement) and one round trip.
+    PgResultPtr r = PgExec(c,
+                           "SELECT (q.i - 1)::int8, r.value FROM unnest($1::text[], $2::bytea[]) "
+                           "WITH ORDINALITY AS q(tbl, key, i) "
+                           "JOIN otd_records r ON r.tbl = q.tbl AND r.key = q.key",
+                           p, pool_->settings().client_timeout_ms());
+    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      const int64_t i = PgInt8(r.get(), row, 0);
+      OTD_CHECK(i >= 0 && static_cast<size_t>(i) < out.size());
+      ByteView v = PgBytes(r.get(), row, 1);
+      out[static_cast<size_t>(i)] = Bytes(v.begin(), v.end());
+    }
+    return out;
   });
 }
 

@@ -90,6 +90,8 @@ class PgStore final : public Store {
   ~PgStore() override;  // drains queued writes, stops the writer, closes the connections
 
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const override;
+  Result<std::vector<std::optional<Bytes>>> GetMany(
+      const std::vector<ReadKey>& keys) const override;
   Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const override;
   Status Apply(std::vector<Mutation> batch) override;
   void ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done) override;

@@ -75,6 +75,15 @@ struct Mutation {
                                 // (expires_at is ignored then)
 };
 
+// One key of a GetMany() (views: the caller keeps them alive during the call).
+struct ReadKey {
+  std::string_view table;
+  ByteView key;
+};
+
+// The most keys one GetMany() takes.
+inline constexpr size_t kMaxGetMany = 64;
+
 struct TableStats {
   uint64_t entries = 0;
   uint64_t bytes = 0;  // storage used by the table (LMDB: pages * page size)
@@ -101,6 +110,12 @@ class Store {
 
   // Returns a copy of the value, or nullopt when absent.
   virtual Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const = 0;
+  // Reads several records at once: from one consistent snapshot, and in one round trip where the
+  // backend is a server (PostgreSQL). One entry per key, in the order given (nullopt when
+  // absent; a key may repeat). Any unknown table or bad key, or more than kMaxGetMany keys, fails
+  // the whole call with kInvalidArgument.
+  virtual Result<std::vector<std::optional<Bytes>>> GetMany(
+      const std::vector<ReadKey>& keys) const = 0;
   // The record's expires_at (Unix seconds), or 0 when it has none or does not exist.
   virtual Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const = 0;
 

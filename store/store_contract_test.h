@@ -97,6 +97,42 @@ TYPED_TEST_P(StoreContractTest, GetOfAMissingKeyReturnsNothing) {
   EXPECT_EQ(this->GetString(*s, "t", "absent"), std::nullopt);
 }
 
+TYPED_TEST_P(StoreContractTest, GetManyReadsSeveralTablesInOrder) {
+  auto s = this->OpenStore();
+  ASSERT_OK(s->Apply({Put("k1", "v1"), Make(Op::kPut, "u", "k1", "u1"), Put("k2", "")}));
+  const std::vector<ReadKey> keys = {{"u", AsBytes("k1")},
+                                     {"t", AsBytes("absent")},
+                                     {"t", AsBytes("k1")},
+                                     {"t", AsBytes("k2")},
+                                     {"u", AsBytes("k1")}};
+  auto got = s->GetMany(keys);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 5u);
+  EXPECT_EQ((*got)[0], std::optional<Bytes>(ToBytes("u1")));
+  EXPECT_EQ((*got)[1], std::nullopt);
+  EXPECT_EQ((*got)[2], std::optional<Bytes>(ToBytes("v1")));
+  EXPECT_EQ((*got)[3], std::optional<Bytes>(Bytes()));        // empty, not absent
+  EXPECT_EQ((*got)[4], std::optional<Bytes>(ToBytes("u1")));  // a key may repeat
+  auto none = s->GetMany({});
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+}
+
+TYPED_TEST_P(StoreContractTest, GetManyRejectsTheWholeReadForOneBadKey) {
+  auto s = this->OpenStore();
+  ASSERT_OK(s->Apply({Put("k1", "v1")}));
+  EXPECT_EQ(s->GetMany({{"t", AsBytes("k1")}, {"nope", AsBytes("k1")}}).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(s->GetMany({{"t", AsBytes("k1")}, {"t", ByteView()}}).status().code(),
+            Code::kInvalidArgument);
+  std::vector<ReadKey> many(kMaxGetMany + 1, ReadKey{"t", AsBytes("k1")});
+  EXPECT_EQ(s->GetMany(many).status().code(), Code::kInvalidArgument);
+  many.pop_back();
+  auto most = s->GetMany(many);
+  ASSERT_OK(most);
+  EXPECT_EQ(most->size(), kMaxGetMany);
+}
+
 TYPED_TEST_P(StoreContractTest, EmptyValuesAreStoredAndDistinctFromAbsence) {
   auto s = this->OpenStore();
   ASSERT_OK(s->Apply({Put("k", "")}));
@@ -594,6 +630,7 @@ TYPED_TEST_P(StoreContractTest, AcknowledgedAsyncWritesAreDurable) {
 
 REGISTER_TYPED_TEST_SUITE_P(
     StoreContractTest, PutThenGetReturnsTheValue, GetOfAMissingKeyReturnsNothing,
+    GetManyReadsSeveralTablesInOrder, GetManyRejectsTheWholeReadForOneBadKey,
     EmptyValuesAreStoredAndDistinctFromAbsence, InsertOfAnExistingKeyFailsWithAlreadyExists,
     UpdateOfAMissingKeyFailsWithFailedPrecondition, DeleteOfAMissingKeyFailsWithFailedPrecondition,
     EraseOfAMissingKeySucceeds, MatchingExpectReplacesTheValue,

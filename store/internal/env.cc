@@ -317,6 +317,42 @@ Result<std::optional<Bytes>> Env::Get(std::string_view table, ByteView key) cons
   return std::optional<Bytes>(Bytes(value.begin(), value.end()));
 }
 
+Result<std::vector<std::optional<Bytes>>> Env::GetMany(const std::vector<ReadKey>& keys) const {
+  if (keys.size() > kMaxGetMany) {
+    return InvalidArgument("store: more than " + std::to_string(kMaxGetMany) + " keys in a read");
+  }
+  std::vector<MDB_dbi> dbis;
+  dbis.reserve(keys.size());
+  for (const ReadKey& k : keys) {
+    OTD_ASSIGN_OR_RETURN(MDB_dbi dbi, TableDbi(k.table));
+    OTD_RETURN_IF_ERROR(CheckKey(k.key));
+    dbis.push_back(dbi);
+  }
+  std::vector<std::optional<Bytes>> out(keys.size());
+  if (keys.empty()) {
+    return out;
+  }
+  Txn txn;  // one snapshot for every key
+  int rc = Txn::Begin(env_.get(), nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return Fail(rc, "begin read transaction");
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    MDB_val k = Val(keys[i].key.data(), keys[i].key.size());
+    MDB_val v{};
+    rc = mdb_get(txn.get(), dbis[i], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      continue;
+    }
+    if (rc != 0) {
+      return Fail(rc, "read");
+    }
+    ByteView value = View(v);
+    out[i] = Bytes(value.begin(), value.end());
+  }
+  return out;
+}
+
 Result<int64_t> Env::ExpiryOf(std::string_view table, ByteView key) const {
   OTD_RETURN_IF_ERROR(TableDbi(table).status());
   OTD_RETURN_IF_ERROR(CheckKey(key));

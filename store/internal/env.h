@@ -46,6 +46,7 @@ class Env {
   Status CheckKey(ByteView key) const;
 
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const;
+  Result<std::vector<std::optional<Bytes>>> GetMany(const std::vector<ReadKey>& keys) const;
   Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const;
   Status ForEach(std::string_view table, const std::function<bool(ByteView, ByteView)>& fn) const;
   // Table entries and sizes, map use; `commits`/`batches` are the writer's and left 0 here.

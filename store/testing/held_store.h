@@ -45,6 +45,10 @@ class HeldStore final : public Store {
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const override {
     return inner_.Get(table, key);
   }
+  Result<std::vector<std::optional<Bytes>>> GetMany(
+      const std::vector<ReadKey>& keys) const override {
+    return inner_.GetMany(keys);
+  }
   Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const override {
     return inner_.ExpiryOf(table, key);
   }
