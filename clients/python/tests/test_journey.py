@@ -222,3 +222,33 @@ class JourneyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReadmeTest(unittest.TestCase):
+    """The README's first example runs as printed (only the socket path and the typed-in
+    confirmation link are supplied)."""
+
+    def test_first_tokenize_detokenize_example(self):
+        JourneyTest.setUpClass()
+        readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
+        with open(readme, encoding="utf-8") as f:
+            text = f.read()
+        code = re.search(r"## First tokenize / detokenize.*?```python\n(.*?)```", text,
+                         re.S).group(1)
+        self.assertLessEqual(len(code.strip().splitlines()), 10)
+        code = code.replace('"var/run/opentokend.sock"', repr(JourneyTest.socket))
+        typed = []
+
+        def fake_input(prompt):
+            link = re.search(r"https?://\S+/confirm/[A-Za-z0-9_-]+",
+                             wait_mail(JourneyTest.spool, "me@example.com", "onfirm")).group(0)
+            typed.append(prompt)
+            return link
+
+        printed = []
+        scope = {"input": fake_input, "print": lambda *a: printed.append(a)}
+        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+        self.assertEqual(len(typed), 1)
+        token_id, data = printed[0]
+        self.assertRegex(token_id, ID_RE)
+        self.assertEqual(data, b"4111 1111 1111 1111")
