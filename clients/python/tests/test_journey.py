@@ -15,6 +15,7 @@ import os
 import re
 import time
 import unittest
+import unittest.mock
 
 from opentoken import Client, OpenTokenError
 
@@ -247,8 +248,11 @@ class ReadmeTest(unittest.TestCase):
 
         printed = []
         scope = {"input": fake_input, "print": lambda *a: printed.append(a)}
-        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+        with unittest.mock.patch("getpass.getpass", return_value="a README password"):
+            exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
         self.assertEqual(len(typed), 1)
         token_id, data = printed[0]
+        pair = scope["pair"]
+        self.assertRegex(pair.secret, ID_RE)
         self.assertRegex(token_id, ID_RE)
         self.assertEqual(data, b"4111 1111 1111 1111")

@@ -291,13 +291,15 @@ class Client:
         href = self._codes_href() + "/" + _check_id(code, "access code")
         self._expect(self.request("DELETE", href, None, self._session_auth()), "DELETE", href, 204)
 
-    def use_access_code(self, code: AccessCode | str, secret: str | None = None) -> None:
-        """Signs tokenize/detokenize/delete with this pair from now on."""
-        if isinstance(code, AccessCode):
-            code, secret = code.code, code.secret if secret is None else secret
-        if secret is None:
+    def use_access_code(self, code: AccessCode | str, secret: str | None = None) -> AccessCode:
+        """Signs tokenize/detokenize/delete with this pair from now on; returns the pair."""
+        pair = code if isinstance(code, AccessCode) else AccessCode(code=code, secret=secret)
+        if secret is not None:
+            pair.secret = secret
+        if pair.secret is None:
             raise ValueError("the access code's secret is needed to sign")
-        self._access_code, self._secret = _check_id(code, "access code"), secret
+        self._access_code, self._secret = _check_id(pair.code, "access code"), pair.secret
+        return pair
 
     # --- tokens --------------------------------------------------------------------------------
     def _token_base(self) -> str:
