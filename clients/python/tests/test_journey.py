@@ -81,6 +81,7 @@ class JourneyTest(unittest.TestCase):
         self.assertEqual(len(reg.totp_key), 20)
         self.assertNotIn(reg.totp_key_base32, repr(reg))
         self.assertNotIn(reg.totp_key.hex(), repr(reg))
+        self.assertEqual(c.registration_qr(reg)[:8], b"\x89PNG\r\n\x1a\n")
         link = re.search(r"https?://\S+/registration/\S+/confirm/[A-Za-z0-9_-]+",
                          wait_mail(self.spool, address, "onfirm")).group(0)
         account_id = c.confirm(link)

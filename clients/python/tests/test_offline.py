@@ -278,3 +278,70 @@ class LinksAndErrorsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ClientValidationTest(unittest.TestCase):
+    """What the client refuses before sending anything (no daemon: the transport fails if
+    used)."""
+
+    class NoNetwork:
+        host = "localhost"
+        description = "none"
+
+        def request(self, *a, **kw):
+            raise AssertionError("nothing may be sent")
+
+    def client(self, **kw):
+        from opentoken import Client
+        return Client(transport=self.NoNetwork(), **kw)
+
+    def test_urls_and_the_host_header_they_sign(self):
+        from opentoken import Client, Transport
+        self.assertEqual(Transport.url("https://127.0.0.1:8443").host, "127.0.0.1:8443")
+        self.assertEqual(Transport.url("https://Vault.Example.COM/").host, "vault.example.com")
+        self.assertEqual(Transport.url("https://[::1]:8443").host, "[::1]:8443")
+        self.assertEqual(Transport.unix("/run/x.sock").host, "localhost")
+        for bad in ("ftp://h", "https://", "https://u:p@h", "https://h/api", "https://h?x=1",
+                    "127.0.0.1:8443"):
+            with self.assertRaises(ValueError, msg=bad):
+                Transport.url(bad)
+        with self.assertRaises(ValueError):
+            Client()
+        with self.assertRaises(ValueError):
+            Client("https://h", socket_path="/s")
+        with self.assertRaises(ValueError):
+            Client(socket_path="/s", access_code="c")  # a code without its secret
+
+    def test_ids_that_could_leave_their_path_are_refused_before_any_request(self):
+        c = self.client(account_id="acct", access_code="code", secret="s")
+        for bad in ("../x", "a/b", "a?b", "", "a b", "%2e%2e"):
+            with self.assertRaises(ValueError, msg=bad):
+                c.detokenize(bad)
+            with self.assertRaises(ValueError, msg=bad):
+                c.delete(bad)
+            with self.assertRaises(ValueError, msg=bad):
+                c.get_access_token(bad)
+            with self.assertRaises(ValueError, msg=bad):
+                c.revoke_access_code(bad)
+
+    def test_calls_without_credentials_are_refused_locally(self):
+        c = self.client()
+        with self.assertRaises(ValueError):
+            c.whoami()  # no account id
+        c = self.client(account_id="acct")
+        with self.assertRaises(ValueError):
+            c.whoami()  # not logged in, no bearer
+        with self.assertRaises(ValueError):
+            c.create_access_code()
+        with self.assertRaises(ValueError):
+            c.login("pw")  # neither a TOTP key nor a code
+        c.logout()  # not logged in: nothing to do, nothing sent
+
+    def test_secrets_stay_out_of_reprs(self):
+        from opentoken import AccessCode, Detokenized, Session
+        self.assertNotIn("S3CRET", repr(AccessCode(code="c", secret="S3CRET")))
+        self.assertNotIn("S3CRET", repr(Session("a", "S3CRET")))
+        self.assertNotIn("S3CRET", repr(Detokenized(b"S3CRET", "text/plain")))
+        c = self.client(account_id="acct", access_code="code", secret="S3CRET",
+                        bearer_token="otk_S3CRET")
+        self.assertNotIn("S3CRET", repr(c))

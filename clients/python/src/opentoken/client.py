@@ -182,6 +182,12 @@ class Client:
         self.secure(reg, password)
         return reg
 
+    def registration_qr(self, registration: Registration) -> bytes:
+        """The TOTP key as a PNG QR code (for an authenticator app), until confirmation."""
+        href = registration.qr_href or registration.href.rstrip("/") + "/qr"
+        r = self._expect(self.request("GET", href), "GET", "(registration qr)", 200)
+        return r.body
+
     def secure(self, registration: Registration, password: str,
                when: float | None = None) -> None:
         """(Re)sends the password hash and two consecutive TOTP codes; the server mails a new
@@ -229,6 +235,8 @@ class Client:
             raise ValueError("give exactly one of totp_key and totp_code=")
         href = self._service("account-login", accountId=acct)
         ch = self._expect(self.request("GET", href), "GET", href, 200).json()
+        if not isinstance(ch, dict) or not {"passwordHashConfig", "challengeHashConfig"} <= set(ch):
+            raise ProtocolError("login challenge not understood")
         pw = _account.password_hash(password, ch["passwordHashConfig"])
         code = totp_code if totp_code is not None else _account.totp(totp_key, None, 0,
                                                                       totp_params)
@@ -337,7 +345,8 @@ class Client:
         return location.rstrip("/").rsplit("/", 1)[-1]
 
     def _token_href(self, token_id: str) -> str:
-        return self._token_base() + "/" + _check_id(token_id, "token id")
+        _check_id(token_id, "token id")
+        return self._token_base() + "/" + token_id
 
     def detokenize(self, token_id: str, *, signed: bool = True) -> Detokenized:
         """The exact bytes and content type stored under `token_id`. `signed=False` reads a
@@ -384,7 +393,8 @@ class Client:
         return list(r.json().get("items", []))
 
     def _access_token_href(self, access_token_id: str) -> str:
-        return self._access_tokens_href() + "/" + _check_id(access_token_id, "access token id")
+        _check_id(access_token_id, "access token id")
+        return self._access_tokens_href() + "/" + access_token_id
 
     def get_access_token(self, access_token_id: str) -> dict[str, Any]:
         href = self._access_token_href(access_token_id)
