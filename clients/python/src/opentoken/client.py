@@ -238,8 +238,11 @@ class Client:
         if not isinstance(ch, dict) or not {"passwordHashConfig", "challengeHashConfig"} <= set(ch):
             raise ProtocolError("login challenge not understood")
         pw = _account.password_hash(password, ch["passwordHashConfig"])
-        code = totp_code if totp_code is not None else _account.totp(totp_key, None, 0,
-                                                                      totp_params)
+        if totp_code is not None:
+            code = totp_code
+        else:
+            assert totp_key is not None  # checked above: exactly one of the two
+            code = _account.totp(totp_key, None, 0, totp_params)
         body = {"challengeHash": _account.challenge_hash(pw, ch["challengeHashConfig"]),
                 "mfa": {"totp": code}}
         r = self._json("POST", href, body, {}, 200)
