@@ -193,3 +193,17 @@ test('parseLinks and the three error shapes', () => {
   assert.doesNotMatch(confirm.message, /SECRETCODE/);
   assert.ok(confirm instanceof Error);
 });
+
+test('index.d.ts declares exactly the runtime exports and the client\'s public methods', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const dts = await readFile(new URL('../index.d.ts', import.meta.url), 'utf8');
+  const runtime = await import('../index.js');
+  const declared = [...dts.matchAll(/^export declare (?:const|function|class) (\w+)/gm)].map((m) => m[1]);
+  assert.deepEqual([...declared].sort(), Object.keys(runtime).sort());
+  const body = /export declare class OpenTokenClient \{([\s\S]*?)\n\}/.exec(dts)[1];
+  const methods = [...body.matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1])
+    .filter((n) => n !== 'constructor').sort();
+  const actual = Object.getOwnPropertyNames(runtime.OpenTokenClient.prototype)
+    .filter((n) => n !== 'constructor' && !n.startsWith('_')).sort();
+  assert.deepEqual(methods, actual);
+});
