@@ -91,6 +91,9 @@ export interface Link {
 
 export declare function parseLinks(values: readonly string[] | undefined): Link[];
 
+/** `/registration/{id}/confirm/{code}` found in a link or a mail's text (quoted-printable ok). */
+export declare function confirmationPath(text: string): string | undefined;
+
 export type ErrorShape = 'vnd.error' | 'losant' | 'pkmnapi';
 
 /** A non-2xx answer: the status and the server's error body. Never carries a secret. */
@@ -252,7 +255,9 @@ export declare class OpenTokenClient {
 
   register(email: string, password: string): Promise<Registration>;
   secure(registration: Registration, password: string, options?: { time?: Date | number }): Promise<void>;
-  confirm(linkOrCode: string, registration?: Registration | string): Promise<{ accountId: string; loginPath: string }>;
+  /** The link, the whole mail (.eml text), or the code alone plus the registration. */
+  confirm(linkOrMailOrCode: string, registration?: Registration | string):
+    Promise<{ accountId: string; loginPath: string }>;
   login(password: string, code: string | { key: Buffer | Uint8Array | string; time?: Date | number },
     options?: { accountId?: string }): Promise<{ accountId: string; sessionId: string }>;
   logout(): Promise<void>;

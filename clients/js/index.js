@@ -2,4 +2,4 @@
 export { SCHEME, MANDATORY_SIGNED_HEADERS, canonicalContent, formatDate, sign } from './src/sign.js';
 export { challengeHash, passwordHash, totp } from './src/account.js';
 export { OpenTokenError } from './src/errors.js';
-export { OpenTokenClient, parseLinks } from './src/client.js';
+export { OpenTokenClient, confirmationPath, parseLinks } from './src/client.js';

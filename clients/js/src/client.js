@@ -169,22 +169,20 @@ export class OpenTokenClient {
   }
 
   /**
-   * Confirms a registration with the link from the mail (absolute or a path), or with the code
-   * alone plus the registration (or its path). Resolves to {accountId, loginPath}.
+   * Confirms a registration with the link from the mail (absolute or a path), the whole mail as
+   * stored (an .eml file's text: quoted-printable soft line breaks are undone), or the code alone
+   * plus the registration (or its path). Resolves to {accountId, loginPath}.
    */
-  async confirm(linkOrCode, registration) {
-    let path;
-    const m = /(\/registration\/[A-Za-z0-9_-]+\/confirm\/[A-Za-z0-9_-]+)\s*$/.exec(String(linkOrCode).trim());
-    if (m) {
-      path = m[1];
-    } else {
+  async confirm(linkOrMailOrCode, registration) {
+    let target = confirmationPath(linkOrMailOrCode);
+    if (!target) {
       const reg = typeof registration === 'string' ? registration : registration?.registrationPath;
       if (!reg) {
-        throw new TypeError('confirm: a code alone needs the registration (or its path)');
+        throw new TypeError('confirm: no confirmation link found; a code alone needs the registration');
       }
-      path = `${reg}/confirm/${checkId('code', String(linkOrCode).trim())}`;
+      target = `${reg}/confirm/${checkId('code', String(linkOrMailOrCode).trim())}`;
     }
-    const r = await this._call('GET', path, { auth: 'none', expect: [200, 201] });
+    const r = await this._call('GET', target, { auth: 'none', expect: [200, 201] });
     const body = json(r);
     this.accountId = body.accountId;
     const login = findLink(r, { rel: 'login' });
@@ -361,6 +359,16 @@ export class OpenTokenClient {
     await this._call('DELETE', '/v1/access_tokens',
       { json: v1Body({ email_address: email, code }), auth: 'none', expect: [204] });
   }
+}
+
+/**
+ * The confirmation path (/registration/{id}/confirm/{code}) in a link or a mail's text, undoing
+ * quoted-printable soft line breaks; undefined when there is none.
+ */
+export function confirmationPath(text) {
+  const flat = String(text).replace(/=\r?\n/g, '').replace(/=3D/gi, '=');
+  const m = /(\/registration\/[A-Za-z0-9_-]+\/confirm\/[A-Za-z0-9_-]+)/.exec(flat);
+  return m ? m[1] : undefined;
 }
 
 function v1Body(attributes) {

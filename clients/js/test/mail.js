@@ -22,12 +22,15 @@ export function readMails(dir) {
         headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
       }
     }
-    out.push({ file: name, headers, text: decodeQuotedPrintable(raw.slice(split)) });
+    out.push({ file: name, headers, raw, text: decodeQuotedPrintable(raw.slice(split)) });
   }
   return out;
 }
 
-/** Waits for a mail to `to` whose subject contains `subject` and whose text matches `re`. */
+/**
+ * Waits for a mail to `to` whose subject contains `subject` and whose decoded text matches `re`;
+ * returns the match, with the mail's raw text as `.raw`.
+ */
 export async function waitForMail(dir, to, subject, re, { timeoutMs = 10000 } = {}) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -36,6 +39,7 @@ export async function waitForMail(dir, to, subject, re, { timeoutMs = 10000 } = 
           (m.headers.subject ?? '').includes(subject)) {
         const found = re.exec(m.text);
         if (found) {
+          found.raw = m.raw;
           return found;
         }
       }

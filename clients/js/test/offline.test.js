@@ -6,7 +6,8 @@ import { createHash, createHmac } from 'node:crypto';
 import { test } from 'node:test';
 
 import {
-  canonicalContent, challengeHash, formatDate, OpenTokenError, parseLinks, passwordHash, sign, totp,
+  canonicalContent, challengeHash, confirmationPath, formatDate, OpenTokenError, parseLinks, passwordHash, sign,
+  totp,
 } from '../index.js';
 
 // signed-requests.md, "Here's the same signing content shown as a hex dump" (0x9b bytes). The
@@ -206,4 +207,13 @@ test('index.d.ts declares exactly the runtime exports and the client\'s public m
   const actual = Object.getOwnPropertyNames(runtime.OpenTokenClient.prototype)
     .filter((n) => n !== 'constructor' && !n.startsWith('_')).sort();
   assert.deepEqual(methods, actual);
+});
+
+test('confirmationPath: from a link, from a quoted-printable mail, none in other text', () => {
+  const p = '/registration/ZLDmQmw5Tt4Gt9Q2SFEUcAZr2rzggAgT/confirm/XlT4-wFjFD5FBrzXZG7LR89kbvTttXyk';
+  assert.equal(confirmationPath(`https://127.0.0.1:8443${p}`), p);
+  const mail = 'Content-Transfer-Encoding: quoted-printable\r\n\r\nhttps://127.0.0.1:57605/registration/' +
+    'ZLDmQmw5Tt4Gt9Q2SFEUcAZr2rzggAgT/confi=\r\nrm/XlT4-wFjFD5FBrzXZG7LR89kbvTttXyk\r\n';
+  assert.equal(confirmationPath(mail), p);
+  assert.equal(confirmationPath('XlT4-wFjFD5FBrzXZG7LR89kbvTttXyk'), undefined);
 });
