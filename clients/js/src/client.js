@@ -110,7 +110,7 @@ export class OpenTokenClient {
     const h = sign({
       method, target, body: payload, accessCode: this.accessCode, secret: this.secret, date,
       signedHeaders,
-      headers: { Host: this.transport.host, 'Content-Type': contentType, ...headers },
+      headers: mergeHeaders({ Host: this.transport.host, 'Content-Type': contentType }, headers),
     });
     const sendBody = payload.length > 0 || !['GET', 'HEAD', 'DELETE'].includes(method) ? payload : undefined;
     return this.transport.request(method, target, h, sendBody);
@@ -369,6 +369,20 @@ export function confirmationPath(text) {
   const flat = String(text).replace(/=\r?\n/g, '').replace(/=3D/gi, '=');
   const m = /(\/registration\/[A-Za-z0-9_-]+\/confirm\/[A-Za-z0-9_-]+)/.exec(flat);
   return m ? m[1] : undefined;
+}
+
+// `base` with `extra` on top, header names compared case-insensitively.
+function mergeHeaders(base, extra) {
+  const out = { ...base };
+  for (const [name, value] of Object.entries(extra)) {
+    for (const k of Object.keys(out)) {
+      if (k.toLowerCase() === name.toLowerCase()) {
+        delete out[k];
+      }
+    }
+    out[name] = value;
+  }
+  return out;
 }
 
 function v1Body(attributes) {

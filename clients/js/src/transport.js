@@ -5,6 +5,9 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+// Pooled connections are dropped after this long idle, well before the daemon's own idle timeout
+// (limits.idle_timeout_ms, 30 s), so a request rarely meets a connection the server has closed.
+const IDLE_MS = 10000;
 
 export class Transport {
   /**
@@ -21,7 +24,7 @@ export class Transport {
       this.kind = 'unix';
       this.socketPath = options.socketPath;
       this.host = options.hostHeader ?? 'localhost';
-      this.agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: 4, timeout: IDLE_MS });
       this.module = http;
     } else if (options.url) {
       const u = new URL(options.url);
@@ -41,7 +44,8 @@ export class Transport {
         ca = readFileSync(options.caFile);
       }
       this.module = this.kind === 'https' ? https : http;
-      this.agent = new this.module.Agent({ keepAlive: true, maxSockets: 4, ...(ca ? { ca } : {}) });
+      this.agent = new this.module.Agent({ keepAlive: true, maxSockets: 4, timeout: IDLE_MS,
+        ...(ca ? { ca } : {}) });
     } else {
       throw new TypeError('give socketPath or url');
     }
@@ -74,8 +78,10 @@ export class Transport {
         opts.servername = /^[0-9.]+$|:/.test(this.hostname) ? undefined : this.hostname;
       }
     }
-    return new Promise((resolve, reject) => {
+    const once = () => new Promise((resolve, reject) => {
+      let answered = false;
       const req = this.module.request(opts, (res) => {
+        answered = true;
         const chunks = [];
         let size = 0;
         res.on('data', (c) => {
@@ -104,8 +110,22 @@ export class Transport {
       req.setTimeout(this.timeoutMs, () => {
         req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
       });
-      req.on('error', reject);
+      req.on('error', (err) => {
+        err.retryable = req.reusedSocket && !answered &&
+          (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        reject(err);
+      });
       req.end(body);
+    });
+    // A kept-alive connection the server closed while it was idle (idle timeout, or its place
+    // taken under load) fails with ECONNRESET or EPIPE before any answer. The request is sent
+    // again, once, on a new connection (Node's documented pattern for req.reusedSocket); a
+    // fresh connection's failure is never retried.
+    return once().catch((err) => {
+      if (err.retryable) {
+        return once();
+      }
+      throw err;
     });
   }
 }

@@ -6,8 +6,8 @@ import { createHash, createHmac } from 'node:crypto';
 import { test } from 'node:test';
 
 import {
-  canonicalContent, challengeHash, confirmationPath, formatDate, OpenTokenError, parseLinks, passwordHash, sign,
-  totp,
+  canonicalContent, challengeHash, confirmationPath, formatDate, OpenTokenClient, OpenTokenError, parseLinks,
+  passwordHash, sign, totp,
 } from '../index.js';
 
 // signed-requests.md, "Here's the same signing content shown as a hex dump" (0x9b bytes). The
@@ -216,4 +216,39 @@ test('confirmationPath: from a link, from a quoted-printable mail, none in other
     'ZLDmQmw5Tt4Gt9Q2SFEUcAZr2rzggAgT/confi=\r\nrm/XlT4-wFjFD5FBrzXZG7LR89kbvTttXyk\r\n';
   assert.equal(confirmationPath(mail), p);
   assert.equal(confirmationPath('XlT4-wFjFD5FBrzXZG7LR89kbvTttXyk'), undefined);
+});
+
+test('transport: a pooled connection closed by the server is retried once on a new one', async (t) => {
+  const { createServer } = await import('node:http');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'otc-transport-'));
+  const socketPath = join(dir, 's.sock');
+  let connections = 0;
+  let mode = 'drop-second';
+  const server = createServer((req, res) => {
+    req.socket.served = (req.socket.served ?? 0) + 1;
+    if ((mode === 'drop-second' && req.socket.served === 2) || mode === 'drop-all') {
+      req.socket.destroy();  // as if the server had closed the idle connection
+      return;
+    }
+    res.end(`${req.method} ${req.url} ${req.headers.host}`);
+  });
+  server.on('connection', () => { connections += 1; });
+  await new Promise((resolve) => server.listen(socketPath, resolve));
+  const client = new OpenTokenClient({ socketPath });
+  t.after(() => {
+    client.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  assert.equal((await client.raw('GET', '/a')).body.toString(), 'GET /a localhost');
+  assert.equal((await client.raw('POST', '/b', { body: 'x' })).body.toString(), 'POST /b localhost');
+  assert.equal(connections, 2);
+  // A new connection that fails is not retried.
+  client.transport.agent.destroy();
+  mode = 'drop-all';
+  await assert.rejects(client.raw('GET', '/c'), (e) => e.code === 'ECONNRESET');
+  assert.equal(connections, 3);
 });
