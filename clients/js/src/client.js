@@ -44,6 +44,12 @@ function json(reply) {
 }
 
 export class OpenTokenClient {
+  // Credentials live in private fields behind accessors, so console.log(client),
+  // util.inspect and JSON.stringify never show them.
+  #secret;
+  #accessToken;
+  #session;
+
   /**
    * options:
    *   socketPath       the daemon's Unix socket, or
@@ -58,11 +64,21 @@ export class OpenTokenClient {
     this.transport = new Transport(options);
     this.accountId = options.accountId;
     this.accessCode = options.accessCode;
-    this.secret = options.secret;
-    this.accessToken = options.accessToken;
-    this.session = undefined;
+    this.#secret = options.secret;
+    this.#accessToken = options.accessToken;
+    this.#session = undefined;
     this._discovery = undefined;
   }
+
+  /** The access code secret (for signed requests). */
+  get secret() { return this.#secret; }
+  set secret(value) { this.#secret = value; }
+  /** The bearer access token, used instead of the login session. */
+  get accessToken() { return this.#accessToken; }
+  set accessToken(value) { this.#accessToken = value; }
+  /** The login session id (the `login` cookie), set by login(). */
+  get session() { return this.#session; }
+  set session(value) { this.#session = value; }
 
   /** Closes pooled connections (call when done so the process can exit at once). */
   close() {

@@ -204,8 +204,10 @@ test('index.d.ts declares exactly the runtime exports and the client\'s public m
   const body = /export declare class OpenTokenClient \{([\s\S]*?)\n\}/.exec(dts)[1];
   const methods = [...body.matchAll(/^ {2}(\w+)\(/gm)].map((m) => m[1])
     .filter((n) => n !== 'constructor').sort();
-  const actual = Object.getOwnPropertyNames(runtime.OpenTokenClient.prototype)
-    .filter((n) => n !== 'constructor' && !n.startsWith('_')).sort();
+  const proto = runtime.OpenTokenClient.prototype;
+  const actual = Object.getOwnPropertyNames(proto)
+    .filter((n) => n !== 'constructor' && !n.startsWith('_'))
+    .filter((n) => typeof Object.getOwnPropertyDescriptor(proto, n).value === 'function').sort();
   assert.deepEqual(methods, actual);
 });
 
@@ -251,4 +253,18 @@ test('transport: a pooled connection closed by the server is retried once on a n
   mode = 'drop-all';
   await assert.rejects(client.raw('GET', '/c'), (e) => e.code === 'ECONNRESET');
   assert.equal(connections, 3);
+});
+
+test('the client never shows its credentials when printed or serialised', async () => {
+  const { inspect } = await import('node:util');
+  const c = new OpenTokenClient({ socketPath: '/nonexistent', accountId: 'acc', accessCode: 'code',
+    secret: 'SECRET-abc', accessToken: 'otk_TOKEN' });
+  c.session = 'SESSION-xyz';
+  assert.equal(c.secret, 'SECRET-abc');
+  assert.equal(c.accessToken, 'otk_TOKEN');
+  for (const shown of [inspect(c, { depth: 5 }), JSON.stringify(c), String(Object.values(c))]) {
+    assert.doesNotMatch(shown, /SECRET-abc|otk_TOKEN|SESSION-xyz/);
+  }
+  assert.match(inspect(c), /acc/);
+  c.close();
 });
