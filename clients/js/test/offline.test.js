@@ -268,3 +268,16 @@ test('the client never shows its credentials when printed or serialised', async 
   assert.match(inspect(c), /acc/);
   c.close();
 });
+
+test('package.json: the "exports" map resolves the package by name to index.js', async () => {
+  const byName = await import('opentoken-client');
+  const byPath = await import('../index.js');
+  assert.deepEqual(Object.keys(byName).sort(), Object.keys(byPath).sort());
+  assert.equal(byName.OpenTokenClient, byPath.OpenTokenClient);
+  const pkg = JSON.parse((await import('node:fs')).readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  assert.equal(pkg.type, 'module');
+  assert.equal(pkg.types, './index.d.ts');
+  assert.equal(pkg.exports['.'].types, './index.d.ts');
+  assert.equal(pkg.dependencies, undefined);
+  assert.equal(pkg.devDependencies, undefined);
+});
