@@ -32,6 +32,16 @@ function findLink(reply, { rel, title }) {
 
 const ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
+// A link's href as a request target: absolute links (a server with public_url may send them)
+// are reduced to their path and query.
+function toPath(href) {
+  if (!href || href.startsWith('/')) {
+    return href;
+  }
+  const u = new URL(href);
+  return u.pathname + u.search;
+}
+
 function checkId(name, value) {
   if (typeof value !== 'string' || !ID_RE.test(value)) {
     throw new TypeError(`${name}: expected 1-128 characters of [A-Za-z0-9_-]`);
@@ -158,12 +168,12 @@ export class OpenTokenClient {
   async register(email, password) {
     const root = await this.discovery();
     const link = findLink(root, { rel: 'service', title: 'registration-register' });
-    const href = link ? link.href : '/registration';
+    const href = link ? toPath(link.href) : '/registration';
     const r = await this._call('POST', href, { json: { email }, auth: 'none', expect: [200, 201] });
     const body = json(r);
     const edit = findLink(r, { rel: 'edit', title: 'registration-secure' });
     const registration = {
-      registrationPath: edit ? edit.href : r.headers.location,
+      registrationPath: toPath(edit ? edit.href : r.headers.location),
       totpKey: body.mfa.totp.keyHex,
       totpKeyBase32: body.mfa.totp.keyBase32,
       totpUri: body.mfa.totp.keyUri,
@@ -202,7 +212,8 @@ export class OpenTokenClient {
     const body = json(r);
     this.accountId = body.accountId;
     const login = findLink(r, { rel: 'login' });
-    return { accountId: body.accountId, loginPath: login ? login.href : `/account/${body.accountId}/login` };
+    return { accountId: body.accountId,
+      loginPath: login ? toPath(login.href) : `/account/${body.accountId}/login` };
   }
 
   /**
@@ -253,7 +264,7 @@ export class OpenTokenClient {
   async createAccessCode({ description, use = false } = {}) {
     const body = description === undefined ? {} : { description };
     const r = await this._call('POST', `${this._account()}/accessCode`, { json: body, expect: [201] });
-    const pair = { ...json(r), href: r.headers.location };
+    const pair = { ...json(r), href: toPath(r.headers.location) };
     if (use) {
       this.accessCode = pair.code;
       this.secret = pair.secret;
@@ -299,7 +310,7 @@ export class OpenTokenClient {
     if (r.status !== 201) {
       throw new OpenTokenError(r.status, r.headers, r.body, 'POST', target);
     }
-    const location = r.headers.location ?? '';
+    const location = toPath(r.headers.location ?? '') ?? '';
     const id = location.slice(location.lastIndexOf('/') + 1);
     checkId('token id', id);
     return id;
@@ -361,7 +372,8 @@ export class OpenTokenClient {
 
   /** Asks the server to mail an access token to the address of a confirmed account. */
   async requestAccessTokenByMail(email) {
-    await this._call('POST', '/v1/access_tokens', { json: v1Body({ email_address: email }), auth: 'none', expect: [201] });
+    await this._call('POST', '/v1/access_tokens',
+      { json: v1Body({ email_address: email }), auth: 'none', expect: [201] });
   }
 
   /** Asks for a deletion code for the mailed access token (sent by mail). */

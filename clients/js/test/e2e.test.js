@@ -11,7 +11,8 @@ import { OpenTokenClient, OpenTokenError, confirmationPath, formatDate, sign } f
 import { waitForMail } from './mail.js';
 
 const env = process.env;
-const haveDaemon = Boolean(env.OPENTOKEN_TEST_SOCKET && env.OPENTOKEN_TEST_URL && env.OPENTOKEN_TEST_MAIL_DIR);
+const haveDaemon = Boolean(env.OPENTOKEN_TEST_SOCKET && env.OPENTOKEN_TEST_URL &&
+  env.OPENTOKEN_TEST_MAIL_DIR);
 if (env.OPENTOKEN_TEST_REQUIRE_DAEMON === '1' && !haveDaemon) {
   throw new Error('OPENTOKEN_TEST_REQUIRE_DAEMON=1 but no daemon: run through tests/support/with_daemon.py');
 }
@@ -81,7 +82,8 @@ for (const [name, options] of Object.entries(transports)) {
     const text = await client.detokenize(textId);
     assert.equal(text.data.toString('utf8'), 'This is a test.\n');
     assert.equal(text.contentType, 'text/plain; charset=utf-8');
-    const empty = await client.detokenize(await client.tokenize(Buffer.alloc(0), { contentType: 'text/plain' }));
+    const emptyId = await client.tokenize(Buffer.alloc(0), { contentType: 'text/plain' });
+    const empty = await client.detokenize(emptyId);
     assert.equal(empty.data.length, 0);
 
     // Public tokens are readable unsigned; private ones are not (401).
@@ -131,7 +133,8 @@ for (const [name, options] of Object.entries(transports)) {
     const updated = await client.updateAccessToken(at.id, { name: 'renamed', status: 'active' });
     assert.equal(updated.name, 'renamed');
     assert.equal(updated.token, undefined);
-    const bearer = new OpenTokenClient({ ...options(), accountId: confirmed.accountId, accessToken: at.token });
+    const bearer = new OpenTokenClient({ ...options(), accountId: confirmed.accountId,
+      accessToken: at.token });
     t.after(() => bearer.close());
     assert.equal((await bearer.whoami()).email, email);
     assert.ok((await bearer.listAccessTokens()).items.some((i) => i.id === at.id));
@@ -149,7 +152,8 @@ for (const [name, options] of Object.entries(transports)) {
     assert.equal((await byMail.whoami()).email, email);
     await client.requestAccessTokenDeletionCode(email);
     const [, code] = await waitForMail(mailDir, email, 'Revoke', /\n([A-Za-z0-9_-]{32})\r?\n/);
-    await rejectsWith(client.deleteMailedAccessToken(email, 'wrong'), 400, 'pkmnapi', 'error_access_tokens_invalid');
+    await rejectsWith(client.deleteMailedAccessToken(email, 'wrong'), 400, 'pkmnapi',
+      'error_access_tokens_invalid');
     await client.deleteMailedAccessToken(email, code);
     await rejectsWith(byMail.whoami(), 401, 'vnd.error', 'unauthorized');
 

@@ -84,7 +84,8 @@ test('sign() reproduces the documented Authorization header', () => {
 
 test('canonical content: query, host lower-cased, values trimmed, extra signed headers, empty body', () => {
   const c = canonicalContent('GET', '/a/B?public=true&x=1',
-    { HOST: ' API.OpenToken.IO:8443 ', 'content-type': '\tText/Plain ', 'X-OpenToken-Date': 'd', 'X-Extra': 'v' },
+    { HOST: ' API.OpenToken.IO:8443 ', 'content-type': '\tText/Plain ', 'X-OpenToken-Date': 'd',
+      'X-Extra': 'v' },
     undefined, ['host', 'content-type', 'x-opentoken-date', 'x-extra']);
   assert.equal(c.toString(), 'GET\n/a/B\npublic=true&x=1\nhost:api.opentoken.io:8443\n' +
     'content-type:Text/Plain\nx-opentoken-date:d\nx-extra:v\n\n');
@@ -105,7 +106,8 @@ test('sign(): the mandatory headers are always signed; bad inputs are refused', 
     accessCode: 'abc', secret: 's', date: 0, signedHeaders: ['x-extra', 'host'] });
   assert.match(h.Authorization, /; signed-headers=host content-type x-opentoken-date x-extra; /);
   assert.equal(h['X-OpenToken-Date'], '1970-01-01T00:00:00Z');
-  assert.throws(() => sign({ method: 'GET', target: '/', headers: docHeaders, accessCode: 'a b', secret: 's' }),
+  assert.throws(() => sign({ method: 'GET', target: '/', headers: docHeaders, accessCode: 'a b',
+    secret: 's' }),
     /accessCode/);
   assert.throws(() => sign({ method: 'GET', target: '/', headers: docHeaders, accessCode: 'a', secret: '' }),
     /secret/);
@@ -173,7 +175,8 @@ test('challenge hash: hex(SHA-512(passwordHash || salt))', () => {
 });
 
 test('parseLinks and the three error shapes', () => {
-  const links = parseLinks(['</registration>; rel="service"; profile="/schema/x.json"; title="registration-register"',
+  const links = parseLinks([
+    '</registration>; rel="service"; profile="/schema/x.json"; title="registration-register"',
     '</a/{id}>; rel="service"; templated="true"; title="t", </b>; rel=self']);
   assert.deepEqual(links, [
     { href: '/registration', rel: 'service', profile: '/schema/x.json', title: 'registration-register' },
@@ -274,7 +277,8 @@ test('package.json: the "exports" map resolves the package by name to index.js',
   const byPath = await import('../index.js');
   assert.deepEqual(Object.keys(byName).sort(), Object.keys(byPath).sort());
   assert.equal(byName.OpenTokenClient, byPath.OpenTokenClient);
-  const pkg = JSON.parse((await import('node:fs')).readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  const { readFileSync } = await import('node:fs');
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   assert.equal(pkg.type, 'module');
   assert.equal(pkg.types, './index.d.ts');
   assert.equal(pkg.exports['.'].types, './index.d.ts');

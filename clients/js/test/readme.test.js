@@ -26,7 +26,9 @@ function snippets() {
     .replaceAll("'opentoken-client'", JSON.stringify(new URL('../index.js', import.meta.url).href)));
 }
 
-test('README: first tokenize / detokenize, as written', { skip: haveDaemon ? false : 'no daemon' }, async (t) => {
+const skip = haveDaemon ? false : 'no daemon';
+
+test('README: first tokenize / detokenize, as written', { skip }, async (t) => {
   const [setup, service] = snippets();
   assert.ok(service.split('\n').filter((l) => l.trim() && !l.trim().startsWith('//')).length < 10);
   const dir = mkdtempSync(join(tmpdir(), 'otc-readme-'));
