@@ -238,6 +238,20 @@ export interface SignedRequestOptions {
   signedHeaders?: readonly string[];
 }
 
+export interface SignatureInformation {
+  scheme: string;
+  authorization: string;
+  canonicalRequest: string;
+  requiredSignedHeaders: string[];
+  dateHeader: string;
+  dateFormat: string;
+  datePastSeconds: number;
+  dateFutureSeconds: number;
+  /** The server's clock, `YYYY-MM-DDTHH:MM:SSZ`: compare with yours when dates are refused. */
+  serverTime: string;
+  [field: string]: unknown;
+}
+
 export declare class OpenTokenClient {
   constructor(options: ClientOptions);
   accountId: string | undefined;
@@ -252,6 +266,8 @@ export declare class OpenTokenClient {
   raw(method: string, path: string, options?: { headers?: HeaderMap; body?: BodyInput }): Promise<RawReply>;
   signedRequest(method: string, target: string, options?: SignedRequestOptions): Promise<RawReply>;
   discovery(): Promise<RawReply>;
+  /** What the server expects of a signed request, and its clock (to diagnose a 401). */
+  signatureInformation(): Promise<SignatureInformation>;
 
   register(email: string, password: string): Promise<Registration>;
   secure(registration: Registration, password: string, options?: { time?: Date | number }): Promise<void>;

@@ -150,6 +150,15 @@ export class OpenTokenClient {
     return this._discovery;
   }
 
+  /**
+   * GET /signature-information: what the server expects of a signed request (scheme, canonical
+   * form, required headers, date format and window) and its clock (`serverTime`), to diagnose a
+   * 401 of a signed route.
+   */
+  async signatureInformation() {
+    return json(await this._call('GET', '/signature-information', { auth: 'none', expect: [200] }));
+  }
+
   _account() {
     if (!this.accountId) {
       throw new Error('accountId is not known: pass it to the constructor, or confirm()/login() first');

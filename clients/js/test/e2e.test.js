@@ -107,6 +107,9 @@ for (const [name, options] of Object.entries(transports)) {
       accessCode: pair.code, secret: 'A'.repeat(32) });
     t.after(() => forger.close());
     await rejectsWith(forger.detokenize(textId), 401, 'vnd.error', 'unauthorized');
+    const info = await client.signatureInformation();
+    assert.deepEqual(info.requiredSignedHeaders, ['host', 'content-type', 'x-opentoken-date']);
+    assert.ok(Math.abs(Date.parse(info.serverTime) - Date.now()) < 5000, info.serverTime);
     const stale = await client.signedRequest('GET', `/account/${confirmed.accountId}/token/${textId}`,
       { date: new Date(Date.now() - 3600_000) });
     assert.equal(stale.status, 401);

@@ -34,6 +34,8 @@ async function journey(): Promise<void> {
   const r = await client.signedRequest('GET', `/account/${accountId}/token/${id}`, { contentType: 'text/plain' });
   const status: number = r.status;
   await client.raw('GET', '/');
+  const serverTime: string = (await client.signatureInformation()).serverTime;
+  void serverTime;
   await client.logout();
   client.close();
   const tls = new OpenTokenClient({ url: 'https://127.0.0.1:8443', caFile: 'cert.pem', accessToken: at.token });
