@@ -259,6 +259,11 @@ func (c *Client) do(ctx context.Context, method, target string, headers http.Hea
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// A *url.Error quotes the whole URL, which may hold a confirmation code: keep the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("opentoken: %s %s: %w", method, redactTarget(target), err)
 	}
 	defer resp.Body.Close()
