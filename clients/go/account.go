@@ -317,6 +317,22 @@ func (s *Session) ListAccessCodes(ctx context.Context) ([]AccessCode, error) {
 	return out.Items, nil
 }
 
+// GetAccessCode returns one access code (without its secret).
+func (s *Session) GetAccessCode(ctx context.Context, code string) (*AccessCode, error) {
+	p, err := s.accountPath()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID("access code", code); err != nil {
+		return nil, err
+	}
+	var out AccessCode
+	if _, err := s.c.jsonCall(ctx, "GET", p+"/accessCode/"+code, s.auth(), nil, 200, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // RevokeAccessCode revokes an access code: it signs nothing any more (404 if unknown).
 func (s *Session) RevokeAccessCode(ctx context.Context, code string) error {
 	p, err := s.accountPath()

@@ -221,6 +221,10 @@ func journey(t *testing.T, env e2eEnv, c *Client, address string) {
 		codes[0].Description != "go client test" || codes[0].Href != pair.Href {
 		t.Fatalf("list: %+v %v", codes, err)
 	}
+	if one, err := s.GetAccessCode(ctx, pair.Code); err != nil || one.Code != pair.Code ||
+		one.Description != "go client test" || !one.Expires.Equal(pair.Expires) {
+		t.Fatalf("get access code: %+v %v", one, err)
+	}
 
 	// Tokenize / detokenize: exact bytes and content type back.
 	v := c.WithAccessCode(conf.AccountID, pair.Code, pair.Secret)
@@ -309,6 +313,8 @@ func journey(t *testing.T, env e2eEnv, c *Client, address string) {
 	_, err = v.Detokenize(ctx, priv)
 	wantStatus(t, "revoked access code", err, 401, "unauthorized")
 	wantStatus(t, "revoke again", s.RevokeAccessCode(ctx, pair.Code), 404, "")
+	_, err = s.GetAccessCode(ctx, pair.Code)
+	wantStatus(t, "revoked access code", err, 404, "")
 
 	// Access tokens: create, list, get, update, use as a bearer, delete.
 	tok, err := s.CreateAccessToken(ctx, NewAccessToken{Name: "go test",
