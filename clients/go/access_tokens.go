@@ -85,7 +85,8 @@ func (s *Session) GetAccessToken(ctx context.Context, id string) (*AccessToken, 
 }
 
 // UpdateAccessToken renames and/or (de)activates an access token and returns it.
-func (s *Session) UpdateAccessToken(ctx context.Context, id string, u AccessTokenUpdate) (*AccessToken, error) {
+func (s *Session) UpdateAccessToken(ctx context.Context, id string,
+	u AccessTokenUpdate) (*AccessToken, error) {
 	if err := checkID("access token id", id); err != nil {
 		return nil, err
 	}
@@ -104,7 +105,8 @@ func (s *Session) DeleteAccessToken(ctx context.Context, id string) error {
 	var out struct {
 		Success bool `json:"success"`
 	}
-	if _, err := s.c.jsonCall(ctx, "DELETE", "/access-tokens/"+id, s.auth(), nil, 200, &out); err != nil {
+	_, err := s.c.jsonCall(ctx, "DELETE", "/access-tokens/"+id, s.auth(), nil, 200, &out)
+	if err != nil {
 		return err
 	}
 	if !out.Success {

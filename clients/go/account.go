@@ -137,7 +137,8 @@ func (c *Client) Confirm(ctx context.Context, link string) (*Confirmation, error
 }
 
 // ConfirmCode is Confirm with the registration id and the code of the mailed link.
-func (c *Client) ConfirmCode(ctx context.Context, registrationID, code string) (*Confirmation, error) {
+func (c *Client) ConfirmCode(ctx context.Context, registrationID,
+	code string) (*Confirmation, error) {
 	return c.Confirm(ctx, "/registration/"+registrationID+"/confirm/"+code)
 }
 
@@ -172,7 +173,8 @@ func (s *Session) auth() http.Header {
 
 // Login logs into accountID with the password and a current TOTP code (from the user's
 // authenticator, or TOTP(key, time.Now())). A code can be used for one login only.
-func (c *Client) Login(ctx context.Context, accountID, password, totpCode string) (*Session, error) {
+func (c *Client) Login(ctx context.Context, accountID, password,
+	totpCode string) (*Session, error) {
 	if err := checkID("account id", accountID); err != nil {
 		return nil, err
 	}
@@ -207,7 +209,8 @@ func (c *Client) Login(ctx context.Context, accountID, password, totpCode string
 }
 
 // LoginWithKey is Login with the TOTP code computed from the account's TOTP key now.
-func (c *Client) LoginWithKey(ctx context.Context, accountID, password string, totpKey []byte) (*Session, error) {
+func (c *Client) LoginWithKey(ctx context.Context, accountID, password string,
+	totpKey []byte) (*Session, error) {
 	return c.Login(ctx, accountID, password, TOTP(totpKey, c.now()))
 }
 
@@ -284,7 +287,8 @@ type AccessCode struct {
 }
 
 // CreateAccessCode makes an access code pair (description may be empty).
-func (s *Session) CreateAccessCode(ctx context.Context, description string) (*AccessCodePair, error) {
+func (s *Session) CreateAccessCode(ctx context.Context,
+	description string) (*AccessCodePair, error) {
 	p, err := s.accountPath()
 	if err != nil {
 		return nil, err
@@ -327,7 +331,8 @@ func (s *Session) GetAccessCode(ctx context.Context, code string) (*AccessCode, 
 		return nil, err
 	}
 	var out AccessCode
-	if _, err := s.c.jsonCall(ctx, "GET", p+"/accessCode/"+code, s.auth(), nil, 200, &out); err != nil {
+	_, err = s.c.jsonCall(ctx, "GET", p+"/accessCode/"+code, s.auth(), nil, 200, &out)
+	if err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -30,7 +30,8 @@ func TestPBKDF2SHA512KnownAnswers(t *testing.T) {
 			"977246ab918cb189d65cfeedfc03e4cce92c9d9f7f9a23af5818300967c4a96aed4c54f9"},
 	}
 	for _, c := range cases {
-		got := hex.EncodeToString(PBKDF2SHA512([]byte(c.password), []byte(c.salt), c.iterations, c.keyLen))
+		raw := PBKDF2SHA512([]byte(c.password), []byte(c.salt), c.iterations, c.keyLen)
+		got := hex.EncodeToString(raw)
 		if got != c.want {
 			t.Errorf("PBKDF2(%q, %q, %d, %d)\n got %s\nwant %s", c.password, c.salt, c.iterations,
 				c.keyLen, got, c.want)
@@ -73,7 +74,8 @@ func TestPasswordAndChallengeHashKnownAnswers(t *testing.T) {
 			t.Errorf("accepted %+v", bad)
 		}
 	}
-	if _, err := ChallengeHash(pw, ChallengeHashConfig{Algorithm: "md5", Encoding: "hex"}); err == nil {
+	md5 := ChallengeHashConfig{Algorithm: "md5", Encoding: "hex"}
+	if _, err := ChallengeHash(pw, md5); err == nil {
 		t.Error("md5 challenge accepted")
 	}
 }

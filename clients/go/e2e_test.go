@@ -149,7 +149,8 @@ func afterMail(t *testing.T, tries int, status int, use func() error) error {
 }
 
 var (
-	confirmLinkRE = regexp.MustCompile(`https?://\S+/registration/[A-Za-z0-9_-]+/confirm/[A-Za-z0-9_-]+`)
+	confirmLinkRE = regexp.MustCompile(
+		`https?://\S+/registration/[A-Za-z0-9_-]+/confirm/[A-Za-z0-9_-]+`)
 	mailedTokenRE = regexp.MustCompile(`otk_[A-Za-z0-9_-]{43}`)
 	deleteCodeRE  = regexp.MustCompile(`\n([A-Za-z0-9_-]{32})\r?\n`)
 )
@@ -319,10 +320,10 @@ func journey(t *testing.T, env e2eEnv, c *Client, address string) {
 		strings.Contains(string(e.Body), pair.Secret)) {
 		t.Fatalf("error %+v", e)
 	}
-	stale, _ := New(Options{Socket: env.socket, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+	stale, _ := New(Options{Socket: env.socket, Now: hourAgo})
 	if c.host != "localhost" {
-		stale, _ = New(Options{URL: env.url, CACertFile: env.cacert,
-			Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+		stale, _ = New(Options{URL: env.url, CACertFile: env.cacert, Now: hourAgo})
 	}
 	_, err = stale.WithAccessCode(conf.AccountID, pair.Code, pair.Secret).Detokenize(ctx, priv)
 	wantStatus(t, "an hour-old signature date", err, 401, "unauthorized")
@@ -364,7 +365,8 @@ func journey(t *testing.T, env e2eEnv, c *Client, address string) {
 	}
 	_, err = bearer.CreateAccessCode(ctx, "")
 	wantStatus(t, "bearer without accessCodes scope", err, 403, "")
-	upd, err := s.UpdateAccessToken(ctx, tok.ID, AccessTokenUpdate{Name: "renamed", Status: "inactive"})
+	upd, err := s.UpdateAccessToken(ctx, tok.ID,
+		AccessTokenUpdate{Name: "renamed", Status: "inactive"})
 	if err != nil || upd.Name != "renamed" || upd.Status != "inactive" {
 		t.Fatalf("update: %+v %v", upd, err)
 	}

@@ -23,7 +23,8 @@ func ExampleVault_Tokenize() {
 	}
 	v := c.WithAccessCode(os.Getenv("OPENTOKEN_ACCOUNT"), os.Getenv("OPENTOKEN_ACCESS_CODE"),
 		os.Getenv("OPENTOKEN_SECRET"))
-	id, err := v.Tokenize(ctx, []byte("4111 1111 1111 1111"), opentoken.TokenizeOptions{ContentType: "text/plain"})
+	id, err := v.Tokenize(ctx, []byte("4111 1111 1111 1111"),
+		opentoken.TokenizeOptions{ContentType: "text/plain"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,7 +39,8 @@ func ExampleVault_Tokenize() {
 // password comes from the environment, the link from standard input.
 func ExampleClient_Register() {
 	ctx := context.Background()
-	c, err := opentoken.New(opentoken.Options{URL: "https://127.0.0.1:8443", CACertFile: "var/tls/cert.pem"})
+	c, err := opentoken.New(opentoken.Options{URL: "https://127.0.0.1:8443",
+		CACertFile: "var/tls/cert.pem"})
 	if err != nil {
 		log.Fatal(err)
 	}

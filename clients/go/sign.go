@@ -54,7 +54,8 @@ func ParseTime(s string) (time.Time, error) {
 // a blank line, then the body verbatim. target is the request target as sent ("/path?query").
 // headers must hold every header named in signed (http.Header lookup is case-insensitive; the
 // Host goes in headers["Host"]).
-func Canonical(method, target string, headers http.Header, signed []string, body []byte) ([]byte, error) {
+func Canonical(method, target string, headers http.Header, signed []string,
+	body []byte) ([]byte, error) {
 	path, query := target, ""
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		path, query = target[:i], target[i+1:]

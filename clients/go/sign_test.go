@@ -79,7 +79,8 @@ func TestDocumentedVectorByteForByte(t *testing.T) {
 
 func TestSignProducesTheDocumentedAuthorization(t *testing.T) {
 	date := time.Date(2016, 11, 17, 20, 1, 0, 0, time.UTC)
-	h, err := Sign("POST", docTarget, docHeaders(), []byte("This is a test.\n"), docCode, docSecret, date)
+	body := []byte("This is a test.\n")
+	h, err := Sign("POST", docTarget, docHeaders(), body, docCode, docSecret, date)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,8 @@ func TestDateFormats(t *testing.T) {
 	}
 	// The server's own form (access codes' "expires") decodes as a time.Time in JSON too.
 	var p AccessCodePair
-	if err := jsonUnmarshal(`{"code":"c","secret":"s","expires":"2027-06-07T08:14:38.000Z"}`, &p); err != nil ||
+	err := jsonUnmarshal(`{"code":"c","secret":"s","expires":"2027-06-07T08:14:38.000Z"}`, &p)
+	if err != nil ||
 		!p.Expires.Equal(want) {
 		t.Errorf("expires: %v %v", p.Expires, err)
 	}

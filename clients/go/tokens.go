@@ -47,7 +47,8 @@ const detokenizeContentType = "text/plain"
 // Do sends an OT1-signed request with the vault's pair and returns the raw reply, whatever its
 // status. target is "/path[?query]"; contentType is sent and signed (required by OT1 even for a
 // GET).
-func (v *Vault) Do(ctx context.Context, method, target, contentType string, body []byte) (*Response, error) {
+func (v *Vault) Do(ctx context.Context, method, target, contentType string,
+	body []byte) (*Response, error) {
 	h := http.Header{}
 	h.Set("Host", v.c.host)
 	h.Set("Content-Type", contentType)
@@ -124,7 +125,8 @@ func tokenFrom(r *Response) (*Token, error) {
 	if r.Status != http.StatusOK {
 		return nil, newError(r)
 	}
-	return &Token{Data: r.Body, ContentType: r.Header.Get("Content-Type"), ETag: r.Header.Get("ETag")}, nil
+	return &Token{Data: r.Body, ContentType: r.Header.Get("Content-Type"),
+		ETag: r.Header.Get("ETag")}, nil
 }
 
 // Delete deletes a token (404 *Error if it does not exist).
