@@ -1,0 +1,3 @@
+module opentokend.local/opentoken
+
+go 1.19
