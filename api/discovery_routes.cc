@@ -59,7 +59,9 @@ Reply SignatureInformation(const Call& call) {
        "signed-headers; names lower-case, values trimmed, host lower-case)\\n\\nBODY"},
       {"requiredSignedHeaders", {"host", "content-type", "x-opentoken-date"}},
       {"dateHeader", "X-OpenToken-Date"},
-      {"dateFormat", "yyyy-mm-ddThh:mm:ssZ (UTC)"},
+      {"dateFormat",
+       "RFC 3339 date-time: yyyy-mm-ddThh:mm:ss[.fraction] then Z or +hh:mm/-hh:mm (e.g. "
+       "2026-12-06T08:00:00Z, or JavaScript's toISOString() 2026-12-06T08:00:00.123Z)"},
       {"datePastSeconds", s.signature_past_seconds},
       {"dateFutureSeconds", s.signature_future_seconds},
       {"serverTime", IsoUtc(s.clock.NowSeconds(), false)},
