@@ -1,5 +1,5 @@
 // Self-discovery (doc/api/self-discovery.md, links.md), health (health-check.md), the served
-// schemas, and how to sign a request.
+// schemas, the OpenAPI description (issue 17), and how to sign a request.
 
 #include <nlohmann/json.hpp>
 
@@ -43,6 +43,14 @@ Reply Schema(const Call& call) {
   }
   Response res = JsonResponse(call.req, 200, std::string(f->content));
   AddStandardLinks(res, "/schema/" + path);
+  return res;
+}
+
+// schema/openapi.json: every route of the table (api/routes_test.cc checks both ways).
+Reply OpenApi(const Call& call) {
+  Response res = JsonResponse(call.req, 200, std::string(OpenApiDocument()),
+                              "application/vnd.oai.openapi+json;version=3.1");
+  AddStandardLinks(res, std::string(kOpenApiPath));
   return res;
 }
 
@@ -93,6 +101,14 @@ std::vector<RouteSpec> DiscoveryRoutes(const Services&, const Router& table) {
                .auth = anyone,
                .audit = AuditSpec::None(),
                .handler = Schema});
+  r.push_back({.method = http::verb::get,
+               .pattern = std::string(kOpenApiPath),
+               .auth = anyone,
+               .audit = AuditSpec::None(),
+               .links = {{.link = {.href = std::string(kOpenApiPath),
+                                   .rel = "service-desc",
+                                   .title = "openapi"}}},
+               .handler = OpenApi});
   r.push_back({.method = http::verb::get,
                .pattern = std::string(kSignatureInformationPath),
                .auth = anyone,
