@@ -161,6 +161,11 @@ class OpenApiContractTest(unittest.TestCase):
         errors = sorted(jsonschema.Draft202012Validator(meta).iter_errors(self.doc),
                         key=lambda e: list(e.path))
         self.assertEqual([f"{list(e.path)}: {e.message}" for e in errors], [])
+        # openapi-spec-validator's own checks too (the suggestion), resolving the relative
+        # $refs to the schema files of the source tree.
+        from openapi_spec_validator import validate
+        validate(self.doc, base_uri="file://" + os.path.join(os.environ["OTD_SOURCE_DIR"],
+                                                             "openapi.json"))
         # The validator is not vacuous: a broken document fails.
         broken = json.loads(json.dumps(self.doc))
         broken["paths"]["/"]["get"]["responses"]["204"] = {"content": {}}  # no description
