@@ -9,6 +9,10 @@
 #include "api/request_helpers.h"
 #include "api/routes.h"
 #include "common/check.h"
+#include "common/clock.h"
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
+#include "service/access_codes.h"
 
 namespace otd::api {
 
@@ -103,25 +107,40 @@ Authenticated SessionOrBearer(const AuthSpec& spec, Dialect dialect, const Servi
 }
 
 // doc/api/signed-requests.md: an access code of the account in the path signed the request.
+// Each failed check answers its own message (issue 17): the texts come from api/ot1.cc and
+// service/access_codes.h and never hold the secret, the expected signature or a header value.
 Authenticated Signature(const AuthSpec& spec, const Services& s, const Request& req,
                         const RequestContext& ctx) {
   Authenticated out;
   const std::string& account_id = ctx.params.at("id");
-  // The reasons are fixed texts (api/ot1.cc): never the secret, the signature or a header value.
-  auto reject = [&](std::string_view reason) {
+  auto reject = [&](std::string_view message, std::string_view canonical_sha256 = {}) {
     s.log.Info("signature_rejected", {{"request_id", ctx.request_id}});
-    s.log.Debug("signature_rejected_reason", {{"request_id", ctx.request_id}, {"reason", reason}});
-    out.error = SignatureRequired(req, ctx);
+    if (canonical_sha256.empty()) {
+      s.log.Debug("signature_rejected_reason",
+                  {{"request_id", ctx.request_id}, {"reason", message}});
+    } else {
+      // A client author compares this with the SHA-256 of the canonical request they signed.
+      s.log.Debug("signature_rejected_reason", {{"request_id", ctx.request_id},
+                                                {"reason", message},
+                                                {"canonical_sha256", canonical_sha256}});
+    }
+    out.error = SignatureRequired(req, ctx, message);
     return out;
   };
   std::string_view auth_value;
   const size_t count = CountAuthorization(req, &auth_value);
-  if (count != 1) {
-    return reject(count == 0 ? "no Authorization header" : "several Authorization headers");
+  if (count == 0) {
+    return reject("no Authorization header: this request must be signed (OT1-HMAC-SHA256-HEX)");
+  }
+  if (count > 1) {
+    return reject("malformed Authorization header: send exactly one Authorization header");
   }
   auto auth = ot1::ParseAuthorization(auth_value);
   if (!auth.ok()) {
     return reject(auth.status().message());
+  }
+  if (req.find("X-OpenToken-Date") == req.end()) {
+    return reject("X-OpenToken-Date header is missing");
   }
   ot1::RequestView view;
   view.method = req.method_string();
@@ -138,10 +157,14 @@ Authenticated Signature(const AuthSpec& spec, const Services& s, const Request& 
   if (!date.ok()) {
     return reject(date.status().message());
   }
-  if (Status w = ot1::CheckDateWindow(*date, s.clock.NowSeconds(), s.signature_past_seconds,
-                                      s.signature_future_seconds);
+  const int64_t now = s.clock.NowSeconds();
+  if (Status w =
+          ot1::CheckDateWindow(*date, now, s.signature_past_seconds, s.signature_future_seconds);
       !w.ok()) {
-    return reject(w.message());
+    // The window and the server's clock are public (GET /signature-information).
+    return reject(w.message() + " (accepted: " + std::to_string(s.signature_past_seconds) +
+                  " s behind to " + std::to_string(s.signature_future_seconds) +
+                  " s ahead of the server's clock, now " + IsoUtc(now, false) + ")");
   }
   std::optional<service::Vault::ReadAhead> ahead;
   if (spec.read_ahead) {
@@ -156,11 +179,15 @@ Authenticated Signature(const AuthSpec& spec, const Services& s, const Request& 
     }
     ahead = std::move(read).value();
   }
-  Status v =
-      s.access_codes.Verify(account_id, auth->access_code, canonical->Reveal(SecretAccess::Grant()),
-                            auth->signature, ahead ? &*ahead : nullptr);
+  const ByteView canonical_bytes = canonical->Reveal(SecretAccess::Grant());
+  Status v = s.access_codes.Verify(account_id, auth->access_code, canonical_bytes, auth->signature,
+                                   ahead ? &*ahead : nullptr);
   if (v.code() == Code::kUnauthenticated) {
-    return reject("access code or signature");
+    if (v.message() != service::kSignatureMismatch) {
+      return reject(v.message());
+    }
+    auto digest = crypto::Sha256(canonical_bytes);
+    return reject(v.message(), digest.ok() ? crypto::HexEncode(*digest) : "unavailable");
   }
   if (!v.ok()) {
     out.error = VndErrorFromStatus(req, ctx, v);
@@ -184,8 +211,9 @@ bool HasBearer(const Request& req) {
   return scheme == "bearer";
 }
 
-Response SignatureRequired(const Request& req, const RequestContext& ctx) {
-  Response res = VndError(req, ctx, 401, "unauthorized", "signature verification failed");
+Response SignatureRequired(const Request& req, const RequestContext& ctx,
+                           std::string_view message) {
+  Response res = VndError(req, ctx, 401, "unauthorized", message);
   res.set(http::field::www_authenticate, std::string(ot1::kScheme));
   // links.md: how to sign (the canonical string, the date window, the server's clock).
   AddLink(res, {.href = std::string(kSignatureInformationPath),

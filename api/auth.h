@@ -9,13 +9,16 @@
 //  * none, for routes that also answer anonymous callers.
 //
 // Every failure is an answer in the route's dialect: 400 (two credentials), 401 (none, unknown,
-// expired, wrong signature: one message per kind, the reason only in the log), 403 (another
+// expired, wrong signature: one message per kind; a signed route's 401 says which check failed,
+// issue 17, and its debug log line holds the SHA-256 of the canonical request on a signature
+// mismatch), 403 (another
 // account's, a scope missing, cross-site, or any Authorization on the e-mail API).
 //
 // Thread safety: stateless; the services it calls are thread safe.
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/http.h"
 #include "api/route.h"
@@ -38,8 +41,9 @@ Authenticated Authenticate(const AuthSpec& spec, Dialect dialect, const Services
 // True when the request carries an `Authorization: Bearer ...` header (scheme case-insensitive).
 bool HasBearer(const Request& req);
 
-// The 401 of a signed route: vnd.error, `WWW-Authenticate: OT1-HMAC-SHA256-HEX` and the
-// `related`/`signature-information` link (links.md).
-Response SignatureRequired(const Request& req, const RequestContext& ctx);
+// The 401 of a signed route: vnd.error with `message` (a fixed text for the client, never a
+// secret), `WWW-Authenticate: OT1-HMAC-SHA256-HEX` and the `related`/`signature-information`
+// link (links.md).
+Response SignatureRequired(const Request& req, const RequestContext& ctx, std::string_view message);
 
 }  // namespace otd::api

@@ -1,5 +1,5 @@
 // Self-discovery (doc/api/self-discovery.md, links.md), health (health-check.md), the served
-// schemas, and how to sign a request.
+// schemas, the OpenAPI description (issue 17), and how to sign a request.
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +46,14 @@ Reply Schema(const Call& call) {
   return res;
 }
 
+// schema/openapi.json: every route of the table (api/routes_test.cc checks both ways).
+Reply OpenApi(const Call& call) {
+  Response res = JsonResponse(call.req, 200, std::string(OpenApiDocument()),
+                              "application/vnd.oai.openapi+json;version=3.1");
+  AddStandardLinks(res, std::string(kOpenApiPath));
+  return res;
+}
+
 Reply SignatureInformation(const Call& call) {
   const Services& s = call.s();
   const nlohmann::json body = {
@@ -59,7 +67,9 @@ Reply SignatureInformation(const Call& call) {
        "signed-headers; names lower-case, values trimmed, host lower-case)\\n\\nBODY"},
       {"requiredSignedHeaders", {"host", "content-type", "x-opentoken-date"}},
       {"dateHeader", "X-OpenToken-Date"},
-      {"dateFormat", "yyyy-mm-ddThh:mm:ssZ (UTC)"},
+      {"dateFormat",
+       "RFC 3339 date-time: yyyy-mm-ddThh:mm:ss[.fraction] then Z or +hh:mm/-hh:mm (e.g. "
+       "2026-12-06T08:00:00Z, or JavaScript's toISOString() 2026-12-06T08:00:00.123Z)"},
       {"datePastSeconds", s.signature_past_seconds},
       {"dateFutureSeconds", s.signature_future_seconds},
       {"serverTime", IsoUtc(s.clock.NowSeconds(), false)},
@@ -91,6 +101,14 @@ std::vector<RouteSpec> DiscoveryRoutes(const Services&, const Router& table) {
                .auth = anyone,
                .audit = AuditSpec::None(),
                .handler = Schema});
+  r.push_back({.method = http::verb::get,
+               .pattern = std::string(kOpenApiPath),
+               .auth = anyone,
+               .audit = AuditSpec::None(),
+               .links = {{.link = {.href = std::string(kOpenApiPath),
+                                   .rel = "service-desc",
+                                   .title = "openapi"}}},
+               .handler = OpenApi});
   r.push_back({.method = http::verb::get,
                .pattern = std::string(kSignatureInformationPath),
                .auth = anyone,

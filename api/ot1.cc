@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "common/dates.h"
 
@@ -65,7 +66,11 @@ int LowerHexValue(char c) {
   return -1;
 }
 
-Status Fail(const char* reason) { return Unauthenticated(std::string("ot1: ") + reason); }
+// `message` is sent to the client (see ot1.h): a fixed text, never input.
+Status Fail(std::string message) { return Unauthenticated(std::move(message)); }
+Status Malformed(std::string_view what) {
+  return Fail("malformed Authorization header: " + std::string(what));
+}
 
 Status ParseSignedHeaders(std::string_view value, std::vector<std::string>& out) {
   size_t i = 0;
@@ -81,18 +86,19 @@ Status ParseSignedHeaders(std::string_view value, std::vector<std::string>& out)
     std::string_view name = value.substr(i, end - i);
     i = end;
     if (!IsToken(name)) {
-      return Fail("signed-headers: invalid header name");
+      return Malformed("signed-headers holds something that is not a header name");
     }
     std::string lower(name.size(), '\0');
     std::transform(name.begin(), name.end(), lower.begin(), AsciiLower);
     if (std::find(out.begin(), out.end(), lower) != out.end()) {
-      return Fail("signed-headers: duplicate header name");
+      return Malformed("signed-headers lists a header twice");
     }
     out.push_back(std::move(lower));
   }
   for (std::string_view mandatory : kMandatorySignedHeaders) {
     if (std::find(out.begin(), out.end(), mandatory) == out.end()) {
-      return Fail("signed-headers: a mandatory header is not signed");
+      return Fail("a required header is not signed: " + std::string(mandatory) +
+                  " (signed-headers must list host, content-type and x-opentoken-date)");
     }
   }
   return Status::Ok();
@@ -100,52 +106,38 @@ Status ParseSignedHeaders(std::string_view value, std::vector<std::string>& out)
 
 Status ParseSignature(std::string_view value, Bytes& out) {
   if (value.size() != 2 * kSignatureBytes) {
-    return Fail("signature: not 64 hex digits");
+    return Malformed("signature is not 64 lower-case hex digits");
   }
   out.resize(kSignatureBytes);
   for (size_t i = 0; i < kSignatureBytes; ++i) {
     int hi = LowerHexValue(value[2 * i]);
     int lo = LowerHexValue(value[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return Fail("signature: not lower-case hex");
+      return Malformed("signature is not 64 lower-case hex digits");
     }
     out[i] = static_cast<uint8_t>(hi * 16 + lo);
   }
   return Status::Ok();
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant, "chrono-compatible low-level
-// date algorithms", days_from_civil).
-// Reads `n` ASCII digits at `s[pos]`; -1 if any is not a digit.
-int64_t Digits(std::string_view s, size_t pos, size_t n) {
-  int64_t v = 0;
-  for (size_t i = pos; i < pos + n; ++i) {
-    if (s[i] < '0' || s[i] > '9') {
-      return -1;
-    }
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
 }  // namespace
 
 Result<Authorization> ParseAuthorization(std::string_view header_value) {
   if (header_value.size() > kMaxAuthorizationBytes) {
-    return Fail("authorization header too long");
+    return Malformed("longer than 2048 bytes");
   }
   // Only SP and HTAB count as whitespace; a CR/LF (obs-fold) or NUL never reaches a value.
   if (std::any_of(header_value.begin(), header_value.end(),
                   [](char c) { return IsControl(c) && c != '\t'; })) {
-    return Fail("control character in authorization header");
+    return Malformed("control character (send it on one line)");
   }
   // Values cannot be quoted, so ';' always separates parameters.
   size_t semi = header_value.find(';');
   if (TrimOws(header_value.substr(0, semi)) != kScheme) {
-    return Fail("unsupported authorization scheme");
+    return Malformed("the scheme must be OT1-HMAC-SHA256-HEX");
   }
   if (semi == std::string_view::npos) {
-    return Fail("no parameters");
+    return Malformed("no parameters after the scheme");
   }
 
   Authorization auth;
@@ -157,38 +149,38 @@ Result<Authorization> ParseAuthorization(std::string_view header_value) {
     size_t next = rest.find(';');
     std::string_view param = TrimOws(rest.substr(0, next));
     if (param.empty()) {
-      return Fail("empty parameter");
+      return Malformed("empty parameter (a stray ';')");
     }
     size_t eq = param.find('=');
     if (eq == std::string_view::npos) {
-      return Fail("parameter without '='");
+      return Malformed("a parameter without '='");
     }
     std::string_view name = TrimOws(param.substr(0, eq));
     std::string_view value = TrimOws(param.substr(eq + 1));
     if (name == "access-code") {
       if (have_code) {
-        return Fail("duplicate access-code");
+        return Malformed("access-code given twice");
       }
       have_code = true;
       if (value.empty() || value.size() > kMaxAccessCodeBytes ||
           !std::all_of(value.begin(), value.end(), IsAccessCodeChar)) {
-        return Fail("access-code: invalid");
+        return Malformed("access-code is not 1-128 of [A-Za-z0-9_-]");
       }
       auth.access_code = std::string(value);
     } else if (name == "signed-headers") {
       if (have_headers) {
-        return Fail("duplicate signed-headers");
+        return Malformed("signed-headers given twice");
       }
       have_headers = true;
       OTD_RETURN_IF_ERROR(ParseSignedHeaders(value, auth.signed_headers));
     } else if (name == "signature") {
       if (have_signature) {
-        return Fail("duplicate signature");
+        return Malformed("signature given twice");
       }
       have_signature = true;
       OTD_RETURN_IF_ERROR(ParseSignature(value, auth.signature));
     } else {
-      return Fail("unknown parameter");
+      return Malformed("unknown parameter (access-code, signed-headers and signature only)");
     }
     if (next == std::string_view::npos) {
       break;
@@ -196,13 +188,13 @@ Result<Authorization> ParseAuthorization(std::string_view header_value) {
     rest = rest.substr(next + 1);
   }
   if (!have_code) {
-    return Fail("missing access-code");
+    return Malformed("no access-code parameter");
   }
   if (!have_headers) {
-    return Fail("missing signed-headers");
+    return Malformed("no signed-headers parameter");
   }
   if (!have_signature) {
-    return Fail("missing signature");
+    return Malformed("no signature parameter");
   }
   return auth;
 }
@@ -210,14 +202,14 @@ Result<Authorization> ParseAuthorization(std::string_view header_value) {
 Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestView& request) {
   if (!IsToken(request.method) || std::any_of(request.method.begin(), request.method.end(),
                                               [](char c) { return c >= 'a' && c <= 'z'; })) {
-    return Fail("method is not an upper-case token");
+    return Fail("the request method is not an upper-case token");
   }
   if (request.target.empty() || request.target.front() != '/' ||
       std::any_of(request.target.begin(), request.target.end(), IsControl)) {
-    return Fail("target is not origin-form");
+    return Fail("the request target is not origin-form (/path?query)");
   }
   if (auth.signed_headers.empty()) {
-    return Fail("no signed headers");
+    return Malformed("no signed headers");
   }
   const size_t q = request.target.find('?');
   const std::string_view path = request.target.substr(0, q);
@@ -233,24 +225,30 @@ Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestVie
     // depend on it: a name that could break the line format is refused.
     if (!IsToken(name) ||
         std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-      return Fail("signed header name is not a lower-case token");
+      return Malformed("a signed header name is not a lower-case token");
     }
     const std::string_view* found = nullptr;
     for (const auto& [field_name, field_value] : request.headers) {
       if (EqualsIgnoreCase(TrimOws(field_name), name)) {
         if (found != nullptr) {
-          return Fail("signed header appears more than once");
+          return Fail("a signed header appears more than once in the request");
         }
         found = &field_value;
       }
     }
     if (found == nullptr) {
-      return Fail("signed header missing from request");
+      // Only the mandatory names are echoed: they are constants, not input.
+      for (std::string_view mandatory : kMandatorySignedHeaders) {
+        if (name == mandatory) {
+          return Fail("a signed header is not in the request: " + name);
+        }
+      }
+      return Fail("a signed header is not in the request");
     }
     std::string_view value = TrimOws(*found);
     // A CR or LF would let one header forge another line of the signed content.
     if (std::any_of(value.begin(), value.end(), [](char c) { return IsControl(c) && c != '\t'; })) {
-      return Fail("signed header value has a control character");
+      return Fail("a signed header value has a control character");
     }
     values.push_back(value);
     total += name.size() + 1 + value.size() + 1;
@@ -293,42 +291,32 @@ Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestVie
 }
 
 Result<int64_t> ParseOt1Date(std::string_view value) {
-  // 0123456789012345678 9
-  // yyyy-mm-ddThh:mm:ssZ
-  if (value.size() != 20 || value[4] != '-' || value[7] != '-' || value[10] != 'T' ||
-      value[13] != ':' || value[16] != ':' || value[19] != 'Z') {
-    return Fail("date: not yyyy-mm-ddThh:mm:ssZ");
+  std::optional<int64_t> t;
+  if (value.size() <= kMaxDateBytes) {
+    t = ParseRfc3339(value);
   }
-  const int64_t year = Digits(value, 0, 4);
-  const int64_t month = Digits(value, 5, 2);
-  const int64_t day = Digits(value, 8, 2);
-  const int64_t hour = Digits(value, 11, 2);
-  const int64_t minute = Digits(value, 14, 2);
-  const int64_t second = Digits(value, 17, 2);
-  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) {
-    return Fail("date: not yyyy-mm-ddThh:mm:ssZ");
+  if (!t) {
+    return Fail(
+        "X-OpenToken-Date is not an RFC 3339 date-time (yyyy-mm-ddThh:mm:ss[.fraction] then Z or "
+        "+hh:mm/-hh:mm, e.g. 2026-12-06T08:00:00Z or 2026-12-06T08:00:00.123Z)");
   }
-  if (month < 1 || month > 12 || day < 1 || day > DaysInMonth(year, month) || hour > 23 ||
-      minute > 59 || second > 59) {
-    return Fail("date: out of range");
-  }
-  return DaysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+  return *t;
 }
 
 Status CheckDateWindow(int64_t date, int64_t now, int64_t past_seconds, int64_t future_seconds) {
   if (past_seconds < 0 || future_seconds < 0) {
-    return Fail("date: negative window");
+    return Fail("X-OpenToken-Date window is negative (server configuration)");
   }
   // Differences in unsigned arithmetic cannot overflow for any pair of int64 values.
   if (date < now) {
     const uint64_t behind = static_cast<uint64_t>(now) - static_cast<uint64_t>(date);
     if (behind > static_cast<uint64_t>(past_seconds)) {
-      return Fail("date: too far in the past");
+      return Fail("X-OpenToken-Date is too far in the past");
     }
   } else {
     const uint64_t ahead = static_cast<uint64_t>(date) - static_cast<uint64_t>(now);
     if (ahead > static_cast<uint64_t>(future_seconds)) {
-      return Fail("date: too far in the future");
+      return Fail("X-OpenToken-Date is too far in the future");
     }
   }
   return Status::Ok();

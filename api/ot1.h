@@ -4,8 +4,12 @@
 // X-OpenToken-Date check. Pure: no I/O, no keys, no clock. The MAC itself is verified by the caller
 // (inside the PKCS#11 token, C_Verify with CKM_SHA256_HMAC) over the bytes CanonicalContent builds.
 //
-// Every failure is kUnauthenticated with a short reason for logs and tests. Reasons never echo the
-// input; the API layer must not send them to the client.
+// Every failure is kUnauthenticated with a message the API layer sends to the client (the
+// `message` of the 401, issue 17: a client author must see which check failed). Messages are
+// fixed texts: they never echo the input (only the names of the mandatory headers, which are
+// constants) and never say anything about a secret or the expected signature. Each starts with
+// the check that failed: "malformed Authorization header: ...", "a required header is not
+// signed: ...", "a signed header ...", "X-OpenToken-Date ...".
 //
 // All functions are thread safe (no shared state).
 
@@ -78,12 +82,16 @@ struct RequestView {
 // SecretBytes: wiped on destruction. Pass result.Reveal(SecretAccess::Grant()) to C_Verify.
 Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestView& request);
 
-// Parses an X-OpenToken-Date value of exactly the form "yyyy-mm-ddThh:mm:ssZ" (UTC, upper-case
-// 'T' and 'Z', no fraction, no offset, seconds 00-59, a real calendar date with Gregorian leap
-// years) to Unix seconds.
+// Parses an X-OpenToken-Date value to Unix seconds: an RFC 3339 date-time (common/dates.h
+// ParseRfc3339), "yyyy-mm-ddThh:mm:ss" then an optional fraction (truncated: JavaScript's
+// toISOString() "2026-12-06T08:00:00.123Z", Python's isoformat(), Go's RFC3339Nano), then "Z" or
+// a numeric offset "+hh:mm"/"-hh:mm" (applied). At most kMaxDateBytes bytes. The signature covers
+// the header bytes as sent, so accepting more forms of the same instant is safe.
+inline constexpr size_t kMaxDateBytes = 64;
 Result<int64_t> ParseOt1Date(std::string_view value);
 
-// Accepts now - past_seconds <= date <= now + future_seconds (both bounds inclusive). With the
+// Accepts now - past_seconds <= date <= now + future_seconds (both bounds inclusive). The
+// message says which side was missed ("X-OpenToken-Date is too far in the past/future"). With the
 // reference configuration: past_seconds = 300 (dateWindowPast 5 min), future_seconds = 60
 // (dateWindowFuture 1 min). Negative windows reject everything.
 Status CheckDateWindow(int64_t date, int64_t now, int64_t past_seconds, int64_t future_seconds);

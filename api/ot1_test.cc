@@ -294,6 +294,28 @@ TEST(Ot1AuthorizationTest, ErrorsDoNotEchoTheInput) {
   EXPECT_EQ(s.message().find("secret-looking-code"), std::string::npos);
 }
 
+// Issue 17: the message (sent to the client) names the check that failed, as a fixed text.
+TEST(Ot1AuthorizationTest, MessagesNameTheFailedCheck) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"Bearer x", "malformed Authorization header: the scheme must be OT1-HMAC-SHA256-HEX"},
+      {ValidHeader(kDocAccessCode, kMandatory, "ABCD"),
+       "malformed Authorization header: signature is not 64 lower-case hex digits"},
+      {std::string(kScheme) + "; access-code=a; signature=" + std::string(kDocSignature),
+       "malformed Authorization header: no signed-headers parameter"},
+      {ValidHeader(kDocAccessCode, "host x-opentoken-date"),
+       "a required header is not signed: content-type (signed-headers must list host, "
+       "content-type and x-opentoken-date)"},
+      {ValidHeader("a/b"),
+       "malformed Authorization header: access-code is not 1-128 of [A-Za-z0-9_-]"},
+  };
+  for (const auto& [header, message] : cases) {
+    SCOPED_TRACE(header);
+    Status s = ParseAuthorization(header).status();
+    ExpectUnauthenticated(s);
+    EXPECT_EQ(s.message(), message);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Canonical content.
 
@@ -556,16 +578,13 @@ TEST(Ot1DateTest, OtherFormsAndImpossibleDatesAreRejected) {
   for (const char* text : {
            "",
            "2016-11-17T20:01:00",        // no Z
-           "2016-11-17T20:01:00z",       // lower-case z
-           "2016-11-17t20:01:00Z",       // lower-case t
            "2016-11-17 20:01:00Z",       // space instead of T
-           "2016-11-17T20:01:00+00:00",  // offset
-           "2016-11-17T20:01:00+0000",
-           "2016-11-17T21:01:00+01:00",
-           "2016-11-17T20:01:00.000Z",  // fractional seconds (JavaScript toISOString)
-           "2016-11-17T20:01:00.5Z",
-           "2016-11-17T20:01Z",  // no seconds
-           "20161117T200100Z",   // basic format
+           "2016-11-17T20:01:00+0000",   // offset without ':'
+           "2016-11-17T20:01:00.Z",      // empty fraction
+           "2016-11-17T20:01:00+24:00",  // offset hour 24
+           "2016-11-17T20:01:00.123456789012345678901234567890123456789012345Z",  // > 64 bytes
+           "2016-11-17T20:01Z",                                                   // no seconds
+           "20161117T200100Z",                                                    // basic format
            "2016-11-17",
            "16-11-17T20:01:00Z",
            "+2016-11-17T20:01:00Z",
@@ -587,13 +606,34 @@ TEST(Ot1DateTest, OtherFormsAndImpossibleDatesAreRejected) {
            "1900-02-29T00:00:00Z",  // divisible by 100, not by 400
            "2016-11-17T24:00:00Z",  // hour 24
            "2016-11-17T20:60:00Z",
-           "2016-12-31T23:59:60Z",  // leap second
        }) {
     SCOPED_TRACE(text);
     ExpectUnauthenticated(ParseOt1Date(text).status());
   }
   EXPECT_OK(ParseOt1Date("2016-02-29T00:00:00Z"));
   EXPECT_OK(ParseOt1Date("2000-02-29T00:00:00Z"));
+}
+
+// Issue 17: what common libraries produce is accepted (the signature covers the header bytes as
+// sent, so another spelling of the same instant gains an attacker nothing).
+TEST(Ot1DateTest, CommonLibraryFormsAreAccepted) {
+  constexpr int64_t kT = 1479412860;  // 2016-11-17T20:01:00Z
+  const std::pair<const char*, int64_t> cases[] = {
+      {"2016-11-17T20:01:00.000Z", kT},          // JavaScript toISOString()
+      {"2016-11-17T20:01:00.999Z", kT},          // fraction truncated
+      {"2016-11-17T20:01:00.123456+00:00", kT},  // Python datetime.isoformat()
+      {"2016-11-17T20:01:00.123456789Z", kT},    // Go time.RFC3339Nano
+      {"2016-11-17T21:01:00+01:00", kT},         // Go time.RFC3339 in a local zone
+      {"2016-11-17T19:31:00-00:30", kT},
+      {"2016-11-17t20:01:00z", kT},          // RFC 3339 allows lower case
+      {"2016-12-31T23:59:60Z", 1483228799},  // leap second counts as :59
+  };
+  for (const auto& [text, seconds] : cases) {
+    SCOPED_TRACE(text);
+    Result<int64_t> r = ParseOt1Date(text);
+    ASSERT_OK(r);
+    EXPECT_EQ(*r, seconds);
+  }
 }
 
 TEST(Ot1DateTest, WindowAcceptsFiveMinutesPastAndOneMinuteFuture) {
@@ -605,6 +645,32 @@ TEST(Ot1DateTest, WindowAcceptsFiveMinutesPastAndOneMinuteFuture) {
   ExpectUnauthenticated(CheckDateWindow(kNow - 301, kNow, kPast, kFuture));
   EXPECT_OK(CheckDateWindow(kNow + 60, kNow, kPast, kFuture));
   ExpectUnauthenticated(CheckDateWindow(kNow + 61, kNow, kPast, kFuture));
+}
+
+TEST(Ot1DateTest, MessagesSayWhichCheckFailed) {
+  EXPECT_EQ(CheckDateWindow(1000, 2000, 300, 60).message(),
+            "X-OpenToken-Date is too far in the past");
+  EXPECT_EQ(CheckDateWindow(2000, 1000, 300, 60).message(),
+            "X-OpenToken-Date is too far in the future");
+  EXPECT_EQ(ParseOt1Date("Thu, 17 Nov 2016 20:01:00 GMT")
+                .status()
+                .message()
+                .rfind("X-OpenToken-Date is not an RFC 3339 date-time", 0),
+            0u);
+}
+
+TEST(Ot1CanonicalContentTest, AMissingMandatoryHeaderIsNamedAndAnyOtherIsNot) {
+  RequestView r = DocRequest();
+  r.headers.erase(r.headers.begin() + 1);  // Content-Type
+  EXPECT_EQ(CanonicalContent(SignedBy({"host", "content-type", "x-opentoken-date"}), r)
+                .status()
+                .message(),
+            "a signed header is not in the request: content-type");
+  r = DocRequest();
+  EXPECT_EQ(CanonicalContent(SignedBy({"host", "content-type", "x-opentoken-date", "x-secret"}), r)
+                .status()
+                .message(),
+            "a signed header is not in the request");
 }
 
 TEST(Ot1DateTest, WindowHandlesExtremeValuesWithoutOverflow) {

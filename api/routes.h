@@ -1,7 +1,8 @@
 #pragma once
 // The API's route table (api/route.h), one file per resource:
 //
-//   discovery_routes.cc     GET /, /healthCheck, /schema/**, /signature-information
+//   discovery_routes.cc     GET /, /healthCheck, /schema/**, /openapi.json,
+//                           /signature-information
 //   registration_routes.cc  /registration...
 //   account_routes.cc       /account/{id}, login, logout
 //   access_code_routes.cc   /account/{id}/accessCode...
@@ -26,6 +27,10 @@ namespace otd::api {
 // title="signature-information"): the canonical string, the date format and window, the
 // server's clock.
 inline constexpr std::string_view kSignatureInformationPath = "/signature-information";
+
+// The OpenAPI 3.1 description of the API (schema/openapi.json), linked from GET / with
+// rel="service-desc".
+inline constexpr std::string_view kOpenApiPath = "/openapi.json";
 
 std::vector<RouteSpec> DiscoveryRoutes(const Services& s, const Router& table);
 std::vector<RouteSpec> RegistrationRoutes(const Services& s);

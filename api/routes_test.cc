@@ -6,10 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <map>
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "api/schemas.h"
 #include "service/testing/service_env.h"
 
 namespace otd::api {
@@ -79,15 +83,72 @@ TEST_F(RoutesTest, DiscoveryAdvertisesTheTablesServiceLinks) {
   for (const Link& l : router->AdvertisedLinks(Advertised::Where::kDiscovery)) {
     titles.insert(l.title);
   }
-  EXPECT_EQ(titles, (std::set<std::string>{"health-check", "registration-register", "account-login",
-                                           "account-token-create", "account-accessTokens",
-                                           "access-tokens-email", "access-tokens-email-delete"}));
+  EXPECT_EQ(titles,
+            (std::set<std::string>{"health-check", "openapi", "registration-register",
+                                   "account-login", "account-token-create", "account-accessTokens",
+                                   "access-tokens-email", "access-tokens-email-delete"}));
   std::set<std::string> account;
   for (const Link& l : router->AdvertisedLinks(Advertised::Where::kAccount)) {
     account.insert(l.title);
   }
   EXPECT_EQ(account, (std::set<std::string>{"account-accessCode", "account-logout",
                                             "account-accessTokens", "account-token-create"}));
+}
+
+// Issue 17: schema/openapi.json (as embedded and served at /openapi.json) describes exactly the
+// routes of the table: every (method, path template) of one is in the other. The table's final
+// `**` is the description's `{path}` (OpenAPI has no multi-segment parameter); /console/ routes
+// (the web console, issue 19) are not part of the API description.
+TEST_F(RoutesTest, TheOpenApiDescriptionHasExactlyTheRoutesOfTheTable) {
+  const auto doc = nlohmann::json::parse(OpenApiDocument());
+  ASSERT_EQ(doc.at("openapi").get<std::string>().rfind("3.1.", 0), 0u);
+  std::set<std::string> described;
+  for (const auto& [path, item] : doc.at("paths").items()) {
+    for (const auto& [method, op] : item.items()) {
+      if (method == "parameters" || method == "summary" || method == "description") {
+        continue;
+      }
+      std::string upper = method;
+      for (char& c : upper) {
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      }
+      EXPECT_TRUE(described.insert(upper + " " + path).second) << upper << " " << path;
+      EXPECT_TRUE(op.contains("operationId")) << upper << " " << path;
+    }
+  }
+  std::set<std::string> table;
+  std::unique_ptr<Router> router = BuildApiRouter(services_);
+  for (const RouteSpec* r : router->Routes()) {
+    std::string pattern = r->pattern;
+    if (pattern.rfind("/console/", 0) == 0 || pattern == "/console") {
+      continue;
+    }
+    if (pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, "**") == 0) {
+      pattern.replace(pattern.size() - 2, 2, "{path}");
+    }
+    table.insert(std::string(http::to_string(r->method)) + " " + pattern);
+  }
+  EXPECT_EQ(described, table);
+}
+
+TEST_F(RoutesTest, OpenApiPathParametersAreDeclared) {
+  const auto doc = nlohmann::json::parse(OpenApiDocument());
+  for (const auto& [path, item] : doc.at("paths").items()) {
+    for (const auto& [method, op] : item.items()) {
+      std::set<std::string> in_path;
+      for (size_t open = path.find('{'); open != std::string::npos;
+           open = path.find('{', open + 1)) {
+        in_path.insert(path.substr(open + 1, path.find('}', open) - open - 1));
+      }
+      std::set<std::string> declared;
+      for (const auto& p : op.value("parameters", nlohmann::json::array())) {
+        if (p.at("in") == "path") {
+          declared.insert(p.at("name").get<std::string>());
+        }
+      }
+      EXPECT_EQ(in_path, declared) << method << " " << path;
+    }
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #pragma once
 // The JSON schemas of schema/, embedded at build time (cmake/EmbedSchemas.cmake). They are served
-// under /schema/<path> and used to validate request bodies.
+// under /schema/<path> and used to validate request bodies. schema/openapi.json, the OpenAPI 3.1
+// description of the whole API, is embedded apart (OpenApiDocument) and served at /openapi.json.
 
 #include <span>
 #include <string_view>
@@ -14,5 +15,7 @@ struct SchemaFile {
 
 std::span<const SchemaFile> EmbeddedSchemas();
 const SchemaFile* FindSchema(std::string_view path);
+// schema/openapi.json, byte for byte.
+std::string_view OpenApiDocument();
 
 }  // namespace otd::api

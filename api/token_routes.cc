@@ -77,6 +77,11 @@ Reply Tokenize(Call& call) {
   return reply;
 }
 
+// The same for an unknown and a private token, so an unsigned GET cannot tell them apart.
+constexpr std::string_view kUnsignedPrivateOrUnknown =
+    "no Authorization header: this token is not public (or does not exist); sign the request "
+    "(OT1-HMAC-SHA256-HEX)";
+
 Reply Detokenize(Call& call) {
   const Services& s = call.s();
   const std::string& id = call.param("id");
@@ -85,12 +90,13 @@ Reply Detokenize(Call& call) {
   auto token = s.tokens.Get(id, token_id, call.read_ahead ? &*call.read_ahead : nullptr);
   if (!token.ok()) {
     if (!is_signed && token.status().code() != Code::kUnavailable) {
-      return SignatureRequired(call.req, call.ctx);  // unsigned: unknown and private look alike
+      // Unsigned: unknown and private look alike.
+      return SignatureRequired(call.req, call.ctx, kUnsignedPrivateOrUnknown);
     }
     return call.Error(token.status());
   }
   if (!is_signed && !token->is_public) {
-    return SignatureRequired(call.req, call.ctx);
+    return SignatureRequired(call.req, call.ctx, kUnsignedPrivateOrUnknown);
   }
   s.log.Info("detokenized", {{"request_id", call.ctx.request_id}, {"public", token->is_public}});
   const std::string self = AccountPath(id) + "/token/" + token_id;

@@ -33,5 +33,16 @@ TEST(DatesTest, Rfc3339TakesFractionsAndOffsets) {
   }
 }
 
+// What common libraries print (issue 17: the OT1 date header takes these).
+TEST(DatesTest, Rfc3339TakesWhatCommonLibrariesPrint) {
+  constexpr int64_t kT = 1796544000;                                // 2026-12-06T08:00:00Z
+  EXPECT_EQ(ParseRfc3339("2026-12-06T08:00:00.123Z"), kT);          // JavaScript toISOString()
+  EXPECT_EQ(ParseRfc3339("2026-12-06T08:00:00.123456+00:00"), kT);  // Python isoformat()
+  EXPECT_EQ(ParseRfc3339("2026-12-06T09:00:00+01:00"), kT);         // Go time.RFC3339
+  EXPECT_EQ(ParseRfc3339("2026-12-06T08:00:00.999999999Z"), kT);    // Go time.RFC3339Nano
+  EXPECT_EQ(ParseRfc3339("2026-12-06T00:00:00-08:00"), kT);         // date -Iseconds (US)
+  EXPECT_EQ(ParseRfc3339("2026-12-06T08:00:00+00:00"), kT);         // date -Iseconds -u
+}
+
 }  // namespace
 }  // namespace otd

@@ -248,21 +248,21 @@ Status AccessCodes::Revoke(std::string_view account_id, std::string_view code) {
 
 Status AccessCodes::Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                            ByteView signature, const Vault::ReadAhead* ahead) {
-  Status denied = Unauthenticated("signature verification failed");
+  Status unknown = Unauthenticated(std::string(kUnknownAccessCode));
   OTD_ASSIGN_OR_RETURN(Located found, vault_.keys().Find(kAccessCodes, account_id, code,
                                                          Vault::Ids::kPublic, ahead));
   const std::optional<Bytes>& value = found.value;
   if (!value) {
-    return denied;
+    return unknown;
   }
   auto plain = vault_.sealer().Open(kAccessCodes, account_id, code, *value, ahead);
   if (!plain.ok()) {
-    return plain.status().code() == Code::kUnavailable ? plain.status() : denied;
+    return plain.status().code() == Code::kUnavailable ? plain.status() : unknown;
   }
   OTD_ASSIGN_OR_RETURN(FieldReader r, FieldReader::Parse(*plain));
   OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
   if (static_cast<int64_t>(expires) <= clock_.NowSeconds()) {
-    return denied;
+    return Unauthenticated(std::string(kExpiredAccessCode));
   }
   OTD_ASSIGN_OR_RETURN(uint64_t kek_version, r.U64(kTagKekVersion));
   OTD_ASSIGN_OR_RETURN(std::string wrapped, r.Text(kTagWrappedSecret));
@@ -274,7 +274,7 @@ Status AccessCodes::Verify(std::string_view account_id, std::string_view code, B
                              AsBytes(wrapped), hsm::KeyType::kHmacSha256, hsm::KeyUsage::kSign)));
     OTD_ASSIGN_OR_RETURN(bool ok, FromToken(s.Verify(key, canonical, signature)));
     if (!ok) {
-      return denied;
+      return Unauthenticated(std::string(kSignatureMismatch));
     }
   }  // the session goes back to the pool before any further token work
   auto current = vault_.keys().CurrentVersions();

@@ -51,6 +51,12 @@ struct AccessCodeInfo {
   int64_t expires_at = 0;
 };
 
+inline constexpr std::string_view kUnknownAccessCode = "unknown access code";
+inline constexpr std::string_view kExpiredAccessCode = "access code expired";
+inline constexpr std::string_view kSignatureMismatch =
+    "signature mismatch: the HMAC-SHA256 of the canonical request the server built with this "
+    "access code's secret differs (see /signature-information for the canonical request)";
+
 class AccessCodes {
  public:
   AccessCodes(Vault& vault, hsm::Token& token, store::Store& store, const Clock& clock, Logger& log,
@@ -61,6 +67,10 @@ class AccessCodes {
   Result<std::vector<AccessCodeInfo>> List(std::string_view account_id);
   Status Revoke(std::string_view account_id, std::string_view code);
   // Checks `signature` = HMAC-SHA256(secret of `code`, canonical) inside the token.
+  // kUnauthenticated with a message for the client (api/auth.cc sends it): the code is unknown
+  // (never created, revoked, or not this account's: kUnknownAccessCode), expired
+  // (kExpiredAccessCode) or the signature does not match (kSignatureMismatch). Nothing about the
+  // secret or the expected signature.
   // `ahead`: the records of this request read in advance (Tokens::SignedReadAhead), or null.
   Status Verify(std::string_view account_id, std::string_view code, ByteView canonical,
                 ByteView signature, const Vault::ReadAhead* ahead = nullptr);

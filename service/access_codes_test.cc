@@ -46,6 +46,27 @@ TEST_F(AccessCodesTest, VerifiesInsideTheTokenAndOnlyForItsAccount) {
             Code::kUnauthenticated);
 }
 
+// Issue 17: the client is told which check failed (unknown code, expired code, signature).
+TEST_F(AccessCodesTest, RefusalsSayWhichCheckFailed) {
+  auto pair = codes_.Create("acct-a", "ci");
+  ASSERT_OK(pair);
+  Bytes mac = Mac(pair->secret, "canonical");
+  EXPECT_EQ(codes_.Verify("acct-a", "no-such-code", AsBytes("canonical"), mac).message(),
+            kUnknownAccessCode);
+  EXPECT_EQ(codes_.Verify("acct-b", pair->code, AsBytes("canonical"), mac).message(),
+            kUnknownAccessCode);  // another account's code is unknown here
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonicaL"), mac).message(),
+            kSignatureMismatch);
+  ASSERT_OK(codes_.Revoke("acct-a", pair->code));
+  EXPECT_EQ(codes_.Verify("acct-a", pair->code, AsBytes("canonical"), mac).message(),
+            kUnknownAccessCode);
+  auto other = codes_.Create("acct-a", "");
+  ASSERT_OK(other);
+  env_.clock_.Advance(1001);
+  EXPECT_EQ(codes_.Verify("acct-a", other->code, AsBytes("x"), Mac(other->secret, "x")).message(),
+            kExpiredAccessCode);
+}
+
 TEST_F(AccessCodesTest, ExpiredCodesStopSigningAndLeaveTheList) {
   auto pair = codes_.Create("acct-a", "");
   ASSERT_OK(pair);

@@ -8,7 +8,8 @@
 //    re-serialising an accepted header parses to the same value;
 //  * CanonicalContent (with the parsed Authorization, or one naming the input's header fields)
 //    equals an independent re-implementation of the documented canonical form;
-//  * ParseOt1Date accepts only strings that gmtime formats back to the same 20 bytes;
+//  * ParseOt1Date accepts only RFC 3339 date-times (optional fraction, Z or +hh:mm/-hh:mm) whose
+//    date and time, moved by the offset, gmtime formats back to the same 19 bytes;
 //  * CheckDateWindow never overflows (UBSan) and agrees with 128-bit arithmetic.
 #include <algorithm>
 #include <cstddef>
@@ -206,13 +207,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // --- ParseOt1Date / CheckDateWindow -----------------------------------------------------------
   auto date = ot1::ParseOt1Date(parts[3]);
   if (date.ok()) {
-    time_t t = static_cast<time_t>(*date);
+    const std::string_view text = parts[3];
+    Require(text.size() >= 20 && text.size() <= ot1::kMaxDateBytes, "date length");
+    // The zone: Z/z, or +hh:mm/-hh:mm at the end; between it and the seconds, "" or "." digits.
+    int64_t offset = 0;
+    size_t zone = text.size() - 1;
+    if (text.back() != 'Z' && text.back() != 'z') {
+      Require(text.size() >= 25, "offset date too short");
+      zone = text.size() - 6;
+      const char sign = text[zone];
+      Require((sign == '+' || sign == '-') && text[zone + 3] == ':', "offset form");
+      const int h = (text[zone + 1] - '0') * 10 + (text[zone + 2] - '0');
+      const int m = (text[zone + 4] - '0') * 10 + (text[zone + 5] - '0');
+      offset = (sign == '+' ? 1 : -1) * (h * 3600 + m * 60);
+    }
+    const std::string_view fraction = text.substr(19, zone - 19);
+    Require(fraction.empty() || (fraction.size() >= 2 && fraction[0] == '.' &&
+                                 std::all_of(fraction.begin() + 1, fraction.end(),
+                                             [](char c) { return c >= '0' && c <= '9'; })),
+            "fraction form");
+    time_t t = static_cast<time_t>(*date + offset);
     struct tm tm {};
     Require(gmtime_r(&t, &tm) != nullptr, "gmtime failed");
     char buf[32];
-    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    Require(n == 20 && std::string_view(buf, 20) == parts[3],
+    std::string expected(text.substr(0, 19));
+    if (expected[10] == 't') {
+      expected[10] = 'T';
+    }
+    if (expected.compare(17, 2, "60") == 0) {  // a leap second counts as :59
+      expected.replace(17, 2, "59");
+    }
+    Require(n == 19 && std::string_view(buf, 19) == expected,
             "date does not round-trip through gmtime");
   }
   if (in.size() >= 24) {

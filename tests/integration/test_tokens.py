@@ -174,7 +174,9 @@ class TokenTest(unittest.TestCase):
         sock.close()
 
     # --- signature failures ------------------------------------------------------------------
-    def test_every_signature_failure_is_the_same_401(self):
+    def test_every_signature_failure_is_a_401_naming_its_check(self):
+        # Issue 17: one 401 shape for all, and the message says which check failed (each message
+        # one by one: test_signature_diagnostics.py).
         s = self.signer()
         url = self.token_url()
         revoked = self.alice.req("POST", f"/account/{self.alice.account_id}/accessCode", {})
@@ -215,15 +217,38 @@ class TokenTest(unittest.TestCase):
             "wrong scheme": lambda: s.request("POST", url, b"x", tamper=lambda h, b: (
                 {**h, "Authorization": h["Authorization"].replace("OT1-HMAC-SHA256-HEX", "OT2-HMAC-SHA256-HEX")}, b)),
         }
-        bodies = set()
+        mismatch = "signature mismatch"
+        expected = {
+            "no authorization": "no Authorization header",
+            "missing date header": "X-OpenToken-Date header is missing",
+            "bad date": "X-OpenToken-Date is not an RFC 3339 date-time",
+            "date too old": "X-OpenToken-Date is too far in the past",
+            "date in the future": "X-OpenToken-Date is too far in the future",
+            "content-type not signed": "a required header is not signed: content-type",
+            "host not signed": "a required header is not signed: host",
+            "date not signed": "a required header is not signed: x-opentoken-date",
+            "unknown code": "unknown access code",
+            "revoked code": "unknown access code",
+            "code of another account": "unknown access code",
+            "wrong secret": mismatch,
+            "wrong signature": mismatch,
+            "upper-case hex": "malformed Authorization header: signature is not 64 lower-case hex",
+            "body changed after signing": mismatch,
+            "content type changed": mismatch,
+            "query added": mismatch,
+            "wrong scheme": "malformed Authorization header: the scheme must be OT1-HMAC-SHA256-HEX",
+        }
+        self.assertEqual(set(expected), set(cases))
         for name, call in cases.items():
             with self.subTest(case=name):
                 r = call()
                 self.assertEqual(r.status, 401, (name, r.body))
                 self.assertEqual(r.header("Content-Type"), "application/vnd.error+json")
+                self.assertEqual(r.header("WWW-Authenticate"), "OT1-HMAC-SHA256-HEX")
                 body = r.json()
-                bodies.add((body["code"], body["message"]))
-        self.assertEqual(len(bodies), 1, bodies)
+                self.assertEqual(body["code"], "unauthorized")
+                self.assertTrue(body["message"].startswith(expected[name]), body["message"])
+                self.assertNotIn(s.secret, body["message"])
         # The signed example with parameters in another order still verifies.
         h = ot1_sign("POST", url, {"Host": "localhost", "Content-Type": "text/plain",
                                    "X-OpenToken-Date": ot1_date()}, b"order", s.code, s.secret)
