@@ -29,7 +29,10 @@ std::string_view ContentTypeOf(std::string_view path) {
   if (ends(".css")) {
     return "text/css; charset=utf-8";
   }
-  return "text/javascript; charset=utf-8";  // EmbedConsole.cmake embeds only html, css and js
+  if (ends(".svg")) {
+    return "image/svg+xml";
+  }
+  return "text/javascript; charset=utf-8";  // EmbedConsole.cmake embeds html, css, js, svg
 }
 
 const ConsoleFile* FindConsoleFile(std::string_view path) {

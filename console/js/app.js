@@ -486,8 +486,8 @@ async function accessCodes() {
   page(
     "Access codes",
     h("p", { text: "An access code and its secret sign tokenize and detokenize requests." }),
-    form,
     created,
+    form,
     h(
       "table",
       {},
@@ -603,8 +603,8 @@ async function accessTokens() {
   page(
     "Access tokens",
     h("p", { text: "Bearer tokens with a scope, for scripts and services." }),
-    form,
     created,
+    form,
     h(
       "table",
       {},

@@ -43,6 +43,7 @@ export function alertBox(id) {
 export function showError(box, err) {
   box.textContent = err && err.message ? err.message : String(err);
   box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
 }
 
 export function clearError(box) {
