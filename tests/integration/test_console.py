@@ -271,6 +271,10 @@ class Journey:
             "fetch('/account/' + arguments[0]).then(r => done(r.status), e => done(-1));",
             account_id)
         t.assertEqual(status, 401)
+        status = b.execute_async(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/access-tokens').then(r => done(r.status), e => done(-1));")
+        t.assertEqual(status, 401)
         self.check_clean(allowed_network=(401,))
         return account_id
 
