@@ -379,6 +379,30 @@ class ConsoleTest(unittest.TestCase):
         self.assertEqual(r.status, 404)
         self.assertEqual(self.d.request("GET", "/registration/abc/confirm/def").status, 404)
 
+    def test_the_login_cookie_is_set_for_the_two_paths_that_accept_it(self):
+        # A browser sends the cookie to /access-tokens only if it was set for that path; the
+        # cross-site refusal covers that path as well.
+        for f in os.listdir(self.spool):
+            os.unlink(os.path.join(self.spool, f))
+        c = oc.Client(self.d, transport="tls", address="cookie@example.com")
+        c.full_registration(self.spool)
+        r = c.login()
+        self.assertEqual(r.status, 200, r.body)
+        cookies = r.all("Set-Cookie")
+        self.assertEqual(len(cookies), 2, cookies)
+        for cookie, path in zip(cookies, ("/account/", "/access-tokens")):
+            self.assertRegex(cookie, rf"^login={re.escape(c.cookie)}; Path={path}; Max-Age=\d+; "
+                                     r"HttpOnly; SameSite=Strict; Secure$")
+        self.assertEqual(c.req("GET", "/access-tokens").status, 200)
+        evil = c.req("POST", "/access-tokens", {"name": "x"},
+                     headers={"Origin": "https://evil.example"})
+        self.assertEqual(evil.status, 403, evil.body)
+        out = c.req("POST", f"/account/{c.account_id}/logout", {})
+        self.assertEqual(out.status, 204)
+        cleared = out.all("Set-Cookie")
+        self.assertEqual(len(cleared), 2, cleared)
+        self.assertTrue(all(re.match(r"login=; Path=\S+; Max-Age=0;", x) for x in cleared), cleared)
+
     def test_console_enabled_false_removes_the_routes(self):
         d = harness.Daemon(extra_config={"console": {"enabled": False}})
         try:
