@@ -30,12 +30,13 @@ namespace otd::api {
 inline constexpr std::string_view kSignatureInformationPath = "/signature-information";
 
 // Where the web console is served (console_routes.cc), and its pages' own policy: everything from
-// this origin only, no inline script or style, no plugins, never framed, forms post here only.
+// this origin only, no inline script or style, no plugins, never framed, forms post here only,
+// and no string may become markup or script (Trusted Types: the console builds nodes, never HTML).
 inline constexpr std::string_view kConsolePath = "/console/";
 inline constexpr std::string_view kConsoleContentSecurityPolicy =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'";
+    "frame-ancestors 'none'; require-trusted-types-for 'script'";
 
 std::vector<RouteSpec> DiscoveryRoutes(const Services& s, const Router& table);
 std::vector<RouteSpec> RegistrationRoutes(const Services& s);

@@ -38,7 +38,7 @@ UPDATE_DOCS = os.environ.get("OTD_UPDATE_CONSOLE_SCREENSHOTS") == "1"
 PASSWORD = "a console password 42"
 CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-               "frame-ancestors 'none'")
+               "frame-ancestors 'none'; require-trusted-types-for 'script'")
 
 # Installed before any script of every document (DevTools Page.addScriptToEvaluateOnNewDocument):
 # records each CSP violation the document sees.
@@ -65,6 +65,11 @@ class Journey:
 
     # --- helpers -------------------------------------------------------------------------------
     def shot(self, name):
+        # Every page: each form control has a label (the screen reader's name for it).
+        unlabelled = self.b.execute(
+            "return Array.from(document.querySelectorAll('input, select, textarea'))"
+            ".filter(e => e.labels.length === 0).map(e => e.id || e.name);")
+        self.t.assertEqual(unlabelled, [], f"controls without a label on {name}")
         os.makedirs(SHOTS, exist_ok=True)
         path = os.path.join(SHOTS, f"{self.shots}-{name}.png")
         self.b.full_screenshot(path)
@@ -124,6 +129,7 @@ class Journey:
     # --- the journey ---------------------------------------------------------------------------
     def run(self, wrong_totp=False):
         t, b = self.t, self.b
+        b.browser_log()  # what earlier tests left
         b.get(self.origin + "/console/")
         self.wait("#view h1")
         t.assertEqual(b.title(), "opentokend console · opentokend console")
@@ -183,7 +189,7 @@ class Journey:
         self.fill("#login-password", PASSWORD)
         self.fill("#login-code", oc.totp(seed, time.time()))
         self.shot("login")
-        b.click("#login-form button[type=submit]")
+        b.type("#login-code", "\ue007")  # Enter submits the form (keyboard only)
         self.wait_text("#account-email", lambda s: s == self.address, "the account page")
         self.shot("account")
         self.check_clean()
@@ -323,21 +329,29 @@ class ConsoleTest(unittest.TestCase):
             d.cleanup()
 
     def test_an_injected_inline_script_is_blocked_and_reported(self):
-        # The control of check_clean: the console's policy stops an inline script, and the
-        # violation is seen both by the listener and in the browser log.
+        # The control of check_clean: the console's policy stops an inline script (Trusted Types
+        # refuse its text, and script-src its execution) and an inline style, and each violation
+        # is seen both by the listener and in the browser log.
         b = self.browser
         b.get(self.origin() + "/console/")
         b.wait_for(lambda: b.present("#view h1"), what="the console")
         b.browser_log()
-        b.execute("const s = document.createElement('script'); s.textContent = 'window.__ran = 1';"
-                  "document.body.append(s);"
-                  "const st = document.createElement('div'); st.setAttribute('style', 'color: red');"
-                  "document.body.append(st);")
-        violations = b.wait_for(lambda: b.execute("return window.__otdViolations;"),
-                                what="a violation")
+        thrown = b.execute(
+            "const s = document.createElement('script'); let thrown = null;"
+            "try { s.textContent = 'window.__ran = 1'; } catch (e) { thrown = e.name; }"
+            "s.appendChild(document.createTextNode('window.__ran = 2'));"
+            "document.body.append(s);"
+            "const st = document.createElement('div'); st.setAttribute('style', 'color: red');"
+            "document.body.append(st); return thrown;")
+        self.assertEqual(thrown, "TypeError")
+        violations = b.wait_for(lambda: len(b.execute("return window.__otdViolations;")) >= 3
+                                and b.execute("return window.__otdViolations;"),
+                                what="the violations")
         self.assertIsNone(b.execute("return window.__ran === undefined ? null : window.__ran;"))
-        self.assertTrue(any(v.startswith("script-src") for v in violations), violations)
+        directives = {v.split(" ")[0] for v in violations}
+        self.assertTrue({"require-trusted-types-for", "style-src-attr"} <= directives, violations)
         log = [e["message"] for e in b.browser_log() if e.get("level") == "SEVERE"]
+        self.assertTrue(any("TrustedScript" in m for m in log), log)
         self.assertTrue(any("Content Security Policy" in m for m in log), log)
 
     def test_console_answers_have_their_own_policy_and_the_api_keeps_its_own(self):
@@ -351,8 +365,11 @@ class ConsoleTest(unittest.TestCase):
         self.assertNotIn(b"<script>", r.body)  # no inline script
         self.assertNotIn(b"style=", r.body)
         etag = r.header("ETag")
-        self.assertEqual(self.d.request("GET", "/console/", headers={"If-None-Match": etag}).status,
-                         304)
+        for none_match, status in ((etag, 304), (f'"x", W/{etag}', 304), ('"x"', 200), ("*", 304)):
+            r = self.d.request("GET", "/console/", headers={"If-None-Match": none_match})
+            self.assertEqual(r.status, status, none_match)
+        self.assertEqual(r.header("ETag"), etag)
+        self.assertEqual(r.header("Content-Security-Policy"), CONSOLE_CSP)
         for path, ctype in (("/console/js/app.js", "text/javascript; charset=utf-8"),
                             ("/console/style.css", "text/css; charset=utf-8"),
                             ("/console/icon.svg", "image/svg+xml")):
