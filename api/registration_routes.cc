@@ -165,7 +165,9 @@ Reply Confirm(Call& call) {
     Response res{http::status::see_other, call.req.version()};
     res.set(http::field::location, std::string(kConsolePath) + "#/registration/" +
                                        call.param("id") + "/confirm/" + call.param("code"));
-    return res;
+    Reply reply(std::move(res));
+    reply.audited = false;  // nothing was confirmed (the console's request will be audited)
+    return reply;
   }
   auto account = call.s().accounts.ConfirmRegistration(call.param("id"), call.param("code"));
   if (!account.ok()) {

@@ -387,14 +387,23 @@ class ConsoleTest(unittest.TestCase):
         self.assertEqual(r.header("Cache-Control"), "no-store")
         # Discovery names the console; the mailed link sends a browser there, an API client not.
         self.assertIn('</console/>; rel="service"; title="console"', self.d.request("GET", "/").links())
+        audit = os.path.join(self.d.dir, "data", "audit.log")
+        before = open(audit).read().count('"registration_confirmed"')
         r = self.d.request("GET", "/registration/abc/confirm/def",
                            headers={"Sec-Fetch-Mode": "navigate", "Accept": "text/html"})
         self.assertEqual((r.status, r.header("Location")),
                          (303, "/console/#/registration/abc/confirm/def"))
+        # The hand-over confirms nothing and is no audit event; the API's answer (404) is one.
         r = self.d.request("GET", "/registration/abc/confirm/def",
                            headers={"Sec-Fetch-Mode": "cors", "Accept": "text/html"})
         self.assertEqual(r.status, 404)
         self.assertEqual(self.d.request("GET", "/registration/abc/confirm/def").status, 404)
+        deadline = time.time() + 5
+        while open(audit).read().count('"registration_confirmed"') < before + 2:
+            self.assertLess(time.time(), deadline, "the audit lines of the two 404s")
+            time.sleep(0.05)
+        time.sleep(0.3)
+        self.assertEqual(open(audit).read().count('"registration_confirmed"'), before + 2)
 
     def test_the_login_cookie_is_set_for_the_two_paths_that_accept_it(self):
         # A browser sends the cookie to /access-tokens only if it was set for that path; the
