@@ -187,6 +187,12 @@ class Journey:
         t.assertEqual(b.execute("return document.querySelector('#login-account').value;"),
                       account_id)
         self.fill("#login-password", PASSWORD)
+        if wrong_totp:
+            self.fill("#login-code", oc.totp(seed, time.time() - 3600))
+            b.type("#login-code", "\ue007")
+            msg = self.wait_text("#login-error", bool, "the login error")
+            t.assertEqual(msg, "Login failed: the account id, password or code is wrong.")
+            self.check_clean(allowed_network=(401,))
         self.fill("#login-code", oc.totp(seed, time.time()))
         self.shot("login")
         b.type("#login-code", "\ue007")  # Enter submits the form (keyboard only)
