@@ -25,13 +25,23 @@ json PasswordHashConfig(const std::string& salt) {
           {"salt", salt},          {"type", "pbkdf2"}};
 }
 
-std::string CookieHeader(const RequestContext& ctx, const std::string& value, int64_t max_age) {
-  std::string c = "login=" + value + "; Path=/account/; Max-Age=" + std::to_string(max_age) +
-                  "; HttpOnly; SameSite=Strict";
+std::string CookieHeader(const RequestContext& ctx, const std::string& value, int64_t max_age,
+                         std::string_view path) {
+  std::string c = "login=" + value + "; Path=" + std::string(path) +
+                  "; Max-Age=" + std::to_string(max_age) + "; HttpOnly; SameSite=Strict";
   if (ctx.transport == Transport::kTls) {
     c += "; Secure";
   }
   return c;
+}
+
+// The `login` cookie is accepted on the account API and on /access-tokens (docs/decisions.md):
+// a browser gets it for both paths (two Set-Cookie fields, the account's first), so that the web
+// console can manage access tokens; nowhere else.
+void SetLoginCookies(Response& res, const RequestContext& ctx, const std::string& value,
+                     int64_t max_age) {
+  res.set(http::field::set_cookie, CookieHeader(ctx, value, max_age, "/account/"));
+  res.insert(http::field::set_cookie, CookieHeader(ctx, value, max_age, "/access-tokens"));
 }
 
 Response TooManyLogins(const Call& call, int64_t wait) {
@@ -83,8 +93,7 @@ Reply Login(Call& call) {
       call.req, 200, ConcatExact({R"({"sessionId":")", session->id, R"("})"}), "application/json");
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
   AddLink(res, {.href = AccountPath(id), .rel = "up", .title = "account"});
-  res.set(http::field::set_cookie,
-          CookieHeader(call.ctx, session->id, accounts.options().session_lifetime_seconds));
+  SetLoginCookies(res, call.ctx, session->id, accounts.options().session_lifetime_seconds);
   return res;
 }
 
@@ -128,7 +137,7 @@ Reply Logout(Call& call) {
   }
   Response res{http::status::no_content, call.req.version()};
   AddLink(res, {.href = "/", .rel = "up", .title = "self-discovery"});
-  res.set(http::field::set_cookie, CookieHeader(call.ctx, "", 0));
+  SetLoginCookies(res, call.ctx, "", 0);
   res.set(http::field::location, "/");
   return res;
 }

@@ -198,7 +198,8 @@ Reply Pipeline::Admit(const RouteSpec& route, const Request& req, RequestContext
 Response Pipeline::Finish(const RouteSpec& route, const Request& req, RequestContext& ctx,
                           Reply reply) const {
   service::AuditLog* audit = services_ != nullptr ? services_->audit : nullptr;
-  const bool audited = audit != nullptr && route.audit.kind == AuditSpec::Kind::kEvent;
+  const bool audited =
+      audit != nullptr && route.audit.kind == AuditSpec::Kind::kEvent && reply.audited;
   const Dialect dialect = route.dialect;
   if (reply.write) {
     // The answer waits for the write. Its audit line is recorded with the status finally sent;

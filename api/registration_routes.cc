@@ -147,7 +147,28 @@ Reply Secure(Call& call) {
   return res;
 }
 
+// A browser opening the mailed link (a top-level navigation: `Sec-Fetch-Mode: navigate`, or
+// without Fetch metadata an Accept naming text/html), as opposed to an API client.
+bool IsBrowserNavigation(const Request& req) {
+  const std::string_view mode = req["Sec-Fetch-Mode"];
+  if (!mode.empty()) {
+    return mode == "navigate";
+  }
+  return req[http::field::accept].find("text/html") != std::string_view::npos;
+}
+
 Reply Confirm(Call& call) {
+  if (call.s().console_enabled && IsBrowserNavigation(call.req)) {
+    // The mailed link lands on the console's confirm page, which makes this same request with
+    // fetch() and shows the outcome; the code is not used here (a mail scanner that follows
+    // the link does not consume it either). The fragment never reaches a server or a Referer.
+    Response res{http::status::see_other, call.req.version()};
+    res.set(http::field::location, std::string(kConsolePath) + "#/registration/" +
+                                       call.param("id") + "/confirm/" + call.param("code"));
+    Reply reply(std::move(res));
+    reply.audited = false;  // nothing was confirmed (the console's request will be audited)
+    return reply;
+  }
   auto account = call.s().accounts.ConfirmRegistration(call.param("id"), call.param("code"));
   if (!account.ok()) {
     return call.Error(account.status());

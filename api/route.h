@@ -117,6 +117,9 @@ struct Reply {
   Response response;
   std::string object;                 // what the request acted on, when no path parameter says
   std::optional<DurableWrite> write;  // see DurableWrite
+  // false: the handler did not do what the route's audit event names (the confirmation link
+  // handing a browser over to the console): no audit line.
+  bool audited = true;
 };
 
 // What a handler gets: the request, the caller, the validated body, the parsed query, and the

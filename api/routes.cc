@@ -16,6 +16,9 @@ std::unique_ptr<Router> BuildApiRouter(const Services& services) {
   add(TokenRoutes(services));
   add(AccessTokenRoutes(services));
   add(EmailTokenRoutes(services));
+  if (services.console_enabled) {
+    add(ConsoleRoutes(services));
+  }
   return router;
 }
 

@@ -9,6 +9,8 @@
 //   token_routes.cc         /account/{id}/token...
 //   access_token_routes.cc  /access-tokens... (Losant surface)
 //   email_token_routes.cc   /v1/access_tokens... (pkmnapi surface)
+//   console_routes.cc       /console/... (the web console's static files; only when
+//                           Services::console_enabled)
 //
 // Each returns its routes; BuildApiRouter adds them all. `table` is the router being built: a
 // handler may read the finished table at request time (the discovery links).
@@ -32,6 +34,15 @@ inline constexpr std::string_view kSignatureInformationPath = "/signature-inform
 // rel="service-desc".
 inline constexpr std::string_view kOpenApiPath = "/openapi.json";
 
+// Where the web console is served (console_routes.cc), and its pages' own policy: everything from
+// this origin only, no inline script or style, no plugins, never framed, forms post here only,
+// and no string may become markup or script (Trusted Types: the console builds nodes, never HTML).
+inline constexpr std::string_view kConsolePath = "/console/";
+inline constexpr std::string_view kConsoleContentSecurityPolicy =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'; require-trusted-types-for 'script'";
+
 std::vector<RouteSpec> DiscoveryRoutes(const Services& s, const Router& table);
 std::vector<RouteSpec> RegistrationRoutes(const Services& s);
 std::vector<RouteSpec> AccountRoutes(const Services& s, const Router& table);
@@ -39,6 +50,7 @@ std::vector<RouteSpec> AccessCodeRoutes(const Services& s);
 std::vector<RouteSpec> TokenRoutes(const Services& s);
 std::vector<RouteSpec> AccessTokenRoutes(const Services& s);
 std::vector<RouteSpec> EmailTokenRoutes(const Services& s);
+std::vector<RouteSpec> ConsoleRoutes(const Services& s);
 
 // Every route of the API. `services` must outlive the router.
 std::unique_ptr<Router> BuildApiRouter(const Services& services);

@@ -151,5 +151,34 @@ TEST_F(RoutesTest, OpenApiPathParametersAreDeclared) {
   }
 }
 
+TEST_F(RoutesTest, TheConsoleIsAnonymousUnauditedAndOnlyThereWhenEnabled) {
+  auto console_routes = [](const Router& router) {
+    std::vector<const RouteSpec*> out;
+    for (const RouteSpec* r : router.Routes()) {
+      if (r->pattern.rfind("/console", 0) == 0) {
+        out.push_back(r);
+      }
+    }
+    return out;
+  };
+  EXPECT_TRUE(console_routes(*BuildApiRouter(services_)).empty());
+  Services enabled = services_;
+  enabled.console_enabled = true;
+  std::unique_ptr<Router> router = BuildApiRouter(enabled);
+  std::vector<const RouteSpec*> routes = console_routes(*router);
+  ASSERT_EQ(routes.size(), 3u);
+  for (const RouteSpec* r : routes) {
+    EXPECT_EQ(r->method, http::verb::get) << r->pattern;
+    EXPECT_TRUE(r->auth.anonymous) << r->pattern;
+    EXPECT_TRUE(r->auth.scope.empty()) << r->pattern;
+    EXPECT_EQ(r->audit.kind, AuditSpec::Kind::kNone) << r->pattern;
+  }
+  std::set<std::string> titles;
+  for (const Link& l : router->AdvertisedLinks(Advertised::Where::kDiscovery)) {
+    titles.insert(l.title);
+  }
+  EXPECT_TRUE(titles.count("console"));
+}
+
 }  // namespace
 }  // namespace otd::api

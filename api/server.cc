@@ -113,7 +113,9 @@ bool IsQuietClose(const error_code& ec) {
 }
 
 void AddCommonHeaders(Response& res, const std::string& request_id) {
-  res.set(http::field::cache_control, "no-store");
+  if (res[http::field::cache_control].empty()) {
+    res.set(http::field::cache_control, "no-store");  // the console's static files say no-cache
+  }
   res.set("X-Content-Type-Options", "nosniff");
   res.set("X-Frame-Options", "DENY");
   res.set("X-Request-Id", request_id);

@@ -34,6 +34,9 @@ struct Services {
   // the base of absolute URLs in answers and the origin cookie-authenticated requests may come
   // from.
   std::string public_url;
+  // The web console under /console/ (console_routes.cc; config console.enabled). Also makes a
+  // browser that opens a mailed confirmation link land on the console's confirm page.
+  bool console_enabled = false;
   // The audit trail (service/audit.h); null: no audit (unit tests only).
   service::AuditLog* audit = nullptr;
 };

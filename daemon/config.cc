@@ -441,6 +441,13 @@ Result<Config> ParseConfig(std::string_view json_text) {
   OTD_ASSIGN_OR_RETURN(const json* metrics, root.Object("metrics", false));
   OTD_RETURN_IF_ERROR(ParseMetrics(metrics, c));
 
+  OTD_ASSIGN_OR_RETURN(const json* console, root.Object("console", false));
+  if (console != nullptr) {
+    ObjectReader r(*console, "console");
+    OTD_RETURN_IF_ERROR(r.Bool("enabled", c.console_enabled));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
+  }
+
   OTD_ASSIGN_OR_RETURN(const json* limits, root.Object("limits", false));
   if (limits != nullptr) {
     ObjectReader r(*limits, "limits");

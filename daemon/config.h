@@ -116,6 +116,9 @@ struct Config {
   std::string log_level = "info";
   LimitsConfig limits;
   MetricsConfig metrics;
+  // console.enabled: the web console under /console/ (api/console_routes.cc); false removes its
+  // routes.
+  bool console_enabled = true;
   // audit.path: the audit trail (JSON lines, service/audit.h); default <storage.path>/audit.log.
   std::string audit_path;
   // audit.node_id: this daemon's name in the audit trail (issue 16); default: with the PostgreSQL

@@ -384,6 +384,24 @@ TEST(ConfigTest, MetricsListenOnASocketNextToTheApiSocketByDefault) {
   EXPECT_EQ(nested->metrics.unix_path, "/run/opentokend/opentokend-metrics.sock");
 }
 
+TEST(ConfigTest, ConsoleIsOnByDefaultAndItsSectionIsStrict) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_TRUE(c->console_enabled);
+  auto with = [](const std::string& v) {
+    return Without(kMinimal, "\"listen\"", "\"console\": " + v + ", \"listen\"");
+  };
+  auto off = ParseConfig(with(R"({"enabled": false})"));
+  ASSERT_OK(off);
+  EXPECT_FALSE(off->console_enabled);
+  auto on = ParseConfig(with(R"({"enabled": true})"));
+  ASSERT_OK(on);
+  EXPECT_TRUE(on->console_enabled);
+  EXPECT_EQ(ErrorOf(with(R"({"enabled": "no"})")), "console.enabled: must be true or false");
+  EXPECT_EQ(ErrorOf(with(R"({"path": "/ui/"})")), "console.path: unknown configuration key");
+  EXPECT_EQ(ErrorOf(with("true")), "console: must be an object");
+}
+
 TEST(ConfigTest, MetricsSectionIsStrictAndNamed) {
   auto with = [](const std::string& m) {
     return Without(kMinimal, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");

@@ -286,6 +286,7 @@ Status Daemon::BuildParts() {
                     .signature_past_seconds = config_.signature_past_seconds,
                     .signature_future_seconds = config_.signature_future_seconds,
                     .public_url = config_.public_url,
+                    .console_enabled = config_.console_enabled,
                     .audit = audit_.get()});
   router_ = api::BuildApiRouter(*services_);
   OTD_ASSIGN_OR_RETURN(server_, api::HttpServer::Create(server_options, *router_, log_));

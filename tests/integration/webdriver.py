@@ -130,6 +130,32 @@ class Browser:
         with open(path, "wb") as f:
             f.write(png)
 
+    def full_screenshot(self, path):
+        """The whole page, not only the window (DevTools Page.captureScreenshot)."""
+        size = self.cdp("Page.getLayoutMetrics")["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        png = self.cdp("Page.captureScreenshot",
+                       {"format": "png", "captureBeyondViewport": True, "clip": clip})["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(png))
+
+    def cdp(self, cmd, params=None):
+        """A Chrome DevTools Protocol command through chromedriver."""
+        return self._s("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params or {}})
+
+    def source(self):
+        return self._s("GET", "/source")
+
+    def text(self, css):
+        """The visible text of the first element matching `css`."""
+        return self._s("GET", f"/element/{self.find(css)}/text")
+
+    def present(self, css):
+        return bool(self.execute("return document.querySelector(arguments[0]) !== null;", css))
+
+    def clear(self, css):
+        self._s("POST", f"/element/{self.find(css)}/clear", {})
+
     def find(self, css):
         el = self._s("POST", "/element", {"using": "css selector", "value": css})
         return next(iter(el.values()))
