@@ -610,8 +610,24 @@ Status AccessTokens::MailToken(const std::string& address, const std::string& ac
   info.expires_at = clock_.NowSeconds() + options_.email_lifetime_seconds;
   info.source = std::string(kSourceEmail);
   OTD_ASSIGN_OR_RETURN(NewAccessToken t, NewToken(std::move(info)));
-  // The mail first: the token goes live only once the mail is queued, so a failed mail leaves
-  // nothing behind (and the request is retried).
+  // The token goes live first and is mailed after (issue 17: a recipient who reads the mail at
+  // once must find the token valid; mailing first left a window of milliseconds in which the
+  // mailed token was refused). A mail that fails revokes the token again and the request is
+  // retried; the request is marked done only after the mail went out, so a crash in between
+  // mails a second token at worst (bounded by the cap), never none.
+  Status committed = Commit(t, std::nullopt, cap);
+  if (committed.code() == Code::kResourceExhausted || committed.code() == Code::kInvalidArgument) {
+    // A cap was reached since the check above (a concurrent request): nothing is mailed, and the
+    // request is done.
+    log_.Warn("access_token_mail_discarded", {{"reason", committed.message()}});
+    return Finish(std::move(done));
+  }
+  if (!committed.ok()) {
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
+    return committed;  // nothing was mailed; the request is retried
+  }
   std::string text = "This is your opentokend access token:\r\n\r\n" +
                      std::string(t.token.RevealString(SecretAccess::Grant())) +
                      "\r\n\r\nSend it as `Authorization: Bearer <token>`. Tokens mailed to this "
@@ -620,22 +636,16 @@ Status AccessTokens::MailToken(const std::string& address, const std::string& ac
                      std::to_string(cap) +
                      " no new one is mailed.\r\nIf you did not ask for it, revoke the tokens "
                      "mailed to this address with POST /v1/access_tokens/delete.\r\n";
-  OTD_RETURN_IF_ERROR(SendMail(address, "Your opentokend access token", std::move(text)));
-  Status committed = Commit(t, done, cap);
-  if (committed.code() == Code::kResourceExhausted || committed.code() == Code::kInvalidArgument) {
-    // A cap was reached since the check above (a concurrent request): the mailed token never
-    // becomes valid, and the request is done.
-    log_.Warn("access_token_mail_discarded", {{"reason", committed.message()}});
-    return Finish(std::move(done));
-  }
-  if (!committed.ok()) {
-    if (committed.code() != Code::kFailedPrecondition) {
-      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+  if (Status sent = SendMail(address, "Your opentokend access token", std::move(text));
+      !sent.ok()) {
+    if (Status revoked = Delete(account_id, t.info.id); !revoked.ok()) {
+      // Nobody knows the token (it was never mailed), and it expires with its lifetime.
+      log_.Error("access_token_unmailed_revoke_failed", {{"reason", revoked.message()}});
     }
-    return committed;  // the mailed token never becomes valid
+    return sent;
   }
   log_.Info("access_token_mailed");
-  return Status::Ok();
+  return Finish(std::move(done));
 }
 
 Status AccessTokens::MailDeletionCode(const std::string& address, const std::string& account_id,
@@ -656,7 +666,22 @@ Status AccessTokens::MailDeletionCode(const std::string& address, const std::str
   OTD_ASSIGN_OR_RETURN(Bytes sealed,
                        vault_.sealer().SealSystem(kDeletionCodes, "deletion-code",
                                                   plain.Reveal(SecretAccess::Grant())));
-  // The mail first, like a token: the code becomes valid only once the mail is queued.
+  // Stored first and mailed after, like a token (a recipient must find the mailed code valid);
+  // the request is marked done only once the mail went out, so a failed mail is retried (with a
+  // new code that replaces this one).
+  std::vector<store::Mutation> batch;
+  // A new code replaces any pending one.
+  batch.push_back({.op = store::Op::kPut,
+                   .table = std::string(kDeletionCodes),
+                   .key = *key,
+                   .value = std::move(sealed),
+                   .expires_at = expires});
+  if (Status committed = store_.Apply(std::move(batch)); !committed.ok()) {
+    if (committed.code() != Code::kFailedPrecondition) {
+      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
+    }
+    return committed;  // nothing was mailed; the request is retried
+  }
   std::string text =
       "Someone asked to revoke the access tokens mailed to this address.\r\n\r\n"
       "Deletion code (valid for one hour, single use):\r\n\r\n" +
@@ -665,23 +690,8 @@ Status AccessTokens::MailDeletionCode(const std::string& address, const std::str
       "to this address (nothing else). If you did not ask for this, ignore this "
       "message: nothing changes without the code.\r\n";
   OTD_RETURN_IF_ERROR(SendMail(address, "Revoke your opentokend access token", std::move(text)));
-  std::vector<store::Mutation> batch;
-  // A new code replaces any pending one.
-  batch.push_back({.op = store::Op::kPut,
-                   .table = std::string(kDeletionCodes),
-                   .key = *key,
-                   .value = std::move(sealed),
-                   .expires_at = expires});
-  batch.push_back(std::move(done));
-  Status committed = store_.Apply(std::move(batch));
-  if (!committed.ok()) {
-    if (committed.code() != Code::kFailedPrecondition) {
-      log_.Error("access_token_commit_failed", {{"reason", committed.message()}});
-    }
-    return committed;  // the mailed code never becomes valid
-  }
   log_.Info("access_token_deletion_code_mailed");
-  return Status::Ok();
+  return Finish(std::move(done));
 }
 
 uint64_t AccessTokens::CodeFailures(const std::string& code_id, int64_t now) {

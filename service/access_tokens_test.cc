@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -76,10 +77,14 @@ class AccessTokensMailTest : public ::testing::Test, protected ServiceEnv {
   struct SwitchableMailer final : mail::Mailer {
     explicit SwitchableMailer(mail::Mailer& m) : inner(m) {}
     Status Send(const mail::Message& m) override {
+      if (on_send) {
+        on_send(m);
+      }
       return down ? Unavailable("mail spool not writable") : inner.Send(m);
     }
     mail::Mailer& inner;
     bool down = false;
+    std::function<void(const mail::Message&)> on_send;  // called before the mail is sent
   };
 
   SwitchableMailer mailer_switch_{*mailer_};
@@ -136,6 +141,22 @@ TEST_F(AccessTokensMailTest, MailedTokensLiveSideBySideUpToTheCap) {
   Work();
   EXPECT_EQ(MailedTokens().size(), 4u);
   EXPECT_OK(tokens_.Authenticate(MailedTokens().back()));
+}
+
+// Regression (issue 17): the token was committed only after its mail was sent, so a recipient
+// who used it at once (a client reading the spool) was refused for a few milliseconds.
+TEST_F(AccessTokensMailTest, AMailedTokenIsValidBeforeItsMailLeaves) {
+  std::vector<Status> at_send;
+  mailer_switch_.on_send = [&](const mail::Message& m) {
+    std::smatch match;
+    const std::regex re("otk_[A-Za-z0-9_-]{43}");
+    ASSERT_TRUE(std::regex_search(m.text, match, re));
+    at_send.push_back(tokens_.Authenticate(match.str()).status());
+  };
+  ASSERT_OK(tokens_.EmailToken("owner@example.org", "peer"));
+  Work();
+  ASSERT_EQ(at_send.size(), 1u);
+  EXPECT_OK(at_send[0]);
 }
 
 TEST_F(AccessTokensMailTest, AFailedMailMintsNothingAndIsRetried) {
