@@ -367,6 +367,17 @@ Status AuditLog::ClaimNode() {
   return Status::Ok();
 }
 
+void AuditLog::MaybePublishHead() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_head_publish_ < kHeadPublishInterval) {
+    head_pending_ = true;
+    return;
+  }
+  head_pending_ = false;
+  last_head_publish_ = now;
+  PublishHead();
+}
+
 void AuditLog::PublishHead() {
   uint64_t seq = 0;
   std::string hash;
@@ -679,9 +690,24 @@ void AuditLog::WriterLoop() {
     std::deque<std::unique_ptr<Entry>> batch;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      const auto ready = [&] { return stopping_ || !queue_.empty(); };
+      if (head_pending_) {
+        cv_.wait_until(lock, last_head_publish_ + kHeadPublishInterval, ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
       if (queue_.empty()) {
-        return;  // stopping and drained
+        if (head_pending_) {
+          lock.unlock();
+          head_pending_ = false;
+          last_head_publish_ = std::chrono::steady_clock::now();
+          PublishHead();  // the interval is over (or we stop): publish what is written
+          continue;
+        }
+        if (stopping_) {
+          return;  // stopping and drained
+        }
+        continue;
       }
       // At most kMaxBatchLines per batch (and so per MAC); the rest waits for the next round.
       const size_t n = std::min(queue_.size(), kMaxBatchLines);
@@ -745,7 +771,7 @@ void AuditLog::WriterLoop() {
         prev_mac_ = prev;
       }
       if (node_.store != nullptr) {
-        PublishHead();
+        MaybePublishHead();
       }
     } else {
       // At most one line per 10 s: a full disk under load would otherwise flood the journal.

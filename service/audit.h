@@ -157,6 +157,9 @@ class AuditLog {
            AuditNodeOptions node);
   Status ClaimNode();
   void PublishHead();  // called after a durable batch (writer thread)
+  // Writer thread: publishes the head unless one was issued less than kHeadPublishInterval ago;
+  // then marks it pending, and the writer publishes it when the interval is over (or at stop).
+  void MaybePublishHead();
   void IssuePublish(uint64_t seq, const std::string& hash);
   Result<std::unique_ptr<Entry>> BuildAnchor();
   void AnchorLoop();
@@ -185,6 +188,12 @@ class AuditLog {
   uint64_t seq_ = 0;      // last written (writer thread only after Open)
   std::string prev_mac_;  // hex MAC of the last written line
   std::chrono::steady_clock::time_point last_failure_log_{};  // writer thread only
+  // At most one head write per interval (each is a synchronously replicated transaction: one per
+  // batch cost the database more CPU than the requests' own reads). The published head may lag
+  // the file by this much (docs/decisions.md).
+  static constexpr auto kHeadPublishInterval = std::chrono::milliseconds(250);
+  std::chrono::steady_clock::time_point last_head_publish_{};  // writer thread only
+  bool head_pending_ = false;                                  // writer thread only
   static constexpr size_t kMaxCachedAccountHashes = 20'000;
   std::mutex hash_mu_;
   std::unordered_map<std::string, std::string> account_hashes_;  // account id -> audit hash

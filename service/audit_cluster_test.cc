@@ -161,6 +161,25 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
   }
 };
 
+// Regression (issue 16, run 9): a head write (a synchronously replicated transaction on
+// PostgreSQL) followed every audit batch, costing the database more than the requests' own reads.
+// Now at most one per AuditLog::kHeadPublishInterval (250 ms), and the last head is still
+// published once the interval is over.
+TEST_F(AuditClusterTest, HeadsArePublishedAtMostEveryIntervalAndTheLastOneIsNotLost) {
+  auto a = OpenNode(*store_, a_path_, "node-a");
+  ASSERT_TRUE(a);
+  WaitForHead(*store_, "node-a", 0);
+  const uint64_t before = store_->GetStats()->commits;
+  const auto start = std::chrono::steady_clock::now();
+  Record(*a, 60);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  WaitForHead(*store_, "node-a", 60);
+  const uint64_t writes = store_->GetStats()->commits - before;
+  const auto intervals = static_cast<uint64_t>(elapsed / std::chrono::milliseconds(250));
+  EXPECT_LE(writes, intervals + 2) << "60 lines in " << intervals << " intervals";
+  EXPECT_GE(writes, 1u);
+}
+
 TEST_F(AuditClusterTest, AnchorsDetectATruncatedOrMissingNodeOnLmdb) { CheckScenario(*store_); }
 
 TEST_F(AuditClusterTest, WithoutAnchorsATruncatedNodeGoesUnnoticed) {
