@@ -293,7 +293,7 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
       allowed = allowed || o == name;
     }
     if (!allowed) {
-      return UsageError("opentoken " + a.command + ": unknown option " + name + " (see opentoken " +
+      return UsageError(a.command + ": unknown option " + name + " (see opentoken " +
                         a.command + " --help)");
     }
   }
