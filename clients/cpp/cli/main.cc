@@ -308,34 +308,7 @@ int Register(Context& c) {
   return kExitOk;
 }
 
-// Decodes quoted-printable soft line breaks and =XX escapes (enough to find a link).
-std::string DecodeQuotedPrintable(const std::string& in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '=' && i + 1 < in.size() && (in[i + 1] == '\n' || in[i + 1] == '\r')) {
-      i += (in[i + 1] == '\r' && i + 2 < in.size() && in[i + 2] == '\n') ? 2 : 1;
-      continue;
-    }
-    if (in[i] == '=' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
-      out.push_back(static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16)));
-      i += 2;
-      continue;
-    }
-    out.push_back(in[i]);
-  }
-  return out;
-}
-
-std::string LinkInMail(const std::string& text) {
-  static const std::regex kLink(R"(/registration/[A-Za-z0-9_-]+/confirm/[A-Za-z0-9_-]+)");
-  const std::string decoded = DecodeQuotedPrintable(text);
-  std::smatch m;
-  if (std::regex_search(decoded, m, kLink)) {
-    return m.str(0);
-  }
-  return {};
-}
+std::string LinkInMail(const std::string& text) { return FindConfirmationPath(text); }
 
 Result<std::string> LinkFromMail(const std::string& path) {
   struct stat st{};

@@ -1,4 +1,6 @@
 // The API flows of Client: registration, login, access codes, tokens, access tokens, e-mail flow.
+#include <cctype>
+#include <regex>
 #include <string>
 #include <string_view>
 
@@ -47,7 +49,41 @@ Result<json> ParseJson(const Response& r) {
 
 std::string AccountPath(std::string_view account) { return "/account/" + std::string(account); }
 
+// Undoes quoted-printable soft line breaks and =XX escapes (enough to find a link).
+std::string DecodeQuotedPrintable(std::string_view in) {
+  std::string out;
+  auto hex = [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0 ? c - '0'
+                                                            : (std::toupper(c) - 'A' + 10);
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '=' && i + 1 < in.size() && (in[i + 1] == '\n' || in[i + 1] == '\r')) {
+      i += (in[i + 1] == '\r' && i + 2 < in.size() && in[i + 2] == '\n') ? 2 : 1;
+      continue;
+    }
+    if (in[i] == '=' && i + 2 < in.size() &&
+        std::isxdigit(static_cast<unsigned char>(in[i + 1])) != 0 &&
+        std::isxdigit(static_cast<unsigned char>(in[i + 2])) != 0) {
+      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+      i += 2;
+      continue;
+    }
+    out.push_back(in[i]);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string FindConfirmationPath(std::string_view mail) {
+  static const std::regex kLink(R"(/registration/[A-Za-z0-9_-]+/confirm/[A-Za-z0-9_-]+)");
+  const std::string decoded = DecodeQuotedPrintable(mail);
+  std::smatch m;
+  if (std::regex_search(decoded, m, kLink)) {
+    return m.str(0);
+  }
+  return {};
+}
 
 Result<Response> Client::SendSigned(std::string method, std::string target,
                                     std::string content_type, std::string body,

@@ -192,3 +192,18 @@ TEST(Client, TransportErrorsAreValues) {
 
 }  // namespace
 }  // namespace opentoken
+
+namespace opentoken {
+namespace {
+
+TEST(Mail, ConfirmationPathSurvivesQuotedPrintableWrapping) {
+  const std::string mail =
+      "To: a@example.com\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+      "Confirm: https://127.0.0.1:8443/registration/AbCdEfGhIjKlMnOp/confir=\r\n"
+      "m/Zz_9-x=3D\r\n";
+  EXPECT_EQ(FindConfirmationPath(mail), "/registration/AbCdEfGhIjKlMnOp/confirm/Zz_9-x");
+  EXPECT_EQ(FindConfirmationPath("no link here"), "");
+}
+
+}  // namespace
+}  // namespace opentoken

@@ -134,6 +134,10 @@ Result<Secret> ChallengeHash(const Secret& password_hash, const nlohmann::json& 
 // RFC 6238 TOTP with HMAC-SHA1, 30 s steps, 6 digits: the code of step floor(t/30)+offset.
 std::string Totp(std::string_view key, std::int64_t unix_time, int step_offset = 0);
 
+// The confirmation path (/registration/ID/confirm/CODE) in a confirmation mail as the daemon
+// writes it (RFC 5322, quoted-printable body); "" when there is none.
+std::string FindConfirmationPath(std::string_view mail);
+
 // ---- OT1 signed requests -----------------------------------------------------------------------
 inline constexpr std::string_view kOt1Scheme = "OT1-HMAC-SHA256-HEX";
 // yyyy-mm-ddThh:mm:ssZ (second precision: what every server version accepts).
