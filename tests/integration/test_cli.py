@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -254,6 +255,17 @@ class CliTest(unittest.TestCase):
                             "--account", "A" * 32], capture_output=True, env=self.env("x"),
                            timeout=30)
         self.assertEqual(r.returncode, 3, r.stderr)
+        # A daemon that accepts and never answers: the deadline, then 3.
+        silent = os.path.join(self.home, "silent.sock")
+        with socket.socket(socket.AF_UNIX) as srv:
+            srv.bind(silent)
+            srv.listen(4)
+            started = time.time()
+            r = subprocess.run([CLI, "--socket", silent, "--timeout", "1", "whoami", "--account",
+                                "A" * 32], capture_output=True, env=self.env("x"), timeout=30)
+            self.assertEqual(r.returncode, 3, r.stderr)
+            self.assertIn(b"timed out", r.stderr)
+            self.assertLess(time.time() - started, 10)
         r = subprocess.run([CLI, "whoami"], capture_output=True, env=self.env("nothing"), timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"--socket", r.stderr)

@@ -41,6 +41,7 @@ constexpr std::string_view kGlobalHelp =
     "  --profile NAME       a profile of the config file          (OPENTOKEN_PROFILE)\n"
     "  --config FILE        the config file                       (OPENTOKEN_CONFIG)\n"
     "  --format text|json   output format, default text           (OPENTOKEN_FORMAT)\n"
+    "  --timeout SECONDS    deadline of each request, default 60  (OPENTOKEN_TIMEOUT)\n"
     "  -h, --help           this help, or a command's: opentoken COMMAND --help\n"
     "  --version            print the version\n";
 
@@ -149,13 +150,14 @@ const std::set<std::string_view>& ValueOptions() {
       "--password-fd", "--mail", "--account", "--totp-file", "--totp-fd", "--totp-key-file",
       "--description", "--bearer-file", "--bearer-fd", "--name", "--scope", "--expires",
       "--status", "--mail-code-file", "--mail-code-fd", "--access-code", "--secret-file",
-      "--secret-fd", "--content-type", "--input", "--output", "--data"};
+      "--secret-fd", "--content-type", "--input", "--output", "--data", "--timeout"};
   return kSet;
 }
 
 const std::set<std::string_view>& GlobalOptions() {
   static const std::set<std::string_view> kSet = {"--socket", "--url",  "--cacert",  "--profile",
-                                                  "--config", "--format", "--help", "--version"};
+                                                  "--config", "--format", "--help", "--version",
+                                                  "--timeout"};
   return kSet;
 }
 
@@ -545,6 +547,7 @@ Result<Settings> Resolve(const Args& args, const EnvLookup& env, const nlohmann:
     return std::string();
   };
   const nlohmann::json none;
+  std::string timeout;
   struct Field {
     std::string_view flag;
     const char* var;
@@ -560,6 +563,7 @@ Result<Settings> Resolve(const Args& args, const EnvLookup& env, const nlohmann:
       {"--access-code", "OPENTOKEN_ACCESS_CODE", "access_code", &state, &s.access_code},
       {"", "", "secret_file", &none, &s.secret_file},
       {"--format", "OPENTOKEN_FORMAT", "format", &none, &s.format},
+      {"--timeout", "OPENTOKEN_TIMEOUT", "timeout", &none, &timeout},
   };
   for (const Field& f : fields) {
     Result<std::string> v = pick(f.flag, f.var, f.key, *f.fallback);
@@ -586,6 +590,14 @@ Result<Settings> Resolve(const Args& args, const EnvLookup& env, const nlohmann:
     } else {
       return UsageError("both a socket and a URL are configured: pass --socket or --url");
     }
+  }
+  if (!timeout.empty()) {
+    char* end = nullptr;
+    const long seconds = std::strtol(timeout.c_str(), &end, 10);
+    if (*end != '\0' || seconds < 1 || seconds > 3600) {
+      return UsageError("--timeout must be 1..3600 seconds");
+    }
+    s.endpoint.timeout_seconds = static_cast<int>(seconds);
   }
   if (s.format.empty()) {
     s.format = "text";

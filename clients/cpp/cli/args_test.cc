@@ -212,6 +212,16 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
 
   EXPECT_FALSE(Resolve(*Parse({"whoami", "--format", "xml"}), FakeEnv({}), config, state, *paths)
                    .ok());
+  EXPECT_EQ(s->endpoint.timeout_seconds, 60);
+  s = Resolve(*Parse({"whoami", "--timeout", "5"}), FakeEnv({{"OPENTOKEN_TIMEOUT", "9"}}), config,
+              state, *paths);
+  EXPECT_EQ(s->endpoint.timeout_seconds, 5);
+  s = Resolve(*Parse({"whoami"}), FakeEnv({{"OPENTOKEN_TIMEOUT", "9"}}), config, state, *paths);
+  EXPECT_EQ(s->endpoint.timeout_seconds, 9);
+  for (const char* bad : {"0", "x", "3601", "5s"}) {
+    EXPECT_FALSE(Resolve(*Parse({"whoami", "--timeout", bad}), FakeEnv({}), config, state, *paths)
+                     .ok()) << bad;
+  }
   EXPECT_FALSE(Resolve(*Parse({"whoami", "--profile", "../x"}), FakeEnv({}), config, state, *paths)
                    .ok());
 }

@@ -6,7 +6,7 @@ _opentoken() {
   prev=""
   ((COMP_CWORD > 0)) && prev="${COMP_WORDS[COMP_CWORD - 1]}"
   local commands="register confirm login logout whoami access-code access-token tokenize detokenize delete sign request help"
-  local global="--socket --url --cacert --profile --config --format --help --version"
+  local global="--socket --url --cacert --profile --config --format --timeout --help --version"
   case "$prev" in
     --socket|--cacert|--config|--password-file|--totp-file|--totp-key-file|--secret-file|--bearer-file|--mail-code-file|--input|--output|--mail)
       COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;

@@ -12,6 +12,8 @@
 #include <boost/beast/http.hpp>
 
 #include <cctype>
+#include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -84,17 +86,57 @@ Error Transport(std::string what, const beast::error_code& ec) {
   return Error{Error::Kind::kTransport, 0, what + ": " + ec.message(), {}};
 }
 
+using Clock = std::chrono::steady_clock;
+using Done = std::function<void(beast::error_code)>;
+
+// Starts one asynchronous operation (start(done)) and runs the io_context until it completes or
+// the deadline passes; on timeout `abort` closes the socket and the aborted handler is drained
+// before returning (it refers to the caller's stack).
+beast::error_code Await(asio::io_context& ioc, Clock::time_point deadline,
+                        const std::function<void(Done)>& start,
+                        const std::function<void()>& abort) {
+  bool done = false;
+  beast::error_code result;
+  start([&](beast::error_code ec) {
+    result = ec;
+    done = true;
+  });
+  ioc.restart();
+  const Clock::time_point now = Clock::now();
+  if (deadline > now) {
+    ioc.run_for(deadline - now);
+  }
+  if (!done) {
+    abort();
+    ioc.restart();
+    ioc.run();
+    return asio::error::timed_out;
+  }
+  return result;
+}
+
 template <class Stream>
-Result<Response> Exchange(Stream& stream, const http::request<http::string_body>& req) {
-  beast::error_code ec;
-  http::write(stream, req, ec);
+Result<Response> Exchange(asio::io_context& ioc, Clock::time_point deadline, Stream& stream,
+                          const http::request<http::string_body>& req,
+                          const std::function<void()>& abort) {
+  beast::error_code ec = Await(
+      ioc, deadline,
+      [&](Done done) {
+        http::async_write(stream, req, [done](beast::error_code e, size_t) { done(e); });
+      },
+      abort);
   if (ec) {
     return Transport("sending the request", ec);
   }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxReplyBytes);
-  http::read(stream, buffer, parser, ec);
+  ec = Await(
+      ioc, deadline,
+      [&](Done done) {
+        http::async_read(stream, buffer, parser, [done](beast::error_code e, size_t) { done(e); });
+      },
+      abort);
   if (ec) {
     return Transport("reading the reply", ec);
   }
@@ -236,6 +278,9 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
 
   asio::io_context ioc;
   beast::error_code ec;
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::seconds(endpoint_.timeout_seconds > 0 ? endpoint_.timeout_seconds
+                                                                        : 60);
   Result<Response> result = Error{};
   if (endpoint_.url.empty()) {
     if (endpoint_.socket_path.empty()) {
@@ -245,11 +290,19 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
                    {}};
     }
     asio::local::stream_protocol::socket sock(ioc);
-    sock.connect(asio::local::stream_protocol::endpoint(endpoint_.socket_path), ec);
+    auto abort = [&sock] {
+      beast::error_code ignored;
+      sock.close(ignored);
+    };
+    const asio::local::stream_protocol::endpoint where(endpoint_.socket_path);
+    ec = Await(
+        ioc, deadline,
+        [&](Done done) { sock.async_connect(where, [done](beast::error_code e) { done(e); }); },
+        abort);
     if (ec) {
       result = Transport("connecting to " + endpoint_.socket_path, ec);
     } else {
-      result = Exchange(sock, req);
+      result = Exchange(ioc, deadline, sock, req, abort);
     }
   } else {
     Result<Url> url = ParseUrl(endpoint_.url);
@@ -285,18 +338,36 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     if (ec) {
       return Transport("resolving " + url->host, ec);
     }
-    asio::connect(stream.next_layer(), endpoints, ec);
+    auto abort = [&stream] {
+      beast::error_code ignored;
+      stream.next_layer().close(ignored);
+    };
+    ec = Await(
+        ioc, deadline,
+        [&](Done done) {
+          asio::async_connect(stream.next_layer(), endpoints,
+                              [done](beast::error_code e, const asio::ip::tcp::endpoint&) {
+                                done(e);
+                              });
+        },
+        abort);
     if (ec) {
       return Transport("connecting to " + endpoint_.url, ec);
     }
-    stream.handshake(asio::ssl::stream_base::client, ec);
+    ec = Await(
+        ioc, deadline,
+        [&](Done done) {
+          stream.async_handshake(asio::ssl::stream_base::client,
+                                 [done](beast::error_code e) { done(e); });
+        },
+        abort);
     if (ec) {
       return Transport("TLS handshake with " + endpoint_.url +
                            " (is --cacert the certificate the daemon presents?)",
                        ec);
     }
-    result = Exchange(stream, req);
-    stream.shutdown(ec);  // the server closes too; errors here do not matter
+    result = Exchange(ioc, deadline, stream, req, abort);
+    abort();  // Connection: close; the server closes too (no close_notify needed)
   }
   std::string& sent = req.body();
   Wipe(sent);

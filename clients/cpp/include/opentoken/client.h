@@ -2,7 +2,8 @@
 // libopentoken-client: a small C++20 client for opentokend (and the OpenToken API it serves).
 //
 // * Transports: the daemon's Unix socket, or https://HOST[:PORT] with a CA file (the peer's
-//   certificate and host name/IP are verified). One connection per request.
+//   certificate and host name/IP are verified). One connection per request, with a deadline
+//   (Endpoint::timeout_seconds) for the whole exchange.
 // * OT1 signed requests (OpenToken doc/api/signed-requests.md): Sign() returns the headers to
 //   send; the canonical string is exactly the documented one (tested against its hex dump).
 // * Account helpers: PBKDF2-SHA512 password hash with the parameters the server announces,
@@ -96,6 +97,7 @@ struct Endpoint {
   std::string socket_path;  // e.g. var/run/opentokend.sock
   std::string url;          // https://127.0.0.1:8443 (no path)
   std::string cacert;       // PEM file to trust for url; empty: the system's CAs
+  int timeout_seconds = 60;  // the whole exchange (connect, TLS, request, reply)
 };
 
 struct Request {
