@@ -28,8 +28,8 @@ Error LocalError(std::string message) {
 
 struct CommandSpec {
   std::string_view name;
-  std::vector<std::string_view> subs;      // empty: no sub-command
-  std::vector<std::string_view> options;   // besides the global ones
+  std::vector<std::string_view> subs;     // empty: no sub-command
+  std::vector<std::string_view> options;  // besides the global ones
   std::string_view usage;
 };
 
@@ -47,21 +47,26 @@ constexpr std::string_view kGlobalHelp =
 
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<CommandSpec> kCommands = {
-      {"register", {}, {"--password-file", "--password-fd", "--no-qr"},
+      {"register",
+       {},
+       {"--password-file", "--password-fd", "--no-qr"},
        "opentoken register EMAIL [--password-file FILE | --password-fd N] [--no-qr]\n"
        "  Registers an account: asks for a new password (twice, echo off), prints the TOTP key\n"
        "  (base32 and otpauth:// URI) and its QR code (UTF-8 half blocks; scan it with an\n"
        "  authenticator app), sets the password and proves the key. The daemon then mails a\n"
        "  confirmation link: run `opentoken confirm LINK`. The pending registration is kept in\n"
        "  the profile's state file so that `confirm CODE` works too.\n"},
-      {"confirm", {}, {"--mail"},
+      {"confirm",
+       {},
+       {"--mail"},
        "opentoken confirm LINK-or-CODE\n"
        "opentoken confirm --mail FILE-or-DIR\n"
        "  Confirms a registration with the mailed link (or its path, or the bare code after\n"
        "  `register` from this profile). --mail reads the link from an .eml file, or from the\n"
        "  newest .eml holding one in a spool directory (e.g. var/mail of scripts/serve).\n"
        "  Prints and remembers the account id.\n"},
-      {"login", {},
+      {"login",
+       {},
        {"--account", "--password-file", "--password-fd", "--totp-file", "--totp-fd",
         "--totp-key-file"},
        "opentoken login [--account ID] [--password-file FILE | --password-fd N]\n"
@@ -71,11 +76,17 @@ const std::vector<CommandSpec>& Commands() {
        "  (base32 or hex; for automation). The session cookie is kept, mode 0600, in\n"
        "  $XDG_RUNTIME_DIR/opentoken/PROFILE.session (else ~/.cache/opentoken/). Sessions last\n"
        "  10 minutes by default (accounts.session_lifetime_seconds).\n"},
-      {"logout", {}, {"--account"},
+      {"logout",
+       {},
+       {"--account"},
        "opentoken logout\n  Ends the session on the server and removes the session file.\n"},
-      {"whoami", {}, {"--account", "--bearer-file", "--bearer-fd"},
-       "opentoken whoami\n  Prints the account id and e-mail address of the session (or bearer).\n"},
-      {"access-code", {"create", "list", "revoke"},
+      {"whoami",
+       {},
+       {"--account", "--bearer-file", "--bearer-fd"},
+       "opentoken whoami\n  Prints the account id and e-mail address of the session (or "
+       "bearer).\n"},
+      {"access-code",
+       {"create", "list", "revoke"},
        {"--account", "--description", "--save", "--bearer-file", "--bearer-fd"},
        "opentoken access-code create [--description TEXT] [--save]\n"
        "opentoken access-code list\n"
@@ -101,7 +112,8 @@ const std::vector<CommandSpec>& Commands() {
        "  The e-mail flow (/v1/access_tokens): email-request mails a token to an account's\n"
        "  address; email-revoke-request mails a deletion code; email-revoke uses that code\n"
        "  (OPENTOKEN_MAIL_CODE, or asked) to revoke the address's e-mailed tokens.\n"},
-      {"tokenize", {},
+      {"tokenize",
+       {},
        {"--account", "--access-code", "--secret-file", "--secret-fd", "--public", "--expires",
         "--content-type", "--input"},
        "opentoken tokenize [--public] [--expires T] [--content-type TYPE] [--input FILE] < FILE\n"
@@ -111,19 +123,25 @@ const std::vector<CommandSpec>& Commands() {
        "  Signed with the access code (--access-code / OPENTOKEN_ACCESS_CODE / profile / saved)\n"
        "  and its secret (--secret-file FILE, --secret-fd N, OPENTOKEN_SECRET, the profile's\n"
        "  secret_file, or the one saved by `access-code create --save`).\n"},
-      {"detokenize", {}, {"--account", "--access-code", "--secret-file", "--secret-fd", "--output"},
+      {"detokenize",
+       {},
+       {"--account", "--access-code", "--secret-file", "--secret-fd", "--output"},
        "opentoken detokenize ID [--output FILE] > FILE\n"
        "  Writes the token's exact bytes to standard output (or --output, created 0600).\n"
        "  With --format json: {\"id\", \"contentType\", \"dataBase64\"}.\n"},
-      {"delete", {}, {"--account", "--access-code", "--secret-file", "--secret-fd"},
+      {"delete",
+       {},
+       {"--account", "--access-code", "--secret-file", "--secret-fd"},
        "opentoken delete ID\n  Deletes a token (signed).\n"},
-      {"sign", {},
+      {"sign",
+       {},
        {"--account", "--access-code", "--secret-file", "--secret-fd", "--content-type", "--data"},
        "opentoken sign METHOD PATH [--content-type TYPE] [--data @FILE|@-|TEXT]\n"
        "  Prints the headers of an OT1-signed request, one `Name: value` per line, for\n"
        "  `curl -H @headers.txt` (the signature covers the body, so sign the exact bytes you\n"
        "  send: curl --data-binary @FILE). The date is valid for about 5 minutes.\n"},
-      {"request", {},
+      {"request",
+       {},
        {"--account", "--access-code", "--secret-file", "--secret-fd", "--content-type", "--data",
         "--include"},
        "opentoken request METHOD PATH [--content-type TYPE] [--data @FILE|@-|TEXT] [--include]\n"
@@ -146,18 +164,19 @@ const CommandSpec* FindCommand(std::string_view name) {
 
 const std::set<std::string_view>& ValueOptions() {
   static const std::set<std::string_view> kSet = {
-      "--socket", "--url", "--cacert", "--profile", "--config", "--format", "--password-file",
-      "--password-fd", "--mail", "--account", "--totp-file", "--totp-fd", "--totp-key-file",
-      "--description", "--bearer-file", "--bearer-fd", "--name", "--scope", "--expires",
-      "--status", "--mail-code-file", "--mail-code-fd", "--access-code", "--secret-file",
-      "--secret-fd", "--content-type", "--input", "--output", "--data", "--timeout"};
+      "--socket",         "--url",           "--cacert",        "--profile",     "--config",
+      "--format",         "--password-file", "--password-fd",   "--mail",        "--account",
+      "--totp-file",      "--totp-fd",       "--totp-key-file", "--description", "--bearer-file",
+      "--bearer-fd",      "--name",          "--scope",         "--expires",     "--status",
+      "--mail-code-file", "--mail-code-fd",  "--access-code",   "--secret-file", "--secret-fd",
+      "--content-type",   "--input",         "--output",        "--data",        "--timeout"};
   return kSet;
 }
 
 const std::set<std::string_view>& GlobalOptions() {
-  static const std::set<std::string_view> kSet = {"--socket", "--url",  "--cacert",  "--profile",
-                                                  "--config", "--format", "--help", "--version",
-                                                  "--timeout"};
+  static const std::set<std::string_view> kSet = {"--socket",  "--url",     "--cacert",
+                                                  "--profile", "--config",  "--format",
+                                                  "--help",    "--version", "--timeout"};
   return kSet;
 }
 
@@ -165,8 +184,9 @@ const std::set<std::string_view>& GlobalOptions() {
 std::optional<std::string> RefusedSecret(std::string_view name) {
   static const std::vector<std::pair<std::string_view, std::string_view>> kRefused = {
       {"--password", "--password-file FILE, --password-fd N, OPENTOKEN_PASSWORD or the prompt"},
-      {"--secret", "--secret-file FILE, --secret-fd N, OPENTOKEN_SECRET, a profile's "
-                   "secret_file or `access-code create --save`"},
+      {"--secret",
+       "--secret-file FILE, --secret-fd N, OPENTOKEN_SECRET, a profile's "
+       "secret_file or `access-code create --save`"},
       {"--totp", "--totp-file FILE, --totp-fd N, OPENTOKEN_TOTP, --totp-key-file or the prompt"},
       {"--totp-key", "--totp-key-file FILE"},
       {"--bearer", "--bearer-file FILE, --bearer-fd N or OPENTOKEN_BEARER"},
@@ -177,7 +197,8 @@ std::optional<std::string> RefusedSecret(std::string_view name) {
     if (name == refused) {
       return std::string(name) +
              ": secrets are never taken on the command line (other users see it in ps and "
-             "/proc, and it stays in shell history); use " + std::string(instead);
+             "/proc, and it stays in shell history); use " +
+             std::string(instead);
     }
   }
   return std::nullopt;
@@ -187,14 +208,10 @@ std::optional<std::string> RefusedSecret(std::string_view name) {
 
 int ExitCodeFor(const Error& e) {
   switch (e.kind) {
-    case Error::Kind::kUsage:
-      return kExitUsage;
-    case Error::Kind::kLocal:
-      return kExitLocal;
-    case Error::Kind::kTransport:
-      return kExitTransport;
-    case Error::Kind::kHttp:
-      return e.status >= 500 ? kExitTransport : kExitRefused;
+    case Error::Kind::kUsage: return kExitUsage;
+    case Error::Kind::kLocal: return kExitLocal;
+    case Error::Kind::kTransport: return kExitTransport;
+    case Error::Kind::kHttp: return e.status >= 500 ? kExitTransport : kExitRefused;
   }
   return kExitTransport;
 }
@@ -295,8 +312,8 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
       allowed = allowed || o == name;
     }
     if (!allowed) {
-      return UsageError(a.command + ": unknown option " + name + " (see opentoken " +
-                        a.command + " --help)");
+      return UsageError(a.command + ": unknown option " + name + " (see opentoken " + a.command +
+                        " --help)");
     }
   }
   return a;
@@ -322,8 +339,10 @@ std::string UsageText(std::string_view command) {
        "Other variables: OPENTOKEN_ACCOUNT, OPENTOKEN_ACCESS_CODE.\n\n"
        "Profiles: $OPENTOKEN_CONFIG, else $XDG_CONFIG_HOME/opentoken/config.json (default\n"
        "~/.config/opentoken/config.json):\n"
-       "  {\"profile\": \"local\", \"profiles\": {\"local\": {\"socket\": \"/path/opentokend.sock\",\n"
-       "   \"url\": \"https://...\", \"cacert\": \"...\", \"account\": \"...\", \"access_code\": \"...\",\n"
+       "  {\"profile\": \"local\", \"profiles\": {\"local\": {\"socket\": "
+       "\"/path/opentokend.sock\",\n"
+       "   \"url\": \"https://...\", \"cacert\": \"...\", \"account\": \"...\", \"access_code\": "
+       "\"...\",\n"
        "   \"secret_file\": \"...\", \"format\": \"text\"}}}\n"
        "State written by the CLI (0600): $XDG_STATE_HOME/opentoken/PROFILE.json (default\n"
        "~/.local/state/opentoken/), the session in $XDG_RUNTIME_DIR/opentoken/PROFILE.session\n"
@@ -480,9 +499,9 @@ Result<Paths> PathsFor(const std::string& profile, const std::string& config_ove
   if (config_home.empty() || state_home.empty() || runtime.empty()) {
     return LocalError("HOME is not set (needed for the config and state files)");
   }
-  p.config = !config_override.empty()                  ? config_override
+  p.config = !config_override.empty()                       ? config_override
              : env("OPENTOKEN_CONFIG").value_or("").empty() ? config_home + "/opentoken/config.json"
-                                                        : *env("OPENTOKEN_CONFIG");
+                                                            : *env("OPENTOKEN_CONFIG");
   p.state = state_home + "/opentoken/" + profile + ".json";
   p.session = runtime + "/opentoken/" + profile + ".session";
   return p;
@@ -619,7 +638,7 @@ Result<Settings> Resolve(const Args& args, const EnvLookup& env, const nlohmann:
 }
 
 Result<nlohmann::json> LoadJsonFile(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) {
       return nlohmann::json();
@@ -642,7 +661,7 @@ Status MakeDirs(const std::string& dir) {
   if (dir.empty()) {
     return Ok();
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) {
     return Ok();
   }

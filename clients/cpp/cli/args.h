@@ -86,9 +86,9 @@ struct Settings {
   Endpoint endpoint;
   std::string account;
   std::string access_code;
-  std::string secret_file;    // from the profile; a source for the access-code secret
-  std::string saved_secret;   // from the state file (access-code create --save); wiped by caller
-  std::string registration;   // pending registration href (from the state file)
+  std::string secret_file;   // from the profile; a source for the access-code secret
+  std::string saved_secret;  // from the state file (access-code create --save); wiped by caller
+  std::string registration;  // pending registration href (from the state file)
   std::string format = "text";
   Paths paths;
 };

@@ -1,9 +1,9 @@
 // The CLI's argument parsing, secret sources, settings resolution and QR rendering.
 #include "cli/args.h"
 
-#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <map>
@@ -34,7 +34,8 @@ TEST(ParseArgs, CommandSubPositionalAndOptionsInAnyOrder) {
   EXPECT_EQ(a->Get("--socket"), "/s");
   EXPECT_EQ(a->Get("--description"), "ci");
   EXPECT_TRUE(a->Has("--save"));
-  Result<Args> t = Parse({"tokenize", "--public", "--expires", "1h", "--content-type", "text/plain"});
+  Result<Args> t =
+      Parse({"tokenize", "--public", "--expires", "1h", "--content-type", "text/plain"});
   ASSERT_TRUE(t.ok());
   EXPECT_TRUE(t->positional.empty());
   EXPECT_EQ(t->Get("--expires"), "1h");
@@ -47,15 +48,15 @@ TEST(ParseArgs, CommandSubPositionalAndOptionsInAnyOrder) {
 }
 
 TEST(ParseArgs, UsageErrors) {
-  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
-           {"frobnicate"},
-           {"access-code"},
-           {"access-code", "explode"},
-           {"tokenize", "--data", "@x"},      // not a tokenize option
-           {"login", "--account"},            // missing value
-           {"whoami", "--save=yes"},          // unknown here
-           {"tokenize", "--public=yes"},      // flag with a value
-           {"tokenize", "-x"}}) {
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{{"frobnicate"},
+                                             {"access-code"},
+                                             {"access-code", "explode"},
+                                             {"tokenize", "--data", "@x"},  // not a tokenize option
+                                             {"login", "--account"},        // missing value
+                                             {"whoami", "--save=yes"},      // unknown here
+                                             {"tokenize", "--public=yes"},  // flag with a value
+                                             {"tokenize", "-x"}}) {
     Result<Args> a = Parse(argv);
     ASSERT_FALSE(a.ok()) << argv[0];
     EXPECT_EQ(a.error().kind, Error::Kind::kUsage);
@@ -65,8 +66,8 @@ TEST(ParseArgs, UsageErrors) {
 }
 
 TEST(ParseArgs, SecretsOnTheCommandLineAreRefusedWithTheAlternatives) {
-  for (const char* opt : {"--password", "--secret", "--totp", "--totp-key", "--bearer",
-                          "--mail-code"}) {
+  for (const char* opt :
+       {"--password", "--secret", "--totp", "--totp-key", "--bearer", "--mail-code"}) {
     Result<Args> a = Parse({"login", opt, "hunter2"});
     ASSERT_FALSE(a.ok()) << opt;
     EXPECT_EQ(ExitCodeFor(a.error()), kExitUsage);
@@ -108,9 +109,9 @@ TEST_F(SecretSources, FileStripsOneNewlineFdReadsOneLineEnvAndNothing) {
   const std::string file = Write("pw", "s3cret pass\n");
   Result<Args> a = Parse({"login", "--password-file", file});
   ASSERT_TRUE(a.ok());
-  Result<std::optional<Secret>> s = ReadSecret(*a, {"password", "OPENTOKEN_PASSWORD", ""},
-                                               FakeEnv({{"OPENTOKEN_PASSWORD", "from-env"}}),
-                                               false);
+  Result<std::optional<Secret>> s =
+      ReadSecret(*a, {"password", "OPENTOKEN_PASSWORD", ""},
+                 FakeEnv({{"OPENTOKEN_PASSWORD", "from-env"}}), false);
   ASSERT_TRUE(s.ok());
   ASSERT_TRUE(s->has_value());
   EXPECT_EQ((*s)->Reveal(), "s3cret pass");  // the file wins over the environment
@@ -121,8 +122,8 @@ TEST_F(SecretSources, FileStripsOneNewlineFdReadsOneLineEnvAndNothing) {
   ASSERT_EQ(::write(fds[1], two_lines.data(), two_lines.size()),
             static_cast<ssize_t>(two_lines.size()));
   ::close(fds[1]);
-  Result<Args> b = Parse({"login", "--password-fd", std::to_string(fds[0]), "--totp-fd",
-                          std::to_string(fds[0])});
+  Result<Args> b = Parse(
+      {"login", "--password-fd", std::to_string(fds[0]), "--totp-fd", std::to_string(fds[0])});
   ASSERT_TRUE(b.ok());
   Result<std::optional<Secret>> pw = ReadSecret(*b, {"password", "X", ""}, FakeEnv({}), false);
   Result<std::optional<Secret>> totp = ReadSecret(*b, {"totp", "X", ""}, FakeEnv({}), false);
@@ -155,7 +156,7 @@ TEST_F(SecretSources, FileStripsOneNewlineFdReadsOneLineEnvAndNothing) {
 
 TEST_F(SecretSources, PrivateFilesAre0600InA0700Directory) {
   const std::string path = Write("a/b/state.json", "{}");
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600U);
   ASSERT_EQ(::stat((dir_ + "/a/b").c_str(), &st), 0);
@@ -180,8 +181,10 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
   EXPECT_EQ(paths->config, "/home/u/.config/opentoken/config.json");
   EXPECT_EQ(paths->state, "/home/u/.local/state/opentoken/work.json");
   EXPECT_EQ(paths->session, "/home/u/.cache/opentoken/work.session");
-  Result<Paths> xdg = PathsFor("p", "", FakeEnv({{"HOME", "/h"}, {"XDG_RUNTIME_DIR", "/run/user/1"},
-                                                 {"OPENTOKEN_CONFIG", "/etc/ot.json"}}));
+  Result<Paths> xdg = PathsFor("p", "",
+                               FakeEnv({{"HOME", "/h"},
+                                        {"XDG_RUNTIME_DIR", "/run/user/1"},
+                                        {"OPENTOKEN_CONFIG", "/etc/ot.json"}}));
   EXPECT_EQ(xdg->session, "/run/user/1/opentoken/p.session");
   EXPECT_EQ(xdg->config, "/etc/ot.json");
 
@@ -194,8 +197,9 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
   EXPECT_EQ(s->access_code, "C");
   EXPECT_EQ(s->saved_secret, "sec");
 
-  s = Resolve(*Parse({"whoami"}), FakeEnv({{"OPENTOKEN_ACCOUNT", "E"}, {"OPENTOKEN_ACCESS_CODE", "D"}}),
-              config, state, *paths);
+  s = Resolve(*Parse({"whoami"}),
+              FakeEnv({{"OPENTOKEN_ACCOUNT", "E"}, {"OPENTOKEN_ACCESS_CODE", "D"}}), config, state,
+              *paths);
   EXPECT_EQ(s->account, "E");
   EXPECT_EQ(s->saved_secret, "");  // the saved secret belongs to the saved code only
 
@@ -210,8 +214,8 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
   EXPECT_EQ(s->endpoint.socket_path, "/other.sock");
   EXPECT_EQ(s->account, "");
 
-  EXPECT_FALSE(Resolve(*Parse({"whoami", "--format", "xml"}), FakeEnv({}), config, state, *paths)
-                   .ok());
+  EXPECT_FALSE(
+      Resolve(*Parse({"whoami", "--format", "xml"}), FakeEnv({}), config, state, *paths).ok());
   EXPECT_EQ(s->endpoint.timeout_seconds, 60);
   s = Resolve(*Parse({"whoami", "--timeout", "5"}), FakeEnv({{"OPENTOKEN_TIMEOUT", "9"}}), config,
               state, *paths);
@@ -219,11 +223,12 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
   s = Resolve(*Parse({"whoami"}), FakeEnv({{"OPENTOKEN_TIMEOUT", "9"}}), config, state, *paths);
   EXPECT_EQ(s->endpoint.timeout_seconds, 9);
   for (const char* bad : {"0", "x", "3601", "5s"}) {
-    EXPECT_FALSE(Resolve(*Parse({"whoami", "--timeout", bad}), FakeEnv({}), config, state, *paths)
-                     .ok()) << bad;
+    EXPECT_FALSE(
+        Resolve(*Parse({"whoami", "--timeout", bad}), FakeEnv({}), config, state, *paths).ok())
+        << bad;
   }
-  EXPECT_FALSE(Resolve(*Parse({"whoami", "--profile", "../x"}), FakeEnv({}), config, state, *paths)
-                   .ok());
+  EXPECT_FALSE(
+      Resolve(*Parse({"whoami", "--profile", "../x"}), FakeEnv({}), config, state, *paths).ok());
 }
 
 TEST(Usage, EveryCommandHasHelpAndTheOverviewDocumentsExitCodes) {
@@ -244,9 +249,11 @@ TEST(Qr, HalfBlocksDrawTwoRowsPerLineWithAQuietZone) {
   const std::string upper = "\u2580";  // top light, bottom dark
   const std::string lower = "\u2584";  // top dark, bottom light
   std::string want;
-  for (int i = 0; i < 6; ++i) want += full;
+  for (int i = 0; i < 6; ++i)
+    want += full;
   want += "\n" + full + full + lower + upper + full + full + "\n";
-  for (int i = 0; i < 6; ++i) want += full;
+  for (int i = 0; i < 6; ++i)
+    want += full;
   want += "\n";
   EXPECT_EQ(out, want);
   Result<std::string> qr = RenderQr("otpauth://totp/opentokend:a%40example.com?secret=ABC");

@@ -39,8 +39,8 @@ std::string Hint(const Context& c, const Error& e) {
     return {};
   }
   const std::string& cmd = c.args.command;
-  const bool signed_cmd = cmd == "tokenize" || cmd == "detokenize" || cmd == "delete" ||
-                          cmd == "request";
+  const bool signed_cmd =
+      cmd == "tokenize" || cmd == "detokenize" || cmd == "delete" || cmd == "request";
   if (e.status == 401 && signed_cmd) {
     return "the signature was refused: check the access code and its secret (a revoked code "
            "or a wrong secret), and that this machine's clock is right";
@@ -158,9 +158,10 @@ Client MakeClient(const Context& c) { return Client(c.settings.endpoint); }
 
 Status NeedEndpoint(const Context& c) {
   if (c.settings.endpoint.socket_path.empty() && c.settings.endpoint.url.empty()) {
-    return Usage("no daemon given: use --socket PATH or --url https://HOST:PORT (or "
-                 "OPENTOKEN_SOCKET / OPENTOKEN_URL, or a profile in " +
-                 c.settings.paths.config + ")");
+    return Usage(
+        "no daemon given: use --socket PATH or --url https://HOST:PORT (or "
+        "OPENTOKEN_SOCKET / OPENTOKEN_URL, or a profile in " +
+        c.settings.paths.config + ")");
   }
   return Ok();
 }
@@ -204,8 +205,9 @@ Result<std::string> NeedAccount(const Context& c) {
 
 Result<AccessCodePair> Pair(const Context& c) {
   if (c.settings.access_code.empty()) {
-    return Usage("no access code: give --access-code CODE (or OPENTOKEN_ACCESS_CODE, a profile's "
-                 "access_code, or run `opentoken access-code create --save`)");
+    return Usage(
+        "no access code: give --access-code CODE (or OPENTOKEN_ACCESS_CODE, a profile's "
+        "access_code, or run `opentoken access-code create --save`)");
   }
   Result<std::optional<Secret>> secret =
       ReadSecret(c.args, {"secret", "OPENTOKEN_SECRET", ""}, c.env, false);
@@ -244,8 +246,9 @@ Result<Secret> Password(const Context& c, bool twice) {
     return pw.error();
   }
   if (!pw->has_value()) {
-    return Usage("no password: use --password-file FILE, --password-fd N, OPENTOKEN_PASSWORD, "
-                 "or run on a terminal");
+    return Usage(
+        "no password: use --password-file FILE, --password-fd N, OPENTOKEN_PASSWORD, "
+        "or run on a terminal");
   }
   const bool prompted = !c.args.Has("--password-fd") && !c.args.Has("--password-file") &&
                         !c.env("OPENTOKEN_PASSWORD").has_value();
@@ -290,9 +293,10 @@ int Register(Context& c) {
     return Fail(c, saved.error());
   }
   if (Json(c)) {
-    PrintJson({{"registration", reg->href},
-               {"totp", {{"keyBase32", reg->key_base32}, {"keyHex", reg->key_hex},
-                         {"keyUri", reg->key_uri}}}});
+    PrintJson(
+        {{"registration", reg->href},
+         {"totp",
+          {{"keyBase32", reg->key_base32}, {"keyHex", reg->key_hex}, {"keyUri", reg->key_uri}}}});
     return kExitOk;
   }
   std::cout << "Registered " << email << ". Add this TOTP key to your authenticator app:\n\n"
@@ -311,7 +315,7 @@ int Register(Context& c) {
 std::string LinkInMail(const std::string& text) { return FindConfirmationPath(text); }
 
 Result<std::string> LinkFromMail(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return Local(path + ": " + std::strerror(errno));
   }
@@ -335,12 +339,12 @@ Result<std::string> LinkFromMail(const std::string& path) {
   while (dirent* e = ::readdir(dir)) {
     const std::string name = e->d_name;
     if (name.size() > 4 && name.substr(name.size() - 4) == ".eml") {
-      struct stat fst{};
+      struct stat fst {};
       const std::string full = path + "/" + name;
       if (::stat(full.c_str(), &fst) == 0) {
-        files.emplace_back(static_cast<long long>(fst.st_mtim.tv_sec) * 1'000'000'000LL +
-                               fst.st_mtim.tv_nsec,
-                           full);
+        files.emplace_back(
+            static_cast<long long>(fst.st_mtim.tv_sec) * 1'000'000'000LL + fst.st_mtim.tv_nsec,
+            full);
       }
     }
   }
@@ -413,8 +417,8 @@ int Login(Context& c) {
       return Fail(c, key_text.error());
     }
     const std::string& k = key_text->Reveal();
-    const bool hex = k.size() % 2 == 0 && k.find_first_not_of("0123456789abcdefABCDEF") ==
-                                              std::string::npos;
+    const bool hex =
+        k.size() % 2 == 0 && k.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
     Result<std::string> key = hex ? HexDecode(k) : Base32Decode(k);
     if (!key.ok() || key->empty()) {
       return Fail(c, Usage("--totp-key-file: not a base32 or hex key"));
@@ -455,8 +459,8 @@ int Login(Context& c) {
   if (Json(c)) {
     PrintJson({{"accountId", *account}, {"session", c.settings.paths.session}});
   } else {
-    std::cout << "Logged in to account " << *account << " (session in "
-              << c.settings.paths.session << ")\n";
+    std::cout << "Logged in to account " << *account << " (session in " << c.settings.paths.session
+              << ")\n";
   }
   return kExitOk;
 }
@@ -701,9 +705,8 @@ int AccessToken(Context& c) {
     st = client.RequestEmailedTokenDeletion(*email);
     done = "Requested: if " + *email + " has an account, a deletion code is on its way by mail.";
   } else {
-    Result<std::optional<Secret>> code =
-        ReadSecret(c.args, {"mail-code", "OPENTOKEN_MAIL_CODE", "Code from the mail: "}, c.env,
-                   true);
+    Result<std::optional<Secret>> code = ReadSecret(
+        c.args, {"mail-code", "OPENTOKEN_MAIL_CODE", "Code from the mail: "}, c.env, true);
     if (!code.ok()) {
       return Fail(c, code.error());
     }
@@ -735,8 +738,10 @@ Result<std::string> ExpiresArgument(const std::string& v) {
   std::smatch m;
   if (std::regex_match(v, m, kDuration)) {
     const long long n = std::stoll(m.str(1));
-    const long long unit = m.str(2) == "s" ? 1 : m.str(2) == "m" ? 60 : m.str(2) == "h" ? 3600
-                                                                                       : 86400;
+    const long long unit = m.str(2) == "s"   ? 1
+                           : m.str(2) == "m" ? 60
+                           : m.str(2) == "h" ? 3600
+                                             : 86400;
     return Ot1Date(static_cast<std::time_t>(std::time(nullptr) + n * unit));
   }
   return v;  // the server checks yyyy-mm-ddThh:mm:ssZ
@@ -798,7 +803,8 @@ int Detokenize(Context& c) {
     return Fail(c, token.error());
   }
   if (Json(c)) {
-    json doc = {{"id", id}, {"contentType", token->content_type},
+    json doc = {{"id", id},
+                {"contentType", token->content_type},
                 {"dataBase64", Base64Encode(token->data.Reveal())}};
     PrintJson(doc);
     std::string& b64 = doc["dataBase64"].get_ref<std::string&>();
@@ -853,8 +859,9 @@ int SignOrRequest(Context& c) {
     return Fail(c, Usage("usage: opentoken " + c.args.command + " METHOD PATH [--data @FILE]"));
   }
   std::string method = c.args.positional[0];
-  std::transform(method.begin(), method.end(), method.begin(),
-                 [](char ch) { return static_cast<char>(std::toupper(static_cast<unsigned char>(ch))); });
+  std::transform(method.begin(), method.end(), method.begin(), [](char ch) {
+    return static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  });
   const std::string target = c.args.positional[1];
   if (target.empty() || target[0] != '/') {
     return Fail(c, Usage("PATH must start with / (e.g. /account/ID/token)"));

@@ -48,7 +48,8 @@ Result<std::string> RenderQr(std::string_view text) {
     return Error{Error::Kind::kLocal, 0, "the QR code could not be made", {}};
   }
   const int w = code->width;
-  std::vector<std::vector<bool>> dark(static_cast<size_t>(w), std::vector<bool>(static_cast<size_t>(w)));
+  std::vector<std::vector<bool>> dark(static_cast<size_t>(w),
+                                      std::vector<bool>(static_cast<size_t>(w)));
   for (int r = 0; r < w; ++r) {
     for (int c = 0; c < w; ++c) {
       dark[static_cast<size_t>(r)][static_cast<size_t>(c)] = (code->data[r * w + c] & 1) != 0;

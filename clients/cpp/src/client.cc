@@ -15,9 +15,7 @@ Error Unexpected(std::string what) {
   return Error{Error::Kind::kTransport, 0, "unexpected reply: " + std::move(what), {}};
 }
 
-Error BadInput(std::string what) {
-  return Error{Error::Kind::kUsage, 0, std::move(what), {}};
-}
+Error BadInput(std::string what) { return Error{Error::Kind::kUsage, 0, std::move(what), {}}; }
 
 // Ids the API hands out are URL-safe; refuse anything else before it reaches a path.
 bool IsId(std::string_view s) {
@@ -174,8 +172,9 @@ Status Client::Secure(const Registration& reg, const Secret& password, std::int6
   if (!key.ok()) {
     return Unexpected("mfa.totp.keyHex is not hex");
   }
-  json body = {{"mfa", {{"totp", {{"current", Totp(*key, now)}, {"previous", Totp(*key, now, -1)}}}}},
-               {"passwordHash", hash->Reveal()}};
+  json body = {
+      {"mfa", {{"totp", {{"current", Totp(*key, now)}, {"previous", Totp(*key, now, -1)}}}}},
+      {"passwordHash", hash->Reveal()}};
   Wipe(*key);
   Request req{"POST", reg.href, {{"Content-Type", "application/json"}}, body.dump()};
   body["passwordHash"] = "";
@@ -209,8 +208,9 @@ Result<std::string> Client::ConfirmPath(std::string_view link_or_code,
     return BadInput("not a confirmation link or code");
   }
   if (registration_href.empty()) {
-    return BadInput("a bare code needs the registration it belongs to (register first from this "
-                    "profile, or give the whole link)");
+    return BadInput(
+        "a bare code needs the registration it belongs to (register first from this "
+        "profile, or give the whole link)");
   }
   return std::string(registration_href) + "/confirm/" + std::string(link_or_code);
 }
@@ -226,8 +226,7 @@ Result<std::string> Client::Confirm(std::string_view confirm_path) const {
   return (*doc)["accountId"].get<std::string>();
 }
 
-Status Client::Login(std::string_view account, const Secret& password,
-                     std::string_view totp_code) {
+Status Client::Login(std::string_view account, const Secret& password, std::string_view totp_code) {
   if (!IsId(account)) {
     return BadInput("not an account id");
   }
@@ -321,8 +320,8 @@ Status Client::RevokeAccessCode(std::string_view account, std::string_view code)
   if (!IsId(account) || !IsId(code)) {
     return BadInput("not an account id or access code");
   }
-  Result<json> r = JsonCall("DELETE", AccountPath(account) + "/accessCode/" +
-                                          std::string(code), nullptr, 204);
+  Result<json> r =
+      JsonCall("DELETE", AccountPath(account) + "/accessCode/" + std::string(code), nullptr, 204);
   if (!r.ok()) {
     return r.error();
   }
@@ -343,8 +342,7 @@ Result<std::string> Client::Tokenize(std::string_view account, const AccessCodeP
   if (!options.expires.empty()) {
     target += sep + "expires=" + options.expires;
   }
-  Result<Response> r =
-      SendSigned("POST", target, options.content_type, std::string(data), pair);
+  Result<Response> r = SendSigned("POST", target, options.content_type, std::string(data), pair);
   if (!r.ok()) {
     return r.error();
   }
@@ -364,8 +362,7 @@ Result<Detokenized> Client::Detokenize(std::string_view account, const AccessCod
     return BadInput("not an account or token id");
   }
   // A GET signs Content-Type too (the scheme makes it mandatory); its value does not matter.
-  Result<Response> r = SendSigned("GET", AccountPath(account) + "/token/" +
-                                             std::string(token_id),
+  Result<Response> r = SendSigned("GET", AccountPath(account) + "/token/" + std::string(token_id),
                                   "application/octet-stream", {}, pair);
   if (!r.ok()) {
     return r.error();
@@ -382,9 +379,9 @@ Status Client::DeleteToken(std::string_view account, const AccessCodePair& pair,
   if (!IsId(account) || !IsId(token_id)) {
     return BadInput("not an account or token id");
   }
-  Result<Response> r = SendSigned("DELETE", AccountPath(account) + "/token/" +
-                                                std::string(token_id),
-                                  "application/octet-stream", {}, pair);
+  Result<Response> r =
+      SendSigned("DELETE", AccountPath(account) + "/token/" + std::string(token_id),
+                 "application/octet-stream", {}, pair);
   if (!r.ok()) {
     return r.error();
   }

@@ -33,20 +33,20 @@ std::string DocDump() {
 
 TEST(Ot1, CanonicalStringIsTheDocumentedHexDumpByteForByte) {
   ASSERT_EQ(sizeof kDocDump, 0x9bU);
-  Result<std::string> canonical = CanonicalString(
-      "POST", kDocTarget,
-      {{"Host", "api.opentoken.io"}, {"Content-Type", "text/plain"},
-       {"X-OpenToken-Date", "2016-11-17T20:01:00Z"}},
-      {"host", "content-type", "x-opentoken-date"}, "This is a test.\n");
+  Result<std::string> canonical =
+      CanonicalString("POST", kDocTarget,
+                      {{"Host", "api.opentoken.io"},
+                       {"Content-Type", "text/plain"},
+                       {"X-OpenToken-Date", "2016-11-17T20:01:00Z"}},
+                      {"host", "content-type", "x-opentoken-date"}, "This is a test.\n");
   ASSERT_TRUE(canonical.ok());
   EXPECT_EQ(HexEncode(*canonical), HexEncode(DocDump()));
 }
 
 TEST(Ot1, SignReproducesTheDocumentedSignatureAndHeader) {
-  Result<Headers> h = Sign("POST", kDocTarget,
-                           {{"Host", "api.opentoken.io"}, {"Content-Type", "text/plain"}},
-                           "This is a test.\n", kDocCode, Secret(std::string(kDocSecret)),
-                           "2016-11-17T20:01:00Z");
+  Result<Headers> h =
+      Sign("POST", kDocTarget, {{"Host", "api.opentoken.io"}, {"Content-Type", "text/plain"}},
+           "This is a test.\n", kDocCode, Secret(std::string(kDocSecret)), "2016-11-17T20:01:00Z");
   ASSERT_TRUE(h.ok());
   ASSERT_EQ(h->size(), 4U);
   EXPECT_EQ((*h)[2], Header("X-OpenToken-Date", "2016-11-17T20:01:00Z"));
@@ -87,12 +87,12 @@ TEST(Primitives, TotpMatchesRfc6238Sha1Vectors) {
 TEST(Primitives, Pbkdf2PasswordHashKnownAnswer) {
   // PBKDF2-HMAC-SHA512("password", "salt", 1, 64) (RFC 6070 style vector), base64.
   nlohmann::json config = {{"type", "pbkdf2"}, {"algorithm", "sha512"}, {"encoding", "base64"},
-                           {"iterations", 1}, {"derivedLength", 64}, {"salt", "salt"}};
+                           {"iterations", 1},  {"derivedLength", 64},   {"salt", "salt"}};
   Result<Secret> h = PasswordHash(config, Secret("password"));
   ASSERT_TRUE(h.ok());
-  EXPECT_EQ(h->Reveal(),
-            Base64Encode(*HexDecode("867f70cf1ade02cff3752599a3a53dc4af34c7a669815ae5d513554e1c8cf252"
-                                    "c02d470a285a0501bad999bfe943c08f050235d7d68b1da55e63f73b60a57fce")));
+  EXPECT_EQ(h->Reveal(), Base64Encode(*HexDecode(
+                             "867f70cf1ade02cff3752599a3a53dc4af34c7a669815ae5d513554e1c8cf252"
+                             "c02d470a285a0501bad999bfe943c08f050235d7d68b1da55e63f73b60a57fce")));
   config["iterations"] = 2;
   Result<Secret> h2 = PasswordHash(config, Secret("password"));
   ASSERT_TRUE(h2.ok());
@@ -104,8 +104,8 @@ TEST(Primitives, Pbkdf2PasswordHashKnownAnswer) {
 
 TEST(Primitives, ChallengeHashIsSha512HexOfHashAndSalt) {
   // sha512("abc") from FIPS 180-2: the hash "ab" + salt "c".
-  Result<Secret> h = ChallengeHash(Secret("ab"), {{"algorithm", "sha512"}, {"encoding", "hex"},
-                                                  {"salt", "c"}});
+  Result<Secret> h =
+      ChallengeHash(Secret("ab"), {{"algorithm", "sha512"}, {"encoding", "hex"}, {"salt", "c"}});
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->Reveal(),
             "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
@@ -137,8 +137,9 @@ TEST(Secret, MoveLeavesTheSourceEmpty) {
 TEST(Response, LinksAndErrorShapes) {
   Response r;
   r.status = 200;
-  r.headers = {{"Link", "</registration/abc>; rel=\"edit\"; title=\"registration-secure\", "
-                        "</>; rel=\"up\""},
+  r.headers = {{"Link",
+                "</registration/abc>; rel=\"edit\"; title=\"registration-secure\", "
+                "</>; rel=\"up\""},
                {"link", "</x,y>; rel=\"self\""}};
   EXPECT_EQ(r.FindLink("edit", "registration-secure"), "/registration/abc");
   EXPECT_EQ(r.FindLink("self"), "/x,y");

@@ -35,9 +35,7 @@ Secret::~Secret() { Wipe(value_); }
 
 namespace {
 
-Error Usage(std::string message) {
-  return Error{Error::Kind::kUsage, 0, std::move(message), {}};
-}
+Error Usage(std::string message) { return Error{Error::Kind::kUsage, 0, std::move(message), {}}; }
 
 std::string_view AsView(const unsigned char* p, size_t n) {
   return {reinterpret_cast<const char*>(p), n};
@@ -161,10 +159,11 @@ std::string HmacSha256Hex(std::string_view key, std::string_view data) {
 Result<Secret> PasswordHash(const nlohmann::json& config, const Secret& password) {
   if (!config.is_object() || config.value("type", "") != "pbkdf2" ||
       config.value("algorithm", "") != "sha512" || config.value("encoding", "") != "base64" ||
-      !config.contains("salt") || !config["salt"].is_string() ||
-      !config.contains("iterations") || !config["iterations"].is_number_integer() ||
-      !config.contains("derivedLength") || !config["derivedLength"].is_number_integer()) {
-    return Error{Error::Kind::kTransport, 0,
+      !config.contains("salt") || !config["salt"].is_string() || !config.contains("iterations") ||
+      !config["iterations"].is_number_integer() || !config.contains("derivedLength") ||
+      !config["derivedLength"].is_number_integer()) {
+    return Error{Error::Kind::kTransport,
+                 0,
                  "passwordHashConfig: expected pbkdf2/sha512/base64 with salt, iterations and "
                  "derivedLength",
                  {}};
@@ -193,8 +192,8 @@ Result<Secret> ChallengeHash(const Secret& password_hash, const nlohmann::json& 
   if (!config.is_object() || config.value("algorithm", "") != "sha512" ||
       config.value("encoding", "") != "hex" || !config.contains("salt") ||
       !config["salt"].is_string()) {
-    return Error{Error::Kind::kTransport, 0,
-                 "challengeHashConfig: expected sha512/hex with a salt", {}};
+    return Error{
+        Error::Kind::kTransport, 0, "challengeHashConfig: expected sha512/hex with a salt", {}};
   }
   std::string input = password_hash.Reveal() + config["salt"].get<std::string>();
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
@@ -281,10 +280,11 @@ Result<Headers> Sign(std::string_view method, std::string_view target, const Hea
   }
   const std::string signature = HmacSha256Hex(secret.Reveal(), *canonical);
   Wipe(*canonical);  // holds the body (the payload being tokenized)
-  out.emplace_back("Authorization", std::string(kOt1Scheme) + "; access-code=" +
-                                        std::string(access_code) +
+  out.emplace_back("Authorization", std::string(kOt1Scheme) +
+                                        "; access-code=" + std::string(access_code) +
                                         "; signed-headers=host content-type x-opentoken-date; "
-                                        "signature=" + signature);
+                                        "signature=" +
+                                        signature);
   return out;
 }
 

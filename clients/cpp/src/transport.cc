@@ -279,12 +279,13 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
   asio::io_context ioc;
   beast::error_code ec;
   const Clock::time_point deadline =
-      Clock::now() + std::chrono::seconds(endpoint_.timeout_seconds > 0 ? endpoint_.timeout_seconds
-                                                                        : 60);
+      Clock::now() +
+      std::chrono::seconds(endpoint_.timeout_seconds > 0 ? endpoint_.timeout_seconds : 60);
   Result<Response> result = Error{};
   if (endpoint_.url.empty()) {
     if (endpoint_.socket_path.empty()) {
-      return Error{Error::Kind::kUsage, 0,
+      return Error{Error::Kind::kUsage,
+                   0,
                    "no daemon given: use --socket PATH or --url https://HOST:PORT "
                    "(or OPENTOKEN_SOCKET / OPENTOKEN_URL, or a profile)",
                    {}};
@@ -315,8 +316,8 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     if (!endpoint_.cacert.empty()) {
       ctx.load_verify_file(endpoint_.cacert, ec);
       if (ec) {
-        return Error{Error::Kind::kLocal, 0, "--cacert " + endpoint_.cacert + ": " + ec.message(),
-                     {}};
+        return Error{
+            Error::Kind::kLocal, 0, "--cacert " + endpoint_.cacert + ": " + ec.message(), {}};
       }
     } else {
       ctx.set_default_verify_paths(ec);
@@ -345,10 +346,9 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     ec = Await(
         ioc, deadline,
         [&](Done done) {
-          asio::async_connect(stream.next_layer(), endpoints,
-                              [done](beast::error_code e, const asio::ip::tcp::endpoint&) {
-                                done(e);
-                              });
+          asio::async_connect(
+              stream.next_layer(), endpoints,
+              [done](beast::error_code e, const asio::ip::tcp::endpoint&) { done(e); });
         },
         abort);
     if (ec) {

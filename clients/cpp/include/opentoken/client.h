@@ -94,9 +94,9 @@ using Headers = std::vector<Header>;
 
 // Where the daemon is: exactly one of socket_path and url.
 struct Endpoint {
-  std::string socket_path;  // e.g. var/run/opentokend.sock
-  std::string url;          // https://127.0.0.1:8443 (no path)
-  std::string cacert;       // PEM file to trust for url; empty: the system's CAs
+  std::string socket_path;   // e.g. var/run/opentokend.sock
+  std::string url;           // https://127.0.0.1:8443 (no path)
+  std::string cacert;        // PEM file to trust for url; empty: the system's CAs
   int timeout_seconds = 60;  // the whole exchange (connect, TLS, request, reply)
 };
 
