@@ -1019,6 +1019,13 @@ int Run(const std::vector<std::string>& argv) {
 }  // namespace opentoken::cli
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  return opentoken::cli::Run(args);
+  try {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    return opentoken::cli::Run(args);
+  } catch (const std::exception& e) {  // a bug: the library and the CLI return errors as values
+    std::cerr << "opentoken: unexpected exception: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "opentoken: unexpected exception\n";
+  }
+  return opentoken::cli::kExitTransport;
 }

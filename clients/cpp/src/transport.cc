@@ -82,7 +82,7 @@ Result<Url> ParseUrl(std::string_view url) {
   return u;
 }
 
-Error Transport(std::string what, const beast::error_code& ec) {
+Error Transport(const std::string& what, const beast::error_code& ec) {
   return Error{Error::Kind::kTransport, 0, what + ": " + ec.message(), {}};
 }
 
@@ -93,7 +93,7 @@ using Done = std::function<void(beast::error_code)>;
 // the deadline passes; on timeout `abort` closes the socket and the aborted handler is drained
 // before returning (it refers to the caller's stack).
 beast::error_code Await(asio::io_context& ioc, Clock::time_point deadline,
-                        const std::function<void(Done)>& start,
+                        const std::function<void(const Done&)>& start,
                         const std::function<void()>& abort) {
   bool done = false;
   beast::error_code result;
@@ -121,7 +121,7 @@ Result<Response> Exchange(asio::io_context& ioc, Clock::time_point deadline, Str
                           const std::function<void()>& abort) {
   beast::error_code ec = Await(
       ioc, deadline,
-      [&](Done done) {
+      [&](const Done& done) {
         http::async_write(stream, req, [done](beast::error_code e, size_t) { done(e); });
       },
       abort);
@@ -133,7 +133,7 @@ Result<Response> Exchange(asio::io_context& ioc, Clock::time_point deadline, Str
   parser.body_limit(kMaxReplyBytes);
   ec = Await(
       ioc, deadline,
-      [&](Done done) {
+      [&](const Done& done) {
         http::async_read(stream, buffer, parser, [done](beast::error_code e, size_t) { done(e); });
       },
       abort);
@@ -298,7 +298,9 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     const asio::local::stream_protocol::endpoint where(endpoint_.socket_path);
     ec = Await(
         ioc, deadline,
-        [&](Done done) { sock.async_connect(where, [done](beast::error_code e) { done(e); }); },
+        [&](const Done& done) {
+          sock.async_connect(where, [done](beast::error_code e) { done(e); });
+        },
         abort);
     if (ec) {
       result = Transport("connecting to " + endpoint_.socket_path, ec);
@@ -345,7 +347,7 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     };
     ec = Await(
         ioc, deadline,
-        [&](Done done) {
+        [&](const Done& done) {
           asio::async_connect(
               stream.next_layer(), endpoints,
               [done](beast::error_code e, const asio::ip::tcp::endpoint&) { done(e); });
@@ -356,7 +358,7 @@ Result<Response> Client::Send(Request request, bool authenticate) const {
     }
     ec = Await(
         ioc, deadline,
-        [&](Done done) {
+        [&](const Done& done) {
           stream.async_handshake(asio::ssl::stream_base::client,
                                  [done](beast::error_code e) { done(e); });
         },
