@@ -35,15 +35,15 @@ struct CommandSpec {
 
 constexpr std::string_view kGlobalHelp =
     "Global options (any command):\n"
-    "  --socket PATH        the daemon's Unix socket            (OPENTOKEN_SOCKET)\n"
-    "  --url https://H:P    the daemon's TLS listener            (OPENTOKEN_URL)\n"
-    "  --cacert FILE        PEM certificate(s) to trust for --url (OPENTOKEN_CACERT)\n"
-    "  --profile NAME       a profile of the config file          (OPENTOKEN_PROFILE)\n"
-    "  --config FILE        the config file                       (OPENTOKEN_CONFIG)\n"
-    "  --format text|json   output format, default text           (OPENTOKEN_FORMAT)\n"
-    "  --timeout SECONDS    deadline of each request, default 60  (OPENTOKEN_TIMEOUT)\n"
-    "  -h, --help           this help, or a command's: opentoken COMMAND --help\n"
-    "  --version            print the version\n";
+    "  --socket PATH       the daemon's Unix socket              (OPENTOKEN_SOCKET)\n"
+    "  --url https://H:P   the daemon's TLS listener             (OPENTOKEN_URL)\n"
+    "  --cacert FILE       PEM certificate(s) to trust for --url (OPENTOKEN_CACERT)\n"
+    "  --profile NAME      a profile of the config file          (OPENTOKEN_PROFILE)\n"
+    "  --config FILE       the config file                       (OPENTOKEN_CONFIG)\n"
+    "  --format text|json  output format, default text           (OPENTOKEN_FORMAT)\n"
+    "  --timeout SECONDS   deadline of each request, default 60  (OPENTOKEN_TIMEOUT)\n"
+    "  -h, --help          this help, or a command's: opentoken COMMAND --help\n"
+    "  --version           print the version\n";
 
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<CommandSpec> kCommands = {
@@ -326,13 +326,13 @@ std::string UsageText(std::string_view command) {
   std::string s =
       "opentoken: the command-line client of opentokend (OpenToken API)\n\n"
       "Usage: opentoken [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"
-      "Account:      register EMAIL | confirm LINK-or-CODE | login | logout | whoami\n"
-      "Access codes: access-code create|list|revoke\n"
+      "Account:       register EMAIL | confirm LINK-or-CODE | login | logout | whoami\n"
+      "Access codes:  access-code create|list|revoke\n"
       "Access tokens: access-token create|list|get|update|delete|email-request|\n"
-      "              email-revoke-request|email-revoke\n"
-      "Data:         tokenize [--public] [--expires T] [--content-type T] < FILE\n"
-      "              detokenize ID > FILE | delete ID\n"
-      "Signing:      sign METHOD PATH [--data @FILE] | request METHOD PATH [--data @FILE]\n\n";
+      "               email-revoke-request|email-revoke\n"
+      "Data:          tokenize [--public] [--expires T] [--content-type T] < FILE\n"
+      "               detokenize ID > FILE | delete ID\n"
+      "Signing:       sign METHOD PATH [--data @FILE] | request METHOD PATH [--data @FILE]\n\n";
   s += kGlobalHelp;
   s += "\nSecrets are never read from the command line: each has --X-file FILE, --X-fd N, an\n"
        "OPENTOKEN_X variable (PASSWORD, TOTP, SECRET, BEARER, MAIL_CODE) or a terminal prompt.\n"

@@ -240,6 +240,8 @@ TEST(Usage, EveryCommandHasHelpAndTheOverviewDocumentsExitCodes) {
   }
   const std::string overview = UsageText("");
   EXPECT_NE(overview.find("Exit codes: 0 ok; 1"), std::string::npos);
+  EXPECT_NE(overview.find("--socket PATH"), std::string::npos);
+  EXPECT_NE(overview.find("OPENTOKEN_TIMEOUT"), std::string::npos);
 }
 
 TEST(Qr, HalfBlocksDrawTwoRowsPerLineWithAQuietZone) {
