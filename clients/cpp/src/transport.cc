@@ -1,5 +1,6 @@
 // Client::Send: one HTTP/1.1 request per connection over the Unix socket or TLS (Boost.Beast,
 // synchronous). The TLS peer is verified against the CA file and the URL's host name or IP.
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -14,6 +15,7 @@
 #include <cctype>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -86,6 +88,25 @@ Error Transport(const std::string& what, const beast::error_code& ec) {
   return Error{Error::Kind::kTransport, 0, what + ": " + ec.message(), {}};
 }
 
+// An allocator that wipes what it frees: the read buffer holds the raw reply (a detokenized
+// payload, a cookie, an access-code secret).
+template <class T>
+struct WipingAllocator {
+  using value_type = T;
+  WipingAllocator() = default;
+  template <class U>
+  WipingAllocator(const WipingAllocator<U>& /*other*/) noexcept {}  // NOLINT
+  T* allocate(size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, size_t n) noexcept {
+    OPENSSL_cleanse(p, n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const WipingAllocator<U>& /*other*/) const noexcept {
+    return true;
+  }
+};
+
 using Clock = std::chrono::steady_clock;
 using Done = std::function<void(beast::error_code)>;
 
@@ -128,7 +149,7 @@ Result<Response> Exchange(asio::io_context& ioc, Clock::time_point deadline, Str
   if (ec) {
     return Transport("sending the request", ec);
   }
-  beast::flat_buffer buffer;
+  beast::basic_flat_buffer<WipingAllocator<char>> buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxReplyBytes);
   ec = Await(
