@@ -107,6 +107,9 @@ struct WipingAllocator {
   }
 };
 
+// The request's header fields hold the Authorization header or the cookie: wiped when freed too.
+using WipedRequest = http::request<http::string_body, http::basic_fields<WipingAllocator<char>>>;
+
 using Clock = std::chrono::steady_clock;
 using Done = std::function<void(beast::error_code)>;
 
@@ -138,8 +141,7 @@ beast::error_code Await(asio::io_context& ioc, Clock::time_point deadline,
 
 template <class Stream>
 Result<Response> Exchange(asio::io_context& ioc, Clock::time_point deadline, Stream& stream,
-                          const http::request<http::string_body>& req,
-                          const std::function<void()>& abort) {
+                          const WipedRequest& req, const std::function<void()>& abort) {
   beast::error_code ec = Await(
       ioc, deadline,
       [&](const Done& done) {
@@ -271,7 +273,7 @@ std::string Client::HostHeader() const {
 }
 
 Result<Response> Client::Send(Request request, bool authenticate) const {
-  http::request<http::string_body> req;
+  WipedRequest req;
   req.method_string(request.method);
   req.target(request.target);
   req.version(11);
