@@ -6,6 +6,7 @@ sign/request, --format json, the documented exit codes, and secrets never on the
 import base64
 import json
 import os
+import pty
 import re
 import shutil
 import socket
@@ -293,6 +294,34 @@ class CliTest(unittest.TestCase):
         self.assertEqual(bash.stdout.decode().split(), ["access-code"])
         with open(os.path.join(completion, "_opentoken")) as f:
             self.assertTrue(f.read().startswith("#compdef opentoken"))
+
+    def test_prompts_do_not_echo_the_password(self):
+        typed = "typed on the terminal 42"
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(CLI, [CLI, "--socket", self.d.sock, "register", "cli-pty@example.com"],
+                      self.env("pty"))
+        out = b""
+        answers = [b"Password: ", b"(again): "]
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if answers and out.endswith(answers[0]):
+                answers.pop(0)
+                os.write(fd, typed.encode() + b"\n")
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, out)
+        self.assertEqual(answers, [])
+        self.assertIn(b"Registered cli-pty@example.com", out)
+        self.assertIn("\u2588".encode(), out)  # the QR code, in half blocks
+        self.assertNotIn(typed.encode(), out)
 
     @classmethod
     def argv_never_held_a_secret(cls):

@@ -237,7 +237,8 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
   bool options_done = false;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
-    if (options_done || arg.size() < 2 || arg[0] != '-' || arg == "-") {
+    // Only --name is an option (and -h): ids and codes are base64url and may start with '-'.
+    if (options_done || (arg.rfind("--", 0) != 0 && arg != "-h")) {
       words.push_back(arg);
       continue;
     }
@@ -249,8 +250,6 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
     std::optional<std::string> inline_value;
     if (arg == "-h") {
       name = "--help";
-    } else if (arg.rfind("--", 0) != 0) {
-      return UsageError("unknown option " + arg + " (see opentoken --help)");
     }
     const size_t eq = name.find('=');
     if (eq != std::string::npos) {
@@ -271,6 +270,11 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
     } else {
       if (inline_value) {
         return UsageError(name + " takes no value");
+      }
+      if (name != "--help" && name != "--version" && name != "--save" && name != "--public" &&
+          name != "--no-qr" && name != "--include") {
+        return UsageError("unknown option " + name +
+                          " (see opentoken --help; an id that starts with - goes after --)");
       }
       a.options[name].push_back("");
     }

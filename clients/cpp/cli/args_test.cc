@@ -47,6 +47,20 @@ TEST(ParseArgs, CommandSubPositionalAndOptionsInAnyOrder) {
   EXPECT_EQ(s->All("--scope"), (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(ParseArgs, IdsStartingWithADashArePositional) {
+  // Token ids and access codes are base64url: '-' is a valid first character.
+  Result<Args> a = Parse({"detokenize", "-13l54FBDoBnT-0VJEzXQgsw_bS19-kY"});
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_EQ(a->positional, std::vector<std::string>{"-13l54FBDoBnT-0VJEzXQgsw_bS19-kY"});
+  Result<Args> b = Parse({"access-code", "revoke", "--", "--2l54FBDoBnT-0VJEzXQgsw_bS19-kY"});
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(b->positional, std::vector<std::string>{"--2l54FBDoBnT-0VJEzXQgsw_bS19-kY"});
+  Result<Args> c = Parse({"delete", "--2l54FBDoBnT-0VJEzXQgsw_bS19-kY"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("goes after --"), std::string::npos);
+  EXPECT_TRUE(Parse({"tokenize", "-h"})->Has("--help"));
+}
+
 TEST(ParseArgs, UsageErrors) {
   for (const std::vector<std::string>& argv :
        std::vector<std::vector<std::string>>{{"frobnicate"},
@@ -56,9 +70,9 @@ TEST(ParseArgs, UsageErrors) {
                                              {"login", "--account"},        // missing value
                                              {"whoami", "--save=yes"},      // unknown here
                                              {"tokenize", "--public=yes"},  // flag with a value
-                                             {"tokenize", "-x"}}) {
+                                             {"tokenize", "--frobnicate"}}) {
     Result<Args> a = Parse(argv);
-    ASSERT_FALSE(a.ok()) << argv[0];
+    ASSERT_FALSE(a.ok()) << argv[0] << " " << argv.back();
     EXPECT_EQ(a.error().kind, Error::Kind::kUsage);
     EXPECT_EQ(ExitCodeFor(a.error()), kExitUsage);
   }
