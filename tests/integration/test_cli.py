@@ -271,6 +271,16 @@ class CliTest(unittest.TestCase):
         r = subprocess.run([CLI, "whoami"], capture_output=True, env=self.env("nothing"), timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"--socket", r.stderr)
+        # A profile of the config file (~/.config/opentoken/config.json) says where the daemon is.
+        config_home = os.path.join(self.home, "cfg-home")
+        os.makedirs(os.path.join(config_home, ".config", "opentoken"))
+        with open(os.path.join(config_home, ".config", "opentoken", "config.json"), "w") as f:
+            json.dump({"profile": "mine", "profiles": {"mine": {"socket": self.d.sock,
+                                                                "timeout": 20}}}, f)
+        r = subprocess.run([CLI, "whoami", "--account", "A" * 32], capture_output=True, timeout=30,
+                           env={"PATH": os.environ.get("PATH", "/usr/bin"), "HOME": config_home})
+        self.assertEqual(r.returncode, 1, r.stderr)  # it reached the daemon, which said 401
+        self.assertIn(b"401", r.stderr)
         # No session: the server says no (1).
         r = self.cli("whoami", "--account", "A" * 32, profile="nobody", expect=1)
         self.assertIn(b"401", r.stderr)

@@ -561,6 +561,9 @@ Result<Settings> Resolve(const Args& args, const EnvLookup& env, const nlohmann:
     }
     for (const nlohmann::json* doc : {static_cast<const nlohmann::json*>(&prof), &fallback_doc}) {
       if (doc->is_object() && doc->contains(key)) {
+        if ((*doc)[key].is_number_integer()) {
+          return std::to_string((*doc)[key].get<long long>());  // "timeout": 30
+        }
         if (!(*doc)[key].is_string()) {
           return UsageError(std::string(key) + " in the profile must be a string");
         }

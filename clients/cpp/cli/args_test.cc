@@ -231,6 +231,11 @@ TEST(Settings, FlagsBeatEnvironmentBeatProfileBeatState) {
   EXPECT_FALSE(
       Resolve(*Parse({"whoami", "--format", "xml"}), FakeEnv({}), config, state, *paths).ok());
   EXPECT_EQ(s->endpoint.timeout_seconds, 60);
+  nlohmann::json with_timeout = config;
+  with_timeout["profiles"]["work"]["timeout"] = 7;
+  s = Resolve(*Parse({"whoami"}), FakeEnv({}), with_timeout, state, *paths);
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->endpoint.timeout_seconds, 7);
   s = Resolve(*Parse({"whoami", "--timeout", "5"}), FakeEnv({{"OPENTOKEN_TIMEOUT", "9"}}), config,
               state, *paths);
   EXPECT_EQ(s->endpoint.timeout_seconds, 5);
