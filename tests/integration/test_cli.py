@@ -216,7 +216,8 @@ class CliTest(unittest.TestCase):
                                 self.cli_json("access-token", "list", transport="unix")["items"]])
         self.assertEqual(self.cli_json("access-token", "get", t["id"], transport="unix")["name"],
                          "ci")
-        upd = self.cli_json("access-token", "update", t["id"], "--name", "renamed", transport="unix")
+        upd = self.cli_json("access-token", "update", t["id"], "--name", "renamed",
+                            transport="unix")
         self.assertEqual(upd["name"], "renamed")
         bearer_env = self.env("bearer-only", OPENTOKEN_BEARER=t["token"],
                               OPENTOKEN_ACCOUNT=account)
@@ -268,7 +269,8 @@ class CliTest(unittest.TestCase):
             self.assertEqual(r.returncode, 3, r.stderr)
             self.assertIn(b"timed out", r.stderr)
             self.assertLess(time.time() - started, 10)
-        r = subprocess.run([CLI, "whoami"], capture_output=True, env=self.env("nothing"), timeout=30)
+        r = subprocess.run([CLI, "whoami"], capture_output=True, env=self.env("nothing"),
+                           timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"--socket", r.stderr)
         # A profile of the config file (~/.config/opentoken/config.json) says where the daemon is.
