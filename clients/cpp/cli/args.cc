@@ -325,7 +325,12 @@ Result<Args> ParseArgs(const std::vector<std::string>& argv) {
 
 std::string UsageText(std::string_view command) {
   if (const CommandSpec* spec = FindCommand(command)) {
-    return "Usage: " + std::string(spec->usage) + "\n" + std::string(kGlobalHelp);
+    std::string usage = "Usage: " + std::string(spec->usage);
+    for (size_t at = usage.find("\nopentoken "); at != std::string::npos;
+         at = usage.find("\nopentoken ", at + 1)) {
+      usage.insert(at + 1, "       ");  // align further forms under the first
+    }
+    return usage + "\n" + std::string(kGlobalHelp);
   }
   std::string s =
       "opentoken: the command-line client of opentokend (OpenToken API)\n\n"
