@@ -232,7 +232,11 @@ Status Daemon::BuildParts() {
     node.store = r.store.get();
     node.anchor_interval_seconds = static_cast<int>(config_.audit_anchor_interval_seconds);
   }
-  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_, node);
+  service::AuditSegmentOptions segments;
+  segments.directory = config_.audit_directory;
+  segments.max_bytes = config_.audit_segment_max_bytes;
+  segments.max_seconds = config_.audit_segment_max_seconds;
+  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_, node, segments);
   if (!audit.ok()) {
     return StepFailed("audit log", audit.status());
   }
