@@ -434,6 +434,7 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(
         r.Integer("segment_max_bytes", c.audit_segment_max_bytes, 4096, 1ull << 40));
     OTD_RETURN_IF_ERROR(r.Integer("segment_max_seconds", c.audit_segment_max_seconds, 0, 31536000));
+    OTD_RETURN_IF_ERROR(r.Bool("syslog", c.audit_syslog));
     if (!c.audit_directory.empty() && c.audit_directory[0] != '/') {
       return InvalidArgument("audit.directory: must be an absolute path");
     }

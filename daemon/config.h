@@ -136,6 +136,9 @@ struct Config {
   uint64_t audit_segment_max_bytes = 64ull * 1024 * 1024;
   // audit.segment_max_seconds: ... or once it is this old (0: no time limit). 0..31536000.
   int64_t audit_segment_max_seconds = 86400;
+  // audit.syslog: also send every audit line to journald (SYSLOG_IDENTIFIER=opentokend-audit,
+  // facility authpriv), after it is durable in the file. The file stays the record that verifies.
+  bool audit_syslog = false;
   // --- end audit segments ---
   AccountsConfig accounts;
   int64_t signature_past_seconds = 300;   // OT1: how old X-OpenToken-Date may be

@@ -506,6 +506,11 @@ TEST(ConfigTest, AuditSegmentKeys) {
   EXPECT_EQ(set->audit_directory, "/var/log/opentokend");
   EXPECT_EQ(set->audit_segment_max_bytes, 4096u);
   EXPECT_EQ(set->audit_segment_max_seconds, 0);
+  EXPECT_FALSE(set->audit_syslog);
+  auto syslog = ParseConfig(audit(R"("syslog": true)"));
+  ASSERT_OK(syslog);
+  EXPECT_TRUE(syslog->audit_syslog);
+  EXPECT_NE(ErrorOf(audit(R"("syslog": "yes")")).find("audit.syslog"), std::string::npos);
   EXPECT_NE(ErrorOf(audit(R"("directory": "log")")).find("audit.directory"), std::string::npos);
   EXPECT_NE(ErrorOf(audit(R"("directory": "/a", "path": "/b/audit.log")")).find("audit.directory"),
             std::string::npos);

@@ -1014,6 +1014,13 @@ void AuditLog::WriterLoop() {
         seq_ = seq;
         prev_mac_ = prev;
       }
+      if (segments_.copy_line) {
+        std::string_view rest = lines;
+        for (size_t nl = rest.find('\n'); nl != std::string_view::npos; nl = rest.find('\n')) {
+          segments_.copy_line(rest.substr(0, nl));
+          rest.remove_prefix(nl + 1);
+        }
+      }
       if (node_.store != nullptr) {
         PublishHead();
       }

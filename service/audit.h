@@ -133,6 +133,10 @@ struct AuditSegmentOptions {
   std::string directory;    // absolute; created 0700 if missing
   uint64_t max_bytes = 0;   // > 0: a segment is closed once it holds this many bytes
   int64_t max_seconds = 0;  // > 0: ... or once it is this old (checked when a batch comes)
+  // When set (with or without a directory): called on the writer thread with every line (without
+  // its newline) once its batch is durable, e.g. to copy it to journald. Best effort: it cannot
+  // fail an entry. Must not call back into the log.
+  std::function<void(std::string_view line)> copy_line;
 };
 
 // A segment's file name, parsed. `node` is "" for a trail without node ids.

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -290,6 +291,30 @@ TEST_F(AuditSegmentsTest, ACheckpointLetsOldSegmentsGoAndAMiddleOneIsStillMissed
   EXPECT_NE(Problems(Verify()).find("does not verify"), std::string::npos);
   std::ofstream(cp, std::ios::trunc) << text;
   EXPECT_TRUE(Verify().ok());
+}
+
+TEST_F(AuditSegmentsTest, EveryDurableLineIsCopiedOnceInOrder) {
+  std::mutex mu;
+  std::vector<std::string> copied;
+  {
+    AuditSegmentOptions o{.directory = dir_, .max_bytes = 4096, .max_seconds = 0};
+    o.copy_line = [&](std::string_view line) {
+      std::lock_guard lock(mu);
+      copied.emplace_back(line);
+    };
+    auto a = AuditLog::Open("", *token_, clock_, log_, {}, std::move(o));
+    ASSERT_OK(a);
+    RecordN(**a, 30);
+  }
+  std::vector<std::string> in_files;
+  for (const auto& s : Segments()) {
+    std::ifstream in(dir_ + "/" + s);
+    for (std::string l; std::getline(in, l);) {
+      in_files.push_back(l);
+    }
+  }
+  EXPECT_GE(Segments().size(), 2u);
+  EXPECT_EQ(copied, in_files);
 }
 
 }  // namespace

@@ -203,5 +203,30 @@ class AuditSegmentsTest(unittest.TestCase):
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
 
 
+    def test_an_existing_single_file_keeps_verifying_and_syslog_copy_is_harmless(self):
+        # Before: the default single file (no audit.directory).
+        self.assertEqual(self.d.stop(), 0)
+        shutil.rmtree(self.segdir)
+        self.d.extra_config = {"audit": {"syslog": True}}
+        self.d.write_config()
+        self.d.start()
+        self.fill(requests=3)
+        self.assertEqual(self.d.stop(), 0)
+        legacy = os.path.join(self.d.dir, "data", "audit.log")
+        self.assertTrue(os.path.exists(legacy))
+        self.assertFalse(os.path.exists(self.segdir))
+        v = self.verify()
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        # Switched to segments: a new chain in the directory; the old file still verifies alone.
+        self.d.extra_config = {"audit": {"directory": self.segdir, "syslog": True}}
+        self.d.write_config()
+        self.d.start()
+        self.assertEqual(self.d.stop(), 0)
+        self.assertEqual(len(self.segments()), 1)
+        self.assertEqual(self.verify().returncode, 0)
+        v = self.d.admin("audit-verify", legacy)
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
