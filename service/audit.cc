@@ -268,6 +268,12 @@ bool AllDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// A segment index as written in names: at least 6 digits, zero-padded.
+std::string IndexText(uint64_t index) {
+  std::string s = std::to_string(index);
+  return s.size() < 6 ? std::string(6 - s.size(), '0') + s : s;
+}
+
 // A node's segments in `dir`, in index order.
 std::vector<std::pair<AuditSegmentName, std::string>> ListSegments(const std::string& dir,
                                                                    std::string_view node) {
@@ -337,15 +343,11 @@ std::optional<AuditSegmentName> ParseAuditSegmentName(std::string_view name) {
 }
 
 std::string AuditSegmentFileName(std::string_view node, uint64_t index, int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%MZ", &tm);
-  char idx[32];
-  std::snprintf(idx, sizeof(idx), "%06llu", static_cast<unsigned long long>(index));
-  return "audit-" + (node.empty() ? std::string() : std::string(node) + "-") + idx + "-" + stamp +
-         ".log";
+  const std::string iso = IsoUtc(unix_seconds);  // 2026-12-06T09:30:00Z
+  const std::string stamp = iso.substr(0, 4) + iso.substr(5, 2) + iso.substr(8, 2) + "T" +
+                            iso.substr(11, 2) + iso.substr(14, 2) + "Z";
+  return "audit-" + (node.empty() ? std::string() : std::string(node) + "-") + IndexText(index) +
+         "-" + stamp + ".log";
 }
 
 std::string AuditCheckpointFileName(std::string_view node) {
@@ -1310,12 +1312,6 @@ Result<Checkpoint> ReadCheckpoint(const std::string& path, hsm::Session& s) {
   } catch (const std::exception&) {
     return DataLoss("the checkpoint " + path + " is malformed");
   }
-}
-
-std::string IndexText(uint64_t index) {
-  char idx[32];
-  std::snprintf(idx, sizeof(idx), "%06llu", static_cast<unsigned long long>(index));
-  return idx;
 }
 
 // The segment checks of one node's segments in `dir` (see VerifyAuditTrail): the files to verify
