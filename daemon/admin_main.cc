@@ -80,7 +80,19 @@ constexpr CommandInfo kCommands[] = {
      "Several daemons on one store (audit.node_id): give every node's files, or directories\n"
      "holding them; each node's chain is checked, then every anchor line: a node's file that\n"
      "ends before a line another node anchored is reported as truncated, a node named by an\n"
-     "anchor but not given as missing (exit 1).\n"},
+     "anchor but not given as missing (exit 1).\n"
+     "Segments (audit.directory): give the directory (the default then); every node's segments\n"
+     "are checked in index order as one chain, and a missing segment (a gap in the indexes), a\n"
+     "truncated one (ends before the seq the next segment's header names) or an altered one is\n"
+     "named. Compressed segments (.log.gz) must be gunzipped first. A checkpoint written by\n"
+     "audit-prune says where the kept history starts.\n"},
+    {"audit-prune", "", "remove audit segments before a given one, leaving a signed checkpoint",
+     "audit-prune --before SEGMENT [--move-to DIR]: checks the segment directory (as\n"
+     "audit-verify), then writes audit-checkpoint[-NODE].json (MAC'd in the token with the audit\n"
+     "key: the kept history starts at SEGMENT, its first seq and link) and removes that node's\n"
+     "segments before SEGMENT (or moves them into DIR, e.g. to ship them). audit-verify then\n"
+     "passes on what is left; a segment removed without a checkpoint is reported. SEGMENT is a\n"
+     "file name in audit.directory or a path to one. Refused (exit 1) when audit-verify fails.\n"},
     {"purge-expired", "", "delete expired records now (the daemon does this every minute)",
      "Deletes every record whose expiry has passed, in batches of 10,000. Safe while serving.\n"},
     {"backup", "DIR", "consistent compacted hot copy of the store with a manifest",
@@ -139,7 +151,9 @@ std::string CommandHelp(const CommandInfo& c) {
   } else if (std::string(c.name) == "migrate") {
     out += " --to-config NEW.json [--allow-non-empty]";
   } else if (std::string(c.name) == "audit-verify") {
-    out += " [--partial] [FILE...]";
+    out += " [--partial] [FILE|DIR...]";
+  } else if (std::string(c.name) == "audit-prune") {
+    out += " --before SEGMENT [--move-to DIR]";
   }
   out += "\n\n" + std::string(c.help) +
          "\nexit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad config\n";
@@ -322,6 +336,9 @@ int RotateKeys(Runtime& rt, bool rewrap) {
 }
 
 std::string AuditPath(const Config& config) {
+  if (!config.audit_directory.empty()) {
+    return config.audit_directory;  // segments (issue 18)
+  }
   return config.audit_path.empty() ? config.storage_path + "/audit.log" : config.audit_path;
 }
 
@@ -360,7 +377,8 @@ int AuditVerify(Runtime& rt, const Config& config, std::vector<std::string> file
   if (!trail.ok()) {
     return Fail(trail.status());
   }
-  if (trail->chains.size() != 1 || trail->anchors > 0 || !trail->chains[0].node.empty()) {
+  if (trail->chains.size() != 1 || trail->anchors > 0 || !trail->chains[0].node.empty() ||
+      !trail->problems.empty()) {
     return AuditVerifyNodes(*trail);
   }
   const service::AuditVerifyReport* r = &trail->chains[0].report;
@@ -376,6 +394,68 @@ int AuditVerify(Runtime& rt, const Config& config, std::vector<std::string> file
               << r->first_seq << ".." << r->last_seq << ")";
   }
   std::cout << ", chain intact (last mac " << r->last_mac.substr(0, 16) << "...)\n";
+  return kExitOk;
+}
+
+// audit-prune (issue 18): a checkpoint, then the segments before it go.
+int AuditPrune(Runtime& rt, const Config& config, const std::string& before,
+               const std::string& move_to) {
+  namespace fs = std::filesystem;
+  const fs::path given(before);
+  const std::string dir =
+      given.has_parent_path() ? given.parent_path().string() : config.audit_directory;
+  const std::string first = given.filename().string();
+  if (dir.empty()) {
+    return Fail(InvalidArgument("audit-prune: give SEGMENT as a path, or set audit.directory"));
+  }
+  const auto name = service::ParseAuditSegmentName(first);
+  std::error_code ec;
+  if (!name || name->gz || !fs::is_regular_file(dir + "/" + first, ec)) {
+    std::cout << "audit-prune: " << dir << "/" << first
+              << " is not an (uncompressed) audit segment\n";
+    return 1;
+  }
+  auto trail = service::VerifyAuditTrail({dir}, *rt.token);
+  if (!trail.ok()) {
+    return Fail(trail.status());
+  }
+  if (!trail->ok()) {
+    AuditVerifyNodes(*trail);
+    std::cout << "audit-prune: refused: the segments do not verify (nothing removed)\n";
+    return 1;
+  }
+  if (Status s = service::WriteAuditCheckpoint(dir, first, *rt.token, rt.clock); !s.ok()) {
+    return Fail(s);
+  }
+  std::cout << "audit-prune: checkpoint " << service::AuditCheckpointFileName(name->node)
+            << ": the history kept starts at " << first << "\n";
+  std::vector<std::string> old;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string f = e.path().filename().string();
+    auto n = service::ParseAuditSegmentName(f);
+    if (n && n->node == name->node && n->index < name->index) {
+      old.push_back(f);
+    }
+  }
+  std::sort(old.begin(), old.end());
+  for (const std::string& f : old) {
+    const std::string from = dir + "/" + f;
+    if (!move_to.empty()) {
+      fs::rename(from, move_to + "/" + f, ec);
+      if (ec) {  // another file system: copy, then remove
+        ec.clear();
+        fs::copy_file(from, move_to + "/" + f, ec) && fs::remove(from, ec);
+      }
+    } else {
+      fs::remove(from, ec);
+    }
+    if (ec) {
+      std::cout << "audit-prune: cannot " << (move_to.empty() ? "remove " : "move ") << from << ": "
+                << ec.message() << " (it is before the checkpoint: remove it by hand)\n";
+      return 1;
+    }
+    std::cout << "audit-prune: " << (move_to.empty() ? "removed " : "moved ") << f << "\n";
+  }
   return kExitOk;
 }
 
@@ -566,6 +646,8 @@ int Main(int argc, char** argv) {
   bool partial = false;
   std::string grant_to;            // init, PostgreSQL: the daemon's role
   std::vector<std::string> files;  // audit-verify
+  std::string prune_before;        // audit-prune
+  std::string prune_move_to;       // audit-prune
   std::string to_config;           // migrate
   bool allow_non_empty = false;    // migrate
   for (size_t i = 1; i < args.size(); ++i) {
@@ -587,6 +669,10 @@ int Main(int argc, char** argv) {
       to_config = args[++i];
     } else if (command == "migrate" && args[i] == "--allow-non-empty") {
       allow_non_empty = true;
+    } else if (command == "audit-prune" && args[i] == "--before" && i + 1 < args.size()) {
+      prune_before = args[++i];
+    } else if (command == "audit-prune" && args[i] == "--move-to" && i + 1 < args.size()) {
+      prune_move_to = args[++i];
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
     } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
@@ -675,6 +761,14 @@ int Main(int argc, char** argv) {
   }
   if (command == "audit-verify") {
     return AuditVerify(**rt, *config, std::move(files), partial);
+  }
+  if (command == "audit-prune") {
+    if (prune_before.empty()) {
+      std::cerr << "opentoken-admin audit-prune: --before SEGMENT is required\n"
+                << CommandHelp(*info);
+      return kExitUsage;
+    }
+    return AuditPrune(**rt, *config, prune_before, prune_move_to);
   }
   return StatusCommand(**rt, *config);
 }

@@ -429,6 +429,21 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.String("node_id", c.audit_node_id, false));
     OTD_RETURN_IF_ERROR(
         r.Integer("anchor_interval_seconds", c.audit_anchor_interval_seconds, 0, 86400));
+    // --- audit segments (issue 18 part 2) ---
+    OTD_RETURN_IF_ERROR(r.String("directory", c.audit_directory, false));
+    OTD_RETURN_IF_ERROR(
+        r.Integer("segment_max_bytes", c.audit_segment_max_bytes, 4096, 1ull << 40));
+    OTD_RETURN_IF_ERROR(r.Integer("segment_max_seconds", c.audit_segment_max_seconds, 0, 31536000));
+    OTD_RETURN_IF_ERROR(r.Bool("syslog", c.audit_syslog));
+    if (!c.audit_directory.empty() && c.audit_directory[0] != '/') {
+      return InvalidArgument("audit.directory: must be an absolute path");
+    }
+    if (!c.audit_directory.empty() && !c.audit_path.empty()) {
+      return InvalidArgument(
+          "audit.directory: set either audit.path (one file) or "
+          "audit.directory (segments), not both");
+    }
+    // --- end audit segments ---
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
     if (!c.audit_node_id.empty() && !service::ValidAuditNodeId(c.audit_node_id)) {
       return InvalidArgument("audit.node_id: must be 1..64 characters of [A-Za-z0-9._-]");

@@ -128,6 +128,18 @@ struct Config {
   // audit.anchor_interval_seconds: with the PostgreSQL store, how often an anchor line listing
   // every node's chain head is written (0: never; heads are still published). 0..86400.
   int64_t audit_anchor_interval_seconds = 60;
+  // --- audit segments (issue 18 part 2) ---
+  // audit.directory: write the trail as segments in this directory (service/audit.h) instead of
+  // the single file audit.path (the two are exclusive). Absolute. Empty: one file (the default).
+  std::string audit_directory;
+  // audit.segment_max_bytes: a segment is closed once it holds this much. 4096..2^40.
+  uint64_t audit_segment_max_bytes = 64ull * 1024 * 1024;
+  // audit.segment_max_seconds: ... or once it is this old (0: no time limit). 0..31536000.
+  int64_t audit_segment_max_seconds = 86400;
+  // audit.syslog: also send every audit line to journald (SYSLOG_IDENTIFIER=opentokend-audit,
+  // facility authpriv), after it is durable in the file. The file stays the record that verifies.
+  bool audit_syslog = false;
+  // --- end audit segments ---
   AccountsConfig accounts;
   int64_t signature_past_seconds = 300;   // OT1: how old X-OpenToken-Date may be
   int64_t signature_future_seconds = 60;  // OT1: how far ahead (clock skew)

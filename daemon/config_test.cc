@@ -488,4 +488,39 @@ TEST(ConfigTest, AuditNodeKeys) {
 }
 
 }  // namespace
+
+// --- audit segments (issue 18 part 2) ---
+TEST(ConfigTest, AuditSegmentKeys) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_EQ(c->audit_directory, "");
+  EXPECT_EQ(c->audit_segment_max_bytes, 64ull * 1024 * 1024);
+  EXPECT_EQ(c->audit_segment_max_seconds, 86400);
+  auto audit = [](const std::string& body) {
+    return Without(kMinimal, R"("storage": {"path": "/var/lib/x"})",
+                   R"("storage": {"path": "/var/lib/x"}, "audit": {)" + body + "}");
+  };
+  auto set = ParseConfig(audit(R"("directory": "/var/log/opentokend", "segment_max_bytes": 4096, )"
+                               R"("segment_max_seconds": 0)"));
+  ASSERT_OK(set);
+  EXPECT_EQ(set->audit_directory, "/var/log/opentokend");
+  EXPECT_EQ(set->audit_segment_max_bytes, 4096u);
+  EXPECT_EQ(set->audit_segment_max_seconds, 0);
+  EXPECT_FALSE(set->audit_syslog);
+  auto syslog = ParseConfig(audit(R"("syslog": true)"));
+  ASSERT_OK(syslog);
+  EXPECT_TRUE(syslog->audit_syslog);
+  EXPECT_NE(ErrorOf(audit(R"("syslog": "yes")")).find("audit.syslog"), std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("directory": "log")")).find("audit.directory"), std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("directory": "/a", "path": "/b/audit.log")")).find("audit.directory"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("segment_max_bytes": 4095)")).find("audit.segment_max_bytes"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("segment_max_seconds": -1)")).find("audit.segment_max_seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(audit(R"("segment_max_seconds": 31536001)")).find("segment_max_seconds"),
+            std::string::npos);
+}
+// --- end audit segments ---
+
 }  // namespace otd::daemon

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 
 #include <algorithm>
 #include <chrono>
@@ -232,7 +233,19 @@ Status Daemon::BuildParts() {
     node.store = r.store.get();
     node.anchor_interval_seconds = static_cast<int>(config_.audit_anchor_interval_seconds);
   }
-  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_, node);
+  service::AuditSegmentOptions segments;
+  segments.directory = config_.audit_directory;
+  segments.max_bytes = config_.audit_segment_max_bytes;
+  segments.max_seconds = config_.audit_segment_max_seconds;
+  if (config_.audit_syslog) {
+    // A copy for journald (and a syslog forwarder); the file stays the record that verifies.
+    segments.copy_line = [](std::string_view line) {
+      sd_journal_send("MESSAGE=%.*s", static_cast<int>(line.size()), line.data(),
+                      "SYSLOG_IDENTIFIER=opentokend-audit", "SYSLOG_FACILITY=10", "PRIORITY=6",
+                      nullptr);
+    };
+  }
+  auto audit = service::AuditLog::Open(audit_path, *r.token, r.clock, log_, node, segments);
   if (!audit.ok()) {
     return StepFailed("audit log", audit.status());
   }

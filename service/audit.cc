@@ -115,6 +115,71 @@ Result<ParsedHead> ParseBody(std::string_view body) {
   }
 }
 
+// Continues a chain from the last MAC'd line of the file open at `fd`: sets `seq` and `mac` (left
+// as they are for an empty file) and cuts what follows that line (never acknowledged); `cut` is
+// the number of bytes cut, `size` what is left.
+Status RecoverTail(int fd, const std::string& path, uint64_t& seq, std::string& mac, uint64_t& cut,
+                   uint64_t& size_left) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    // Continue the chain from the last MAC'd line. What follows it was never acknowledged and is
+    // cut: a torn last line, or the SHA-linked start of a batch whose MAC'd last line is missing
+    // (the writer acknowledges a batch only after all of it, MAC line included, is durable).
+    const off_t size = st.st_size;
+    const off_t window = std::min<off_t>(size, kTailWindow);
+    std::string tail(static_cast<size_t>(window), '\0');
+    if (::pread(fd, tail.data(), tail.size(), size - window) != window) {
+      return Unavailable("cannot read the audit log " + path);
+    }
+    // Walk complete lines backwards from the end to the last MAC'd one.
+    size_t end = tail.rfind('\n');       // end of the last complete line
+    std::optional<size_t> keep_in_tail;  // bytes of `tail` to keep
+    while (end != std::string::npos) {
+      const size_t start = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
+      if (start == std::string::npos && window < size) {
+        break;  // the line may begin before the window
+      }
+      const size_t from = start == std::string::npos ? 0 : start + 1;
+      std::string_view line(tail.data() + from, end - from);
+      auto split = SplitLine(line);
+      auto head = split.ok() ? ParseBody(split->body) : Result<ParsedHead>(split.status());
+      if (!head.ok()) {
+        return DataLoss("the audit log has a malformed line near its end (" +
+                        head.status().message() +
+                        "); run `opentoken-admin audit-verify` and move the file aside");
+      }
+      if (split->mac) {
+        seq = head->seq;
+        mac = std::string(split->link);
+        keep_in_tail = end + 1;
+        break;
+      }
+      if (start == std::string::npos) {
+        keep_in_tail = 0;  // no MAC'd line at all: the whole file is an unacknowledged batch
+        break;
+      }
+      end = start;
+    }
+    if (!keep_in_tail) {
+      if (window < size || tail.rfind('\n') != std::string::npos) {
+        return DataLoss("no MAC'd line in the last " + std::to_string(window) +
+                        " bytes of the audit log; run `opentoken-admin audit-verify`");
+      }
+      keep_in_tail = 0;  // a single torn line and nothing else
+    }
+    const off_t keep = size - window + static_cast<off_t>(*keep_in_tail);
+    if (keep < size) {
+      cut = static_cast<uint64_t>(size - keep);
+      if (::ftruncate(fd, keep) != 0 || ::fdatasync(fd) != 0) {
+        return Unavailable("cannot cut the unacknowledged tail of the audit log " + path);
+      }
+    }
+  }
+  struct stat after {};
+  size_left = ::fstat(fd, &after) == 0 ? static_cast<uint64_t>(after.st_size) : 0;
+  return Status::Ok();
+}
+
 }  // namespace
 
 struct AuditLog::Entry {
@@ -124,14 +189,15 @@ struct AuditLog::Entry {
 };
 
 AuditLog::AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log,
-                   AuditNodeOptions node)
+                   AuditNodeOptions node, AuditSegmentOptions segments)
     : path_(std::move(path)),
       fd_(fd),
       token_(token),
       clock_(clock),
       log_(log),
       prev_mac_(kZeroMac),
-      node_(std::move(node)) {}
+      node_(std::move(node)),
+      segments_(std::move(segments)) {}
 
 bool ValidAuditNodeId(std::string_view id) {
   if (id.empty() || id.size() > 64) {
@@ -185,8 +251,192 @@ Result<std::string> LoadOrCreateAuditNodeId(const std::string& dir) {
   return id;
 }
 
+namespace {
+
+// fsync of a directory, so that a file created, renamed or removed in it survives a crash.
+Status SyncDir(const std::string& dir) {
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    return Unavailable("cannot open the directory " + dir + ": " + std::strerror(errno));
+  }
+  const bool ok = ::fsync(dfd) == 0;
+  ::close(dfd);
+  return ok ? Status::Ok() : Unavailable("cannot sync the directory " + dir);
+}
+
+bool AllDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A segment index as written in names: at least 6 digits, zero-padded.
+std::string IndexText(uint64_t index) {
+  std::string s = std::to_string(index);
+  return s.size() < 6 ? std::string(6 - s.size(), '0') + s : s;
+}
+
+// A node's segments in `dir`, in index order.
+std::vector<std::pair<AuditSegmentName, std::string>> ListSegments(const std::string& dir,
+                                                                   std::string_view node) {
+  std::vector<std::pair<AuditSegmentName, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) {
+      continue;
+    }
+    const std::string name = e.path().filename().string();
+    if (auto n = ParseAuditSegmentName(name); n && n->node == node) {
+      out.emplace_back(*n, name);
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.first.index < b.first.index; });
+  return out;
+}
+
+}  // namespace
+
+std::optional<AuditSegmentName> ParseAuditSegmentName(std::string_view name) {
+  AuditSegmentName out;
+  constexpr std::string_view kPrefix = "audit-";
+  if (name.ends_with(".log.gz")) {
+    out.gz = true;
+    name.remove_suffix(3);
+  }
+  if (!name.starts_with(kPrefix) || !name.ends_with(".log")) {
+    return std::nullopt;
+  }
+  name.remove_prefix(kPrefix.size());
+  name.remove_suffix(4);
+  // [<node>-]<index>-<YYYYMMDDTHHMMZ>: parsed from the right (node ids may hold '-').
+  const size_t dash2 = name.rfind('-');
+  if (dash2 == std::string_view::npos || dash2 == 0) {
+    return std::nullopt;
+  }
+  const std::string_view stamp = name.substr(dash2 + 1);
+  const size_t dash1 = name.rfind('-', dash2 - 1);
+  const std::string_view index = dash1 == std::string_view::npos
+                                     ? name.substr(0, dash2)
+                                     : name.substr(dash1 + 1, dash2 - dash1 - 1);
+  if (dash1 != std::string_view::npos) {
+    out.node = std::string(name.substr(0, dash1));
+    if (!ValidAuditNodeId(out.node)) {
+      return std::nullopt;
+    }
+  }
+  if (index.size() < 6 || index.size() > 18 || !AllDigits(index) || stamp.size() != 14 ||
+      stamp[8] != 'T' || stamp[13] != 'Z' || !AllDigits(stamp.substr(0, 8)) ||
+      !AllDigits(stamp.substr(9, 4))) {
+    return std::nullopt;
+  }
+  out.index = std::stoull(std::string(index));
+  if (out.index == 0) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = std::stoi(std::string(stamp.substr(0, 4))) - 1900;
+  tm.tm_mon = std::stoi(std::string(stamp.substr(4, 2))) - 1;
+  tm.tm_mday = std::stoi(std::string(stamp.substr(6, 2)));
+  tm.tm_hour = std::stoi(std::string(stamp.substr(9, 2)));
+  tm.tm_min = std::stoi(std::string(stamp.substr(11, 2)));
+  out.opened = static_cast<int64_t>(::timegm(&tm));
+  return out;
+}
+
+std::string AuditSegmentFileName(std::string_view node, uint64_t index, int64_t unix_seconds) {
+  const std::string iso = IsoUtc(unix_seconds);  // 2026-12-06T09:30:00Z
+  const std::string stamp = iso.substr(0, 4) + iso.substr(5, 2) + iso.substr(8, 2) + "T" +
+                            iso.substr(11, 2) + iso.substr(14, 2) + "Z";
+  return "audit-" + (node.empty() ? std::string() : std::string(node) + "-") + IndexText(index) +
+         "-" + stamp + ".log";
+}
+
+std::string AuditCheckpointFileName(std::string_view node) {
+  return node.empty() ? std::string("audit-checkpoint.json")
+                      : "audit-checkpoint-" + std::string(node) + ".json";
+}
+
+Status AuditLog::OpenSegments(uint64_t& cut) {
+  const std::string& dir = segments_.directory;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Unavailable("cannot create the audit directory " + dir + ": " + std::strerror(errno));
+    }
+  }
+  auto segs = ListSegments(dir, node_.node_id);
+  while (!segs.empty()) {
+    const auto [name, file] = segs.back();
+    if (name.gz) {
+      return FailedPrecondition("the last audit segment " + dir + "/" + file +
+                                " is compressed: gunzip it (the daemon continues it)");
+    }
+    const std::string path = dir + "/" + file;
+    int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+    if (fd < 0) {
+      return Unavailable("cannot open the audit segment " + path + ": " + std::strerror(errno));
+    }
+    uint64_t seq = 0;
+    std::string mac = kZeroMac;
+    uint64_t size_left = 0;
+    uint64_t cut_here = 0;
+    if (Status st = RecoverTail(fd, path, seq, mac, cut_here, size_left); !st.ok()) {
+      ::close(fd);
+      return st;
+    }
+    if (size_left == 0) {
+      // Created by a rotation that crashed before its first batch was durable: nothing in it was
+      // acknowledged. Remove it; the chain goes on from the segment before.
+      ::close(fd);
+      if (segs.size() == 1 && name.index != 1) {
+        return DataLoss("the audit segment " + path +
+                        " is empty and no segment before it is left: the chain cannot be "
+                        "continued (run `opentoken-admin audit-verify`)");
+      }
+      if (::unlink(path.c_str()) != 0) {
+        return Unavailable("cannot remove the empty audit segment " + path);
+      }
+      OTD_RETURN_IF_ERROR(SyncDir(dir));
+      log_.Warn("audit_segment_discarded",
+                {{"segment", file}, {"torn_bytes_cut", int64_t(cut_here)}});
+      segs.pop_back();
+      continue;
+    }
+    cut += cut_here;
+    fd_ = fd;
+    seq_ = seq;
+    prev_mac_ = mac;
+    segment_index_ = name.index;
+    segment_name_ = file;
+    segment_bytes_ = size_left;
+    segment_opened_ = name.opened;
+    path_ = path;
+    break;
+  }
+  return Status::Ok();
+}
+
+bool AuditLog::NeedNewSegment(int64_t now) const {
+  if (segments_.directory.empty()) {
+    return false;
+  }
+  if (fd_ < 0 || new_segment_requested_.load()) {
+    return true;
+  }
+  if (segment_bytes_ == 0) {
+    return false;
+  }
+  return (segments_.max_bytes > 0 && segment_bytes_ >= segments_.max_bytes) ||
+         (segments_.max_seconds > 0 && now - segment_opened_ >= segments_.max_seconds);
+}
+
+std::string AuditLog::path() const {
+  std::lock_guard lock(mu_);
+  return path_;
+}
+
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::Token& token,
-                                                 Clock& clock, Logger& log, AuditNodeOptions node) {
+                                                 Clock& clock, Logger& log, AuditNodeOptions node,
+                                                 AuditSegmentOptions segments) {
   if (!node.node_id.empty() && !ValidAuditNodeId(node.node_id)) {
     return InvalidArgument("audit: the node id must be 1..64 characters of [A-Za-z0-9._-]");
   }
@@ -201,66 +451,22 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, hsm::T
                                 " is missing: run `opentoken-admin init --config FILE`");
     }
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
+  int fd = -1;  // with segments: OpenSegments() opens the current one
+  if (segments.directory.empty()) {
+    fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Unavailable("cannot open the audit log " + path + ": " + std::strerror(errno));
+    }
   }
-  std::unique_ptr<AuditLog> a(new AuditLog(path, fd, token, clock, log, std::move(node)));
-  struct stat st {};
+  std::unique_ptr<AuditLog> a(new AuditLog(segments.directory.empty() ? path : std::string(), fd,
+                                           token, clock, log, std::move(node),
+                                           std::move(segments)));
   uint64_t cut = 0;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    // Continue the chain from the last MAC'd line. What follows it was never acknowledged and is
-    // cut: a torn last line, or the SHA-linked start of a batch whose MAC'd last line is missing
-    // (the writer acknowledges a batch only after all of it, MAC line included, is durable).
-    const off_t size = st.st_size;
-    const off_t window = std::min<off_t>(size, kTailWindow);
-    std::string tail(static_cast<size_t>(window), '\0');
-    if (::pread(fd, tail.data(), tail.size(), size - window) != window) {
-      return Unavailable("cannot read the audit log " + path);
-    }
-    // Walk complete lines backwards from the end to the last MAC'd one.
-    size_t end = tail.rfind('\n');       // end of the last complete line
-    std::optional<size_t> keep_in_tail;  // bytes of `tail` to keep
-    while (end != std::string::npos) {
-      const size_t start = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
-      if (start == std::string::npos && window < size) {
-        break;  // the line may begin before the window
-      }
-      const size_t from = start == std::string::npos ? 0 : start + 1;
-      std::string_view line(tail.data() + from, end - from);
-      auto split = SplitLine(line);
-      auto head = split.ok() ? ParseBody(split->body) : Result<ParsedHead>(split.status());
-      if (!head.ok()) {
-        return DataLoss("the audit log has a malformed line near its end (" +
-                        head.status().message() +
-                        "); run `opentoken-admin audit-verify` and move the file aside");
-      }
-      if (split->mac) {
-        a->seq_ = head->seq;
-        a->prev_mac_ = std::string(split->link);
-        keep_in_tail = end + 1;
-        break;
-      }
-      if (start == std::string::npos) {
-        keep_in_tail = 0;  // no MAC'd line at all: the whole file is an unacknowledged batch
-        break;
-      }
-      end = start;
-    }
-    if (!keep_in_tail) {
-      if (window < size || tail.rfind('\n') != std::string::npos) {
-        return DataLoss("no MAC'd line in the last " + std::to_string(window) +
-                        " bytes of the audit log; run `opentoken-admin audit-verify`");
-      }
-      keep_in_tail = 0;  // a single torn line and nothing else
-    }
-    const off_t keep = size - window + static_cast<off_t>(*keep_in_tail);
-    if (keep < size) {
-      cut = static_cast<uint64_t>(size - keep);
-      if (::ftruncate(fd, keep) != 0 || ::fdatasync(fd) != 0) {
-        return Unavailable("cannot cut the unacknowledged tail of the audit log " + path);
-      }
-    }
+  if (a->segments_.directory.empty()) {
+    uint64_t size_left = 0;
+    OTD_RETURN_IF_ERROR(RecoverTail(fd, path, a->seq_, a->prev_mac_, cut, size_left));
+  } else {
+    OTD_RETURN_IF_ERROR(a->OpenSegments(cut));
   }
   if (a->node_.store != nullptr) {
     OTD_RETURN_IF_ERROR(a->ClaimNode());
@@ -296,7 +502,9 @@ AuditLog::~AuditLog() {
     publish_dirty_ = false;
     publish_cv_.wait(lock, [&] { return !publish_in_flight_; });
   }
-  ::close(fd_);
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
 }
 
 namespace {
@@ -514,6 +722,12 @@ uint64_t AuditLog::last_seq() const {
 
 Result<bool> AuditLog::Reopen() {
   std::lock_guard one_at_a_time(reopen_mu_);
+  if (!segments_.directory.empty()) {
+    new_segment_requested_ = true;  // the writer starts a new segment with the next batch
+    log_.Info("audit_log_reopened", {{"directory", segments_.directory}, {"new_segment", true}});
+    RecordAsync({.event = "audit_log_reopened", .outcome = "ok", .detail = "new_segment"});
+    return true;
+  }
   struct stat at_path {};
   const bool exists = ::stat(path_.c_str(), &at_path) == 0;
   {
@@ -719,6 +933,23 @@ void AuditLog::WriterLoop() {
     if (broken_) {
       result = Unavailable("the audit log failed earlier; restart the daemon");
     }
+    // A new segment starts with this batch: its header line goes first (see audit.h).
+    const int64_t now_s = clock_.NowSeconds();
+    const bool rotate = result.ok() && NeedNewSegment(now_s);
+    const uint64_t next_index = segment_index_ + 1;
+    const std::string next_name =
+        rotate ? AuditSegmentFileName(node_.node_id, next_index, now_s) : std::string();
+    if (rotate) {
+      auto header = std::make_unique<Entry>();
+      header->time = now_s;
+      header->fields = "\"event\":\"audit_segment\",\"outcome\":\"ok\",\"detail\":\"segment=" +
+                       std::to_string(next_index) +
+                       (segment_name_.empty() ? std::string()
+                                              : " prev=" + SafeText(segment_name_) +
+                                                    " prev_last_seq=" + std::to_string(seq_)) +
+                       "\"";
+      batch.push_front(std::move(header));
+    }
     std::string lines;
     const std::string node_field =
         node_.node_id.empty() ? std::string() : ",\"node\":\"" + node_.node_id + "\"";
@@ -746,13 +977,54 @@ void AuditLog::WriterLoop() {
         ++seq;
       }
     }
-    if (result.ok()) {
+    if (result.ok() && rotate) {
+      // The new segment (O_EXCL: never someone else's file), its directory entry and the batch
+      // are durable before any of it is acknowledged; on failure it is removed again and the
+      // chain goes on in the old segment.
+      const std::string next_path = segments_.directory + "/" + next_name;
+      int nfd = ::open(next_path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (nfd < 0) {
+        result = Unavailable("cannot create the audit segment " + next_path + ": " +
+                             std::strerror(errno));
+      } else {
+        result = WriteAll(nfd, lines);
+        if (result.ok() && ::fdatasync(nfd) != 0) {
+          result =
+              Unavailable(std::string("audit segment fdatasync failed: ") + std::strerror(errno));
+        }
+        if (result.ok()) {
+          result = SyncDir(segments_.directory);
+        }
+        if (!result.ok()) {
+          ::close(nfd);
+          if (::unlink(next_path.c_str()) != 0 || !SyncDir(segments_.directory).ok()) {
+            broken_ = true;  // a segment holding unacknowledged lines may be left: stop
+          }
+        } else {
+          std::lock_guard fl(file_mu_);
+          if (fd_ >= 0) {
+            ::close(fd_);  // every batch written to it was fdatasync'd
+          }
+          fd_ = nfd;
+          segment_index_ = next_index;
+          segment_name_ = next_name;
+          segment_bytes_ = lines.size();
+          segment_opened_ = now_s;
+          new_segment_requested_ = false;
+          std::lock_guard lock(mu_);
+          path_ = next_path;
+        }
+      }
+    } else if (result.ok()) {
       std::lock_guard fl(file_mu_);  // Reopen() swaps the file only between batches
       struct stat st {};
       const bool sized = ::fstat(fd_, &st) == 0;  // the end of the last durable line
       result = WriteAll(fd_, lines);
       if (result.ok() && ::fdatasync(fd_) != 0) {
         result = Unavailable(std::string("audit log fdatasync failed: ") + std::strerror(errno));
+      }
+      if (result.ok()) {
+        segment_bytes_ += lines.size();
       }
       if (!result.ok()) {
         // Cut what of this batch reached the file: none of it was acknowledged, and the chain
@@ -769,6 +1041,13 @@ void AuditLog::WriterLoop() {
         std::lock_guard lock(mu_);
         seq_ = seq;
         prev_mac_ = prev;
+      }
+      if (segments_.copy_line) {
+        std::string_view rest = lines;
+        for (size_t nl = rest.find('\n'); nl != std::string_view::npos; nl = rest.find('\n')) {
+          segments_.copy_line(rest.substr(0, nl));
+          rest.remove_prefix(nl + 1);
+        }
       }
       if (node_.store != nullptr) {
         MaybePublishHead();
@@ -957,6 +1236,219 @@ std::pair<std::string, uint64_t> FirstLineOf(const std::string& path) {
   }
 }
 
+struct SegmentLine {
+  uint64_t seq = 0;
+  std::string prev;
+  std::string event;
+  std::string detail;
+};
+
+Result<SegmentLine> ParseSegmentLine(std::string_view line) {
+  OTD_ASSIGN_OR_RETURN(SplitResult split, SplitLine(line));
+  try {
+    auto j = nlohmann::json::parse(std::string(split.body) + "}");
+    return SegmentLine{j.at("seq").get<uint64_t>(), j.at("prev").get<std::string>(),
+                       j.value("event", std::string()), j.value("detail", std::string())};
+  } catch (const std::exception&) {
+    return DataLoss("malformed JSON or missing seq/prev");
+  }
+}
+
+Result<SegmentLine> FirstSegmentLine(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line) || in.eof()) {
+    return DataLoss("no complete first line");
+  }
+  return ParseSegmentLine(line);
+}
+
+// The last complete line of a file.
+Result<SegmentLine> LastSegmentLine(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    return NotFound("cannot read " + path);
+  }
+  const std::streamoff size = in.tellg();
+  const std::streamoff window = std::min<std::streamoff>(size, 256 * 1024);
+  std::string tail(static_cast<size_t>(window), '\0');
+  in.seekg(size - window);
+  in.read(tail.data(), window);
+  const size_t end = tail.rfind('\n');
+  if (end == std::string::npos) {
+    return DataLoss("no complete line");
+  }
+  const size_t start = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
+  const size_t from = start == std::string::npos ? 0 : start + 1;
+  return ParseSegmentLine(std::string_view(tail).substr(from, end - from));
+}
+
+// The value of `key=` in a header's detail ("" when absent).
+std::string DetailValue(const std::string& detail, std::string_view key) {
+  const std::string needle = std::string(key) + "=";
+  size_t at = 0;
+  while ((at = detail.find(needle, at)) != std::string::npos) {
+    if (at == 0 || detail[at - 1] == ' ') {
+      const size_t from = at + needle.size();
+      const size_t to = detail.find(' ', from);
+      return detail.substr(from, to == std::string::npos ? std::string::npos : to - from);
+    }
+    at += needle.size();
+  }
+  return "";
+}
+
+constexpr std::string_view kCheckpointDomain = "otd-audit-checkpoint-v1\n";
+
+struct Checkpoint {
+  std::string node;
+  uint64_t segment = 0;
+  std::string file;
+  uint64_t first_seq = 0;
+  std::string prev;
+};
+
+// Reads and checks a checkpoint file (MAC'd with the audit key, see WriteAuditCheckpoint).
+Result<Checkpoint> ReadCheckpoint(const std::string& path, hsm::Session& s) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return DataLoss("cannot read the checkpoint " + path);
+  }
+  auto split = SplitLine(line);
+  if (!split.ok() || !split->mac) {
+    return DataLoss("the checkpoint " + path + " is malformed");
+  }
+  auto mac = crypto::HexDecode(split->link);
+  if (!mac.ok()) {
+    return DataLoss("the checkpoint " + path + " is malformed");
+  }
+  std::string signed_part(kCheckpointDomain);
+  signed_part += split->body;
+  OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(signed_part), *mac));
+  if (!ok) {
+    return DataLoss("the MAC of the checkpoint " + path +
+                    " does not verify (the checkpoint was edited or forged)");
+  }
+  try {
+    auto j = nlohmann::json::parse(std::string(split->body) + "}");
+    return Checkpoint{j.at("node").get<std::string>(), j.at("segment").get<uint64_t>(),
+                      j.at("file").get<std::string>(), j.at("first_seq").get<uint64_t>(),
+                      j.at("prev").get<std::string>()};
+  } catch (const std::exception&) {
+    return DataLoss("the checkpoint " + path + " is malformed");
+  }
+}
+
+// The segment checks of one node's segments in `dir` (see VerifyAuditTrail): the files to verify
+// as its chain, in order, whether the chain starts at a checkpoint, and what is wrong.
+struct SegmentPlan {
+  std::vector<std::string> files;
+  bool from_checkpoint = false;
+  std::vector<std::string> problems;
+};
+
+Result<SegmentPlan> PlanSegments(const std::string& dir, const std::string& node,
+                                 hsm::Token& token) {
+  SegmentPlan plan;
+  auto segs = ListSegments(dir, node);
+  const std::string who = node.empty() ? std::string() : "node " + node + ": ";
+  auto problem = [&](const std::string& p) { plan.problems.push_back(who + p); };
+  uint64_t start = 1;
+  std::optional<Checkpoint> cp;
+  const std::string cp_path = dir + "/" + AuditCheckpointFileName(node);
+  std::error_code ec;
+  if (std::filesystem::exists(cp_path, ec)) {
+    OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
+    auto c = ReadCheckpoint(cp_path, s);
+    if (!c.ok()) {
+      if (c.status().code() != Code::kDataLoss) {
+        return c.status();
+      }
+      problem(c.status().message());
+    } else if (c->node != node) {
+      problem("the checkpoint " + cp_path + " is for node " + c->node);
+    } else {
+      cp = *c;
+      start = c->segment;
+      plan.from_checkpoint = true;
+    }
+  }
+  std::erase_if(segs, [&](const auto& sg) { return sg.first.index < start; });
+  if (segs.empty()) {
+    problem("no audit segment in " + dir +
+            (cp ? " from the checkpoint's " + cp->file + " on" : std::string()));
+    return plan;
+  }
+  if (segs.front().first.index != start) {
+    if (cp) {
+      problem("segment " + cp->file +
+              ", where the checkpoint says the kept history starts, is missing");
+    } else {
+      problem("segments " + IndexText(1) + ".." + IndexText(segs.front().first.index - 1) +
+              " before " + segs.front().second +
+              " are missing (removed without `opentoken-admin audit-prune`, which leaves a "
+              "checkpoint)");
+    }
+  }
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const auto& [name, file] = segs[i];
+    const std::string path = dir + "/" + file;
+    if (name.gz) {
+      problem("segment " + file +
+              " is compressed: gunzip it before audit-verify (or verify a gunzipped copy of the "
+              "directory)");
+      continue;
+    }
+    plan.files.push_back(path);
+    if (i == 0 && cp) {
+      auto first = FirstSegmentLine(path);
+      if (first.ok() && (first->seq != cp->first_seq || first->prev != cp->prev)) {
+        problem("segment " + file + " does not start where the checkpoint says (seq " +
+                std::to_string(cp->first_seq) + "): it was replaced");
+      }
+    }
+    if (i == 0) {
+      continue;
+    }
+    const auto& [pname, pfile] = segs[i - 1];
+    if (name.index != pname.index + 1) {
+      problem(name.index == pname.index + 2
+                  ? "segment " + IndexText(pname.index + 1) + " (between " + pfile + " and " +
+                        file + ") is missing"
+                  : "segments " + IndexText(pname.index + 1) + ".." + IndexText(name.index - 1) +
+                        " (between " + pfile + " and " + file + ") are missing");
+      continue;
+    }
+    if (pname.gz) {
+      continue;
+    }
+    auto header = FirstSegmentLine(path);
+    if (!header.ok() || header->event != "audit_segment") {
+      problem("segment " + file +
+              " does not start with a segment header (it was cut at the start or replaced)");
+      continue;
+    }
+    const std::string prev_name = DetailValue(header->detail, "prev");
+    const std::string prev_last = DetailValue(header->detail, "prev_last_seq");
+    if (prev_name != pfile) {
+      problem("segment " + file + " names " + (prev_name.empty() ? "no segment" : prev_name) +
+              " as the one before it, not " + pfile);
+      continue;
+    }
+    auto last = LastSegmentLine(dir + "/" + pfile);
+    if (!last.ok() || std::to_string(last->seq) != prev_last) {
+      const bool shorter =
+          !last.ok() || (AllDigits(prev_last) && last->seq < std::stoull(prev_last));
+      const std::string ends = last.ok() ? "it ends at seq " + std::to_string(last->seq)
+                                         : std::string("it has no complete line");
+      problem("segment " + pfile + (shorter ? " is truncated: " : " was extended: ") + ends +
+              ", but the header of " + file + " says its last line is seq " + prev_last);
+    }
+  }
+  return plan;
+}
+
 struct AnchorSeen {
   std::string node;  // the node that wrote the anchor
   uint64_t seq = 0;
@@ -969,35 +1461,61 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
                                           const std::function<void(uint64_t, uint64_t)>& progress,
                                           bool partial) {
   std::vector<std::string> files;
-  for (const std::string& p : paths) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(p, ec)) {
-      std::vector<std::string> in_dir;
-      for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
-        if (e.is_regular_file(ec)) {
-          in_dir.push_back(e.path().string());
-        }
-      }
-      std::sort(in_dir.begin(), in_dir.end());
-      files.insert(files.end(), in_dir.begin(), in_dir.end());
-    } else {
-      files.push_back(p);
-    }
-  }
-  if (files.empty()) {
-    return InvalidArgument("no audit log to verify");
-  }
-  // Group by node, in the order the nodes first appear; a node's files by their first seq.
   AuditTrailReport out;
   std::map<std::string, std::vector<std::pair<uint64_t, std::string>>> by_node;
   std::vector<std::string> order;
-  for (const std::string& f : files) {
+  std::map<std::string, bool> segment_nodes;  // node -> its chain starts at a checkpoint
+  auto add_file = [&](const std::string& f) {
+    files.push_back(f);
     auto [node, seq] = FirstLineOf(f);
     if (!by_node.contains(node)) {
       order.push_back(node);
     }
     by_node[node].emplace_back(seq, f);
+  };
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(p, ec)) {
+      add_file(p);
+      continue;
+    }
+    std::vector<std::string> in_dir;
+    std::set<std::string> nodes;  // nodes with segments here
+    for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
+      if (e.is_regular_file(ec)) {
+        in_dir.push_back(e.path().string());
+        if (auto n = ParseAuditSegmentName(e.path().filename().string())) {
+          nodes.insert(n->node);
+        }
+      }
+    }
+    if (nodes.empty()) {
+      std::sort(in_dir.begin(), in_dir.end());
+      for (const std::string& f : in_dir) {
+        add_file(f);
+      }
+      continue;
+    }
+    // A directory of segments: its segments only, per node in index order.
+    for (const std::string& node : nodes) {
+      OTD_ASSIGN_OR_RETURN(SegmentPlan plan, PlanSegments(p, node, token));
+      out.problems.insert(out.problems.end(), plan.problems.begin(), plan.problems.end());
+      if (plan.files.empty() || by_node.contains(node)) {
+        continue;
+      }
+      order.push_back(node);
+      segment_nodes[node] = plan.from_checkpoint;
+      for (const std::string& f : plan.files) {
+        by_node[node].emplace_back(0, f);
+        files.push_back(f);
+      }
+    }
   }
+  if (files.empty() && out.problems.empty()) {
+    return InvalidArgument("no audit log to verify");
+  }
+  // Grouped by node, in the order the nodes first appear; a node's files by their first seq
+  // (segments: in index order).
   uint64_t total = 0;
   for (const std::string& f : files) {
     std::error_code ec;
@@ -1009,7 +1527,8 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
   std::map<std::string, std::map<uint64_t, std::string>> macs;  // node -> seq -> MAC'd link
   for (const std::string& node : order) {
     auto& group = by_node[node];
-    if (!node.empty()) {
+    const auto seg = segment_nodes.find(node);
+    if (!node.empty() && seg == segment_nodes.end()) {
       std::stable_sort(group.begin(), group.end(),
                        [](const auto& a, const auto& b) { return a.first < b.first; });
     }
@@ -1042,14 +1561,15 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
       }
     };
     const uint64_t base = before;
-    OTD_ASSIGN_OR_RETURN(chain.report, VerifyAuditLogs(
-                                           chain.files, token,
-                                           [&](uint64_t done, uint64_t) {
-                                             if (progress) {
-                                               progress(std::min(base + done, total), total);
-                                             }
-                                           },
-                                           partial, visit));
+    OTD_ASSIGN_OR_RETURN(chain.report,
+                         VerifyAuditLogs(
+                             chain.files, token,
+                             [&](uint64_t done, uint64_t) {
+                               if (progress) {
+                                 progress(std::min(base + done, total), total);
+                               }
+                             },
+                             partial || (seg != segment_nodes.end() && seg->second), visit));
     for (const auto& f : chain.files) {
       std::error_code ec;
       const uint64_t size = std::filesystem::file_size(f, ec);
@@ -1108,6 +1628,42 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
     progress(total, total);
   }
   return out;
+}
+
+Status WriteAuditCheckpoint(const std::string& dir, const std::string& first_segment,
+                            hsm::Token& token, Clock& clock) {
+  auto name = ParseAuditSegmentName(first_segment);
+  if (!name || name->gz) {
+    return InvalidArgument(first_segment + " is not the name of an (uncompressed) audit segment");
+  }
+  const std::string path = dir + "/" + first_segment;
+  auto first = FirstSegmentLine(path);
+  if (!first.ok()) {
+    return FailedPrecondition("cannot read the first line of " + path + ": " +
+                              first.status().message());
+  }
+  std::string body = "{\"node\":\"" + name->node + "\",\"segment\":" + std::to_string(name->index) +
+                     ",\"file\":\"" + first_segment +
+                     "\",\"first_seq\":" + std::to_string(first->seq) + ",\"prev\":\"" +
+                     SafeText(first->prev) + "\",\"time\":\"" + IsoUtc(clock.NowSeconds()) + "\"";
+  std::string signed_part(kCheckpointDomain);
+  signed_part += body;
+  OTD_ASSIGN_OR_RETURN(Bytes mac, MacInToken(token, AsBytes(signed_part)));
+  const std::string line = body + std::string(kMacField) + crypto::HexEncode(mac) + "\"}\n";
+  const std::string target = dir + "/" + AuditCheckpointFileName(name->node);
+  const std::string tmp = target + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Unavailable("cannot create " + tmp + ": " + std::strerror(errno));
+  }
+  Status w = WriteAll(fd, line);
+  const bool synced = w.ok() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || ::rename(tmp.c_str(), target.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Unavailable("cannot write " + target);
+  }
+  return SyncDir(dir);
 }
 
 Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,

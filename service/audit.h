@@ -37,6 +37,23 @@
 // are not there to check. A restart with an empty file (the old one moved without a SIGHUP)
 // starts a new chain at sequence number 1 instead.
 //
+// Segments (issue 18): with a directory instead of a path, the trail is written as a series of
+// files in it, audit-[<node>-]<index:06>-<YYYYMMDDTHHMMZ>.log, index 1, 2, ... The writer closes a
+// segment once it holds max_bytes (or is max_seconds old) and writes the next batch into a new
+// one, created O_EXCL; the first line of every segment is a header,
+//
+//   {"seq":N,...,"event":"audit_segment","outcome":"ok",
+//    "detail":"segment=42 prev=audit-000041-20261206T0930Z.log prev_last_seq=N-1","prev":...}
+//
+// chained like any line (its "prev" is the previous segment's last MAC), so a segment removed,
+// cut or swapped is named by verification (VerifyAuditTrail on the directory). A rotation is part
+// of one batch: the new segment, its directory entry and the batch are durable before any line
+// of it is acknowledged; a batch that fails there removes the new segment again and the chain
+// goes on in the old one (nothing lost, nothing written twice). At Open() the highest segment is
+// continued; one left empty by a crash mid-rotation is removed. SIGHUP (Reopen()) starts a new
+// segment. An operator removes old segments with a checkpoint (WriteAuditCheckpoint: a MAC'd
+// file naming the first kept segment, its first seq and link), so the rest still verifies.
+//
 // Several nodes (issue 16): daemons sharing one store each keep their own chain in their own
 // file; with a node id every line carries `"node":"<id>"` right after its seq. With a store, a
 // node publishes its chain head (seq and MAC of its last durable line) into tables::kAuditHeads
@@ -55,6 +72,7 @@
 //
 // Thread safety: thread safe.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -110,13 +128,37 @@ bool ValidAuditNodeId(std::string_view id);
 // machine (their state directories differ).
 Result<std::string> LoadOrCreateAuditNodeId(const std::string& dir);
 
+// Segmented trail (see above). An empty directory: one file at the path.
+struct AuditSegmentOptions {
+  std::string directory;    // absolute; created 0700 if missing
+  uint64_t max_bytes = 0;   // > 0: a segment is closed once it holds this many bytes
+  int64_t max_seconds = 0;  // > 0: ... or once it is this old (checked when a batch comes)
+  // When set (with or without a directory): called on the writer thread with every line (without
+  // its newline) once its batch is durable, e.g. to copy it to journald. Best effort: it cannot
+  // fail an entry. Must not call back into the log.
+  std::function<void(std::string_view line)> copy_line;
+};
+
+// A segment's file name, parsed. `node` is "" for a trail without node ids.
+struct AuditSegmentName {
+  std::string node;
+  uint64_t index = 0;
+  int64_t opened = 0;  // Unix seconds (minute resolution) from the name
+  bool gz = false;     // ends with .log.gz
+};
+std::optional<AuditSegmentName> ParseAuditSegmentName(std::string_view file_name);
+std::string AuditSegmentFileName(std::string_view node, uint64_t index, int64_t unix_seconds);
+// The checkpoint file of a node's segments in a directory (audit-checkpoint[-<node>].json).
+std::string AuditCheckpointFileName(std::string_view node);
+
 class AuditLog {
  public:
   // Opens (creating 0600) the file at `path`, reads its last line to continue the chain (cutting a
   // torn tail), and starts the writer. kUnavailable when the file or the token key is unusable.
   static Result<std::unique_ptr<AuditLog>> Open(const std::string& path, hsm::Token& token,
                                                 Clock& clock, Logger& log,
-                                                AuditNodeOptions node = {});
+                                                AuditNodeOptions node = {},
+                                                AuditSegmentOptions segments = {});
   ~AuditLog();  // drains the queue
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
@@ -148,13 +190,18 @@ class AuditLog {
   // use (nothing to do). kFailedPrecondition when another, non-empty file (or not a regular file)
   // is at the path: the chain is never continued in someone else's lines, so writing goes on in
   // the old file. kUnavailable when the new file cannot be created (the old one stays in use).
+  // With segments: asks the writer to start a new segment with the next line (and records an
+  // `audit_log_reopened` entry); returns true.
   Result<bool> Reopen();
-  const std::string& path() const { return path_; }
+  // The file written (with segments: the current segment; empty before the first one).
+  std::string path() const;
 
  private:
   struct Entry;
   AuditLog(std::string path, int fd, hsm::Token& token, Clock& clock, Logger& log,
-           AuditNodeOptions node);
+           AuditNodeOptions node, AuditSegmentOptions segments);
+  Status OpenSegments(uint64_t& cut);
+  bool NeedNewSegment(int64_t now) const;  // writer thread
   Status ClaimNode();
   void PublishHead();  // called after a durable batch (writer thread)
   // Writer thread: publishes the head unless one was issued less than kHeadPublishInterval ago;
@@ -171,7 +218,7 @@ class AuditLog {
   // the number of failures since the last line (an HSM outage under load would flood the log).
   void LogPrepareFailure(const AuditEvent& e, const Status& s);
 
-  const std::string path_;
+  std::string path_;  // guarded by mu_ (changes at a segment rotation)
   // The file written. file_mu_ is held by the writer while it writes, syncs or cuts a batch, and
   // by Reopen() while it swaps the file, so a batch never straddles two files.
   std::mutex file_mu_;
@@ -208,6 +255,13 @@ class AuditLog {
   std::optional<Bytes> published_;  // the head row as last written (compare-and-swap)
   std::optional<Bytes> uncertain_;  // a head write whose outcome is unknown
   bool conflict_ = false;           // another daemon writes heads under this node id
+  const AuditSegmentOptions segments_;
+  // The current segment (writer thread only after Open; index 0: none yet).
+  uint64_t segment_index_ = 0;
+  std::string segment_name_;
+  uint64_t segment_bytes_ = 0;
+  int64_t segment_opened_ = 0;
+  std::atomic<bool> new_segment_requested_{false};
   std::thread writer_;
   std::thread anchor_;
 };
@@ -239,10 +293,11 @@ Result<AuditVerifyReport> VerifyAuditLogs(
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false,
     const AuditLineVisitor& visit = nullptr);
 // Several nodes' trails (issue 16). `paths` are files or directories (every regular file in a
-// directory). Files are grouped by the node their first line names (files without a node form
-// one group, kept in the order given; a node's files are ordered by their first seq), each group
-// is verified as one chain (VerifyAuditLogs, `partial` applies to each), then every anchor head
-// is checked: the node's chain must hold a MAC'd line with that seq and hash. A chain ending
+// directory; a directory holding segments: its segments only, per node in index order, with the
+// segment checks below). Files are grouped by the node their first line names (files without a node
+// form one group, kept in the order given; a node's files are ordered by their first seq), each
+// group is verified as one chain (VerifyAuditLogs, `partial` applies to each), then every anchor
+// head is checked: the node's chain must hold a MAC'd line with that seq and hash. A chain ending
 // before a seq an anchor vouches for is reported as truncated, a node named by anchors but given
 // no file as missing.
 struct AuditChainReport {
@@ -257,9 +312,21 @@ struct AuditTrailReport {
   std::vector<std::string> problems;  // cross-chain: truncated, missing, mismatching heads
   bool ok() const;
 };
+// Segments in a directory are checked per node before the chain: a gap in the indexes names the
+// missing segment(s); the header of segment k+1 must name segment k and its last seq (else k is
+// reported truncated, or extended); compressed segments are named (gunzip them first). A valid
+// checkpoint (audit-checkpoint[-node].json, MAC'd with the audit key) says where the kept history
+// starts: segments before it are skipped and the first kept segment must start with the seq and
+// link it names; without one the trail must start at segment 1 and seq 1.
 Result<AuditTrailReport> VerifyAuditTrail(
     const std::vector<std::string>& paths, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false);
+
+// Writes `dir`/audit-checkpoint[-node].json: the history of `node`'s segments starts at
+// `first_segment` (a file name in `dir`), whose first line's seq and link it records, MAC'd with
+// the audit key. Written to a temporary name, synced and renamed.
+Status WriteAuditCheckpoint(const std::string& dir, const std::string& first_segment,
+                            hsm::Token& token, Clock& clock);
 
 // One file, from the chain's start.
 Result<AuditVerifyReport> VerifyAuditLog(

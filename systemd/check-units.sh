@@ -201,8 +201,9 @@ if command -v systemd-tmpfiles >/dev/null 2>&1 && [ -f "$sroot/etc/passwd" ]; th
   if out=$(systemd-tmpfiles --root="$sroot" --create "$tmpfiles" 2>&1) && [ -z "$out" ] &&
      [ "$(stat -c %a "$sroot/run/opentokend")" = 751 ] &&
      [ "$(stat -c %a "$sroot/var/lib/opentokend")" = 700 ] &&
+     [ "$(stat -c %a "$sroot/var/log/opentokend")" = 700 ] &&
      [ "$(stat -c %a "$sroot/etc/opentokend")" = 750 ]; then
-    pass "tmpfiles: /run/opentokend 0751, /var/lib/opentokend 0700, /etc/opentokend 0750"
+    pass "tmpfiles: /run/opentokend 0751, /var/lib/opentokend 0700, /var/log/opentokend 0700, /etc/opentokend 0750"
   else
     fail "tmpfiles"
     sed 's/^/    /' <<<"$out"
@@ -213,6 +214,8 @@ fi
 # The service's directory modes must match tmpfiles (systemd warns otherwise).
 has "$service" RuntimeDirectoryMode=0751
 has "$service" StateDirectoryMode=0700
+has "$service" LogsDirectory=opentokend
+has "$service" LogsDirectoryMode=0700
 has "$service" ConfigurationDirectoryMode=0750
 
 finish
