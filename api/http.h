@@ -18,7 +18,18 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
-enum class Transport { kUnix, kTls };
+// kTcp: plain HTTP over TCP, used only by the optional metrics listener (metrics.tcp).
+enum class Transport { kUnix, kTls, kTcp };
+
+// "unix", "tls" or "tcp" (log fields, metric labels).
+inline std::string_view TransportName(Transport t) {
+  switch (t) {
+    case Transport::kUnix: return "unix";
+    case Transport::kTls: return "tls";
+    case Transport::kTcp: return "tcp";
+  }
+  return "unix";
+}
 
 // Set by a handler whose answer waits for a durable write that completes later (the store's group
 // commit, an audit batch). The server calls start(done) on the worker thread right after the

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace otd::api {
 namespace {
 
@@ -45,6 +48,37 @@ TEST(MetricsEndpointTest, NothingElseIsServed) {
     EXPECT_EQ(r.result_int(), 405);
     EXPECT_EQ(r[http::field::allow], "GET");
     EXPECT_EQ(r[http::field::content_type], "application/vnd.error+json");
+  }
+}
+
+// --- metrics.tcp bearer token (issue 18 part 5) ---
+Response SendWith(const Router& router, std::vector<std::string> authorizations) {
+  Request req{http::verb::get, "/metrics", 11};
+  for (const auto& a : authorizations) {
+    req.insert(http::field::authorization, a);
+  }
+  RequestContext ctx;
+  SplitTarget("/metrics", ctx.path, ctx.query);
+  return router.Dispatch(req, ctx);
+}
+
+TEST(MetricsEndpointTest, BearerTokenIsRequiredWhenSet) {
+  metrics::Registry registry;
+  (void)*registry.AddCounter("x_total", "X.");
+  Router router;
+  RegisterMetricsRoutes(router, registry, SecretBytes::CopyFrom("0123456789abcdef-token"));
+  const std::string good = "Bearer 0123456789abcdef-token";
+  EXPECT_EQ(SendWith(router, {good}).result_int(), 200);
+  EXPECT_NE(SendWith(router, {good}).body().find("x_total 0"), std::string::npos);
+  EXPECT_EQ(SendWith(router, {"bearer 0123456789abcdef-token"}).result_int(), 200);
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{}, {"Bearer 0123456789abcdef-toke"},
+        {"Bearer 0123456789abcdef-tokenX"}, {"Bearer "}, {"Basic 0123456789abcdef-token"},
+        {"0123456789abcdef-token"}, {good, good}}) {
+    Response r = SendWith(router, bad);
+    EXPECT_EQ(r.result_int(), 401) << (bad.empty() ? "(none)" : bad[0]);
+    EXPECT_EQ(r[http::field::www_authenticate], "Bearer realm=\"opentokend-metrics\"");
+    EXPECT_EQ(r.body().find("x_total"), std::string::npos);
   }
 }
 

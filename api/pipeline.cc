@@ -122,7 +122,7 @@ OwnedEvent EventFor(const RouteSpec& route, const RequestContext& ctx, const Res
           .account = std::move(account),
           .object = std::move(obj),
           .detail = "peer=" + ctx.peer +
-                    " transport=" + (ctx.transport == Transport::kUnix ? "unix" : "tls")};
+                     " transport=" + std::string(TransportName(ctx.transport))};
 }
 
 }  // namespace

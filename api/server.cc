@@ -46,6 +46,7 @@ using tcp = net::ip::tcp;
 using unix_proto = net::local::stream_protocol;
 using UnixStream = beast::basic_stream<unix_proto>;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using PlainStream = beast::tcp_stream;
 using beast::error_code;
 using net::awaitable;
 using net::use_awaitable;
@@ -157,17 +158,19 @@ std::string_view MethodLabel(http::verb v) {
 // Route label of requests refused before routing (framing, limits, malformed bodies).
 constexpr std::string_view kRejectedRoute = "(rejected)";
 
-size_t TransportIndex(Transport t) { return t == Transport::kTls ? 1 : 0; }
+constexpr size_t kTransports = 3;
+size_t TransportIndex(Transport t) { return static_cast<size_t>(t); }
 
 // ServerOptions::metrics handles; per-transport ones resolved at creation.
 struct HttpMetrics {
   metrics::CounterFamily* requests = nullptr;
   metrics::HistogramFamily* seconds = nullptr;
-  std::array<metrics::Gauge*, 2> open{};  // by TransportIndex
-  std::array<metrics::Counter*, 2> accepted{};
-  std::array<metrics::Counter*, 2> rejected{};
-  std::array<metrics::Counter*, 2> evicted_for_peer{};
-  std::array<metrics::Counter*, 2> evicted_for_table{};
+  // By TransportIndex; only for the transports the server listens on.
+  std::array<metrics::Gauge*, kTransports> open{};
+  std::array<metrics::Counter*, kTransports> accepted{};
+  std::array<metrics::Counter*, kTransports> rejected{};
+  std::array<metrics::Counter*, kTransports> evicted_for_peer{};
+  std::array<metrics::Counter*, kTransports> evicted_for_table{};
 };
 
 ConnectionTable MakeTable(const Limits& l) {
@@ -203,7 +206,7 @@ class LogThrottle {
   std::atomic<int64_t> logged_at_ms_{-1'000'000};
 };
 
-Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
+Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r, const ServerOptions& o) {
   HttpMetrics m;
   OTD_ASSIGN_OR_RETURN(m.requests,
                        r.AddCounter("opentokend_http_requests_total",
@@ -234,8 +237,14 @@ Result<HttpMetrics> MakeHttpMetrics(metrics::Registry& r) {
                    "Waiting client connections (TLS handshake, idle keep-alive, request not yet "
                    "complete) closed to make room for a new one, by the limit that was reached.",
                    {"transport", "reason"}));
-  for (Transport t : {Transport::kUnix, Transport::kTls}) {
-    const char* name = t == Transport::kTls ? "tls" : "unix";
+  for (Transport t : {Transport::kUnix, Transport::kTls, Transport::kTcp}) {
+    const bool listens = t == Transport::kUnix  ? o.unix_listener.has_value()
+                         : t == Transport::kTls ? o.tls_listener.has_value()
+                                                : o.tcp_listener.has_value();
+    if (!listens) {
+      continue;
+    }
+    const std::string_view name = TransportName(t);
     m.open[TransportIndex(t)] = &open->With({name});
     m.accepted[TransportIndex(t)] = &accepted->With({name});
     m.rejected[TransportIndex(t)] = &rejected->With({name});
@@ -257,7 +266,8 @@ class HttpServer::Impl {
         log_(log),
         ioc_(static_cast<int>(std::max(1u, opt_.io_threads))),
         workers_(std::max(1u, opt_.worker_threads)),
-        tables_{MakeTable(opt_.limits), MakeTable(opt_.limits)},
+        tables_{MakeTable(opt_.limits), MakeTable(opt_.limits), MakeTable(opt_.limits)},
+        access_log_(opt_.access_log),
         drain_timer_(control_) {}
 
   Status Bind();
@@ -266,6 +276,7 @@ class HttpServer::Impl {
   void Stop();
   ~Impl();
   uint16_t tls_port() const { return tls_port_; }
+  uint16_t tcp_port() const { return tcp_port_; }
   size_t connections() const { return connections_.load(); }
   Status ReloadTls();
 
@@ -340,14 +351,18 @@ class HttpServer::Impl {
   std::optional<unix_proto::acceptor> unix_acceptor_;
   std::optional<tcp::acceptor> tls_acceptor_;
   uint16_t tls_port_ = 0;
+  std::optional<tcp::acceptor> tcp_acceptor_;  // plain HTTP (metrics.tcp)
+  uint16_t tcp_port_ = 0;
   std::atomic<size_t> connections_{0};  // open, evicted ones until they are closed
   std::atomic<bool> stopping_{false};
-  std::array<LogThrottle, 2> refused_log_;  // by TransportIndex
-  std::array<LogThrottle, 2> evicted_log_;
-  std::array<LogThrottle, 2> accept_failed_log_;
+  std::array<LogThrottle, kTransports> refused_log_;  // by TransportIndex
+  std::array<LogThrottle, kTransports> evicted_log_;
+  std::array<LogThrottle, kTransports> accept_failed_log_;
   std::mutex mu_;
   std::set<std::shared_ptr<ConnBase>> conns_;  // every open connection, for Stop()
-  std::array<ConnectionTable, 2> tables_;      // by TransportIndex; evicted ones are not counted
+  // By TransportIndex; evicted ones are not counted.
+  std::array<ConnectionTable, kTransports> tables_;
+  AccessLogFilter access_log_;
   net::steady_timer drain_timer_;
   std::optional<HttpMetrics> metrics_;  // immutable after SetUpMetrics()
   // Keeps Run() alive until Stop() has drained the connections.
@@ -413,7 +428,7 @@ Status HttpServer::Impl::ReloadTls() {
 
 Status HttpServer::Impl::SetUpMetrics() {
   if (opt_.metrics != nullptr) {
-    OTD_ASSIGN_OR_RETURN(metrics_, MakeHttpMetrics(*opt_.metrics));
+    OTD_ASSIGN_OR_RETURN(metrics_, MakeHttpMetrics(*opt_.metrics, opt_));
   }
   return Status::Ok();
 }
@@ -492,6 +507,30 @@ Status HttpServer::Impl::Bind() {
     }
     tls_port_ = tls_acceptor_->local_endpoint().port();
   }
+  if (opt_.tcp_listener) {
+    const auto& t = *opt_.tcp_listener;
+    auto address = net::ip::make_address(t.address, ec);
+    if (ec) {
+      return InvalidArgument("metrics.tcp.address: not an IP address");
+    }
+    tcp::endpoint ep(address, t.port);
+    tcp_acceptor_.emplace(ioc_);
+    tcp_acceptor_->open(ep.protocol(), ec);
+    if (!ec) {
+      tcp_acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+      tcp_acceptor_->bind(ep, ec);
+    }
+    if (!ec) {
+      tcp_acceptor_->listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      return Unavailable("cannot listen on " + t.address + ":" + std::to_string(t.port) + ": " +
+                         ec.message());
+    }
+    tcp_port_ = tcp_acceptor_->local_endpoint().port();
+  }
   return Status::Ok();
 }
 
@@ -544,7 +583,7 @@ PeerIds PeerOf(tcp::socket& sock) {
 template <class Acceptor, class MakeStream>
 awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport transport,
                                              MakeStream make_stream) {
-  const char* name = transport == Transport::kTls ? "tls" : "unix";
+  const std::string_view name = TransportName(transport);
   const size_t ti = TransportIndex(transport);
   for (;;) {
     error_code ec;
@@ -589,7 +628,7 @@ awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport trans
 
 void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
   const size_t ti = TransportIndex(transport);
-  const char* name = transport == Transport::kTls ? "tls" : "unix";
+  const std::string_view name = TransportName(transport);
   switch (a) {
     case Admission::kRefusedPeerFull:
     case Admission::kRefusedFull:
@@ -796,8 +835,9 @@ awaitable<std::optional<Request>> HttpServer::Impl::ReadRequest(
     std::chrono::steady_clock::time_point started) {
   Stream& stream = conn.stream;
   const Limits& lim = opt_.limits;
-  const bool is_tls = ctx.transport == Transport::kTls;
-  const char* transport_name = is_tls ? "tls" : "unix";
+  // Host is required on TCP (TLS and plain), not on the Unix socket.
+  const bool is_tcp = ctx.transport != Transport::kUnix;
+  const std::string_view transport_name = TransportName(ctx.transport);
   error_code ec;
   http::request_parser<http::empty_body> header_parser;
   header_parser.header_limit(static_cast<std::uint32_t>(lim.max_header_bytes));
@@ -863,7 +903,7 @@ awaitable<std::optional<Request>> HttpServer::Impl::ReadRequest(
   }
   OPENSSL_cleanse(const_cast<char*>(raw_header.data()), raw_header.size());
   buffer.consume(header_end);
-  if (auto bad = CheckFraming(header_parser.get(), is_tls, lim)) {
+  if (auto bad = CheckFraming(header_parser.get(), is_tcp, lim)) {
     rejected(bad->status, bad->message);
     const char* code = bad->status == 413 ? "payload-too-large" : "bad-request";
     co_await Reject(conn, ctx, header_parser.get().method(), bad->status, code, bad->message,
@@ -913,7 +953,7 @@ awaitable<std::optional<Request>> HttpServer::Impl::ReadRequest(
 template <class Stream>
 awaitable<bool> HttpServer::Impl::Answer(Conn<Stream>& conn, Request& req, RequestContext& ctx,
                                          std::chrono::steady_clock::time_point started) {
-  const char* transport_name = ctx.transport == Transport::kTls ? "tls" : "unix";
+  const std::string_view transport_name = TransportName(ctx.transport);
   SplitTarget(req.target(), ctx.path, ctx.query);
   // Handlers may block on the HSM: run them on the worker pool.
   Response res = co_await HandleOnWorkers(req, ctx, use_awaitable);
@@ -926,12 +966,24 @@ awaitable<bool> HttpServer::Impl::Answer(Conn<Stream>& conn, Request& req, Reque
   auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::steady_clock::now() - started)
                      .count();
-  log_.Info("http_request", {{"request_id", ctx.request_id},
-                             {"transport", transport_name},
-                             {"method", std::string(http::to_string(req.method()))},
-                             {"route", ctx.route},
-                             {"status", status},
-                             {"latency_us", static_cast<int64_t>(latency)}});
+  if (access_log_.ShouldLog(status, static_cast<int64_t>(latency))) {
+    if (access_log_.options().mode == AccessLogMode::kSampled) {
+      log_.Info("http_request", {{"request_id", ctx.request_id},
+                                 {"transport", transport_name},
+                                 {"method", std::string(http::to_string(req.method()))},
+                                 {"route", ctx.route},
+                                 {"status", status},
+                                 {"latency_us", static_cast<int64_t>(latency)},
+                                 {"sample_rate", access_log_.options().sample_rate}});
+    } else {
+      log_.Info("http_request", {{"request_id", ctx.request_id},
+                                 {"transport", transport_name},
+                                 {"method", std::string(http::to_string(req.method()))},
+                                 {"route", ctx.route},
+                                 {"status", status},
+                                 {"latency_us", static_cast<int64_t>(latency)}});
+    }
+  }
   if (!written) {
     // Write timeout or the peer went away: the stream is closed, so nothing more can be
     // answered. Pipelined requests already buffered must not run (a DELETE would take effect
@@ -1030,6 +1082,12 @@ void HttpServer::Impl::Run() {
                              }),
                   net::detached);
   }
+  if (tcp_acceptor_) {
+    net::co_spawn(control_,
+                  AcceptLoop(*tcp_acceptor_, Transport::kTcp,
+                             [](tcp::socket s) { return PlainStream(std::move(s)); }),
+                  net::detached);
+  }
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < std::max(1u, opt_.io_threads); ++i) {
     threads.emplace_back([this] { ioc_.run(); });
@@ -1056,6 +1114,9 @@ void HttpServer::Impl::Stop() {
     if (tls_acceptor_) {
       tls_acceptor_->close(ec);
     }
+    if (tcp_acceptor_) {
+      tcp_acceptor_->close(ec);
+    }
     {
       std::lock_guard lock(mu_);
       for (auto& c : conns_) {
@@ -1080,7 +1141,7 @@ void HttpServer::Impl::Stop() {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Create(ServerOptions options, const Router& router,
                                                        Logger& log) {
-  if (!options.unix_listener && !options.tls_listener) {
+  if (!options.unix_listener && !options.tls_listener && !options.tcp_listener) {
     return InvalidArgument("no listener configured");
   }
   auto impl = std::make_unique<Impl>(std::move(options), router, log);
@@ -1108,6 +1169,7 @@ void HttpServer::Run() { impl_->Run(); }
 void HttpServer::Stop() { impl_->Stop(); }
 Status HttpServer::ReloadTls() { return impl_->ReloadTls(); }
 uint16_t HttpServer::BoundTlsPort() const { return impl_->tls_port(); }
+uint16_t HttpServer::BoundTcpPort() const { return impl_->tcp_port(); }
 size_t HttpServer::OpenConnections() const { return impl_->connections(); }
 
 }  // namespace otd::api

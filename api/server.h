@@ -1,5 +1,6 @@
 #pragma once
-// HttpServer: Boost.Beast HTTP/1.1 over a Unix socket and/or TLS (both at once), keep-alive.
+// HttpServer: Boost.Beast HTTP/1.1 over a Unix socket, TLS and/or plain TCP (any of them at once),
+// keep-alive.
 //
 // Per connection (one coroutine on its own strand):
 //   TLS handshake (handshake deadline) → read header (limit) → framing guard (api/framing.h) →
@@ -48,9 +49,17 @@ struct TlsListener {
   std::string private_key_file;
 };
 
+// Plain HTTP over TCP, no TLS: only for the metrics listener (metrics.tcp), which is on loopback
+// by default and may require a bearer token (api/metrics_endpoint.h).
+struct TcpListener {
+  std::string address;
+  uint16_t port = 0;  // 0: pick a free port (tests); see BoundTcpPort()
+};
+
 struct ServerOptions {
   std::optional<UnixListener> unix_listener;
   std::optional<TlsListener> tls_listener;
+  std::optional<TcpListener> tcp_listener;
   Limits limits;
   unsigned io_threads = 2;
   unsigned worker_threads = 4;
@@ -58,6 +67,8 @@ struct ServerOptions {
   // status (opentokend_http_requests_total, opentokend_http_request_duration_seconds) and
   // connections by transport (open, accepted, rejected; evicted also by reason).
   metrics::Registry* metrics = nullptr;
+  // Which per-request access lines ("http_request") are logged (config log.access).
+  AccessLogOptions access_log;
 };
 
 class HttpServer {
@@ -77,6 +88,7 @@ class HttpServer {
   // TLS listener. Thread safe.
   Status ReloadTls();
   uint16_t BoundTlsPort() const;
+  uint16_t BoundTcpPort() const;
   size_t OpenConnections() const;
 
   class Impl;

@@ -1,5 +1,9 @@
 #include "common/log.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -10,16 +14,6 @@
 namespace otd {
 
 namespace {
-
-const char* LevelName(LogLevel l) {
-  switch (l) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
-  }
-  return "info";
-}
 
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
@@ -36,6 +30,69 @@ std::string Timestamp() {
 }
 
 }  // namespace
+
+bool AccessLogFilter::ShouldLog(unsigned status, int64_t latency_us) {
+  if (o_.mode == AccessLogMode::kOn) {
+    return true;
+  }
+  if (status >= 500 || latency_us >= int64_t{o_.slow_ms} * 1000) {
+    return true;
+  }
+  if (o_.mode == AccessLogMode::kOff) {
+    return false;
+  }
+  const uint64_t n = seen_.fetch_add(1, std::memory_order_relaxed);
+  return n % std::max<uint32_t>(1, o_.sample_rate) == 0;
+}
+
+std::string_view LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
+void Logger::SetEventObserver(EventObserver observer) {
+  std::lock_guard lock(mu_);
+  observer_ = std::move(observer);
+}
+
+std::string_view PriorityPrefix(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "<7>";  // SD_DEBUG
+    case LogLevel::kInfo: return "<6>";   // SD_INFO
+    case LogLevel::kWarn: return "<4>";   // SD_WARNING
+    case LogLevel::kError: return "<3>";  // SD_ERR
+  }
+  return "<6>";
+}
+
+bool StdoutIsJournal(const char* journal_stream) {
+  if (journal_stream == nullptr) {
+    return false;
+  }
+  const std::string_view v(journal_stream);
+  const size_t colon = v.find(':');
+  if (colon == std::string_view::npos) {
+    return false;
+  }
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  auto d = std::from_chars(v.data(), v.data() + colon, dev);
+  auto i = std::from_chars(v.data() + colon + 1, v.data() + v.size(), ino);
+  if (d.ec != std::errc() || d.ptr != v.data() + colon || i.ec != std::errc() ||
+      i.ptr != v.data() + v.size()) {
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(1, &st) != 0) {
+    return false;
+  }
+  return static_cast<uint64_t>(st.st_dev) == dev && static_cast<uint64_t>(st.st_ino) == ino;
+}
 
 std::string JsonEscape(std::string_view s) {
   std::string out;
@@ -63,9 +120,17 @@ std::string JsonEscape(std::string_view s) {
 
 void Logger::Log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
   if (level < min_) {
+    std::lock_guard lock(mu_);
+    if (observer_) {
+      observer_(level, event);
+    }
     return;
   }
-  std::string line = "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + LevelName(level) +
+  std::string line;
+  if (priority_prefix_) {
+    line = PriorityPrefix(level);
+  }
+  line += "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + std::string(LevelName(level)) +
                      "\",\"event\":\"" + JsonEscape(event) + "\"";
   for (const auto& f : fields) {
     line += ",\"" + JsonEscape(f.key) + "\":";
@@ -79,6 +144,9 @@ void Logger::Log(LogLevel level, std::string_view event, std::initializer_list<L
   }
   line += "}\n";
   std::lock_guard lock(mu_);
+  if (observer_) {
+    observer_(level, event);
+  }
   out_ << line << std::flush;
 }
 

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <utility>
 
 namespace otd::metrics {
@@ -392,6 +394,11 @@ Result<HistogramFamily*> Registry::AddHistogram(std::string name, std::string he
                         std::move(bounds));
 }
 
+Result<GaugeFamily*> Registry::AddScrapedCounter(std::string name, std::string help,
+                                                 std::vector<std::string> labels) {
+  return Add<Gauge>(std::move(name), std::move(help), Type::kCounter, std::move(labels));
+}
+
 CollectorHandle Registry::AddCollector(std::function<void()> collect) {
   std::lock_guard lk(collect_mu_);
   uint64_t id = next_id_++;
@@ -468,9 +475,55 @@ std::optional<uint64_t> OpenFds() {
   return n > 0 ? n - 1 : 0;
 }
 
+// The process's start time in seconds since the epoch: /proc/self/stat field 22 (clock ticks
+// since boot) plus btime from /proc/stat.
+std::optional<double> ProcessStartTime() {
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (!std::getline(stat, line)) {
+    return std::nullopt;
+  }
+  // Field 2 (comm) is in parentheses and may hold spaces: count from the last ')'.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) {
+    return std::nullopt;
+  }
+  std::istringstream rest(line.substr(close + 1));
+  std::string field;
+  // Fields 3..21, then 22 (starttime).
+  for (int i = 3; i < 22; ++i) {
+    if (!(rest >> field)) {
+      return std::nullopt;
+    }
+  }
+  double start_ticks = 0;
+  if (!(rest >> start_ticks)) {
+    return std::nullopt;
+  }
+  std::ifstream proc_stat("/proc/stat");
+  std::string key;
+  double btime = 0;
+  while (proc_stat >> key) {
+    if (key == "btime") {
+      proc_stat >> btime;
+      break;
+    }
+    std::getline(proc_stat, line);
+  }
+  const long ticks = ::sysconf(_SC_CLK_TCK);
+  if (btime <= 0 || ticks <= 0) {
+    return std::nullopt;
+  }
+  return btime + start_ticks / static_cast<double>(ticks);
+}
+
 }  // namespace
 
 Result<CollectorHandle> AddProcessMetrics(Registry& registry) {
+  OTD_ASSIGN_OR_RETURN(GaugeFamily * cpu,
+                       registry.AddScrapedCounter("process_cpu_seconds_total",
+                                                  "Total user and system CPU time spent in "
+                                                  "seconds."));
   OTD_ASSIGN_OR_RETURN(GaugeFamily * rss, registry.AddGauge("process_resident_memory_bytes",
                                                             "Resident memory size in bytes."));
   OTD_ASSIGN_OR_RETURN(GaugeFamily * vsz, registry.AddGauge("process_virtual_memory_bytes",
@@ -485,14 +538,22 @@ Result<CollectorHandle> AddProcessMetrics(Registry& registry) {
       GaugeFamily * start,
       registry.AddGauge("process_start_time_seconds",
                         "Start time of the process since the Unix epoch in seconds."));
-  start->Get().Set(
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  start->Get().Set(ProcessStartTime().value_or(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()));
+  Gauge* cpu_g = &cpu->Get();
   const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
   Gauge* rss_g = &rss->Get();
   Gauge* vsz_g = &vsz->Get();
   Gauge* fds_g = &fds->Get();
   Gauge* max_g = &max_fds->Get();
   return registry.AddCollector([=] {
+    struct rusage ru {};
+    if (::getrusage(RUSAGE_SELF, &ru) == 0) {
+      auto secs = [](const timeval& tv) {
+        return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+      };
+      cpu_g->Set(secs(ru.ru_utime) + secs(ru.ru_stime));
+    }
     // statm: size resident shared text lib data dt, in pages.
     std::ifstream statm("/proc/self/statm");
     double size = 0;

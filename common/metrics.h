@@ -210,6 +210,11 @@ class Registry {
                                         std::vector<std::string> labels,
                                         std::vector<double> bounds);
 
+  // A counter whose value is read from elsewhere at scrape time (e.g. CPU seconds from the
+  // kernel): TYPE counter, set by a collector with Gauge::Set (the source must be monotonic).
+  Result<GaugeFamily*> AddScrapedCounter(std::string name, std::string help,
+                                         std::vector<std::string> labels = {});
+
   // `collect` runs at the start of every Render() (one at a time), typically to Set() gauges from
   // state owned elsewhere. It must not call AddCollector/Render or destroy a handle.
   [[nodiscard]] CollectorHandle AddCollector(std::function<void()> collect);
@@ -231,9 +236,11 @@ class Registry {
   uint64_t next_id_ = 1;
 };
 
-// Registers process_resident_memory_bytes, process_virtual_memory_bytes (/proc/self/statm),
-// process_open_fds (/proc/self/fd), process_max_fds (RLIMIT_NOFILE) and
-// process_start_time_seconds (wall clock at this call; call it at start-up), all gauges.
+// Registers the standard process metrics (Prometheus client conventions), read at scrape time:
+// process_cpu_seconds_total (counter: user + system CPU, getrusage), process_resident_memory_bytes
+// and process_virtual_memory_bytes (/proc/self/statm), process_open_fds (/proc/self/fd),
+// process_max_fds (RLIMIT_NOFILE), process_start_time_seconds (/proc/self/stat's start time plus
+// the boot time in /proc/stat; the wall clock at this call if they cannot be read).
 Result<CollectorHandle> AddProcessMetrics(Registry& registry);
 
 // Text helpers (exposed for tests).

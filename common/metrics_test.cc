@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -237,6 +238,31 @@ TEST(MetricsTest, ProcessMetricsAreReadFromProc) {
   }
   EXPECT_GT(std::stod(*Sample(text, "process_start_time_seconds")), 1.7e9);
   EXPECT_GE(std::stod(*Sample(text, "process_resident_memory_bytes")), 1024 * 1024);
+  // CPU time: a counter, present (>= 0) and not going back; the start time from /proc is in the
+  // past, not more than a day ago (a test process).
+  EXPECT_NE(text.find("# TYPE process_cpu_seconds_total counter\n"), std::string::npos) << text;
+  const double cpu = std::stod(*Sample(text, "process_cpu_seconds_total"));
+  EXPECT_GE(cpu, 0);
+  volatile double spin = 0;
+  for (int i = 0; i < 5'000'000; ++i) {
+    spin = spin + 1;
+  }
+  EXPECT_GE(std::stod(*Sample(r.Render(), "process_cpu_seconds_total")), cpu);
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double start = std::stod(*Sample(text, "process_start_time_seconds"));
+  EXPECT_LE(start, now + 1);
+  EXPECT_GT(start, now - 86'400);
+}
+
+TEST(MetricsTest, ScrapedCounterRendersAsCounter) {
+  Registry r;
+  auto* f = *r.AddScrapedCounter("read_total", "Read.");
+  f->Get().Set(2.5);
+  EXPECT_EQ(r.Render(), "# HELP read_total Read.\n# TYPE read_total counter\nread_total 2.5\n");
+  // The name stays taken for other kinds.
+  EXPECT_FALSE(r.AddCounter("read_total", "Read.").ok());
+  EXPECT_FALSE(r.AddGauge("read_total", "Read.").ok());
 }
 
 TEST(MetricsTest, ConcurrentUpdatesAreAllCountedAndScrapesStayConsistent) {

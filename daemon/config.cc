@@ -198,9 +198,30 @@ Status ParseMetrics(const json* j, Config& c) {
       OTD_RETURN_IF_ERROR(ParseMode(u, "mode", m.unix_mode));
       OTD_RETURN_IF_ERROR(u.NoUnknownKeys());
     }
+    // metrics.tcp (issue 18 part 5).
+    OTD_ASSIGN_OR_RETURN(const json* tcp_obj, r.Object("tcp", false));
+    if (tcp_obj != nullptr) {
+      ObjectReader t(*tcp_obj, "metrics.tcp");
+      MetricsConfig::Tcp tcp;
+      OTD_RETURN_IF_ERROR(t.String("address", tcp.address, false));
+      if (!t.Has("port")) {
+        return InvalidArgument("metrics.tcp.port: is required (remove metrics.tcp to turn the "
+                               "TCP listener off)");
+      }
+      OTD_RETURN_IF_ERROR(t.Integer("port", tcp.port, 1, 65535));
+      OTD_RETURN_IF_ERROR(t.String("bearer_token_file", tcp.bearer_token_file, false));
+      OTD_RETURN_IF_ERROR(t.NoUnknownKeys());
+      if (!tcp.bearer_token_file.empty() && tcp.bearer_token_file[0] != '/') {
+        return InvalidArgument("metrics.tcp.bearer_token_file: must be an absolute path");
+      }
+      m.tcp = tcp;
+    }
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
   if (!m.enabled) {
+    if (m.tcp) {
+      return InvalidArgument("metrics.tcp: needs metrics.enabled");
+    }
     return Status::Ok();
   }
   if (!explicit_path.empty()) {
@@ -367,6 +388,24 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
       c.log_level != "error") {
     return InvalidArgument("log_level: must be one of debug, info, warn, error");
+  }
+
+  // log.* (issue 18 part 7).
+  OTD_ASSIGN_OR_RETURN(const json* log, root.Object("log", false));
+  if (log != nullptr) {
+    ObjectReader r(*log, "log");
+    OTD_RETURN_IF_ERROR(r.String("priority_prefix", c.log_priority_prefix, false));
+    if (c.log_priority_prefix != "auto" && c.log_priority_prefix != "on" &&
+        c.log_priority_prefix != "off") {
+      return InvalidArgument("log.priority_prefix: must be one of auto, on, off");
+    }
+    OTD_RETURN_IF_ERROR(r.String("access", c.log_access, false));
+    if (c.log_access != "on" && c.log_access != "off" && c.log_access != "sampled") {
+      return InvalidArgument("log.access: must be one of on, off, sampled");
+    }
+    OTD_RETURN_IF_ERROR(r.Integer("access_sample_rate", c.log_access_sample_rate, 1, 1'000'000));
+    OTD_RETURN_IF_ERROR(r.Integer("access_slow_ms", c.log_access_slow_ms, 1, 600'000));
+    OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
 
   OTD_ASSIGN_OR_RETURN(const json* signature, root.Object("signature", false));

@@ -31,6 +31,17 @@ struct MetricsConfig {
   // when there is no listen.unix). Resolved by ParseConfig; empty only when disabled.
   std::string unix_path;
   uint32_t unix_mode = 0600;  // only the service user (and root) may scrape
+  // --- metrics.tcp (issue 18 part 5) ---
+  // Optional plain-HTTP listener serving the same GET /metrics for a Prometheus that cannot reach
+  // the Unix socket. Absent: off. No TLS: keep it on loopback or put a TLS proxy in front.
+  struct Tcp {
+    std::string address = "127.0.0.1";
+    uint16_t port = 0;  // required when metrics.tcp is present
+    // metrics.tcp.bearer_token_file: when set, scrapes need `Authorization: Bearer <token>` (the
+    // file's first line); the file must not be readable or writable by group or others.
+    std::string bearer_token_file;
+  };
+  std::optional<Tcp> tcp;
 };
 
 struct LimitsConfig {
@@ -114,6 +125,15 @@ struct Config {
   std::string public_url;
   uint32_t workers = 0;  // 0: max(8, 4 x cores)
   std::string log_level = "info";
+  // --- log.* (issue 18 part 7) ---
+  // log.priority_prefix: "auto" (when stdout is journald's stream, JOURNAL_STREAM), "on", "off":
+  // every line starts with its sd-daemon(3) priority (<3> error ... <7> debug).
+  std::string log_priority_prefix = "auto";
+  // log.access: "on" (every request), "off", "sampled" (1 in log.access_sample_rate); with off
+  // and sampled, 5xx answers and requests slower than log.access_slow_ms are still logged.
+  std::string log_access = "on";
+  uint32_t log_access_sample_rate = 100;
+  uint32_t log_access_slow_ms = 1000;
   LimitsConfig limits;
   MetricsConfig metrics;
   // console.enabled: the web console under /console/ (api/console_routes.cc); false removes its

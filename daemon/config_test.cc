@@ -456,6 +456,70 @@ TEST(ConfigTest, MetricsWithoutAUnixListenerNeedAnExplicitPath) {
   EXPECT_OK(ParseConfig(with(R"({"enabled": false})")));
 }
 
+// --- metrics.tcp (issue 18 part 5) ---
+TEST(ConfigTest, MetricsTcpIsOffByDefaultAndStrict) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_FALSE(c->metrics.tcp.has_value());
+  auto with = [](const std::string& m) {
+    return Without(kMinimal, "\"listen\"", "\"metrics\": " + m + ", \"listen\"");
+  };
+  auto on = ParseConfig(with(R"({"tcp": {"port": 9464}})"));
+  ASSERT_OK(on);
+  ASSERT_TRUE(on->metrics.tcp.has_value());
+  EXPECT_EQ(on->metrics.tcp->address, "127.0.0.1");
+  EXPECT_EQ(on->metrics.tcp->port, 9464);
+  EXPECT_TRUE(on->metrics.tcp->bearer_token_file.empty());
+  auto full = ParseConfig(with(
+      R"({"tcp": {"address": "::1", "port": 1, "bearer_token_file": "/etc/o/metrics-token"}})"));
+  ASSERT_OK(full);
+  EXPECT_EQ(full->metrics.tcp->address, "::1");
+  EXPECT_EQ(full->metrics.tcp->bearer_token_file, "/etc/o/metrics-token");
+
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {}})")),
+            "metrics.tcp.port: is required (remove metrics.tcp to turn the TCP listener off)");
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {"port": 0}})")),
+            "metrics.tcp.port: must be an integer between 1 and 65535");
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {"port": 65536}})")),
+            "metrics.tcp.port: must be an integer between 1 and 65535");
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {"port": 9464, "tls": true}})")),
+            "metrics.tcp.tls: unknown configuration key");
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {"port": 9464, "bearer_token_file": "t"}})")),
+            "metrics.tcp.bearer_token_file: must be an absolute path");
+  EXPECT_EQ(ErrorOf(with(R"({"tcp": {"port": 9464, "address": ""}})")),
+            "metrics.tcp.address: must be a non-empty string");
+  EXPECT_EQ(ErrorOf(with(R"({"enabled": false, "tcp": {"port": 9464}})")),
+            "metrics.tcp: needs metrics.enabled");
+}
+
+// --- log.* (issue 18 part 7) ---
+TEST(ConfigTest, LogSectionHasDefaultsAndIsStrict) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_EQ(c->log_priority_prefix, "auto");
+  EXPECT_EQ(c->log_access, "on");
+  EXPECT_EQ(c->log_access_sample_rate, 100u);
+  EXPECT_EQ(c->log_access_slow_ms, 1000u);
+  auto with = [](const std::string& l) {
+    return Without(kMinimal, "\"listen\"", "\"log\": " + l + ", \"listen\"");
+  };
+  auto set = ParseConfig(with(R"({"priority_prefix": "on", "access": "sampled",
+                                  "access_sample_rate": 10, "access_slow_ms": 250})"));
+  ASSERT_OK(set);
+  EXPECT_EQ(set->log_priority_prefix, "on");
+  EXPECT_EQ(set->log_access, "sampled");
+  EXPECT_EQ(set->log_access_sample_rate, 10u);
+  EXPECT_EQ(set->log_access_slow_ms, 250u);
+  EXPECT_EQ(ErrorOf(with(R"({"priority_prefix": "yes"})")),
+            "log.priority_prefix: must be one of auto, on, off");
+  EXPECT_EQ(ErrorOf(with(R"({"access": "some"})")), "log.access: must be one of on, off, sampled");
+  EXPECT_EQ(ErrorOf(with(R"({"access_sample_rate": 0})")),
+            "log.access_sample_rate: must be an integer between 1 and 1000000");
+  EXPECT_EQ(ErrorOf(with(R"({"access_slow_ms": 0})")),
+            "log.access_slow_ms: must be an integer between 1 and 600000");
+  EXPECT_EQ(ErrorOf(with(R"({"level": "info"})")), "log.level: unknown configuration key");
+}
+
 TEST(ConfigTest, PublicUrlMustBeHttpWithoutTrailingSlash) {
   EXPECT_NE(ErrorOf(Without(kMinimal, "\"listen\"", R"("public_url": "ftp://x", "listen")"))
                 .find("public_url"),

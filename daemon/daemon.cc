@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
@@ -63,6 +64,58 @@ Result<metrics::CollectorHandle> AddRuntimeMetrics(metrics::Registry& registry, 
       });
 }
 
+// Issue 18 part 5: log events by level and event name (mail queued/delivered/failed, audit
+// write failures, refusals... are all log events), and scrape-time gauges of the audit trail and
+// the mail outbox. The observer must be cleared (Daemon's destructor) before the registry dies.
+Status AddLogEventMetrics(metrics::Registry& registry, Logger& log) {
+  OTD_ASSIGN_OR_RETURN(
+      metrics::CounterFamily * events,
+      registry.AddCounter("opentokend_log_events_total",
+                          "Operational log events by level and event name, counted whatever "
+                          "log_level and log.access let through (e.g. mail_delivered, "
+                          "audit_log_write_failed, registrations_refused).",
+                          {"level", "event"}));
+  log.SetEventObserver([events](LogLevel level, std::string_view event) {
+    events->With({LevelName(level), event}).Inc();
+  });
+  return Status::Ok();
+}
+
+Result<metrics::CollectorHandle> AddAuditAndMailMetrics(metrics::Registry& registry,
+                                                        service::AuditLog& audit,
+                                                        mail::Outbox* outbox) {
+  OTD_ASSIGN_OR_RETURN(metrics::GaugeFamily * lines,
+                       registry.AddScrapedCounter("opentokend_audit_lines_total",
+                                                  "Audit lines written since the daemon started."));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * bytes,
+      registry.AddGauge("opentokend_audit_file_bytes", "Size of the audit file being written."));
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * queued,
+      registry.AddGauge("opentokend_mail_outbox_messages",
+                        "Messages in the shared mail outbox (claimed or not; -1: no shared "
+                        "outbox, or it could not be read)."));
+  const uint64_t first_seq = audit.last_seq();
+  metrics::Gauge* lines_g = &lines->Get();
+  metrics::Gauge* bytes_g = &bytes->Get();
+  metrics::Gauge* queued_g = &queued->Get();
+  return registry.AddCollector([&audit, outbox, first_seq, lines_g, bytes_g, queued_g] {
+    const uint64_t seq = audit.last_seq();
+    lines_g->Set(static_cast<double>(seq >= first_seq ? seq - first_seq : 0));
+    struct stat st {};
+    if (::stat(audit.path().c_str(), &st) == 0) {
+      bytes_g->Set(static_cast<double>(st.st_size));
+    }
+    double n = -1;
+    if (outbox != nullptr) {
+      if (auto c = outbox->Count(); c.ok()) {
+        n = static_cast<double>(*c);
+      }
+    }
+    queued_g->Set(n);
+  });
+}
+
 service::AccessTokensOptions AccessTokensOptionsFrom(const Config& config) {
   service::AccessTokensOptions o;
   const auto& a = config.access_tokens;
@@ -81,6 +134,17 @@ service::AccessTokensOptions AccessTokensOptionsFrom(const Config& config) {
 // A failed step of Build: the message names the step.
 Status StepFailed(std::string_view what, const Status& s) {
   return Status(s.code(), std::string(what) + ": " + s.message());
+}
+
+// log.access, log.access_sample_rate, log.access_slow_ms (issue 18 part 7).
+AccessLogOptions AccessLogOptionsFrom(const Config& c) {
+  AccessLogOptions a;
+  a.mode = c.log_access == "off"       ? AccessLogMode::kOff
+           : c.log_access == "sampled" ? AccessLogMode::kSampled
+                                       : AccessLogMode::kOn;
+  a.sample_rate = c.log_access_sample_rate;
+  a.slow_ms = c.log_access_slow_ms;
+  return a;
 }
 
 }  // namespace
@@ -118,6 +182,7 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   // +24 %, daemon CPU per request -20 %). Other routes still wait for their commit on a worker;
   // the floor of 8 keeps some free for the hot routes meanwhile.
   o.worker_threads = c.workers > 0 ? c.workers : std::max(8u, cores * 4);
+  o.access_log = AccessLogOptionsFrom(c);
   return o;
 }
 
@@ -325,6 +390,15 @@ Status Daemon::BuildMetricsListener() {
     return Internal(handle.status().message());
   }
   runtime_metrics_ = std::move(*handle);
+  if (Status s = AddLogEventMetrics(*metrics_, log_); !s.ok()) {
+    return Internal(s.message());
+  }
+  log_observed_ = true;
+  auto audit_mail = AddAuditAndMailMetrics(*metrics_, *audit_, mail_outbox_.get());
+  if (!audit_mail.ok()) {
+    return Internal(audit_mail.status().message());
+  }
+  audit_mail_metrics_ = std::move(*audit_mail);
   metrics_router_ = std::make_unique<api::Router>();
   api::RegisterMetricsRoutes(*metrics_router_, *metrics_);
   api::ServerOptions mo;
@@ -334,6 +408,7 @@ Status Daemon::BuildMetricsListener() {
   mo.limits.max_connections_per_peer = 16;  // scrapers are root or the service user
   mo.io_threads = 1;
   mo.worker_threads = 1;
+  mo.access_log = AccessLogOptionsFrom(config_);
   auto ms = api::HttpServer::Create(mo, *metrics_router_, log_);
   if (!ms.ok()) {
     return StepFailed("metrics.unix.path", ms.status());
@@ -341,10 +416,55 @@ Status Daemon::BuildMetricsListener() {
   metrics_server_ = std::move(ms).value();
   log_.Info("listening",
             {{"transport", "unix"}, {"path", config_.metrics.unix_path}, {"purpose", "metrics"}});
+  if (config_.metrics.tcp) {
+    OTD_RETURN_IF_ERROR(BuildMetricsTcpListener(mo));
+  }
   return Status::Ok();
 }
 
-Daemon::~Daemon() = default;
+// metrics.tcp (issue 18 part 5): the same GET /metrics over plain HTTP, with the bearer token
+// when one is configured. Plain HTTP on purpose: Prometheus scrapes it on loopback, or through a
+// TLS-terminating proxy; the token keeps other local users out.
+Status Daemon::BuildMetricsTcpListener(const api::ServerOptions& unix_options) {
+  const MetricsConfig::Tcp& t = *config_.metrics.tcp;
+  std::optional<SecretBytes> token;
+  if (!t.bearer_token_file.empty()) {
+    auto loaded = api::LoadBearerTokenFile(t.bearer_token_file, "metrics.tcp.bearer_token_file");
+    if (!loaded.ok()) {
+      return loaded.status();
+    }
+    token = std::move(loaded).value();
+  }
+  metrics_tcp_router_ = std::make_unique<api::Router>();
+  api::RegisterMetricsRoutes(*metrics_tcp_router_, *metrics_, std::move(token));
+  api::ServerOptions to = unix_options;
+  to.unix_listener.reset();
+  to.tcp_listener = api::TcpListener{t.address, t.port};
+  to.limits.max_connections_per_peer = 8;  // one address may be many local users
+  auto ts = api::HttpServer::Create(to, *metrics_tcp_router_, log_);
+  if (!ts.ok()) {
+    return StepFailed("metrics.tcp", ts.status());
+  }
+  metrics_tcp_server_ = std::move(ts).value();
+  log_.Info("listening", {{"transport", "tcp"},
+                          {"address", t.address},
+                          {"port", static_cast<int64_t>(metrics_tcp_server_->BoundTcpPort())},
+                          {"purpose", "metrics"},
+                          {"bearer_token", !t.bearer_token_file.empty()}});
+  if (t.address != "127.0.0.1" && t.address != "::1" && t.bearer_token_file.empty()) {
+    log_.Warn("metrics_tcp_open",
+              {{"address", t.address},
+               {"reason",
+                "metrics.tcp listens beyond loopback without metrics.tcp.bearer_token_file"}});
+  }
+  return Status::Ok();
+}
+
+Daemon::~Daemon() {
+  if (log_observed_) {
+    log_.SetEventObserver(nullptr);  // its counters belong to the registry, which may go next
+  }
+}
 
 // SIGHUP (`systemctl reload`, logrotate's postrotate): reopens the audit trail where it was
 // rotated (the chain continues in the new file) and reloads the TLS certificate and key. The
@@ -381,6 +501,9 @@ void Daemon::Stop() {
   server_->Stop();
   if (metrics_server_) {
     metrics_server_->Stop();
+  }
+  if (metrics_tcp_server_) {
+    metrics_tcp_server_->Stop();
   }
 }
 
@@ -423,6 +546,10 @@ int Daemon::Run(const sigset_t& signals) {
   if (metrics_server_) {
     metrics_thread = std::thread([this] { metrics_server_->Run(); });
   }
+  std::thread metrics_tcp_thread;
+  if (metrics_tcp_server_) {
+    metrics_tcp_thread = std::thread([this] { metrics_tcp_server_->Run(); });
+  }
   // Requests queued before a crash or restart are picked up at once.
   mail_worker_->Start();
   sd_notify(0, "READY=1");
@@ -433,6 +560,10 @@ int Daemon::Run(const sigset_t& signals) {
   if (metrics_server_) {
     metrics_server_->Stop();  // no-op after a signal; needed if Run ended for another reason
     metrics_thread.join();
+  }
+  if (metrics_tcp_server_) {
+    metrics_tcp_server_->Stop();
+    metrics_tcp_thread.join();
   }
   {
     std::lock_guard lock(purge_mu);

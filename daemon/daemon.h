@@ -70,6 +70,7 @@ class Daemon {
       : config_(config), log_(log), metrics_(metrics) {}
   Status BuildParts();
   Status BuildMetricsListener();
+  Status BuildMetricsTcpListener(const api::ServerOptions& unix_options);
   // SIGHUP: reopens the audit trail where it was rotated, reloads the TLS pair; a part that fails
   // keeps what it had and the log says why.
   void Reload();
@@ -103,6 +104,13 @@ class Daemon {
   metrics::CollectorHandle runtime_metrics_;
   std::unique_ptr<api::Router> metrics_router_;
   std::unique_ptr<api::HttpServer> metrics_server_;
+  // Optional (metrics.tcp): the same GET /metrics over plain HTTP on TCP, maybe with a bearer
+  // token; its own router (the token check) and server.
+  std::unique_ptr<api::Router> metrics_tcp_router_;
+  std::unique_ptr<api::HttpServer> metrics_tcp_server_;
+  // Issue 18 part 5: audit and mail gauges; the log event observer (cleared by the destructor).
+  metrics::CollectorHandle audit_mail_metrics_;
+  bool log_observed_ = false;
 };
 
 }  // namespace otd::daemon

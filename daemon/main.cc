@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <csignal>
 
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -71,7 +72,9 @@ int Main(int argc, char** argv) {
   if (!args) {
     return exit_code;
   }
-  Logger boot_log(std::cout);
+  // log.priority_prefix "auto": journald's stream on stdout (issue 18 part 7).
+  const bool journal = StdoutIsJournal(std::getenv("JOURNAL_STREAM"));
+  Logger boot_log(std::cout, LogLevel::kInfo, journal);
   if (Status s = DisableCoreDumps(); !s.ok()) {
     boot_log.Error("startup_failed", {{"reason", s.message()}});
     return kExitUnavailable;
@@ -82,7 +85,9 @@ int Main(int argc, char** argv) {
     std::cerr << "opentokend: " << config.status().message() << "\n";
     return kExitConfig;
   }
-  Logger log(std::cout, ParseLevel(config->log_level));
+  const bool priority_prefix = config->log_priority_prefix == "on" ||
+                               (config->log_priority_prefix == "auto" && journal);
+  Logger log(std::cout, ParseLevel(config->log_level), priority_prefix);
   if (::geteuid() == 0) {
     if (!args->allow_root) {
       log.Error("startup_failed", {{"reason",
