@@ -13,6 +13,7 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "common/build_info.h"
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/hardening.h"
@@ -117,7 +118,8 @@ const CommandInfo* FindCommand(const std::string& name) {
 std::string Usage() {
   std::string out =
       "usage: opentoken-admin COMMAND [ARGS] --config FILE\n"
-      "       opentoken-admin COMMAND --help\n\ncommands:\n";
+      "       opentoken-admin COMMAND --help\n"
+      "       opentoken-admin --version\n\ncommands:\n";
   for (const auto& c : kCommands) {
     std::string head = std::string(c.name) + (c.operand[0] ? std::string(" ") + c.operand : "");
     head.resize(std::max<size_t>(head.size() + 1, 16), ' ');
@@ -491,7 +493,9 @@ int Backup(Runtime& rt, const std::string& dir) {
                              {"token", rt.token->Describe()},
                              {"file", "data.mdb"},
                              {"bytes", std::filesystem::file_size(dir + "/data.mdb", ec)},
-                             {"sha256", *sum}};
+                             {"sha256", *sum},
+                             {"opentokend_version", GetBuildInfo().version},
+                             {"opentokend_git", GetBuildInfo().git}};
   if (stats.ok()) {
     for (const auto& [name, t] : stats->tables) {
       manifest["records"][name] = t.entries;
@@ -549,6 +553,10 @@ int Restore(const Config& config, const std::string& dir) {
 
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--version") {
+    std::cout << VersionText("opentoken-admin");
+    return kExitOk;
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     (args.empty() ? std::cerr : std::cout) << Usage();
     return args.empty() ? kExitUsage : kExitOk;
