@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 #include <csignal>
+#include <cstdlib>
 
 #include <iostream>
 #include <optional>
@@ -66,6 +67,8 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
     const std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
       a.config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0 && arg.size() > 9) {
+      a.config_path = arg.substr(9);
     } else if (arg == "--version") {
       std::cout << VersionText("opentokend");
       *exit_code = kExitOk;
@@ -78,11 +81,7 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
       return std::nullopt;
     }
   }
-  if (a.config_path.empty()) {
-    Usage();
-    *exit_code = kExitUsage;
-    return std::nullopt;
-  }
+  a.config_path = ResolveConfigPath(a.config_path, std::getenv(kConfigEnvironmentVariable));
   return a;
 }
 
