@@ -20,6 +20,7 @@
 #include "daemon/hardening.h"
 #include "daemon/migrate.h"
 #include "daemon/runtime.h"
+#include "daemon/status_client.h"
 #include "service/audit.h"
 #include "service/maintenance.h"
 #include "store/pg_store.h"
@@ -48,7 +49,16 @@ constexpr CommandInfo kCommands[] = {
      "(versioned migrations, idempotent; run it as the schema owner's role); --grant-to ROLE\n"
      "then gives ROLE (the daemon's role) only SELECT/INSERT/UPDATE/DELETE on the records and\n"
      "EXECUTE on the group-commit function.\n"},
-    {"status", "", "token, key versions and attributes, records per table and per key version",
+    {"status", "", "ask the running daemon whether it is healthy (no PIN needed)",
+     "Asks the running daemon (GET /status on its metrics socket, metrics.unix.path; the\n"
+     "socket's file mode decides who may ask) for its health (token, store, keys), version,\n"
+     "uptime, node id, key versions and listeners. Opens neither the token nor the store.\n"
+     "--format json prints the daemon's answer as JSON (always with \"status\": healthy,\n"
+     "unhealthy, not-running or unknown); --format text (the default) a summary.\n"
+     "Exit codes (stable, for scripts and monitoring): 0 healthy, 1 unhealthy, 2 not running\n"
+     "(nothing listens on the metrics socket), 3 cannot tell (metrics disabled, permission\n"
+     "denied, no or a malformed answer within 5 s), 64 usage, 78 bad configuration.\n"},
+    {"inspect", "", "token, key versions and attributes, records per table and per key version",
      "Shows the token (module, label, serial), health, the current key versions and their\n"
      "attributes (sensitive, non-extractable), the store's tables, and how many stored things\n"
      "refer to each key version (what keeps an old version alive). Exit 1 when unhealthy.\n"},
@@ -60,7 +70,7 @@ constexpr CommandInfo kCommands[] = {
      "by the interrupted run are reused, not duplicated.\n"
      "Old versions stay in the token: records keyed by an older index key remain readable\n"
      "(lookups try every live version) and access-code secrets move to the new KEK when first\n"
-     "used. `status` shows what still refers to each old version.\n"},
+     "used. `inspect` shows what still refers to each old version.\n"},
     {"rewrap", "", "move data keys wrapped by an older KEK to the current KEK (resumable)",
      "Re-wraps every data key wrapped by an older KEK under the current KEK, inside the token\n"
      "(the key never leaves it), one compare-and-swap per key: safe while the daemon serves, and\n"
@@ -149,6 +159,8 @@ std::string CommandHelp(const CommandInfo& c) {
     out += " --to-config NEW.json [--allow-non-empty]";
   } else if (std::string(c.name) == "audit-verify") {
     out += " [--partial] [FILE...]";
+  } else if (std::string(c.name) == "status") {
+    out += " [--format json|text]";
   }
   out += "\n\n" + std::string(c.help) +
          "\nexit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad config\n";
@@ -388,7 +400,7 @@ int AuditVerify(Runtime& rt, const Config& config, std::vector<std::string> file
   return kExitOk;
 }
 
-int StatusCommand(Runtime& rt, const Config& config) {
+int InspectCommand(Runtime& rt, const Config& config) {
   std::cout << "token: " << rt.token->Describe() << "\n";
   if (auto id = rt.vault->keys().ReadIdentity(); id.ok() && id->has_value()) {
     Status match = rt.vault->keys().VerifyStoreIdentity(config.storage_path, /*adopt=*/false);
@@ -558,6 +570,27 @@ int Restore(const Config& config, const std::string& dir) {
   return kExitOk;
 }
 
+// status: asks the running daemon (daemon/status_client.h); exit 0/1/2/3 as documented there.
+int DaemonStatusCommand(const std::string& config_path, bool json) {
+  auto config = LoadConfigFile(config_path);
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  DaemonStatus s;
+  if (!config->metrics.enabled) {
+    s.reason = "metrics.enabled is false in " + config_path +
+               ": the daemon has no metrics socket to ask";
+  } else {
+    s = QueryDaemonStatus(config->metrics.unix_path, 5000);
+  }
+  if (json) {
+    std::cout << StatusJson(s).dump(2) << "\n";
+  } else {
+    std::cout << StatusText(s);
+  }
+  return static_cast<int>(s.state);
+}
+
 // check-config: the loader's verdict, without the token or the store.
 int CheckConfig(const std::string& path) {
   auto config = LoadConfigFile(path);
@@ -594,6 +627,7 @@ int Main(int argc, char** argv) {
   std::vector<std::string> files;  // audit-verify
   std::string to_config;           // migrate
   bool allow_non_empty = false;    // migrate
+  std::string format = "text";     // status
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       std::cout << CommandHelp(*info);
@@ -615,6 +649,10 @@ int Main(int argc, char** argv) {
       to_config = args[++i];
     } else if (command == "migrate" && args[i] == "--allow-non-empty") {
       allow_non_empty = true;
+    } else if (command == "status" && args[i] == "--format" && i + 1 < args.size()) {
+      format = args[++i];
+    } else if (command == "status" && args[i].rfind("--format=", 0) == 0) {
+      format = args[i].substr(9);
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
     } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
@@ -632,6 +670,13 @@ int Main(int argc, char** argv) {
   config_path = ResolveConfigPath(config_path, std::getenv(kConfigEnvironmentVariable));
   if (command == "check-config") {
     return CheckConfig(config_path);
+  }
+  if (command == "status") {
+    if (format != "json" && format != "text") {
+      std::cerr << "opentoken-admin status: --format must be json or text\n" << CommandHelp(*info);
+      return kExitUsage;
+    }
+    return DaemonStatusCommand(config_path, format == "json");
   }
   if (Status s = DisableCoreDumps(); !s.ok()) {
     return Fail(s);
@@ -704,7 +749,7 @@ int Main(int argc, char** argv) {
   if (command == "audit-verify") {
     return AuditVerify(**rt, *config, std::move(files), partial);
   }
-  return StatusCommand(**rt, *config);
+  return InspectCommand(**rt, *config);
 }
 
 }  // namespace

@@ -278,7 +278,7 @@ class LifecycleTest(unittest.TestCase):
         r = self.d.admin("init", check=True)
         self.assertIn("already present", r.stdout)
         self.assertNotIn("created", r.stdout)
-        r = self.d.admin("status", check=True)
+        r = self.d.admin("inspect", check=True)
         for label in ("otd-kek-v1", "otd-index-v1"):
             self.assertRegex(r.stdout, label + r": sensitive=1 extractable=0 always_sensitive=1 never_extractable=1")
         self.assertIn("health: healthy", r.stdout)
