@@ -19,8 +19,8 @@ const BuildInfo& GetBuildInfo() {
 
 std::string VersionText(std::string_view program) {
   const BuildInfo& b = GetBuildInfo();
-  std::string out = std::string(program) + " " + std::string(b.version) + " (git " +
-                    std::string(b.git) + ")\n";
+  std::string out =
+      std::string(program) + " " + std::string(b.version) + " (git " + std::string(b.git) + ")\n";
   out += "build: " + std::string(b.build_type) + ", " + std::string(b.compiler) + "\n";
   out += "libraries:";
   for (const auto& [name, version] : b.libraries) {

@@ -32,7 +32,8 @@ TEST(StrictJsonTest, NamesTheDuplicateKeyOnlyWhenAsked) {
   auto named = ParseStrictJson(doc, JsonLimits{.name_duplicate_keys = true});
   ASSERT_THAT(named, Not(IsOk()));
   EXPECT_EQ(named.status().message(), "JSON object has a duplicate key: listen.unix");
-  auto top = ParseStrictJson(R"({"a":1,"b":{"c":2},"a":3})", JsonLimits{.name_duplicate_keys = true});
+  auto top =
+      ParseStrictJson(R"({"a":1,"b":{"c":2},"a":3})", JsonLimits{.name_duplicate_keys = true});
   ASSERT_THAT(top, Not(IsOk()));
   EXPECT_EQ(top.status().message(), "JSON object has a duplicate key: a");
 }

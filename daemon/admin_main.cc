@@ -578,8 +578,8 @@ int DaemonStatusCommand(const std::string& config_path, bool json) {
   }
   DaemonStatus s;
   if (!config->metrics.enabled) {
-    s.reason = "metrics.enabled is false in " + config_path +
-               ": the daemon has no metrics socket to ask";
+    s.reason =
+        "metrics.enabled is false in " + config_path + ": the daemon has no metrics socket to ask";
   } else {
     s = QueryDaemonStatus(config->metrics.unix_path, 5000);
   }

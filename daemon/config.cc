@@ -230,8 +230,7 @@ Status ParseMetrics(const json* j, Config& c) {
 
 Result<Config> ParseConfig(std::string_view json_text) {
   auto parsed = ParseStrictJson(
-      json_text,
-      JsonLimits{.max_depth = 6, .max_string_bytes = 4096, .name_duplicate_keys = true});
+      json_text, JsonLimits{.max_depth = 6, .max_string_bytes = 4096, .name_duplicate_keys = true});
   if (!parsed.ok()) {
     return InvalidArgument("config: " + parsed.status().message());
   }

@@ -1,6 +1,6 @@
 #include "daemon/config.h"
-#include "daemon/config_schema.h"
 #include "common/testing/status_matchers.h"
+#include "daemon/config_schema.h"
 
 #include <gtest/gtest.h>
 
@@ -498,8 +498,9 @@ TEST(ConfigPathTest, FlagThenEnvironmentThenDefault) {
 }
 
 TEST(ConfigTest, DuplicateKeyIsNamed) {
-  EXPECT_EQ(ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "module": "/m")")),
-            "config: JSON object has a duplicate key: hsm.module");
+  EXPECT_EQ(
+      ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "module": "/m")")),
+      "config: JSON object has a duplicate key: hsm.module");
   EXPECT_EQ(ErrorOf(Without(kMinimal, "\"listen\"", "\"workers\": 1, \"workers\": 2, \"listen\"")),
             "config: JSON object has a duplicate key: workers");
 }

@@ -11,9 +11,9 @@
 #include <thread>
 
 #include "api/metrics_endpoint.h"
+#include "api/routes.h"
 #include "api/status_endpoint.h"
 #include "common/build_info.h"
-#include "api/routes.h"
 #include "daemon/hardening.h"
 
 namespace otd::daemon {

@@ -102,8 +102,7 @@ DaemonStatus QueryDaemonStatus(const std::string& socket_path, int timeout_ms) {
     if (!WaitFor(fd.get(), POLLOUT, timeout_ms)) {
       return Unknown("the daemon did not take the request within the timeout");
     }
-    const ssize_t n =
-        ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
       return Unknown(std::string("send: ") + std::strerror(errno));
     }
@@ -150,8 +149,8 @@ std::string StatusText(const DaemonStatus& s) {
   auto str = [&a](const char* key) {
     return a.contains(key) && a[key].is_string() ? a[key].get<std::string>() : std::string("-");
   };
-  std::string out = "opentokend " + str("version") + " (git " + str("git") + "): " +
-                    str("status") + "\n";
+  std::string out =
+      "opentokend " + str("version") + " (git " + str("git") + "): " + str("status") + "\n";
   if (a.contains("uptime_seconds") && a["uptime_seconds"].is_number_integer()) {
     out += "uptime: " + std::to_string(a["uptime_seconds"].get<int64_t>()) + " s\n";
   }
