@@ -116,6 +116,19 @@ class VersionTest(unittest.TestCase):
             d.cleanup()
 
 
+    def test_backup_manifest_names_the_version(self):
+        d = Daemon()
+        try:
+            out = os.path.join(d.dir, "backup")
+            d.admin("backup", out, check=True)
+            with open(os.path.join(out, "manifest.json")) as f:
+                manifest = json.load(f)
+            self.assertEqual(manifest["opentokend_version"], project_version())
+            self.assertTrue(manifest["opentokend_git"])
+        finally:
+            d.cleanup()
+
+
 class ConfigPathTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
