@@ -19,7 +19,7 @@ namespace otd::daemon {
 
 enum class DaemonState { kHealthy = 0, kUnhealthy = 1, kNotRunning = 2, kUnknown = 3 };
 
-struct DaemonStatus {
+struct DaemonStatus {  // NOLINT(bugprone-exception-escape): the json member
   DaemonState state = DaemonState::kUnknown;
   nlohmann::json answer;  // the daemon's JSON when it answered (object), else null
   std::string reason;     // why not running / unknown
