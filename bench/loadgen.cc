@@ -51,6 +51,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/build_info.h"
+
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -95,7 +97,10 @@ Options ParseArgs(int argc, char** argv) {
         Die("missing value for " + a);
       return argv[++i];
     };
-    if (a == "--unix") {
+    if (a == "--version") {
+      std::cout << otd::VersionText("otd-loadgen");
+      std::exit(0);
+    } else if (a == "--unix") {
       o.unix_path = next();
     } else if (a == "--tls") {
       std::string hp = next();

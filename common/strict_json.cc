@@ -38,6 +38,8 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
   }
   // One set of seen keys per open object (the callback's depth tells which object we are in).
   std::vector<std::set<std::string>> keys;
+  // The last key read in each open object (for name_duplicate_keys).
+  std::vector<std::string> path;
   auto callback = [&](int depth, nlohmann::json::parse_event_t event,
                       nlohmann::json& parsed) -> bool {
     using E = nlohmann::json::parse_event_t;
@@ -45,10 +47,14 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
       throw Reject{"JSON nesting is deeper than " + std::to_string(limits.max_depth)};
     }
     switch (event) {
-      case E::object_start: keys.emplace_back(); break;
+      case E::object_start:
+        keys.emplace_back();
+        path.emplace_back();
+        break;
       case E::object_end:
         if (!keys.empty()) {
           keys.pop_back();
+          path.pop_back();
         }
         break;
       case E::key: {
@@ -57,8 +63,16 @@ Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& 
           throw Reject{"JSON object key contains a control character"};
         }
         if (keys.empty() || !keys.back().insert(k).second) {
-          throw Reject{"JSON object has a duplicate key"};
+          if (!limits.name_duplicate_keys || path.empty()) {
+            throw Reject{"JSON object has a duplicate key"};
+          }
+          std::string where;
+          for (size_t i = 0; i + 1 < path.size(); ++i) {
+            where += path[i] + ".";
+          }
+          throw Reject{"JSON object has a duplicate key: " + where + k};
         }
+        path.back() = k;
         break;
       }
       case E::value:

@@ -17,6 +17,10 @@ namespace otd {
 struct JsonLimits {
   size_t max_depth = 8;
   size_t max_string_bytes = 64 * 1024;
+  // Name the duplicate key, as a dotted path of object keys ("listen.unix"; array indexes are
+  // not counted), in the error. Only for documents whose keys are not secret and come from the
+  // operator (the configuration); request bodies keep the message free of input.
+  bool name_duplicate_keys = false;
 };
 
 Result<nlohmann::json> ParseStrictJson(std::string_view text, const JsonLimits& limits = {});

@@ -24,6 +24,20 @@ TEST(StrictJsonTest, RejectsDuplicateKeysEvenWhenEscaped) {
   EXPECT_OK(ParseStrictJson(R"({"a":{"k":1},"b":{"k":2}})"));
 }
 
+TEST(StrictJsonTest, NamesTheDuplicateKeyOnlyWhenAsked) {
+  const char* doc = R"({"listen":{"unix":{"path":"/a"},"tls":{},"unix":{}}})";
+  auto plain = ParseStrictJson(doc);
+  ASSERT_THAT(plain, Not(IsOk()));
+  EXPECT_EQ(plain.status().message(), "JSON object has a duplicate key");
+  auto named = ParseStrictJson(doc, JsonLimits{.name_duplicate_keys = true});
+  ASSERT_THAT(named, Not(IsOk()));
+  EXPECT_EQ(named.status().message(), "JSON object has a duplicate key: listen.unix");
+  auto top =
+      ParseStrictJson(R"({"a":1,"b":{"c":2},"a":3})", JsonLimits{.name_duplicate_keys = true});
+  ASSERT_THAT(top, Not(IsOk()));
+  EXPECT_EQ(top.status().message(), "JSON object has a duplicate key: a");
+}
+
 TEST(StrictJsonTest, RejectsDeepNesting) {
   std::string deep(100, '[');
   deep += std::string(100, ']');

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <cstdlib>
 #include <openssl/evp.h>
 
 #include <filesystem>
@@ -13,11 +14,13 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "common/build_info.h"
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/hardening.h"
 #include "daemon/migrate.h"
 #include "daemon/runtime.h"
+#include "daemon/status_client.h"
 #include "service/audit.h"
 #include "service/maintenance.h"
 #include "store/pg_store.h"
@@ -46,7 +49,16 @@ constexpr CommandInfo kCommands[] = {
      "(versioned migrations, idempotent; run it as the schema owner's role); --grant-to ROLE\n"
      "then gives ROLE (the daemon's role) only SELECT/INSERT/UPDATE/DELETE on the records and\n"
      "EXECUTE on the group-commit function.\n"},
-    {"status", "", "token, key versions and attributes, records per table and per key version",
+    {"status", "", "ask the running daemon whether it is healthy (no PIN needed)",
+     "Asks the running daemon (GET /status on its metrics socket, metrics.unix.path; the\n"
+     "socket's file mode decides who may ask) for its health (token, store, keys), version,\n"
+     "uptime, node id, key versions and listeners. Opens neither the token nor the store.\n"
+     "--format json prints the daemon's answer as JSON (always with \"status\": healthy,\n"
+     "unhealthy, not-running or unknown); --format text (the default) a summary.\n"
+     "Exit codes (stable, for scripts and monitoring): 0 healthy, 1 unhealthy, 2 not running\n"
+     "(nothing listens on the metrics socket), 3 cannot tell (metrics disabled, permission\n"
+     "denied, no or a malformed answer within 5 s), 64 usage, 78 bad configuration.\n"},
+    {"inspect", "", "token, key versions and attributes, records per table and per key version",
      "Shows the token (module, label, serial), health, the current key versions and their\n"
      "attributes (sensitive, non-extractable), the store's tables, and how many stored things\n"
      "refer to each key version (what keeps an old version alive). Exit 1 when unhealthy.\n"},
@@ -58,7 +70,7 @@ constexpr CommandInfo kCommands[] = {
      "by the interrupted run are reused, not duplicated.\n"
      "Old versions stay in the token: records keyed by an older index key remain readable\n"
      "(lookups try every live version) and access-code secrets move to the new KEK when first\n"
-     "used. `status` shows what still refers to each old version.\n"},
+     "used. `inspect` shows what still refers to each old version.\n"},
     {"rewrap", "", "move data keys wrapped by an older KEK to the current KEK (resumable)",
      "Re-wraps every data key wrapped by an older KEK under the current KEK, inside the token\n"
      "(the key never leaves it), one compare-and-swap per key: safe while the daemon serves, and\n"
@@ -93,6 +105,10 @@ constexpr CommandInfo kCommands[] = {
      "segments before SEGMENT (or moves them into DIR, e.g. to ship them). audit-verify then\n"
      "passes on what is left; a segment removed without a checkpoint is reported. SEGMENT is a\n"
      "file name in audit.directory or a path to one. Refused (exit 1) when audit-verify fails.\n"},
+    {"check-config", "", "check the config file against the loader and schema/config.json",
+     "Loads the config the way the daemon does (strict JSON, duplicate keys refused, range\n"
+     "checks, schema/config.json) without opening the token or the store, and says what is\n"
+     "wrong, naming the key. Exit 0 valid, 78 invalid or unreadable.\n"},
     {"purge-expired", "", "delete expired records now (the daemon does this every minute)",
      "Deletes every record whose expiry has passed, in batches of 10,000. Safe while serving.\n"},
     {"backup", "DIR", "consistent compacted hot copy of the store with a manifest",
@@ -128,14 +144,17 @@ const CommandInfo* FindCommand(const std::string& name) {
 
 std::string Usage() {
   std::string out =
-      "usage: opentoken-admin COMMAND [ARGS] --config FILE\n"
-      "       opentoken-admin COMMAND --help\n\ncommands:\n";
+      "usage: opentoken-admin COMMAND [ARGS] [--config FILE]\n"
+      "       opentoken-admin COMMAND --help\n"
+      "       opentoken-admin --version\n\ncommands:\n";
   for (const auto& c : kCommands) {
     std::string head = std::string(c.name) + (c.operand[0] ? std::string(" ") + c.operand : "");
     head.resize(std::max<size_t>(head.size() + 1, 16), ' ');
     out += "  " + head + c.summary + "\n";
   }
   out +=
+      "\nconfig: --config FILE (or --config=FILE), else $OPENTOKEND_CONFIG, else\n"
+      "/etc/opentokend/opentokend.json\n"
       "\nexit codes: 0 ok, 1 the command found a problem, 64 usage, 69 HSM or store unusable,\n"
       "78 bad configuration\n";
   return out;
@@ -143,7 +162,7 @@ std::string Usage() {
 
 std::string CommandHelp(const CommandInfo& c) {
   std::string out = std::string("usage: opentoken-admin ") + c.name +
-                    (c.operand[0] ? std::string(" ") + c.operand : "") + " --config FILE";
+                    (c.operand[0] ? std::string(" ") + c.operand : "") + " [--config FILE]";
   if (std::string(c.name) == "rotate-keys") {
     out += " [--no-rewrap]";
   } else if (std::string(c.name) == "init") {
@@ -154,6 +173,8 @@ std::string CommandHelp(const CommandInfo& c) {
     out += " [--partial] [FILE|DIR...]";
   } else if (std::string(c.name) == "audit-prune") {
     out += " --before SEGMENT [--move-to DIR]";
+  } else if (std::string(c.name) == "status") {
+    out += " [--format json|text]";
   }
   out += "\n\n" + std::string(c.help) +
          "\nexit codes: 0 ok, 1 problem found, 64 usage, 69 HSM or store unusable, 78 bad config\n";
@@ -459,7 +480,7 @@ int AuditPrune(Runtime& rt, const Config& config, const std::string& before,
   return kExitOk;
 }
 
-int StatusCommand(Runtime& rt, const Config& config) {
+int InspectCommand(Runtime& rt, const Config& config) {
   std::cout << "token: " << rt.token->Describe() << "\n";
   if (auto id = rt.vault->keys().ReadIdentity(); id.ok() && id->has_value()) {
     Status match = rt.vault->keys().VerifyStoreIdentity(config.storage_path, /*adopt=*/false);
@@ -571,7 +592,9 @@ int Backup(Runtime& rt, const std::string& dir) {
                              {"token", rt.token->Describe()},
                              {"file", "data.mdb"},
                              {"bytes", std::filesystem::file_size(dir + "/data.mdb", ec)},
-                             {"sha256", *sum}};
+                             {"sha256", *sum},
+                             {"opentokend_version", GetBuildInfo().version},
+                             {"opentokend_git", GetBuildInfo().git}};
   if (stats.ok()) {
     for (const auto& [name, t] : stats->tables) {
       manifest["records"][name] = t.entries;
@@ -627,8 +650,44 @@ int Restore(const Config& config, const std::string& dir) {
   return kExitOk;
 }
 
+// status: asks the running daemon (daemon/status_client.h); exit 0/1/2/3 as documented there.
+int DaemonStatusCommand(const std::string& config_path, bool json) {
+  auto config = LoadConfigFile(config_path);
+  if (!config.ok()) {
+    return Fail(config.status());
+  }
+  DaemonStatus s;
+  if (!config->metrics.enabled) {
+    s.reason =
+        "metrics.enabled is false in " + config_path + ": the daemon has no metrics socket to ask";
+  } else {
+    s = QueryDaemonStatus(config->metrics.unix_path, 5000);
+  }
+  if (json) {
+    std::cout << StatusJson(s).dump(2) << "\n";
+  } else {
+    std::cout << StatusText(s);
+  }
+  return static_cast<int>(s.state);
+}
+
+// check-config: the loader's verdict, without the token or the store.
+int CheckConfig(const std::string& path) {
+  auto config = LoadConfigFile(path);
+  if (!config.ok()) {
+    std::cerr << "opentoken-admin: " << path << ": " << config.status().message() << "\n";
+    return kExitConfig;
+  }
+  std::cout << path << ": valid\n";
+  return kExitOk;
+}
+
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--version") {
+    std::cout << VersionText("opentoken-admin");
+    return kExitOk;
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     (args.empty() ? std::cerr : std::cout) << Usage();
     return args.empty() ? kExitUsage : kExitOk;
@@ -650,6 +709,7 @@ int Main(int argc, char** argv) {
   std::string prune_move_to;       // audit-prune
   std::string to_config;           // migrate
   bool allow_non_empty = false;    // migrate
+  std::string format = "text";     // status
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--help" || args[i] == "-h") {
       std::cout << CommandHelp(*info);
@@ -657,6 +717,8 @@ int Main(int argc, char** argv) {
     }
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
+    } else if (args[i].rfind("--config=", 0) == 0 && args[i].size() > 9) {
+      config_path = args[i].substr(9);
     } else if (info->operand[0] && dir.empty() && !args[i].empty() && args[i][0] != '-') {
       dir = args[i];
     } else if (command == "rotate-keys" && args[i] == "--no-rewrap") {
@@ -673,6 +735,10 @@ int Main(int argc, char** argv) {
       prune_before = args[++i];
     } else if (command == "audit-prune" && args[i] == "--move-to" && i + 1 < args.size()) {
       prune_move_to = args[++i];
+    } else if (command == "status" && args[i] == "--format" && i + 1 < args.size()) {
+      format = args[++i];
+    } else if (command == "status" && args[i].rfind("--format=", 0) == 0) {
+      format = args[i].substr(9);
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
     } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
@@ -687,9 +753,16 @@ int Main(int argc, char** argv) {
     std::cerr << "opentoken-admin: " << command << " needs a directory\n" << CommandHelp(*info);
     return kExitUsage;
   }
-  if (config_path.empty()) {
-    std::cerr << "opentoken-admin: --config FILE is required\n";
-    return kExitUsage;
+  config_path = ResolveConfigPath(config_path, std::getenv(kConfigEnvironmentVariable));
+  if (command == "check-config") {
+    return CheckConfig(config_path);
+  }
+  if (command == "status") {
+    if (format != "json" && format != "text") {
+      std::cerr << "opentoken-admin status: --format must be json or text\n" << CommandHelp(*info);
+      return kExitUsage;
+    }
+    return DaemonStatusCommand(config_path, format == "json");
   }
   if (Status s = DisableCoreDumps(); !s.ok()) {
     return Fail(s);
@@ -770,7 +843,7 @@ int Main(int argc, char** argv) {
     }
     return AuditPrune(**rt, *config, prune_before, prune_move_to);
   }
-  return StatusCommand(**rt, *config);
+  return InspectCommand(**rt, *config);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/strict_json.h"
+#include "daemon/config_schema.h"
 #include "service/audit.h"
 #include "store/pg_store.h"
 
@@ -249,7 +250,8 @@ Status ParseMetrics(const json* j, Config& c) {
 }  // namespace
 
 Result<Config> ParseConfig(std::string_view json_text) {
-  auto parsed = ParseStrictJson(json_text, JsonLimits{.max_depth = 6, .max_string_bytes = 4096});
+  auto parsed = ParseStrictJson(
+      json_text, JsonLimits{.max_depth = 6, .max_string_bytes = 4096, .name_duplicate_keys = true});
   if (!parsed.ok()) {
     return InvalidArgument("config: " + parsed.status().message());
   }
@@ -525,6 +527,10 @@ Result<Config> ParseConfig(std::string_view json_text) {
     OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   }
   OTD_RETURN_IF_ERROR(root.NoUnknownKeys());
+  // --- issue 18 part 4: the schema (schema/config.json) as a second gate -----------------------
+  // The checks above give the precise messages; a config they accept must satisfy the published
+  // schema too (daemon/config_schema.h), so editors never flag a config the daemon takes.
+  OTD_RETURN_IF_ERROR(ValidateConfigSchema(j));
   return c;
 }
 
@@ -539,6 +545,16 @@ Result<Config> LoadConfigFile(const std::string& path) {
     return InvalidArgument("config: file larger than 1 MiB");
   }
   return ParseConfig(ss.str());
+}
+
+std::string ResolveConfigPath(const std::string& flag, const char* env) {
+  if (!flag.empty()) {
+    return flag;
+  }
+  if (env != nullptr && env[0] != '\0') {
+    return env;
+  }
+  return kDefaultConfigPath;
 }
 
 }  // namespace otd::daemon

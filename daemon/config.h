@@ -173,4 +173,11 @@ Result<Config> ParseConfig(std::string_view json_text);
 // Reads the file, then ParseConfig. A missing/unreadable file is kInvalidArgument too.
 Result<Config> LoadConfigFile(const std::string& path);
 
+// --- issue 18 part 4: where the config is (both binaries) ---------------------------------------
+inline constexpr char kDefaultConfigPath[] = "/etc/opentokend/opentokend.json";
+inline constexpr char kConfigEnvironmentVariable[] = "OPENTOKEND_CONFIG";
+// The config file to load: `flag` (--config FILE / --config=FILE) when given, else `env` (the
+// value of OPENTOKEND_CONFIG, null when unset) when non-empty, else kDefaultConfigPath.
+std::string ResolveConfigPath(const std::string& flag, const char* env);
+
 }  // namespace otd::daemon

@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 #include "common/testing/status_matchers.h"
+#include "daemon/config_schema.h"
 
 #include <gtest/gtest.h>
 
@@ -549,6 +550,89 @@ TEST(ConfigTest, AuditNodeKeys) {
             std::string::npos);
   EXPECT_NE(ErrorOf(audit(R"("anchor_interval_seconds": 86401)")).find("anchor_interval_seconds"),
             std::string::npos);
+}
+
+// --- issue 18 part 4: config path, duplicate keys, the schema ---------------------------------
+
+TEST(ConfigPathTest, FlagThenEnvironmentThenDefault) {
+  EXPECT_EQ(ResolveConfigPath("/flag.json", "/env.json"), "/flag.json");
+  EXPECT_EQ(ResolveConfigPath("", "/env.json"), "/env.json");
+  EXPECT_EQ(ResolveConfigPath("", ""), "/etc/opentokend/opentokend.json");
+  EXPECT_EQ(ResolveConfigPath("", nullptr), "/etc/opentokend/opentokend.json");
+}
+
+TEST(ConfigTest, DuplicateKeyIsNamed) {
+  EXPECT_EQ(
+      ErrorOf(Without(kMinimal, R"("pin_file": "/p")", R"("pin_file": "/p", "module": "/m")")),
+      "config: JSON object has a duplicate key: hsm.module");
+  EXPECT_EQ(ErrorOf(Without(kMinimal, "\"listen\"", "\"workers\": 1, \"workers\": 2, \"listen\"")),
+            "config: JSON object has a duplicate key: workers");
+}
+
+// Every key the loader knows, each set to a non-default value the loader accepts.
+const char* kEveryKey = R"({
+  "listen": {"unix": {"path": "/run/x.sock", "mode": "0600"},
+             "tls": {"address": "0.0.0.0", "port": 9443, "certificate": "/c", "private_key": "/k"}},
+  "storage": {"path": "/d", "backend": "postgresql", "map_size_mb": 64,
+              "unauthenticated_write_limit_percent": 80,
+              "postgresql": {"conninfo": "dbname=otd", "password_file": "/pw", "pool_size": 4,
+                             "statement_timeout_ms": 1000, "connect_timeout_ms": 2000}},
+  "hsm": {"module": "/m.so", "token_label": "t", "token_serial": "abc123", "pin_file": "/p",
+          "max_sessions": 4, "reinitialize_after_ms": 0},
+  "mail": {"smtp_url": "smtps://relay:465", "from": "v@example.com", "outbox_dir": "/o",
+           "require_tls": true, "ca_file": "/ca"},
+  "accounts": {"registration_lifetime_seconds": 600, "challenge_lifetime_seconds": 60,
+               "session_lifetime_seconds": 300, "totp_issuer": "Vault",
+               "login_free_failures": 3, "login_base_delay_seconds": 2,
+               "login_max_delay_seconds": 60, "login_peer_free_failures": 10,
+               "registrations_per_address": 2, "registrations_per_peer": 5,
+               "max_pending_registrations": 100, "max_pending_registrations_per_peer": 3},
+  "public_url": "https://vault.example.com",
+  "workers": 3, "log_level": "debug",
+  "signature": {"past_seconds": 120, "future_seconds": 30},
+  "access_codes": {"lifetime_seconds": 3600},
+  "tokens": {"max_lifetime_seconds": 86400},
+  "access_tokens": {"default_lifetime_seconds": 3600, "max_lifetime_seconds": 7200,
+                    "email_lifetime_seconds": 3600, "email_scope": ["account.read"],
+                    "email_requests_per_address": 2, "email_requests_per_peer": 5,
+                    "email_tokens_per_account": 2},
+  "audit": {"path": "/log/audit.log", "node_id": "node-1", "anchor_interval_seconds": 30},
+  "metrics": {"enabled": true, "unix": {"path": "/run/m.sock", "mode": "0660"}},
+  "console": {"enabled": false},
+  "limits": {"max_header_bytes": 4096, "max_body_bytes": 4096, "max_json_body_bytes": 1024,
+             "request_timeout_ms": 500, "idle_timeout_ms": 500, "write_timeout_ms": 500,
+             "handshake_timeout_ms": 500, "max_connections": 10, "max_connections_per_peer": 5}
+})";
+
+TEST(ConfigSchemaTest, EveryKeyTheLoaderKnowsIsInTheSchema) {
+  ASSERT_OK(ParseConfig(kEveryKey));  // ParseConfig checks the schema too
+  ASSERT_OK(ParseConfig(kMinimal));
+  auto doc = nlohmann::json::parse(kEveryKey);
+  EXPECT_OK(ValidateConfigSchema(doc));
+  // The schema is a draft 7 document the API's validator compiles.
+  auto schema = nlohmann::json::parse(ConfigSchemaDocument());
+  EXPECT_EQ(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+}
+
+TEST(ConfigSchemaTest, SchemaErrorsNameTheKey) {
+  auto doc = nlohmann::json::parse(kEveryKey);
+  auto with = [&](const std::string& pointer, nlohmann::json value) {
+    nlohmann::json d = doc;
+    d[nlohmann::json::json_pointer(pointer)] = std::move(value);
+    Status s = ValidateConfigSchema(d);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << pointer;
+    return s.message();
+  };
+  EXPECT_EQ(with("/listen/tls/port", 70000).rfind("listen.tls.port: ", 0), 0u);
+  EXPECT_EQ(with("/limits/max_connections", "10").rfind("limits.max_connections: ", 0), 0u);
+  EXPECT_EQ(with("/hsm/bogus", 1), "hsm.bogus: unknown field");
+  EXPECT_EQ(with("/log_level", "loud").rfind("log_level: ", 0), 0u);
+  EXPECT_EQ(with("/hsm/token_serial", "has space").rfind("hsm.token_serial: ", 0), 0u);
+  nlohmann::json missing = doc;
+  missing.erase("hsm");
+  Status s = ValidateConfigSchema(missing);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("hsm"), std::string::npos) << s.message();
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 
 #include "api/metrics_endpoint.h"
 #include "api/routes.h"
+#include "api/status_endpoint.h"
+#include "common/build_info.h"
 #include "daemon/hardening.h"
 
 namespace otd::daemon {
@@ -287,6 +289,7 @@ Status Daemon::BuildParts() {
   // chain head into the store and anchors every node's head in its chain (service/audit.h).
   service::AuditNodeOptions node;
   node.node_id = config_.audit_node_id;
+  node_id_ = node.node_id;
   if (config_.storage_backend == "postgresql") {
     if (node.node_id.empty()) {
       auto id = service::LoadOrCreateAuditNodeId(config_.storage_path);
@@ -295,6 +298,7 @@ Status Daemon::BuildParts() {
       }
       node.node_id = *id;
     }
+    node_id_ = node.node_id;
     node.store = r.store.get();
     node.anchor_interval_seconds = static_cast<int>(config_.audit_anchor_interval_seconds);
   }
@@ -401,6 +405,27 @@ Status Daemon::BuildMetricsListener() {
   audit_mail_metrics_ = std::move(*audit_mail);
   metrics_router_ = std::make_unique<api::Router>();
   api::RegisterMetricsRoutes(*metrics_router_, *metrics_);
+  // --- issue 18 part 3: GET /status, what `opentoken-admin status` asks (no PIN needed) --------
+  {
+    const BuildInfo& b = GetBuildInfo();
+    api::StatusFacts facts{.version = std::string(b.version),
+                           .git = std::string(b.git),
+                           .node_id = node_id_,
+                           .storage_backend = config_.storage_backend,
+                           .started = runtime_->clock.NowSeconds()};
+    if (config_.unix_listen) {
+      facts.listeners.push_back({{"transport", "unix"}, {"path", config_.unix_listen->path}});
+    }
+    if (config_.tls_listen) {
+      facts.listeners.push_back({{"transport", "tls"},
+                                 {"address", config_.tls_listen->address},
+                                 {"port", server_->BoundTlsPort()}});
+    }
+    facts.listeners.push_back(
+        {{"transport", "unix"}, {"path", config_.metrics.unix_path}, {"purpose", "metrics"}});
+    api::RegisterStatusRoute(*metrics_router_, runtime_->vault->keys(), runtime_->clock,
+                             std::move(facts));
+  }
   api::ServerOptions mo;
   mo.unix_listener = api::UnixListener{config_.metrics.unix_path, config_.metrics.unix_mode, -1};
   mo.limits = services_->limits;

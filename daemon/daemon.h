@@ -79,6 +79,7 @@ class Daemon {
 
   const Config config_;
   Logger& log_;
+  std::string node_id_;  // the audit node id in use (empty: none); GET /status shows it
   metrics::Registry* const metrics_;
   std::atomic<bool> store_panicked_{false};
 

@@ -4,12 +4,13 @@
 
 #include <unistd.h>
 #include <csignal>
-
 #include <cstdlib>
+
 #include <iostream>
 #include <optional>
 #include <string>
 
+#include "common/build_info.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "daemon/config.h"
@@ -22,7 +23,23 @@ namespace {
 
 void Usage() {
   std::cerr << "usage: opentokend --config FILE [--allow-root]\n"
+               "       opentokend --version\n"
+               "       opentokend --version\n"
                "  Serves the opentokend API. See README.md for the configuration keys.\n";
+}
+
+// opentokend_build_info{version,git,compiler,build_type} 1 (the Prometheus "info" idiom: join
+// on it to label other series with the build).
+Status AddBuildInfoMetric(metrics::Registry& registry) {
+  OTD_ASSIGN_OR_RETURN(
+      metrics::GaugeFamily * family,
+      registry.AddGauge("opentokend_build_info",
+                        "The running build: version, git description, compiler, build type; "
+                        "always 1",
+                        {"version", "git", "compiler", "build_type"}));
+  const BuildInfo& b = GetBuildInfo();
+  family->With({b.version, b.git, b.compiler, b.build_type}).Set(1);
+  return Status::Ok();
 }
 
 LogLevel ParseLevel(const std::string& s) {
@@ -50,6 +67,12 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
     const std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
       a.config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0 && arg.size() > 9) {
+      a.config_path = arg.substr(9);
+    } else if (arg == "--version") {
+      std::cout << VersionText("opentokend");
+      *exit_code = kExitOk;
+      return std::nullopt;
     } else if (arg == "--allow-root") {
       a.allow_root = true;
     } else {
@@ -58,11 +81,7 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
       return std::nullopt;
     }
   }
-  if (a.config_path.empty()) {
-    Usage();
-    *exit_code = kExitUsage;
-    return std::nullopt;
-  }
+  a.config_path = ResolveConfigPath(a.config_path, std::getenv(kConfigEnvironmentVariable));
   return a;
 }
 
@@ -88,6 +107,13 @@ int Main(int argc, char** argv) {
   const bool priority_prefix = config->log_priority_prefix == "on" ||
                                (config->log_priority_prefix == "auto" && journal);
   Logger log(std::cout, ParseLevel(config->log_level), priority_prefix);
+  {
+    const BuildInfo& b = GetBuildInfo();
+    log.Info("starting", {{"version", b.version},
+                          {"git", b.git},
+                          {"build_type", b.build_type},
+                          {"compiler", b.compiler}});
+  }
   if (::geteuid() == 0) {
     if (!args->allow_root) {
       log.Error("startup_failed", {{"reason",
@@ -125,6 +151,10 @@ int Main(int argc, char** argv) {
       return kExitSoftware;
     }
     process_metrics = std::move(*h);
+    if (Status s = AddBuildInfoMetric(registry); !s.ok()) {
+      log.Error("startup_failed", {{"reason", s.message()}});
+      return kExitSoftware;
+    }
   }
   auto daemon = Daemon::Build(*config, log, measured);
   if (!daemon.ok()) {

@@ -61,7 +61,7 @@ class Load:
 
 
 def counts(status_text, label):
-    """{version: count} from `opentoken-admin status` lines like 'records keyed by otd-index-v2: 5'."""
+    """{version: count} from `opentoken-admin inspect` lines like 'records keyed by otd-index-v2: 5'."""
     out = {}
     for m in re.finditer(label + r"-v(\d+): (\d+)", status_text):
         out[int(m.group(1))] = int(m.group(2))
@@ -98,7 +98,7 @@ class KeyRotationTest(unittest.TestCase):
             self.assertEqual(g.body, body, path)
 
     def test_rotation_under_load_loses_nothing_and_moves_keys_forward(self):
-        before = self.d.admin("status", check=True).stdout
+        before = self.d.admin("inspect", check=True).stdout
         self.assertIn("current versions: kek 1, index 1", before)
         self.assertEqual(counts(before, "data keys wrapped by otd-kek").keys(), {1})
 
@@ -115,7 +115,7 @@ class KeyRotationTest(unittest.TestCase):
         self.assertGreater(load.requests, 30)
         print(f"[ info ] {load.requests} requests during rotation, 0 failures")
 
-        after = self.d.admin("status", check=True).stdout
+        after = self.d.admin("inspect", check=True).stdout
         self.assertIn("current versions: kek 2, index 2", after)
         # Every data key is now wrapped by the new KEK (registration keys made during the
         # rotation included), and new records are keyed by the new index key.
@@ -156,7 +156,7 @@ class KeyRotationTest(unittest.TestCase):
         self.assertEqual(self.d.admin("rotate-keys", check=True).returncode, 0)
         r = self.d.admin("rewrap", check=True)
         self.assertIn("rewrap: 0 data keys moved", r.stdout)
-        for command in ("rotate-keys", "rewrap", "status", "verify", "backup", "restore",
+        for command in ("rotate-keys", "rewrap", "status", "inspect", "verify", "backup", "restore",
                         "purge-expired", "init"):
             h = self.d.admin(command, "--help")
             self.assertEqual(h.returncode, 0, command)

@@ -220,7 +220,7 @@ class DuplicateTokenLabelTest(unittest.TestCase):
         self.assertIn("slot ", log)
         self.assertIn("hsm.token_serial", log)
         objects = token_objects(self.d)
-        for command in ("init", "status", "rotate-keys"):
+        for command in ("init", "inspect", "rotate-keys"):
             r = self.d.admin(command)
             self.assertEqual(r.returncode, 69, command + ": " + r.stdout + r.stderr)
             for serial in self.serials:
