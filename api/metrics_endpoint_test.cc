@@ -71,10 +71,13 @@ TEST(MetricsEndpointTest, BearerTokenIsRequiredWhenSet) {
   EXPECT_EQ(SendWith(router, {good}).result_int(), 200);
   EXPECT_NE(SendWith(router, {good}).body().find("x_total 0"), std::string::npos);
   EXPECT_EQ(SendWith(router, {"bearer 0123456789abcdef-token"}).result_int(), 200);
-  for (const std::vector<std::string>& bad :
-       {std::vector<std::string>{}, {"Bearer 0123456789abcdef-toke"},
-        {"Bearer 0123456789abcdef-tokenX"}, {"Bearer "}, {"Basic 0123456789abcdef-token"},
-        {"0123456789abcdef-token"}, {good, good}}) {
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{},
+                                              {"Bearer 0123456789abcdef-toke"},
+                                              {"Bearer 0123456789abcdef-tokenX"},
+                                              {"Bearer "},
+                                              {"Basic 0123456789abcdef-token"},
+                                              {"0123456789abcdef-token"},
+                                              {good, good}}) {
     Response r = SendWith(router, bad);
     EXPECT_EQ(r.result_int(), 401) << (bad.empty() ? "(none)" : bad[0]);
     EXPECT_EQ(r[http::field::www_authenticate], "Bearer realm=\"opentokend-metrics\"");

@@ -131,7 +131,7 @@ void Logger::Log(LogLevel level, std::string_view event, std::initializer_list<L
     line = PriorityPrefix(level);
   }
   line += "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + std::string(LevelName(level)) +
-                     "\",\"event\":\"" + JsonEscape(event) + "\"";
+          "\",\"event\":\"" + JsonEscape(event) + "\"";
   for (const auto& f : fields) {
     line += ",\"" + JsonEscape(f.key) + "\":";
     if (auto* s = std::get_if<std::string_view>(&f.value)) {

@@ -206,8 +206,9 @@ Status ParseMetrics(const json* j, Config& c) {
       MetricsConfig::Tcp tcp;
       OTD_RETURN_IF_ERROR(t.String("address", tcp.address, false));
       if (!t.Has("port")) {
-        return InvalidArgument("metrics.tcp.port: is required (remove metrics.tcp to turn the "
-                               "TCP listener off)");
+        return InvalidArgument(
+            "metrics.tcp.port: is required (remove metrics.tcp to turn the "
+            "TCP listener off)");
       }
       OTD_RETURN_IF_ERROR(t.Integer("port", tcp.port, 1, 65535));
       OTD_RETURN_IF_ERROR(t.String("bearer_token_file", tcp.bearer_token_file, false));

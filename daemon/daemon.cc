@@ -477,10 +477,10 @@ Status Daemon::BuildMetricsTcpListener(const api::ServerOptions& unix_options) {
                           {"purpose", "metrics"},
                           {"bearer_token", !t.bearer_token_file.empty()}});
   if (t.address != "127.0.0.1" && t.address != "::1" && t.bearer_token_file.empty()) {
-    log_.Warn("metrics_tcp_open",
-              {{"address", t.address},
-               {"reason",
-                "metrics.tcp listens beyond loopback without metrics.tcp.bearer_token_file"}});
+    log_.Warn(
+        "metrics_tcp_open",
+        {{"address", t.address},
+         {"reason", "metrics.tcp listens beyond loopback without metrics.tcp.bearer_token_file"}});
   }
   return Status::Ok();
 }

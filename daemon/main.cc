@@ -104,8 +104,8 @@ int Main(int argc, char** argv) {
     std::cerr << "opentokend: " << config.status().message() << "\n";
     return kExitConfig;
   }
-  const bool priority_prefix = config->log_priority_prefix == "on" ||
-                               (config->log_priority_prefix == "auto" && journal);
+  const bool priority_prefix =
+      config->log_priority_prefix == "on" || (config->log_priority_prefix == "auto" && journal);
   Logger log(std::cout, ParseLevel(config->log_level), priority_prefix);
   {
     const BuildInfo& b = GetBuildInfo();
