@@ -166,7 +166,8 @@ class MetricsTcpTest(unittest.TestCase):
         tcp = self.scrape_tcp()
         unix = self.scrape_unix()
         self.assertEqual(set(tcp.families), set(unix.families))
-        for path in ("/", "/healthCheck", "/metrics/x", "/tokens"):
+        # /status (issue 18 part 3) is served on the metrics Unix socket only.
+        for path in ("/", "/healthCheck", "/metrics/x", "/tokens", "/status"):
             status, _, _ = tcp_get(self.tcp_port, path=path,
                                    headers={"Authorization": "Bearer " + TOKEN})
             self.assertEqual(status, 404, path)
