@@ -747,17 +747,31 @@ Result<std::string> ExpiresArgument(const std::string& v) {
   return v;  // the server checks yyyy-mm-ddThh:mm:ssZ
 }
 
+// What every token command needs: the account and the access code pair that signs for it.
+struct SignedTarget {
+  std::string account;
+  AccessCodePair pair;
+};
+
+Result<SignedTarget> NeedSignedTarget(const Context& c) {
+  Result<std::string> account = NeedAccount(c);
+  if (!account.ok()) {
+    return account.error();
+  }
+  Result<AccessCodePair> pair = Pair(c);
+  if (!pair.ok()) {
+    return pair.error();
+  }
+  return SignedTarget{std::move(*account), std::move(*pair)};
+}
+
 int Tokenize(Context& c) {
   if (!c.args.positional.empty()) {
     return Fail(c, Usage("tokenize reads the data from standard input (or --input FILE)"));
   }
-  Result<std::string> account = NeedAccount(c);
-  if (!account.ok()) {
-    return Fail(c, account.error());
-  }
-  Result<AccessCodePair> pair = Pair(c);
-  if (!pair.ok()) {
-    return Fail(c, pair.error());
+  Result<SignedTarget> target = NeedSignedTarget(c);
+  if (!target.ok()) {
+    return Fail(c, target.error());
   }
   TokenOptions options;
   options.content_type = c.args.Get("--content-type", "application/octet-stream");
@@ -772,12 +786,13 @@ int Tokenize(Context& c) {
   }
   Secret payload(std::move(*data));
   Client client = MakeClient(c);
-  Result<std::string> id = client.Tokenize(*account, *pair, payload.Reveal(), options);
+  Result<std::string> id =
+      client.Tokenize(target->account, target->pair, payload.Reveal(), options);
   if (!id.ok()) {
     return Fail(c, id.error());
   }
   if (Json(c)) {
-    PrintJson({{"id", *id}, {"href", "/account/" + *account + "/token/" + *id}});
+    PrintJson({{"id", *id}, {"href", "/account/" + target->account + "/token/" + *id}});
   } else {
     std::cout << *id << "\n";
   }
@@ -788,17 +803,13 @@ int Detokenize(Context& c) {
   if (c.args.positional.size() != 1) {
     return Fail(c, Usage("usage: opentoken detokenize ID > FILE"));
   }
-  Result<std::string> account = NeedAccount(c);
-  if (!account.ok()) {
-    return Fail(c, account.error());
-  }
-  Result<AccessCodePair> pair = Pair(c);
-  if (!pair.ok()) {
-    return Fail(c, pair.error());
+  Result<SignedTarget> target = NeedSignedTarget(c);
+  if (!target.ok()) {
+    return Fail(c, target.error());
   }
   const std::string id = TokenId(c.args.positional[0]);
   Client client = MakeClient(c);
-  Result<Detokenized> token = client.Detokenize(*account, *pair, id);
+  Result<Detokenized> token = client.Detokenize(target->account, target->pair, id);
   if (!token.ok()) {
     return Fail(c, token.error());
   }
@@ -832,16 +843,12 @@ int Delete(Context& c) {
   if (c.args.positional.size() != 1) {
     return Fail(c, Usage("usage: opentoken delete ID"));
   }
-  Result<std::string> account = NeedAccount(c);
-  if (!account.ok()) {
-    return Fail(c, account.error());
-  }
-  Result<AccessCodePair> pair = Pair(c);
-  if (!pair.ok()) {
-    return Fail(c, pair.error());
+  Result<SignedTarget> target = NeedSignedTarget(c);
+  if (!target.ok()) {
+    return Fail(c, target.error());
   }
   const std::string id = TokenId(c.args.positional[0]);
-  Status st = MakeClient(c).DeleteToken(*account, *pair, id);
+  Status st = MakeClient(c).DeleteToken(target->account, target->pair, id);
   if (!st.ok()) {
     return Fail(c, st.error());
   }
