@@ -9,6 +9,7 @@
 
 #include "crypto/encoding.h"
 #include "service/fields.h"
+#include "service/internal/due_scan.h"
 
 namespace otd::service {
 
@@ -149,59 +150,28 @@ void StoreMailOutbox::Drop(ByteView key, ByteView value, std::string_view reason
 Result<std::optional<mail::OutboxEntry>> StoreMailOutbox::Claim(
     std::chrono::milliseconds* next_due_in) {
   std::lock_guard lock(mu_);
-  std::vector<std::pair<Bytes, Bytes>> records;
-  OTD_RETURN_IF_ERROR(store_.ForEach(kTable, [&](ByteView k, ByteView v) {
-    records.emplace_back(Bytes(k.begin(), k.end()), Bytes(v.begin(), v.end()));
-    return true;
-  }));
+  OTD_ASSIGN_OR_RETURN(auto records, internal::ReadTable(store_, kTable));
   const int64_t now = clock_.NowSeconds();
-  int64_t next = 0;
-  auto wake_at = [&next](int64_t t) { next = next == 0 ? t : std::min(next, t); };
-  std::unordered_map<std::string, Seen> seen;
-  struct Due {
-    Bytes key;
-    Bytes value;
-    Record record;
-  };
-  std::vector<Due> due;
-  for (auto& [key, value] : records) {
-    const std::string k(AsString(key));
-    if (auto it = seen_.find(k);
-        it != seen_.end() && it->second.value == value && it->second.due_at > now) {
-      wake_at(it->second.due_at);
-      seen.insert(seen_.extract(it));
-      continue;
-    }
-    auto record = Open(key, value);
-    if (!record.ok()) {
-      if (record.status().code() == Code::kDataLoss) {
-        Drop(key, value, "unreadable", 0);
-      } else {
-        log_.Warn("mail_outbox_open_failed", {{"error", record.status().message()}});
-      }
-      continue;
-    }
-    if (record->expires_at <= now) {
-      Drop(key, value, "expired", record->attempts);
-      continue;
-    }
-    if (record->not_before > now) {
-      const int64_t due_at = std::min(record->not_before, record->expires_at);
-      seen[k] = Seen{value, due_at};
-      wake_at(due_at);
-      continue;
-    }
-    due.push_back({std::move(key), std::move(value), std::move(record).value()});
-  }
-  seen_ = std::move(seen);
-  std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
+  auto scan = internal::ScanDue<Record>(
+      std::move(records), now, seen_,
+      [this](ByteView key, ByteView value) { return Open(key, value); },
+      [this](ByteView key, ByteView value, std::string_view reason, uint64_t attempts) {
+        Drop(key, value, reason, attempts);
+      },
+      [this](const Status& s) {
+        log_.Warn("mail_outbox_open_failed", {{"error", s.message()}});
+        return int64_t{0};
+      });
+  auto& due = scan.due;
+  const int64_t next = scan.next;
+  std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
     return std::tie(a.record.queued_at, a.record.id) < std::tie(b.record.queued_at, b.record.id);
   });
   if (next_due_in != nullptr) {
     *next_due_in = next > 0 ? std::chrono::seconds(std::max<int64_t>(1, next - now))
                             : std::chrono::milliseconds(0);
   }
-  for (Due& d : due) {
+  for (auto& d : due) {
     Record claimed = d.record;
     claimed.attempts += 1;
     claimed.not_before = now + options_.lease_seconds;

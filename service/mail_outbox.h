@@ -37,6 +37,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "mail/outbox.h"
+#include "service/internal/due_scan.h"
 #include "service/tables.h"
 #include "service/vault.h"
 #include "store/store.h"
@@ -73,12 +74,8 @@ class StoreMailOutbox final : public mail::Outbox {
   const Clock& clock_;
   Logger& log_;
   const MailOutboxOptions options_;
-  std::mutex mu_;  // Claim's cache
-  struct Seen {
-    Bytes value;
-    int64_t due_at = 0;
-  };
-  std::unordered_map<std::string, Seen> seen_;  // by store key bytes
+  std::mutex mu_;              // Claim's cache
+  internal::SeenValues seen_;  // Claim's memory of values not due yet
 };
 
 }  // namespace otd::service

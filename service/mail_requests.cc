@@ -9,6 +9,7 @@
 #include "crypto/encoding.h"
 #include "crypto/random.h"
 #include "service/fields.h"
+#include "service/internal/due_scan.h"
 
 namespace otd::service {
 
@@ -150,71 +151,37 @@ void MailRequestQueue::Drop(ByteView key, ByteView value, std::string_view reaso
 
 int64_t MailRequestQueue::ProcessDue(const MailRequestHandler& handler,
                                      const std::atomic<bool>* stop) {
-  std::vector<std::pair<Bytes, Bytes>> records;
-  Status listed = store_.ForEach(kMailRequestsTable, [&](ByteView k, ByteView v) {
-    records.emplace_back(Bytes(k.begin(), k.end()), Bytes(v.begin(), v.end()));
-    return true;
-  });
-  int64_t now = clock_.NowSeconds();
-  if (!listed.ok()) {
-    log_.Warn("mail_request_scan_failed", {{"reason", listed.message()}});
+  auto records = internal::ReadTable(store_, kMailRequestsTable);
+  const int64_t now = clock_.NowSeconds();
+  if (!records.ok()) {
+    log_.Warn("mail_request_scan_failed", {{"reason", records.status().message()}});
     return now + options_.retry_base_seconds;
   }
-  int64_t next = 0;
-  auto wake_at = [&next](int64_t t) { next = next == 0 ? t : std::min(next, t); };
-  std::unordered_map<std::string, Seen> seen;
-  struct Due {
-    Bytes key;
-    Bytes value;
-    Record record;
-  };
-  std::vector<Due> due;
-  for (auto& [key, value] : records) {
-    // A value already seen and not yet due is not opened again (no token work per scan).
-    const std::string id(AsString(key));
-    if (auto it = seen_.find(id);
-        it != seen_.end() && it->second.value == value && it->second.due_at > now) {
-      wake_at(it->second.due_at);
-      seen.insert(seen_.extract(it));
-      continue;
-    }
-    auto record = Open(value);
-    if (!record.ok()) {
-      if (record.status().code() == Code::kDataLoss) {
-        Drop(key, value, "unreadable", 0);
-      } else {
-        log_.Warn("mail_request_open_failed", {{"reason", record.status().message()}});
-        wake_at(now + options_.retry_base_seconds);
-      }
-      continue;
-    }
-    if (record->expires_at <= now) {
-      Drop(key, value, "expired", record->attempts);
-      continue;
-    }
-    if (record->not_before > now) {
-      const int64_t due_at = std::min(record->not_before, record->expires_at);
-      seen[id] = Seen{value, due_at};
-      wake_at(due_at);
-      continue;
-    }
-    due.push_back({std::move(key), std::move(value), std::move(record).value()});
-  }
-  seen_ = std::move(seen);  // forget records that are gone
-  std::stable_sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
+  auto scan = internal::ScanDue<Record>(
+      std::move(records).value(), now, seen_,
+      [this](ByteView /*key*/, ByteView value) { return Open(value); },
+      [this](ByteView key, ByteView value, std::string_view reason, uint64_t attempts) {
+        Drop(key, value, reason, attempts);
+      },
+      [this, now](const Status& s) {
+        log_.Warn("mail_request_open_failed", {{"reason", s.message()}});
+        return now + options_.retry_base_seconds;
+      });
+  auto& due = scan.due;
+  std::stable_sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
     return std::tie(a.record.queued_at, a.record.sequence) <
            std::tie(b.record.queued_at, b.record.sequence);
   });
-  for (Due& d : due) {
+  for (auto& d : due) {
     if (stop != nullptr && stop->load()) {
-      wake_at(clock_.NowSeconds());
+      scan.WakeAt(clock_.NowSeconds());
       continue;  // the records stay queued for the next start
     }
     if (int64_t at = ProcessOne(d.key, d.value, d.record, handler); at > 0) {
-      wake_at(at);
+      scan.WakeAt(at);
     }
   }
-  return next;
+  return scan.next;
 }
 
 int64_t MailRequestQueue::ProcessOne(const Bytes& key, const Bytes& value, const Record& record,
@@ -246,7 +213,7 @@ int64_t MailRequestQueue::ProcessOne(const Bytes& key, const Bytes& value, const
   }
   const int64_t due_at = std::min(claimed.not_before, claimed.expires_at);
   const std::string id(AsString(key));
-  seen_[id] = Seen{*sealed, due_at};
+  seen_[id] = internal::SeenValue{*sealed, due_at};
 
   MailRequest request{
       .kind = claimed.kind, .address = claimed.address, .attempt = claimed.attempts};

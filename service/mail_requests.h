@@ -55,6 +55,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "service/internal/due_scan.h"
 #include "service/tables.h"
 #include "service/vault.h"
 #include "store/store.h"
@@ -112,10 +113,6 @@ class MailRequestQueue {
 
  private:
   struct Record;
-  struct Seen {  // what ProcessDue learned about a stored value (no address)
-    Bytes value;
-    int64_t due_at = 0;  // min(not before, expiry)
-  };
   Result<Bytes> Seal(const Record& r);
   Result<Record> Open(ByteView value);
   // Deletes the record if it still holds `value`; logs the drop.
@@ -131,8 +128,8 @@ class MailRequestQueue {
   const MailRequestOptions options_;
   std::mutex listener_mu_;
   std::function<void()> listener_;
-  std::atomic<uint64_t> sequence_{0};           // ties within a second of queueing
-  std::unordered_map<std::string, Seen> seen_;  // by store key bytes; ProcessDue only
+  std::atomic<uint64_t> sequence_{0};  // ties within a second of queueing
+  internal::SeenValues seen_;          // ProcessDue only
 };
 
 // The worker: one thread that runs ProcessDue when a request is queued, when a retry is due, and
