@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <string>
 #include <vector>
@@ -990,30 +991,23 @@ int Run(const std::vector<std::string>& argv) {
     }
   }
   const std::string& cmd = c.args.command;
-  int code = kExitUsage;
-  if (cmd == "register") {
-    code = Register(c);
-  } else if (cmd == "confirm") {
-    code = Confirm(c);
-  } else if (cmd == "login") {
-    code = Login(c);
-  } else if (cmd == "logout") {
-    code = Logout(c);
-  } else if (cmd == "whoami") {
-    code = Whoami(c);
-  } else if (cmd == "access-code") {
-    code = AccessCode(c);
-  } else if (cmd == "access-token") {
-    code = AccessToken(c);
-  } else if (cmd == "tokenize") {
-    code = Tokenize(c);
-  } else if (cmd == "detokenize") {
-    code = Detokenize(c);
-  } else if (cmd == "delete") {
-    code = Delete(c);
-  } else if (cmd == "sign" || cmd == "request") {
-    code = SignOrRequest(c);
-  }
+  using Command = int (*)(Context&);
+  static const std::map<std::string_view, Command> kCommands = {
+      {"register", Register},
+      {"confirm", Confirm},
+      {"login", Login},
+      {"logout", Logout},
+      {"whoami", Whoami},
+      {"access-code", AccessCode},
+      {"access-token", AccessToken},
+      {"tokenize", Tokenize},
+      {"detokenize", Detokenize},
+      {"delete", Delete},
+      {"sign", SignOrRequest},
+      {"request", SignOrRequest},
+  };
+  const auto command = kCommands.find(cmd);
+  const int code = command == kCommands.end() ? kExitUsage : command->second(c);
   Wipe(c.settings.saved_secret);
   if (c.state.contains("secret")) {
     std::string& s = c.state["secret"].get_ref<std::string&>();
