@@ -45,7 +45,10 @@ struct Deferred {
 struct RequestContext {
   std::string request_id;
   Transport transport = Transport::kUnix;
-  std::string peer;   // "uid:<n>" (Unix socket) or the IP (TLS); rate limits
+  // The client: "uid:<n>" (Unix socket) or "ip:<address>" (TLS), or behind a trusted proxy the
+  // address it forwarded (api/forwarded.h, ClientIdOf). Per-client limits and audit lines use it.
+  std::string peer;
+  std::string via;    // the trusted proxy's own identity when `peer` came from a header; else ""
   std::string path;   // raw path of the target, without the query
   std::string query;  // raw query string, without '?'
   std::string route;  // matched route pattern (safe to log; no ids)

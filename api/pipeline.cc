@@ -121,7 +121,8 @@ OwnedEvent EventFor(const RouteSpec& route, const RequestContext& ctx, const Res
           .status = static_cast<int>(status),
           .account = std::move(account),
           .object = std::move(obj),
-          .detail = "peer=" + ctx.peer + " transport=" + std::string(TransportName(ctx.transport))};
+          .detail = "peer=" + ctx.peer + " transport=" + std::string(TransportName(ctx.transport)) +
+                    (ctx.via.empty() ? "" : " via=" + ctx.via)};
 }
 
 }  // namespace

@@ -73,11 +73,12 @@ class ConnBase : public TrackedConn {
 template <class Stream>
 class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Stream>> {
  public:
-  Conn(Stream s, std::string peer_id, std::string peer_key, Transport t)
+  Conn(Stream s, ConnectionPeer who, std::string peer_key, Transport t)
       : ConnBase(std::move(peer_key), t),
         stream(std::move(s)),
         idle_timer(stream.get_executor()),
-        peer(std::move(peer_id)) {}
+        peer(PeerIdOf(who)),
+        connection_peer(std::move(who)) {}
   void CloseIfIdle() override {
     net::post(stream.get_executor(), [self = this->shared_from_this()] {
       if (self->idle) {
@@ -97,6 +98,7 @@ class Conn final : public ConnBase, public std::enable_shared_from_this<Conn<Str
   net::steady_timer idle_timer;
   uint64_t idle_wait = 0;  // which wait idle_timer belongs to
   std::string peer;        // "uid:<n>" or "ip:<address>"; for rate limiting (not logged)
+  const ConnectionPeer connection_peer;  // what `peer` was made from (api/forwarded.h)
   bool idle = true;  // waiting for a request header (Stop closes it); only touched on the strand
 };
 
@@ -290,6 +292,10 @@ class HttpServer::Impl {
   awaitable<void> AcceptLoop(Acceptor& acceptor, Transport transport, MakeStream make_stream);
   // Counts (metrics) and logs (throttled) what admitting a connection did to the table.
   void RecordAdmission(Transport transport, Admission a);
+  // The request's client (ctx.peer) and, when a trusted proxy named it, the proxy (ctx.via):
+  // api/forwarded.h. Without listen.trusted_proxies nothing is read and ctx.peer stays the
+  // connection's peer.
+  void SetClient(const ConnectionPeer& who, const Request& req, RequestContext& ctx) const;
   // One connection: the TLS handshake, then requests (ReadRequest, Answer) until it closes.
   template <class Stream>
   awaitable<void> Serve(std::shared_ptr<Conn<Stream>> conn, Transport transport);
@@ -553,21 +559,24 @@ void HttpServer::Impl::MaybeFinishDrain() {
   }
 }
 
-// Peer identity for rate limiting: the uid on the Unix socket, the address on TLS; and the key
-// that connection caps count by: the same, except that an IPv6 peer is its /64 (PeerKeyOf).
+// The connection's peer (api/forwarded.h's ConnectionPeer: the uid on the Unix socket, the
+// address on TLS), and the key that connection caps count by: its identity, except that an IPv6
+// peer is its /64 (PeerKeyOf). Decided at accept time, before any header: behind a proxy, the
+// proxy's.
 struct PeerIds {
-  std::string id;
+  ConnectionPeer who;
   std::string key;
 };
 
 PeerIds PeerOf(unix_proto::socket& sock) {
   struct ucred cred {};
   socklen_t len = sizeof cred;
-  std::string id = "uid:unknown";
+  ConnectionPeer who{.unix_socket = true};
   if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    id = "uid:" + std::to_string(cred.uid);
+    who.uid = cred.uid;
   }
-  return {id, id};
+  std::string key = PeerIdOf(who);
+  return {std::move(who), std::move(key)};
 }
 
 PeerIds PeerOf(tcp::socket& sock) {
@@ -575,9 +584,9 @@ PeerIds PeerOf(tcp::socket& sock) {
   sock.set_option(tcp::no_delay(true), ec);
   auto ep = sock.remote_endpoint(ec);
   if (ec) {
-    return {"ip:unknown", "ip:unknown"};
+    return {ConnectionPeer{}, "ip:unknown"};
   }
-  return {"ip:" + ep.address().to_string(), PeerKeyOf(ep.address())};
+  return {ConnectionPeer{.address = ep.address()}, PeerKeyOf(ep.address())};
 }
 
 template <class Acceptor, class MakeStream>
@@ -603,7 +612,7 @@ awaitable<void> HttpServer::Impl::AcceptLoop(Acceptor& acceptor, Transport trans
     }
     PeerIds peer = PeerOf(sock);
     using Stream = decltype(make_stream(std::move(sock)));
-    auto conn = std::make_shared<Conn<Stream>>(make_stream(std::move(sock)), std::move(peer.id),
+    auto conn = std::make_shared<Conn<Stream>>(make_stream(std::move(sock)), std::move(peer.who),
                                                std::move(peer.key), transport);
     ConnectionTable::Result admission;
     {
@@ -657,6 +666,26 @@ void HttpServer::Impl::RecordAdmission(Transport transport, Admission a) {
   if (metrics_) {
     metrics_->accepted[ti]->Inc();
     metrics_->open[ti]->Add(1);
+  }
+}
+
+void HttpServer::Impl::SetClient(const ConnectionPeer& who, const Request& req,
+                                 RequestContext& ctx) const {
+  if (opt_.trusted_proxies.empty()) {
+    return;
+  }
+  // Every line of the header, in the order received (the field list keeps it).
+  const std::string_view name = FieldNameOf(opt_.forwarded_header);
+  std::vector<std::string_view> lines;
+  for (const auto& f : req) {
+    if (beast::iequals(f.name_string(), name)) {
+      lines.push_back(f.value());
+    }
+  }
+  std::string client = ClientIdOf(who, opt_.trusted_proxies, opt_.forwarded_header, lines);
+  if (client != ctx.peer) {
+    ctx.via = std::move(ctx.peer);
+    ctx.peer = std::move(client);
   }
 }
 
@@ -1032,6 +1061,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     if (!req) {
       break;
     }
+    SetClient(conn->connection_peer, *req, ctx);
     // Complete: from here the connection is never evicted, until its response is out.
     bool more = false;
     if (conn->MarkBusy()) {

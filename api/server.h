@@ -13,6 +13,8 @@
 // limits.max_connections_per_peer per peer: the uid on Unix, the IP on TLS, an IPv6 /64). A
 // newcomer that finds its peer's share or the table full takes the place of a connection that
 // waits (api/connection_table.h); one whose request is being handled is never cut for it.
+// Behind a trusted reverse proxy (ServerOptions::trusted_proxies) each request's client identity
+// comes from the forwarding header (api/forwarded.h); connection caps still see the proxy.
 // Any parse or framing error: a short vnd.error response with `Connection: close`, then the
 // connection is shut down; no later request on it is ever read.
 //
@@ -28,6 +30,7 @@
 #include <optional>
 #include <string>
 
+#include "api/forwarded.h"
 #include "api/limits.h"
 #include "api/router.h"
 #include "common/log.h"
@@ -69,6 +72,12 @@ struct ServerOptions {
   metrics::Registry* metrics = nullptr;
   // Which per-request access lines ("http_request") are logged (config log.access).
   AccessLogOptions access_log;
+  // listen.trusted_proxies / listen.forwarded_header (api/forwarded.h): a request that comes from
+  // a trusted peer names its client in that header; RequestContext::peer is then the client (for
+  // the per-client limits and audit lines) and RequestContext::via the proxy. Empty (the default):
+  // the headers are never read. Connection caps always count the connection's own peer.
+  TrustedProxies trusted_proxies;
+  ForwardedHeader forwarded_header = ForwardedHeader::kXForwardedFor;
 };
 
 class HttpServer {

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "api/forwarded.h"
 #include "common/strict_json.h"
 #include "daemon/config_schema.h"
 #include "service/audit.h"
@@ -101,6 +102,29 @@ class ObjectReader {
     return Status::Ok();
   }
 
+  // An array of at most `max` non-empty strings (absent: `out` unchanged).
+  Status StringList(const std::string& key, std::vector<std::string>& out, size_t max) {
+    used_.insert(key);
+    if (!obj_.contains(key)) {
+      return Status::Ok();
+    }
+    const json& v = obj_.at(key);
+    Status bad = InvalidArgument(Path(key) + ": must be an array of at most " +
+                                 std::to_string(max) + " non-empty strings");
+    if (!v.is_array() || v.size() > max) {
+      return bad;
+    }
+    std::vector<std::string> list;
+    for (const auto& e : v) {
+      if (!e.is_string() || e.get_ref<const std::string&>().empty()) {
+        return bad;
+      }
+      list.push_back(e.get<std::string>());
+    }
+    out = std::move(list);
+    return Status::Ok();
+  }
+
   Result<const json*> Object(const std::string& key, bool required) {
     used_.insert(key);
     if (!obj_.contains(key)) {
@@ -178,6 +202,14 @@ Status ParseListen(const json& j, Config& c) {
     OTD_RETURN_IF_ERROR(t.String("private_key", tl.private_key, true));
     OTD_RETURN_IF_ERROR(t.NoUnknownKeys());
     c.tls_listen = tl;
+  }
+  OTD_RETURN_IF_ERROR(r.StringList("trusted_proxies", c.trusted_proxies, 256));
+  if (auto t = api::TrustedProxies::Parse(c.trusted_proxies); !t.ok()) {
+    return InvalidArgument("listen.trusted_proxies: " + t.status().message());
+  }
+  OTD_RETURN_IF_ERROR(r.String("forwarded_header", c.forwarded_header, false));
+  if (!api::ForwardedHeaderFromName(c.forwarded_header)) {
+    return InvalidArgument("listen.forwarded_header: must be \"x-forwarded-for\" or \"forwarded\"");
   }
   OTD_RETURN_IF_ERROR(r.NoUnknownKeys());
   if (!c.unix_listen && !c.tls_listen) {

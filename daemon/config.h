@@ -92,6 +92,15 @@ struct AccessTokensConfig {
 struct Config {
   std::optional<UnixListenConfig> unix_listen;
   std::optional<TlsListenConfig> tls_listen;
+  // --- behind a reverse proxy (issue 18 part 6, api/forwarded.h) ---
+  // listen.trusted_proxies: the peers whose forwarding header names the client that per-client
+  // limits, login delays and audit lines use: IPv4/IPv6 addresses or CIDRs (TLS peers), "unix"
+  // (every peer of the Unix socket) or "uid:<n>" (a Unix peer with that uid). Default: none, the
+  // headers are never read. At most 256 entries, validated by api::TrustedProxies::Parse.
+  std::vector<std::string> trusted_proxies;
+  // listen.forwarded_header: which header a trusted peer's client comes from, "x-forwarded-for"
+  // (default) or "forwarded" (RFC 7239). The other one is ignored entirely.
+  std::string forwarded_header = "x-forwarded-for";
   std::string storage_path;  // local state (audit trail, outbox); the LMDB store with "lmdb"
   std::string storage_backend = "lmdb";  // "lmdb" | "postgresql" (store/pg_store.h)
   // storage.postgresql.*: a libpq conninfo (no password in it), the password file (empty: the

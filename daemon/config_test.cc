@@ -493,6 +493,52 @@ TEST(ConfigTest, MetricsTcpIsOffByDefaultAndStrict) {
             "metrics.tcp: needs metrics.enabled");
 }
 
+// --- listen.trusted_proxies, listen.forwarded_header (issue 18 part 6) ---
+TEST(ConfigTest, TrustedProxiesAreNoneByDefaultAndStrict) {
+  auto c = ParseConfig(kMinimal);
+  ASSERT_OK(c);
+  EXPECT_TRUE(c->trusted_proxies.empty());
+  EXPECT_EQ(c->forwarded_header, "x-forwarded-for");
+  auto with = [](const std::string& extra) {
+    return Without(kMinimal, R"("unix": {"path": "/run/x.sock"})",
+                   R"("unix": {"path": "/run/x.sock"}, )" + extra);
+  };
+  auto on = ParseConfig(with(R"("trusted_proxies": ["uid:33", "127.0.0.1", "fd00::/8"],
+                                "forwarded_header": "forwarded")"));
+  ASSERT_OK(on);
+  EXPECT_EQ(on->trusted_proxies, (std::vector<std::string>{"uid:33", "127.0.0.1", "fd00::/8"}));
+  EXPECT_EQ(on->forwarded_header, "forwarded");
+  EXPECT_OK(ParseConfig(with(R"("trusted_proxies": [])")));
+
+  const std::string list =
+      "listen.trusted_proxies: must be an array of at most 256 non-empty strings";
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": "10.0.0.0/8")")), list);
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": [""])")), list);
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": [8])")), list);
+  std::string many = "\"trusted_proxies\": [";
+  for (int i = 0; i < 257; ++i) {
+    many += (i ? ", " : "") + std::string("\"uid:") + std::to_string(i) + "\"";
+  }
+  EXPECT_EQ(ErrorOf(with(many + "]")), list);
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": ["unix", "10.0.0.0/33"])")),
+            "listen.trusted_proxies: entry 1 (\"10.0.0.0/33\"): prefix length must be 0..32");
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": ["10.0.0.1/8"])")),
+            "listen.trusted_proxies: entry 0 (\"10.0.0.1/8\"): has bits set after the prefix "
+            "length (write the network address)");
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": ["*"])")),
+            "listen.trusted_proxies: entry 0 (\"*\"): must be \"unix\", \"uid:<n>\", or an IPv4 "
+            "or IPv6 address or CIDR");
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": ["uid:www-data"])")),
+            "listen.trusted_proxies: entry 0 (\"uid:www-data\"): a uid must be a decimal number "
+            "(uid:33)");
+  EXPECT_EQ(ErrorOf(with(R"("trusted_proxies": ["unix", "unix"])")),
+            "listen.trusted_proxies: entry 1 (\"unix\"): listed twice");
+  EXPECT_EQ(ErrorOf(with(R"("forwarded_header": "X-Real-IP")")),
+            "listen.forwarded_header: must be \"x-forwarded-for\" or \"forwarded\"");
+  EXPECT_EQ(ErrorOf(with(R"("forwarded_header": "")")),
+            "listen.forwarded_header: must be a non-empty string");
+}
+
 // --- log.* (issue 18 part 7) ---
 TEST(ConfigTest, LogSectionHasDefaultsAndIsStrict) {
   auto c = ParseConfig(kMinimal);
@@ -572,7 +618,9 @@ TEST(ConfigTest, DuplicateKeyIsNamed) {
 // Every key the loader knows, each set to a non-default value the loader accepts.
 const char* kEveryKey = R"({
   "listen": {"unix": {"path": "/run/x.sock", "mode": "0600"},
-             "tls": {"address": "0.0.0.0", "port": 9443, "certificate": "/c", "private_key": "/k"}},
+             "tls": {"address": "0.0.0.0", "port": 9443, "certificate": "/c", "private_key": "/k"},
+             "trusted_proxies": ["uid:33", "unix", "10.0.0.0/8", "2001:db8::/32", "192.0.2.7"],
+             "forwarded_header": "forwarded"},
   "storage": {"path": "/d", "backend": "postgresql", "map_size_mb": 64,
               "unauthenticated_write_limit_percent": 80,
               "postgresql": {"conninfo": "dbname=otd", "password_file": "/pw", "pool_size": 4,

@@ -185,6 +185,12 @@ api::ServerOptions ServerOptionsFrom(const Config& c) {
   // the floor of 8 keeps some free for the hot routes meanwhile.
   o.worker_threads = c.workers > 0 ? c.workers : std::max(8u, cores * 4);
   o.access_log = AccessLogOptionsFrom(c);
+  // Validated by ParseConfig; a list that did not parse would trust nobody.
+  if (auto t = api::TrustedProxies::Parse(c.trusted_proxies); t.ok()) {
+    o.trusted_proxies = std::move(t).value();
+  }
+  o.forwarded_header = api::ForwardedHeaderFromName(c.forwarded_header)
+                           .value_or(api::ForwardedHeader::kXForwardedFor);
   return o;
 }
 

@@ -8,6 +8,12 @@ codes, OT1-signed tokenize/detokenize/delete. A signature made for another Host 
 the same config without `proxy_set_header Host $http_host;` breaks every signature (so the line is
 what makes it work).
 
+Issue 18 part 6 (TrustedProxyTest and the spoofing tests below): with listen.trusted_proxies =
+["uid:<nginx's uid>"], two clients that nginx sees from 127.0.0.2 and 127.0.0.3 are limited
+separately (accounts.registrations_per_peer) and the audit line names each one; without
+trusted_proxies a client-supplied X-Forwarded-For changes nothing, and a direct TLS client (not a
+trusted proxy) cannot pick its address with X-Forwarded-For or Forwarded.
+
 nginx must be installed (`scripts/install-deps` does it): without it this test fails, it does not
 skip.
 """
@@ -15,6 +21,7 @@ skip.
 import glob
 import grp
 import http.client
+import json
 import os
 import pwd
 import re
@@ -139,8 +146,9 @@ class Nginx:
     def tls_context(self):
         return ssl.create_default_context(cafile=self.cert)
 
-    def conn(self, timeout=30):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls_context())
+    def conn(self, timeout=30, source=None):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.tls_context(),
+                                           source_address=(source, 0) if source else None)
 
 
 class ProxyEndpoint:
@@ -148,12 +156,13 @@ class ProxyEndpoint:
     TLS (whatever transport they ask for). `port` is nginx's, so Signer signs the Host that nginx
     receives and forwards."""
 
-    def __init__(self, nginx):
+    def __init__(self, nginx, source=None):
         self.nginx = nginx
         self.port = nginx.port
+        self.source = source  # the client's own address (127.0.0.2, ...): what nginx sees
 
     def request(self, method, path, body=None, headers=None, transport="tls", conn=None):
-        c = conn or self.nginx.conn()
+        c = conn or self.nginx.conn(source=self.source)
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
@@ -354,6 +363,177 @@ class NginxProxyTest(unittest.TestCase):
         finally:
             self.assertEqual(other.stop(), 0)
             other.cleanup()
+
+
+# --- issue 18 part 6: the client behind the proxy -----------------------------------------------
+PER_PEER = 3  # accounts.registrations_per_peer in the tests below
+
+
+class LimitedDaemon(UnixOnlyDaemon):
+    """registrations_per_peer = PER_PEER (and nothing else in the way); listen.trusted_proxies
+    when `trusted` is given; the TLS listener too when `tls`."""
+
+    def __init__(self, trusted=None, tls=False, header=None, **kw):
+        self.trusted = trusted
+        self.tls = tls
+        self.header = header
+        super().__init__(**kw)
+
+    def config(self):
+        c = Daemon.config(self) if self.tls else super().config()
+        if self.trusted is not None:
+            c["listen"]["trusted_proxies"] = self.trusted
+        if self.header is not None:
+            c["listen"]["forwarded_header"] = self.header
+        c["accounts"] = {"registrations_per_peer": PER_PEER, "registrations_per_address": 1000,
+                         "max_pending_registrations_per_peer": 1000}
+        return c
+
+
+_serial = [0]
+
+
+def register(endpoint, headers=None, transport="tls"):
+    """POST /registration for a fresh address; returns the status."""
+    _serial[0] += 1
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    body = json.dumps({"email": f"proxied-{_serial[0]}@example.com"}).encode()
+    return endpoint.request("POST", "/registration", body=body, headers=h, transport=transport).status
+
+
+def audit_peers(daemon, event="registration_started", want=0, timeout=10):
+    """The `detail` of every successful audit line of `event` (waits until there are `want`)."""
+    path = os.path.join(daemon.dir, "data", "audit.log")
+    deadline = time.time() + timeout
+    while True:
+        with open(path) as f:
+            details = [e.get("detail", "") for e in map(json.loads, f)
+                       if e.get("event") == event and e.get("status") == 200]
+        if len(details) >= want or time.time() > deadline:
+            return details
+        time.sleep(0.1)
+
+
+class ProxyLimitsBase(unittest.TestCase):
+    trusted = None
+    header = None
+
+    def setUp(self):
+        self.nginx = None
+        port = free_port()
+        self.d = LimitedDaemon(trusted=self.trusted, header=self.header,
+                               extra_config={"public_url": f"https://127.0.0.1:{port}"})
+        try:
+            self.d.start()
+            self.nginx = Nginx(self.d.sock, MAX_BODY, port=port).start()
+        except Exception:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        if self.nginx:
+            self.assertEqual(self.nginx.stop(), 0)
+            self.nginx.cleanup()
+        code = self.d.stop()
+        log = self.d.read_log()
+        self.d.cleanup()
+        self.assertEqual(code, 0)
+        # The daemon's own log never names a client address (only the audit line does).
+        self.assertNotIn("127.0.0.2", log)
+        self.assertNotIn("198.51.100.", log)
+
+
+class TrustedProxyTest(ProxyLimitsBase):
+    """nginx (same uid as this test) is trusted as "uid:<n>" on the Unix socket."""
+
+    trusted = [f"uid:{os.geteuid()}"]
+
+    def test_clients_behind_the_proxy_are_limited_separately_and_audited_by_address(self):
+        a = ProxyEndpoint(self.nginx, source="127.0.0.2")
+        b = ProxyEndpoint(self.nginx, source="127.0.0.3")
+        # Client a uses its allowance, spoofing other addresses on the way: nginx appends the
+        # address it sees, and the daemon takes the rightmost untrusted one.
+        spoofs = [{}, {"X-Forwarded-For": "198.51.100.1"}, {"Forwarded": "for=198.51.100.2"},
+                  {"X-Forwarded-For": "198.51.100.3, 127.0.0.3"}]
+        self.assertEqual([register(a, h) for h in spoofs], [200] * PER_PEER + [429])
+        # Client b (another address for nginx) still has its own allowance.
+        self.assertEqual([register(b) for _ in range(PER_PEER + 1)], [200] * PER_PEER + [429])
+        via = f"via=uid:{os.geteuid()}"
+        details = audit_peers(self.d, want=2 * PER_PEER)
+        self.assertEqual(len(details), 2 * PER_PEER, details)
+        self.assertEqual(sorted(details),
+                         sorted([f"peer=ip:127.0.0.2 transport=unix {via}"] * PER_PEER +
+                                [f"peer=ip:127.0.0.3 transport=unix {via}"] * PER_PEER))
+        # nginx's own access log shows the same clients.
+        log = self.nginx.read("access.log")
+        self.assertIn(b"127.0.0.2 ", log)
+        self.assertIn(b"127.0.0.3 ", log)
+
+    def test_a_trusted_unix_peer_names_the_client_and_every_header_line_counts(self):
+        # This test runs as nginx's uid, so on the socket it is a trusted proxy itself: it sends
+        # the list as three header lines (one list, in order) with a client-side prefix.
+        conn = self.d.unix_conn()
+        try:
+            for i in range(PER_PEER + 1):
+                conn.putrequest("POST", "/registration", skip_host=True, skip_accept_encoding=True)
+                body = json.dumps({"email": f"lines-{i}@example.com"}).encode()
+                conn.putheader("Host", "localhost")
+                conn.putheader("Content-Type", "application/json")
+                conn.putheader("Content-Length", str(len(body)))
+                conn.putheader("X-Forwarded-For", f"203.0.113.{i}")  # left of the client: unused
+                conn.putheader("X-Forwarded-For", "198.51.100.77")
+                conn.putheader("x-forwarded-for", "not-an-address, 10.0.0.1")
+                conn.endheaders(body)
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200 if i < PER_PEER else 429, i)
+        finally:
+            conn.close()
+        # 10.0.0.1 is not trusted: it is the client (the rightmost untrusted address). Had the
+        # lines been read in another order, each request would have had its own address.
+        details = audit_peers(self.d, want=PER_PEER)
+        self.assertEqual(set(details), {f"peer=ip:10.0.0.1 transport=unix via=uid:{os.geteuid()}"})
+        # The proxy's own identity still has its whole allowance.
+        self.assertEqual(register(self.d, transport="unix"), 200)
+
+
+class UntrustedProxyTest(ProxyLimitsBase):
+    """The same nginx without listen.trusted_proxies: every client is the proxy (uid:<n>)."""
+
+    trusted = None
+
+    def test_without_trusted_proxies_forwarded_addresses_are_ignored(self):
+        a = ProxyEndpoint(self.nginx, source="127.0.0.2")
+        b = ProxyEndpoint(self.nginx, source="127.0.0.3")
+        statuses = [register(a, {"X-Forwarded-For": "198.51.100.1"}),
+                    register(b, {"X-Forwarded-For": "198.51.100.2"}),
+                    register(a, {"Forwarded": "for=198.51.100.3"}),
+                    register(b, {"X-Forwarded-For": "198.51.100.4"})]
+        self.assertEqual(statuses, [200] * PER_PEER + [429])
+        details = audit_peers(self.d, want=PER_PEER)
+        self.assertEqual(set(details), {f"peer=uid:{os.geteuid()} transport=unix"})
+
+
+class DirectTlsClientTest(unittest.TestCase):
+    """A trusted proxy on the Unix socket does not make a direct TLS client trusted."""
+
+    def test_a_direct_tls_client_cannot_pick_its_address(self):
+        d = LimitedDaemon(trusted=[f"uid:{os.geteuid()}", "10.0.0.0/8", "2001:db8::/32"], tls=True)
+        d.start()
+        try:
+            headers = [{"X-Forwarded-For": "198.51.100.1"},
+                       {"X-Forwarded-For": "198.51.100.2, 10.0.0.1"},
+                       {"Forwarded": "for=198.51.100.3"},
+                       {"X-Forwarded-For": "198.51.100.4", "Forwarded": "for=\"[2001:db8::9]\""},
+                       {"X-Forwarded-For": "198.51.100.5"}]
+            self.assertEqual([register(d, h) for h in headers], [200] * PER_PEER + [429] * 2)
+            details = audit_peers(d, want=PER_PEER)
+            self.assertEqual(set(details), {"peer=ip:127.0.0.1 transport=tls"})
+        finally:
+            code = d.stop()
+            d.cleanup()
+        self.assertEqual(code, 0)
 
 
 if __name__ == "__main__":
