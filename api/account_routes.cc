@@ -73,7 +73,7 @@ Reply Challenge(Call& call) {
 Reply Login(Call& call) {
   service::Accounts& accounts = call.s().accounts;
   const std::string& id = call.param("id");
-  const std::string& peer = call.ctx.peer;
+  const std::string& peer = call.ctx.limit_peer;
   if (int64_t wait = accounts.LoginRetryAfter(id, peer); wait > 0) {
     return TooManyLogins(call, wait);
   }

@@ -46,13 +46,13 @@ Reply Queue(Call& call, bool deletion) {
   if (email == nullptr) {
     return std::move(*error);
   }
-  if (int64_t wait = s.access_tokens.EmailRetryAfter(*email, call.ctx.peer); wait > 0) {
+  if (int64_t wait = s.access_tokens.EmailRetryAfter(*email, call.ctx.limit_peer); wait > 0) {
     return TooMany(call, wait);
   }
-  Status st = deletion ? s.access_tokens.EmailDeletionCode(*email, call.ctx.peer)
-                       : s.access_tokens.EmailToken(*email, call.ctx.peer);
+  Status st = deletion ? s.access_tokens.EmailDeletionCode(*email, call.ctx.limit_peer)
+                       : s.access_tokens.EmailToken(*email, call.ctx.limit_peer);
   if (st.code() == Code::kResourceExhausted) {
-    return TooMany(call, s.access_tokens.EmailRetryAfter(*email, call.ctx.peer));
+    return TooMany(call, s.access_tokens.EmailRetryAfter(*email, call.ctx.limit_peer));
   }
   if (!st.ok()) {
     return call.Error(st);
@@ -72,7 +72,7 @@ Reply Revoke(Call& call) {
   }
   const std::string& code =
       (*call.body)["data"]["attributes"]["code"].get_ref<const std::string&>();
-  Status st = call.s().access_tokens.DeleteEmailToken(*email, code, call.ctx.peer);
+  Status st = call.s().access_tokens.DeleteEmailToken(*email, code, call.ctx.limit_peer);
   if (st.code() == Code::kResourceExhausted) {
     return TooMany(call, 60);
   }

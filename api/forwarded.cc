@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "api/connection_table.h"
+
 namespace otd::api {
 
 namespace ip = boost::asio::ip;
@@ -293,6 +295,18 @@ std::string PeerIdOf(const ip::address& a) {
     return "ip:" + ip::make_address_v4(ip::v4_mapped, a.to_v6()).to_string();
   }
   return "ip:" + a.to_string();
+}
+
+std::string LimitKeyOf(std::string_view peer_id) {
+  if (!peer_id.starts_with("ip:")) {
+    return std::string(peer_id);
+  }
+  boost::system::error_code ec;
+  const auto a = boost::asio::ip::make_address(std::string(peer_id.substr(3)), ec);
+  if (ec || !a.is_v6()) {
+    return std::string(peer_id);
+  }
+  return PeerKeyOf(a);
 }
 
 std::string PeerIdOf(const ConnectionPeer& p) {

@@ -83,6 +83,11 @@ std::string PeerIdOf(const boost::asio::ip::address& a);
 // "uid:<n>" / "ip:<address>", or "uid:unknown" / "ip:unknown".
 std::string PeerIdOf(const ConnectionPeer& p);
 
+// The key per-client limits count for a client identity (PeerIdOf/ClientIdOf spelling): an IPv6
+// address ("ip:2001:db8:1:2::5") becomes its /64 ("ip:2001:db8:1:2::/64", as PeerKeyOf), since a
+// single host commonly holds a whole /64; anything else is returned unchanged.
+std::string LimitKeyOf(std::string_view peer_id);
+
 // One element per list member, left (client side) to right (nearest hop); nullopt for an element
 // that is no address. Empty list members are skipped (RFC 9110 §5.6.1). Accepted address forms:
 // "192.0.2.1", "192.0.2.1:4711", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:4711"; a port

@@ -205,5 +205,16 @@ TEST(ClientIdTest, OnlyTheConfiguredHeaderCounts) {
   EXPECT_FALSE(ForwardedHeaderFromName("both").has_value());
 }
 
+TEST(LimitKeyTest, AnIpv6ClientIsLimitedByItsSlash64) {
+  // Regression: per-request limits keyed the full IPv6 address, so a host rotating through its
+  // /64 got a fresh allowance with every address.
+  EXPECT_EQ(LimitKeyOf("ip:2001:db8:1:2::5"), "ip:2001:db8:1:2::/64");
+  EXPECT_EQ(LimitKeyOf("ip:2001:db8:1:2:ffff::9"), LimitKeyOf("ip:2001:db8:1:2::5"));
+  EXPECT_NE(LimitKeyOf("ip:2001:db8:1:3::5"), LimitKeyOf("ip:2001:db8:1:2::5"));
+  EXPECT_EQ(LimitKeyOf("ip:192.0.2.7"), "ip:192.0.2.7");
+  EXPECT_EQ(LimitKeyOf("uid:33"), "uid:33");
+  EXPECT_EQ(LimitKeyOf("ip:unknown"), "ip:unknown");
+}
+
 }  // namespace
 }  // namespace otd::api

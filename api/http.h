@@ -48,10 +48,14 @@ struct RequestContext {
   // The client: "uid:<n>" (Unix socket) or "ip:<address>" (TLS), or behind a trusted proxy the
   // address it forwarded (api/forwarded.h, ClientIdOf). Per-client limits and audit lines use it.
   std::string peer;
-  std::string via;    // the trusted proxy's own identity when `peer` came from a header; else ""
-  std::string path;   // raw path of the target, without the query
-  std::string query;  // raw query string, without '?'
-  std::string route;  // matched route pattern (safe to log; no ids)
+  std::string via;  // the trusted proxy's own identity when `peer` came from a header; else ""
+  // What per-client limits count: `peer`, but an IPv6 client's /64 (LimitKeyOf in
+  // api/forwarded.h), since one host commonly holds a whole /64 and could otherwise rotate
+  // addresses to get fresh allowances. Audit lines keep the full `peer`.
+  std::string limit_peer;
+  std::string path;                           // raw path of the target, without the query
+  std::string query;                          // raw query string, without '?'
+  std::string route;                          // matched route pattern (safe to log; no ids)
   std::map<std::string, std::string> params;  // route parameters ({id} -> value)
   std::optional<Deferred> deferred;           // see Deferred; empty for most routes
 };

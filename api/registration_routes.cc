@@ -77,7 +77,7 @@ Response TooManyRegistrationSteps(const Call& call, int64_t wait) {
 
 Reply Register(Call& call) {
   service::Accounts& accounts = call.s().accounts;
-  if (int64_t wait = accounts.RegistrationRetryAfter(call.ctx.peer); wait > 0) {
+  if (int64_t wait = accounts.RegistrationRetryAfter(call.ctx.limit_peer); wait > 0) {
     return TooManyRegistrationSteps(call, wait);
   }
   const auto& email_text = (*call.body)["email"].get_ref<const std::string&>();
@@ -86,7 +86,7 @@ Reply Register(Call& call) {
   }
   SecretBytes email = SecretBytes::CopyFrom(email_text);
   int64_t wait = 0;
-  auto reg = accounts.Register(email, call.ctx.peer, &wait);
+  auto reg = accounts.Register(email, call.ctx.limit_peer, &wait);
   if (!reg.ok()) {
     return wait > 0 ? RegistrationRefused(call, reg.status(), wait) : call.Error(reg.status());
   }
@@ -128,7 +128,7 @@ Reply RegistrationQr(Call& call) {
 
 Reply Secure(Call& call) {
   service::Accounts& accounts = call.s().accounts;
-  if (int64_t wait = accounts.RegistrationRetryAfter(call.ctx.peer); wait > 0) {
+  if (int64_t wait = accounts.RegistrationRetryAfter(call.ctx.limit_peer); wait > 0) {
     return TooManyRegistrationSteps(call, wait);
   }
   const nlohmann::json& doc = *call.body;
@@ -138,7 +138,7 @@ Reply Secure(Call& call) {
   const std::string& previous = doc["mfa"]["totp"]["previous"].get_ref<const std::string&>();
   int64_t wait = 0;
   Status st = accounts.SecureRegistration(call.param("id"), password_hash, current, previous,
-                                          call.ctx.peer, &wait);
+                                          call.ctx.limit_peer, &wait);
   if (!st.ok()) {
     return wait > 0 ? RegistrationRefused(call, st, wait) : call.Error(st);
   }

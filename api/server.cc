@@ -686,6 +686,7 @@ void HttpServer::Impl::SetClient(const ConnectionPeer& who, const Request& req,
   if (client != ctx.peer) {
     ctx.via = std::move(ctx.peer);
     ctx.peer = std::move(client);
+    ctx.limit_peer = LimitKeyOf(ctx.peer);
   }
 }
 
@@ -1057,6 +1058,7 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     ctx.request_id = NewRequestId();
     ctx.transport = transport;
     ctx.peer = conn->peer;
+    ctx.limit_peer = LimitKeyOf(ctx.peer);
     std::optional<Request> req = co_await ReadRequest(*conn, buffer, ctx, started);
     if (!req) {
       break;

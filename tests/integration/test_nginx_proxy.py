@@ -497,6 +497,32 @@ class TrustedProxyTest(ProxyLimitsBase):
         # The proxy's own identity still has its whole allowance.
         self.assertEqual(register(self.d, transport="unix"), 200)
 
+    def test_ipv6_clients_are_limited_by_their_slash_64_and_audited_by_address(self):
+        # Regression: per-request limits keyed the full IPv6 address, so one host rotating
+        # through its /64 got a fresh allowance with every address. This test is a trusted peer
+        # on the socket and names the client itself.
+        def register_as(client, i):
+            conn = self.d.unix_conn()
+            try:
+                body = json.dumps({"email": f"v6-{i}@example.com"}).encode()
+                conn.request("POST", "/registration", body=body,
+                             headers={"Content-Type": "application/json",
+                                      "X-Forwarded-For": client})
+                r = conn.getresponse()
+                r.read()
+                return r.status
+            finally:
+                conn.close()
+
+        same_net = [f"2001:db8:1:2::{i + 1:x}" for i in range(PER_PEER + 1)]
+        self.assertEqual([register_as(c, i) for i, c in enumerate(same_net)],
+                         [200] * PER_PEER + [429])
+        # Another /64 has its own allowance.
+        self.assertEqual(register_as("2001:db8:1:3::1", 99), 200)
+        details = audit_peers(self.d, want=PER_PEER + 1)
+        for i in range(PER_PEER):
+            self.assertIn(f"peer=ip:{same_net[i]} transport=unix via=uid:{os.geteuid()}", details)
+
 
 class UntrustedProxyTest(ProxyLimitsBase):
     """The same nginx without listen.trusted_proxies: every client is the proxy (uid:<n>)."""
