@@ -17,6 +17,13 @@
 //               --secret SECRET [--mode tokenize64|tokenize4k|detok-private|detok-public|mixed]
 //               [--connections 32] [--warmup 3] [--duration 10] [--tokens 256]
 //               [--threads 1] [--seed N]
+//               [--count N] [--save-ids FILE --save-every K] [--ids-file FILE]
+//
+// --count N: bulk mode (bench/bulk_load): no warm-up, no time limit; the connections send N
+// requests in all and stop; every request is recorded; rps = N / elapsed. --save-ids appends the
+// token id of every K-th successful tokenize (one per line) to FILE. --ids-file: detok-private
+// (and mixed) read the ids in FILE (e.g. a sample saved over a whole bulk load) instead of the
+// `--tokens` it would create first.
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -81,6 +88,10 @@ struct Options {
   int tokens = 256;
   int threads = 1;
   uint64_t seed = 1;
+  int64_t count = 0;  // > 0: bulk mode
+  std::string save_ids;
+  int64_t save_every = 1000;
+  std::string ids_file;
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -131,6 +142,14 @@ Options ParseArgs(int argc, char** argv) {
       o.threads = std::stoi(next());
     } else if (a == "--seed") {
       o.seed = std::stoull(next());
+    } else if (a == "--count") {
+      o.count = std::stoll(next());
+    } else if (a == "--save-ids") {
+      o.save_ids = next();
+    } else if (a == "--save-every") {
+      o.save_every = std::stoll(next());
+    } else if (a == "--ids-file") {
+      o.ids_file = next();
     } else {
       Die("unknown argument " + a);
     }
@@ -150,8 +169,10 @@ Options ParseArgs(int argc, char** argv) {
     Die("--tls needs --cacert");
   if (o.account.empty() || o.code.empty() || o.secret.empty())
     Die("--account, --code, --secret are required");
-  if (o.connections < 1 || o.threads < 1 || o.duration <= 0)
+  if (o.connections < 1 || o.threads < 1 || o.duration <= 0 || o.count < 0 || o.save_every < 1)
     Die("bad numbers");
+  if (o.count > 0)
+    o.warmup = 0;
   return o;
 }
 
@@ -234,6 +255,10 @@ struct ConnStats {
 
 struct Shared {
   const Options* opt = nullptr;
+  std::atomic<int64_t> remaining{0};  // bulk mode: requests not yet started
+  std::atomic<int64_t> created{0};    // bulk mode: successful tokenizes (for --save-every)
+  std::FILE* ids_out = nullptr;
+
   Signer signer;
   std::string token_base;  // /account/{id}/token
   std::vector<std::string> private_ids;
@@ -359,10 +384,12 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
   http::request<http::string_body> req;
   http::response<http::string_body> res;
   bool connected = false;
-  st.latencies_us.reserve(static_cast<size_t>(sh.opt->duration * 2000));
+  const bool bulk = sh.opt->count > 0;
+  st.latencies_us.reserve(bulk ? static_cast<size_t>(sh.opt->count / sh.opt->connections + 1)
+                               : static_cast<size_t>(sh.opt->duration * 2000));
   for (;;) {
     auto t0 = Clock::now();
-    if (t0 >= sh.phase.measure_end)
+    if (bulk ? sh.remaining.fetch_sub(1) <= 0 : t0 >= sh.phase.measure_end)
       break;
     Kind kind = PickKind(sh.opt->mode, rng);
     std::string err;
@@ -390,8 +417,17 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
       connected = false;
     }
     auto t1 = Clock::now();
-    if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end)
+    if (bulk) {
+      if (err.empty() && status == 201 && IsWrite(kind) && sh.ids_out != nullptr &&
+          sh.created.fetch_add(1) % sh.opt->save_every == 0) {
+        std::string loc(res[http::field::location]);
+        std::string id = loc.substr(loc.rfind('/') + 1) + "\n";
+        std::lock_guard lock(sh.mu);
+        std::fwrite(id.data(), 1, id.size(), sh.ids_out);
+      }
+    } else if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end) {
       continue;  // warm-up / tail
+    }
     const int want = IsWrite(kind) ? 201 : 200;
     if (!err.empty() || status != want) {
       ++st.errors;
@@ -425,7 +461,8 @@ void RunAll(Shared& sh, Make make) {
         [&]() -> awaitable<void> {
           try {
             co_await c->Connect(o);
-            if (o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) {
+            if ((o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) &&
+                sh.private_ids.empty()) {
               co_await Prepare(*c, sh, Kind::kTokenize64, o.tokens, sh.private_ids);
             }
             if (o.mode == Mode::kDetokPublic) {
@@ -442,6 +479,7 @@ void RunAll(Shared& sh, Make make) {
       std::exit(1);
   }
   auto now = Clock::now();
+  sh.remaining = o.count;
   sh.phase.measure_start = now + std::chrono::microseconds(static_cast<int64_t>(o.warmup * 1e6));
   sh.phase.measure_end =
       sh.phase.measure_start + std::chrono::microseconds(static_cast<int64_t>(o.duration * 1e6));
@@ -487,6 +525,27 @@ int main(int argc, char** argv) {
   RAND_bytes(reinterpret_cast<unsigned char*>(sh.body4k.data()),
              static_cast<int>(sh.body4k.size()));
 
+  if (!o.save_ids.empty()) {
+    sh.ids_out = std::fopen(o.save_ids.c_str(), "a");
+    if (sh.ids_out == nullptr)
+      Die("cannot open " + o.save_ids);
+  }
+  if (!o.ids_file.empty()) {
+    std::FILE* f = std::fopen(o.ids_file.c_str(), "r");
+    if (f == nullptr)
+      Die("cannot open " + o.ids_file);
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      std::string id(line);
+      while (!id.empty() && (id.back() == '\n' || id.back() == '\r'))
+        id.pop_back();
+      if (!id.empty())
+        sh.private_ids.push_back(id);
+    }
+    std::fclose(f);
+    if (sh.private_ids.empty())
+      Die(o.ids_file + " holds no ids");
+  }
   if (!o.unix_path.empty()) {
     RunAll<UnixConn>(sh, [](net::io_context& io) { return std::make_shared<UnixConn>(io); });
   } else {
@@ -495,6 +554,12 @@ int main(int argc, char** argv) {
     RunAll<TlsConn>(sh, [&ctx](net::io_context& io) { return std::make_shared<TlsConn>(io, ctx); });
   }
 
+  if (sh.ids_out != nullptr)
+    std::fclose(sh.ids_out);
+  // Bulk mode: the run lasts from the start of the measurement until every connection is done.
+  const double elapsed =
+      o.count > 0 ? std::chrono::duration<double>(Clock::now() - sh.phase.measure_start).count()
+                  : o.duration;
   std::vector<uint32_t> all;
   uint64_t errors = 0, reads = 0, writes = 0;
   std::map<int, uint64_t> statuses;
@@ -516,13 +581,13 @@ int main(int argc, char** argv) {
   st += "}";
   std::printf(
       "{\"mode\":\"%s\",\"transport\":\"%s\",\"connections\":%d,\"warmup_s\":%.1f,\"duration_s\":%."
-      "1f,"
+      "3f,"
       "\"requests\":%zu,\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%."
       "3f,"
       "\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
       ",\"statuses\":%s}\n",
       o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup,
-      o.duration, all.size(), static_cast<double>(all.size()) / o.duration, Percentile(all, 0.50),
+      elapsed, all.size(), static_cast<double>(all.size()) / elapsed, Percentile(all, 0.50),
       Percentile(all, 0.90), Percentile(all, 0.99), Percentile(all, 0.999),
       all.empty() ? 0.0 : all.back() / 1000.0, errors, reads, writes, st.c_str());
   if (!sh.first_error.empty())
