@@ -10,7 +10,9 @@
 // measure (fixed duration). Prints one JSON line:
 //   {"mode":..., "transport":..., "connections":..., "duration_s":..., "requests":..., "rps":...,
 //    "p50_ms":..., "p90_ms":..., "p99_ms":..., "p999_ms":..., "max_ms":..., "errors":...,
-//    "statuses":{"201":...}, "reads":..., "writes":...}
+//    "statuses":{"201":...}, "reads":..., "writes":..., "total_requests":...}
+// (total_requests: every request sent, the prepare phase, warm-up and tail included: what the
+// daemon's audit trail and log bytes of the run are divided by).
 //
 // Usage:
 //   otd-loadgen (--unix PATH | --tls HOST:PORT --cacert FILE) --account ID --code CODE
@@ -29,9 +31,11 @@
 // and counted. After the last arrival the queue drains for at most --drain seconds; requests still
 // unanswered then are recorded with the latency they had reached and counted as incomplete.
 // Extra JSON fields: "open_loop", "rate", "scheduled", "dropped", "late" (sent more than 1 ms
-// after their scheduled time), "max_send_delay_ms", "incomplete". Percentiles are exact (every
-// latency is kept and sorted). --coordinated-omission measures from the actual send time instead:
-// only for bench/openloop_selftest.py, to show that its checks catch that mistake.
+// after their scheduled time), "dispatch_late" (of which the generator itself queued more than
+// 1 ms late: a starved generator, not a busy daemon), "max_send_delay_ms", "incomplete".
+// Percentiles are exact (every latency is kept and sorted). --coordinated-omission measures from
+// the actual send time instead: only for bench/openloop_selftest.py, to show that its checks catch
+// that mistake.
 //
 // --count N: bulk mode (bench/bulk_load): no warm-up, no time limit; the connections send N
 // requests in all and stop; every request is recorded; rps = N / elapsed. --save-ids appends the
@@ -288,19 +292,20 @@ struct ConnStats {
   uint64_t errors = 0;
   uint64_t reads = 0;
   uint64_t writes = 0;
+  uint64_t total = 0;  // every request answered or failed, warm-up and tail included
   std::map<int, uint64_t> statuses;
 };
 
 // Open-loop state: touched only from the one io_context thread.
 struct OpenLoop {
-  std::deque<Clock::time_point> queue;  // scheduled arrivals not yet sent
-  std::vector<net::steady_timer*> idle;  // workers waiting for an arrival
+  std::deque<Clock::time_point> queue;                      // scheduled arrivals not yet sent
+  std::vector<net::steady_timer*> idle;                     // workers waiting for an arrival
   std::vector<std::optional<Clock::time_point>> in_flight;  // per worker: scheduled time
   bool done = false;                                        // no more arrivals
   int active_workers = 0;
   net::steady_timer* stopper = nullptr;
   ConnStats st;  // every recorded request
-  uint64_t scheduled = 0, dropped = 0, late = 0, incomplete = 0;
+  uint64_t scheduled = 0, dropped = 0, late = 0, incomplete = 0, dispatch_late = 0;
   int64_t max_send_delay_us = 0;
 };
 
@@ -321,6 +326,7 @@ struct Shared {
   std::mutex mu;
   std::vector<ConnStats> results;
   std::string first_error;
+  uint64_t prepared = 0;  // requests of the prepare phase
 };
 
 enum class Kind { kTokenize64, kTokenize4k, kTokenizePublic, kGetPrivate, kGetPublic };
@@ -425,6 +431,7 @@ awaitable<void> Prepare(Conn& c, Shared& sh, Kind kind, int count, std::vector<s
     }
     std::string loc(res[http::field::location]);
     ids.push_back(loc.substr(loc.rfind('/') + 1));
+    ++sh.prepared;
   }
 }
 
@@ -469,6 +476,7 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
       connected = false;
     }
     auto t1 = Clock::now();
+    ++st.total;
     if (bulk) {
       if (err.empty() && status == 201 && IsWrite(kind) && sh.ids_out != nullptr &&
           sh.created.fetch_add(1) % sh.opt->save_every == 0) {
@@ -523,8 +531,11 @@ awaitable<void> Dispatcher(Shared& sh, net::io_context& io) {
       co_await timer.async_wait(use_awaitable);
     }
     const bool measured = t >= sh.phase.measure_start;
-    if (measured)
+    if (measured) {
       ++ol.scheduled;
+      if (Micros(Clock::now() - t) > 1000)
+        ++ol.dispatch_late;  // the generator itself woke late (a busy machine)
+    }
     if (static_cast<int64_t>(ol.queue.size()) >= o.max_queue) {
       if (measured)
         ++ol.dropped;
@@ -550,8 +561,9 @@ void RecordOpen(Shared& sh, Kind kind, int status, const std::string& err,
   if (!err.empty() || status != want) {
     ++st.errors;
     if (sh.first_error.empty()) {
-      sh.first_error =
-          !err.empty() ? err : "status " + std::to_string(status) + ": " + res.body().substr(0, 200);
+      sh.first_error = !err.empty()
+                           ? err
+                           : "status " + std::to_string(status) + ": " + res.body().substr(0, 200);
     }
   }
   if (status != 0)
@@ -573,8 +585,7 @@ awaitable<void> OpenWorker(std::shared_ptr<Conn> c, Shared& sh, int index, net::
   try {
     co_await c->Connect(*sh.opt);  // before the first arrival, if it can
     connected = true;
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   for (;;) {
     if (ol.queue.empty()) {
       if (ol.done)
@@ -615,6 +626,7 @@ awaitable<void> OpenWorker(std::shared_ptr<Conn> c, Shared& sh, int index, net::
       connected = false;
     }
     ol.in_flight[static_cast<size_t>(index)].reset();
+    ++ol.st.total;
     const Clock::time_point done = Clock::now();
     if (sched < sh.phase.measure_start)
       continue;  // warm-up
@@ -654,8 +666,8 @@ awaitable<void> Stopper(Shared& sh, net::io_context& io) {
     if (sched < sh.phase.measure_start)
       continue;
     ++ol.incomplete;
-    RecordOpen(sh, PickKind(sh.opt->mode, rng), 0,
-               "unanswered at the end of the drain", none, Micros(now - sched));
+    RecordOpen(sh, PickKind(sh.opt->mode, rng), 0, "unanswered at the end of the drain", none,
+               Micros(now - sched));
   }
   io.stop();
 }
@@ -792,9 +804,10 @@ int main(int argc, char** argv) {
       o.count > 0 ? std::chrono::duration<double>(Clock::now() - sh.phase.measure_start).count()
                   : o.duration;
   std::vector<uint32_t> all;
-  uint64_t errors = 0, reads = 0, writes = 0;
+  uint64_t errors = 0, reads = 0, writes = 0, total = sh.prepared;
   std::map<int, uint64_t> statuses;
   for (auto& r : sh.results) {
+    total += r.total;
     all.insert(all.end(), r.latencies_us.begin(), r.latencies_us.end());
     errors += r.errors;
     reads += r.reads;
@@ -810,15 +823,17 @@ int main(int argc, char** argv) {
     st += "\"" + std::to_string(k) + "\":" + std::to_string(v);
   }
   st += "}";
+  st += ",\"total_requests\":" + std::to_string(total);
   if (o.rate > 0) {
     const OpenLoop& ol = sh.ol;
     char extra[320];
     std::snprintf(extra, sizeof extra,
                   ",\"open_loop\":true,\"rate\":%.1f,\"scheduled\":%" PRIu64 ",\"dropped\":%" PRIu64
                   ",\"late\":%" PRIu64 ",\"max_send_delay_ms\":%.3f,\"incomplete\":%" PRIu64
-                  ",\"max_queue\":%" PRId64,
+                  ",\"max_queue\":%" PRId64 ",\"dispatch_late\":%" PRIu64,
                   o.rate, ol.scheduled, ol.dropped, ol.late,
-                  static_cast<double>(ol.max_send_delay_us) / 1000.0, ol.incomplete, o.max_queue);
+                  static_cast<double>(ol.max_send_delay_us) / 1000.0, ol.incomplete, o.max_queue,
+                  ol.dispatch_late);
     st += extra;
   }
   std::printf(
@@ -828,8 +843,8 @@ int main(int argc, char** argv) {
       "3f,"
       "\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
       ",\"statuses\":%s}\n",
-      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup,
-      elapsed, all.size(), static_cast<double>(all.size()) / elapsed, Percentile(all, 0.50),
+      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup, elapsed,
+      all.size(), static_cast<double>(all.size()) / elapsed, Percentile(all, 0.50),
       Percentile(all, 0.90), Percentile(all, 0.99), Percentile(all, 0.999),
       all.empty() ? 0.0 : all.back() / 1000.0, errors, reads, writes, st.c_str());
   if (!sh.first_error.empty())
