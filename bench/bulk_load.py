@@ -25,6 +25,10 @@ Output (stdout, JSON lines; a human summary at the end on stderr and stdout):
 A checkpoint is taken at the start, every --checkpoint tokens and at the end. Its rates are a
 short closed-loop run (--rate-secs, 32 connections) of tokenize 64 B and of detokenize private
 (on the sample of ids spread over the whole load, so that reads touch the whole store).
+At the end (--compare-fresh ROUNDS, default 2) the loaded vault and a fresh vault are measured
+alternately, {"event":"compare-fresh", "loaded":{rates}, "fresh":{rates}}: on a shared machine
+the load changes over an hour-long run, so "the rate at N >= 90 % of the rate at 0" is judged on
+these same-time pairs (the checkpoint at 0 is kept for the record).
 
 The daemon's stderr (the access log) goes to DIR/daemon.log; it is measured and then truncated
 after every chunk (--keep-log keeps it: about 300 B per request). The audit trail is the vault's
@@ -268,13 +272,31 @@ class Loader:
 
 
 def verdicts(recs):
-    """{target: (met, text)} of the issue-20 targets from the first and the last checkpoint."""
+    """{target: (met, text)} of the issue-20 targets. Rates: from the last --compare-fresh rounds
+    if any (the loaded vault and a fresh one measured alternately, so that the machine's load is
+    the same for both: median of the per-round ratios), else the first and last checkpoint."""
     cps = [r for r in recs if r.get("event") == "checkpoint"]
     out = {}
     if len(cps) < 2:
         return out
     first, last = cps[0], cps[-1]
+    cmp = [r for r in recs if r.get("event") == "compare-fresh"]
+    if cmp:
+        last_id = cmp[-1]["run"]
+        cmp = [r for r in cmp if r["run"] == last_id]
     for mode in ("tokenize64", "detok-private"):
+        if cmp:
+            ratios = sorted(r["loaded"][mode]["rps"] / max(r["fresh"][mode]["rps"], 1e-9)
+                            for r in cmp)
+            q = ratios[len(ratios) // 2] if len(ratios) % 2 else \
+                (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+            ok = q >= 0.9
+            out[f"rate {mode}"] = (ok, f"{mode}: at {cmp[-1]['tokens']:,} tokens "
+                                       f"{100 * q:.0f} % of a fresh vault's rate (median of "
+                                       f"{len(cmp)} alternating rounds: "
+                                       + ", ".join(f"{100 * x:.0f} %" for x in ratios)
+                                       + f"; target >= 90 %: {'met' if ok else 'missed'})")
+            continue
         r0, r1 = first["rates"][mode]["rps"], last["rates"][mode]["rps"]
         ok = bool(r0) and r1 / r0 >= 0.9
         out[f"rate {mode}"] = (ok, f"{mode}: {r1:,.0f} req/s at {last['tokens']:,} tokens = "
@@ -330,6 +352,32 @@ def summary(recs, target):
     return "\n".join(lines)
 
 
+def compare_fresh(a, ld, state, started, harness):
+    """Rates of the loaded vault and of a fresh vault (a temp dir, removed after), alternately."""
+    import shutil
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="otd-bulk-fresh-")
+    fresh = persistent_daemon_class(harness)(tmp, True, a.map_size_mb)
+    fresh.start()
+    try:
+        fl = Loader(a, fresh, register(harness, fresh))
+        run = time.time()
+        for i in range(a.compare_fresh):
+            loaded = ld.checkpoint(started)
+            f = fl.checkpoint(started)
+            rec = {"event": "compare-fresh", "run": run, "round": i, "tokens": loaded["tokens"],
+                   "loaded": loaded["rates"], "fresh": f["rates"], "fresh_tokens": f["tokens"],
+                   "loadavg": os.getloadavg()}
+            emit(state, rec)
+            log(f"compare-fresh round {i}: tokenize {loaded['rates']['tokenize64']['rps']:,.0f} "
+                f"vs fresh {f['rates']['tokenize64']['rps']:,.0f}; detokenize "
+                f"{loaded['rates']['detok-private']['rps']:,.0f} vs fresh "
+                f"{f['rates']['detok-private']['rps']:,.0f}")
+    finally:
+        fresh.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -345,6 +393,9 @@ def main(argv=None):
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--keep-log", action="store_true", help="do not truncate DIR/daemon.log")
+    ap.add_argument("--compare-fresh", type=int, default=2, metavar="ROUNDS",
+                    help="at the end, measure the rates of the loaded vault and of a fresh one "
+                         "alternately ROUNDS times (same machine load for both; 0: skip)")
     a = ap.parse_args(argv)
     a.build_dir = os.path.abspath(a.build_dir)
     state = os.path.abspath(a.state)
@@ -412,6 +463,8 @@ def main(argv=None):
                 recs.append(cp)
                 have = cp["tokens"]
                 next_cp = (have // a.checkpoint + 1) * a.checkpoint
+        if a.compare_fresh > 0:
+            compare_fresh(a, ld, state, started, harness)
         # The whole history (also earlier invocations) for the summary.
         with open(os.path.join(state, "bulk-results.jsonl")) as f:
             allrecs = [json.loads(x) for x in f if x.strip()]
