@@ -36,7 +36,7 @@ def main():
         recs = [json.loads(x) for x in f if x.strip()]
     v = bulk_load.verdicts(recs)
     if not v:
-        print("bulk_load_long: fewer than 2 checkpoints, nothing to check", file=sys.stderr)
+        print("bulk_load_long: no checkpoint, nothing to check", file=sys.stderr)
         return 1
     missed = [text for ok, text in v.values() if not ok]
     for text in missed:
