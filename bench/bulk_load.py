@@ -25,8 +25,8 @@ Output (stdout, JSON lines; a human summary at the end on stderr and stdout):
 A checkpoint is taken at the start, every --checkpoint tokens and at the end. Its rates are a
 short closed-loop run (--rate-secs, 32 connections) of tokenize 64 B and of detokenize private
 (on the sample of ids spread over the whole load, so that reads touch the whole store).
-At the end (--compare-fresh ROUNDS, default 2) the loaded vault and a fresh vault are measured
-alternately, {"event":"compare-fresh", "loaded":{rates}, "fresh":{rates}}: on a shared machine
+At the end (--compare-fresh ROUNDS, default 4) the loaded vault and a fresh vault are measured
+alternately (A B, B A, ...), {"event":"compare-fresh", "loaded":{rates}, "fresh":{rates}}: on a shared machine
 the load changes over an hour-long run, so "the rate at N >= 90 % of the rate at 0" is judged on
 these same-time pairs (the checkpoint at 0 is kept for the record).
 
@@ -370,8 +370,12 @@ def compare_fresh(a, ld, state, started, harness):
         fl = Loader(a, fresh, register(harness, fresh))
         run = time.time()
         for i in range(a.compare_fresh):
-            loaded = ld.checkpoint(started)
-            f = fl.checkpoint(started)
+            if i % 2 == 0:  # A B, B A, ...: a drift of the machine's load cancels out
+                loaded = ld.checkpoint(started)
+                f = fl.checkpoint(started)
+            else:
+                f = fl.checkpoint(started)
+                loaded = ld.checkpoint(started)
             rec = {"event": "compare-fresh", "run": run, "round": i, "tokens": loaded["tokens"],
                    "loaded": loaded["rates"], "fresh": f["rates"], "fresh_tokens": f["tokens"],
                    "loadavg": os.getloadavg()}
@@ -400,7 +404,7 @@ def main(argv=None):
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--keep-log", action="store_true", help="do not truncate DIR/daemon.log")
-    ap.add_argument("--compare-fresh", type=int, default=2, metavar="ROUNDS",
+    ap.add_argument("--compare-fresh", type=int, default=4, metavar="ROUNDS",
                     help="at the end, measure the rates of the loaded vault and of a fresh one "
                          "alternately ROUNDS times (same machine load for both; 0: skip)")
     a = ap.parse_args(argv)
