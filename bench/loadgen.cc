@@ -10,13 +10,38 @@
 // measure (fixed duration). Prints one JSON line:
 //   {"mode":..., "transport":..., "connections":..., "duration_s":..., "requests":..., "rps":...,
 //    "p50_ms":..., "p90_ms":..., "p99_ms":..., "p999_ms":..., "max_ms":..., "errors":...,
-//    "statuses":{"201":...}, "reads":..., "writes":...}
+//    "statuses":{"201":...}, "reads":..., "writes":..., "total_requests":...}
+// (total_requests: every request sent, the prepare phase, warm-up and tail included: what the
+// daemon's audit trail and log bytes of the run are divided by).
 //
 // Usage:
 //   otd-loadgen (--unix PATH | --tls HOST:PORT --cacert FILE) --account ID --code CODE
 //               --secret SECRET [--mode tokenize64|tokenize4k|detok-private|detok-public|mixed]
 //               [--connections 32] [--warmup 3] [--duration 10] [--tokens 256]
 //               [--threads 1] [--seed N]
+//               [--count N] [--save-ids FILE --save-every K] [--ids-file FILE]
+//               [--rate R [--max-queue Q] [--drain 5]]
+//
+// --rate R: open loop (issue 20). Requests arrive as a Poisson process of rate R per second
+// (exponential gaps from an RNG seeded with --seed), from the start of the warm-up on. An arrival
+// goes to an idle connection, or waits in a FIFO queue until one is free (at most --connections
+// requests are in flight); its latency runs from its *scheduled* arrival time to the end of its
+// response, so time spent waiting for a connection (or for a late generator) counts: no
+// coordinated omission. An arrival that finds Q (default max(1000, R)) requests queued is dropped
+// and counted. After the last arrival the queue drains for at most --drain seconds; requests still
+// unanswered then are recorded with the latency they had reached and counted as incomplete.
+// Extra JSON fields: "open_loop", "rate", "scheduled", "dropped", "late" (sent more than 1 ms
+// after their scheduled time), "dispatch_late" (of which the generator itself queued more than
+// 1 ms late: a starved generator, not a busy daemon), "max_send_delay_ms", "incomplete".
+// Percentiles are exact (every latency is kept and sorted). --coordinated-omission measures from
+// the actual send time instead: only for bench/openloop_selftest.py, to show that its checks catch
+// that mistake.
+//
+// --count N: bulk mode (bench/bulk_load): no warm-up, no time limit; the connections send N
+// requests in all and stop; every request is recorded; rps = N / elapsed. --save-ids appends the
+// token id of every K-th successful tokenize (one per line) to FILE. --ids-file: detok-private
+// (and mixed) read the ids in FILE (e.g. a sample saved over a whole bulk load) instead of the
+// `--tokens` it would create first.
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -30,10 +55,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -46,7 +73,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -81,6 +110,14 @@ struct Options {
   int tokens = 256;
   int threads = 1;
   uint64_t seed = 1;
+  int64_t count = 0;  // > 0: bulk mode
+  std::string save_ids;
+  int64_t save_every = 1000;
+  std::string ids_file;
+  double rate = 0;  // > 0: open loop
+  int64_t max_queue = 0;
+  double drain = 5;
+  bool coordinated_omission = false;
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -131,6 +168,22 @@ Options ParseArgs(int argc, char** argv) {
       o.threads = std::stoi(next());
     } else if (a == "--seed") {
       o.seed = std::stoull(next());
+    } else if (a == "--count") {
+      o.count = std::stoll(next());
+    } else if (a == "--save-ids") {
+      o.save_ids = next();
+    } else if (a == "--save-every") {
+      o.save_every = std::stoll(next());
+    } else if (a == "--ids-file") {
+      o.ids_file = next();
+    } else if (a == "--rate") {
+      o.rate = std::stod(next());
+    } else if (a == "--max-queue") {
+      o.max_queue = std::stoll(next());
+    } else if (a == "--drain") {
+      o.drain = std::stod(next());
+    } else if (a == "--coordinated-omission") {
+      o.coordinated_omission = true;
     } else {
       Die("unknown argument " + a);
     }
@@ -150,8 +203,17 @@ Options ParseArgs(int argc, char** argv) {
     Die("--tls needs --cacert");
   if (o.account.empty() || o.code.empty() || o.secret.empty())
     Die("--account, --code, --secret are required");
-  if (o.connections < 1 || o.threads < 1 || o.duration <= 0)
+  if (o.connections < 1 || o.threads < 1 || o.duration <= 0 || o.count < 0 || o.save_every < 1)
     Die("bad numbers");
+  if (o.count > 0)
+    o.warmup = 0;
+  if (o.rate < 0 || o.max_queue < 0 || o.drain < 0 || (o.rate > 0 && o.count > 0))
+    Die("bad open-loop numbers (--rate excludes --count)");
+  if (o.rate > 0) {
+    o.threads = 1;  // the open loop's queue and counters live on one io_context
+    if (o.max_queue == 0)
+      o.max_queue = std::max<int64_t>(1000, static_cast<int64_t>(o.rate));
+  }
   return o;
 }
 
@@ -220,6 +282,7 @@ struct Signer {
 // --- shared run state ----------------------------------------------------------------------
 
 struct Phase {
+  Clock::time_point start;  // end of the prepare phase: start of the warm-up
   Clock::time_point measure_start;
   Clock::time_point measure_end;
 };
@@ -229,11 +292,30 @@ struct ConnStats {
   uint64_t errors = 0;
   uint64_t reads = 0;
   uint64_t writes = 0;
+  uint64_t total = 0;  // every request answered or failed, warm-up and tail included
   std::map<int, uint64_t> statuses;
 };
 
+// Open-loop state: touched only from the one io_context thread.
+struct OpenLoop {
+  std::deque<Clock::time_point> queue;                      // scheduled arrivals not yet sent
+  std::vector<net::steady_timer*> idle;                     // workers waiting for an arrival
+  std::vector<std::optional<Clock::time_point>> in_flight;  // per worker: scheduled time
+  bool done = false;                                        // no more arrivals
+  int active_workers = 0;
+  net::steady_timer* stopper = nullptr;
+  ConnStats st;  // every recorded request
+  uint64_t scheduled = 0, dropped = 0, late = 0, incomplete = 0, dispatch_late = 0;
+  int64_t max_send_delay_us = 0;
+};
+
 struct Shared {
+  OpenLoop ol;
   const Options* opt = nullptr;
+  std::atomic<int64_t> remaining{0};  // bulk mode: requests not yet started
+  std::atomic<int64_t> created{0};    // bulk mode: successful tokenizes (for --save-every)
+  std::FILE* ids_out = nullptr;
+
   Signer signer;
   std::string token_base;  // /account/{id}/token
   std::vector<std::string> private_ids;
@@ -244,6 +326,7 @@ struct Shared {
   std::mutex mu;
   std::vector<ConnStats> results;
   std::string first_error;
+  uint64_t prepared = 0;  // requests of the prepare phase
 };
 
 enum class Kind { kTokenize64, kTokenize4k, kTokenizePublic, kGetPrivate, kGetPublic };
@@ -348,6 +431,7 @@ awaitable<void> Prepare(Conn& c, Shared& sh, Kind kind, int count, std::vector<s
     }
     std::string loc(res[http::field::location]);
     ids.push_back(loc.substr(loc.rfind('/') + 1));
+    ++sh.prepared;
   }
 }
 
@@ -359,10 +443,12 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
   http::request<http::string_body> req;
   http::response<http::string_body> res;
   bool connected = false;
-  st.latencies_us.reserve(static_cast<size_t>(sh.opt->duration * 2000));
+  const bool bulk = sh.opt->count > 0;
+  st.latencies_us.reserve(bulk ? static_cast<size_t>(sh.opt->count / sh.opt->connections + 1)
+                               : static_cast<size_t>(sh.opt->duration * 2000));
   for (;;) {
     auto t0 = Clock::now();
-    if (t0 >= sh.phase.measure_end)
+    if (bulk ? sh.remaining.fetch_sub(1) <= 0 : t0 >= sh.phase.measure_end)
       break;
     Kind kind = PickKind(sh.opt->mode, rng);
     std::string err;
@@ -390,8 +476,18 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
       connected = false;
     }
     auto t1 = Clock::now();
-    if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end)
+    ++st.total;
+    if (bulk) {
+      if (err.empty() && status == 201 && IsWrite(kind) && sh.ids_out != nullptr &&
+          sh.created.fetch_add(1) % sh.opt->save_every == 0) {
+        std::string loc(res[http::field::location]);
+        std::string id = loc.substr(loc.rfind('/') + 1) + "\n";
+        std::lock_guard lock(sh.mu);
+        std::fwrite(id.data(), 1, id.size(), sh.ids_out);
+      }
+    } else if (t0 < sh.phase.measure_start || t1 > sh.phase.measure_end) {
       continue;  // warm-up / tail
+    }
     const int want = IsWrite(kind) ? 201 : 200;
     if (!err.empty() || status != want) {
       ++st.errors;
@@ -412,6 +508,183 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
   sh.results.push_back(std::move(st));
 }
 
+// --- open loop -------------------------------------------------------------------------------
+
+int64_t Micros(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+// Poisson arrivals from sh.phase.start to measure_end into the queue; wakes an idle worker.
+awaitable<void> Dispatcher(Shared& sh, net::io_context& io) {
+  OpenLoop& ol = sh.ol;
+  const Options& o = *sh.opt;
+  std::mt19937_64 rng(o.seed);
+  std::exponential_distribution<double> gap(o.rate);
+  net::steady_timer timer(io);
+  Clock::time_point t = sh.phase.start;
+  for (;;) {
+    t += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+    if (t >= sh.phase.measure_end)
+      break;
+    if (Clock::now() < t) {
+      timer.expires_at(t);
+      co_await timer.async_wait(use_awaitable);
+    }
+    const bool measured = t >= sh.phase.measure_start;
+    if (measured) {
+      ++ol.scheduled;
+      if (Micros(Clock::now() - t) > 1000)
+        ++ol.dispatch_late;  // the generator itself woke late (a busy machine)
+    }
+    if (static_cast<int64_t>(ol.queue.size()) >= o.max_queue) {
+      if (measured)
+        ++ol.dropped;
+      continue;
+    }
+    ol.queue.push_back(t);
+    if (!ol.idle.empty()) {
+      net::steady_timer* w = ol.idle.back();
+      ol.idle.pop_back();
+      w->cancel();
+    }
+  }
+  ol.done = true;
+  for (net::steady_timer* w : ol.idle)
+    w->cancel();
+  ol.idle.clear();
+}
+
+void RecordOpen(Shared& sh, Kind kind, int status, const std::string& err,
+                const http::response<http::string_body>& res, int64_t latency_us) {
+  ConnStats& st = sh.ol.st;
+  const int want = IsWrite(kind) ? 201 : 200;
+  if (!err.empty() || status != want) {
+    ++st.errors;
+    if (sh.first_error.empty()) {
+      sh.first_error = !err.empty()
+                           ? err
+                           : "status " + std::to_string(status) + ": " + res.body().substr(0, 200);
+    }
+  }
+  if (status != 0)
+    ++st.statuses[status];
+  (IsWrite(kind) ? st.writes : st.reads)++;
+  st.latencies_us.push_back(static_cast<uint32_t>(std::max<int64_t>(0, latency_us)));
+}
+
+// One connection of the open loop: takes the oldest queued arrival whenever it is free.
+template <class Conn>
+awaitable<void> OpenWorker(std::shared_ptr<Conn> c, Shared& sh, int index, net::io_context& io) {
+  OpenLoop& ol = sh.ol;
+  std::mt19937_64 rng(sh.opt->seed * 1000003 + static_cast<uint64_t>(index));
+  beast::flat_buffer buf;
+  http::request<http::string_body> req;
+  http::response<http::string_body> res;
+  net::steady_timer wake(io);
+  bool connected = false;
+  try {
+    co_await c->Connect(*sh.opt);  // before the first arrival, if it can
+    connected = true;
+  } catch (const std::exception&) {}
+  for (;;) {
+    if (ol.queue.empty()) {
+      if (ol.done)
+        break;
+      ol.idle.push_back(&wake);
+      wake.expires_at(Clock::time_point::max());
+      boost::system::error_code ec;
+      co_await wake.async_wait(net::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    const Clock::time_point sched = ol.queue.front();
+    ol.queue.pop_front();
+    const Clock::time_point sent = Clock::now();
+    ol.in_flight[static_cast<size_t>(index)] = sched;
+    Kind kind = PickKind(sh.opt->mode, rng);
+    std::string err;
+    int status = 0;
+    try {
+      if (!connected) {
+        co_await c->Connect(*sh.opt);
+        connected = true;
+        buf.clear();
+      }
+      Build(sh, kind, rng, req);
+      co_await Exchange(*c, buf, req, res);
+      status = res.result_int();
+      if (!res.keep_alive()) {
+        connected = false;
+        beast::error_code ec;
+        if constexpr (std::is_same_v<Conn, UnixConn>) {
+          c->sock.close(ec);
+        } else {
+          c->s->next_layer().close(ec);
+        }
+      }
+    } catch (const std::exception& e) {
+      err = e.what();
+      connected = false;
+    }
+    ol.in_flight[static_cast<size_t>(index)].reset();
+    ++ol.st.total;
+    const Clock::time_point done = Clock::now();
+    if (sched < sh.phase.measure_start)
+      continue;  // warm-up
+    const int64_t delay = Micros(sent - sched);
+    ol.max_send_delay_us = std::max(ol.max_send_delay_us, delay);
+    if (delay > 1000)
+      ++ol.late;
+    RecordOpen(sh, kind, status, err, res,
+               Micros(done - (sh.opt->coordinated_omission ? sent : sched)));
+  }
+  if (--ol.active_workers == 0 && ol.stopper != nullptr)
+    ol.stopper->cancel();
+}
+
+// Ends a drain that takes longer than --drain: records what is still queued or in flight with the
+// latency it has reached (a lower bound), counts it incomplete and stops the io_context.
+awaitable<void> Stopper(Shared& sh, net::io_context& io) {
+  OpenLoop& ol = sh.ol;
+  net::steady_timer timer(io);
+  ol.stopper = &timer;
+  timer.expires_at(sh.phase.measure_end +
+                   std::chrono::microseconds(static_cast<int64_t>(sh.opt->drain * 1e6)));
+  boost::system::error_code ec;
+  co_await timer.async_wait(net::redirect_error(use_awaitable, ec));
+  ol.stopper = nullptr;
+  if (ol.active_workers == 0)
+    co_return;
+  const Clock::time_point now = Clock::now();
+  std::vector<Clock::time_point> left(ol.queue.begin(), ol.queue.end());
+  for (auto& f : ol.in_flight) {
+    if (f)
+      left.push_back(*f);
+  }
+  http::response<http::string_body> none;
+  std::mt19937_64 rng(1);
+  for (Clock::time_point sched : left) {
+    if (sched < sh.phase.measure_start)
+      continue;
+    ++ol.incomplete;
+    RecordOpen(sh, PickKind(sh.opt->mode, rng), 0, "unanswered at the end of the drain", none,
+               Micros(now - sched));
+  }
+  io.stop();
+}
+
+template <class Conn, class Make>
+void RunOpen(Shared& sh, Make make) {
+  const Options& o = *sh.opt;
+  net::io_context io(1);
+  sh.ol.in_flight.resize(static_cast<size_t>(o.connections));
+  sh.ol.active_workers = o.connections;
+  for (int i = 0; i < o.connections; ++i)
+    net::co_spawn(io, OpenWorker<Conn>(make(io), sh, i, io), net::detached);
+  net::co_spawn(io, Dispatcher(sh, io), net::detached);
+  net::co_spawn(io, Stopper(sh, io), net::detached);
+  io.run();
+}
+
 template <class Conn, class Make>
 void RunAll(Shared& sh, Make make) {
   const Options& o = *sh.opt;
@@ -425,7 +698,8 @@ void RunAll(Shared& sh, Make make) {
         [&]() -> awaitable<void> {
           try {
             co_await c->Connect(o);
-            if (o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) {
+            if ((o.mode == Mode::kDetokPrivate || o.mode == Mode::kMixed) &&
+                sh.private_ids.empty()) {
               co_await Prepare(*c, sh, Kind::kTokenize64, o.tokens, sh.private_ids);
             }
             if (o.mode == Mode::kDetokPublic) {
@@ -442,9 +716,16 @@ void RunAll(Shared& sh, Make make) {
       std::exit(1);
   }
   auto now = Clock::now();
+  sh.phase.start = now;
+  sh.remaining = o.count;
   sh.phase.measure_start = now + std::chrono::microseconds(static_cast<int64_t>(o.warmup * 1e6));
   sh.phase.measure_end =
       sh.phase.measure_start + std::chrono::microseconds(static_cast<int64_t>(o.duration * 1e6));
+  if (o.rate > 0) {
+    RunOpen<Conn>(sh, make);
+    sh.results.push_back(std::move(sh.ol.st));
+    return;
+  }
   std::vector<std::unique_ptr<net::io_context>> ios;
   for (int t = 0; t < o.threads; ++t)
     ios.push_back(std::make_unique<net::io_context>(1));
@@ -487,6 +768,27 @@ int main(int argc, char** argv) {
   RAND_bytes(reinterpret_cast<unsigned char*>(sh.body4k.data()),
              static_cast<int>(sh.body4k.size()));
 
+  if (!o.save_ids.empty()) {
+    sh.ids_out = std::fopen(o.save_ids.c_str(), "a");
+    if (sh.ids_out == nullptr)
+      Die("cannot open " + o.save_ids);
+  }
+  if (!o.ids_file.empty()) {
+    std::FILE* f = std::fopen(o.ids_file.c_str(), "r");
+    if (f == nullptr)
+      Die("cannot open " + o.ids_file);
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      std::string id(line);
+      while (!id.empty() && (id.back() == '\n' || id.back() == '\r'))
+        id.pop_back();
+      if (!id.empty())
+        sh.private_ids.push_back(id);
+    }
+    std::fclose(f);
+    if (sh.private_ids.empty())
+      Die(o.ids_file + " holds no ids");
+  }
   if (!o.unix_path.empty()) {
     RunAll<UnixConn>(sh, [](net::io_context& io) { return std::make_shared<UnixConn>(io); });
   } else {
@@ -495,10 +797,17 @@ int main(int argc, char** argv) {
     RunAll<TlsConn>(sh, [&ctx](net::io_context& io) { return std::make_shared<TlsConn>(io, ctx); });
   }
 
+  if (sh.ids_out != nullptr)
+    std::fclose(sh.ids_out);
+  // Bulk mode: the run lasts from the start of the measurement until every connection is done.
+  const double elapsed =
+      o.count > 0 ? std::chrono::duration<double>(Clock::now() - sh.phase.measure_start).count()
+                  : o.duration;
   std::vector<uint32_t> all;
-  uint64_t errors = 0, reads = 0, writes = 0;
+  uint64_t errors = 0, reads = 0, writes = 0, total = sh.prepared;
   std::map<int, uint64_t> statuses;
   for (auto& r : sh.results) {
+    total += r.total;
     all.insert(all.end(), r.latencies_us.begin(), r.latencies_us.end());
     errors += r.errors;
     reads += r.reads;
@@ -514,15 +823,28 @@ int main(int argc, char** argv) {
     st += "\"" + std::to_string(k) + "\":" + std::to_string(v);
   }
   st += "}";
+  st += ",\"total_requests\":" + std::to_string(total);
+  if (o.rate > 0) {
+    const OpenLoop& ol = sh.ol;
+    char extra[320];
+    std::snprintf(extra, sizeof extra,
+                  ",\"open_loop\":true,\"rate\":%.1f,\"scheduled\":%" PRIu64 ",\"dropped\":%" PRIu64
+                  ",\"late\":%" PRIu64 ",\"max_send_delay_ms\":%.3f,\"incomplete\":%" PRIu64
+                  ",\"max_queue\":%" PRId64 ",\"dispatch_late\":%" PRIu64,
+                  o.rate, ol.scheduled, ol.dropped, ol.late,
+                  static_cast<double>(ol.max_send_delay_us) / 1000.0, ol.incomplete, o.max_queue,
+                  ol.dispatch_late);
+    st += extra;
+  }
   std::printf(
       "{\"mode\":\"%s\",\"transport\":\"%s\",\"connections\":%d,\"warmup_s\":%.1f,\"duration_s\":%."
-      "1f,"
+      "3f,"
       "\"requests\":%zu,\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%."
       "3f,"
       "\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64
       ",\"statuses\":%s}\n",
-      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup,
-      o.duration, all.size(), static_cast<double>(all.size()) / o.duration, Percentile(all, 0.50),
+      o.mode_name.c_str(), o.unix_path.empty() ? "tls" : "unix", o.connections, o.warmup, elapsed,
+      all.size(), static_cast<double>(all.size()) / elapsed, Percentile(all, 0.50),
       Percentile(all, 0.90), Percentile(all, 0.99), Percentile(all, 0.999),
       all.empty() ? 0.0 : all.back() / 1000.0, errors, reads, writes, st.c_str());
   if (!sh.first_error.empty())
