@@ -187,8 +187,7 @@ Result<std::unique_ptr<PgStore>> PgStore::Open(PgOptions options, Logger* log) {
     return InvalidArgument("store: invalid PostgreSQL options");
   }
   PgConnSettings settings = SettingsOf(options);
-  auto pool =
-      std::make_unique<PgPool>(settings, options.pool_size, kPoolSetup, PooledStatements());
+  auto pool = std::make_unique<PgPool>(settings, options.pool_size, kPoolSetup, PooledStatements());
   {
     // A connection of its own: the pool's prepare statements that need the schema.
     OTD_ASSIGN_OR_RETURN(internal::PgConnPtr conn, internal::PgConnect(settings));
@@ -367,12 +366,14 @@ Status PgStore::ForEach(std::string_view table,
     }
     // Two statements rather than one with "($3 = 1 OR key > $2)": the pool's generic plans
     // would keep that OR as a filter, and every page would scan from the table's first key.
-    static const std::string kFirst = "SELECT key, value FROM otd_records WHERE tbl = $1::text "
-                                      "ORDER BY key LIMIT " +
-                                      std::to_string(kForEachPage);
-    static const std::string kNext = "SELECT key, value FROM otd_records WHERE tbl = $1::text "
-                                     "AND key > $2::bytea ORDER BY key LIMIT " +
-                                     std::to_string(kForEachPage);
+    static const std::string kFirst =
+        "SELECT key, value FROM otd_records WHERE tbl = $1::text "
+        "ORDER BY key LIMIT " +
+        std::to_string(kForEachPage);
+    static const std::string kNext =
+        "SELECT key, value FROM otd_records WHERE tbl = $1::text "
+        "AND key > $2::bytea ORDER BY key LIMIT " +
+        std::to_string(kForEachPage);
     PgResultPtr r = PgExec(c, first ? kFirst.c_str() : kNext.c_str(), p, timeout);
     st = PgCheck(c, r.get(), "scan");
     if (!st.ok()) {

@@ -22,7 +22,6 @@ struct PgRequest {
 
 namespace {
 
-
 // The result is wanted in text form ("{0,5000001}"): PgRunWriteTxn asks for binary, so the
 // array is turned into text by the statement itself.
 constexpr const char* kApplyTextSql =
@@ -266,8 +265,8 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
     conn_ = std::move(c).value();
     PgWatchNotices(conn_.get(), &syncrep_cancelled_);
     // Prepared once per connection (so again after every reconnect): parsed and planned once.
-    if (Status st = PgPrepare(conn_.get(), {{kApplyStmt, kApplyTextSql}},
-                              settings_.client_timeout_ms());
+    if (Status st =
+            PgPrepare(conn_.get(), {{kApplyStmt, kApplyTextSql}}, settings_.client_timeout_ms());
         !st.ok()) {
       conn_.reset();
       fail_all(st);
