@@ -58,7 +58,9 @@ using Clock = std::chrono::steady_clock;
 // timeout; true also for a broken connection (PQgetResult then reports it).
 bool WaitForAnswer(PGconn* c, Clock::time_point deadline, int timeout_ms) {
   for (;;) {
-    if (PQconsumeInput(c) == 0 || !PQisBusy(c)) {
+    // A result already in libpq's buffer needs no read: PQconsumeInput would make a recv() that
+    // finds nothing (after every result of a pipeline, and after the last one of a statement).
+    if (!PQisBusy(c) || PQconsumeInput(c) == 0 || !PQisBusy(c)) {
       return true;
     }
     int wait_ms = -1;
