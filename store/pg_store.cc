@@ -23,6 +23,31 @@ using internal::PgPool;
 using internal::PgResultPtr;
 
 constexpr int kForEachPage = 512;  // rows fetched per round trip by ForEach()
+
+// The point reads, prepared on every pooled connection (store/internal/pg_conn.h): parsed and
+// planned once per connection, not per call. The pool's sessions use generic plans
+// (plan_cache_mode = force_generic_plan): these statements are index lookups whatever the
+// parameters, and GetMany's custom plan would be costed on the number of keys and so always win
+// over the generic one (re-planned on every call). Every statement run on a pooled connection
+// must therefore have a good generic plan (no OR on a parameter that only constant folding
+// would remove).
+constexpr const char* kGetStmt = "otd_get";
+constexpr const char* kGetManyStmt = "otd_get_many";
+constexpr const char* kExpiryStmt = "otd_expiry";
+const std::vector<internal::PgPrepared>& PooledStatements() {
+  static const std::vector<internal::PgPrepared> kAll = {
+      {kGetStmt, "SELECT value FROM otd_records WHERE tbl = $1::text AND key = $2::bytea"},
+      // One row per key in order, value NULL when absent (the column is NOT NULL): one statement,
+      // so one snapshot (READ COMMITTED takes it per statement) and one round trip; the subquery
+      // is a primary-key index lookup per key.
+      {kGetManyStmt,
+       "SELECT (SELECT r.value FROM otd_records r WHERE r.tbl = q.tbl AND r.key = q.key) "
+       "FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS q(tbl, key, i) ORDER BY q.i"},
+      {kExpiryStmt, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea"},
+  };
+  return kAll;
+}
+constexpr const char* kPoolSetup = "SET plan_cache_mode = force_generic_plan";
 // GetStats(): tables the planner estimates at this many rows or more are not counted exactly.
 constexpr uint64_t kExactBelow = 100000;
 
@@ -162,10 +187,11 @@ Result<std::unique_ptr<PgStore>> PgStore::Open(PgOptions options, Logger* log) {
     return InvalidArgument("store: invalid PostgreSQL options");
   }
   PgConnSettings settings = SettingsOf(options);
-  auto pool = std::make_unique<PgPool>(settings, options.pool_size);
+  auto pool = std::make_unique<PgPool>(settings, options.pool_size, kPoolSetup, PooledStatements());
   {
-    OTD_ASSIGN_OR_RETURN(PgPool::Lease lease, pool->Acquire());
-    OTD_ASSIGN_OR_RETURN(int version, SchemaVersion(lease.get(), settings.client_timeout_ms()));
+    // A connection of its own: the pool's prepare statements that need the schema.
+    OTD_ASSIGN_OR_RETURN(internal::PgConnPtr conn, internal::PgConnect(settings));
+    OTD_ASSIGN_OR_RETURN(int version, SchemaVersion(conn.get(), settings.client_timeout_ms()));
     if (version == 0) {
       return FailedPrecondition(
           "store: the PostgreSQL database has no opentokend schema: run `opentoken-admin init`");
@@ -224,9 +250,7 @@ Result<std::optional<Bytes>> PgStore::Get(std::string_view table, ByteView key) 
     PgParams p;
     p.Text(table);
     p.Bytea(key);
-    PgResultPtr r =
-        PgExec(c, "SELECT value FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p,
-               pool_->settings().client_timeout_ms());
+    PgResultPtr r = PgExecPrepared(c, kGetStmt, p, pool_->settings().client_timeout_ms());
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
     if (PQntuples(r.get()) == 0) {
       return std::optional<Bytes>();
@@ -256,18 +280,16 @@ Result<std::vector<std::optional<Bytes>>> PgStore::GetMany(const std::vector<Rea
     PgParams p;
     p.Array(25, tbls);
     p.Array(17, ks);
-    // One statement, so one snapshot (READ COMMITTED takes it per statement) and one round trip.
-    PgResultPtr r = PgExec(c,
-                           "SELECT (q.i - 1)::int8, r.value FROM unnest($1::text[], $2::bytea[]) "
-                           "WITH ORDINALITY AS q(tbl, key, i) "
-                           "JOIN otd_records r ON r.tbl = q.tbl AND r.key = q.key",
-                           p, pool_->settings().client_timeout_ms());
+    PgResultPtr r = PgExecPrepared(c, kGetManyStmt, p, pool_->settings().client_timeout_ms());
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
+    if (static_cast<size_t>(PQntuples(r.get())) != out.size()) {
+      return Internal("store: PostgreSQL read returned a wrong number of rows");
+    }
     for (int row = 0; row < PQntuples(r.get()); ++row) {
-      const int64_t i = PgInt8(r.get(), row, 0);
-      OTD_CHECK(i >= 0 && static_cast<size_t>(i) < out.size());
-      ByteView v = PgBytes(r.get(), row, 1);
-      out[static_cast<size_t>(i)] = Bytes(v.begin(), v.end());
+      if (PQgetisnull(r.get(), row, 0) == 0) {
+        ByteView v = PgBytes(r.get(), row, 0);
+        out[static_cast<size_t>(row)] = Bytes(v.begin(), v.end());
+      }
     }
     return out;
   });
@@ -280,9 +302,7 @@ Result<int64_t> PgStore::ExpiryOf(std::string_view table, ByteView key) const {
     PgParams p;
     p.Text(table);
     p.Bytea(key);
-    PgResultPtr r =
-        PgExec(c, "SELECT expires_at FROM otd_records WHERE tbl = $1::text AND key = $2::bytea", p,
-               pool_->settings().client_timeout_ms());
+    PgResultPtr r = PgExecPrepared(c, kExpiryStmt, p, pool_->settings().client_timeout_ms());
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
     if (PQntuples(r.get()) == 0) {
       return int64_t{0};
@@ -341,13 +361,20 @@ Status PgStore::ForEach(std::string_view table,
   while (st.ok() && !stop) {
     PgParams p;
     p.Text(table);
-    p.Bytea(last);
-    p.Int8(first ? 1 : 0);
-    static const std::string kSql =
-        "SELECT key, value FROM otd_records WHERE tbl = $1::text AND "
-        "($3::int8 = 1 OR key > $2::bytea) ORDER BY key LIMIT " +
+    if (!first) {
+      p.Bytea(last);
+    }
+    // Two statements rather than one with "($3 = 1 OR key > $2)": the pool's generic plans
+    // would keep that OR as a filter, and every page would scan from the table's first key.
+    static const std::string kFirst =
+        "SELECT key, value FROM otd_records WHERE tbl = $1::text "
+        "ORDER BY key LIMIT " +
         std::to_string(kForEachPage);
-    PgResultPtr r = PgExec(c, kSql.c_str(), p, timeout);
+    static const std::string kNext =
+        "SELECT key, value FROM otd_records WHERE tbl = $1::text "
+        "AND key > $2::bytea ORDER BY key LIMIT " +
+        std::to_string(kForEachPage);
+    PgResultPtr r = PgExec(c, first ? kFirst.c_str() : kNext.c_str(), p, timeout);
     st = PgCheck(c, r.get(), "scan");
     if (!st.ok()) {
       break;
@@ -411,10 +438,13 @@ Result<Stats> PgStore::GetStats() const {
     }
     PgParams p;
     p.Array(25, exact);
+    // An index range scan per table (LATERAL), also as the pool's generic plan.
     r = PgExec(c,
-               "SELECT tbl, count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0), "
-               "count(*) FILTER (WHERE expires_at > 0) FROM otd_records "
-               "WHERE tbl = ANY($1::text[]) GROUP BY tbl",
+               "SELECT t.tbl, s.n, s.b, s.ttl FROM unnest($1::text[]) AS t(tbl) CROSS JOIN "
+               "LATERAL (SELECT count(*) AS n, "
+               "coalesce(sum(octet_length(r.key) + octet_length(r.value)), 0) AS b, "
+               "count(*) FILTER (WHERE r.expires_at > 0) AS ttl FROM otd_records r "
+               "WHERE r.tbl = t.tbl) s",
                p, timeout, /*binary=*/false);
     OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "stats"));
     for (int i = 0; i < PQntuples(r.get()); ++i) {

@@ -185,6 +185,48 @@ TEST_F(PgStoreTest, ServerStopIsUnavailableAndRestartRecoversWithoutReopening) {
   EXPECT_OK(s->Get("t", AsBytes("unnoticed")));
 }
 
+// The reads and the group commit are prepared statements, prepared on each connection as it
+// opens: after every connection of the store is reset (a failover or a server restart looks the
+// same to it), the reopened connections have them again and every kind of call works at once.
+TEST_F(PgStoreTest, PreparedStatementsAreThereAgainAfterTheConnectionsAreReset) {
+  auto s = OpenStore();
+  ASSERT_OK(s->Apply({Put("k", "v1"), Put("e", "x", /*expires_at=*/77)}));
+  // Opens (and prepares on) several pooled connections at once.
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      for (int j = 0; j < 20; ++j) {
+        EXPECT_OK(s->GetMany({{"t", AsBytes("k")}, {"u", AsBytes("k")}}));
+      }
+    });
+  }
+  for (std::thread& t : readers) {
+    t.join();
+  }
+  for (int round = 0; round < 2; ++round) {
+    const std::string others = "FROM pg_stat_activity WHERE datname = '" + db_ +
+                               "' AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+    ASSERT_EQ(g_server->Query(db_, "SELECT count(pg_terminate_backend(pid)) > 0 " + others), "t");
+    for (int i = 0; i < 200 && g_server->Query(db_, "SELECT count(*) " + others) != "0"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    auto v = s->Get("t", AsBytes("k"));
+    ASSERT_OK(v);
+    EXPECT_EQ(AsString(**v), round == 0 ? "v1" : "v2");
+    auto many = s->GetMany({{"t", AsBytes("e")}, {"u", AsBytes("k")}, {"t", AsBytes("k")}});
+    ASSERT_OK(many);
+    ASSERT_EQ(many->size(), 3u);
+    EXPECT_EQ(AsString(*(*many)[0]), "x");
+    EXPECT_EQ((*many)[1], std::nullopt);
+    ASSERT_TRUE((*many)[2].has_value());
+    auto expiry = s->ExpiryOf("t", AsBytes("e"));
+    ASSERT_OK(expiry);
+    EXPECT_EQ(*expiry, 77);
+    EXPECT_OK(s->Apply({Put("k", "v2")}));
+    EXPECT_EQ(AsString(**s->Get("t", AsBytes("k"))), "v2");
+  }
+}
+
 // A server that stops answering without closing anything (SIGSTOP, a hung host): reads, writes
 // and Health() give kUnavailable after statement_timeout_ms + connect_timeout_ms instead of
 // hanging, and all recover when it answers again.

@@ -58,7 +58,9 @@ using Clock = std::chrono::steady_clock;
 // timeout; true also for a broken connection (PQgetResult then reports it).
 bool WaitForAnswer(PGconn* c, Clock::time_point deadline, int timeout_ms) {
   for (;;) {
-    if (PQconsumeInput(c) == 0 || !PQisBusy(c)) {
+    // A result already in libpq's buffer needs no read: PQconsumeInput would make a recv() that
+    // finds nothing (after every result of a pipeline, and after the last one of a statement).
+    if (!PQisBusy(c) || PQconsumeInput(c) == 0 || !PQisBusy(c)) {
       return true;
     }
     int wait_ms = -1;
@@ -198,12 +200,10 @@ Status PgCheck(PGconn* c, const PGresult* r, std::string_view what) {
   return Unavailable("store: PostgreSQL " + std::string(what) + " failed: " + ConnError(c));
 }
 
-PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
-                   bool binary) {
-  if (PQsendQueryParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
-                        params.formats(), binary ? 1 : 0) != 1) {
-    return nullptr;
-  }
+namespace {
+
+// The last result of the statement just sent (null on timeout or when nothing came).
+PgResultPtr AwaitResult(PGconn* c, int timeout_ms) {
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   PgResultPtr last;
   for (;;) {
@@ -219,6 +219,37 @@ PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeo
       return last;
     }
   }
+}
+
+}  // namespace
+
+PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
+                   bool binary) {
+  if (PQsendQueryParams(c, sql, params.size(), nullptr, params.values(), params.lengths(),
+                        params.formats(), binary ? 1 : 0) != 1) {
+    return nullptr;
+  }
+  return AwaitResult(c, timeout_ms);
+}
+
+PgResultPtr PgExecPrepared(PGconn* c, const char* name, const PgParams& params, int timeout_ms,
+                           bool binary) {
+  if (PQsendQueryPrepared(c, name, params.size(), params.values(), params.lengths(),
+                          params.formats(), binary ? 1 : 0) != 1) {
+    return nullptr;
+  }
+  return AwaitResult(c, timeout_ms);
+}
+
+Status PgPrepare(PGconn* c, const std::vector<PgPrepared>& statements, int timeout_ms) {
+  for (const PgPrepared& p : statements) {
+    if (PQsendPrepare(c, p.name, p.sql, 0, nullptr) != 1) {
+      return PgCheck(c, nullptr, "prepare");
+    }
+    PgResultPtr r = AwaitResult(c, timeout_ms);
+    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "prepare"));
+  }
+  return Status::Ok();
 }
 
 ByteView PgBytes(const PGresult* r, int row, int col) {
@@ -241,7 +272,8 @@ int64_t PgInt8(const PGresult* r, int row, int col) {
 void PgWatchNotices(PGconn* c, bool* flag) { PQsetNoticeReceiver(c, OnNotice, flag); }
 
 PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
-                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms) {
+                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms,
+                           bool prepared) {
   PgTxnOutcome out;
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   bool timed_out = false;
@@ -261,6 +293,10 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
   bool sent = true;
   for (int i = 0; i < 5 && sent; ++i) {
     const PgParams& p = (i == 2) ? params : none;
+    if (i == 2 && prepared) {
+      sent = PQsendQueryPrepared(c, sql, p.size(), p.values(), p.lengths(), p.formats(), 1) == 1;
+      continue;
+    }
     sent = PQsendQueryParams(c, steps[i], p.size(), nullptr, p.values(), p.lengths(), p.formats(),
                              1) == 1;
   }
@@ -362,7 +398,9 @@ PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
 // ---------------------------------------------------------------------------------------------
 // PgPool
 
-PgPool::PgPool(PgConnSettings settings, size_t size) : settings_(std::move(settings)) {
+PgPool::PgPool(PgConnSettings settings, size_t size, std::string setup,
+               std::vector<PgPrepared> prepared)
+    : settings_(std::move(settings)), setup_(std::move(setup)), prepared_(std::move(prepared)) {
   conns_.resize(std::max<size_t>(1, size));
   for (size_t i = conns_.size(); i > 0; --i) {
     free_.push_back(i - 1);
@@ -397,9 +435,20 @@ Result<PgPool::Lease> PgPool::Acquire() {
   PgConnPtr& c = conns_[slot];  // this slot is ours until released
   if (!PgStillUsable(c.get())) {
     c.reset();
-    OTD_ASSIGN_OR_RETURN(c, PgConnect(settings_));
+    OTD_ASSIGN_OR_RETURN(c, Open());
   }
   return lease;
+}
+
+Result<PgConnPtr> PgPool::Open() const {
+  OTD_ASSIGN_OR_RETURN(PgConnPtr c, PgConnect(settings_));
+  if (!setup_.empty()) {
+    PgResultPtr r = PgExec(c.get(), setup_.c_str(), PgParams(), settings_.client_timeout_ms(),
+                           /*binary=*/false);
+    OTD_RETURN_IF_ERROR(PgCheck(c.get(), r.get(), "session setup"));
+  }
+  OTD_RETURN_IF_ERROR(PgPrepare(c.get(), prepared_, settings_.client_timeout_ms()));
+  return c;
 }
 
 void PgPool::Release(size_t slot, bool discard) {

@@ -86,6 +86,16 @@ class PgParams {
 Status PgCheck(PGconn* c, const PGresult* r, std::string_view what);
 std::string PgSqlState(const PGresult* r);
 
+// A statement prepared on every connection a PgPool or PgWriter opens (parsed, and with
+// `generic_plan` planned, once per connection instead of once per call).
+struct PgPrepared {
+  const char* name;
+  const char* sql;
+};
+
+// PQprepare of each statement (one round trip each; at connect time only).
+Status PgPrepare(PGconn* c, const std::vector<PgPrepared>& statements, int timeout_ms);
+
 // One statement; binary results when `binary`. With timeout_ms > 0, waits at most that long for
 // the answer (a server that stopped answering, e.g. SIGSTOP'd or cut off, does not hold the
 // caller forever): then returns null and the connection is left mid-statement (PgCheck reports
@@ -93,12 +103,17 @@ std::string PgSqlState(const PGresult* r);
 PgResultPtr PgExec(PGconn* c, const char* sql, const PgParams& params, int timeout_ms,
                    bool binary = true);
 
+// The same for a statement prepared on this connection (PgPrepare), by name.
+PgResultPtr PgExecPrepared(PGconn* c, const char* name, const PgParams& params, int timeout_ms,
+                           bool binary = true);
+
 // Binary column value helpers.
 ByteView PgBytes(const PGresult* r, int row, int col);
 int64_t PgInt8(const PGresult* r, int row, int col);
 
 // One write transaction in one round trip: a pipeline of BEGIN, SET LOCAL statement_timeout,
-// the statement, SET LOCAL statement_timeout = 0, COMMIT, sync.
+// the statement, SET LOCAL statement_timeout = 0, COMMIT, sync. `sql` is the statement's text,
+// or with `prepared` true the name of a statement prepared on this connection (PgPrepare).
 struct PgTxnOutcome {
   enum class Kind {
     kCommitted,     // COMMIT answered COMMIT, no warning: `result` holds the statement's result
@@ -115,15 +130,19 @@ struct PgTxnOutcome {
 // With timeout_ms > 0, an answer that takes longer makes the outcome kUnknown (the connection must
 // then be closed; a COMMIT waiting for its standby is not cancelled, the client stops waiting).
 PgTxnOutcome PgRunWriteTxn(PGconn* c, int statement_timeout_ms, const char* sql,
-                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms);
+                           const PgParams& params, bool* syncrep_cancelled, int timeout_ms,
+                           bool prepared = false);
 // Installs a notice receiver that sets *flag when the server warns that the wait for
 // synchronous replication was cancelled (the transaction is then committed locally only).
 void PgWatchNotices(PGconn* c, bool* flag);
 
-// A fixed number of lazily opened connections.
+// A fixed number of lazily opened connections. Every connection it opens first runs `setup`
+// (when not empty; e.g. session settings) and prepares `prepared`, so a connection reopened
+// after a restart or a failover has them again before its first use.
 class PgPool {
  public:
-  PgPool(PgConnSettings settings, size_t size);
+  PgPool(PgConnSettings settings, size_t size, std::string setup = "",
+         std::vector<PgPrepared> prepared = {});
   ~PgPool();
   PgPool(const PgPool&) = delete;
   PgPool& operator=(const PgPool&) = delete;
@@ -155,7 +174,11 @@ class PgPool {
  private:
   void Release(size_t slot, bool discard);
 
+  Result<PgConnPtr> Open() const;
+
   const PgConnSettings settings_;
+  const std::string setup_;
+  const std::vector<PgPrepared> prepared_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<PgConnPtr> conns_;  // slot -> connection (null: not open)

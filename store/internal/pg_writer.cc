@@ -22,9 +22,12 @@ struct PgRequest {
 
 namespace {
 
-constexpr const char* kApplySql =
-    "SELECT otd_apply($1::int4[], $2::int4[], $3::text[], $4::bytea[], $5::bytea[], "
-    "$6::bytea[], $7::int8[], $8::bytea[], $9::bool[])";
+// The result is wanted in text form ("{0,5000001}"): PgRunWriteTxn asks for binary, so the
+// array is turned into text by the statement itself.
+constexpr const char* kApplyTextSql =
+    "SELECT (SELECT otd_apply($1::int4[], $2::int4[], $3::text[], $4::bytea[], $5::bytea[], "
+    "$6::bytea[], $7::int8[], $8::bytea[], $9::bool[]))::text";
+constexpr const char* kApplyStmt = "otd_apply_group";
 
 constexpr int kMaxAttempts = 3;  // deadlocks with another daemon's group are retried
 
@@ -261,6 +264,14 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
     }
     conn_ = std::move(c).value();
     PgWatchNotices(conn_.get(), &syncrep_cancelled_);
+    // Prepared once per connection (so again after every reconnect): parsed and planned once.
+    if (Status st =
+            PgPrepare(conn_.get(), {{kApplyStmt, kApplyTextSql}}, settings_.client_timeout_ms());
+        !st.ok()) {
+      conn_.reset();
+      fail_all(st);
+      return false;
+    }
   }
   // Parallel arrays for otd_apply (binary array format; the element views point into the
   // requests and into `scratch`, which outlive the statement).
@@ -300,11 +311,9 @@ bool PgWriter::TryGroup(const std::vector<PgRequest*>& work) {
   params.Array(17, new_keys);
   params.Array(16, keeps);
 
-  // The result is wanted in text form ("{0,5000001}"): PgRunWriteTxn asks for binary, so the
-  // array is turned into text by the statement itself.
-  static const std::string kSql = std::string("SELECT (") + kApplySql + ")::text";
-  PgTxnOutcome out = PgRunWriteTxn(conn_.get(), settings_.statement_timeout_ms, kSql.c_str(),
-                                   params, &syncrep_cancelled_, settings_.client_timeout_ms());
+  PgTxnOutcome out = PgRunWriteTxn(conn_.get(), settings_.statement_timeout_ms, kApplyStmt, params,
+                                   &syncrep_cancelled_, settings_.client_timeout_ms(),
+                                   /*prepared=*/true);
   if (out.kind != PgTxnOutcome::Kind::kCommitted) {
     fail_all(out.error);
     // A deadlock or serialization failure rolled everything back: safe to try again.
