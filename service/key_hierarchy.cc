@@ -348,8 +348,13 @@ KeyHierarchy::Wanted KeyHierarchy::DataKeyWanted(std::string_view account, uint3
 }
 
 Result<KeyHierarchy::ReadAhead> KeyHierarchy::ReadTogether(const std::vector<Wanted>& wanted) {
-  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   ReadAhead ahead;
+  if (!store_.PointReadsAreRoundTrips()) {
+    // Nothing to save on an embedded store, and the keyed hashes would be token work spent
+    // before the caller's signature is checked (a forged request would cost three HMACs, not one).
+    return ahead;
+  }
+  OTD_ASSIGN_OR_RETURN(KeyVersions v, CurrentVersions());
   std::vector<store::ReadKey> keys;
   ahead.entries_.reserve(wanted.size());
   for (const Wanted& w : wanted) {

@@ -196,6 +196,7 @@ class KeyHierarchy {
   // round trip (Store::GetMany): a Find() given it takes the record's key and value from it
   // instead of computing the key (an HMAC in the token for kSecret ids) and reading again. It is
   // a snapshot of one request, never a cache: build it per request and drop it with the request.
+  // Empty (Find() then reads as usual) on a store whose point reads are not round trips (LMDB).
   class ReadAhead {
    private:
     friend class KeyHierarchy;

@@ -92,6 +92,7 @@ class PgStore final : public Store {
   Result<std::optional<Bytes>> Get(std::string_view table, ByteView key) const override;
   Result<std::vector<std::optional<Bytes>>> GetMany(
       const std::vector<ReadKey>& keys) const override;
+  bool PointReadsAreRoundTrips() const override { return true; }
   Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const override;
   Status Apply(std::vector<Mutation> batch) override;
   void ApplyAsync(std::vector<Mutation> batch, std::function<void(Status)> done) override;

@@ -116,6 +116,10 @@ class Store {
   // the whole call with kInvalidArgument.
   virtual Result<std::vector<std::optional<Bytes>>> GetMany(
       const std::vector<ReadKey>& keys) const = 0;
+  // True when every point read is a round trip to a server (PostgreSQL), so that reading a
+  // request's records together with GetMany pays; false for an embedded store (LMDB), whose point
+  // reads cost a fraction of a microsecond.
+  virtual bool PointReadsAreRoundTrips() const { return false; }
   // The record's expires_at (Unix seconds), or 0 when it has none or does not exist.
   virtual Result<int64_t> ExpiryOf(std::string_view table, ByteView key) const = 0;
 

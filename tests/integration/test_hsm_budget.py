@@ -8,6 +8,7 @@ working) - update bench/micro.cc and BENCHMARKS.md with it."""
 
 import os
 import re
+import time
 import unittest
 
 from harness import Daemon, UnixHTTPConnection
@@ -103,6 +104,35 @@ class HsmBudgetTest(unittest.TestCase):
             for kind, counts in got.items():
                 with self.subTest(kind=kind):
                     self.check(kind, counts)
+            self.assertEqual(self.d.stop(), 0)
+        finally:
+            self.d.cleanup()
+
+    def test_a_forged_signature_costs_one_lookup(self):
+        # Regression: the signed routes read the request's records ahead (one statement on
+        # PostgreSQL) and computed their keyed hashes - three HMACs in the token - before the
+        # signature was checked, also on LMDB where it saves nothing. A forged request now costs
+        # the access code's lookup (one sign) and its audit line (at most one chain MAC).
+        self.d = Daemon()
+        try:
+            self.d.start()
+            c = logged_in_user(self.d, os.path.join(self.d.dir, "mail"), "forged@example.com")
+            pair = c.req("POST", f"/account/{c.account_id}/accessCode", {}).json()
+            good = Signer(self.d, pair["code"], pair["secret"])
+            loc = good.request("POST", f"/account/{c.account_id}/token", b"x" * 64).header("Location")
+            forger = Signer(self.d, pair["code"], "A" * len(pair["secret"]))
+            for _ in range(10):  # warm-up
+                self.assertEqual(forger.request("GET", loc).status, 401)
+            a = self.scrape()
+            for _ in range(N):
+                self.assertEqual(forger.request("GET", loc).status, 401)
+                time.sleep(0.02)  # each audit line its own batch: exactly one chain MAC each
+            got = self.per_request(a, self.scrape())
+            print(f"\n  per forged request: {got}")
+            # Lookup + chain MAC = 2; with the token's keyed hash computed ahead it was 3.
+            self.assertLessEqual(got.get("sign", 0), 2.4, got)
+            self.assertLessEqual(got.get("decrypt", 0), 1.05, got)  # the code record
+            self.assertEqual(set(got) - {"sign", "verify", "decrypt"}, set(), got)
             self.assertEqual(self.d.stop(), 0)
         finally:
             self.d.cleanup()
