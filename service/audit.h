@@ -88,6 +88,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -231,6 +233,7 @@ class AuditLog {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Entry>> queue_;
   bool stopping_ = false;
+  bool need_prev_ = true;  // the next line starts a file or a run: it names "p" (file_mu_)
   bool broken_ = false;
   uint64_t seq_ = 0;      // last written (writer thread only after Open)
   std::string prev_mac_;  // hex MAC of the last written line
@@ -286,8 +289,9 @@ struct AuditVerifyReport {
 // `progress(bytes_read, total_bytes)` is called as the files are read. kNotFound when a file
 // cannot be read.
 // `visit(seq, body, link, mac)`, when set, sees every line that passed its own checks.
-using AuditLineVisitor =
-    std::function<void(uint64_t seq, std::string_view body, std::string_view link, bool mac)>;
+// `fields` is the line's JSON with format 1's names (ExpandAuditLine).
+using AuditLineVisitor = std::function<void(uint64_t seq, const nlohmann::json& fields,
+                                            std::string_view link, bool mac)>;
 Result<AuditVerifyReport> VerifyAuditLogs(
     const std::vector<std::string>& paths, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false,
@@ -327,6 +331,15 @@ Result<AuditTrailReport> VerifyAuditTrail(
 // the audit key. Written to a temporary name, synced and renamed.
 Status WriteAuditCheckpoint(const std::string& dir, const std::string& first_segment,
                             hsm::Token& token, Clock& clock);
+
+// One line of the trail with format 1's field names, for people and tools
+// (`opentoken-admin audit-show`): a format-1 line as it is; a format-2 line as JSON with "seq",
+// "format":2, then its fields in their order with long names, identifiers in hex (as format 1
+// wrote them, so an account's entries match across the switch), the time as
+// 2026-12-06T09:30:00Z, and "mac" on a MAC'd line. kDataLoss when it is no audit line.
+// `node`, when given, carries the node across the lines of one file: set from a line that names
+// it, added to the lines that do not (format 2 names it only on the lines that name "p").
+Result<std::string> ExpandAuditLine(std::string_view line, std::string* node = nullptr);
 
 // One file, from the chain's start.
 Result<AuditVerifyReport> VerifyAuditLog(
