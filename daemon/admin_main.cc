@@ -82,10 +82,11 @@ constexpr CommandInfo kCommands[] = {
      "token; counts per key version. Exit 1 when a problem is found.\n"},
     {"audit-verify", "", "check the audit trail's hash chain and MACs in the token (progress)",
      "Reads the audit log (audit.path, default <storage.path>/audit.log) and checks every line:\n"
-     "sequence numbers without gaps, each line chained to the one before it, and each line's\n"
+     "sequence numbers without gaps, each line chained to the one before it, and each batch's\n"
      "HMAC verified inside the token with the audit key. A deleted, edited, inserted or\n"
-     "re-ordered line is reported with its file and line number (exit 1). Safe while the\n"
-     "daemon writes.\n"
+     "re-ordered line is reported with its file and line number (the first line of the batch\n"
+     "whose MAC fails; exit 1). Lines of format 1 (before issue 20) and 2 are both read, and a\n"
+     "trail that switches from 1 to 2 at an upgrade. Safe while the daemon writes.\n"
      "After a rotation (the file moved away, then SIGHUP: the chain continues in the new file)\n"
      "give the files oldest first, e.g. `audit-verify audit.log.2 audit.log.1 audit.log`; they\n"
      "are checked as one chain. --partial lets the first file start in the middle of the chain\n"
