@@ -132,20 +132,6 @@ Bytes V2Message(ByteView prev, std::string_view body) {
   return msg;
 }
 
-// "2026-12-06T09:30:00Z" -> "20261206T093000Z" and back.
-std::string CompactUtc(int64_t seconds) {
-  std::string iso = IsoUtc(seconds);
-  std::erase_if(iso, [](char c) { return c == '-' || c == ':'; });
-  return iso;
-}
-std::string ExpandUtc(const std::string& t) {
-  if (t.size() != 16 || t[8] != 'T' || t[15] != 'Z') {
-    return t;
-  }
-  return t.substr(0, 4) + "-" + t.substr(4, 2) + "-" + t.substr(6, 2) + "T" + t.substr(9, 2) +
-         ":" + t.substr(11, 2) + ":" + t.substr(13, 2) + "Z";
-}
-
 // A format-2 identifier (22 base64url characters) in hex, as format 1 wrote it.
 std::string IdHex(const std::string& id) {
   auto b = crypto::Base64UrlDecode(id);
@@ -166,8 +152,8 @@ nlohmann::json ExpandV2(const nlohmann::json& j) {
         name = long_name;
       }
     }
-    if (name == "time" && v.is_string()) {
-      out[name] = ExpandUtc(v.get<std::string>());
+    if (name == "time" && v.is_number_integer()) {
+      out[name] = IsoUtc(v.get<int64_t>());  // Unix seconds in the file
     } else if ((name == "account" || name == "object") && v.is_string()) {
       out[name] = IdHex(v.get<std::string>());
     } else if (name == "heads" && v.is_array()) {
@@ -1093,7 +1079,7 @@ void AuditLog::WriterLoop() {
           // The node, the same for every line of a file, is written on these lines only.
           body += ",\"v\":2,\"p\":\"" + prev + "\"" + node_field;
         }
-        body += ",\"t\":\"" + CompactUtc(entry->time) + "\"," + entry->fields;
+        body += ",\"t\":" + std::to_string(entry->time) + "," + entry->fields;
         // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256
         // that is not stored: the MAC covers them through the chain.
         const bool last = i + 1 == batch.size();

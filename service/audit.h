@@ -7,10 +7,10 @@
 //
 // Each line is chained to the one before it. Format 2 (issue 20; what the writer writes):
 //
-//   {"s":N,"t":"20261206T093000Z","e":"detokenize","o":"ok","c":200,"a":"<id>","i":"<id>",
+//   {"s":N,"t":1796549400,"e":"detokenize","o":"ok","c":200,"a":"<id>","i":"<id>",
 //    "d":"peer=uid:0 transport=unix","m":"<mac>"}
 //
-// s seq, t time (UTC, to the second), e event, o outcome, c status, a account, i object (keyed
+// s seq, t time (Unix seconds, UTC), e event, o outcome, c status, a account, i object (keyed
 // hashes, 128 bits in base64url: 22 characters), d detail, h heads (anchors), m MAC. The first
 // line written into a file (a new file, a segment, a rotated file) and the first line after
 // every start also hold, right after s, "v":2 (the format) and "p" (the link of the line before

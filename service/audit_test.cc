@@ -145,7 +145,7 @@ TEST_F(AuditTest, ReopeningContinuesTheChainAndCutsATornTail) {
   RecordFive();
   {
     std::ofstream out(path_, std::ios::app);
-    out << "{\"s\":6,\"t\":\"2027";  // a crash in the middle of a write
+    out << "{\"s\":6,\"t\":17965";  // a crash in the middle of a write
   }
   EXPECT_FALSE(Verify().ok());
   {

@@ -4,6 +4,7 @@ Format 2 (issue 20) writes short names, identifiers in base64url and a compact t
 a line back the way `opentoken-admin audit-show` prints it, so tests can look at fields by name.
 """
 import base64
+import datetime
 import json
 
 NAMES = {"s": "seq", "v": "format", "p": "prev", "n": "node", "t": "time", "e": "event",
@@ -26,8 +27,9 @@ def expand(line, state=None):
     out = {}
     for k, v in j.items():
         name = NAMES.get(k, k)
-        if name == "time":
-            v = f"{v[0:4]}-{v[4:6]}-{v[6:8]}T{v[9:11]}:{v[11:13]}:{v[13:15]}Z"
+        if name == "time":  # Unix seconds in the file
+            v = datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
         elif name in ("account", "object"):
             v = _hex(v)
         elif name == "heads":
