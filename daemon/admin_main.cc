@@ -418,8 +418,8 @@ int AuditShow(const Config& config, std::vector<std::string> paths) {
       ++line_no;
       auto shown = service::ExpandAuditLine(line, &node);
       if (!shown.ok()) {
-        std::cerr << "audit-show: " << f << " line " << line_no << ": "
-                  << shown.status().message() << "\n";
+        std::cerr << "audit-show: " << f << " line " << line_no << ": " << shown.status().message()
+                  << "\n";
         std::cout << line << "\n";
         rc = 1;
         continue;

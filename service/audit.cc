@@ -141,7 +141,7 @@ std::string IdHex(const std::string& id) {
 // A format-2 line's JSON with format 1's field names (identifiers in hex, time extended).
 nlohmann::json ExpandV2(const nlohmann::json& j) {
   static const std::pair<const char*, const char*> kNames[] = {
-      {"s", "seq"},    {"v", "format"},  {"p", "prev"},   {"n", "node"},   {"t", "time"},
+      {"s", "seq"},    {"v", "format"},  {"p", "prev"},   {"n", "node"},    {"t", "time"},
       {"e", "event"},  {"o", "outcome"}, {"c", "status"}, {"a", "account"}, {"i", "object"},
       {"d", "detail"}, {"h", "heads"},   {"m", "mac"}};
   nlohmann::json out = nlohmann::json::object();
@@ -159,8 +159,9 @@ nlohmann::json ExpandV2(const nlohmann::json& j) {
     } else if (name == "heads" && v.is_array()) {
       nlohmann::json heads = nlohmann::json::array();
       for (const auto& h : v) {
-        heads.push_back(
-            {{"node", h.value("n", "")}, {"seq", h.value("s", uint64_t{0})}, {"hash", h.value("h", "")}});
+        heads.push_back({{"node", h.value("n", "")},
+                         {"seq", h.value("s", uint64_t{0})},
+                         {"hash", h.value("h", "")}});
       }
       out[name] = heads;
     } else {
@@ -1049,12 +1050,12 @@ void AuditLog::WriterLoop() {
     if (rotate) {
       auto header = std::make_unique<Entry>();
       header->time = now_s;
-      header->fields = "\"e\":\"audit_segment\",\"o\":\"ok\",\"d\":\"segment=" +
-                       std::to_string(next_index) +
-                       (segment_name_.empty() ? std::string()
-                                              : " prev=" + SafeText(segment_name_) +
-                                                    " prev_last_seq=" + std::to_string(seq_)) +
-                       "\"";
+      header->fields =
+          "\"e\":\"audit_segment\",\"o\":\"ok\",\"d\":\"segment=" + std::to_string(next_index) +
+          (segment_name_.empty()
+               ? std::string()
+               : " prev=" + SafeText(segment_name_) + " prev_last_seq=" + std::to_string(seq_)) +
+          "\"";
       batch.push_front(std::move(header));
     }
     std::string lines;
@@ -1218,8 +1219,8 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
   AuditVerifyReport report;
   report.last_mac = kZeroMac;
-  Bytes last_link(kMacHexChars / 2, 0);  // the link the next line continues
-  bool seen_v2 = false;                  // format 2 never goes back to format 1
+  Bytes last_link(kMacHexChars / 2, 0);   // the link the next line continues
+  bool seen_v2 = false;                   // format 2 never goes back to format 1
   std::optional<std::string> chain_node;  // the node the chain's first line names
   uint64_t read = 0;
   for (const std::string& path : paths) {
@@ -1259,13 +1260,15 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
         break;
       }
       if (head->format == 1 && seen_v2) {
-        bad(line_no, "a format-1 line after format-2 lines (the trail never goes back to format "
-                     "1: the line was rewritten)");
+        bad(line_no,
+            "a format-1 line after format-2 lines (the trail never goes back to format "
+            "1: the line was rewritten)");
         break;
       }
       if (head->format == 2 && !seen_v2 && report.first_seq != 0 && !head->prev) {
-        bad(line_no, "the first format-2 line does not name the link it continues (\"v\":2, "
-                     "\"p\"): lines were removed or rewritten at the switch");
+        bad(line_no,
+            "the first format-2 line does not name the link it continues (\"v\":2, "
+            "\"p\"): lines were removed or rewritten at the switch");
         break;
       }
       // Format 1 names the node on every line, format 2 on the lines that name "p".
@@ -1292,8 +1295,9 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
         }
         if (head->seq != 1) {
           if (!head->prev) {
-            bad(line_no, "starts in the middle of the chain without naming the link it "
-                         "continues (\"p\"): it was cut at the start");
+            bad(line_no,
+                "starts in the middle of the chain without naming the link it "
+                "continues (\"p\"): it was cut at the start");
             break;
           }
           auto start = LinkBytes(*head->prev);  // the line it links to is not here to check

@@ -109,9 +109,9 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
     const auto a_lines = ReadLines(a_path_);
     ASSERT_EQ(a_lines.size(), 4u);
     // Format 2: the node on the file's first line (the one naming "p"), not on every line.
-    EXPECT_EQ(a_lines[0].find("{\"s\":1,\"v\":2,\"p\":\"" + std::string(64, '0') +
-                              "\",\"n\":\"node-a\""),
-              0u)
+    EXPECT_EQ(
+        a_lines[0].find("{\"s\":1,\"v\":2,\"p\":\"" + std::string(64, '0') + "\",\"n\":\"node-a\""),
+        0u)
         << a_lines[0];
     EXPECT_EQ(a_lines[1].find("\"n\":"), std::string::npos) << a_lines[1];
     EXPECT_NE(a_lines[3].find("\"e\":\"audit_anchor\""), std::string::npos) << a_lines[3];

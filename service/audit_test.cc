@@ -543,8 +543,8 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
 TEST_F(AuditTest, TypicalLinesAreAtMost200Bytes) {
   const std::string node_path = data_.path() + "/audit-node.log";
   for (const std::string& node : {std::string(), std::string("vault-host-01-9f3a2c7e")}) {
-    auto a = AuditLog::Open(node.empty() ? path_ : node_path, *token_, clock_, log_,
-                            {.node_id = node});
+    auto a =
+        AuditLog::Open(node.empty() ? path_ : node_path, *token_, clock_, log_, {.node_id = node});
     ASSERT_OK(a);
     // The detail the API writes (api/pipeline.cc), the longest peers it gives.
     const std::string tls = "peer=ip:203.0.113.254 transport=tls";
@@ -555,14 +555,29 @@ TEST_F(AuditTest, TypicalLinesAreAtMost200Bytes) {
       const char* what;
     };
     const Case cases[] = {
-        {{.event = "tokenize", .outcome = "ok", .status = 201, .account = "acct-1234",
-          .object = "tok-1", .detail = tls}, "tokenize"},
-        {{.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct-1234",
-          .object = "tok-1", .detail = tls}, "detokenize (private, TLS)"},
-        {{.event = "detokenize", .outcome = "ok", .status = 200, .account = "acct-1234",
-          .object = "tok-1", .detail = unix_peer}, "detokenize (public, unix socket)"},
-        {{.event = "login", .outcome = "ok", .status = 200, .account = "acct-1234",
-          .detail = tls}, "login"},
+        {{.event = "tokenize",
+          .outcome = "ok",
+          .status = 201,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = tls},
+         "tokenize"},
+        {{.event = "detokenize",
+          .outcome = "ok",
+          .status = 200,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = tls},
+         "detokenize (private, TLS)"},
+        {{.event = "detokenize",
+          .outcome = "ok",
+          .status = 200,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = unix_peer},
+         "detokenize (public, unix socket)"},
+        {{.event = "login", .outcome = "ok", .status = 200, .account = "acct-1234", .detail = tls},
+         "login"},
     };
     std::vector<size_t> sizes;
     for (const Case& c : cases) {
@@ -577,10 +592,10 @@ TEST_F(AuditTest, TypicalLinesAreAtMost200Bytes) {
     ASSERT_EQ(lines.size(), 5u);
     for (size_t i = 0; i < 4; ++i) {
       const std::string& mac_line = lines[i + 1];
-      const size_t with_mac = mac_line.size() + 1;                               // with "\n"
+      const size_t with_mac = mac_line.size() + 1;  // with "\n"
       const size_t without = mac_line.rfind(",\"m\":\"") + std::string_view("}\n").size();
-      std::cout << "audit line " << cases[i].what << (node.empty() ? "" : " (node id)")
-                << ": " << with_mac << " B MAC'd, " << without << " B not MAC'd\n";
+      std::cout << "audit line " << cases[i].what << (node.empty() ? "" : " (node id)") << ": "
+                << with_mac << " B MAC'd, " << without << " B not MAC'd\n";
       EXPECT_LE(with_mac, 200u) << mac_line;
       EXPECT_LE(without, 200u) << mac_line;
     }
@@ -593,7 +608,9 @@ TEST_F(AuditTest, TypicalLinesAreAtMost200Bytes) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 100; ++i) {
-        (*a)->RecordAsync({.event = "detokenize", .outcome = "ok", .status = 200,
+        (*a)->RecordAsync({.event = "detokenize",
+                           .outcome = "ok",
+                           .status = 200,
                            .account = "acct-" + std::to_string(t),
                            .object = "tok-" + std::to_string(i),
                            .detail = "peer=uid:1000 transport=unix"});
@@ -634,8 +651,7 @@ class AuditUpgradeTest : public AuditTest {
                                "\",\"detail\":\"peer=uid:0 transport=unix\",\"prev\":\"" + prev +
                                "\"";
       const bool mac = i % batch == 0 || i == n;
-      auto link = mac ? s->Sign(hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)),
-                                AsBytes(body))
+      auto link = mac ? s->Sign(hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)), AsBytes(body))
                       : crypto::Sha256(AsBytes(body));
       EXPECT_OK(link);
       prev = crypto::HexEncode(*link);
@@ -722,11 +738,11 @@ TEST_F(AuditUpgradeTest, TamperingOnEitherSideOfTheSwitchIsDetected) {
   // A downgrade: a format-2 line rewritten as a format-1 line with a valid SHA-256 link to the
   // line before it. Format 1 never follows format 2.
   auto downgraded = good;
-  const std::string body = "{\"seq\":9,\"time\":\"2026-12-06T10:00:00Z\",\"event\":\"tokenize\","
-                           "\"outcome\":\"ok\",\"status\":201,\"prev\":\"" +
-                           std::string(64, '0') + "\"";
-  downgraded[8] = body + ",\"sha\":\"" +
-                  crypto::HexEncode(*crypto::Sha256(AsBytes(body))) + "\"}";
+  const std::string body =
+      "{\"seq\":9,\"time\":\"2026-12-06T10:00:00Z\",\"event\":\"tokenize\","
+      "\"outcome\":\"ok\",\"status\":201,\"prev\":\"" +
+      std::string(64, '0') + "\"";
+  downgraded[8] = body + ",\"sha\":\"" + crypto::HexEncode(*crypto::Sha256(AsBytes(body))) + "\"}";
   check(downgraded, 9, "format-1 line after format-2");
   // A removed format-1 line.
   auto gap = good;
