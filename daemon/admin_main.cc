@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -81,10 +82,11 @@ constexpr CommandInfo kCommands[] = {
      "token; counts per key version. Exit 1 when a problem is found.\n"},
     {"audit-verify", "", "check the audit trail's hash chain and MACs in the token (progress)",
      "Reads the audit log (audit.path, default <storage.path>/audit.log) and checks every line:\n"
-     "sequence numbers without gaps, each line chained to the one before it, and each line's\n"
+     "sequence numbers without gaps, each line chained to the one before it, and each batch's\n"
      "HMAC verified inside the token with the audit key. A deleted, edited, inserted or\n"
-     "re-ordered line is reported with its file and line number (exit 1). Safe while the\n"
-     "daemon writes.\n"
+     "re-ordered line is reported with its file and line number (the first line of the batch\n"
+     "whose MAC fails; exit 1). Lines of format 1 (before issue 20) and 2 are both read, and a\n"
+     "trail that switches from 1 to 2 at an upgrade. Safe while the daemon writes.\n"
      "After a rotation (the file moved away, then SIGHUP: the chain continues in the new file)\n"
      "give the files oldest first, e.g. `audit-verify audit.log.2 audit.log.1 audit.log`; they\n"
      "are checked as one chain. --partial lets the first file start in the middle of the chain\n"
@@ -98,6 +100,14 @@ constexpr CommandInfo kCommands[] = {
      "truncated one (ends before the seq the next segment's header names) or an altered one is\n"
      "named. Compressed segments (.log.gz) must be gunzipped first. A checkpoint written by\n"
      "audit-prune says where the kept history starts.\n"},
+    {"audit-show", "", "print the audit trail with full field names (no token needed)",
+     "audit-show [FILE|DIR...]: prints every line of the audit trail (default: audit.directory\n"
+     "or audit.path) as one JSON object per line with full field names: seq, format, node,\n"
+     "time (2026-12-06T09:30:00Z), event, outcome, status, account and object (keyed hashes, in\n"
+     "hex as format 1 wrote them, so entries match across the switch), detail, heads (anchors),\n"
+     "prev (the link a file's first line continues) and mac. Format-1 lines are printed as they\n"
+     "are. A directory: its segments, per node in index order. Checks nothing: audit-verify\n"
+     "does. Exit 1 when a line is not an audit line (printed as it is, named on stderr).\n"},
     {"audit-prune", "", "remove audit segments before a given one, leaving a signed checkpoint",
      "audit-prune --before SEGMENT [--move-to DIR]: checks the segment directory (as\n"
      "audit-verify), then writes audit-checkpoint[-NODE].json (MAC'd in the token with the audit\n"
@@ -171,6 +181,8 @@ std::string CommandHelp(const CommandInfo& c) {
     out += " --to-config NEW.json [--allow-non-empty]";
   } else if (std::string(c.name) == "audit-verify") {
     out += " [--partial] [FILE|DIR...]";
+  } else if (std::string(c.name) == "audit-show") {
+    out += " [FILE|DIR...]";
   } else if (std::string(c.name) == "audit-prune") {
     out += " --before SEGMENT [--move-to DIR]";
   } else if (std::string(c.name) == "status") {
@@ -361,6 +373,61 @@ std::string AuditPath(const Config& config) {
     return config.audit_directory;  // segments (issue 18)
   }
   return config.audit_path.empty() ? config.storage_path + "/audit.log" : config.audit_path;
+}
+
+// audit-show (issue 20): the trail with full field names, for people and tools.
+int AuditShow(const Config& config, std::vector<std::string> paths) {
+  if (paths.empty()) {
+    paths.push_back(AuditPath(config));
+  }
+  std::vector<std::string> files;
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(p, ec)) {
+      files.push_back(p);
+      continue;
+    }
+    std::vector<std::tuple<std::string, uint64_t, std::string>> in_dir;  // node, index, path
+    for (const auto& e : std::filesystem::directory_iterator(p, ec)) {
+      if (!e.is_regular_file(ec)) {
+        continue;
+      }
+      const std::string name = e.path().filename().string();
+      if (auto n = service::ParseAuditSegmentName(name); n && !n->gz) {
+        in_dir.emplace_back(n->node, n->index, e.path().string());
+      } else if (name.ends_with(".log")) {
+        in_dir.emplace_back("", 0, e.path().string());
+      }
+    }
+    std::sort(in_dir.begin(), in_dir.end());
+    for (const auto& f : in_dir) {
+      files.push_back(std::get<2>(f));
+    }
+  }
+  int rc = kExitOk;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      std::cerr << "audit-show: cannot read " << f << "\n";
+      rc = 1;
+      continue;
+    }
+    std::string node;  // format 2 names it on a file's first line only
+    uint64_t line_no = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_no;
+      auto shown = service::ExpandAuditLine(line, &node);
+      if (!shown.ok()) {
+        std::cerr << "audit-show: " << f << " line " << line_no << ": " << shown.status().message()
+                  << "\n";
+        std::cout << line << "\n";
+        rc = 1;
+        continue;
+      }
+      std::cout << *shown << "\n";
+    }
+  }
+  return rc;
 }
 
 // Several nodes' chains (issue 16): one line per chain, then every cross-chain problem.
@@ -741,7 +808,8 @@ int Main(int argc, char** argv) {
       format = args[i].substr(9);
     } else if (command == "audit-verify" && args[i] == "--partial") {
       partial = true;
-    } else if (command == "audit-verify" && !args[i].empty() && args[i][0] != '-') {
+    } else if ((command == "audit-verify" || command == "audit-show") && !args[i].empty() &&
+               args[i][0] != '-') {
       files.push_back(args[i]);
     } else {
       std::cerr << "opentoken-admin " << command << ": unexpected argument " << args[i] << "\n"
@@ -784,6 +852,9 @@ int Main(int argc, char** argv) {
   }
   if (command == "restore") {
     return Restore(*config, dir);
+  }
+  if (command == "audit-show") {
+    return AuditShow(*config, std::move(files));
   }
   if (command == "init" && config->storage_backend == "postgresql") {
     if (int rc = MigratePg(*config, grant_to); rc != kExitOk) {

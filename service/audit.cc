@@ -34,6 +34,12 @@ constexpr size_t kMaxBatchLines = 128;
 constexpr off_t kTailWindow = 256 * 1024;
 constexpr size_t kMacHexChars = 64;
 const std::string kZeroMac(kMacHexChars, '0');
+// Format 2 (issue 20): short field names, the link kept only on a batch's MAC'd last line.
+constexpr std::string_view kV2Prefix = "{\"s\":";
+constexpr std::string_view kV2MacField = ",\"m\":\"";
+constexpr std::string_view kV2Domain = "otd-audit-v2\n";
+constexpr size_t kV2MacBytes = 16;  // HMAC-SHA-256 truncated to 128 bits
+constexpr size_t kV2MacChars = 22;  // in base64url without padding
 
 hsm::KeyRef AuditKey() { return hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)); }
 
@@ -98,21 +104,124 @@ Result<SplitResult> SplitLine(std::string_view line) {
                      field == kMacField};
 }
 
-struct ParsedHead {
+// The link text of a line as the chain goes on from it: a format-1 link (64 hex digits, SHA-256
+// or HMAC) or a format-2 MAC (22 base64url characters, HMAC truncated to 128 bits).
+Result<Bytes> LinkBytes(std::string_view link) {
+  if (link.size() == kMacHexChars) {
+    return crypto::HexDecode(link);
+  }
+  if (link.size() == kV2MacChars) {
+    auto b = crypto::Base64UrlDecode(link);
+    if (b.ok() && b->size() == kV2MacBytes && crypto::Base64UrlEncode(*b) == link) {
+      return b;
+    }
+  }
+  return DataLoss("malformed link");
+}
+
+// What a format-2 line's link is computed over: the domain, the previous link, the body.
+Bytes V2Message(ByteView prev, std::string_view body) {
+  Bytes msg(kV2Domain.size() + prev.size() + body.size());
+  std::memcpy(msg.data(), kV2Domain.data(), kV2Domain.size());
+  if (!prev.empty()) {
+    std::memcpy(msg.data() + kV2Domain.size(), prev.data(), prev.size());
+  }
+  if (!body.empty()) {
+    std::memcpy(msg.data() + kV2Domain.size() + prev.size(), body.data(), body.size());
+  }
+  return msg;
+}
+
+// A format-2 identifier (22 base64url characters) in hex, as format 1 wrote it.
+std::string IdHex(const std::string& id) {
+  auto b = crypto::Base64UrlDecode(id);
+  return b.ok() ? crypto::HexEncode(*b) : id;
+}
+
+// A format-2 line's JSON with format 1's field names (identifiers in hex, time extended).
+nlohmann::json ExpandV2(const nlohmann::json& j) {
+  static const std::pair<const char*, const char*> kNames[] = {
+      {"s", "seq"},    {"v", "format"},  {"p", "prev"},   {"n", "node"},    {"t", "time"},
+      {"e", "event"},  {"o", "outcome"}, {"c", "status"}, {"a", "account"}, {"i", "object"},
+      {"d", "detail"}, {"h", "heads"},   {"m", "mac"}};
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [k, v] : j.items()) {
+    std::string name = k;
+    for (const auto& [short_name, long_name] : kNames) {
+      if (k == short_name) {
+        name = long_name;
+      }
+    }
+    if (name == "time" && v.is_number_integer()) {
+      out[name] = IsoUtc(v.get<int64_t>());  // Unix seconds in the file
+    } else if ((name == "account" || name == "object") && v.is_string()) {
+      out[name] = IdHex(v.get<std::string>());
+    } else if (name == "heads" && v.is_array()) {
+      nlohmann::json heads = nlohmann::json::array();
+      for (const auto& h : v) {
+        heads.push_back({{"node", h.value("n", "")},
+                         {"seq", h.value("s", uint64_t{0})},
+                         {"hash", h.value("h", "")}});
+      }
+      out[name] = heads;
+    } else {
+      out[name] = v;
+    }
+  }
+  return out;
+}
+
+// One line of either format, parsed (see audit.h).
+struct ParsedLine {
+  int format = 1;
+  std::string_view body;  // what the link is computed over (with the previous link, format 2)
+  std::string_view link;  // the stored link; empty on a format-2 line without a MAC
+  bool mac = false;
   uint64_t seq = 0;
-  std::string prev;
+  std::optional<std::string> prev;  // format 1: always; format 2: the "p" of a file's first line
+  nlohmann::json fields;            // with format 1's names
 };
 
-Result<ParsedHead> ParseBody(std::string_view body) {
+Result<ParsedLine> ParseLine(std::string_view line) {
+  ParsedLine out;
+  if (line.starts_with(kV2Prefix)) {
+    out.format = 2;
+    if (line.size() < kV2Prefix.size() + 2 || line.back() != '}') {
+      return DataLoss("not an audit line (no closing brace)");
+    }
+    const size_t tail = kV2MacField.size() + kV2MacChars + 2;  // ,"m":"<mac>"}
+    if (line.size() > tail && line.substr(line.size() - 2) == "\"}" &&
+        line.substr(line.size() - tail, kV2MacField.size()) == kV2MacField) {
+      out.body = line.substr(0, line.size() - tail);
+      out.link = line.substr(line.size() - 2 - kV2MacChars, kV2MacChars);
+      out.mac = true;
+    } else {
+      out.body = line.substr(0, line.size() - 1);
+    }
+  } else {
+    OTD_ASSIGN_OR_RETURN(SplitResult split, SplitLine(line));
+    out.body = split.body;
+    out.link = split.link;
+    out.mac = split.mac;
+  }
   try {
-    auto j = nlohmann::json::parse(std::string(body) + "}");
-    ParsedHead h;
-    h.seq = j.at("seq").get<uint64_t>();
-    h.prev = j.at("prev").get<std::string>();
-    return h;
+    auto j = nlohmann::json::parse(std::string(out.body) + "}");
+    if (out.format == 2) {
+      if (j.contains("m") || j.contains("v") != j.contains("p") ||
+          (j.contains("v") && j.at("v").get<int>() != 2)) {
+        return DataLoss("malformed format-2 line (\"v\":2 and \"p\" go together)");
+      }
+      j = ExpandV2(j);
+    }
+    out.seq = j.at("seq").get<uint64_t>();
+    if (out.format == 1 || j.contains("prev")) {
+      out.prev = j.at("prev").get<std::string>();
+    }
+    out.fields = std::move(j);
   } catch (const std::exception&) {
     return DataLoss("malformed JSON or missing seq/prev");
   }
+  return out;
 }
 
 // Continues a chain from the last MAC'd line of the file open at `fd`: sets `seq` and `mac` (left
@@ -141,16 +250,18 @@ Status RecoverTail(int fd, const std::string& path, uint64_t& seq, std::string& 
       }
       const size_t from = start == std::string::npos ? 0 : start + 1;
       std::string_view line(tail.data() + from, end - from);
-      auto split = SplitLine(line);
-      auto head = split.ok() ? ParseBody(split->body) : Result<ParsedHead>(split.status());
+      auto head = ParseLine(line);
+      if (head.ok() && head->mac && !LinkBytes(head->link).ok()) {
+        head = DataLoss("malformed mac");
+      }
       if (!head.ok()) {
         return DataLoss("the audit log has a malformed line near its end (" +
                         head.status().message() +
                         "); run `opentoken-admin audit-verify` and move the file aside");
       }
-      if (split->mac) {
+      if (head->mac) {
         seq = head->seq;
-        mac = std::string(split->link);
+        mac = std::string(head->link);
         keep_in_tail = end + 1;
         break;
       }
@@ -525,13 +636,9 @@ Result<Head> ParseHead(ByteView value) {
     auto j = nlohmann::json::parse(std::string(value.begin(), value.end()));
     Head h{j.at("node").get<std::string>(), j.at("seq").get<uint64_t>(),
            j.at("hash").get<std::string>()};
-    if (!ValidAuditNodeId(h.node) || h.hash.size() != kMacHexChars) {
+    // A link of either format (a node not upgraded yet publishes format-1 links).
+    if (!ValidAuditNodeId(h.node) || !LinkBytes(h.hash).ok()) {
       return DataLoss("malformed audit head");
-    }
-    for (char c : h.hash) {
-      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-        return DataLoss("malformed audit head");
-      }
     }
     return h;
   } catch (const std::exception&) {
@@ -677,12 +784,12 @@ Result<std::unique_ptr<AuditLog::Entry>> AuditLog::BuildAnchor() {
   auto entry = std::make_unique<Entry>();
   entry->time = clock_.NowSeconds();
   std::string& f = entry->fields;
-  f = "\"event\":\"audit_anchor\",\"outcome\":\"ok\",\"heads\":[";
+  f = "\"e\":\"audit_anchor\",\"o\":\"ok\",\"h\":[";
   for (size_t i = 0; i < heads.size(); ++i) {
     // Node ids and hashes were checked by ParseHead: nothing in them needs escaping.
     f += (i == 0 ? "" : ",");
-    f += "{\"node\":\"" + heads[i].node + "\",\"seq\":" + std::to_string(heads[i].seq) +
-         ",\"hash\":\"" + heads[i].hash + "\"}";
+    f += "{\"n\":\"" + heads[i].node + "\",\"s\":" + std::to_string(heads[i].seq) + ",\"h\":\"" +
+         heads[i].hash + "\"}";
   }
   f += "]";
   return entry;
@@ -760,6 +867,7 @@ Result<bool> AuditLog::Reopen() {
   {
     std::lock_guard fl(file_mu_);
     std::swap(fd_, fd);
+    need_prev_ = true;  // the new file's first line names the link it continues
   }
   ::close(fd);  // the old file: every batch written to it was fdatasync'd
   const uint64_t seq = last_seq();
@@ -780,7 +888,7 @@ Result<AuditIds> AuditLog::HashIds(std::string_view account, std::string_view ob
     OTD_ASSIGN_OR_RETURN(hsm::Session s, token_.Acquire());
     OTD_ASSIGN_OR_RETURN(Bytes mac, s.Sign(AuditKey(), msg));
     mac.resize(16);
-    return crypto::HexEncode(mac);
+    return crypto::Base64UrlEncode(mac);
   };
   AuditIds ids;
   if (!account.empty()) {
@@ -811,18 +919,18 @@ std::unique_ptr<AuditLog::Entry> AuditLog::Build(const AuditEvent& e, const Audi
   auto entry = std::make_unique<Entry>();
   entry->time = clock_.NowSeconds();
   std::string& f = entry->fields;
-  f = "\"event\":\"" + SafeText(e.event) + "\",\"outcome\":\"" + SafeText(e.outcome) + "\"";
+  f = "\"e\":\"" + SafeText(e.event) + "\",\"o\":\"" + SafeText(e.outcome) + "\"";
   if (e.status != 0) {
-    f += ",\"status\":" + std::to_string(e.status);
+    f += ",\"c\":" + std::to_string(e.status);
   }
   if (!ids.account.empty()) {
-    f += ",\"account\":\"" + SafeText(ids.account) + "\"";
+    f += ",\"a\":\"" + SafeText(ids.account) + "\"";
   }
   if (!ids.object.empty()) {
-    f += ",\"object\":\"" + SafeText(ids.object) + "\"";
+    f += ",\"i\":\"" + SafeText(ids.object) + "\"";
   }
   if (!e.detail.empty()) {
-    f += ",\"detail\":\"" + SafeText(e.detail) + "\"";
+    f += ",\"d\":\"" + SafeText(e.detail) + "\"";
   }
   return entry;
 }
@@ -942,40 +1050,61 @@ void AuditLog::WriterLoop() {
     if (rotate) {
       auto header = std::make_unique<Entry>();
       header->time = now_s;
-      header->fields = "\"event\":\"audit_segment\",\"outcome\":\"ok\",\"detail\":\"segment=" +
-                       std::to_string(next_index) +
-                       (segment_name_.empty() ? std::string()
-                                              : " prev=" + SafeText(segment_name_) +
-                                                    " prev_last_seq=" + std::to_string(seq_)) +
-                       "\"";
+      header->fields =
+          "\"e\":\"audit_segment\",\"o\":\"ok\",\"d\":\"segment=" + std::to_string(next_index) +
+          (segment_name_.empty()
+               ? std::string()
+               : " prev=" + SafeText(segment_name_) + " prev_last_seq=" + std::to_string(seq_)) +
+          "\"";
       batch.push_front(std::move(header));
     }
     std::string lines;
     const std::string node_field =
-        node_.node_id.empty() ? std::string() : ",\"node\":\"" + node_.node_id + "\"";
+        node_.node_id.empty() ? std::string() : ",\"n\":\"" + node_.node_id + "\"";
     uint64_t seq = seq_;
     std::string prev = prev_mac_;
-    if (result.ok()) {
+    // Format 2 (see audit.h): each line's link is computed over the previous link and the line;
+    // only the batch's last line stores its link, the MAC. The first line written into a file
+    // (and the first after a start) names the link it continues, "p", with "v":2.
+    const auto build = [&](bool with_prev) {
+      auto prev_bytes = LinkBytes(prev);
+      if (!prev_bytes.ok()) {
+        result = Unavailable("audit: the chain's last link is malformed");
+        return;
+      }
+      Bytes link = std::move(prev_bytes).value();
       for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
         const auto& entry = batch[i];
-        std::string body = "{\"seq\":" + std::to_string(seq + 1) + node_field + ",\"time\":\"" +
-                           IsoUtc(entry->time) + "\"," + entry->fields + ",\"prev\":\"" + prev +
-                           "\"";
-        // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256,
-        // which the MAC covers through the chain of "prev" links.
+        std::string body = "{\"s\":" + std::to_string(seq + 1);
+        if (i == 0 && with_prev) {
+          // The node, the same for every line of a file, is written on these lines only.
+          body += ",\"v\":2,\"p\":\"" + prev + "\"" + node_field;
+        }
+        body += ",\"t\":" + std::to_string(entry->time) + "," + entry->fields;
+        // The last line of the batch gets the MAC (in the token); the ones before it a SHA-256
+        // that is not stored: the MAC covers them through the chain.
         const bool last = i + 1 == batch.size();
-        auto link = last ? MacInToken(token_, AsBytes(body)) : crypto::Sha256(AsBytes(body));
-        if (!link.ok()) {
-          result = Unavailable("audit: " + link.status().message());
+        const Bytes msg = V2Message(link, body);
+        auto next = last ? MacInToken(token_, msg) : crypto::Sha256(msg);
+        if (!next.ok()) {
+          result = Unavailable("audit: " + next.status().message());
           break;
         }
-        prev = crypto::HexEncode(*link);
+        link = std::move(next).value();
         lines += body;
-        lines += last ? kMacField : kShaField;
-        lines += prev;
-        lines += "\"}\n";
+        if (last) {
+          link.resize(kV2MacBytes);
+          prev = crypto::Base64UrlEncode(link);
+          lines += kV2MacField;
+          lines += prev;
+          lines += "\"";
+        }
+        lines += "}\n";
         ++seq;
       }
+    };
+    if (result.ok() && rotate) {
+      build(true);
     }
     if (result.ok() && rotate) {
       // The new segment (O_EXCL: never someone else's file), its directory entry and the batch
@@ -1011,20 +1140,25 @@ void AuditLog::WriterLoop() {
           segment_bytes_ = lines.size();
           segment_opened_ = now_s;
           new_segment_requested_ = false;
+          need_prev_ = false;
           std::lock_guard lock(mu_);
           path_ = next_path;
         }
       }
     } else if (result.ok()) {
       std::lock_guard fl(file_mu_);  // Reopen() swaps the file only between batches
+      build(need_prev_);
       struct stat st {};
       const bool sized = ::fstat(fd_, &st) == 0;  // the end of the last durable line
-      result = WriteAll(fd_, lines);
+      if (result.ok()) {
+        result = WriteAll(fd_, lines);
+      }
       if (result.ok() && ::fdatasync(fd_) != 0) {
         result = Unavailable(std::string("audit log fdatasync failed: ") + std::strerror(errno));
       }
       if (result.ok()) {
         segment_bytes_ += lines.size();
+        need_prev_ = false;
       }
       if (!result.ok()) {
         // Cut what of this batch reached the file: none of it was acknowledged, and the chain
@@ -1085,7 +1219,9 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
   OTD_ASSIGN_OR_RETURN(hsm::Session s, token.Acquire());
   AuditVerifyReport report;
   report.last_mac = kZeroMac;
-  std::string last_link = kZeroMac;
+  Bytes last_link(kMacHexChars / 2, 0);   // the link the next line continues
+  bool seen_v2 = false;                   // format 2 never goes back to format 1
+  std::optional<std::string> chain_node;  // the node the chain's first line names
   uint64_t read = 0;
   for (const std::string& path : paths) {
     std::ifstream in(path, std::ios::binary);
@@ -1118,15 +1254,33 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
         bad(line_no, "torn last line (no newline)");
         break;
       }
-      auto split = SplitLine(line);
-      if (!split.ok()) {
-        bad(line_no, split.status().message());
-        break;
-      }
-      auto head = ParseBody(split->body);
+      auto head = ParseLine(line);
       if (!head.ok()) {
         bad(line_no, head.status().message());
         break;
+      }
+      if (head->format == 1 && seen_v2) {
+        bad(line_no,
+            "a format-1 line after format-2 lines (the trail never goes back to format "
+            "1: the line was rewritten)");
+        break;
+      }
+      if (head->format == 2 && !seen_v2 && report.first_seq != 0 && !head->prev) {
+        bad(line_no,
+            "the first format-2 line does not name the link it continues (\"v\":2, "
+            "\"p\"): lines were removed or rewritten at the switch");
+        break;
+      }
+      // Format 1 names the node on every line, format 2 on the lines that name "p".
+      if (head->format == 1 || head->prev) {
+        const std::string node = head->fields.value("node", std::string());
+        if (!chain_node) {
+          chain_node = node;
+        } else if (node != *chain_node) {
+          bad(line_no, "names node \"" + node + "\" in a chain of node \"" + *chain_node +
+                           "\" (lines of another node's chain were moved in)");
+          break;
+        }
       }
       if (report.first_seq == 0) {  // the first line of all
         if (head->seq == 0) {
@@ -1140,7 +1294,18 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
           break;
         }
         if (head->seq != 1) {
-          last_link = head->prev;  // the line it links to is not here to check
+          if (!head->prev) {
+            bad(line_no,
+                "starts in the middle of the chain without naming the link it "
+                "continues (\"p\"): it was cut at the start");
+            break;
+          }
+          auto start = LinkBytes(*head->prev);  // the line it links to is not here to check
+          if (!start.ok()) {
+            bad(line_no, "malformed link to the line before it");
+            break;
+          }
+          last_link = std::move(start).value();
         }
         report.first_seq = head->seq;
         report.last_seq = head->seq - 1;
@@ -1151,41 +1316,64 @@ Result<AuditVerifyReport> VerifyAuditLogs(const std::vector<std::string>& paths,
                          " was expected (a line was removed or inserted)");
         break;
       }
-      if (head->prev != last_link) {
-        bad(line_no, line_no == 1 && report.lines > 1
-                         ? "does not chain to the last line of the file before it (a file or "
-                           "lines are missing, or the files are not in order)"
-                         : "does not chain to the line before it (a line was removed, edited "
-                           "or re-ordered)");
-        break;
+      if (head->prev) {
+        auto named = LinkBytes(*head->prev);
+        if (!named.ok() || *named != last_link) {
+          bad(line_no, line_no == 1 && report.lines > 1
+                           ? "does not chain to the last line of the file before it (a file or "
+                             "lines are missing, or the files are not in order)"
+                           : "does not chain to the line before it (a line was removed, edited "
+                             "or re-ordered)");
+          break;
+        }
       }
-      auto link = crypto::HexDecode(split->link);
-      if (!link.ok()) {
-        bad(line_no, "malformed mac or sha");
-        break;
+      Bytes link;
+      if (head->mac || head->format == 1) {
+        auto stored = LinkBytes(head->link);
+        if (!stored.ok() || (head->format == 1 && stored->size() != kMacHexChars / 2)) {
+          bad(line_no, "malformed mac or sha");
+          break;
+        }
+        link = std::move(stored).value();
       }
       if (run_start == 0) {
         run_start = line_no;
       }
-      if (split->mac) {
-        OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(split->body), *link));
+      if (head->format == 2) {
+        seen_v2 = true;
+        const Bytes msg = V2Message(last_link, head->body);
+        if (head->mac) {
+          OTD_ASSIGN_OR_RETURN(Bytes mac, s.Sign(AuditKey(), msg));
+          mac.resize(kV2MacBytes);
+          if (!ConstantTimeEquals(mac, link)) {
+            bad(run_start,
+                "MAC of line " + std::to_string(line_no) + " does not verify" + covered());
+            break;
+          }
+          report.last_mac = std::string(head->link);
+          run_start = 0;
+        } else {
+          OTD_ASSIGN_OR_RETURN(link, crypto::Sha256(msg));
+        }
+      } else if (head->mac) {
+        OTD_ASSIGN_OR_RETURN(bool ok, s.Verify(AuditKey(), AsBytes(head->body), link));
         if (!ok) {
           bad(run_start, "MAC of line " + std::to_string(line_no) + " does not verify" + covered());
           break;
         }
-        report.last_mac = std::string(split->link);
+        report.last_mac = std::string(head->link);
         run_start = 0;
       } else {
-        OTD_ASSIGN_OR_RETURN(Bytes sha, crypto::Sha256(AsBytes(split->body)));
-        if (sha != *link) {
+        OTD_ASSIGN_OR_RETURN(Bytes sha, crypto::Sha256(AsBytes(head->body)));
+        if (sha != link) {
           bad(line_no, "SHA-256 does not match (the line was edited)");
           break;
         }
       }
-      last_link = std::string(split->link);
+      last_link = std::move(link);
       report.last_seq = head->seq;
       if (visit) {
-        visit(head->seq, split->body, split->link, split->mac);
+        visit(head->seq, head->fields, head->link, head->mac);
       }
     }
     if (report.ok() && run_start != 0) {
@@ -1224,13 +1412,12 @@ std::pair<std::string, uint64_t> FirstLineOf(const std::string& path) {
   if (!in || !std::getline(in, line)) {
     return {"", 0};
   }
-  auto split = SplitLine(line);
-  if (!split.ok()) {
+  auto parsed = ParseLine(line);
+  if (!parsed.ok()) {
     return {"", 0};
   }
   try {
-    auto j = nlohmann::json::parse(std::string(split->body) + "}");
-    return {j.value("node", std::string()), j.value("seq", uint64_t{0})};
+    return {parsed->fields.value("node", std::string()), parsed->seq};
   } catch (const std::exception&) {
     return {"", 0};
   }
@@ -1244,13 +1431,13 @@ struct SegmentLine {
 };
 
 Result<SegmentLine> ParseSegmentLine(std::string_view line) {
-  OTD_ASSIGN_OR_RETURN(SplitResult split, SplitLine(line));
+  OTD_ASSIGN_OR_RETURN(ParsedLine parsed, ParseLine(line));
   try {
-    auto j = nlohmann::json::parse(std::string(split.body) + "}");
-    return SegmentLine{j.at("seq").get<uint64_t>(), j.at("prev").get<std::string>(),
+    const auto& j = parsed.fields;
+    return SegmentLine{parsed.seq, parsed.prev.value_or(std::string()),
                        j.value("event", std::string()), j.value("detail", std::string())};
   } catch (const std::exception&) {
-    return DataLoss("malformed JSON or missing seq/prev");
+    return DataLoss("malformed JSON");
   }
 }
 
@@ -1538,15 +1725,11 @@ Result<AuditTrailReport> VerifyAuditTrail(const std::vector<std::string>& paths,
       chain.files.push_back(g.second);
     }
     auto& seqs = macs[node];
-    auto visit = [&](uint64_t seq, std::string_view body, std::string_view link, bool mac) {
+    auto visit = [&](uint64_t seq, const nlohmann::json& j, std::string_view link, bool mac) {
       if (mac) {
         seqs[seq] = std::string(link);
       }
-      if (body.find("\"event\":\"audit_anchor\"") == std::string_view::npos) {
-        return;
-      }
       try {
-        auto j = nlohmann::json::parse(std::string(body) + "}");
         if (j.value("event", std::string()) != "audit_anchor") {
           return;
         }
@@ -1664,6 +1847,41 @@ Status WriteAuditCheckpoint(const std::string& dir, const std::string& first_seg
     return Unavailable("cannot write " + target);
   }
   return SyncDir(dir);
+}
+
+Result<std::string> ExpandAuditLine(std::string_view line, std::string* node) {
+  OTD_ASSIGN_OR_RETURN(ParsedLine parsed, ParseLine(line));
+  const bool names_node = parsed.format == 1 || parsed.prev;
+  if (node != nullptr && names_node) {
+    *node = parsed.fields.value("node", std::string());
+  }
+  if (parsed.format == 1) {
+    return std::string(line);
+  }
+  try {
+    // The same mapping as ExpandV2, in the line's own order.
+    auto j = nlohmann::ordered_json::parse(std::string(parsed.body) + "}");
+    nlohmann::ordered_json out;
+    out["seq"] = parsed.seq;
+    out["format"] = 2;
+    if (!names_node && node != nullptr && !node->empty()) {
+      out["node"] = *node;  // from the line of this file that named it
+    }
+    for (const auto& [k, v] : j.items()) {
+      nlohmann::json one = ExpandV2(nlohmann::json{{k, nlohmann::json(v)}});
+      for (const auto& [name, value] : one.items()) {
+        if (name != "seq" && name != "format") {
+          out[name] = value;
+        }
+      }
+    }
+    if (parsed.mac) {
+      out["mac"] = std::string(parsed.link);
+    }
+    return out.dump();
+  } catch (const std::exception&) {
+    return DataLoss("malformed JSON");
+  }
 }
 
 Result<AuditVerifyReport> VerifyAuditLog(const std::string& path, hsm::Token& token,

@@ -5,20 +5,39 @@
 // computed inside the token with the audit key (HMAC-SHA256, "otd-audit-v1"), truncated to 128
 // bits, so entries about the same account or token can be correlated without revealing it.
 //
-// Each line is chained to the one before it:
+// Each line is chained to the one before it. Format 2 (issue 20; what the writer writes):
 //
-//   {"seq":N,"time":"2026-11-23T10:00:00Z","event":"detokenize","outcome":"ok","status":200,
+//   {"s":N,"t":1796549400,"e":"detokenize","o":"ok","c":200,"a":"<id>","i":"<id>",
+//    "d":"peer=uid:0 transport=unix","m":"<mac>"}
+//
+// s seq, t time (Unix seconds, UTC), e event, o outcome, c status, a account, i object (keyed
+// hashes, 128 bits in base64url: 22 characters), d detail, h heads (anchors), m MAC. The first
+// line written into a file (a new file, a segment, a rotated file) and the first line after
+// every start also hold, right after s, "v":2 (the format) and "p" (the link of the line before
+// it, 64 zeros at the chain's start), then "n" (the node id, if any: the same for every line of
+// a file, so written there only). `opentoken-admin audit-show` prints lines with these names
+// spelled out (ExpandAuditLine).
+//
+// The link of a line is L(N) = H("otd-audit-v2\n" || L(N-1) || the line without its "m" field
+// and closing brace), where L(N-1) is the previous line's link as bytes and H is SHA-256, or, for
+// the last line of a batch, HMAC(audit key) computed in the token and truncated to 128 bits.
+// Lines written in one group commit form a batch (at most 128): only its last line stores its
+// link, "m" (base64url, 22 characters); the SHA-256 links of the lines before it are not stored,
+// the verifier recomputes them, and the one MAC covers the batch through the chain. A file always
+// ends with a MAC'd line. Deleting, editing, re-ordering or inserting a line breaks the chain at
+// the next MAC, which no one without the token can forge; VerifyAuditLog() (opentoken-admin
+// audit-verify) then names the first line of the batch that MAC vouches for (the line itself
+// when it is alone in its batch, as every line is at low load).
+//
+// Format 1 (before issue 20), still verified: every line
+//
+//   {"seq":N[,"node":..],"time":"2026-11-23T10:00:00Z","event":..,"outcome":..,"status":..,
 //    "account":"<hex>","object":"<hex>","detail":"...","prev":"<link of line N-1>","mac":"<hex>"}
 //
-// The link of a line is either "mac" = HMAC(audit key, the line up to and excluding `,"mac":`),
-// computed in the token, or "sha" = SHA-256 of that part. Lines written in one group commit form
-// a batch (at most 128): its last line carries the MAC, the ones before it a SHA, so one HMAC in
-// the token covers the batch through the chain of "prev" links (line 1 has prev = 64 zeros). A
-// file always ends with a MAC'd line. Deleting, editing, re-ordering or inserting a line breaks
-// the chain: a naive edit at that line (its hash), an edit with every later hash recomputed at
-// the next MAC, which no one without the token can forge; VerifyAuditLog() (opentoken-admin
-// audit-verify) then names the first line of the batch that MAC vouches for. Logs written before
-// batches existed (every line MAC'd) verify unchanged.
+// with "mac" = HMAC(audit key, the line up to `,"mac":`) or "sha" = SHA-256 of it, 64 hex. An
+// upgraded daemon continues a format-1 chain: its first line is format 2 with "v":2 and "p" =
+// the last format-1 MAC. The verifier accepts format 1, then format 2, never format 1 after
+// format 2 (a rewritten line), and the first format-2 line must name "p".
 //
 // Durability: Record() returns after the line is written and fdatasync'd (group commit: one
 // writer thread, one fdatasync for every line queued meanwhile). A caller that must fail closed
@@ -42,10 +61,10 @@
 // segment once it holds max_bytes (or is max_seconds old) and writes the next batch into a new
 // one, created O_EXCL; the first line of every segment is a header,
 //
-//   {"seq":N,...,"event":"audit_segment","outcome":"ok",
-//    "detail":"segment=42 prev=audit-000041-20261206T0930Z.log prev_last_seq=N-1","prev":...}
+//   {"s":N,"v":2,"p":"<the previous segment's last MAC>",...,"e":"audit_segment","o":"ok",
+//    "d":"segment=42 prev=audit-000041-20261206T0930Z.log prev_last_seq=N-1"}
 //
-// chained like any line (its "prev" is the previous segment's last MAC), so a segment removed,
+// chained like any line, so a segment removed,
 // cut or swapped is named by verification (VerifyAuditTrail on the directory). A rotation is part
 // of one batch: the new segment, its directory entry and the batch are durable before any line
 // of it is acknowledged; a batch that fails there removes the new segment again and the chain
@@ -55,13 +74,15 @@
 // file naming the first kept segment, its first seq and link), so the rest still verifies.
 //
 // Several nodes (issue 16): daemons sharing one store each keep their own chain in their own
-// file; with a node id every line carries `"node":"<id>"` right after its seq. With a store, a
+// file; with a node id the lines that name "p" carry `"n":"<id>"` (format 1: every line). A
+// file's lines are one node's: the verifier checks that every line naming a node names the
+// chain's. With a store, a
 // node publishes its chain head (seq and MAC of its last durable line) into tables::kAuditHeads
 // after its batches (asynchronously: one write in flight at a time, never on a request's path),
 // and every anchor interval it writes an anchor line into its own chain,
 //
-//   {"seq":N,"node":"a","time":...,"event":"audit_anchor","outcome":"ok",
-//    "heads":[{"node":"a","seq":41,"hash":"<mac>"},{"node":"b","seq":17,"hash":"<mac>"}],...}
+//   {"s":N,"t":...,"e":"audit_anchor","o":"ok",
+//    "h":[{"n":"a","s":41,"h":"<mac>"},{"n":"b","s":17,"h":"<mac>"}],"m":...}
 //
 // MAC'd like every line. An anchor vouches that each node named had written its chain up to that
 // line; VerifyAuditTrail() checks every chain, then every anchor against the chains, so a node's
@@ -88,6 +109,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -107,7 +130,8 @@ struct AuditEvent {
   std::string_view detail;   // non-secret text, e.g. "kek=2 index=2"; [A-Za-z0-9 _.:=/-] only
 };
 
-// The identifiers of an event as the trail holds them: keyed hashes (hex) computed in the token.
+// The identifiers of an event as the trail holds them: keyed hashes (128 bits, base64url)
+// computed in the token.
 // Empty when the event has no such identifier.
 struct AuditIds {
   std::string account;
@@ -231,6 +255,7 @@ class AuditLog {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Entry>> queue_;
   bool stopping_ = false;
+  bool need_prev_ = true;  // the next line starts a file or a run: it names "p" (file_mu_)
   bool broken_ = false;
   uint64_t seq_ = 0;      // last written (writer thread only after Open)
   std::string prev_mac_;  // hex MAC of the last written line
@@ -279,15 +304,17 @@ struct AuditVerifyReport {
 };
 
 // Checks `paths` in order as one chain (a rotated file, then the file that continues it, ...).
-// Every file must end with a MAC'd line. The first line must be the chain's first (sequence
-// number 1, linked to 64 zeros) unless `partial`: then the first file may start in the middle of
-// the chain (the files before it were rotated away), and its first line's link to the line before
-// it cannot be checked; a removal of whole lines before that point is not detected.
+// Every file must end with a MAC'd line. Lines of format 1 and 2 (see above). The first line must
+// be the chain's first (sequence number 1, linked to 64 zeros) unless `partial`: then the first
+// file may start in the middle of the chain (the files before it were rotated away; its first
+// line must name "p"), and its first line's link to the line before it cannot be checked; a
+// removal of whole lines before that point is not detected.
 // `progress(bytes_read, total_bytes)` is called as the files are read. kNotFound when a file
 // cannot be read.
 // `visit(seq, body, link, mac)`, when set, sees every line that passed its own checks.
-using AuditLineVisitor =
-    std::function<void(uint64_t seq, std::string_view body, std::string_view link, bool mac)>;
+// `fields` is the line's JSON with format 1's names (ExpandAuditLine).
+using AuditLineVisitor = std::function<void(uint64_t seq, const nlohmann::json& fields,
+                                            std::string_view link, bool mac)>;
 Result<AuditVerifyReport> VerifyAuditLogs(
     const std::vector<std::string>& paths, hsm::Token& token,
     const std::function<void(uint64_t, uint64_t)>& progress = nullptr, bool partial = false,
@@ -327,6 +354,15 @@ Result<AuditTrailReport> VerifyAuditTrail(
 // the audit key. Written to a temporary name, synced and renamed.
 Status WriteAuditCheckpoint(const std::string& dir, const std::string& first_segment,
                             hsm::Token& token, Clock& clock);
+
+// One line of the trail with format 1's field names, for people and tools
+// (`opentoken-admin audit-show`): a format-1 line as it is; a format-2 line as JSON with "seq",
+// "format":2, then its fields in their order with long names, identifiers in hex (as format 1
+// wrote them, so an account's entries match across the switch), the time as
+// 2026-12-06T09:30:00Z, and "mac" on a MAC'd line. kDataLoss when it is no audit line.
+// `node`, when given, carries the node across the lines of one file: set from a line that names
+// it, added to the lines that do not (format 2 names it only on the lines that name "p").
+Result<std::string> ExpandAuditLine(std::string_view line, std::string* node = nullptr);
 
 // One file, from the chain's start.
 Result<AuditVerifyReport> VerifyAuditLog(

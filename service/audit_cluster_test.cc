@@ -108,9 +108,14 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
     TwoNodesWithAnchors(store);
     const auto a_lines = ReadLines(a_path_);
     ASSERT_EQ(a_lines.size(), 4u);
-    EXPECT_NE(a_lines[0].find("\"seq\":1,\"node\":\"node-a\""), std::string::npos) << a_lines[0];
-    EXPECT_NE(a_lines[3].find("\"event\":\"audit_anchor\""), std::string::npos) << a_lines[3];
-    EXPECT_NE(a_lines[3].find("{\"node\":\"node-b\",\"seq\":3,"), std::string::npos) << a_lines[3];
+    // Format 2: the node on the file's first line (the one naming "p"), not on every line.
+    EXPECT_EQ(
+        a_lines[0].find("{\"s\":1,\"v\":2,\"p\":\"" + std::string(64, '0') + "\",\"n\":\"node-a\""),
+        0u)
+        << a_lines[0];
+    EXPECT_EQ(a_lines[1].find("\"n\":"), std::string::npos) << a_lines[1];
+    EXPECT_NE(a_lines[3].find("\"e\":\"audit_anchor\""), std::string::npos) << a_lines[3];
+    EXPECT_NE(a_lines[3].find("{\"n\":\"node-b\",\"s\":3,"), std::string::npos) << a_lines[3];
 
     // Intact: both files, or the directory holding them.
     for (const auto& paths :
@@ -147,7 +152,7 @@ class AuditClusterTest : public ::testing::Test, protected ServiceEnv {
     // A line of node-b edited: its chain breaks.
     auto b_lines = ReadLines(b_path_);
     const std::string intact = b_lines[1];
-    b_lines[1].replace(b_lines[1].find("\"status\":200"), 12, "\"status\":403");
+    b_lines[1].replace(b_lines[1].find("\"c\":200"), 7, "\"c\":403");
     WriteLines(b_path_, b_lines);
     auto edited = Verify({a_path_, b_path_});
     EXPECT_FALSE(edited.ok());

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <iterator>
 #include <mutex>
 #include <thread>
@@ -80,18 +81,21 @@ TEST_F(AuditTest, LinesAreChainedJsonWithHashedIdentifiersOnly) {
   ASSERT_EQ(lines.size(), 5u);
   const std::string text = FileText();
   EXPECT_EQ(text.find("CLEAR-ID"), std::string::npos);
-  EXPECT_NE(lines[0].find("\"seq\":1,"), std::string::npos);
-  EXPECT_NE(lines[0].find(std::string("\"prev\":\"") + std::string(64, '0')), std::string::npos);
-  EXPECT_NE(lines[4].find("\"seq\":5,"), std::string::npos);
-  EXPECT_NE(lines[0].find("\"event\":\"detokenize\""), std::string::npos);
+  // Format 2: the first line names the link it continues (64 zeros: the chain's start).
+  EXPECT_EQ(lines[0].find("{\"s\":1,\"v\":2,\"p\":\"" + std::string(64, '0') + "\","), 0u)
+      << lines[0];
+  EXPECT_EQ(lines[4].find("{\"s\":5,"), 0u) << lines[4];
+  EXPECT_EQ(lines[4].find("\"p\":"), std::string::npos) << lines[4];
+  EXPECT_NE(lines[0].find("\"e\":\"detokenize\""), std::string::npos);
   // The same account hashes to the same value in every line; different objects differ.
   auto field = [](const std::string& l, const std::string& name) {
-    size_t at = l.find("\"" + name + "\":\"");
-    return at == std::string::npos ? std::string() : l.substr(at + name.size() + 4, 32);
+    auto j = nlohmann::json::parse(*ExpandAuditLine(l));
+    return j.contains(name) ? j[name].get<std::string>() : std::string();
   };
   EXPECT_EQ(field(lines[0], "account"), field(lines[4], "account"));
-  EXPECT_EQ(field(lines[0], "account").size(), 32u);
+  EXPECT_EQ(field(lines[0], "account").size(), 32u);  // expanded to hex, as format 1 wrote it
   EXPECT_NE(field(lines[0], "object"), field(lines[1], "object"));
+  EXPECT_EQ(field(lines[0], "event"), "detokenize");
   EXPECT_EQ(std::filesystem::status(path_).permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto r = Verify();
@@ -113,13 +117,13 @@ TEST_F(AuditTest, ADeletedLineIsDetected) {
 TEST_F(AuditTest, AnEditedLineIsDetectedEvenWithItsSequenceIntact) {
   RecordFive();
   auto lines = Lines();
-  size_t at = lines[3].find("\"outcome\":\"ok\"");
+  size_t at = lines[3].find("\"o\":\"ok\"");
   ASSERT_NE(at, std::string::npos);
-  lines[3].replace(at, 14, "\"outcome\":\"no\"");
+  lines[3].replace(at, 8, "\"o\":\"no\"");
   WriteLines(lines);
   auto r = Verify();
   EXPECT_FALSE(r.ok());
-  EXPECT_EQ(r.first_bad_line, 4u);
+  EXPECT_EQ(r.first_bad_line, 4u);  // every Record() is its own batch: one line per MAC
   EXPECT_NE(r.problem.find("edited"), std::string::npos) << r.problem;
 }
 
@@ -141,7 +145,7 @@ TEST_F(AuditTest, ReopeningContinuesTheChainAndCutsATornTail) {
   RecordFive();
   {
     std::ofstream out(path_, std::ios::app);
-    out << "{\"seq\":6,\"time\":\"2027";  // a crash in the middle of a write
+    out << "{\"s\":6,\"t\":17965";  // a crash in the middle of a write
   }
   EXPECT_FALSE(Verify().ok());
   {
@@ -184,7 +188,7 @@ TEST_F(AuditTest, RotationContinuesTheChainInTheNewFileAndBothVerifyAsOne) {
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto lines = Lines();
   ASSERT_EQ(lines.size(), 2u);
-  EXPECT_NE(lines[0].find("\"seq\":5,"), std::string::npos) << lines[0];
+  EXPECT_EQ(lines[0].find("{\"s\":5,\"v\":2,\"p\":\""), 0u) << lines[0];  // names its link
   EXPECT_NE(lines[0].find("audit_log_reopened"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("continues_from_seq=4"), std::string::npos) << lines[0];
 
@@ -269,24 +273,13 @@ TEST_F(AuditTest, ConcurrentWritersShareOneIntactChain) {
   EXPECT_EQ(r.lines, 320u);
 }
 
-// Lines written in one group commit: only the last is MAC'd in the token, the others carry a
-// SHA-256 that the MAC covers through the chain. Writes until such a batch exists.
+// Lines written in one group commit: only the last is MAC'd in the token (and carries its link);
+// the MAC covers the others through the chain. Writes until such a batch exists.
 class AuditBatchTest : public AuditTest {
  protected:
-  static constexpr size_t kLinkChars = 64;
-  static constexpr size_t kFieldChars = 8;  // ,"sha":"  or  ,"mac":"
-  static bool IsSha(const std::string& l) { return l.find(",\"sha\":\"") != std::string::npos; }
-  static std::string Body(const std::string& l) {
-    return l.substr(0, l.size() - 2 - kLinkChars - kFieldChars);
-  }
-  static std::string Link(const std::string& l) {
-    return l.substr(l.size() - 2 - kLinkChars, kLinkChars);
-  }
-  static std::string Sha(const std::string& body) {
-    auto h = crypto::Sha256(AsBytes(body));
-    return h.ok() ? crypto::HexEncode(*h) : std::string();
-  }
-  // Writes concurrently until some line is SHA-linked; returns the lines.
+  static bool IsMac(const std::string& l) { return l.find(",\"m\":\"") != std::string::npos; }
+  static bool NoMac(const std::string& l) { return !IsMac(l); }
+  // Writes concurrently until some line is not MAC'd; returns the lines.
   std::vector<std::string> WriteBatches() {
     for (int round = 0; round < 20; ++round) {
       auto a = OpenLog();
@@ -304,7 +297,7 @@ class AuditBatchTest : public AuditTest {
         t.join();
       a.reset();
       auto lines = Lines();
-      if (std::any_of(lines.begin(), lines.end(), IsSha))
+      if (std::any_of(lines.begin(), lines.end(), NoMac))
         return lines;
     }
     ADD_FAILURE() << "no batch of more than one line was ever written";
@@ -315,75 +308,62 @@ class AuditBatchTest : public AuditTest {
 TEST_F(AuditBatchTest, ABatchTakesOneMacAndVerifies) {
   auto lines = WriteBatches();
   ASSERT_FALSE(lines.empty());
-  const auto macs = std::count_if(lines.begin(), lines.end(), [](auto& l) { return !IsSha(l); });
+  const auto macs = std::count_if(lines.begin(), lines.end(), IsMac);
   EXPECT_LT(static_cast<size_t>(macs), lines.size());
-  EXPECT_FALSE(IsSha(lines.back()));  // the file always ends with a MAC'd line
+  EXPECT_TRUE(IsMac(lines.back()));  // the file always ends with a MAC'd line
   auto r = Verify();
   EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
   EXPECT_EQ(r.lines, lines.size());
 }
 
-TEST_F(AuditBatchTest, AnEditInsideABatchIsCaughtEvenWithTheHashesRecomputed) {
+TEST_F(AuditBatchTest, AnEditInsideABatchIsCaughtAtTheBatchItsMacCovers) {
   auto lines = WriteBatches();
   ASSERT_FALSE(lines.empty());
   size_t k = 0;
-  while (!IsSha(lines[k]))
+  while (IsMac(lines[k]))
     ++k;
   // The batch runs from just after the previous MAC'd line to the next MAC'd line.
   size_t first = k;
-  while (first > 0 && IsSha(lines[first - 1]))
+  while (first > 0 && NoMac(lines[first - 1]))
     --first;
   size_t m = k;
-  while (IsSha(lines[m]))
+  while (NoMac(lines[m]))
     ++m;
-
-  // A naive edit: the line's own hash gives it away, at that line.
-  auto naive = lines;
-  size_t at = naive[k].find("\"outcome\":\"ok\"");
+  auto edited = lines;
+  size_t at = edited[k].find("\"o\":\"ok\"");
   ASSERT_NE(at, std::string::npos);
-  naive[k].replace(at, 14, "\"outcome\":\"no\"");
-  WriteLines(naive);
+  edited[k].replace(at, 8, "\"o\":\"no\"");
+  WriteLines(edited);
   auto r = Verify();
-  EXPECT_EQ(r.first_bad_line, k + 1);
-  EXPECT_NE(r.problem.find("SHA-256"), std::string::npos) << r.problem;
-
-  // A careful edit: every hash after it recomputed up to the MAC'd line, whose MAC cannot be.
-  auto forged = lines;
-  forged[k] = naive[k];
-  for (size_t i = k; i < m; ++i) {
-    std::string body = Body(forged[i]);
-    if (i > k) {
-      size_t p = body.rfind("\"prev\":\"");
-      body.replace(p + 8, kLinkChars, Link(forged[i - 1]));
-    }
-    forged[i] = body + ",\"sha\":\"" + Sha(body) + "\"}";
-  }
-  std::string mac_body = Body(forged[m]);
-  mac_body.replace(mac_body.rfind("\"prev\":\"") + 8, kLinkChars, Link(forged[m - 1]));
-  forged[m] = mac_body + ",\"mac\":\"" + Link(forged[m]) + "\"}";
-  WriteLines(forged);
-  r = Verify();
   EXPECT_EQ(r.first_bad_line, first + 1) << r.problem;  // the first line the MAC vouches for
   EXPECT_NE(r.problem.find("does not verify"), std::string::npos) << r.problem;
   EXPECT_NE(
       r.problem.find("covers lines " + std::to_string(first + 1) + ".." + std::to_string(m + 1)),
       std::string::npos)
       << r.problem;
+  // A MAC'd line whose MAC is removed (to merge two batches) breaks the next batch's MAC.
+  auto unmacd = lines;
+  std::string& mac_line = unmacd[m];
+  mac_line = mac_line.substr(0, mac_line.rfind(",\"m\":\"")) + "}";
+  WriteLines(unmacd);
+  r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_line, first + 1) << r.problem;
 }
 
 TEST_F(AuditBatchTest, AFileCutInsideABatchIsReportedAndCutBackAtOpen) {
   auto lines = WriteBatches();
   ASSERT_FALSE(lines.empty());
   size_t k = 0;
-  while (!IsSha(lines[k]))
+  while (IsMac(lines[k]))
     ++k;
-  lines.resize(k + 1);  // ends with a SHA-linked line: its batch's MAC is missing
+  lines.resize(k + 1);  // ends with a line that is not MAC'd: its batch's MAC is missing
   WriteLines(lines);
   auto r = Verify();
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.problem.find("not covered by a MAC"), std::string::npos) << r.problem;
   size_t last_mac = k;
-  while (last_mac > 0 && IsSha(lines[last_mac - 1]))
+  while (last_mac > 0 && NoMac(lines[last_mac - 1]))
     --last_mac;
   // last_mac = number of lines up to and including the last MAC'd one.
   {
@@ -528,8 +508,8 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
                        .object = "token-Y"}));
   auto ids = a->HashIds("acct-X", "token-Y");
   ASSERT_OK(ids);
-  EXPECT_EQ(ids->account.size(), 32u);
-  EXPECT_EQ(ids->object.size(), 32u);
+  EXPECT_EQ(ids->account.size(), 22u);  // 128 bits in base64url
+  EXPECT_EQ(ids->object.size(), 22u);
   // The clear ids in the event are not used: only the hashed ones reach the line.
   a->RecordAsync({.event = "tokenize",
                   .outcome = "ok",
@@ -544,9 +524,9 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
     auto j = nlohmann::json::parse(line);
     return j.contains(key) ? j[key].get<std::string>() : std::string();
   };
-  EXPECT_EQ(field(lines[1], "account"), field(lines[0], "account"));
-  EXPECT_EQ(field(lines[1], "object"), field(lines[0], "object"));
-  EXPECT_EQ(field(lines[1], "account"), ids->account);
+  EXPECT_EQ(field(lines[1], "a"), field(lines[0], "a"));
+  EXPECT_EQ(field(lines[1], "i"), field(lines[0], "i"));
+  EXPECT_EQ(field(lines[1], "a"), ids->account);
   EXPECT_EQ(lines[1].find("ignored"), std::string::npos);
   EXPECT_TRUE(Verify().ok());
   // A failed hashing is logged like a failed entry and writes nothing.
@@ -557,6 +537,220 @@ TEST_F(AuditTest, IdsHashedAheadOfTimeGiveTheSameLineFieldsAsRecord) {
   b.reset();
   EXPECT_EQ(Lines().size(), 2u);
   EXPECT_NE(log_sink_.str().find("\"audit_entry_failed\""), std::string::npos);
+}
+
+// Format 2 (issue 20): the size of typical lines, measured.
+TEST_F(AuditTest, TypicalLinesAreAtMost200Bytes) {
+  const std::string node_path = data_.path() + "/audit-node.log";
+  for (const std::string& node : {std::string(), std::string("vault-host-01-9f3a2c7e")}) {
+    auto a =
+        AuditLog::Open(node.empty() ? path_ : node_path, *token_, clock_, log_, {.node_id = node});
+    ASSERT_OK(a);
+    // The detail the API writes (api/pipeline.cc), the longest peers it gives.
+    const std::string tls = "peer=ip:203.0.113.254 transport=tls";
+    const std::string unix_peer = "peer=uid:65534 transport=unix";
+    ASSERT_OK((*a)->Record({.event = "audit_log_started", .outcome = "ok"}));  // carries "p"
+    struct Case {
+      AuditEvent e;
+      const char* what;
+    };
+    const Case cases[] = {
+        {{.event = "tokenize",
+          .outcome = "ok",
+          .status = 201,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = tls},
+         "tokenize"},
+        {{.event = "detokenize",
+          .outcome = "ok",
+          .status = 200,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = tls},
+         "detokenize (private, TLS)"},
+        {{.event = "detokenize",
+          .outcome = "ok",
+          .status = 200,
+          .account = "acct-1234",
+          .object = "tok-1",
+          .detail = unix_peer},
+         "detokenize (public, unix socket)"},
+        {{.event = "login", .outcome = "ok", .status = 200, .account = "acct-1234", .detail = tls},
+         "login"},
+    };
+    std::vector<size_t> sizes;
+    for (const Case& c : cases) {
+      ASSERT_OK((*a)->Record(c.e));  // alone in its batch: MAC'd
+    }
+    a->reset();
+    std::ifstream in(node.empty() ? path_ : node_path);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) {
+      lines.push_back(l);
+    }
+    ASSERT_EQ(lines.size(), 5u);
+    for (size_t i = 0; i < 4; ++i) {
+      const std::string& mac_line = lines[i + 1];
+      const size_t with_mac = mac_line.size() + 1;  // with "\n"
+      const size_t without = mac_line.rfind(",\"m\":\"") + std::string_view("}\n").size();
+      std::cout << "audit line " << cases[i].what << (node.empty() ? "" : " (node id)") << ": "
+                << with_mac << " B MAC'd, " << without << " B not MAC'd\n";
+      EXPECT_LE(with_mac, 200u) << mac_line;
+      EXPECT_LE(without, 200u) << mac_line;
+    }
+  }
+  // Under load: a batch of many lines, one MAC. Sequence numbers of 7 digits.
+  const std::string load_path = data_.path() + "/audit-load.log";
+  auto a = AuditLog::Open(load_path, *token_, clock_, log_);
+  ASSERT_OK(a);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        (*a)->RecordAsync({.event = "detokenize",
+                           .outcome = "ok",
+                           .status = 200,
+                           .account = "acct-" + std::to_string(t),
+                           .object = "tok-" + std::to_string(i),
+                           .detail = "peer=uid:1000 transport=unix"});
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  a->reset();
+  std::ifstream in(load_path, std::ios::binary | std::ios::ate);
+  const auto bytes = static_cast<double>(in.tellg());
+  std::cout << "audit under load: " << bytes / 800 << " B per line (800 detokenize lines)\n";
+  EXPECT_LE(bytes / 800, 200.0);
+}
+
+// A trail written before format 2: lines as the daemon wrote them then, batches of `batch` lines
+// (SHA-256 links, the last MAC'd), identifiers as format 1 hashed them (hex).
+class AuditUpgradeTest : public AuditTest {
+ protected:
+  std::vector<std::string> V1Lines(uint64_t n, uint64_t batch) {
+    std::vector<std::string> out;
+    auto s = token_->Acquire();
+    EXPECT_OK(s);
+    auto log = OpenLog();  // only to hash the identifiers the way the daemon does
+    auto ids = log->HashIds("acct-UPGRADE", "tok-UPGRADE");
+    EXPECT_OK(ids);
+    log.reset();
+    std::filesystem::remove(path_);
+    account_hex_ = crypto::HexEncode(*crypto::Base64UrlDecode(ids->account));
+    std::string prev(64, '0');
+    for (uint64_t i = 1; i <= n; ++i) {
+      const std::string body = "{\"seq\":" + std::to_string(i) +
+                               ",\"time\":\"2026-12-01T10:00:00Z\",\"event\":\"detokenize\","
+                               "\"outcome\":\"ok\",\"status\":200,\"account\":\"" +
+                               account_hex_ + "\",\"object\":\"" +
+                               crypto::HexEncode(*crypto::Base64UrlDecode(ids->object)) +
+                               "\",\"detail\":\"peer=uid:0 transport=unix\",\"prev\":\"" + prev +
+                               "\"";
+      const bool mac = i % batch == 0 || i == n;
+      auto link = mac ? s->Sign(hsm::KeyRef::Persistent(std::string(kAuditKeyLabel)), AsBytes(body))
+                      : crypto::Sha256(AsBytes(body));
+      EXPECT_OK(link);
+      prev = crypto::HexEncode(*link);
+      out.push_back(body + (mac ? ",\"mac\":\"" : ",\"sha\":\"") + prev + "\"}");
+    }
+    return out;
+  }
+  std::string account_hex_;
+};
+
+TEST_F(AuditUpgradeTest, AFormat1TrailVerifiesUnchangedAndContinuesInFormat2) {
+  const auto v1 = V1Lines(7, 3);  // MACs at 3, 6, 7
+  WriteLines(v1);
+  auto r = Verify();
+  ASSERT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, 7u);
+  {
+    auto a = OpenLog();  // the upgraded daemon continues the chain in format 2
+    ASSERT_NE(a, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_OK(a->Record({.event = "detokenize",
+                           .outcome = "ok",
+                           .status = 200,
+                           .account = "acct-UPGRADE",
+                           .object = "tok-UPGRADE"}));
+    }
+  }
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 10u);
+  // The switch: the first format-2 line says so and names the last format-1 link.
+  const std::string v1_mac = v1[6].substr(v1[6].size() - 66, 64);
+  EXPECT_EQ(lines[7].find("{\"s\":8,\"v\":2,\"p\":\"" + v1_mac + "\""), 0u) << lines[7];
+  EXPECT_EQ(lines[8].find("\"p\":"), std::string::npos);
+  r = Verify();
+  EXPECT_TRUE(r.ok()) << r.first_bad_line << ": " << r.problem;
+  EXPECT_EQ(r.lines, 10u);
+  EXPECT_EQ(r.last_seq, 10u);
+  // An investigator sees the same account hash on both sides of the switch.
+  auto shown = nlohmann::json::parse(*ExpandAuditLine(lines[9]));
+  EXPECT_EQ(shown["account"], account_hex_);
+  EXPECT_EQ(shown["format"], 2);
+  EXPECT_EQ(shown["event"], "detokenize");
+  EXPECT_EQ(shown["seq"], 10);
+  EXPECT_EQ(*ExpandAuditLine(lines[0]), lines[0]);  // format 1 is shown as it is
+}
+
+TEST_F(AuditUpgradeTest, TamperingOnEitherSideOfTheSwitchIsDetected) {
+  WriteLines(V1Lines(7, 3));
+  {
+    auto a = OpenLog();
+    ASSERT_NE(a, nullptr);
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_OK(a->Record({.event = "tokenize", .outcome = "ok", .status = 201}));
+    }
+  }
+  const auto good = Lines();
+  ASSERT_EQ(good.size(), 11u);
+  auto check = [&](std::vector<std::string> lines, uint64_t bad_line, const std::string& says) {
+    WriteLines(lines);
+    auto r = Verify();
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(r.first_bad_line, bad_line) << r.problem;
+    EXPECT_NE(r.problem.find(says), std::string::npos) << r.problem;
+  };
+  // A format-1 line edited (inside a batch: its own SHA-256 gives it away).
+  auto edited = good;
+  edited[3].replace(edited[3].find("\"outcome\":\"ok\""), 14, "\"outcome\":\"no\"");
+  check(edited, 4, "SHA-256");
+  // A format-2 line edited, removed, or two of them swapped.
+  edited = good;
+  edited[8].replace(edited[8].find("\"o\":\"ok\""), 8, "\"o\":\"no\"");
+  check(edited, 9, "does not verify");
+  auto removed = good;
+  removed.erase(removed.begin() + 9);
+  check(removed, 10, "removed");
+  auto swapped = good;
+  std::swap(swapped[8], swapped[9]);
+  check(swapped, 9, "sequence number");
+  // The switch marker taken away (the first format-2 line no longer names its link).
+  auto unmarked = good;
+  const size_t p = unmarked[7].find(",\"v\":2,\"p\":\"");
+  unmarked[7].erase(p, 12 + 64 + 1);
+  check(unmarked, 8, "does not name the link");
+  // A downgrade: a format-2 line rewritten as a format-1 line with a valid SHA-256 link to the
+  // line before it. Format 1 never follows format 2.
+  auto downgraded = good;
+  const std::string body =
+      "{\"seq\":9,\"time\":\"2026-12-06T10:00:00Z\",\"event\":\"tokenize\","
+      "\"outcome\":\"ok\",\"status\":201,\"prev\":\"" +
+      std::string(64, '0') + "\"";
+  downgraded[8] = body + ",\"sha\":\"" + crypto::HexEncode(*crypto::Sha256(AsBytes(body))) + "\"}";
+  check(downgraded, 9, "format-1 line after format-2");
+  // A removed format-1 line.
+  auto gap = good;
+  gap.erase(gap.begin() + 1);
+  check(gap, 2, "removed");
+  // The untouched trail still verifies.
+  WriteLines(good);
+  EXPECT_TRUE(Verify().ok());
 }
 
 TEST(AuditNoKeyTest, OpenWithoutTheAuditKeyAsksForInit) {

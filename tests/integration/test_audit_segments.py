@@ -13,6 +13,7 @@ import signal
 import time
 import unittest
 
+import audit_lines
 from harness import Daemon
 from opentoken_client import Signer, logged_in_user
 
@@ -36,10 +37,9 @@ class AuditSegmentsTest(unittest.TestCase):
         return sorted(f for f in os.listdir(self.segdir) if NAME.match(f))
 
     def lines(self, name):
-        with open(os.path.join(self.segdir, name)) as f:
-            return [json.loads(line) for line in f]
+        return audit_lines.read(os.path.join(self.segdir, name))
 
-    def fill(self, requests=40):
+    def fill(self, requests=80):  # ~180 B per line (issue 20): enough for 5 segments of 4 KiB
         user = logged_in_user(self.d, self.spool, "segments@example.com")
         pair = user.req("POST", f"/account/{user.account_id}/accessCode", {}).json()
         signer = Signer(self.d, pair["code"], pair["secret"])

@@ -125,8 +125,8 @@ class SighupTest(unittest.TestCase):
         self.assertEqual(self.d.stop(), 0)
         with open(self.audit) as f:
             new = f.read()
-        self.assertIn('"event":"audit_log_reopened"', new)
-        self.assertIn('"event":"detokenize"', new)
+        self.assertIn('"e":"audit_log_reopened"', new)
+        self.assertIn('"e":"detokenize"', new)
 
         v = self.d.admin("audit-verify", rotated, self.audit)
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)

@@ -43,6 +43,7 @@ import tempfile
 import time
 import unittest
 
+import audit_lines
 from harness import Daemon
 from opentoken_client import Signer, logged_in_user
 
@@ -348,8 +349,7 @@ class Session:
     def check_audit(self):
         """Every tokenize answered is in the audit trail with the status that was sent (the entry
         is written after the deferred commit decided it); a failed one names no object."""
-        with open(os.path.join(self.d.dir, "audit.log")) as f:
-            entries = [json.loads(line) for line in f]
+        entries = audit_lines.read(os.path.join(self.d.dir, "audit.log"))
         tok = [e for e in entries if e["event"] == "tokenize"]
         deleted = [e for e in entries if e["event"] == "token_deleted" and e["outcome"] == "ok"]
         failed = [e for e in tok if e["outcome"] == "failed"]
