@@ -34,6 +34,7 @@ import tempfile
 import time
 import unittest
 
+import audit_lines
 from harness import Daemon, Reply, SOURCE, free_port
 from opentoken_client import Client, Signer, expand, find_link, ot1_date, ot1_sign, wait_for_mail
 
@@ -407,9 +408,8 @@ def audit_peers(daemon, event="registration_started", want=0, timeout=10):
     path = os.path.join(daemon.dir, "data", "audit.log")
     deadline = time.time() + timeout
     while True:
-        with open(path) as f:
-            details = [e.get("detail", "") for e in map(json.loads, f)
-                       if e.get("event") == event and e.get("status") == 200]
+        details = [e.get("detail", "") for e in audit_lines.read(path)
+                   if e.get("event") == event and e.get("status") == 200]
         if len(details) >= want or time.time() > deadline:
             return details
         time.sleep(0.1)
