@@ -17,7 +17,12 @@ namespace otd::store::testing {
 
 class HeldStore final : public Store {
  public:
-  explicit HeldStore(Store& inner) : inner_(inner) {}
+  // `round_trips`: what PointReadsAreRoundTrips() answers (a test can make an embedded store
+  // look like a server's, e.g. to exercise the read-ahead of signed requests on LMDB).
+  explicit HeldStore(Store& inner, bool round_trips = false)
+      : inner_(inner), round_trips_(round_trips) {}
+
+  bool PointReadsAreRoundTrips() const override { return round_trips_; }
 
   void Hold() {
     std::lock_guard lock(mu_);
@@ -82,6 +87,7 @@ class HeldStore final : public Store {
     return std::exchange(held_, {});
   }
   Store& inner_;
+  const bool round_trips_;
   std::mutex mu_;
   bool holding_ = false;
   std::deque<Queued> held_;
