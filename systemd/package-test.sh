@@ -23,7 +23,9 @@
 # dependencies against the host's installed packages (the same Debian release the packages were
 # built on). Everything lives in one temp dir, removed at exit; the container is always stopped.
 #
-# usage: systemd/package-test.sh [--debs DIR1 DIR2] [--keep]
+# usage: systemd/package-test.sh [--out DIR] [--debs DIR1 DIR2] [--keep]
+#   --out DIR         scripts/package's output and build directory, kept between runs so that
+#                     the builds are incremental (default: <source>/build/package-test)
 #   --debs DIR1 DIR2  use already built packages (V1 in DIR1, the higher V2 in DIR2) instead of
 #                     running scripts/package twice
 #   --keep            keep the temp dir
@@ -34,11 +36,13 @@ set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source_dir=$(cd "$here/.." && pwd)
+pkg_out=$source_dir/build/package-test
 debs1=
 debs2=
 keep=0
 while (($#)); do
   case "$1" in
+    --out) pkg_out=$2; shift 2 ;;
     --debs) debs1=$2; debs2=$3; shift 3 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -105,26 +109,30 @@ base=$(dpkg-parsechangelog -l "$source_dir/debian/changelog" -SVersion)
 v1="$base"
 v2="$base+rebuild1"
 if [ -z "$debs1" ]; then
+  # Both builds share scripts/package's build directory in $pkg_out: the second is the same tree
+  # rebuilt with a higher version (only the version string and the links change).
   echo "== scripts/package: $v1 (with lintian), then $v2"
+  mkdir -p "$work/v1" "$work/v2"
   t=$(date +%s)
-  if ! "$source_dir/scripts/package" --out "$work/v1" --version "$v1" >"$work/package-v1.log" 2>&1; then
-    fail "scripts/package --version $v1:"; sed 's/^/    /' "$work/package-v1.log"; finish
+  if ! "$source_dir/scripts/package" --out "$pkg_out" --version "$v1" >"$work/package-v1.log" 2>&1; then
+    fail "scripts/package --version $v1:"; tail -n 80 "$work/package-v1.log" | sed 's/^/    /'; finish
   fi
   pass "scripts/package --version $v1: built, lintian clean ($(($(date +%s) - t)) s)"
+  mv "$pkg_out"/*_"$v1"_*.deb "$work/v1/"
   t=$(date +%s)
-  if ! "$source_dir/scripts/package" --out "$work/v2" --version "$v2" --no-lintian \
+  if ! "$source_dir/scripts/package" --out "$pkg_out" --version "$v2" --no-lintian \
        >"$work/package-v2.log" 2>&1; then
-    fail "scripts/package --version $v2:"; sed 's/^/    /' "$work/package-v2.log"; finish
+    fail "scripts/package --version $v2:"; tail -n 80 "$work/package-v2.log" | sed 's/^/    /'; finish
   fi
   pass "scripts/package --version $v2: rebuilt ($(($(date +%s) - t)) s)"
+  mv "$pkg_out"/*_"$v2"_*.deb "$work/v2/"
   debs1=$work/v1
   debs2=$work/v2
-  rm -rf "$work/v1/.src" "$work/v2/.src"
 fi
 deb() { ls "$1"/"$2"_*.deb 2>/dev/null | head -n1; }
 for d in "$debs1" "$debs2"; do
   for p in opentokend opentoken-client; do
-    [ -n "$(deb "$d" $p)" ] || { fail "no $p_*.deb in $d"; finish; }
+    [ -n "$(deb "$d" $p)" ] || { fail "no ${p}_*.deb in $d"; finish; }
   done
 done
 got1=$(dpkg-deb -f "$(deb "$debs1" opentokend)" Version)
@@ -331,7 +339,7 @@ PY
 ct systemctl restart opentokend.service
 pid1=$(ct systemctl show -P MainPID opentokend.service)
 check "edited config accepted (restart)" "active" "$(ct systemctl is-active opentokend.service)"
-data_before=$(ct sh -c 'ls -l --time-style=+ /var/lib/opentokend/data; ls /var/lib/opentokend/hsm' | md5sum)
+data_before=$(ct sh -c 'ls -R /var/lib/opentokend/data /var/lib/opentokend/hsm' | md5sum)
 if out=$(ct sh -c 'dpkg -i /root/debs/v2/*.deb </dev/null' 2>&1); then pass "dpkg -i $got2 (no prompt)"
 else fail "dpkg -i $got2:"; sed 's/^/    /' <<<"$out"; fi
 check "dpkg status" "install ok installed $got2|install ok installed $got2" \
@@ -351,7 +359,7 @@ check "GET /healthCheck after upgrade" "HTTP/1.1 200 OK" "$(ct_as app python3 /r
 check "edited conffile kept" "https://vault.pkgtest.example" \
   "$(ct python3 -c 'import json; print(json.load(open("/etc/opentokend/opentokend.json")).get("public_url"))')"
 check "store and token files kept" "$data_before" \
-  "$(ct sh -c 'ls -l --time-style=+ /var/lib/opentokend/data; ls /var/lib/opentokend/hsm' | md5sum)"
+  "$(ct sh -c 'ls -R /var/lib/opentokend/data /var/lib/opentokend/hsm' | md5sum)"
 check "V1 token detokenizes after the upgrade" "4111 1111 1111 1111" "$(cli detokenize "$token" 2>&1)"
 
 # --- purge --------------------------------------------------------------------------------------
