@@ -153,13 +153,20 @@ systemd-id128 new >"$root/etc/machine-id"
 # pages) wants its config.
 cp -a /var/lib/dpkg "$root/var/lib/dpkg"
 rm -f "$root"/var/lib/dpkg/lock*
+# The host's stat overrides name groups that the container's /etc/group does not have.
+: >"$root/var/lib/dpkg/statoverride"
 [ -f /etc/manpath.config ] && cp /etc/manpath.config "$root/etc/"
-mkdir -p "$upper" "$root/root/debs/v1" "$root/root/debs/v2"
+mkdir -p "$upper/sbin" "$root/root/debs/v1" "$root/root/debs/v2"
+# A policy-rc.d on the host (Docker images have one that exits 101) would stop the maintainer
+# scripts from restarting or stopping the units: the container gets a whiteout for it, i.e.
+# a Debian system without one.
+[ -e /usr/sbin/policy-rc.d ] && mknod "$upper/sbin/policy-rc.d" c 0 0
 cp "$(deb "$debs1" opentokend)" "$(deb "$debs1" opentoken-client)" "$root/root/debs/v1/"
 cp "$(deb "$debs2" opentokend)" "$(deb "$debs2" opentoken-client)" "$root/root/debs/v2/"
 
 # GET /healthCheck over the API socket: the status line, or CONNECT-ERROR errno.
-cat >"$root/root/health.py" <<'PY'
+mkdir -p "$root/srv/pkgtest" && chmod 0755 "$root/srv" "$root/srv/pkgtest"
+cat >"$root/srv/pkgtest/health.py" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(20)
@@ -178,7 +185,7 @@ while True:
 print(data.split(b"\r\n", 1)[0].decode(errors="replace"))
 PY
 # totp.py KEYHEX: the current RFC 6238 code (what an authenticator app shows).
-cat >"$root/root/totp.py" <<'PY'
+cat >"$root/srv/pkgtest/totp.py" <<'PY'
 import hashlib, hmac, struct, sys, time
 key = bytes.fromhex(sys.argv[1])
 mac = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
@@ -186,7 +193,7 @@ o = mac[-1] & 0x0F
 print(f"{(struct.unpack('>I', mac[o:o + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}")
 PY
 # mailcode.py SPOOL: the confirmation code of the newest spooled mail.
-cat >"$root/root/mailcode.py" <<'PY'
+cat >"$root/srv/pkgtest/mailcode.py" <<'PY'
 import email, email.policy, glob, os, re, sys, time
 deadline = time.time() + 20
 while time.time() < deadline:
@@ -200,7 +207,7 @@ while time.time() < deadline:
     time.sleep(0.1)
 sys.exit("no mail in " + sys.argv[1])
 PY
-chmod 0644 "$root"/root/*.py
+chmod 0644 "$root"/srv/pkgtest/*.py
 
 # --- boot ---------------------------------------------------------------------------------------
 nspawn_args=(-q -D "$root" --overlay="/usr:$upper:/usr" --register=no --console=passive
@@ -279,7 +286,7 @@ check "opentokend --version names the package" "1" \
 
 # --- first start, as README.Debian says ---------------------------------------------------------
 echo "== first start (README.Debian)"
-cat >"$root/root/setup.sh" <<'SH'
+cat >"$root/srv/pkgtest/setup.sh" <<'SH'
 set -eu
 install -m 0640 -g opentokend /usr/share/doc/opentokend/examples/softhsm2.conf /etc/opentokend/
 install -d -o opentokend -g opentokend -m 0700 /var/lib/opentokend/hsm \
@@ -298,12 +305,12 @@ useradd --system --user-group --home-dir /home/app --shell /usr/sbin/nologin -G 
 install -d -o app -g app -m 0700 /home/app
 ( umask 077; echo 'correct horse battery staple' > /home/app/pw ); chown app:app /home/app/pw
 SH
-if out=$(ct bash /root/setup.sh 2>&1); then pass "token, PIN credential, opentoken-admin init, enable --now opentokend.socket"
+if out=$(ct bash /srv/pkgtest/setup.sh 2>&1); then pass "token, PIN credential, opentoken-admin init, enable --now opentokend.socket"
 else fail "setup:"; sed 's/^/    /' <<<"$out"; finish; fi
 check "socket after enable --now" "enabled active" \
   "$(ct systemctl is-enabled opentokend.socket) $(ct systemctl is-active opentokend.socket)"
 check "GET /healthCheck (member of opentokend-clients)" "HTTP/1.1 200 OK" \
-  "$(ct_as app python3 /root/health.py 2>&1 | head -n1)"
+  "$(ct_as app python3 /srv/pkgtest/health.py 2>&1 | head -n1)"
 check "opentokend.service (socket-activated)" "active" "$(ct systemctl is-active opentokend.service)"
 
 echo "== opentoken CLI: register, confirm, login, tokenize, detokenize"
@@ -312,10 +319,10 @@ cli() { ct_as app env HOME=/home/app OPENTOKEN_SOCKET=/run/opentokend/api.sock o
 reg=$(cli --format json register pkg@example.com --password-file /home/app/pw 2>&1)
 key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["totp"]["keyHex"])' "$reg" 2>/dev/null)
 [ -n "$key" ] && pass "opentoken register" || fail "opentoken register: $reg"
-code=$(ct python3 /root/mailcode.py /var/lib/opentokend/mail 2>&1)
+code=$(ct python3 /srv/pkgtest/mailcode.py /var/lib/opentokend/mail 2>&1)
 if out=$(cli confirm "$code" 2>&1); then pass "opentoken confirm (code from the spooled mail)"
 else fail "opentoken confirm: $out"; fi
-totp=$(ct python3 /root/totp.py "$key")
+totp=$(ct python3 /srv/pkgtest/totp.py "$key")
 if out=$(cli login --password-file /home/app/pw --totp-fd 0 <<<"$totp" 2>&1); then pass "opentoken login"
 else fail "opentoken login: $out"; fi
 if out=$(cli access-code create --description pkgtest --save 2>&1); then pass "opentoken access-code create --save"
@@ -354,8 +361,9 @@ else fail "the running daemon is not the installed binary"; fi
 if ct journalctl -u opentokend.service -o cat | grep '"event":"starting"' | tail -n1 | grep -q "debian/$got2"; then
   pass "start-up line names $got2"
 else fail "start-up line does not name debian/$got2"; fi
+check "/etc/opentokend after upgrade" "root:opentokend 750" "$(ct stat -c '%U:%G %a' /etc/opentokend 2>&1)"
 check "socket after upgrade" "active" "$(ct systemctl is-active opentokend.socket)"
-check "GET /healthCheck after upgrade" "HTTP/1.1 200 OK" "$(ct_as app python3 /root/health.py 2>&1 | head -n1)"
+check "GET /healthCheck after upgrade" "HTTP/1.1 200 OK" "$(ct_as app python3 /srv/pkgtest/health.py 2>&1 | head -n1)"
 check "edited conffile kept" "https://vault.pkgtest.example" \
   "$(ct python3 -c 'import json; print(json.load(open("/etc/opentokend/opentokend.json")).get("public_url"))')"
 check "store and token files kept" "$data_before" \
