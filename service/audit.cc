@@ -172,7 +172,7 @@ nlohmann::json ExpandV2(const nlohmann::json& j) {
 }
 
 // One line of either format, parsed (see audit.h).
-struct ParsedLine {
+struct ParsedLine {  // NOLINT(bugprone-exception-escape): the json member
   int format = 1;
   std::string_view body;  // what the link is computed over (with the previous link, format 2)
   std::string_view link;  // the stored link; empty on a format-2 line without a MAC
