@@ -51,58 +51,12 @@ while (($#)); do
 done
 
 skip() { echo "SKIP package test: $*"; exit 77; }
-[ "$(id -u)" -eq 0 ] || skip "needs root (systemd-nspawn boots a container)"
-for p in systemd-nspawn nsenter setpriv softhsm2-util openssl systemd-id128 dpkg-buildpackage dh \
-         lintian fakeroot rsync git; do
-  command -v "$p" >/dev/null 2>&1 || skip "$p not found (scripts/install-deps installs it)"
-done
-[ -x /usr/bin/python3 ] || skip "/usr/bin/python3 missing (the test client runs inside the container)"
-[ -f /usr/lib/softhsm/libsofthsm2.so ] || skip "/usr/lib/softhsm/libsofthsm2.so missing (apt-get install softhsm2)"
-[ -f /usr/lib/os-release ] || skip "/usr/lib/os-release missing"
-for l in bin lib sbin; do
-  [ "$(readlink "/$l")" = "usr/$l" ] || skip "/$l is not a symlink to usr/$l (the container needs a merged-/usr host)"
-done
+. "$here/nspawn-lib.sh"
+nspawn_require_host dpkg-buildpackage dh lintian fakeroot rsync git
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*"; }
-check() { if [ "$2" = "$3" ]; then pass "$1: $3"; else fail "$1: expected '$2', got '$3'"; fi; }
 finish() { echo "$passed passed, $failed failed ($(($(date +%s) - started)) s)"; [ "$failed" -eq 0 ]; exit $?; }
 
-started=$(date +%s)
-machine=otd-pkg-$$
-work=$(mktemp -d "${TMPDIR:-/tmp}/opentokend-package.XXXXXX")
-root=$work/root
-upper=$work/usr-upper
-nspawn_pid=
-leader=
-root_lock=
-pre_nspawn_dir=0
-[ -d /run/systemd/nspawn ] && pre_nspawn_dir=1
-
-cleanup() {
-  set +e
-  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
-    if [ -z "$leader" ] || ! nsenter -t "$leader" -a -- systemctl poweroff >/dev/null 2>&1; then
-      kill -TERM "$nspawn_pid"
-    fi
-    for _ in $(seq 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$nspawn_pid" 2>/dev/null; then
-      echo "package-test: container did not power off, killing systemd-nspawn $nspawn_pid" >&2
-      kill -KILL "$nspawn_pid"
-    fi
-    wait "$nspawn_pid" 2>/dev/null
-  fi
-  rm -rf "/run/systemd/nspawn/propagate/$machine"
-  if [ -n "$root_lock" ]; then rm -f "/run/systemd/nspawn/locks/inode-$root_lock"; fi
-  if [ "$pre_nspawn_dir" -eq 0 ]; then
-    rmdir /run/systemd/nspawn/propagate /run/systemd/nspawn/locks /run/systemd/nspawn 2>/dev/null
-  fi
-  if [ "$keep" -eq 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+nspawn_setup otd-pkg
 
 # --- the packages -------------------------------------------------------------------------------
 base=$(dpkg-parsechangelog -l "$source_dir/debian/changelog" -SVersion)
@@ -141,14 +95,7 @@ if dpkg --compare-versions "$got2" gt "$got1"; then pass "upgrade version $got2 
 else fail "the second package ($got2) is not newer than the first ($got1)"; finish; fi
 
 # --- the container root -------------------------------------------------------------------------
-mkdir -p "$root"/{etc,var/lib,var/log,var/cache,var/tmp,run,tmp,proc,sys,dev,home,root,usr}
-chmod 0755 "$root" "$root"/{etc,var,run,proc,sys,dev,home,usr}
-chmod 0700 "$root/root"
-chmod 1777 "$root/tmp" "$root/var/tmp"
-for l in bin lib lib64 sbin; do [ -L "/$l" ] && ln -s "usr/$l" "$root/$l"; done
-cp /usr/lib/os-release "$root/etc/os-release"
-root_lock=$(stat -c '%d:%i' "$root")
-systemd-id128 new >"$root/etc/machine-id"
+nspawn_make_root var/lib var/log var/cache var/tmp
 # The host's package database: dpkg -i checks Depends against it. man-db's trigger (our man
 # pages) wants its config.
 cp -a /var/lib/dpkg "$root/var/lib/dpkg"
@@ -210,32 +157,7 @@ PY
 chmod 0644 "$root"/srv/pkgtest/*.py
 
 # --- boot ---------------------------------------------------------------------------------------
-nspawn_args=(-q -D "$root" --overlay="/usr:$upper:/usr" --register=no --console=passive
-             --private-network --capability=CAP_IPC_LOCK -M "$machine")
-[ -d /run/systemd/system ] || nspawn_args+=(--keep-unit)
-echo "== booting systemd in systemd-nspawn ($machine, root $root)"
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=${SYSTEMD_NSPAWN_UNIFIED_HIERARCHY:-1} \
-  nice -n 10 systemd-nspawn "${nspawn_args[@]}" -b -- \
-  systemd.unit=multi-user.target systemd.firstboot=off >"$work/nspawn.log" 2>&1 &
-nspawn_pid=$!
-for _ in $(seq 100); do
-  for c in $(pgrep -P "$nspawn_pid"); do
-    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = systemd ] && leader=$c
-  done
-  [ -n "$leader" ] && break
-  kill -0 "$nspawn_pid" 2>/dev/null || break
-  sleep 0.2
-done
-if [ -z "$leader" ]; then
-  fail "container did not start:"; sed 's/^/    /' "$work/nspawn.log"; finish
-fi
-ct() { nsenter -t "$leader" -a -- env -i PATH=/usr/sbin:/usr/bin LANG=C.UTF-8 "$@"; }
-ct_as() { local u=$1; shift; ct setpriv --reuid "$u" --regid "$u" --init-groups --inh-caps=-all -- "$@"; }
-for _ in $(seq 300); do
-  ct test -S /run/systemd/private && break
-  kill -0 "$nspawn_pid" 2>/dev/null || break
-  sleep 0.2
-done
+nspawn_boot || finish
 state=$(ct timeout 120 systemctl is-system-running --wait 2>&1)
 case "$state" in
   running|degraded) pass "systemd booted ($state)" ;;
