@@ -435,6 +435,38 @@ awaitable<void> Prepare(Conn& c, Shared& sh, Kind kind, int count, std::vector<s
   }
 }
 
+// One request of `kind` on `c`, connecting first when it is not: the answer's HTTP status, or 0
+// with `err` set when the exchange failed (the connection is then re-opened next time).
+template <class Conn>
+awaitable<int> SendOne(Conn& c, Shared& sh, Kind kind, std::mt19937_64& rng, bool& connected,
+                       beast::flat_buffer& buf, http::request<http::string_body>& req,
+                       http::response<http::string_body>& res, std::string& err) {
+  int status = 0;
+  try {
+    if (!connected) {
+      co_await c.Connect(*sh.opt);
+      connected = true;
+      buf.clear();
+    }
+    Build(sh, kind, rng, req);
+    co_await Exchange(c, buf, req, res);
+    status = res.result_int();
+    if (!res.keep_alive()) {
+      connected = false;
+      beast::error_code ec;
+      if constexpr (std::is_same_v<Conn, UnixConn>) {
+        c.sock.close(ec);
+      } else {
+        c.s->next_layer().close(ec);
+      }
+    }
+  } catch (const std::exception& e) {
+    err = e.what();
+    connected = false;
+  }
+  co_return status;
+}
+
 template <class Conn>
 awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
   ConnStats st;
@@ -452,29 +484,7 @@ awaitable<void> Worker(std::shared_ptr<Conn> c, Shared& sh, int index) {
       break;
     Kind kind = PickKind(sh.opt->mode, rng);
     std::string err;
-    int status = 0;
-    try {
-      if (!connected) {
-        co_await c->Connect(*sh.opt);
-        connected = true;
-        buf.clear();
-      }
-      Build(sh, kind, rng, req);
-      co_await Exchange(*c, buf, req, res);
-      status = res.result_int();
-      if (!res.keep_alive()) {
-        connected = false;
-        beast::error_code ec;
-        if constexpr (std::is_same_v<Conn, UnixConn>) {
-          c->sock.close(ec);
-        } else {
-          c->s->next_layer().close(ec);
-        }
-      }
-    } catch (const std::exception& e) {
-      err = e.what();
-      connected = false;
-    }
+    const int status = co_await SendOne(*c, sh, kind, rng, connected, buf, req, res, err);
     auto t1 = Clock::now();
     ++st.total;
     if (bulk) {
@@ -602,29 +612,7 @@ awaitable<void> OpenWorker(std::shared_ptr<Conn> c, Shared& sh, int index, net::
     ol.in_flight[static_cast<size_t>(index)] = sched;
     Kind kind = PickKind(sh.opt->mode, rng);
     std::string err;
-    int status = 0;
-    try {
-      if (!connected) {
-        co_await c->Connect(*sh.opt);
-        connected = true;
-        buf.clear();
-      }
-      Build(sh, kind, rng, req);
-      co_await Exchange(*c, buf, req, res);
-      status = res.result_int();
-      if (!res.keep_alive()) {
-        connected = false;
-        beast::error_code ec;
-        if constexpr (std::is_same_v<Conn, UnixConn>) {
-          c->sock.close(ec);
-        } else {
-          c->s->next_layer().close(ec);
-        }
-      }
-    } catch (const std::exception& e) {
-      err = e.what();
-      connected = false;
-    }
+    const int status = co_await SendOne(*c, sh, kind, rng, connected, buf, req, res, err);
     ol.in_flight[static_cast<size_t>(index)].reset();
     ++ol.st.total;
     const Clock::time_point done = Clock::now();
