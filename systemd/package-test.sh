@@ -113,24 +113,7 @@ cp "$(deb "$debs2" opentokend)" "$(deb "$debs2" opentoken-client)" "$root/root/d
 
 # GET /healthCheck over the API socket: the status line, or CONNECT-ERROR errno.
 mkdir -p "$root/srv/pkgtest" && chmod 0755 "$root/srv" "$root/srv/pkgtest"
-cat >"$root/srv/pkgtest/health.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(20)
-try:
-    s.connect("/run/opentokend/api.sock")
-except OSError as e:
-    print("CONNECT-ERROR", e.errno, e.strerror)
-    sys.exit(3)
-s.sendall(b"GET /healthCheck HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
-print(data.split(b"\r\n", 1)[0].decode(errors="replace"))
-PY
+install -m 0644 "$here/health-client.py" "$root/srv/pkgtest/health.py"
 # totp.py KEYHEX: the current RFC 6238 code (what an authenticator app shows).
 cat >"$root/srv/pkgtest/totp.py" <<'PY'
 import hashlib, hmac, struct, sys, time

@@ -67,26 +67,7 @@ install -m 0644 "$units/opentokend.sysusers" "$upper/lib/sysusers.d/opentokend.c
 install -m 0644 "$units/opentokend.tmpfiles" "$upper/lib/tmpfiles.d/opentokend.conf"
 
 # Client: connect to the API socket and print the status line, or CONNECT-ERROR errno.
-cat >"$upper/lib/opentokend-test/client.py" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(20)
-try:
-    s.connect("/run/opentokend/api.sock")
-except OSError as e:
-    print("CONNECT-ERROR", e.errno, e.strerror)
-    sys.exit(3)
-s.sendall(b"GET /healthCheck HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
-print(data.split(b"\r\n", 1)[0].decode(errors="replace"))
-print(data.rsplit(b"\r\n\r\n", 1)[-1].decode(errors="replace"))
-EOF
-chmod 0644 "$upper/lib/opentokend-test/client.py"
+install -m 0644 "$here/health-client.py" "$upper/lib/opentokend-test/client.py"
 
 # Installation steps 2-4 of docs/systemd.md, run inside the container after boot (setpriv stands
 # in for runuser: the container has no PAM configuration).
