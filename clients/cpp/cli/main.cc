@@ -489,13 +489,19 @@ int Logout(Context& c) {
   return kExitOk;
 }
 
-int Whoami(Context& c) {
-  Client client = MakeClient(c);
+// What the commands of a logged-in user need: the client authenticated (session or bearer) and
+// the account it acts for.
+Result<std::string> AuthenticatedAccount(Context& c, Client& client) {
   Status auth = Authenticate(c, client);
   if (!auth.ok()) {
-    return Fail(c, auth.error());
+    return auth.error();
   }
-  Result<std::string> account = NeedAccount(c);
+  return NeedAccount(c);
+}
+
+int Whoami(Context& c) {
+  Client client = MakeClient(c);
+  Result<std::string> account = AuthenticatedAccount(c, client);
   if (!account.ok()) {
     return Fail(c, account.error());
   }
@@ -514,11 +520,7 @@ int Whoami(Context& c) {
 
 int AccessCode(Context& c) {
   Client client = MakeClient(c);
-  Status auth = Authenticate(c, client);
-  if (!auth.ok()) {
-    return Fail(c, auth.error());
-  }
-  Result<std::string> account = NeedAccount(c);
+  Result<std::string> account = AuthenticatedAccount(c, client);
   if (!account.ok()) {
     return Fail(c, account.error());
   }
