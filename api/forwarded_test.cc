@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "api/connection_table.h"
+
 namespace otd::api {
 namespace {
 
@@ -214,6 +216,14 @@ TEST(LimitKeyTest, AnIpv6ClientIsLimitedByItsSlash64) {
   EXPECT_EQ(LimitKeyOf("ip:192.0.2.7"), "ip:192.0.2.7");
   EXPECT_EQ(LimitKeyOf("uid:33"), "uid:33");
   EXPECT_EQ(LimitKeyOf("ip:unknown"), "ip:unknown");
+  // The server takes a direct peer's limit key from its connection-table key (PeerKeyOf): the two
+  // must agree for every address form.
+  for (const char* a : {"192.0.2.7", "2001:db8:1:2::5", "::ffff:192.0.2.7", "::1"}) {
+    const auto addr = ip::make_address(a);
+    EXPECT_EQ(LimitKeyOf(PeerIdOf(addr)), PeerKeyOf(addr)) << a;
+  }
+  EXPECT_EQ(LimitKeyOf(PeerIdOf(ConnectionPeer{.uid = 33, .unix_socket = true})),
+            PeerIdOf(ConnectionPeer{.uid = 33, .unix_socket = true}));
 }
 
 }  // namespace

@@ -1058,7 +1058,9 @@ awaitable<void> HttpServer::Impl::Serve(std::shared_ptr<Conn<Stream>> conn, Tran
     ctx.request_id = NewRequestId();
     ctx.transport = transport;
     ctx.peer = conn->peer;
-    ctx.limit_peer = LimitKeyOf(ctx.peer);
+    // The connection table's key is already the limit key of the connection's own peer
+    // (PeerKeyOf: an IPv6 peer's /64); only a forwarded client needs LimitKeyOf (SetClient).
+    ctx.limit_peer = conn->TrackedConn::peer();
     std::optional<Request> req = co_await ReadRequest(*conn, buffer, ctx, started);
     if (!req) {
       break;
