@@ -37,6 +37,7 @@ enum : uint8_t {
   kTagLastTotpStep = 9,
   kTagAccountId = 10,
   kTagChallenges = 11,
+  kTagPeer = 12,  // a registration's peer, kept only where limits are shared
 };
 
 enum RegistrationState : uint64_t { kPending = 0, kSecured = 1 };
@@ -84,6 +85,9 @@ struct Accounts::RegistrationRecord {
   Bytes confirm_hash;
   int64_t created_at = 0;
   int64_t expires_at = 0;
+  // Who started it (the limit key of its peer), only with shared limits: the node confirming it
+  // gives back its place in the peer's shared pending count (service/registration_limits.h).
+  std::string peer;
 
   SecretBytes Encode() const {
     FieldWriter w;
@@ -95,6 +99,9 @@ struct Accounts::RegistrationRecord {
         .AddU64(kTagExpiresAt, static_cast<uint64_t>(expires_at));
     if (state == kSecured) {
       w.AddSecret(kTagPasswordHash, password_hash).Add(kTagConfirmHash, confirm_hash);
+    }
+    if (!peer.empty()) {
+      w.Add(kTagPeer, peer);
     }
     return w.Finish();
   }
@@ -109,6 +116,9 @@ struct Accounts::RegistrationRecord {
     OTD_ASSIGN_OR_RETURN(uint64_t expires, r.U64(kTagExpiresAt));
     rec.created_at = static_cast<int64_t>(created);
     rec.expires_at = static_cast<int64_t>(expires);
+    if (r.Has(kTagPeer)) {
+      OTD_ASSIGN_OR_RETURN(rec.peer, r.Text(kTagPeer));
+    }
     if (rec.state == kSecured) {
       OTD_ASSIGN_OR_RETURN(rec.password_hash, r.Secret(kTagPasswordHash));
       OTD_ASSIGN_OR_RETURN(std::string h, r.Text(kTagConfirmHash));
@@ -201,6 +211,9 @@ Result<Registration> Accounts::Register(const SecretBytes& email, std::string_vi
   rec.totp_seed = seed.Clone();
   rec.created_at = now;
   rec.expires_at = expires;
+  if (options_.shared_limits) {
+    rec.peer = std::string(peer);
+  }
   SecretBytes plain = rec.Encode();
   OTD_ASSIGN_OR_RETURN(Bytes sealed, vault_.sealer().Seal(kRegistrations, owner, "registration",
                                                           plain.Reveal(SecretAccess::Grant())));
@@ -370,7 +383,7 @@ Result<std::string> Accounts::ConfirmRegistration(std::string_view id, std::stri
     return NotFound("registration not found");
   }
   OTD_RETURN_IF_ERROR(applied);
-  registration_limits_.Confirmed(id);
+  registration_limits_.Confirmed(id, rec.peer);
   log_.Info("account_created");
   return account_id;
 }

@@ -18,6 +18,8 @@ constexpr int64_t kFullLogEverySeconds = 60;
 // when max_pending is larger: beyond it the entry that expires first is forgotten (its peer may
 // then make one more; the global cap still holds).
 constexpr size_t kMaxTracked = 100'000;
+// The shared per-peer count of pending registrations (SharedLimits).
+constexpr std::string_view kPendingLimiter = "registration-pending-peer";
 
 // A 64-bit tag of the registration id: enough to tell the tracked registrations apart (a
 // collision only merges two entries' bookkeeping), and the id itself, which lets its holder read
@@ -68,7 +70,8 @@ RegistrationLimits::RegistrationLimits(store::Store& store, std::string pending_
       log_(log),
       options_(options),
       address_limiter_(clock, options.address_rate_limit, shared, "registration-address"),
-      peer_limiter_(clock, options.peer_rate_limit, shared, "registration-peer") {}
+      peer_limiter_(clock, options.peer_rate_limit, shared, "registration-peer"),
+      shared_(shared) {}
 
 int64_t RegistrationLimits::PeerRetryAfter(std::string_view peer) {
   return peer_limiter_.RetryAfter(peer);
@@ -94,19 +97,13 @@ Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_vi
   const std::string peer(peer_view);
   std::lock_guard lock(mu_);
   const int64_t now = clock_.NowSeconds();
-  DropExpiredOfPeerLocked(peer, now);
-  if (auto it = by_peer_.find(peer);
-      it != by_peer_.end() && it->second.size() >= options_.max_pending_per_peer) {
-    int64_t first = std::numeric_limits<int64_t>::max();
-    for (uint64_t t : it->second) {
-      if (auto e = by_tag_.find(t); e != by_tag_.end()) {
-        first = std::min(first, e->second.expires_at);
-      }
-    }
-    *retry_after_seconds = first == std::numeric_limits<int64_t>::max()
-                               ? options_.full_retry_after_seconds
-                               : std::max<int64_t>(1, first - now);
+  const int64_t local_wait = LocalPeerWaitLocked(peer, now);
+  auto peer_full = [&](int64_t wait) -> Status {
+    *retry_after_seconds = wait;
     return ResourceExhausted("too many pending registrations from this peer");
+  };
+  if (shared_ == nullptr && local_wait > 0) {
+    return peer_full(local_wait);
   }
   // Under the lock, so concurrent registrations cannot all pass the same count.
   OTD_ASSIGN_OR_RETURN(store::Stats stats, store_.GetStats());
@@ -137,14 +134,31 @@ Result<RegistrationLimits::Slot> RegistrationLimits::AdmitPending(std::string_vi
     });
     RemoveLocked(first->first);
   }
+  bool shared = false;
+  if (shared_ != nullptr) {
+    int64_t wait = 0;
+    Result<bool> counted = AdmitShared(peer, expires_at, now, &wait);
+    if (!counted.ok()) {
+      log_.Warn("shared_limit_unavailable", {{"limiter", kPendingLimiter}});
+      if (local_wait > 0) {
+        return peer_full(local_wait);  // the node's own count decides
+      }
+    } else if (!*counted) {
+      return peer_full(wait);
+    }
+    shared = counted.ok();
+  }
   RemoveLocked(tag);  // a repeated tag replaces the older entry
-  by_tag_[tag] = Pending{peer, expires_at};
+  by_tag_[tag] = Pending{peer, expires_at, shared};
   by_peer_[peer].push_back(tag);
   ++in_flight_;
   return Slot(this, tag);
 }
 
-void RegistrationLimits::Confirmed(std::string_view id) {
+void RegistrationLimits::Confirmed(std::string_view id, std::string_view peer) {
+  if (shared_ != nullptr && !peer.empty()) {
+    ReleaseShared(peer);
+  }
   auto tag = TagOf(id);
   if (!tag.ok()) {
     return;
@@ -153,18 +167,82 @@ void RegistrationLimits::Confirmed(std::string_view id) {
   RemoveLocked(*tag);
 }
 
+Result<bool> RegistrationLimits::AdmitShared(const std::string& peer, int64_t expires_at,
+                                             int64_t now, int64_t* retry_after_seconds) {
+  bool admitted = false;
+  int64_t latest = 0;
+  const uint32_t cap = options_.max_pending_per_peer;
+  // failures: the registrations counted; blocked_until: the latest of their expiries, when all
+  // of them have expired or been confirmed (a count that was never given back ends there).
+  OTD_RETURN_IF_ERROR(shared_->Update(kPendingLimiter, peer, [&](LimitEntry& e) {
+    if (e.blocked_until <= now) {
+      e = LimitEntry{};
+    }
+    admitted = e.failures < cap;
+    if (admitted) {
+      ++e.failures;
+      e.last_failure = now;
+      e.blocked_until = std::max(e.blocked_until, expires_at);
+    }
+    latest = e.blocked_until;
+    return e.blocked_until;
+  }));
+  if (!admitted) {
+    *retry_after_seconds = std::max<int64_t>(1, latest - now);  // its latest pending one
+  }
+  return admitted;
+}
+
+void RegistrationLimits::ReleaseShared(std::string_view peer) {
+  const int64_t now = clock_.NowSeconds();
+  shared_->UpdateAsync(kPendingLimiter, peer, [now](LimitEntry& e) {
+    if (e.failures > 0) {
+      --e.failures;
+    }
+    if (e.failures == 0) {
+      e.blocked_until = now;  // nothing pending: forgotten by the next purge
+    }
+    return std::max(e.blocked_until, now + 1);
+  });
+}
+
+int64_t RegistrationLimits::LocalPeerWaitLocked(const std::string& peer, int64_t now) {
+  DropExpiredOfPeerLocked(peer, now);
+  auto it = by_peer_.find(peer);
+  if (it == by_peer_.end() || it->second.size() < options_.max_pending_per_peer) {
+    return 0;
+  }
+  int64_t first = std::numeric_limits<int64_t>::max();
+  for (uint64_t t : it->second) {
+    if (auto e = by_tag_.find(t); e != by_tag_.end()) {
+      first = std::min(first, e->second.expires_at);
+    }
+  }
+  return first == std::numeric_limits<int64_t>::max() ? options_.full_retry_after_seconds
+                                                      : std::max<int64_t>(1, first - now);
+}
+
 size_t RegistrationLimits::TrackedForTesting() {
   std::lock_guard lock(mu_);
   return by_tag_.size();
 }
 
 void RegistrationLimits::Settle(uint64_t tag, bool keep) {
-  std::lock_guard lock(mu_);
-  if (in_flight_ > 0) {
-    --in_flight_;
+  std::string give_back;  // the peer whose shared place is given back
+  {
+    std::lock_guard lock(mu_);
+    if (in_flight_ > 0) {
+      --in_flight_;
+    }
+    if (!keep) {
+      if (auto it = by_tag_.find(tag); it != by_tag_.end() && it->second.shared) {
+        give_back = it->second.peer;
+      }
+      RemoveLocked(tag);
+    }
   }
-  if (!keep) {
-    RemoveLocked(tag);
+  if (!give_back.empty()) {
+    ReleaseShared(give_back);
   }
 }
 

@@ -21,6 +21,13 @@
 //    per tracked registration (a 64-bit tag of a SHA-256 of its id, never the id, and its peer),
 //    at most min(`max_pending`, 100,000) of them (~150 bytes each); past that the entry expiring
 //    first is forgotten.
+//    With shared counts (daemons on one database) the per-peer count is the store's instead
+//    (limiter "registration-pending-peer" of SharedLimits: the count and the latest expiry of
+//    the registrations counted), so spreading registrations over nodes gains nothing. A
+//    confirmation on any node gives the place back (the caller passes the registration's peer,
+//    which it keeps in the sealed record); an unconfirmed one counts until the peer's latest
+//    pending registration expires (a refused peer's Retry-After), a little longer than in
+//    memory, never shorter. If the shared count cannot be read, the node's own count decides.
 //  * Room. No new registration while more than `max_map_percent` of the store's map is in use
 //    (Stats::used_bytes - free_bytes), so registrations can never take the room that tokenize
 //    and the other authenticated writes need: they may use the whole map.
@@ -99,8 +106,9 @@ class RegistrationLimits {
   // Takes a place for the new registration `id` of `peer`, pending until `expires_at`.
   Result<Slot> AdmitPending(std::string_view peer, std::string_view id, int64_t expires_at,
                             int64_t* retry_after_seconds);
-  // The registration `id` was confirmed: it no longer counts for its peer.
-  void Confirmed(std::string_view id);
+  // The registration `id` of `peer` was confirmed: it no longer counts for its peer. `peer` (as
+  // given to AdmitPending, on whichever node) gives the shared place back; empty: not shared.
+  void Confirmed(std::string_view id, std::string_view peer);
 
   // Registrations tracked per peer in memory (tests).
   size_t TrackedForTesting();
@@ -109,11 +117,20 @@ class RegistrationLimits {
   struct Pending {
     std::string peer;
     int64_t expires_at = 0;
+    bool shared = false;  // counted in the shared per-peer count too
   };
+  // Counts one pending registration of `peer` in the shared count. Ok(true): counted; Ok(false):
+  // the peer is at its cap (*retry_after_seconds set); an error: the store's.
+  Result<bool> AdmitShared(const std::string& peer, int64_t expires_at, int64_t now,
+                           int64_t* retry_after_seconds);
+  // Gives one shared place of `peer` back, without waiting.
+  void ReleaseShared(std::string_view peer);
   void Settle(uint64_t tag, bool keep);
   void RemoveLocked(uint64_t tag);
   void DropExpiredLocked(int64_t now);
   void DropExpiredOfPeerLocked(const std::string& peer, int64_t now);
+  // Seconds until `peer` is under its cap in this node's own count; 0: under it now.
+  int64_t LocalPeerWaitLocked(const std::string& peer, int64_t now);
   void LogFullLocked(std::string_view reason, int64_t now);
 
   store::Store& store_;
@@ -123,6 +140,7 @@ class RegistrationLimits {
   const RegistrationLimitsOptions options_;
   StepLimiter address_limiter_;
   StepLimiter peer_limiter_;
+  SharedLimits* shared_;  // null: per-peer pending counts in memory only
 
   std::mutex mu_;
   std::unordered_map<uint64_t, Pending> by_tag_;                    // guarded by mu_

@@ -136,7 +136,7 @@ TEST_F(RegistrationLimitsTest, APeerHoldsAtMostItsShareOfPendingRegistrations) {
   ASSERT_TRUE(other.has_value());
   other->Keep();
   // A confirmed registration stops counting at once...
-  l.Confirmed("reg-1");
+  l.Confirmed("reg-1", "");
   auto again = Admit(l, "uid:1000", "reg-4");
   ASSERT_TRUE(again.has_value());
   again->Keep();

@@ -14,6 +14,7 @@
 #include "common/testing/status_matchers.h"
 #include "crypto/hash.h"
 #include "service/rate_limiter.h"
+#include "service/registration_limits.h"
 #include "service/tables.h"
 #include "store/lmdb_store.h"
 #include "store/pg_store.h"
@@ -199,6 +200,68 @@ TEST_P(SharedLimitsTest, ConcurrentCountsOnTwoNodesAreNotLost) {
   ASSERT_OK(stored);
   ASSERT_TRUE(stored->has_value());
   EXPECT_EQ((*stored)->failures, 50u);
+}
+
+TEST_P(SharedLimitsTest, PendingRegistrationsOfAPeerAreCountedOverBothNodes) {
+  RegistrationLimitsOptions o;
+  o.max_pending_per_peer = 2;
+  RegistrationLimits a(*store_, std::string(tables::kRegistrations), clock_, log_, o,
+                       node_a_.get());
+  RegistrationLimits b(*store_, std::string(tables::kRegistrations), clock_, log_, o,
+                       node_b_.get());
+  const int64_t start = clock_.NowSeconds();
+  int64_t wait = 0;
+  auto admit = [&](RegistrationLimits& node, std::string_view id, int64_t lifetime) {
+    return node.AdmitPending("10.0.0.7", id, clock_.NowSeconds() + lifetime, &wait);
+  };
+  auto r1 = admit(a, "reg-1", 3600);
+  ASSERT_OK(r1);
+  r1->Keep();
+  clock_.Advance(10);
+  auto r2 = admit(b, "reg-2", 3600);
+  ASSERT_OK(r2);
+  r2->Keep();
+  // The cap (2) is reached over both nodes: refused on either, until the latest one expires.
+  for (RegistrationLimits* node : {&a, &b}) {
+    auto refused = admit(*node, "reg-3", 3600);
+    EXPECT_EQ(refused.status().code(), Code::kResourceExhausted);
+    EXPECT_EQ(wait, start + 10 + 3600 - clock_.NowSeconds());
+  }
+  EXPECT_OK(a.AdmitPending("10.0.0.8", "other", start + 3600, &wait).status());  // another peer
+  // A registration started on a and confirmed on b gives its place back on both.
+  b.Confirmed("reg-1", "10.0.0.7");
+  bool admitted = false;
+  for (int i = 0; i < 200 && !admitted; ++i) {  // the place is given back without waiting
+    auto again = admit(a, "reg-4", 3600);
+    admitted = again.ok();
+    if (admitted) {
+      again->Keep();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(admitted);
+  EXPECT_EQ(admit(b, "reg-5", 3600).status().code(), Code::kResourceExhausted);
+  // A place taken and dropped (the registration failed on the way) is given back too.
+  clock_.Advance(3600 + 10);  // everything counted has expired: a fresh count
+  {
+    auto dropped = admit(a, "reg-6", 60);
+    ASSERT_OK(dropped);
+  }
+  auto kept = admit(b, "reg-7", 60);
+  ASSERT_OK(kept);
+  kept->Keep();
+  admitted = false;
+  for (int i = 0; i < 200 && !admitted; ++i) {
+    auto again = admit(b, "reg-8", 60);
+    admitted = again.ok();
+    if (admitted) {
+      again->Keep();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(admitted);
 }
 
 TEST(SharedLimitsCodecTest, RoundTripAndRefusesOtherVersions) {

@@ -11,6 +11,7 @@ account id in clear.
 import json
 import os
 import shutil
+import time
 import unittest
 
 import pg_server
@@ -21,37 +22,35 @@ WHY_NOT = pg_server.unavailable()
 BAD_HASH = "YnJ1dGUgZm9yY2UgcGFzc3dvcmQgaGFzaA=="
 
 
-@unittest.skipIf(WHY_NOT, WHY_NOT)
-class ClusterLimitsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = pg_server.PgServer()
-        cls.pg.psql("CREATE DATABASE otd")
-        accounts = {"login_free_failures": 3, "login_base_delay_seconds": 30,
-                    "login_peer_free_failures": 1000, "registrations_per_address": 2,
-                    "registrations_per_peer": 1000}
+def two_nodes(pg, db, accounts):
+    """Two daemons on database `db` of `pg` with the same token and `accounts` limits, started."""
+    pg.psql(f"CREATE DATABASE {db}")
 
-        def config(d):
-            return {"storage": {"path": os.path.join(d.dir, "data"), "backend": "postgresql",
-                                "postgresql": {"conninfo": cls.pg.conninfo("otd"),
-                                               "pool_size": 4}},
-                    "accounts": accounts}
+    def config(d):
+        return {"storage": {"path": os.path.join(d.dir, "data"), "backend": "postgresql",
+                            "postgresql": {"conninfo": pg.conninfo(db), "pool_size": 4}},
+                "accounts": accounts}
 
-        cls.a = Daemon(init_keys=False)
-        cls.a.extra_config = config(cls.a)
-        cls.a.write_config()
-        cls.a.admin("init", check=True)
-        # Node b: its own state dir, the same token (a copy of a's SoftHSM2 token directory: the
-        # keys are the same objects) and the same database.
-        cls.b = Daemon(init_keys=False)
-        tokens_b = os.path.join(cls.b.dir, "hsm", "tokens")
-        shutil.rmtree(tokens_b)
-        shutil.copytree(os.path.join(cls.a.dir, "hsm", "tokens"), tokens_b)
-        shutil.copyfile(cls.a.pin_file, cls.b.pin_file)
-        cls.b.extra_config = config(cls.b)
-        cls.b.write_config()
-        cls.a.start()
-        cls.b.start()
+    a = Daemon(init_keys=False)
+    a.extra_config = config(a)
+    a.write_config()
+    a.admin("init", check=True)
+    # Node b: its own state dir, the same token (a copy of a's SoftHSM2 token directory: the
+    # keys are the same objects) and the same database.
+    b = Daemon(init_keys=False)
+    tokens_b = os.path.join(b.dir, "hsm", "tokens")
+    shutil.rmtree(tokens_b)
+    shutil.copytree(os.path.join(a.dir, "hsm", "tokens"), tokens_b)
+    shutil.copyfile(a.pin_file, b.pin_file)
+    b.extra_config = config(b)
+    b.write_config()
+    a.start()
+    b.start()
+    return a, b
+
+
+class TwoNodeCase(unittest.TestCase):
+    """Stops the two nodes (cls.a, cls.b) and the PostgreSQL server (cls.pg) of a class."""
 
     @classmethod
     def tearDownClass(cls):
@@ -62,6 +61,18 @@ class ClusterLimitsTest(unittest.TestCase):
             assert codes == [0, 0], codes
         finally:
             cls.pg.cleanup()
+
+
+@unittest.skipIf(WHY_NOT, WHY_NOT)
+class ClusterLimitsTest(TwoNodeCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pg_server.PgServer()
+        cls.a, cls.b = two_nodes(cls.pg, "otd", {
+            "login_free_failures": 3, "login_base_delay_seconds": 30,
+            "login_peer_free_failures": 1000, "registrations_per_address": 2,
+            "registrations_per_peer": 1000})
+
 
     def test_login_failures_spread_over_two_nodes_hit_the_delay(self):
         c = Client(self.a, address="cluster-brute@example.com")
@@ -104,6 +115,49 @@ class ClusterLimitsTest(unittest.TestCase):
         self.assertNotIn(b"registration-address", dump)
         rows = self.pg.psql("SELECT count(*) FROM otd_records WHERE tbl = 'limits'", db="otd")
         self.assertGreater(int(rows), 0)
+
+
+@unittest.skipIf(WHY_NOT, WHY_NOT)
+class ClusterPendingRegistrationsTest(TwoNodeCase):
+    """A peer's pending (unconfirmed) registrations are capped over both nodes, and a
+    registration confirmed on the other node gives its place back. Before, each node counted its
+    own, so a peer spreading registrations over N nodes held N times the cap."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = pg_server.PgServer()
+        cls.a, cls.b = two_nodes(cls.pg, "otdpending", {
+            "max_pending_registrations_per_peer": 2, "registrations_per_peer": 1000})
+
+
+    def test_a_peers_pending_cap_holds_over_both_nodes(self):
+        first = Client(self.a, address="pending-1@example.com")
+        first.register()
+        second = Client(self.b, address="pending-2@example.com")
+        second.register()
+        for node in (self.a, self.b):  # the cap (2) is reached over both nodes
+            r = Client(node, address="pending-3@example.com").req(
+                "POST", "/registration", {"email": "pending-3@example.com"})
+            self.assertEqual(r.status, 429, r.body[:200])
+            self.assertEqual(json.loads(r.body)["code"], "too-many-requests")
+            wait = int(r.header("Retry-After"))
+            self.assertGreater(wait, 60)  # until the pending ones expire, not a rate's backoff
+        # The first (started on a) is secured and confirmed on b: its place is given back.
+        first.d = self.b
+        self.assertEqual(first.secure().status, 204)
+        r, _ = first.confirm(os.path.join(self.b.dir, "mail"))
+        self.assertEqual(r.status, 201, r.body[:200])
+        deadline = time.time() + 10  # given back without waiting for the commit
+        while True:
+            r = Client(self.a, address="pending-4@example.com").req(
+                "POST", "/registration", {"email": "pending-4@example.com"})
+            if r.status != 429 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.status, 200, r.body[:200])
+        r = Client(self.b, address="pending-5@example.com").req(
+            "POST", "/registration", {"email": "pending-5@example.com"})
+        self.assertEqual(r.status, 429, r.body[:200])
 
 
 if __name__ == "__main__":
