@@ -6,6 +6,7 @@
 
 #include "common/check.h"
 #include "store/internal/pg_conn.h"
+#include "store/internal/pg_reads.h"
 #include "store/internal/pg_schema.h"
 #include "store/internal/pg_writer.h"
 
@@ -31,15 +32,13 @@ constexpr int kForEachPage = 512;  // rows fetched per round trip by ForEach()
 // over the generic one (re-planned on every call). Every statement run on a pooled connection
 // must therefore have a good generic plan (no OR on a parameter that only constant folding
 // would remove).
-constexpr const char* kGetStmt = "otd_get";
 constexpr const char* kGetManyStmt = "otd_get_many";
 constexpr const char* kExpiryStmt = "otd_expiry";
 const std::vector<internal::PgPrepared>& PooledStatements() {
   static const std::vector<internal::PgPrepared> kAll = {
-      {kGetStmt, "SELECT value FROM otd_records WHERE tbl = $1::text AND key = $2::bytea"},
-      // One row per key in order, value NULL when absent (the column is NOT NULL): one statement,
-      // so one snapshot (READ COMMITTED takes it per statement) and one round trip; the subquery
-      // is a primary-key index lookup per key.
+      // Every point read (Get, GetMany, coalesced): one row per key in order, value NULL when
+      // absent (the column is NOT NULL): one statement, so one snapshot (READ COMMITTED takes it
+      // per statement) and one round trip; the subquery is a primary-key index lookup per key.
       {kGetManyStmt,
        "SELECT (SELECT r.value FROM otd_records r WHERE r.tbl = q.tbl AND r.key = q.key) "
        "FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS q(tbl, key, i) ORDER BY q.i"},
@@ -98,6 +97,39 @@ Result<int> SchemaVersion(PGconn* c, int timeout_ms) {
              /*binary=*/false);
   OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "schema version"));
   return std::stoi(PQgetvalue(r.get(), 0, 0));
+}
+
+// The most keys of one coalesced read statement (store/internal/pg_reads.h).
+constexpr size_t kMaxCoalescedKeys = 4 * kMaxGetMany;
+
+// One statement for `keys` (any number, repeats allowed): a value or nullopt per key, in order.
+Result<std::vector<std::optional<Bytes>>> ReadKeys(PgPool& pool, const std::vector<ReadKey>& keys) {
+  std::vector<std::optional<ByteView>> tbls;
+  std::vector<std::optional<ByteView>> ks;
+  tbls.reserve(keys.size());
+  ks.reserve(keys.size());
+  for (const ReadKey& k : keys) {
+    tbls.emplace_back(AsBytes(k.table));
+    ks.emplace_back(k.key);
+  }
+  return WithConnection(pool, [&](PGconn* c) -> Result<std::vector<std::optional<Bytes>>> {
+    PgParams p;
+    p.Array(25, tbls);
+    p.Array(17, ks);
+    PgResultPtr r = PgExecPrepared(c, kGetManyStmt, p, pool.settings().client_timeout_ms());
+    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
+    if (static_cast<size_t>(PQntuples(r.get())) != keys.size()) {
+      return Internal("store: PostgreSQL read returned a wrong number of rows");
+    }
+    std::vector<std::optional<Bytes>> out(keys.size());
+    for (int row = 0; row < PQntuples(r.get()); ++row) {
+      if (PQgetisnull(r.get(), row, 0) == 0) {
+        ByteView v = PgBytes(r.get(), row, 0);
+        out[static_cast<size_t>(row)] = Bytes(v.begin(), v.end());
+      }
+    }
+    return out;
+  });
 }
 
 }  // namespace
@@ -216,7 +248,13 @@ Result<std::unique_ptr<PgStore>> PgStore::Open(PgOptions options, Logger* log) {
 
 PgStore::PgStore(PgOptions options, std::unique_ptr<internal::PgPool> pool,
                  std::unique_ptr<internal::PgWriter> writer)
-    : options_(std::move(options)), pool_(std::move(pool)), writer_(std::move(writer)) {}
+    : options_(std::move(options)),
+      pool_(std::move(pool)),
+      reads_(std::make_unique<internal::ReadCoalescer>(
+          [pool = pool_.get()](const std::vector<ReadKey>& keys) { return ReadKeys(*pool, keys); },
+          std::clamp<size_t>(options_.reads_in_flight, 1, options_.pool_size),
+          kMaxCoalescedKeys)),
+      writer_(std::move(writer)) {}
 
 PgStore::~PgStore() = default;
 
@@ -246,54 +284,22 @@ Status CheckKey(ByteView key) {
 Result<std::optional<Bytes>> PgStore::Get(std::string_view table, ByteView key) const {
   OTD_RETURN_IF_ERROR(CheckTable(table));
   OTD_RETURN_IF_ERROR(CheckKey(key));
-  return WithConnection(*pool_, [&](PGconn* c) -> Result<std::optional<Bytes>> {
-    PgParams p;
-    p.Text(table);
-    p.Bytea(key);
-    PgResultPtr r = PgExecPrepared(c, kGetStmt, p, pool_->settings().client_timeout_ms());
-    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
-    if (PQntuples(r.get()) == 0) {
-      return std::optional<Bytes>();
-    }
-    ByteView v = PgBytes(r.get(), 0, 0);
-    return std::optional<Bytes>(Bytes(v.begin(), v.end()));
-  });
+  OTD_ASSIGN_OR_RETURN(auto values, reads_->Read({{.table = table, .key = key}}));
+  return std::move(values.at(0));
 }
 
 Result<std::vector<std::optional<Bytes>>> PgStore::GetMany(const std::vector<ReadKey>& keys) const {
   if (keys.size() > kMaxGetMany) {
     return InvalidArgument("store: more than " + std::to_string(kMaxGetMany) + " keys in a read");
   }
-  std::vector<std::optional<ByteView>> tbls;
-  std::vector<std::optional<ByteView>> ks;
   for (const ReadKey& k : keys) {
     OTD_RETURN_IF_ERROR(CheckTable(k.table));
     OTD_RETURN_IF_ERROR(CheckKey(k.key));
-    tbls.emplace_back(AsBytes(k.table));
-    ks.emplace_back(k.key);
   }
-  std::vector<std::optional<Bytes>> out(keys.size());
-  if (keys.empty()) {
-    return out;
-  }
-  return WithConnection(*pool_, [&](PGconn* c) -> Result<std::vector<std::optional<Bytes>>> {
-    PgParams p;
-    p.Array(25, tbls);
-    p.Array(17, ks);
-    PgResultPtr r = PgExecPrepared(c, kGetManyStmt, p, pool_->settings().client_timeout_ms());
-    OTD_RETURN_IF_ERROR(PgCheck(c, r.get(), "read"));
-    if (static_cast<size_t>(PQntuples(r.get())) != out.size()) {
-      return Internal("store: PostgreSQL read returned a wrong number of rows");
-    }
-    for (int row = 0; row < PQntuples(r.get()); ++row) {
-      if (PQgetisnull(r.get(), row, 0) == 0) {
-        ByteView v = PgBytes(r.get(), row, 0);
-        out[static_cast<size_t>(row)] = Bytes(v.begin(), v.end());
-      }
-    }
-    return out;
-  });
+  return reads_->Read(keys);
 }
+
+uint64_t PgStore::ReadStatementsForTesting() const { return reads_->statements(); }
 
 Result<int64_t> PgStore::ExpiryOf(std::string_view table, ByteView key) const {
   OTD_RETURN_IF_ERROR(CheckTable(table));

@@ -23,6 +23,10 @@
 // every batch of the group gets kUnavailable, never Ok. The COMMIT runs with statement_timeout
 // 0, so a commit waiting for its synchronous standby is never cancelled by the timeout.
 //
+// Point reads (Get, GetMany) are coalesced: at most `reads_in_flight` statements run at once, and
+// the callers that find them all running leave together in the next one (one statement, one
+// snapshot per caller; store/internal/pg_reads.h), which saves the server and the daemon a round
+// trip per caller under load and costs nothing when idle.
 // Reads use a pool of `pool_size` connections (lazily opened; a connection the server closed is
 // noticed before use and reopened; an idempotent read is retried once on a fresh connection).
 // ForEach() pages through the table in key order inside one REPEATABLE READ READ ONLY
@@ -58,6 +62,7 @@ namespace otd::store {
 namespace internal {
 class PgPool;
 class PgWriter;
+class ReadCoalescer;
 }  // namespace internal
 
 struct PgOptions {
@@ -67,6 +72,9 @@ struct PgOptions {
   int statement_timeout_ms = 5000;    // per statement; the COMMIT itself runs without
   int connect_timeout_ms = 5000;      // libpq connect_timeout (rounded up to seconds, min 2 s)
   size_t max_batch_mutations = 4096;  // group-commit cap per transaction
+  // Point-read statements running at once (1..pool_size); the reads of callers that find them
+  // all running leave together in the next one (store/internal/pg_reads.h).
+  size_t reads_in_flight = 2;
   std::vector<std::string> tables;    // the tables the caller uses
 };
 
@@ -104,6 +112,9 @@ class PgStore final : public Store {
   // PostgreSQL has no unrecoverable state for the process: the handler is never called.
   void SetPanicHandler(std::function<void()> fn) override;
 
+  // Point-read statements sent so far (Get and GetMany calls are coalesced: tests).
+  uint64_t ReadStatementsForTesting() const;
+
  private:
   PgStore(PgOptions options, std::unique_ptr<internal::PgPool> pool,
           std::unique_ptr<internal::PgWriter> writer);
@@ -111,6 +122,7 @@ class PgStore final : public Store {
 
   PgOptions options_;
   std::unique_ptr<internal::PgPool> pool_;
+  std::unique_ptr<internal::ReadCoalescer> reads_;
   std::unique_ptr<internal::PgWriter> writer_;  // destroyed first
 };
 
