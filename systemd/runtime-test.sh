@@ -243,6 +243,29 @@ if ct test -e /run/opentokend/api.sock; then fail "api.sock left after stopping 
 else pass "api.sock removed with the socket unit"; fi
 check "/run/opentokend preserved" "opentokend:opentokend 751 directory" "$(ct stat -c '%U:%G %a %F' /run/opentokend 2>&1)"
 
+# --- a store that is not there at start: restarted until it is (exit 69, Restart=on-failure) ---
+echo "== exit 69 at start is retried until the store is back"
+ct chmod 000 /var/lib/opentokend/data
+ct systemctl reset-failed opentokend.service >/dev/null 2>&1 || true
+if out=$(ct systemctl start --no-block opentokend.service 2>&1); then pass "systemctl start --no-block opentokend.service (store unreadable)"
+else fail "systemctl start --no-block: $out"; fi
+sleep 13  # past the default start-limit window (5 starts in 10 s)
+restarts=$(ct systemctl show -P NRestarts opentokend.service)
+if [ "${restarts:-0}" -ge 4 ]; then pass "restarted $restarts times in 13 s"; else fail "NRestarts $restarts after 13 s"; fi
+check "exit status of the failed starts" "69" "$(ct systemctl show -P ExecMainStatus opentokend.service)"
+state="$(ct systemctl show -P ActiveState opentokend.service)"
+if [ "$state" != failed ]; then pass "not given up ($state)"; else fail "unit failed for good: $(ct systemctl show -P Result opentokend.service)"; fi
+ct chmod 700 /var/lib/opentokend/data
+for _ in $(seq 1 30); do
+  [ "$(ct systemctl show -P ActiveState opentokend.service)" = active ] && break
+  sleep 0.5
+done
+check "opentokend.service once the store is back" "active running" "$(ct systemctl show -P ActiveState opentokend.service) $(ct systemctl show -P SubState opentokend.service)"
+out=$(ct_as otd-member /usr/bin/python3 /usr/lib/opentokend-test/client.py 2>&1)
+if grep -q '^HTTP/1.1 200 ' <<<"$out"; then pass "serving after the store came back: $(head -n1 <<<"$out")"
+else fail "not serving after the store came back:"; sed 's/^/    /' <<<"$out"; fi
+ct timeout 60 systemctl stop opentokend.service opentokend.socket || fail "stop after the retry test"
+
 echo "== journal of opentokend.service"
 ct journalctl -b -u opentokend.service -u opentokend.socket -o short-monotonic --no-pager | sed 's/^/    /' | tail -n 30
 

@@ -1,6 +1,5 @@
 #include "store/internal/pg_reads.h"
 
-#include <algorithm>
 #include <utility>
 
 #include "common/check.h"
@@ -19,70 +18,94 @@ Result<ReadCoalescer::Values> ReadCoalescer::Read(const std::vector<ReadKey>& ke
   }
   OTD_CHECK(keys.size() <= kMaxGetMany);
   Request me{.keys = &keys};
-  std::unique_lock lock(mu_);
-  queued_.push_back(&me);
-  while (!me.result) {
-    if (!me.taken && in_flight_ < max_in_flight_) {
-      Lead(me, lock);
+  std::future<std::optional<Result<Values>>> answer = me.answer.get_future();
+  bool lead_now = false;
+  {
+    std::lock_guard lock(mu_);
+    if (in_flight_ < max_in_flight_) {
+      ++in_flight_;  // a free slot: this caller runs at once
+      lead_now = true;
     } else {
-      done_.wait(lock);
+      queued_.push_back(&me);
     }
   }
-  return std::move(*me.result);
+  if (!lead_now) {
+    std::optional<Result<Values>> got = answer.get();
+    if (got) {
+      return std::move(*got);
+    }
+    // nullopt: taken off the queue and handed a slot.
+  }
+  return Lead(keys);
 }
 
-void ReadCoalescer::Lead(Request& me, std::unique_lock<std::mutex>& lock) {
-  // Take `me`, then the queued callers in order while their keys fit.
-  std::vector<Request*> batch{&me};
-  size_t key_count = me.keys->size();
-  std::erase(queued_, &me);
-  while (!queued_.empty() && key_count + queued_.front()->keys->size() <= max_keys_) {
-    key_count += queued_.front()->keys->size();
-    batch.push_back(queued_.front());
-    queued_.pop_front();
+Result<ReadCoalescer::Values> ReadCoalescer::Lead(const std::vector<ReadKey>& mine) {
+  // Take the queued callers in order while their keys fit. Their Requests stay alive (and their
+  // keys readable) until their promises are set, at the very end.
+  std::vector<const std::vector<ReadKey>*> their_keys;
+  std::vector<std::promise<std::optional<Result<Values>>>> their_answers;
+  size_t key_count = mine.size();
+  {
+    std::lock_guard lock(mu_);
+    while (!queued_.empty() && key_count + queued_.front()->keys->size() <= max_keys_) {
+      Request* r = queued_.front();
+      queued_.pop_front();
+      key_count += r->keys->size();
+      their_keys.push_back(r->keys);
+      their_answers.push_back(std::move(r->answer));
+    }
+    ++statements_;
+    callers_ += 1 + their_keys.size();
   }
-  for (Request* r : batch) {
-    r->taken = true;
-  }
-  ++in_flight_;
-  ++statements_;
-  callers_ += batch.size();
-  lock.unlock();
 
-  std::vector<ReadKey> all;
+  std::vector<ReadKey> all(mine.begin(), mine.end());
   all.reserve(key_count);
-  for (const Request* r : batch) {
-    all.insert(all.end(), r->keys->begin(), r->keys->end());
+  for (const std::vector<ReadKey>* k : their_keys) {
+    all.insert(all.end(), k->begin(), k->end());
   }
   Result<Values> values = run_(all);
   if (values.ok() && values->size() != all.size()) {
     values = Internal("store: a coalesced read returned a wrong number of values");
   }
-  std::vector<Result<Values>> answers;
-  answers.reserve(batch.size());
-  size_t at = 0;
-  for (const Request* r : batch) {
+  // Slices the statement's values: [at, at + n) for one caller.
+  auto slice = [&values](size_t at, size_t n) -> Result<Values> {
     if (!values.ok()) {
-      answers.emplace_back(values.status());
-      continue;
+      return values.status();
     }
-    Values mine;
-    mine.reserve(r->keys->size());
-    for (size_t i = 0; i < r->keys->size(); ++i) {
-      mine.push_back(std::move((*values)[at + i]));
+    Values out;
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      out.push_back(std::move((*values)[at + i]));
     }
-    at += r->keys->size();
-    answers.emplace_back(std::move(mine));
+    return out;
+  };
+  Result<Values> my_answer = slice(0, mine.size());
+  std::vector<Result<Values>> answers;
+  answers.reserve(their_keys.size());
+  size_t at = mine.size();
+  for (const std::vector<ReadKey>* k : their_keys) {
+    answers.push_back(slice(at, k->size()));
+    at += k->size();
   }
 
-  lock.lock();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->result.emplace(std::move(answers[i]));
+  // The slot goes to the first caller still queued, if any; otherwise it is free again.
+  std::optional<std::promise<std::optional<Result<Values>>>> next;
+  {
+    std::lock_guard lock(mu_);
+    if (queued_.empty()) {
+      --in_flight_;
+    } else {
+      next.emplace(std::move(queued_.front()->answer));
+      queued_.pop_front();
+    }
   }
-  --in_flight_;
-  lock.unlock();
-  done_.notify_all();
-  lock.lock();
+  for (size_t i = 0; i < answers.size(); ++i) {
+    their_answers[i].set_value(std::move(answers[i]));
+  }
+  if (next) {
+    next->set_value(std::nullopt);
+  }
+  return my_answer;
 }
 
 uint64_t ReadCoalescer::statements() const {

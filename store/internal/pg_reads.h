@@ -13,13 +13,16 @@
 //
 // Errors: a failed statement fails every caller in it with the same status.
 //
+// Wake-ups: a queued caller is woken once, outside the lock, when its answer is in, or when it is
+// first in the queue as a slot frees (the slot is handed to it and it leads the next statement).
+//
 // Thread safety: thread safe. `run` is called outside the lock, at most `max_in_flight` at once.
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -47,19 +50,21 @@ class ReadCoalescer {
   uint64_t callers() const;
 
  private:
+  // A queued caller. Its promise is set exactly once, outside the lock, by whoever took it from
+  // the queue: with its answer (a leader ran its keys), or with nullopt (it is to lead the next
+  // statement: a slot was handed to it).
   struct Request {
     const std::vector<ReadKey>* keys;
-    std::optional<Result<Values>> result;
-    bool taken = false;
+    std::promise<std::optional<Result<Values>>> answer;
   };
-  // Runs `me` and the queued callers that fit; called with `lock` held, returns with it held.
-  void Lead(Request& me, std::unique_lock<std::mutex>& lock);
+  // Runs `mine` and the queued callers that fit in one statement, in the slot the caller holds;
+  // returns `mine`'s values. Called without the lock.
+  Result<Values> Lead(const std::vector<ReadKey>& mine);
 
   const Run run_;
   const size_t max_in_flight_;
   const size_t max_keys_;
   mutable std::mutex mu_;
-  std::condition_variable done_;
   std::deque<Request*> queued_;  // guarded by mu_: not yet taken, FIFO
   size_t in_flight_ = 0;         // guarded by mu_
   uint64_t statements_ = 0;      // guarded by mu_
