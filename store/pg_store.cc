@@ -252,8 +252,7 @@ PgStore::PgStore(PgOptions options, std::unique_ptr<internal::PgPool> pool,
       pool_(std::move(pool)),
       reads_(std::make_unique<internal::ReadCoalescer>(
           [pool = pool_.get()](const std::vector<ReadKey>& keys) { return ReadKeys(*pool, keys); },
-          std::clamp<size_t>(options_.reads_in_flight, 1, options_.pool_size),
-          kMaxCoalescedKeys)),
+          std::clamp<size_t>(options_.reads_in_flight, 1, options_.pool_size), kMaxCoalescedKeys)),
       writer_(std::move(writer)) {}
 
 PgStore::~PgStore() = default;

@@ -72,10 +72,10 @@ struct PgOptions {
   int statement_timeout_ms = 5000;    // per statement; the COMMIT itself runs without
   int connect_timeout_ms = 5000;      // libpq connect_timeout (rounded up to seconds, min 2 s)
   size_t max_batch_mutations = 4096;  // group-commit cap per transaction
+  std::vector<std::string> tables;    // the tables the caller uses
   // Point-read statements running at once (1..pool_size); the reads of callers that find them
   // all running leave together in the next one (store/internal/pg_reads.h).
   size_t reads_in_flight = 2;
-  std::vector<std::string> tables;    // the tables the caller uses
 };
 
 // kInvalidArgument when `conninfo` does not parse (keywords or URI) or carries a password (the

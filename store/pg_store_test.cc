@@ -429,8 +429,8 @@ TEST_F(PgStoreTest, ConcurrentPointReadsShareStatementsAndEachSeesItsOwnValues) 
           ++wrong;
         }
       } else {
-        auto v = store->GetMany({{.table = "t", .key = AsBytes(missing)},
-                                 {.table = "t", .key = AsBytes(key)}});
+        auto v = store->GetMany(
+            {{.table = "t", .key = AsBytes(missing)}, {.table = "t", .key = AsBytes(key)}});
         if (!v.ok() || v->size() != 2 || (*v)[0].has_value() || !(*v)[1].has_value() ||
             AsString(*(*v)[1]) != "value-" + std::to_string(k)) {
           ++wrong;

@@ -79,7 +79,8 @@ TEST(ReadCoalescerTest, AnIdleReadRunsAtOnceAndGetsItsValuesInOrder) {
   ReadCoalescer reads([](const std::vector<ReadKey>& k) { return Echo(k); }, 2, kMaxGetMany);
   Bytes a = ToBytes("a");
   Bytes m = ToBytes("missing-b");
-  auto got = reads.Read({{.table = "t", .key = a}, {.table = "u", .key = m}, {.table = "t", .key = a}});
+  auto got =
+      reads.Read({{.table = "t", .key = a}, {.table = "u", .key = m}, {.table = "t", .key = a}});
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->size(), 3u);
   EXPECT_EQ((*got)[0], ToBytes("t/a"));
@@ -92,8 +93,7 @@ TEST(ReadCoalescerTest, AnIdleReadRunsAtOnceAndGetsItsValuesInOrder) {
 
 TEST(ReadCoalescerTest, CallersThatFindTheSlotsBusyLeaveTogetherInTheNextStatement) {
   GatedRunner runner;
-  ReadCoalescer reads([&](const std::vector<ReadKey>& k) { return runner.Run(k); }, 1,
-                      kMaxGetMany);
+  ReadCoalescer reads([&](const std::vector<ReadKey>& k) { return runner.Run(k); }, 1, kMaxGetMany);
   std::atomic<int> started = 0;
   std::vector<std::thread> threads;
   std::vector<std::string> got(6);
@@ -128,8 +128,7 @@ TEST(ReadCoalescerTest, CallersThatFindTheSlotsBusyLeaveTogetherInTheNextStateme
 
 TEST(ReadCoalescerTest, AFailedStatementFailsEveryCallerInIt) {
   GatedRunner runner;
-  ReadCoalescer reads([&](const std::vector<ReadKey>& k) { return runner.Run(k); }, 1,
-                      kMaxGetMany);
+  ReadCoalescer reads([&](const std::vector<ReadKey>& k) { return runner.Run(k); }, 1, kMaxGetMany);
   std::atomic<int> started = 0;
   std::atomic<int> failed = 0;
   auto caller = [&] {
