@@ -58,8 +58,9 @@ Result<ReadCoalescer::Values> ReadCoalescer::Lead(const std::vector<ReadKey>& mi
     callers_ += 1 + their_keys.size();
   }
 
-  std::vector<ReadKey> all(mine.begin(), mine.end());
+  std::vector<ReadKey> all;
   all.reserve(key_count);
+  all.insert(all.end(), mine.begin(), mine.end());
   for (const std::vector<ReadKey>* k : their_keys) {
     all.insert(all.end(), k->begin(), k->end());
   }
