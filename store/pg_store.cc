@@ -300,6 +300,8 @@ Result<std::vector<std::optional<Bytes>>> PgStore::GetMany(const std::vector<Rea
 
 uint64_t PgStore::ReadStatementsForTesting() const { return reads_->statements(); }
 
+size_t PgStore::ReadsQueuedForTesting() const { return reads_->queued(); }
+
 Result<int64_t> PgStore::ExpiryOf(std::string_view table, ByteView key) const {
   OTD_RETURN_IF_ERROR(CheckTable(table));
   OTD_RETURN_IF_ERROR(CheckKey(key));

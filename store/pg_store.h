@@ -114,6 +114,8 @@ class PgStore final : public Store {
 
   // Point-read statements sent so far (Get and GetMany calls are coalesced: tests).
   uint64_t ReadStatementsForTesting() const;
+  // Point reads waiting for a statement slot right now (tests).
+  size_t ReadsQueuedForTesting() const;
 
  private:
   PgStore(PgOptions options, std::unique_ptr<internal::PgPool> pool,

@@ -119,4 +119,9 @@ uint64_t ReadCoalescer::callers() const {
   return callers_;
 }
 
+size_t ReadCoalescer::queued() const {
+  std::lock_guard lock(mu_);
+  return queued_.size();
+}
+
 }  // namespace otd::store::internal

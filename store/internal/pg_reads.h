@@ -48,6 +48,8 @@ class ReadCoalescer {
   // Statements run and callers served so far (tests; callers / statements = the mean batch).
   uint64_t statements() const;
   uint64_t callers() const;
+  // Callers waiting in the queue right now (tests: to know a batch is complete before it leaves).
+  size_t queued() const;
 
  private:
   // A queued caller. Its promise is set exactly once, outside the lock, by whoever took it from
