@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <ostream>
 
 #include "common/bytes.h"
@@ -15,18 +13,14 @@ namespace otd {
 
 namespace {
 
-std::string Timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  (void)std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                      static_cast<int>(ms));
-  return buf;
+// Appends `v` as exactly `width` decimal digits (v >= 0, v < 10^width).
+void AppendDigits(std::string& out, unsigned v, int width) {
+  char buf[8];
+  for (int i = width - 1; i >= 0; --i) {
+    buf[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+  out.append(buf, static_cast<size_t>(width));
 }
 
 }  // namespace
@@ -94,27 +88,60 @@ bool StdoutIsJournal(const char* journal_stream) {
   return static_cast<uint64_t>(st.st_dev) == dev && static_cast<uint64_t>(st.st_ino) == ino;
 }
 
-std::string JsonEscape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (uint8_t c : AsBytes(s)) {
+void AppendUtcTimestamp(std::string& out, std::chrono::system_clock::time_point t) {
+  using std::chrono::days;
+  using std::chrono::floor;
+  using std::chrono::milliseconds;
+  const auto ms = floor<milliseconds>(t);
+  const auto day = floor<days>(ms);
+  const std::chrono::year_month_day ymd{day};
+  const std::chrono::hh_mm_ss hms{ms - day};
+  AppendDigits(out, static_cast<unsigned>(static_cast<int>(ymd.year())), 4);
+  out += '-';
+  AppendDigits(out, static_cast<unsigned>(ymd.month()), 2);
+  out += '-';
+  AppendDigits(out, static_cast<unsigned>(ymd.day()), 2);
+  out += 'T';
+  AppendDigits(out, static_cast<unsigned>(hms.hours().count()), 2);
+  out += ':';
+  AppendDigits(out, static_cast<unsigned>(hms.minutes().count()), 2);
+  out += ':';
+  AppendDigits(out, static_cast<unsigned>(hms.seconds().count()), 2);
+  out += '.';
+  AppendDigits(out, static_cast<unsigned>(hms.subseconds().count()), 3);
+  out += 'Z';
+}
+
+void JsonEscapeTo(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t plain = 0;  // start of the run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      continue;
+    }
+    out.append(s.data() + plain, i - plain);
+    plain = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          // Non-ASCII bytes are escaped one by one, so a log line is always valid ASCII JSON.
-          char buf[8];
-          (void)std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+      default: {
+        // Non-ASCII bytes are escaped one by one, so a log line is always valid ASCII JSON.
+        const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+        out.append(u, sizeof u);
+      }
     }
   }
+  out.append(s.data() + plain, s.size() - plain);
+}
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  JsonEscapeTo(out, s);
   return out;
 }
 
@@ -126,18 +153,31 @@ void Logger::Log(LogLevel level, std::string_view event, std::initializer_list<L
     }
     return;
   }
+  // Built in place in one buffer (an access line is ~250 B): no temporary per field.
   std::string line;
+  line.reserve(320);
   if (priority_prefix_) {
-    line = PriorityPrefix(level);
+    line += PriorityPrefix(level);
   }
-  line += "{\"ts\":\"" + Timestamp() + "\",\"level\":\"" + std::string(LevelName(level)) +
-          "\",\"event\":\"" + JsonEscape(event) + "\"";
+  line += "{\"ts\":\"";
+  AppendUtcTimestamp(line, std::chrono::system_clock::now());
+  line += "\",\"level\":\"";
+  line += LevelName(level);
+  line += "\",\"event\":\"";
+  JsonEscapeTo(line, event);
+  line += '"';
   for (const auto& f : fields) {
-    line += ",\"" + JsonEscape(f.key) + "\":";
-    if (auto* s = std::get_if<std::string_view>(&f.value)) {
-      line += "\"" + JsonEscape(*s) + "\"";
-    } else if (auto* i = std::get_if<int64_t>(&f.value)) {
-      line += std::to_string(*i);
+    line += ",\"";
+    JsonEscapeTo(line, f.key);
+    line += "\":";
+    if (const auto* s = std::get_if<std::string_view>(&f.value)) {
+      line += '"';
+      JsonEscapeTo(line, *s);
+      line += '"';
+    } else if (const auto* i = std::get_if<int64_t>(&f.value)) {
+      char buf[24];
+      const auto r = std::to_chars(buf, buf + sizeof buf, *i);
+      line.append(buf, r.ptr);
     } else {
       line += std::get<bool>(f.value) ? "true" : "false";
     }

@@ -10,6 +10,7 @@
 // to journald (systemd sets JOURNAL_STREAM=<dev>:<inode> of that stream, systemd.exec(5)).
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -107,5 +108,12 @@ std::string_view LevelName(LogLevel level);
 
 // JSON string escaping used by the logger (control characters and non-UTF-8 bytes escaped).
 std::string JsonEscape(std::string_view s);
+// The same, appended to `out` (no temporary string).
+void JsonEscapeTo(std::string& out, std::string_view s);
+
+// Appends `t` as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC, milliseconds truncated; from 1970), the
+// logger's "ts". Plain arithmetic: no call into the C library's time functions, whose glibc
+// versions take a process-wide time zone lock even for UTC.
+void AppendUtcTimestamp(std::string& out, std::chrono::system_clock::time_point t);
 
 }  // namespace otd

@@ -5,6 +5,10 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -31,6 +35,83 @@ TEST(LoggerTest, EscapesControlAndNonAsciiBytes) {
   log.Warn("odd", {{"v", std::string_view("a\"b\n\x01\xff", 6)}});
   auto j = nlohmann::json::parse(out.str());  // must stay valid JSON
   EXPECT_EQ(j["v"].get<std::string>().substr(0, 4), "a\"b\n");
+}
+
+TEST(LoggerTest, EveryByteIsEscapedAsBeforeAndTheLineStaysAscii) {
+  // The reference is the escaping the logger used before it appended in place.
+  auto reference = [](uint8_t c) -> std::string {
+    switch (c) {
+      case '"': return "\\\"";
+      case '\\': return "\\\\";
+      case '\n': return "\\n";
+      case '\r': return "\\r";
+      case '\t': return "\\t";
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          (void)std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          return buf;
+        }
+        return std::string(1, static_cast<char>(c));
+    }
+  };
+  std::string all;
+  std::string want;
+  for (int c = 0; c < 256; ++c) {
+    all += static_cast<char>(c);
+    all += "ab";  // runs of plain bytes between the escaped ones
+    want += reference(static_cast<uint8_t>(c)) + "ab";
+  }
+  EXPECT_EQ(JsonEscape(all), want);
+  std::string appended = "prefix:";
+  JsonEscapeTo(appended, all);
+  EXPECT_EQ(appended, "prefix:" + want);
+  EXPECT_EQ(JsonEscape(""), "");
+  EXPECT_EQ(JsonEscape("plain"), "plain");
+  for (char c : want) {
+    EXPECT_TRUE(static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f);
+  }
+}
+
+TEST(LoggerTest, TimestampsAreUtcWithMillisecondsLikeGmtime) {
+  using std::chrono::milliseconds;
+  using std::chrono::system_clock;
+  auto reference = [](system_clock::time_point t) {
+    const auto ms = std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    (void)std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                        static_cast<int>(ms % 1000));
+    return std::string(buf);
+  };
+  std::vector<int64_t> at_ms = {0,
+                                999,
+                                1000,
+                                951782399999,
+                                951782400000,
+                                1709164800000,
+                                1709251199999,
+                                4102444799999,
+                                1798761599999,
+                                7258118399999};
+  std::mt19937_64 rng(20261206);
+  std::uniform_int_distribution<int64_t> any(0, 7258118399999);  // to 2199-12-31 (system_clock: ns)
+  for (int i = 0; i < 20000; ++i) {
+    at_ms.push_back(any(rng));
+  }
+  for (int64_t m : at_ms) {
+    const system_clock::time_point t{milliseconds(m)};
+    std::string got;
+    AppendUtcTimestamp(got, t);
+    ASSERT_EQ(got, reference(t)) << m << " ms";
+  }
+  std::string now;  // sub-millisecond parts are cut, never rounded up
+  AppendUtcTimestamp(now,
+                     system_clock::time_point{milliseconds(1500) + std::chrono::microseconds(999)});
+  EXPECT_EQ(now, "1970-01-01T00:00:01.500Z");
 }
 
 TEST(LoggerTest, DropsBelowMinimumLevel) {
