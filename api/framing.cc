@@ -1,7 +1,6 @@
 #include "api/framing.h"
 
 #include <algorithm>
-#include <cctype>
 #include <string_view>
 
 #include "common/bytes.h"
@@ -12,19 +11,29 @@ namespace http = boost::beast::http;
 
 namespace {
 
+// ASCII case folding. std::tolower is a call into the C library per byte (and follows the
+// locale): it was ~2 % of the daemon's CPU under load, in the target checks below.
+char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
 bool IEquals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
+           return AsciiLower(x) == AsciiLower(y);
          });
 }
 
-bool ContainsCI(std::string_view hay, std::string_view needle) {
-  if (needle.size() > hay.size()) {
-    return false;
-  }
-  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (IEquals(hay.substr(i, needle.size()), needle)) {
+// Whether `target` percent-encodes a NUL, CR or LF anywhere ("%00", "%0d", "%0a"), or a '.', '/'
+// or '\' ("%2e", "%2f", "%5c") within its first `path_end` bytes (the path), in either case. One
+// pass from '%' to '%'.
+bool HasForbiddenEscape(std::string_view target, size_t path_end) {
+  for (size_t i = target.find('%'); i != std::string_view::npos && i + 2 < target.size();
+       i = target.find('%', i + 1)) {
+    const char hi = target[i + 1];
+    const char lo = AsciiLower(target[i + 2]);
+    if (hi == '0' && (lo == '0' || lo == 'd' || lo == 'a')) {
+      return true;
+    }
+    if (i + 3 <= path_end &&
+        ((hi == '2' && (lo == 'e' || lo == 'f')) || (hi == '5' && lo == 'c'))) {
       return true;
     }
   }
@@ -174,8 +183,7 @@ std::optional<FramingError> CheckFraming(const http::request_header<>& header, b
   }
   std::string_view path = target.substr(0, target.find('?'));
   if (path.find("/..") != std::string_view::npos || path.find("//") != std::string_view::npos ||
-      ContainsCI(target, "%00") || ContainsCI(target, "%0d") || ContainsCI(target, "%0a") ||
-      ContainsCI(path, "%2e") || ContainsCI(path, "%2f") || ContainsCI(path, "%5c")) {
+      HasForbiddenEscape(target, path.size())) {
     return Bad("request target is not canonical");
   }
   return std::nullopt;

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
+#include <vector>
 #include <boost/beast/http.hpp>
 
 namespace otd::api {
@@ -72,6 +74,51 @@ TEST(FramingTest, RejectsNonCanonicalTargets) {
   EXPECT_EQ(Check("GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
   EXPECT_EQ(Check("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
   EXPECT_EQ(Check("GET /" + std::string(3000, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n"), 414);
+}
+
+// The one-pass escape check against the six substring searches it replaced (case-insensitive,
+// the path ends at '?'), over every target of up to 5 bytes from an alphabet of the bytes that
+// matter. The other checks (/.., //) are the same on both sides.
+TEST(FramingTest, EncodedEscapesAreRefusedExactlyAsBySubstringSearch) {
+  auto contains_ci = [](std::string_view hay, std::string_view needle) {
+    for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+      bool same = true;
+      for (size_t j = 0; j < needle.size(); ++j) {
+        same = same && std::tolower(static_cast<unsigned char>(hay[i + j])) ==
+                           std::tolower(static_cast<unsigned char>(needle[j]));
+      }
+      if (same) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const std::string alphabet = "%0d2A5cE?fx";
+  size_t refused = 0;
+  size_t tried = 0;
+  std::vector<std::string> level = {""};
+  for (int len = 1; len <= 5; ++len) {
+    std::vector<std::string> next;
+    for (const std::string& prefix : level) {
+      for (char c : alphabet) {
+        next.push_back(prefix + c);
+      }
+    }
+    for (const std::string& tail : next) {
+      const std::string target = "/" + tail;
+      const std::string_view path = std::string_view(target).substr(0, target.find('?'));
+      const bool want = contains_ci(target, "%00") || contains_ci(target, "%0d") ||
+                        contains_ci(target, "%0a") || contains_ci(path, "%2e") ||
+                        contains_ci(path, "%2f") || contains_ci(path, "%5c");
+      const int got = Check("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n");
+      ASSERT_EQ(got == 400, want) << target;
+      refused += want ? 1 : 0;
+      ++tried;
+    }
+    level = std::move(next);
+  }
+  EXPECT_GT(refused, 1000U);  // both verdicts are common over this alphabet
+  EXPECT_GT(tried - refused, 1000U);
 }
 
 TEST(FramingTest, RejectsUnknownExpectations) {
