@@ -150,13 +150,16 @@ class Client:
         self.login_href = find_link(r, rel="login", title="account-login")["href"]
         return r
 
-    def login(self, step_offset=0, pw_hash=None):
+    def login(self, step_offset=0, pw_hash=None, now=None):
+        """Logs in with the TOTP code of the step `step_offset` away from `now` (default: the
+        moment the request is sent; pass a fixed time to send one step's code again)."""
         ch = self.req("GET", self.login_href)
         assert ch.status == 200, (ch.status, ch.body)
         body = ch.json()
         h = challenge_hash(pw_hash or password_hash(body["passwordHashConfig"]), body["challengeHashConfig"])
+        at = time.time() if now is None else now
         r = self.req("POST", self.login_href,
-                     {"challengeHash": h, "mfa": {"totp": totp(self.seed, time.time(), step_offset)}})
+                     {"challengeHash": h, "mfa": {"totp": totp(self.seed, at, step_offset)}})
         if r.status == 200:
             cookie = r.header("Set-Cookie")
             self.cookie = re.match(r"login=([^;]*)", cookie).group(1)

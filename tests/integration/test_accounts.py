@@ -15,8 +15,10 @@ class AccountFlowTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # Every test registers from this one peer: the per-peer registration rate
-        # (test_registration_limits.py) is raised out of the way.
-        cls.d = Daemon(extra_config={"accounts": {"login_free_failures": 3, "login_base_delay_seconds": 2,
+        # (test_registration_limits.py) is raised out of the way. The login delay is 30 s so that
+        # a slow (sanitizer) build on a loaded machine cannot outlive it between two requests: the
+        # limiter counts whole seconds, so a 2 s delay could end 1.0 s after it began.
+        cls.d = Daemon(extra_config={"accounts": {"login_free_failures": 3, "login_base_delay_seconds": 30,
                                                   "challenge_lifetime_seconds": 10,
                                                   "registrations_per_peer": 200}})
         cls.d.start()
@@ -176,9 +178,11 @@ class AccountFlowTest(unittest.TestCase):
         c.full_registration(self.spool)
         # First login with the previous window's code, then the current one: both fine.
         self.assertEqual(c.login(step_offset=-1).status, 200)
-        self.assertEqual(c.login(step_offset=0).status, 200)
-        # The current code again (replay within its window): refused.
-        r = c.login(step_offset=0)
+        second = time.time()
+        self.assertEqual(c.login(now=second).status, 200)
+        # The same code again (a replay; its step is still the current or the previous one even
+        # when a 30 s boundary passed in between): refused.
+        r = c.login(now=second)
         self.assertEqual(r.status, 401)
         replay_body = r.json()
         # Wrong password, and an unknown account: the same reply.
