@@ -4,7 +4,6 @@
 // docs/decisions.md say where we deviate from the original.
 
 #include <algorithm>
-#include <cctype>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +11,7 @@
 #include "api/links.h"
 #include "api/request_helpers.h"
 #include "api/routes.h"
+#include "common/ascii.h"
 #include "common/dates.h"
 
 namespace otd::api {
@@ -28,12 +28,7 @@ bool IsTokenId(std::string_view id) {
          });
 }
 
-std::string LowerHex(std::string_view id) {
-  std::string out(id);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+std::string LowerHex(std::string_view id) { return AsciiLowerCopy(id); }
 
 json TokenJson(const service::AccessTokenInfo& i) {
   json j = {{"id", i.id},

@@ -1,13 +1,11 @@
 #include "api/auth.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "api/browser_policy.h"
 #include "api/errors.h"
 #include "api/ot1.h"
 #include "api/request_helpers.h"
 #include "api/routes.h"
+#include "common/ascii.h"
 #include "common/check.h"
 #include "common/clock.h"
 #include "crypto/encoding.h"
@@ -205,10 +203,7 @@ bool HasBearer(const Request& req) {
   if (v.size() < 7 || v[6] != ' ') {
     return false;
   }
-  std::string scheme(v.substr(0, 6));
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return scheme == "bearer";
+  return AsciiEqualsIgnoreCase(v.substr(0, 6), "bearer");
 }
 
 Response SignatureRequired(const Request& req, const RequestContext& ctx,

@@ -2,20 +2,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 #include "api/request_helpers.h"
+#include "common/ascii.h"
 
 namespace otd::api {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
@@ -28,7 +21,7 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 // "scheme://authority" of an absolute URL, lower-cased, with the scheme's default port removed;
 // empty when `url` is not an http(s) URL.
 std::string NormalizedOrigin(std::string_view url) {
-  std::string u = Lower(url);
+  std::string u = AsciiLowerCopy(url);
   std::string_view scheme;
   if (StartsWith(u, "https://")) {
     scheme = "https";
@@ -88,7 +81,7 @@ std::optional<std::string> CrossSiteRefusal(const Request& req, std::string_view
   if (!IsStateChanging(req.method())) {
     return std::nullopt;
   }
-  if (Lower(req["Sec-Fetch-Site"]) == "cross-site") {
+  if (AsciiLowerCopy(req["Sec-Fetch-Site"]) == "cross-site") {
     return "cross-site request refused (Sec-Fetch-Site: cross-site)";
   }
   size_t origins = 0;

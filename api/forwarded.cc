@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "api/connection_table.h"
+#include "common/ascii.h"
 
 namespace otd::api {
 
@@ -148,12 +149,6 @@ std::optional<std::string> Value(std::string_view v) {
   return std::nullopt;  // unterminated
 }
 
-bool EqualsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
-         });
-}
-
 // The for= node of one Forwarded element.
 std::optional<ip::address> ForwardedElement(std::string_view element) {
   std::optional<ip::address> node;
@@ -167,7 +162,7 @@ std::optional<ip::address> ForwardedElement(std::string_view element) {
     if (eq == std::string_view::npos || eq == 0) {
       return std::nullopt;
     }
-    if (!EqualsNoCase(pair.substr(0, eq), "for")) {
+    if (!AsciiEqualsIgnoreCase(pair.substr(0, eq), "for")) {
       continue;
     }
     if (++fors > 1) {

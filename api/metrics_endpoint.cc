@@ -4,10 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <memory>
 #include <string>
+
+#include "common/ascii.h"
 
 namespace otd::api {
 
@@ -31,11 +32,8 @@ bool BearerMatches(const Request& req, const SecretBytes& token) {
     return false;
   }
   // The scheme is case-insensitive (RFC 9110 §11.1).
-  for (size_t i = 0; i < kScheme.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(value[i])) !=
-        std::tolower(static_cast<unsigned char>(kScheme[i]))) {
-      return false;
-    }
+  if (!AsciiStartsWithIgnoreCase(value, kScheme)) {
+    return false;
   }
   const SecretBytes offered = SecretBytes::CopyFrom(value.substr(kScheme.size()));
   return ConstantTimeEquals(offered, token);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/ascii.h"
 #include "common/dates.h"
 
 namespace otd::api::ot1 {
@@ -20,20 +21,6 @@ std::string_view TrimOws(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
-}
-
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // RFC 9110 §5.6.2 tchar.
@@ -88,8 +75,7 @@ Status ParseSignedHeaders(std::string_view value, std::vector<std::string>& out)
     if (!IsToken(name)) {
       return Malformed("signed-headers holds something that is not a header name");
     }
-    std::string lower(name.size(), '\0');
-    std::transform(name.begin(), name.end(), lower.begin(), AsciiLower);
+    std::string lower = AsciiLowerCopy(name);
     if (std::find(out.begin(), out.end(), lower) != out.end()) {
       return Malformed("signed-headers lists a header twice");
     }
@@ -229,7 +215,7 @@ Result<SecretBytes> CanonicalContent(const Authorization& auth, const RequestVie
     }
     const std::string_view* found = nullptr;
     for (const auto& [field_name, field_value] : request.headers) {
-      if (EqualsIgnoreCase(TrimOws(field_name), name)) {
+      if (AsciiEqualsIgnoreCase(TrimOws(field_name), name)) {
         if (found != nullptr) {
           return Fail("a signed header appears more than once in the request");
         }

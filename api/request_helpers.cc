@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "api/errors.h"
+#include "common/ascii.h"
 
 namespace otd::api {
 
@@ -24,10 +25,7 @@ std::string_view Trim(std::string_view s) {
 
 std::string MediaType(std::string_view content_type) {
   std::string_view t = Trim(content_type.substr(0, content_type.find(';')));
-  std::string out(t);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+  return AsciiLowerCopy(t);
 }
 
 JsonBody ReadJsonBody(const Request& req, const RequestContext& ctx, const SchemaValidator& schemas,

@@ -34,6 +34,7 @@
 #include "api/connection_table.h"
 #include "api/errors.h"
 #include "api/framing.h"
+#include "common/ascii.h"
 #include "common/check.h"
 #include "crypto/random.h"
 
@@ -678,7 +679,7 @@ void HttpServer::Impl::SetClient(const ConnectionPeer& who, const Request& req,
   const std::string_view name = FieldNameOf(opt_.forwarded_header);
   std::vector<std::string_view> lines;
   for (const auto& f : req) {
-    if (beast::iequals(f.name_string(), name)) {
+    if (AsciiEqualsIgnoreCase(f.name_string(), name)) {
       lines.push_back(f.value());
     }
   }
