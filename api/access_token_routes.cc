@@ -28,8 +28,6 @@ bool IsTokenId(std::string_view id) {
          });
 }
 
-std::string LowerHex(std::string_view id) { return AsciiLowerCopy(id); }
-
 json TokenJson(const service::AccessTokenInfo& i) {
   json j = {{"id", i.id},
             {"accessTokenId", i.id},
@@ -69,7 +67,7 @@ std::optional<std::string> ItemId(const Call& call, std::optional<Response>* err
     *error = call.Error(400, "Validation", "accessTokenId: must be 24 hexadecimal characters");
     return std::nullopt;
   }
-  return LowerHex(id);
+  return AsciiLowerCopy(id);
 }
 
 Reply List(Call& call) {

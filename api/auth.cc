@@ -199,11 +199,7 @@ Authenticated Signature(const AuthSpec& spec, const Services& s, const Request& 
 }  // namespace
 
 bool HasBearer(const Request& req) {
-  std::string_view v = req[http::field::authorization];
-  if (v.size() < 7 || v[6] != ' ') {
-    return false;
-  }
-  return AsciiEqualsIgnoreCase(v.substr(0, 6), "bearer");
+  return AsciiStartsWithIgnoreCase(req[http::field::authorization], "Bearer ");
 }
 
 Response SignatureRequired(const Request& req, const RequestContext& ctx,

@@ -81,7 +81,7 @@ std::optional<std::string> CrossSiteRefusal(const Request& req, std::string_view
   if (!IsStateChanging(req.method())) {
     return std::nullopt;
   }
-  if (AsciiLowerCopy(req["Sec-Fetch-Site"]) == "cross-site") {
+  if (AsciiEqualsIgnoreCase(req["Sec-Fetch-Site"], "cross-site")) {
     return "cross-site request refused (Sec-Fetch-Site: cross-site)";
   }
   size_t origins = 0;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 
-#include "api/errors.h"
 #include "common/ascii.h"
 
 namespace otd::api {
@@ -26,30 +25,6 @@ std::string_view Trim(std::string_view s) {
 std::string MediaType(std::string_view content_type) {
   std::string_view t = Trim(content_type.substr(0, content_type.find(';')));
   return AsciiLowerCopy(t);
-}
-
-JsonBody ReadJsonBody(const Request& req, const RequestContext& ctx, const SchemaValidator& schemas,
-                      std::string_view schema_path, const Limits& limits) {
-  JsonBody out;
-  if (MediaType(req[http::field::content_type]) != "application/json") {
-    out.error = VndError(req, ctx, 415, "unsupported-media-type",
-                         "the request body must be application/json");
-    return out;
-  }
-  if (req.body().size() > limits.max_json_body_bytes) {
-    out.error = VndError(req, ctx, 413, "payload-too-large", "request body is too large");
-    return out;
-  }
-  JsonLimits jl;
-  jl.max_depth = limits.max_json_depth;
-  jl.max_string_bytes = limits.max_json_body_bytes;
-  auto parsed = ParseAndValidate(req.body(), schema_path, schemas, jl);
-  if (!parsed.ok()) {
-    out.error = VndError(req, ctx, 400, "bad-request", parsed.status().message());
-    return out;
-  }
-  out.doc = std::move(parsed).value();
-  return out;
 }
 
 void WipeJson(nlohmann::json& doc) {

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers shared by the handlers: JSON bodies (content type, size, strict parse, schema,
-// unknown fields), cookies, the peer identity, and error replies.
+// Helpers shared by the handlers: wiping and building JSON that carries secrets, cookies, the
+// media type. (JSON request bodies are read by the pipeline, api/pipeline.cc.)
 
 #include <optional>
 #include <string>
@@ -9,22 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api/http.h"
-#include "api/limits.h"
-#include "api/validation.h"
 
 namespace otd::api {
-
-// Either a parsed, validated document or the error response to send.
-struct JsonBody {
-  std::optional<nlohmann::json> doc;
-  std::optional<Response> error;
-};
-
-// Requires `Content-Type: application/json` (parameters such as charset allowed; 415 otherwise),
-// a body within limits.max_json_body_bytes (413), well-formed strict JSON (400), valid against
-// `schema_path` with no unknown fields (400, naming the field but never echoing values).
-JsonBody ReadJsonBody(const Request& req, const RequestContext& ctx, const SchemaValidator& schemas,
-                      std::string_view schema_path, const Limits& limits);
 
 // Overwrites every string in the document (after its values were copied into SecretBytes).
 void WipeJson(nlohmann::json& doc);

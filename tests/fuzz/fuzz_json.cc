@@ -1,5 +1,5 @@
 // fuzz_json: request-body decoding (common/strict_json.h) and schema validation
-// (api/validation.h), as ReadJsonBody does for every JSON route.
+// (api/validation.h), as the pipeline's ReadJson (api/pipeline.cc) does for every JSON route.
 //
 // Input: first byte picks the schema (every document under schema/), the rest is the body.
 // Properties checked (abort on violation):
